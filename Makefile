@@ -1,0 +1,57 @@
+# Two commands set everything up on a fresh machine:
+#   make run    installs what is missing, then serves http://127.0.0.1:8000
+#   make test   installs what is missing, then runs the whole test suite
+# Every install step lives here so that CI (a clean clone) needs nothing else.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA_DIR ?= var/data
+PYTEST_ARGS ?=
+
+export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
+
+.PHONY: run test test-fast deps sysdeps data dry-run lint clean help
+
+help:
+	@echo "make run       set up and start the service on http://127.0.0.1:8000"
+	@echo "make test      set up and run every test (includes a full 10-epoch dry-run)"
+	@echo "make test-fast set up and run the tests that do not train the CNN"
+	@echo "make dry-run   grade the reference solutions and blank templates"
+	@echo "make lint      ruff"
+
+# --- set-up -------------------------------------------------------------
+sysdeps:
+	@scripts/install-sysdeps.sh
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found %s)" % sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+deps: sysdeps $(STAMP)
+
+data: deps
+	$(BIN)/grader data fetch
+
+# --- use ----------------------------------------------------------------
+run: data
+	$(BIN)/python -m service
+
+test: data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: data
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+dry-run: data
+	$(BIN)/grader dry-run
+
+lint: deps
+	$(BIN)/ruff check grader service tests
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,45 @@
+"""``graph``: the model's output tensor: its op, its classes and the dense layer feeding it."""
+
+from __future__ import annotations
+
+from grader.comparators import CompareInput, Judgement, register
+from grader.report import ItemStatus
+from grader.spec import Text
+
+
+@register("graph")
+def compare_graph(given: CompareInput) -> Judgement:
+    options = given.item.compare.options
+    op = str(options.get("output_op", "Softmax"))
+    classes = int(options.get("classes", 10))
+    dense_in = int(options.get("dense_in", 800))
+    facts = given.probe
+    shape = facts.get("shape") or []
+    ops = [o for o in facts.get("ops") or [] if isinstance(o, dict)]
+    checks: list[tuple[bool, Text]] = []
+    checks.append((facts.get("op") == op, Text(
+        ja=f"y は {op} の出力ではありません ({facts.get('op')})。tf.nn.softmax を活性化関数にします。",
+        en=f"y is not a {op} output (it is {facts.get('op')}): use tf.nn.softmax as activation.",
+    )))
+    checks.append((bool(shape) and shape[-1] == classes, Text(
+        ja=f"y の形 {shape} は {classes} クラスの出力ではありません。",
+        en=f"y has shape {shape}, not {classes} classes.",
+    )))
+    matmul = any(
+        o.get("type") == "MatMul"
+        and len(o.get("inputs") or []) == 2
+        and (o["inputs"][0] or [None])[-1] == dense_in
+        and o["inputs"][1] == [dense_in, classes]
+        for o in ops
+    )
+    checks.append((matmul, Text(
+        ja=f"y の前に {dense_in} 次元から {classes} 次元への全結合層 (Dense({dense_in}, {classes}, ...)) がありません。",
+        en=f"y is not fed by a dense layer from {dense_in} to {classes} units "
+        f"(Dense({dense_in}, {classes}, ...)).",
+    )))
+    passed = sum(ok for ok, _ in checks)
+    feedback = [text for ok, text in checks if not ok]
+    fraction = passed / len(checks)
+    status = (ItemStatus.CORRECT if passed == len(checks) else
+              ItemStatus.PARTIAL if passed else ItemStatus.INCORRECT)
+    return Judgement(fraction, status, feedback, {"output_op": facts.get("op"), "shape": shape})

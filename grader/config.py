@@ -1,0 +1,41 @@
+"""Where the grader finds exercises, references and data, and which sandbox it uses.
+
+A frozen value built once (from the environment by the CLI and the service, explicitly by
+tests) and passed down; nothing deeper reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The checkout holding ``grader/``, ``exercises/`` and ``reference/``.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class GraderConfig:
+    exercises_root: Path
+    reference_root: Path
+    #: Holds ``mnist.npz`` (``grader data fetch`` puts it there).
+    data_dir: Path
+    #: Sandbox backend name: ``bwrap`` (default) or ``unsafe`` (development only, no isolation).
+    sandbox: str = "bwrap"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> GraderConfig:
+        """``GRADER_EXERCISES``, ``GRADER_REFERENCE``, ``GRADER_DATA_DIR``, ``GRADER_SANDBOX``;
+        defaults are the folders of this checkout and ``var/data``."""
+        env = os.environ if environ is None else environ
+
+        def path(name: str, default: Path) -> Path:
+            value = env.get(name, "")
+            return Path(value).resolve() if value else default
+
+        return cls(
+            exercises_root=path("GRADER_EXERCISES", PROJECT_ROOT / "exercises"),
+            reference_root=path("GRADER_REFERENCE", PROJECT_ROOT / "reference"),
+            data_dir=path("GRADER_DATA_DIR", PROJECT_ROOT / "var" / "data"),
+            sandbox=env.get("GRADER_SANDBOX", "") or "bwrap",
+        )

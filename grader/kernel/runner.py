@@ -1,0 +1,264 @@
+"""The process that runs inside the sandbox: execute a notebook, run the probes, write JSON.
+
+Usage (inside the sandbox): ``python runner.py PLAN.json``. It imports nothing from the
+``grader`` package (only this folder is mounted) and never sees reference answers.
+
+The plan (written by the host) names the notebook, the output paths, limits, the bootstrap
+configuration and, per graded item, the cell after which a probe runs. The result JSON is
+rewritten after every cell, so a run killed from outside still leaves what it reached. Progress
+goes to stdout as one JSON object per line: ``{"event": "cell", "index": 3, ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+HERE = Path(__file__).resolve().parent
+PROBE_MIME = "application/x-grader-probe+json"
+RESULT_VERSION = 1
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One progress event on stdout, read line by line by the host."""
+    sys.stdout.write(json.dumps({"event": event, "t": round(time.time(), 3), **fields}) + "\n")
+    sys.stdout.flush()
+
+
+class CappedClient(NotebookClient):
+    """A NotebookClient that keeps at most ``cell_output_bytes`` of output per cell and
+    ``notebook_output_bytes`` in all, so a cell printing in a loop cannot flood the host."""
+
+    def __init__(self, nb: Any, *, cell_output_bytes: int, notebook_output_bytes: int, **kw: Any):
+        super().__init__(nb, **kw)
+        self.cell_output_bytes = cell_output_bytes
+        self.notebook_output_bytes = notebook_output_bytes
+        self._cell_bytes: dict[int, int] = {}
+        self._total_bytes = 0
+        self._truncated: set[int] = set()
+
+    def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
+        content = msg.get("content", {})
+        if msg.get("msg_type") == "display_data" and PROBE_MIME in content.get("data", {}):
+            return super().output(outs, msg, display_id, cell_index)
+        size = len(json.dumps(content, default=str))
+        used = self._cell_bytes.get(cell_index, 0)
+        room = min(self.cell_output_bytes - used, self.notebook_output_bytes - self._total_bytes)
+        if size > room:
+            if msg.get("msg_type") == "stream" and room > 200:
+                content = dict(content, text=content.get("text", "")[: room - 200])
+                msg = dict(msg, content=content)
+                size = room
+            else:
+                if cell_index not in self._truncated:
+                    self._truncated.add(cell_index)
+                    marker = nbformat.v4.new_output(
+                        "stream", name="stderr", text="\n[grader] output truncated here\n"
+                    )
+                    outs.append(marker)
+                return None
+        self._cell_bytes[cell_index] = used + size
+        self._total_bytes += size
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class Runner:
+    def __init__(self, plan: dict[str, Any]):
+        self.plan = plan
+        self.nb = nbformat.read(plan["notebook"], as_version=4)
+        self.result: dict[str, Any] = {
+            "version": RESULT_VERSION,
+            "status": "running",
+            "cells": [],
+            "probes": {},
+            "bootstrap": [],
+            "timings": {},
+            "error": None,
+        }
+        self.replies: dict[int, dict[str, Any]] = {}
+        self.client = CappedClient(
+            self.nb,
+            timeout=int(plan["cell_timeout"]),
+            startup_timeout=int(plan.get("startup_timeout", 120)),
+            kernel_name="python3",
+            allow_errors=True,
+            record_timing=False,
+            resources={"metadata": {"path": plan["cwd"]}},
+            cell_output_bytes=int(plan["cell_output_bytes"]),
+            notebook_output_bytes=int(plan["notebook_output_bytes"]),
+            on_cell_executed=self._on_cell_executed,
+        )
+
+    def _on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        if execute_reply is not None:
+            self.replies[cell_index] = execute_reply.get("content", {})
+
+    def write(self) -> None:
+        path = Path(self.plan["result"])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.result))
+        os.replace(tmp, path)
+
+    def hidden(self, code: str, timeout: float) -> list[Any]:
+        """Run code the student did not write: not stored in the notebook, not in history."""
+        cell = nbformat.v4.new_code_cell(code)
+        self.nb.cells.append(cell)
+        saved_timeout = self.client.timeout
+        self.client.timeout = int(timeout)
+        try:
+            self.client.execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
+        finally:
+            self.client.timeout = saved_timeout
+            self.nb.cells.pop()
+        reply = self.replies.pop(len(self.nb.cells), None)
+        if reply and reply.get("status") == "error":
+            raise RuntimeError(f"{reply.get('ename')}: {reply.get('evalue')}")
+        return list(cell.outputs)
+
+    def probe(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        code = (
+            f"__import__('_grader_probes').run({name!r}, "
+            f"__import__('json').loads({json.dumps(args)!r}))"
+        )
+        outputs = self.hidden(code, float(self.plan.get("probe_timeout", 300)))
+        for out in outputs:
+            data = out.get("data", {}) if out.get("output_type") == "display_data" else {}
+            if PROBE_MIME in data:
+                value = data[PROBE_MIME]
+                return value if isinstance(value, dict) else {"error": {"ename": "BadProbe"}}
+        return {"error": {"ename": "NoResult", "evalue": "the probe published nothing"}}
+
+    def bootstrap(self) -> None:
+        sources = {
+            "_grader_boot": (HERE / "bootstrap.py").read_text(),
+            "_grader_probes": (HERE / "probes.py").read_text(),
+        }
+        config = self.plan.get("bootstrap", {})
+        code = (
+            "def __grader_install(sources, config):\n"
+            "    import sys, types\n"
+            "    for name, src in sources.items():\n"
+            "        module = types.ModuleType(name)\n"
+            "        sys.modules[name] = module\n"
+            "        exec(compile(src, '<' + name + '>', 'exec'), module.__dict__)\n"
+            "    return sys.modules['_grader_boot'].install(config)\n"
+            f"__grader_notes = __grader_install({sources!r}, {config!r})\n"
+            "del __grader_install\n"
+            "print('\\n'.join(__grader_notes))\n"
+            "del __grader_notes\n"
+        )
+        outputs = self.hidden(code, float(self.plan.get("bootstrap_timeout", 300)))
+        for out in outputs:
+            if out.get("output_type") == "stream":
+                self.result["bootstrap"].extend(out.get("text", "").split("\n"))
+        self.result["bootstrap"] = [n for n in self.result["bootstrap"] if n]
+
+    def run(self) -> None:
+        probes_by_cell: dict[int, list[dict[str, Any]]] = {}
+        for spec in self.plan.get("probes", []):
+            probes_by_cell.setdefault(int(spec["cell"]), []).append(spec)
+        code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
+        started = time.monotonic()
+        timings = self.result["timings"]
+        try:
+            with self.client.setup_kernel():
+                timings["kernel_start"] = round(time.monotonic() - started, 3)
+                emit("kernel_ready", cells=len(code_cells))
+                t0 = time.monotonic()
+                self.bootstrap()
+                timings["bootstrap"] = round(time.monotonic() - t0, 3)
+                timings["cells"] = 0.0
+                timings["probes"] = 0.0
+                for position, index in enumerate(code_cells):
+                    if not self.run_cell(index, position, len(code_cells), probes_by_cell):
+                        break
+                else:
+                    self.result["status"] = "completed"
+        except DeadKernelError as exc:
+            self.result["status"] = "kernel_died"
+            self.result["error"] = {"ename": "DeadKernelError", "evalue": str(exc)}
+        except Exception as exc:  # kernel failed to start, bootstrap failed, ...
+            self.result["status"] = "runner_error"
+            self.result["error"] = {"ename": type(exc).__name__, "evalue": str(exc)[:4000]}
+        finally:
+            timings["total"] = round(time.monotonic() - started, 3)
+            self.write()
+            nbformat.write(self.nb, self.plan["executed"])
+            emit("done", status=self.result["status"])
+
+    def run_cell(
+        self, index: int, position: int, count: int, probes_by_cell: dict[int, list[Any]]
+    ) -> bool:
+        """Execute one cell and its probes; ``False`` when the run must stop here."""
+        timings = self.result["timings"]
+        probes = probes_by_cell.get(index, [])
+        before: dict[str, Any] = {}
+        t0 = time.monotonic()
+        for spec in probes:
+            if spec.get("fresh"):
+                before[spec["item"]] = self.probe("identity", {"expr": spec["fresh"]})
+        timings["probes"] += time.monotonic() - t0
+        emit("cell", index=index, position=position, count=count)
+        t0 = time.monotonic()
+        record: dict[str, Any] = {"index": index, "status": "ok"}
+        self.result["cells"].append(record)
+        try:
+            self.client.execute_cell(self.nb.cells[index], index)
+        except CellTimeoutError:
+            record.update(status="timeout", seconds=round(time.monotonic() - t0, 3))
+            self.result["status"] = "timeout"
+            self.result["timeout_cell"] = index
+            self.write()
+            return False
+        except DeadKernelError:
+            record.update(status="kernel_died", seconds=round(time.monotonic() - t0, 3))
+            self.result["status"] = "kernel_died"
+            self.result["died_cell"] = index
+            self.write()
+            return False
+        seconds = time.monotonic() - t0
+        timings["cells"] += seconds
+        record["seconds"] = round(seconds, 3)
+        reply = self.replies.get(index, {})
+        if reply.get("status") == "error":
+            record.update(
+                status="error",
+                ename=str(reply.get("ename", ""))[:200],
+                evalue=str(reply.get("evalue", ""))[:2000],
+            )
+        t0 = time.monotonic()
+        for spec in probes:
+            args = dict(spec.get("args", {}))
+            if spec.get("fresh"):
+                identity = before.get(spec["item"], {})
+                args["before_id"] = identity.get("id")
+            if record["status"] == "error" and record.get("ename") == "SyntaxError":
+                result: dict[str, Any] = {"skipped": "cell_syntax_error"}
+            else:
+                emit("probe", item=spec["item"], index=index)
+                result = self.probe(spec["probe"], args)
+            self.result["probes"][spec["item"]] = result
+        timings["probes"] += time.monotonic() - t0
+        self.write()
+        return True
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: runner.py PLAN.json", file=sys.stderr)
+        return 2
+    plan = json.loads(Path(argv[1]).read_text())
+    Runner(plan).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,50 @@
+"""The report as text for a terminal, in Japanese or English."""
+
+from __future__ import annotations
+
+import os
+
+from grader.report import GradeReport
+
+MARKS = {"correct": "OK ", "partial": "~  ", "incorrect": "NG ", "error": "ERR",
+         "missing": "?? ", "not_reached": "-- "}  # fmt: skip
+
+
+def default_lang() -> str:
+    """``ja`` when the locale is Japanese, else ``en``."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "")
+        if value:
+            return "ja" if value.lower().startswith("ja") else "en"
+    return "en"
+
+
+def render_text(report: GradeReport, lang: str = "en") -> str:
+    ja = lang == "ja"
+    lines = [
+        f"{report.exercise}: {report.score:g} / {report.max_score:g}  [{report.status}]",
+    ]
+    if report.reason is not None:
+        lines.append("  " + report.reason.get(lang))
+    for note in report.notes:
+        lines.append("  * " + note.get(lang))
+    lines.append("")
+    width = max((len(i.id) for i in report.items), default=0)
+    for item in report.items:
+        mark = MARKS.get(str(item.status), "   ")
+        lines.append(f"{mark} {item.id:<{width}}  {item.score:>5g} / {item.max_score:<4g} "
+                     f"{item.title.get(lang)}")
+        for text in item.feedback:
+            for line in text.get(lang).splitlines():
+                lines.append(" " * (width + 8) + line)
+    if report.measured_accuracy is not None or report.claimed_accuracy is not None:
+        lines.append("")
+        measured = ("-" if report.measured_accuracy is None
+                    else f"{report.measured_accuracy:.4f}")
+        claimed = "-" if report.claimed_accuracy is None else f"{report.claimed_accuracy:.4f}"
+        label = ("テスト精度 (測定値 / 表示値)" if ja else "test accuracy (measured / printed)")
+        lines.append(f"{label}: {measured} / {claimed}")
+    if report.timings:
+        parts = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
+        lines.append(("時間: " if ja else "time: ") + parts)
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""The grading report: the one value every run ends in, whatever went wrong.
+
+A run's ``status`` says how it ended; items reached keep their scores whatever the status, and
+items not reached get 0 with a reason. The JSON shape (``GradeReport.to_dict``) is what the CLI
+prints with ``--json`` and what the service stores; its field names are kept stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from grader.spec import Text
+
+
+class RunStatus(StrEnum):
+    GRADED = "graded"
+    TIMEOUT = "timeout"
+    OUT_OF_MEMORY = "out_of_memory"
+    KERNEL_DIED = "kernel_died"
+    INVALID_NOTEBOOK = "invalid_notebook"
+    SANDBOX_ERROR = "sandbox_error"
+
+
+class ItemStatus(StrEnum):
+    CORRECT = "correct"
+    PARTIAL = "partial"
+    INCORRECT = "incorrect"
+    #: The item's cell raised, or the probe could not read an answer.
+    ERROR = "error"
+    #: No cell for the item was found in the notebook.
+    MISSING = "missing"
+    #: The run stopped (timeout, memory, dead kernel) before the item's cell.
+    NOT_REACHED = "not_reached"
+
+
+@dataclass
+class ItemResult:
+    id: str
+    title: Text
+    score: float
+    max_score: float
+    status: ItemStatus
+    feedback: list[Text] = field(default_factory=list)
+    #: Facts behind the score (expected and submitted shapes, accuracies...).
+    details: dict[str, Any] = field(default_factory=dict)
+    cell_index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": {"ja": self.title.ja, "en": self.title.en},
+            "score": round(self.score, 4),
+            "max_score": self.max_score,
+            "status": str(self.status),
+            "feedback": {
+                "ja": "\n".join(t.ja for t in self.feedback),
+                "en": "\n".join(t.en for t in self.feedback),
+            },
+            "details": self.details,
+            "cell_index": self.cell_index,
+        }
+
+
+@dataclass
+class GradeReport:
+    exercise: str
+    status: RunStatus
+    items: list[ItemResult]
+    max_score: float
+    #: One line saying why the run ended as it did, when not simply graded.
+    reason: Text | None = None
+    measured_accuracy: float | None = None
+    claimed_accuracy: float | None = None
+    notes: list[Text] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    #: Extra facts for instructors: sandbox log tail, peak memory, bootstrap notes...
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    executed_notebook: str | None = None
+
+    @property
+    def score(self) -> float:
+        return round(sum(item.score for item in self.items), 4)
+
+    def item(self, item_id: str) -> ItemResult:
+        for item in self.items:
+            if item.id == item_id:
+                return item
+        raise KeyError(item_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exercise": self.exercise,
+            "status": str(self.status),
+            "score": self.score,
+            "max_score": self.max_score,
+            "reason": None if self.reason is None else {"ja": self.reason.ja, "en": self.reason.en},
+            "items": [item.to_dict() for item in self.items],
+            "measured_accuracy": self.measured_accuracy,
+            "claimed_accuracy": self.claimed_accuracy,
+            "notes": [{"ja": n.ja, "en": n.en} for n in self.notes],
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "diagnostics": self.diagnostics,
+        }

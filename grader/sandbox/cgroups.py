@@ -1,0 +1,324 @@
+"""Per-run control groups: the memory and process limits of one sandboxed run.
+
+A run gets its own cgroup, ``<hierarchy>/<parent>/<run-id>``, made by :func:`create_cgroup` and
+always removed when the ``with`` block ends, after every process left in it has been killed.
+The first process of the run joins it *before* it execs anything (see
+:attr:`RunCgroup.procs_files`), so no child can escape the limits.
+
+Both layouts are handled:
+
+* cgroup v1 (legacy or hybrid): the ``memory`` and ``pids`` controllers are separate
+  hierarchies, e.g. ``/sys/fs/cgroup/memory`` and ``/sys/fs/cgroup/pids``; the run gets one
+  directory in each.
+* cgroup v2 (unified): one hierarchy; ``memory`` and ``pids`` are enabled in the
+  ``cgroup.subtree_control`` of every ancestor of the run's directory.
+
+Errors:
+
+    CgroupError      cgroups cannot be used here (not root, read-only, controller missing...);
+                     the sandbox turns it into ``SandboxResult(sandbox_error=...)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+MOUNTS_FILE = Path("/proc/self/mounts")
+#: Directory (relative to each hierarchy's root) that holds the runs' cgroups; kept between runs
+#: because concurrent runs share it.
+DEFAULT_PARENT = "grader"
+#: How long :meth:`RunCgroup.remove` keeps killing and retrying ``rmdir`` before giving up.
+REMOVE_TIMEOUT = 2.0
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class CgroupError(Exception):
+    """cgroups cannot be used: the reason says what failed and how to fix it."""
+
+    def __init__(self, reason: str, path: Path | None = None) -> None:
+        super().__init__(reason if path is None else f"{reason}: {path}")
+        self.reason = reason
+        self.path = path
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """Where the ``memory`` and ``pids`` controllers live on this machine."""
+
+    version: Literal[1, 2]
+    #: Mount point of the hierarchy holding ``memory`` (v2: the unified hierarchy).
+    memory_root: Path
+    #: Mount point of the hierarchy holding ``pids`` (v2: the same as ``memory_root``).
+    pids_root: Path
+
+
+def parse_mounts(text: str) -> tuple[dict[str, Path], list[Path]]:
+    """v1 controller name -> mount point, and the cgroup2 mount points, from a mounts table."""
+    v1: dict[str, Path] = {}
+    v2: list[Path] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        mount_point = Path(fields[1].replace("\\040", " "))
+        if fields[2] == "cgroup2":
+            v2.append(mount_point)
+        elif fields[2] == "cgroup":
+            for option in fields[3].split(","):
+                v1.setdefault(option, mount_point)
+    return v1, v2
+
+
+def find_layout(mounts_file: Path = MOUNTS_FILE) -> CgroupLayout:
+    """The hierarchies to use: v1 when it has ``memory`` and ``pids``, else a v2 that has both."""
+    try:
+        v1, v2 = parse_mounts(mounts_file.read_text())
+    except OSError as exc:
+        raise CgroupError(f"cannot read the mount table ({exc.strerror})", mounts_file) from exc
+    if "memory" in v1 and "pids" in v1:
+        return CgroupLayout(1, v1["memory"], v1["pids"])
+    for mount_point in v2:
+        try:
+            controllers = (mount_point / "cgroup.controllers").read_text().split()
+        except OSError:
+            continue
+        if {"memory", "pids"} <= set(controllers):
+            return CgroupLayout(2, mount_point, mount_point)
+    raise CgroupError("no cgroup hierarchy with the memory and pids controllers is mounted")
+
+
+def parse_keyed(text: str) -> dict[str, int]:
+    """``key value`` lines (``memory.events``, ``memory.oom_control``) as a dict."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            values[key] = int(value)
+    return values
+
+
+class RunCgroup:
+    """The cgroup of one run (one directory per hierarchy; one in all on v2)."""
+
+    def __init__(self, layout: CgroupLayout, memory_dir: Path, pids_dir: Path) -> None:
+        self.layout = layout
+        self.memory_dir = memory_dir
+        self.pids_dir = pids_dir
+
+    @property
+    def dirs(self) -> tuple[Path, ...]:
+        """Every directory of this cgroup (two on v1, one on v2)."""
+        return tuple(dict.fromkeys((self.memory_dir, self.pids_dir)))
+
+    @property
+    def procs_files(self) -> tuple[Path, ...]:
+        """Files a process writes its own pid into to join the cgroup (before exec'ing)."""
+        return tuple(d / "cgroup.procs" for d in self.dirs)
+
+    def add_pid(self, pid: int) -> None:
+        """Move process ``pid`` into the cgroup (its later children are born inside)."""
+        for procs in self.procs_files:
+            _write(procs, str(pid))
+
+    def pids(self) -> set[int]:
+        """Processes currently in the cgroup."""
+        found: set[int] = set()
+        for procs in self.procs_files:
+            try:
+                found.update(int(p) for p in procs.read_text().split())
+            except OSError:
+                continue
+        return found
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup, including ones forked while killing."""
+        kill_file = self.memory_dir / "cgroup.kill"
+        if self.layout.version == 2 and kill_file.exists():
+            try:
+                _write(kill_file, "1")
+                return
+            except CgroupError:
+                pass  # fall back to signalling each process
+        for _ in range(100):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.001)
+
+    def peak_memory_bytes(self) -> int | None:
+        """Highest memory use of the run so far, or None where the kernel does not track it."""
+        name = "memory.max_usage_in_bytes" if self.layout.version == 1 else "memory.peak"
+        try:
+            return int((self.memory_dir / name).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def oom_killed(self, exit_signal: int | None = None) -> bool:
+        """Whether the kernel's OOM killer ran in this cgroup.
+
+        v1 kernels older than 4.13 have no ``oom_kill`` counter; there the limit having been hit
+        (``memory.failcnt``) together with a SIGKILL death is the best available sign.
+        """
+        if self.layout.version == 2:
+            return self._counter("memory.events", "oom_kill") > 0
+        oom_control = self._read_keyed("memory.oom_control")
+        if "oom_kill" in oom_control:
+            return oom_control["oom_kill"] > 0
+        failcnt = self._read_int("memory.failcnt")
+        return failcnt > 0 and exit_signal == signal.SIGKILL
+
+    def remove(self, timeout: float = REMOVE_TIMEOUT) -> None:
+        """Kill what is left and delete the directories, retrying while processes exit."""
+        deadline = time.monotonic() + timeout
+        for directory in self.dirs:
+            while True:
+                self.kill_all()
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        reason = f"cannot remove cgroup ({exc.strerror})"
+                        raise CgroupError(reason, directory) from exc
+                    time.sleep(0.01)
+
+    def _read_keyed(self, name: str) -> dict[str, int]:
+        try:
+            return parse_keyed((self.memory_dir / name).read_text())
+        except OSError:
+            return {}
+
+    def _counter(self, name: str, key: str) -> int:
+        return self._read_keyed(name).get(key, 0)
+
+    def _read_int(self, name: str) -> int:
+        try:
+            return int((self.memory_dir / name).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+
+@contextmanager
+def create_cgroup(
+    memory_bytes: int,
+    max_processes: int,
+    *,
+    parent: str = DEFAULT_PARENT,
+    name: str | None = None,
+    layout: CgroupLayout | None = None,
+) -> Iterator[RunCgroup]:
+    """A fresh cgroup limited to ``memory_bytes`` (swap included) and ``max_processes`` tasks.
+
+    ``parent`` is a path relative to each hierarchy's root (e.g. a directory delegated to the
+    grader's service); ``name`` defaults to a random id. Raises :class:`CgroupError` when the
+    cgroup cannot be made. On exit every process in it is killed and its directories removed.
+    """
+    run_name = name or f"run-{uuid.uuid4().hex[:12]}"
+    if not _NAME.fullmatch(run_name) or run_name in (".", ".."):
+        raise CgroupError(f"invalid cgroup name {run_name!r}")
+    parent_parts = [p for p in parent.split("/") if p]
+    if any(not _NAME.fullmatch(p) or p in (".", "..") for p in parent_parts):
+        raise CgroupError(f"invalid cgroup parent {parent!r}")
+    layout = layout or find_layout()
+    cgroup = RunCgroup(
+        layout,
+        layout.memory_root.joinpath(*parent_parts, run_name),
+        layout.pids_root.joinpath(*parent_parts, run_name),
+    )
+    try:
+        if layout.version == 1:
+            _make_v1(cgroup, memory_bytes, max_processes)
+        else:
+            _make_v2(cgroup, parent_parts, memory_bytes, max_processes)
+        yield cgroup
+    finally:
+        try:
+            cgroup.remove()
+        except CgroupError as exc:
+            logger.warning("cgroup left behind: %s", exc)
+
+
+def _make_v1(cgroup: RunCgroup, memory_bytes: int, max_processes: int) -> None:
+    for directory in cgroup.dirs:
+        _mkdir(directory)
+    _write(cgroup.memory_dir / "memory.limit_in_bytes", str(memory_bytes))
+    # Without swap accounting (``swapaccount=0``) these files are missing: then only RAM is
+    # limited, which is what hosts without swap have anyway.
+    _write_optional(cgroup.memory_dir / "memory.memsw.limit_in_bytes", str(memory_bytes))
+    _write_optional(cgroup.memory_dir / "memory.swappiness", "0")
+    _write(cgroup.pids_dir / "pids.max", str(max_processes))
+
+
+def _make_v2(
+    cgroup: RunCgroup, parent_parts: list[str], memory_bytes: int, max_processes: int
+) -> None:
+    directory = cgroup.layout.memory_root
+    _enable_controllers(directory)
+    for part in parent_parts:
+        directory = directory / part
+        _mkdir(directory, exist_ok=True)
+        _enable_controllers(directory)
+    _mkdir(cgroup.memory_dir)
+    _write(cgroup.memory_dir / "memory.max", str(memory_bytes))
+    _write_optional(cgroup.memory_dir / "memory.swap.max", "0")
+    _write(cgroup.memory_dir / "pids.max", str(max_processes))
+
+
+def _enable_controllers(directory: Path) -> None:
+    control = directory / "cgroup.subtree_control"
+    try:
+        enabled = set(control.read_text().split())
+    except OSError as exc:
+        raise CgroupError(f"cannot read cgroup controls ({exc.strerror})", control) from exc
+    missing = {"memory", "pids"} - enabled
+    if missing:
+        # EBUSY here means processes live in ``directory`` itself (v2 forbids controllers on a
+        # cgroup with processes); the fix is a dedicated parent, e.g. a systemd Delegate= unit.
+        _write(control, " ".join(f"+{c}" for c in sorted(missing)))
+
+
+def _mkdir(directory: Path, *, exist_ok: bool = False) -> None:
+    try:
+        if directory.parent.name and not directory.parent.exists():
+            directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(exist_ok=exist_ok)
+    except OSError as exc:
+        raise CgroupError(
+            f"cannot create cgroup ({exc.strerror}; the grader needs root or a delegated cgroup)",
+            directory,
+        ) from exc
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise CgroupError(f"cannot write {value!r} ({exc.strerror})", path) from exc
+
+
+def _write_optional(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        logger.debug("optional cgroup setting %s=%s not applied: %s", path, value, exc)

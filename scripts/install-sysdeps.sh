@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the Debian packages the grader needs (bubblewrap for the sandbox), where missing.
+# As root it installs them; otherwise it says exactly what to run.
+set -eu
+missing=""
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+else
+  echo "missing system packages:$missing" >&2
+  echo "install them with: sudo apt-get install -y$missing" >&2
+  exit 1
+fi

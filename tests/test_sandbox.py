@@ -1,0 +1,522 @@
+"""The sandbox backends: the bubblewrap one against the real kernel, the unsafe one for the
+plumbing they share (output caps, streaming, the wall clock).
+
+Tests marked ``sandbox`` need bubblewrap and root (for cgroups); they are skipped with the
+reason from ``BubblewrapSandbox.check()`` where those are missing.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from grader.limits import Limits, MiB
+from grader.sandbox import (
+    BubblewrapSandbox,
+    Mount,
+    SandboxRequest,
+    SandboxResult,
+    UnsafeLocalSandbox,
+    UnsafeSandboxWarning,
+    get_sandbox,
+)
+from grader.sandbox.cgroups import (
+    CgroupError,
+    CgroupLayout,
+    RunCgroup,
+    find_layout,
+    parse_keyed,
+)
+from grader.sandbox.unsafe import runtime_paths, translate_paths
+
+PYTHON = sys.executable
+REPO = Path(__file__).resolve().parent.parent
+FAST = Limits(notebook_timeout=20.0)
+
+
+def python_request(code: str, workdir: Path, limits: Limits = FAST, **kw: object) -> SandboxRequest:
+    return SandboxRequest(
+        argv=[PYTHON, "-c", textwrap.dedent(code)], workdir=workdir, limits=limits, **kw  # type: ignore[arg-type]
+    )
+
+
+def last_json(result: SandboxResult) -> dict[str, object]:
+    assert result.sandbox_error is None, result.sandbox_error
+    assert result.exit_code == 0, result.stderr.decode()
+    return json.loads(result.stdout.decode().splitlines()[-1])
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+def test_unknown_backend_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="bwrap, unsafe"):
+        get_sandbox("docker")
+
+
+def test_get_sandbox_passes_options() -> None:
+    sandbox = get_sandbox("bwrap", hostname="box", require_cgroup=False)
+    assert isinstance(sandbox, BubblewrapSandbox)
+    assert (sandbox.name, sandbox.hostname, sandbox.require_cgroup) == ("bwrap", "box", False)
+
+
+def test_translate_paths_only_at_path_starts() -> None:
+    mapping = {"/work": "/h/w", "/work/data": "/h/d"}
+    assert translate_paths("/work/a.json", mapping) == "/h/w/a.json"
+    assert translate_paths("/work/data/x", mapping) == "/h/d/x"
+    assert translate_paths("--out=/work", mapping) == "--out=/h/w"
+    assert translate_paths("/a:/work/data:/b", mapping) == "/a:/h/d:/b"
+    assert translate_paths("/workshop/x", mapping) == "/workshop/x"
+    assert translate_paths("/x/work/y", mapping) == "/x/work/y"
+
+
+def test_runtime_paths_cover_venv_and_base_interpreter() -> None:
+    paths = runtime_paths(PYTHON)
+    assert sys.prefix in paths
+    assert os.path.realpath(sys.base_prefix) in [os.path.realpath(p) for p in paths]
+
+
+def test_find_layout_prefers_v1_with_both_controllers(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n"
+        "cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0\n"
+        "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n"
+    )
+    assert find_layout(mounts) == CgroupLayout(
+        1, Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/pids")
+    )
+
+
+def test_find_layout_v2_needs_memory_and_pids(tmp_path: Path) -> None:
+    root = tmp_path / "unified"
+    root.mkdir()
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"cgroup2 {root} cgroup2 rw 0 0\n")
+    (root / "cgroup.controllers").write_text("cpu io memory\n")
+    with pytest.raises(CgroupError, match="memory and pids"):
+        find_layout(mounts)
+    (root / "cgroup.controllers").write_text("cpu io memory pids\n")
+    assert find_layout(mounts) == CgroupLayout(2, root, root)
+
+
+def test_v2_counters_are_read_from_memory_events_and_peak(tmp_path: Path) -> None:
+    cgroup = RunCgroup(CgroupLayout(2, tmp_path, tmp_path), tmp_path, tmp_path)
+    (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n")
+    assert not cgroup.oom_killed()
+    (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\n")
+    assert cgroup.oom_killed()
+    assert cgroup.peak_memory_bytes() is None
+    (tmp_path / "memory.peak").write_text("123456\n")
+    assert cgroup.peak_memory_bytes() == 123456
+
+
+def test_v1_without_oom_kill_counter_falls_back_to_failcnt_and_sigkill(tmp_path: Path) -> None:
+    cgroup = RunCgroup(CgroupLayout(1, tmp_path, tmp_path), tmp_path, tmp_path)
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n")
+    (tmp_path / "memory.failcnt").write_text("5\n")
+    assert cgroup.oom_killed(9)
+    assert not cgroup.oom_killed(None)
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    assert not cgroup.oom_killed(9)
+
+
+def test_parse_keyed_ignores_junk() -> None:
+    assert parse_keyed("oom 1\nbogus\noom_kill 2\nname x\n") == {"oom": 1, "oom_kill": 2}
+
+
+# --- unsafe backend -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unsafe() -> UnsafeLocalSandbox:
+    with pytest.warns(UnsafeSandboxWarning, match="no isolation"):
+        return UnsafeLocalSandbox()
+
+
+def test_unsafe_warns_when_constructed() -> None:
+    with pytest.warns(UnsafeSandboxWarning, match="development only"):
+        get_sandbox("unsafe")
+
+
+def test_unsafe_maps_targets_to_host_paths(unsafe: UnsafeLocalSandbox, tmp_path: Path) -> None:
+    work, data = tmp_path / "work", tmp_path / "data"
+    work.mkdir()
+    data.mkdir()
+    (data / "in.txt").write_text("input")
+    request = python_request(
+        """
+        import os, sys
+        text = open(os.environ["DATA"] + "/in.txt").read()
+        open(sys.argv[1], "w").write(text + " " + os.getcwd())
+        """,
+        work,
+        mounts=[Mount(data, "/data")],
+        env={"DATA": "/data"},
+    )
+    request = SandboxRequest(
+        argv=[*request.argv, "/work/out.txt"], workdir=work, mounts=request.mounts,
+        env=request.env, limits=FAST,
+    )
+    result = unsafe.run(request)
+    assert result.exit_code == 0, result.stderr
+    assert (work / "out.txt").read_text() == f"input {work}"
+
+
+def test_unsafe_caps_output_and_keeps_reading(unsafe: UnsafeLocalSandbox, tmp_path: Path) -> None:
+    code = """
+        import sys
+        for _ in range(200):
+            sys.stdout.write("x" * 100_000)
+            sys.stderr.write("y" * 100_000)
+    """
+    result = unsafe.run(python_request(code, tmp_path, FAST.replace(log_bytes=1000)))
+    assert result.exit_code == 0 and not result.timed_out
+    assert result.stdout == b"x" * 1000 and result.stdout_truncated
+    assert result.stderr == b"y" * 1000 and result.stderr_truncated
+
+
+def test_unsafe_wall_clock(unsafe: UnsafeLocalSandbox, tmp_path: Path) -> None:
+    result = unsafe.run(python_request("import time; time.sleep(60)", tmp_path,
+                                       FAST.replace(notebook_timeout=1.0)))
+    assert result.timed_out and result.signal == 9
+    assert result.wall_seconds < 5
+
+
+def test_unsafe_cuts_long_lines(unsafe: UnsafeLocalSandbox, tmp_path: Path) -> None:
+    lines: list[str] = []
+    code = "print('a'); print('b' * 200_000); print('c', end='')"
+    result = unsafe.run(python_request(code, tmp_path), on_line=lines.append)
+    assert result.exit_code == 0
+    assert lines == ["a", "b" * 64 * 1024, "c"]
+
+
+def test_unsafe_missing_mount_source(unsafe: UnsafeLocalSandbox, tmp_path: Path) -> None:
+    result = unsafe.run(python_request("pass", tmp_path, mounts=[Mount(tmp_path / "no", "/d")]))
+    assert result.sandbox_error and "does not exist" in result.sandbox_error
+
+
+# --- bubblewrap backend ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cgroup_parent() -> Iterator[str]:
+    """A parent of its own, so the test can see its run's cgroup come and go."""
+    parent = f"grader-test-{uuid.uuid4().hex[:8]}"
+    yield parent
+    try:
+        layout = find_layout()
+    except CgroupError:
+        return
+    for root in {layout.memory_root, layout.pids_root}:
+        try:
+            (root / parent).rmdir()
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def bwrap(cgroup_parent: str) -> BubblewrapSandbox:
+    sandbox = BubblewrapSandbox(cgroup_parent=cgroup_parent)
+    reason = sandbox.check()
+    if reason is not None:
+        pytest.skip(reason)
+    return sandbox
+
+
+@pytest.mark.sandbox
+def test_check_passes(bwrap: BubblewrapSandbox) -> None:
+    assert bwrap.check() is None
+
+
+@pytest.mark.sandbox
+def test_network_is_loopback_only(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    code = """
+        import json, socket
+        out = {"interfaces": [name for _, name in socket.if_nameindex()]}
+        s = socket.socket()
+        s.settimeout(3)
+        try:
+            s.connect(("1.1.1.1", 53))
+            out["outside"] = "connected"
+        except OSError as e:
+            out["outside"] = e.errno
+        server = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(server.getsockname(), timeout=3)
+        conn, _ = server.accept()
+        client.sendall(b"ping")
+        out["loopback"] = conn.recv(4).decode()
+        print(json.dumps(out))
+    """
+    out = last_json(bwrap.run(python_request(code, tmp_path)))
+    assert out["interfaces"] == ["lo"]
+    assert out["outside"] in (errno.ENETUNREACH, errno.EHOSTUNREACH), out
+    assert out["loopback"] == "ping"
+
+
+@pytest.mark.sandbox
+def test_runs_unprivileged_and_results_reach_the_host(
+    bwrap: BubblewrapSandbox, tmp_path: Path
+) -> None:
+    (tmp_path / "input.txt").write_text("from host")
+    code = """
+        import json, os
+        status = dict(line.split(":\\t", 1) for line in open("/proc/self/status")
+                      if ":\\t" in line)
+        try:
+            open("/etc/passwd", "a")
+            etc = "writable"
+        except OSError as e:
+            etc = e.errno
+        open("/work/result.txt", "w").write(open("/work/input.txt").read() + " and back")
+        print(json.dumps({"uid": os.getuid(), "cap_eff": status["CapEff"], "etc": etc,
+                          "fds": sorted(os.listdir("/proc/self/fd"))}))
+    """
+    out = last_json(bwrap.run(python_request(code, tmp_path)))
+    assert out["uid"] == bwrap.sandbox_uid
+    assert int(str(out["cap_eff"]), 16) == 0
+    assert out["etc"] in (errno.EACCES, errno.EROFS)
+    assert len(out["fds"]) <= 4, out["fds"]  # stdin, stdout, stderr and listdir's own
+    result = tmp_path / "result.txt"
+    assert result.read_text() == "from host and back"
+    assert result.stat().st_uid == bwrap.host_uid != 0
+
+
+@pytest.mark.sandbox
+def test_host_files_outside_the_mounts_are_invisible(
+    bwrap: BubblewrapSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    beside = tmp_path / "secret.txt"
+    beside.write_text("secret")
+    in_repo = REPO / f".sandbox-probe-{uuid.uuid4().hex[:8]}"
+    in_repo.write_text("secret")
+    monkeypatch.setenv("GRADER_SECRET", "secret")
+    try:
+        code = f"""
+            import json, os
+            print(json.dumps({{
+                "seen": [p for p in [{str(beside)!r}, {str(in_repo)!r}] if os.path.exists(p)],
+                "root": sorted(os.listdir("/root")),
+                "env": sorted(os.environ),
+            }}))
+        """
+        out = last_json(bwrap.run(python_request(code, workdir, env={"EXTRA": "1"})))
+    finally:
+        in_repo.unlink()
+    assert out["seen"] == []
+    under_root = {p.split("/")[2] for p in runtime_paths(PYTHON) if p.startswith("/root/")}
+    assert set(out["root"]) == under_root  # nothing of /root but the interpreter's path
+    assert set(out["env"]) <= {"HOME", "TMPDIR", "PATH", "LANG", "PWD", "EXTRA"}
+    assert "EXTRA" in out["env"]
+
+
+@pytest.mark.sandbox
+def test_runtime_is_read_only(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    code = """
+        import json, os, sys
+        errors = []
+        for prefix in (sys.prefix, sys.base_prefix):
+            try:
+                open(os.path.join(prefix, "probe.txt"), "w")
+                errors.append("written")
+            except OSError as e:
+                errors.append(e.errno)
+        print(json.dumps(errors))
+    """
+    result = bwrap.run(python_request(code, tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == [errno.EROFS, errno.EROFS]
+
+
+@pytest.mark.sandbox
+def test_memory_limit_ends_in_oom_kill(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    code = "block = bytearray(b'x') * (1 << 30)\nprint('survived')"
+    result = bwrap.run(python_request(code, tmp_path, FAST.replace(memory_bytes=200 * MiB)))
+    assert result.oom_killed
+    assert result.signal == 9 and result.exit_code is None
+    assert result.stdout == b""
+    assert result.peak_memory_bytes is not None
+    assert 100 * MiB < result.peak_memory_bytes <= 200 * MiB
+
+
+@pytest.mark.sandbox
+def test_small_run_is_not_reported_as_oom(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    result = bwrap.run(python_request("block = bytearray(b'x') * (50 << 20)", tmp_path,
+                                      FAST.replace(memory_bytes=200 * MiB)))
+    assert result.exit_code == 0 and not result.oom_killed
+    assert result.peak_memory_bytes is not None and result.peak_memory_bytes > 50 * MiB
+
+
+@pytest.mark.sandbox
+def test_process_limit_stops_forks(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    code = """
+        import json, os, time
+        children, error = 0, None
+        try:
+            for _ in range(64):
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                children += 1
+        except OSError as e:
+            error = e.errno
+        print(json.dumps({"children": children, "error": error}))
+    """
+    out = last_json(bwrap.run(python_request(code, tmp_path, FAST.replace(max_processes=16))))
+    assert out["error"] == errno.EAGAIN
+    assert 0 < int(str(out["children"])) < 16
+
+
+@pytest.mark.sandbox
+def test_file_size_limit(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    code = """
+        import json
+        try:
+            with open("/work/big.bin", "wb") as f:
+                f.write(b"x" * (2 << 20))
+            print(json.dumps("written"))
+        except OSError as e:
+            print(json.dumps(e.errno))
+    """
+    out = last_json(bwrap.run(python_request(code, tmp_path, FAST.replace(file_size_bytes=MiB))))
+    assert out == errno.EFBIG
+    assert (tmp_path / "big.bin").stat().st_size <= MiB
+
+
+@pytest.mark.sandbox
+def test_wall_clock_kills_the_whole_run(
+    bwrap: BubblewrapSandbox, tmp_path: Path, cgroup_parent: str
+) -> None:
+    code = """
+        import os, subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                         start_new_session=True)
+        print("started", flush=True)
+        time.sleep(60)
+    """
+    started = time.monotonic()
+    result = bwrap.run(python_request(code, tmp_path, FAST.replace(notebook_timeout=2.0)))
+    assert result.timed_out
+    assert result.signal == 9
+    assert result.stdout == b"started\n"
+    assert 2.0 <= result.wall_seconds < 5 and time.monotonic() - started < 6
+    assert run_cgroups(cgroup_parent) == []
+
+
+@pytest.mark.sandbox
+def test_stdout_cap_truncates_without_blocking(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    code = """
+        import sys
+        for _ in range(500):
+            sys.stdout.write("x" * 100_000)
+            sys.stderr.write("y" * 100_000)
+        open("/work/finished", "w").close()
+    """
+    result = bwrap.run(python_request(code, tmp_path, FAST.replace(log_bytes=1000)))
+    assert result.exit_code == 0 and not result.timed_out
+    assert result.stdout == b"x" * 1000 and result.stdout_truncated
+    assert result.stderr == b"y" * 1000 and result.stderr_truncated
+    assert (tmp_path / "finished").exists()
+
+
+@pytest.mark.sandbox
+def test_lines_arrive_while_the_command_runs(
+    bwrap: BubblewrapSandbox, tmp_path: Path, cgroup_parent: str
+) -> None:
+    """The command waits for a file the callback creates on its first line: only streaming
+    lets it finish with ``go``. The callback also sees the run's cgroup while it exists."""
+    code = """
+        import os, time
+        print("ready", flush=True)
+        deadline = time.monotonic() + 10
+        while not os.path.exists("/work/go") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        print("go" if os.path.exists("/work/go") else "no go")
+        print("z" * 100_000)
+    """
+    lines: list[str] = []
+    during: list[list[str]] = []
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        if line == "ready":
+            during.append(run_cgroups(cgroup_parent))
+            (tmp_path / "go").touch()
+
+    result = bwrap.run(python_request(code, tmp_path), on_line=on_line)
+    assert result.exit_code == 0, result.stderr
+    assert lines == ["ready", "go", "z" * 64 * 1024]
+    assert len(during[0]) == 1
+    assert run_cgroups(cgroup_parent) == []
+
+
+@pytest.mark.sandbox
+def test_missing_mount_source_is_a_sandbox_error(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    result = bwrap.run(python_request("pass", tmp_path, mounts=[Mount(tmp_path / "no", "/data")]))
+    assert result.sandbox_error and "does not exist" in result.sandbox_error
+    assert result.exit_code is None
+
+
+@pytest.mark.sandbox
+def test_bwrap_setup_failure_is_a_sandbox_error(
+    bwrap: BubblewrapSandbox, tmp_path: Path, cgroup_parent: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    result = bwrap.run(python_request("pass", tmp_path / "data", mounts=[Mount(data, "/usr/x")]))
+    assert result.sandbox_error and result.sandbox_error.startswith("sandbox did not start: bwrap")
+    assert run_cgroups(cgroup_parent) == []
+
+
+@pytest.mark.sandbox
+def test_mounts_are_read_only_unless_writable(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    work, ro, rw = tmp_path / "work", tmp_path / "ro", tmp_path / "rw"
+    for d in (work, ro, rw):
+        d.mkdir()
+    (ro / "data.txt").write_text("data")
+    os.chmod(rw, 0o777)
+    code = """
+        import json
+        out = {"read": open("/data/data.txt").read()}
+        for target in ("/data/new.txt", "/scratch/new.txt"):
+            try:
+                open(target, "w").close()
+                out[target] = "ok"
+            except OSError as e:
+                out[target] = e.errno
+        print(json.dumps(out))
+    """
+    mounts = [Mount(ro, "/data"), Mount(rw, "/scratch", writable=True)]
+    out = last_json(bwrap.run(python_request(code, work, mounts=mounts)))
+    assert out == {"read": "data", "/data/new.txt": errno.EROFS, "/scratch/new.txt": "ok"}
+
+
+@pytest.mark.sandbox
+def test_cgroup_failure_is_a_sandbox_error_unless_allowed(tmp_path: Path) -> None:
+    strict = BubblewrapSandbox(cgroup_parent="../escape")
+    result = strict.run(python_request("print('ran')", tmp_path))
+    assert result.sandbox_error and "cgroup" in result.sandbox_error
+
+    lenient = BubblewrapSandbox(cgroup_parent="../escape", require_cgroup=False)
+    result = lenient.run(python_request("print('ran')", tmp_path))
+    assert result.sandbox_error is None and result.stdout == b"ran\n"
+    assert result.peak_memory_bytes is None and not result.oom_killed
+
+
+def run_cgroups(parent: str) -> list[str]:
+    """Run cgroups currently under ``parent`` in the memory hierarchy."""
+    directory = find_layout().memory_root / parent
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.is_dir())
