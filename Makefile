@@ -42,6 +42,7 @@ run: data
 	$(BIN)/python -m service
 
 test: data
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: data
@@ -51,7 +52,7 @@ dry-run: data
 	$(BIN)/grader dry-run
 
 lint: deps
-	$(BIN)/ruff check grader service tests
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

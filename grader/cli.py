@@ -132,6 +132,8 @@ def progress_printer(label: str, quiet: bool = False):
             print(f"  {label}: cell {event.position + 1}/{event.count} "
                   f"(notebook cell {event.cell_index + 1}), {event.elapsed:.0f}s",
                   file=sys.stderr, flush=True)
+        elif event.kind == "output" and event.text:
+            print(f"  {label}: {event.elapsed:.0f}s | {event.text}", file=sys.stderr, flush=True)
         elif event.kind == "kernel_ready":
             print(f"  {label}: kernel ready, {event.elapsed:.1f}s", file=sys.stderr, flush=True)
 
@@ -146,6 +148,10 @@ def cmd_grade(args: argparse.Namespace, config: GraderConfig) -> int:
         print(f"grader: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
     limits = _limits(exercise.limits, args)
+    if not (exercise.reference_dir / "expected.json").exists():
+        print(f"grader: no reference outputs for {exercise.id}: run "
+              f"`grader build-reference {exercise.id}`", file=sys.stderr)
+        return EXIT_FAIL
     report = grade_notebook(data, exercise, config, _sandbox(config), limits=limits,
                             on_progress=progress_printer(args.path.name, args.quiet))
     if report.status is RunStatus.INVALID_NOTEBOOK:

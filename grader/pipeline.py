@@ -39,7 +39,7 @@ from grader.spec import Exercise, Text
 KERNEL_DIR = Path(__file__).resolve().parent / "kernel"
 KERNEL_TARGET = "/opt/grader/kernel"
 DATA_TARGET = "/data"
-WORK_TARGET = "/work"
+WORK_TARGET = "/job"
 MAX_EXECUTED_BYTES = 32 * 1024 * 1024
 
 
@@ -52,6 +52,8 @@ class Progress:
     position: int | None = None
     count: int | None = None
     item: str | None = None
+    #: For ``output``: the last line the cell printed (an epoch's accuracy, say).
+    text: str | None = None
     elapsed: float = 0.0
 
 
@@ -198,10 +200,11 @@ def _parse_event(line: str) -> Progress | None:
         value = data.get(key)
         return value if isinstance(value, int) else None
 
-    item = data.get("item")
+    item, text = data.get("item"), data.get("text")
     return Progress(kind=data["event"][:40], cell_index=integer("index"),
                     position=integer("position"), count=integer("count"),
-                    item=item[:80] if isinstance(item, str) else None)
+                    item=item[:80] if isinstance(item, str) else None,
+                    text=text[:200] if isinstance(text, str) else None)
 
 
 def _read_executed(path: Path) -> nbformat.NotebookNode | None:

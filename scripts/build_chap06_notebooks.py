@@ -14,6 +14,7 @@ Writes three notebooks, all from the one seed so that text and code stay the cou
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -227,7 +228,14 @@ def write(cells: list, path: Path, minor: int = 5) -> None:
     if minor >= 5:
         nbformat.validate(nb)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+    if minor >= 5:
+        text = nbformat.writes(nb)
+    else:  # nbformat would add cell ids back; an old notebook has none
+        raw = json.loads(json.dumps(nb))
+        for cell in raw["cells"]:
+            cell.pop("id", None)
+        text = json.dumps(raw, indent=1, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
     print(f"wrote {path.relative_to(ROOT)} ({len(cells)} cells)")
 
 

@@ -44,9 +44,22 @@ class CappedClient(NotebookClient):
         self._cell_bytes: dict[int, int] = {}
         self._total_bytes = 0
         self._truncated: set[int] = set()
+        self._last_emit = 0.0
+        #: Cells of the student's notebook; hidden probe cells are appended after them.
+        self.visible_cells = len(nb.cells)
+
+    def _emit_output(self, cell_index: int, text: str) -> None:
+        """Forward the last printed line as a progress event (training epochs), at most 2/s."""
+        lines = [line for line in text.splitlines() if line.strip()]
+        now = time.monotonic()
+        if lines and now - self._last_emit >= 0.5:
+            self._last_emit = now
+            emit("output", index=cell_index, text=lines[-1][:200])
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
         content = msg.get("content", {})
+        if msg.get("msg_type") == "stream" and cell_index < self.visible_cells:
+            self._emit_output(cell_index, str(content.get("text", "")))
         if msg.get("msg_type") == "display_data" and PROBE_MIME in content.get("data", {}):
             return super().output(outs, msg, display_id, cell_index)
         size = len(json.dumps(content, default=str))

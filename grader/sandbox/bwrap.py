@@ -8,8 +8,10 @@ When the grader runs as root, one run is launched as::
         exec prlimit --cpu=.. --fsize=.. --core=0 -- \
              setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
                      --bounding-set=-all -- \
-             bwrap --unshare-all --uid 1000 ... -- <request argv>'
+             bwrap --unshare-all --uid 1000 ... -- \
+             sh -c 'printf x >&0; exec </dev/null; exec "$@"' sh <request argv>'
 
+(the inner ``sh`` tells the host that bwrap's set-up succeeded, see :data:`STARTED_MARKER`),
 so the command runs with no capabilities, as a host user that owns nothing, with no network
 (only loopback, which the Jupyter kernel uses), seeing only ``/usr``, a few files of ``/etc``,
 the Python runtime, the work directory and the request's mounts.
@@ -144,10 +146,10 @@ class BubblewrapSandbox:
                     "and set cgroup_parent, or pass require_cgroup=False (no memory limit)"
                 )
         with tempfile.TemporaryDirectory(prefix="grader-check-") as workdir:
-            result = self.run(
-                SandboxRequest(argv=["true"], workdir=Path(workdir), limits=Limits(
-                    notebook_timeout=30.0)),
+            request = SandboxRequest(
+                argv=["true"], workdir=Path(workdir), limits=Limits(notebook_timeout=30.0)
             )
+            result = self.run(request)
         if result.sandbox_error:
             return (
                 f"bubblewrap cannot start a sandbox ({result.sandbox_error}); if user namespaces "
@@ -155,8 +157,8 @@ class BubblewrapSandbox:
                 "user.max_user_namespaces=15000"
             )
         if result.exit_code != 0:
-            return f"a trivial command failed in the sandbox (exit {result.exit_code}, "\
-                   f"signal {result.signal}): {result.stderr[-300:]!r}"
+            stderr = result.stderr.decode("utf-8", "replace")[-300:]
+            return f"`true` failed in the sandbox (exit {result.exit_code}): {stderr}"
         return None
 
     def run(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxResult:

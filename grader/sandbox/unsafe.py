@@ -239,8 +239,10 @@ class UnsafeLocalSandbox:
     mount targets). Having no mount namespace, this backend rewrites them to the host paths in
     ``argv`` and in environment values (see :func:`translate_paths`) and runs in the host
     ``workdir``. Paths of the Python runtime (see :func:`runtime_paths`) are left alone, as
-    the real sandbox binds the runtime over any target that contains it. Enforced: the wall clock and the output caps. Not enforced: memory,
-    processes, CPU, file size, network, file system visibility.
+    the real sandbox binds the runtime over any target that contains it.
+
+    Enforced: the whole-run wall clock and the output caps. Not enforced: memory, processes,
+    CPU, file size, network, file system visibility.
     """
 
     #: Interpreter whose ``bin`` directory leads ``PATH`` (as inside the bubblewrap sandbox).

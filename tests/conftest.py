@@ -1,0 +1,98 @@
+"""Shared fixtures: the real exercise, notebooks built from cells, the real sandbox."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.config import PROJECT_ROOT, GraderConfig
+from grader.spec import Exercise, load_exercise
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def config() -> GraderConfig:
+    return GraderConfig.from_env()
+
+
+@pytest.fixture(scope="session")
+def exercise(config: GraderConfig) -> Exercise:
+    return load_exercise(config.exercises_root / "chap06_cnn", config.reference_root)
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+@pytest.fixture(scope="session")
+def solution_nb(exercise: Exercise) -> nbformat.NotebookNode:
+    return _read(exercise.reference_dir / "solution.ipynb")
+
+
+@pytest.fixture(scope="session")
+def template_nb(exercise: Exercise) -> nbformat.NotebookNode:
+    return _read(exercise.template)
+
+
+NotebookFactory = Callable[..., bytes]
+
+
+@pytest.fixture
+def make_notebook(solution_nb: nbformat.NotebookNode) -> NotebookFactory:
+    """Bytes of a notebook made from the solution: ``replace`` maps cell ids to new sources,
+    ``drop`` removes cells by id, ``keep_until`` drops every code cell after that id,
+    ``insert_after`` maps a cell id to extra code cells placed after it."""
+
+    def build(
+        replace: dict[str, str] | None = None,
+        drop: tuple[str, ...] = (),
+        keep_until: str | None = None,
+        insert_after: dict[str, list[str]] | None = None,
+        base: nbformat.NotebookNode | None = None,
+    ) -> bytes:
+        nb = copy.deepcopy(base if base is not None else solution_nb)
+        cells = []
+        cut = False
+        for cell in nb.cells:
+            if cut and cell.cell_type == "code":
+                continue
+            if cell.get("id") in drop:
+                continue
+            if replace and cell.get("id") in replace:
+                cell.source = replace[cell["id"]]
+            cells.append(cell)
+            for n, source in enumerate((insert_after or {}).get(cell.get("id"), [])):
+                extra = nbformat.v4.new_code_cell(source)
+                extra["id"] = f"{cell['id']}-extra{n}"
+                cells.append(extra)
+            if keep_until is not None and cell.get("id") == keep_until:
+                cut = True
+        nb.cells = cells
+        return nbformat.writes(nb).encode()
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def expected(exercise: Exercise) -> dict:
+    return json.loads((exercise.reference_dir / "expected.json").read_text())["items"]
+
+
+@pytest.fixture(scope="session")
+def sandbox(config: GraderConfig):
+    from grader.sandbox import get_sandbox
+
+    box = get_sandbox("bwrap")
+    reason = box.check()
+    if reason is not None:
+        pytest.fail(f"the bubblewrap sandbox cannot run here: {reason}")
+    return box
+
+
+__all__ = ["FIXTURES", "PROJECT_ROOT"]

@@ -1,0 +1,175 @@
+"""Comparators on probe JSON, against the real reference outputs (expected.json)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from grader.comparators import CompareInput, as_array, get_comparator
+from grader.comparators.accuracy import accuracy_fraction
+from grader.comparators.variants import Variant, apply_variant
+from grader.report import ItemStatus
+
+
+def judge(exercise, item_id, probe, expected, **kw):
+    item = exercise.item(item_id)
+    given = CompareInput(item=item, exercise=exercise, probe=probe,
+                         expected=expected.get(item_id), **kw)
+    return get_comparator(item.compare.kind)(given)
+
+
+def both(judgement) -> str:
+    return " ".join(t.en + " " + t.ja for t in judgement.feedback)
+
+
+@pytest.mark.parametrize(
+    ("item_id", "variant", "window"),
+    [
+        ("conv1", Variant("conv", 1, "VALID"), 3),
+        ("conv2", Variant("conv", 2, "VALID"), 3),
+        ("conv3", Variant("conv", 1, "SAME"), 3),
+        ("pool1", Variant("max", 2, "VALID"), 2),
+        ("pool2", Variant("max", 1, "VALID"), 2),
+        ("pool3", Variant("avg", 2, "VALID"), 2),
+    ],
+)
+def test_numpy_variants_match_tensorflow_reference(expected, item_id, variant, window):
+    probe = expected[item_id]
+    image = np.squeeze(as_array(probe["inputs"]["sample_image"]))
+    kernel = probe["inputs"].get("W")
+    kernel = None if kernel is None else np.squeeze(as_array(kernel))
+    out = apply_variant(image, variant, window, kernel)
+    np.testing.assert_allclose(out, np.squeeze(as_array(probe["output"])), atol=1e-4)
+
+
+def test_correct_output_scores_full(exercise, expected):
+    j = judge(exercise, "conv1", expected["conv1"], expected)
+    assert (j.fraction, j.status) == (1.0, ItemStatus.CORRECT)
+
+
+def test_wrong_stride_is_named(exercise, expected):
+    # conv2's answer (stride 2, VALID) handed in for conv1 (stride 1, VALID)
+    j = judge(exercise, "conv1", expected["conv2"], expected)
+    assert j.fraction == 0 and j.status is ItemStatus.INCORRECT
+    text = both(j)
+    assert "stride 2 and padding='VALID'" in text and "ストライド2" in text
+    assert j.details == {"expected_shape": [1, 5, 5, 1], "submitted_shape": [1, 3, 3, 1]}
+
+
+def test_wrong_padding_is_named(exercise, expected):
+    j = judge(exercise, "conv1", expected["conv3"], expected)
+    assert "stride 1 and padding='SAME'" in both(j)
+    assert "5x5" in both(j)
+
+
+def test_max_instead_of_mean_is_named(exercise, expected):
+    j = judge(exercise, "pool3", expected["pool1"], expected)
+    assert j.fraction == 0
+    assert "max pooling with stride 2" in both(j) and "mean pooling" in both(j)
+
+
+def test_right_values_but_reshape_error_is_partial(exercise, expected):
+    error = ("ValueError", "cannot reshape array of size 25 into shape (3,3)")
+    j = judge(exercise, "conv1", expected["conv1"], expected, cell_error=error)
+    assert j.status is ItemStatus.PARTIAL and j.fraction == 0.5
+    assert "reshape(5, 5)" in both(j)
+
+
+def test_stale_value_from_an_earlier_cell_scores_nothing(exercise, expected):
+    stale = dict(expected["conv2"], fresh=False)
+    j = judge(exercise, "conv2", stale, expected)
+    assert j.fraction == 0 and j.status is ItemStatus.ERROR
+    assert "earlier cell" in both(j)
+
+
+def test_shape_right_values_wrong(exercise, expected):
+    probe = copy.deepcopy(expected["conv1"])
+    probe["output"]["values"][0] += 1
+    j = judge(exercise, "conv1", probe, expected)
+    assert j.fraction == 0 and "values differ" in both(j)
+
+
+def test_layer_reference_probe_scores_full(exercise, expected):
+    for item_id in ("conv_layer", "pooling_layer", "dense_layer"):
+        j = judge(exercise, item_id, expected[item_id], expected)
+        assert j.fraction == 1.0, (item_id, both(j))
+
+
+def _with_init(probe, bound):
+    probe = copy.deepcopy(probe)
+    weights = probe["variables"][0]
+    weights.update(min=-0.99 * bound, max=0.99 * bound, std=bound / math.sqrt(3), mean=0.0)
+    return probe
+
+
+def test_xavier_initialisation_is_recognised(exercise, expected):
+    shape = expected["conv_layer"]["variables"][0]["shape"]  # [3, 3, 4, 8]
+    xavier = math.sqrt(6 / (3 * 3 * 4 + 3 * 3 * 8))
+    j = judge(exercise, "conv_layer", _with_init(expected["conv_layer"], xavier), expected)
+    assert shape == [3, 3, 4, 8]
+    assert j.status is ItemStatus.PARTIAL and j.fraction == 0.5
+    assert "Xavier" in both(j) and "fan_in=36" in both(j)
+
+
+def test_he_bound_of_the_reference_passes(exercise, expected):
+    he = math.sqrt(6 / 36)
+    j = judge(exercise, "conv_layer", _with_init(expected["conv_layer"], he), expected)
+    assert j.fraction == 1.0
+
+
+def test_missing_activation_is_named(exercise, expected):
+    probe = copy.deepcopy(expected["dense_layer"])
+    probe["output"]["values"] = [v - 1.0 for v in probe["output"]["values"]]
+    j = judge(exercise, "dense_layer", probe, expected)
+    assert j.fraction == 0.5 and "activation" in both(j)
+
+
+def test_layer_with_wrong_variable_shapes_scores_nothing(exercise, expected):
+    probe = copy.deepcopy(expected["dense_layer"])
+    probe["variables"][0]["shape"] = [16, 64]
+    j = judge(exercise, "dense_layer", probe, expected)
+    assert j.fraction == 0 and "wrong shapes" in both(j)
+
+
+def test_graph(exercise, expected):
+    assert judge(exercise, "model", expected["model"], expected).fraction == 1.0
+    relu = dict(expected["model"], op="Relu")
+    j = judge(exercise, "model", relu, expected)
+    assert j.fraction == pytest.approx(2 / 3) and "softmax" in both(j)
+    no_dense = dict(expected["model"], ops=[o for o in expected["model"]["ops"]
+                                             if o["type"] != "MatMul"])
+    assert "800" in both(judge(exercise, "model", no_dense, expected))
+
+
+def test_accuracy_fraction_is_linear_between_floor_and_threshold():
+    assert accuracy_fraction(0.99, 0.975, 0.9) == 1.0
+    assert accuracy_fraction(0.9, 0.975, 0.9) == 0.0
+    assert accuracy_fraction(0.9375, 0.975, 0.9) == pytest.approx(0.5)
+
+
+def test_accuracy_from_predictions_and_printed_figure_flagged(exercise, expected):
+    labels = np.arange(1000) % 10
+    predictions = labels.copy()
+    predictions[:100] = (predictions[:100] + 1) % 10  # 90 % right
+    probe = {"predictions": predictions.tolist(), "source": "closed session"}
+    j = judge(exercise, "accuracy", probe, expected, labels=labels, claimed_accuracy=0.99)
+    assert j.details["measured_accuracy"] == pytest.approx(0.9)
+    assert j.fraction == 0.0 and j.details["claimed_mismatch"] is True
+    assert "printed accuracy 0.990" in both(j)
+    j = judge(exercise, "accuracy", {"predictions": labels.tolist()}, expected,
+              labels=labels, claimed_accuracy=1.0)
+    assert j.fraction == 1.0 and "claimed_mismatch" not in j.details
+
+
+def test_accuracy_with_wrong_number_of_predictions(exercise, expected):
+    j = judge(exercise, "accuracy", {"predictions": [1, 2]}, expected,
+              labels=np.zeros(10, dtype=int))
+    assert j.status is ItemStatus.ERROR and "2 predictions for 10" in both(j)
+
+
+def test_unknown_comparator_kind():
+    with pytest.raises(KeyError, match="unknown comparator kind 'nope'"):
+        get_comparator("nope")

@@ -1,0 +1,243 @@
+"""Grading real notebooks in the real bubblewrap sandbox (TensorFlow, the kernel, the probes).
+
+Each test builds its notebook from the reference solution's cells; the ones marked ``slow``
+train the CNN for the course's ten epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import FIXTURES
+
+from grader.pipeline import grade_notebook
+from grader.report import ItemStatus, RunStatus
+
+pytestmark = pytest.mark.sandbox
+
+FAKE_TRAINING = """init = tf.global_variables_initializer()
+with tf.Session() as sess:
+    sess.run(init)
+print('EPOCH: 10, Valid Cost: 0.050, Valid Accuracy: 0.990')
+"""
+
+
+def scores(report) -> dict[str, float]:
+    return {item.id: item.score for item in report.items}
+
+
+def en(report, item_id: str) -> str:
+    return " ".join(t.en for t in report.item(item_id).feedback)
+
+
+def test_typical_mistakes(make_notebook, exercise, config, sandbox):
+    data = make_notebook(replace={
+        "conv1": "convoluted_image = tf.nn.conv2d(x, W, strides=[1,1,1,1], padding='SAME')\n"
+                 "with tf.Session() as sess:\n"
+                 "    print(sess.run(convoluted_image, feed_dict={x: sample_image}).reshape(7, 7))",
+        "conv2": "convoluted_image = tf.nn.conv2d(x, W, strides=[1,1,1,1], padding='VALID')\n"
+                 "with tf.Session() as sess:\n"
+                 "    print(sess.run(convoluted_image, feed_dict={x: sample_image}).reshape(3, 3))",
+        "conv3": "convoluted_image = tf.nn.conv2d(x, W, strides=[1,1,1,1], padding='SAME')\n"
+                 "with tf.Session() as sess:\n"
+                 "    print(sess.run(convoluted_image, feed_dict={x: sample_image}).reshape(5, 5))",
+        "pool3": "pooled_image = tf.nn.max_pool(x, ksize=[1,2,2,1], strides=[1,2,2,1], padding='VALID')\n"
+                 "with tf.Session() as sess:\n"
+                 "    print(sess.run(pooled_image, feed_dict={x: sample_image}).reshape(3, 3))",
+        "conv-layer": _conv_layer_with_xavier(),
+        "dense-layer": _dense_layer_without_activation(),
+        "train": FAKE_TRAINING,
+    })
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED, report.reason
+    assert scores(report) == {
+        "conv1": 0, "conv2": 0, "conv3": 3, "pool1": 6, "pool2": 6, "pool3": 0,
+        "conv_layer": 6, "pooling_layer": 6, "dense_layer": 6, "model": 6.6667,
+        "accuracy": 0,
+    }
+    # Dense ignores its activation, so y = Dense(800, 10, tf.nn.softmax)(h) is no softmax
+    assert "not a Softmax output" in en(report, "model")
+    assert "stride 1 and padding='SAME'" in en(report, "conv1")  # wrong padding named
+    assert "stride 1 and padding='VALID'" in en(report, "conv2")  # wrong stride named
+    assert "cannot reshape array of size 25 into shape (3,3)" in en(report, "conv2")
+    assert "use reshape(7, 7)" in en(report, "conv3")  # wrong reshape, right values
+    assert report.item("conv3").status is ItemStatus.PARTIAL
+    assert "max pooling" in en(report, "pool3")
+    assert "Xavier" in en(report, "conv_layer")
+    assert "activation" in en(report, "dense_layer")
+    # a printed accuracy with no training: measured from the variables, the print flagged
+    assert report.claimed_accuracy == pytest.approx(0.99)
+    assert report.measured_accuracy < 0.3
+    assert report.item("accuracy").details["claimed_mismatch"] is True
+    assert "printed accuracy 0.990" in en(report, "accuracy")
+    assert report.item("conv1").feedback[0].ja  # Japanese feedback too
+
+
+def _conv_layer_with_xavier() -> str:
+    return '''class Conv:
+    def __init__(self, filter_shape, function=lambda x: x, strides=[1,1,1,1], padding='VALID'):
+        fan_in = np.prod(filter_shape[:3])
+        fan_out = np.prod(filter_shape[:2]) * filter_shape[3]
+        self.W = tf.Variable(rng.uniform(
+                        low=-np.sqrt(6 / (fan_in + fan_out)),
+                        high=np.sqrt(6 / (fan_in + fan_out)),
+                        size=filter_shape
+                    ).astype('float32'), name='W')
+        self.b = tf.Variable(np.zeros((filter_shape[3]), dtype='float32'), name='b')
+        self.function = function
+        self.strides = strides
+        self.padding = padding
+
+    def __call__(self, x):
+        u = tf.nn.conv2d(x, self.W, strides=self.strides, padding=self.padding) + self.b
+        return self.function(u)'''
+
+
+def _dense_layer_without_activation() -> str:
+    return '''class Dense:
+    def __init__(self, in_dim, out_dim, function=lambda x: x):
+        self.W = tf.Variable(rng.uniform(
+                        low=-np.sqrt(6 / in_dim),
+                        high=np.sqrt(6 / in_dim),
+                        size=(in_dim, out_dim)
+                    ).astype('float32'), name='W')
+        self.b = tf.Variable(np.zeros([out_dim]).astype('float32'))
+        self.function = function
+
+    def __call__(self, x):
+        return tf.matmul(x, self.W) + self.b'''
+
+
+def test_an_erroring_cell_stops_only_its_own_items(make_notebook, exercise, config, sandbox):
+    data = make_notebook(
+        replace={"conv1": "convoluted_image = tf.nn.conv2d(x, W_undefined, strides=[1,1,1,1], "
+                          "padding='VALID')"},
+        keep_until="pool3",
+    )
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED
+    s = scores(report)
+    assert s["conv1"] == 0 and report.item("conv1").status is ItemStatus.ERROR
+    assert "W_undefined" in en(report, "conv1")
+    assert [s[i] for i in ("conv2", "conv3", "pool1", "pool2", "pool3")] == [6] * 5
+    assert report.item("dense_layer").status is ItemStatus.MISSING
+
+
+def test_per_cell_timeout_names_the_cell_and_keeps_earlier_scores(
+    make_notebook, exercise, config, sandbox
+):
+    data = make_notebook(insert_after={"conv1": ["import time\ntime.sleep(120)"]},
+                         keep_until="conv2")
+    limits = exercise.limits.replace(cell_timeout=4)
+    report = grade_notebook(data, exercise, config, sandbox, limits=limits)
+    assert report.status is RunStatus.TIMEOUT
+    conv1_cell = report.item("conv1").cell_index
+    assert f"(cell {conv1_cell + 2})" in report.reason.en  # the sleeping cell, 1-based
+    assert report.item("conv1").score == 6
+    assert report.item("conv2").status is ItemStatus.NOT_REACHED
+    assert report.item("conv2").feedback[0].en == report.reason.en
+
+
+def test_notebook_timeout_kills_the_sandbox(make_notebook, exercise, config, sandbox):
+    data = make_notebook(insert_after={"conv1": ["import time\ntime.sleep(300)"]},
+                         keep_until="conv2")
+    limits = exercise.limits.replace(cell_timeout=600, notebook_timeout=25)
+    report = grade_notebook(data, exercise, config, sandbox, limits=limits)
+    assert report.status is RunStatus.TIMEOUT
+    assert "25 s limit" in report.reason.en
+    assert report.item("conv1").score == 6  # the result file is rewritten after every cell
+
+
+def test_kernel_that_dies(make_notebook, exercise, config, sandbox):
+    data = make_notebook(insert_after={"conv1": ["import os\nos._exit(3)"]}, keep_until="conv2")
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.KERNEL_DIED
+    assert "kernel died" in report.reason.en
+    assert report.item("conv1").score == 6
+    assert report.item("conv2").status is ItemStatus.NOT_REACHED
+
+
+def test_out_of_memory(make_notebook, exercise, config, sandbox):
+    hog = "import numpy as np\nhog = np.ones((6, 1024, 1024, 1024), dtype=np.uint8)"
+    data = make_notebook(insert_after={"conv1": [hog]}, keep_until="conv2")
+    limits = exercise.limits.replace(memory_bytes=2 * 1024**3)
+    report = grade_notebook(data, exercise, config, sandbox, limits=limits)
+    assert report.status is RunStatus.OUT_OF_MEMORY, report.reason
+    assert report.item("conv1").score == 6
+
+
+def test_notebook_importing_tensorflow_compat_v1(make_notebook, exercise, config, sandbox):
+    imports = (
+        "import numpy as np\nimport tensorflow.compat.v1 as tf\ntf.disable_v2_behavior()\n"
+        "from sklearn.utils import shuffle\nfrom sklearn.metrics import accuracy_score\n"
+        "rng = np.random.RandomState(1234)\nrandom_state = 42"
+    )
+    data = make_notebook(replace={"imports": imports}, keep_until="dense-layer")
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED
+    graded = ("conv1", "conv2", "conv3", "pool1", "pool2", "pool3",
+              "conv_layer", "pooling_layer", "dense_layer")
+    assert [report.item(i).score for i in graded] == [report.item(i).max_score for i in graded]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_cli_rejects_a_file_that_is_not_a_notebook(tmp_path):
+    bad = tmp_path / "homework.ipynb"
+    bad.write_text("this is not json")
+    done = _cli("grade", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "not valid JSON" in done.stderr
+
+
+def test_cli_json_report(make_notebook, tmp_path):
+    path = tmp_path / "partial.ipynb"
+    path.write_bytes(make_notebook(keep_until="pool1"))
+    done = _cli("grade", str(path), "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for key in ("exercise", "status", "score", "max_score", "items", "measured_accuracy",
+                "claimed_accuracy", "timings"):
+        assert key in report
+    assert report["status"] == "graded" and report["score"] == 24 and report["max_score"] == 100
+    ids = [item["id"] for item in report["items"]]
+    assert ids == ["conv1", "conv2", "conv3", "pool1", "pool2", "pool3", "conv_layer",
+                   "pooling_layer", "dense_layer", "model", "accuracy"]
+    for item in report["items"]:
+        assert set(item) >= {"id", "score", "max_score", "status", "feedback"}
+    assert report["items"][4]["status"] == "missing"
+    assert {"sandbox", "cells", "total"} <= set(report["timings"])
+
+
+@pytest.mark.slow
+def test_students_copy_of_the_original_course_notebook(exercise, config, sandbox):
+    """The seed, as a student handed it in: TF 1.8 code, `!pip3 install`, `%%writefile` to
+    /root, no cell ids; conv/pool exercises left blank, layers and training done."""
+    data = (FIXTURES / "chap06_seed_copy.ipynb").read_bytes()
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED, report.reason
+    s = scores(report)
+    assert [s[i] for i in ("conv1", "conv2", "conv3", "pool1", "pool2", "pool3")] == [0] * 6
+    assert "syntax error" in en(report, "conv1")
+    full = ("conv_layer", "pooling_layer", "dense_layer", "model", "accuracy")
+    assert [s[i] for i in full] == [report.item(i).max_score for i in full]
+    assert report.score == 64
+    assert report.measured_accuracy > exercise.accuracy.threshold
+    notes = " ".join(n.en for n in report.notes)
+    assert "tensorflow-gpu==1.8" in notes and "/root/userspace" in notes
+    assert set(report.diagnostics["located"].values()) == {"content"}
+
+
+@pytest.mark.slow
+def test_dry_run_cli_passes():
+    done = _cli("dry-run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "chap06_cnn: solution 100/100 [graded] ok" in done.stderr
+    assert "chap06_cnn: template 0/100 [graded] ok" in done.stderr

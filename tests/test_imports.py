@@ -1,0 +1,33 @@
+"""The grading library must stay free of web, database and queue code (STYLE.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+FORBIDDEN = ("flask", "sqlalchemy", "celery", "service", "werkzeug", "redis")
+
+
+def test_grader_imports_no_web_modules():
+    code = (
+        "import json, sys\n"
+        "import grader, grader.cli, grader.pipeline, grader.reference, grader.dryrun\n"
+        "import grader.sandbox, grader.comparators, grader.data\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    bad = [m for m in loaded if m.split(".")[0] in FORBIDDEN]
+    assert bad == []
+    # the check can fail: importing the service would load flask
+    assert "grader.pipeline" in loaded
+
+
+def test_kernel_code_imports_nothing_from_grader():
+    """The in-sandbox runner and the code sent into the kernel see only their own folder."""
+    from grader.pipeline import KERNEL_DIR
+
+    for path in KERNEL_DIR.glob("*.py"):
+        text = path.read_text()
+        assert "from grader" not in text and "import grader" not in text, path.name
