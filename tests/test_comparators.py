@@ -173,3 +173,13 @@ def test_accuracy_with_wrong_number_of_predictions(exercise, expected):
 def test_unknown_comparator_kind():
     with pytest.raises(KeyError, match="unknown comparator kind 'nope'"):
         get_comparator("nope")
+
+
+def test_wrong_op_with_a_reshape_to_the_expected_shape_blames_the_op_only(exercise, expected):
+    error = ("ValueError", "cannot reshape array of size 25 into shape (3,3)")
+    j = judge(exercise, "conv2", expected["conv1"], expected, cell_error=error)
+    assert j.fraction == 0
+    assert "stride 1 and padding='VALID'" in both(j) and "reshape" not in both(j)
+    error = ("ValueError", "cannot reshape array of size 25 into shape (4,4)")
+    j = judge(exercise, "conv2", expected["conv1"], expected, cell_error=error)
+    assert "does not fit" in both(j)

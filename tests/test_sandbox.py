@@ -11,7 +11,10 @@ import errno
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -30,6 +33,7 @@ from grader.sandbox import (
     UnsafeLocalSandbox,
     UnsafeSandboxWarning,
     get_sandbox,
+    sweep_leftovers,
 )
 from grader.sandbox.cgroups import (
     CgroupError,
@@ -37,8 +41,11 @@ from grader.sandbox.cgroups import (
     RunCgroup,
     find_layout,
     parse_keyed,
+    sweep_cgroups,
 )
-from grader.sandbox.unsafe import runtime_paths, translate_paths
+from grader.sandbox.process import owner_gone, owner_tag, pid_alive, runtime_paths
+from grader.sandbox.staging import STAGE_PREFIX, create_stage, sweep_stages
+from grader.sandbox.unsafe import translate_paths
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
@@ -548,3 +555,207 @@ def test_a_jupyter_kernel_runs_inside(bwrap: BubblewrapSandbox, tmp_path: Path) 
     """
     assert last_json(bwrap.run(python_request(code, tmp_path, FAST.replace(
         memory_bytes=1024 * MiB)))) == "42\n"
+
+
+# --- leftovers of killed graders ------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended and been reaped."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert not pid_alive(proc.pid)
+    return proc.pid
+
+
+def tag_of(pid: int) -> str:
+    """The owner tag a grader with ``pid`` in this PID namespace writes into names."""
+    return f"{owner_tag().split('-')[0]}-{pid}"
+
+
+@pytest.fixture
+def other_grader() -> Iterator[int]:
+    """The pid of another live process: a grader still running its sandbox."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def stage_root() -> Iterator[Path]:
+    """A staging root the sandbox user can traverse (pytest's ``tmp_path`` is 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="grader-test-stages-"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("real cgroups and mounts need root")
+
+
+def test_owner_gone_only_for_dead_processes_of_this_namespace(other_grader: int) -> None:
+    assert not owner_gone(owner_tag())
+    assert not owner_gone(tag_of(other_grader))
+    assert owner_gone(tag_of(dead_pid()))
+    namespace = int(owner_tag().split("-")[0])
+    assert not owner_gone(f"{namespace + 1}-{dead_pid()}")  # another container's grader
+    assert not owner_gone("run-12")
+
+
+def test_sweep_stages_removes_only_stages_of_dead_graders(
+    tmp_path: Path, other_grader: int
+) -> None:
+    dead = tmp_path / f"{STAGE_PREFIX}{tag_of(dead_pid())}-k2x9_q1a"
+    (dead / "etc").mkdir(parents=True)
+    (dead / "etc" / "passwd").write_text("sandbox:x:1000:1000::/home/sandbox:/bin/sh\n")
+    (dead / "m0").mkdir()
+    live = tmp_path / f"{STAGE_PREFIX}{tag_of(other_grader)}-a1b2c3d4"
+    live.mkdir()
+    old_style = tmp_path / f"{STAGE_PREFIX}8nhuwgid"  # no owner recorded: never touched
+    old_style.mkdir()
+    elsewhere = tmp_path / "precious"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    link = tmp_path / f"{STAGE_PREFIX}{tag_of(dead_pid())}-linklink"
+    link.symlink_to(elsewhere)
+    with create_stage(str(tmp_path)) as own:
+        assert own.name.startswith(f"{STAGE_PREFIX}{owner_tag()}-")
+        assert sweep_stages(str(tmp_path)) == [dead]
+        assert own.is_dir()
+    assert not own.exists()
+    assert not dead.exists()
+    assert live.is_dir() and old_style.is_dir() and link.is_symlink()
+    assert (elsewhere / "keep.txt").read_text() == "keep"
+
+
+@pytest.mark.sandbox
+def test_sweep_stages_never_deletes_through_a_mount(tmp_path: Path) -> None:
+    require_root()
+    source = tmp_path / "work"
+    source.mkdir()
+    (source / "answer.json").write_text("{}")
+    dead = tmp_path / f"{STAGE_PREFIX}{tag_of(dead_pid())}-mounted"
+    (dead / "m0").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(source), str(dead / "m0")], check=True)
+    try:
+        assert sweep_stages(str(tmp_path)) == []
+    finally:
+        subprocess.run(["umount", str(dead / "m0")], check=True)
+    assert (source / "answer.json").read_text() == "{}"
+    assert sweep_stages(str(tmp_path)) == [dead]
+
+
+@pytest.mark.sandbox
+def test_sweep_cgroups_removes_only_empty_cgroups_of_dead_graders(
+    cgroup_parent: str, other_grader: int
+) -> None:
+    require_root()
+    layout = find_layout()
+    roots = list(dict.fromkeys((layout.memory_root, layout.pids_root)))
+    names = {
+        "dead": f"run-{tag_of(dead_pid())}-0123456789ab",
+        "live": f"run-{tag_of(other_grader)}-0123456789ab",
+        "busy": f"run-{tag_of(dead_pid())}-b0b0b0b0b0b0",  # a process is still inside
+        "old": "run-fa0f5de52a09",  # no owner recorded: never touched
+    }
+    dirs = {key: [root / cgroup_parent / name for root in roots] for key, name in names.items()}
+    for directory in (d for ds in dirs.values() for d in ds):
+        directory.mkdir(parents=True)
+    inside = subprocess.Popen(["sleep", "60"])
+    try:
+        for directory in dirs["busy"]:
+            (directory / "cgroup.procs").write_text(str(inside.pid))
+        assert sorted(sweep_cgroups(cgroup_parent)) == sorted(dirs["dead"])
+        assert not any(d.exists() for d in dirs["dead"])
+        assert all(d.is_dir() for key in ("live", "busy", "old") for d in dirs[key])
+    finally:
+        inside.kill()
+        inside.wait()
+        for directory in (d for ds in dirs.values() for d in ds):
+            if directory.exists():
+                RunCgroup(layout, directory, directory).remove()
+
+
+GRADER_KILLED_MID_RUN = """
+import sys
+from pathlib import Path
+from grader.limits import Limits
+from grader.sandbox import BubblewrapSandbox, SandboxRequest
+
+sandbox = BubblewrapSandbox(cgroup_parent=sys.argv[1], stage_root=sys.argv[2])
+request = SandboxRequest(
+    argv=[sys.executable, "-c", "import time; print('running', flush=True); time.sleep(60)"],
+    workdir=Path(sys.argv[3]),
+    limits=Limits(notebook_timeout=60.0),
+)
+sandbox.run(request, on_line=lambda line: print(line, flush=True))
+"""
+
+
+@pytest.mark.sandbox
+def test_leftovers_of_a_sigkilled_grader_are_swept(
+    bwrap: BubblewrapSandbox, cgroup_parent: str, stage_root: Path, tmp_path: Path
+) -> None:
+    """A real grader is SIGKILLed mid-run: its cgroup and staging directory stay behind until
+    a sweep, which a run of another grader (this process) does first."""
+    grader = subprocess.Popen(
+        [PYTHON, "-c", GRADER_KILLED_MID_RUN, cgroup_parent, str(stage_root), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert grader.stdout is not None
+    assert grader.stdout.readline() == b"running\n"
+    tag = tag_of(grader.pid)
+    grader.send_signal(signal.SIGKILL)
+    grader.wait()
+    grader.stdout.close()
+    left = [p.name for p in stage_root.iterdir()]
+    assert [n for n in left if n.startswith(f"{STAGE_PREFIX}{tag}-")] == left != []
+    assert [n for n in run_cgroups(cgroup_parent) if n.startswith(f"run-{tag}-")] != []
+
+    sandbox = BubblewrapSandbox(cgroup_parent=cgroup_parent, stage_root=str(stage_root))
+    deadline = time.monotonic() + 5  # the sandbox dies with its grader, but not instantly
+    while run_cgroups(cgroup_parent) and time.monotonic() < deadline:
+        assert sandbox.run(python_request("pass", tmp_path)).exit_code == 0
+        time.sleep(0.05)
+    assert run_cgroups(cgroup_parent) == []
+    assert list(stage_root.iterdir()) == []
+
+
+SWEEP_FROM_ANOTHER_GRADER = """
+import json, sys
+from grader.sandbox import sweep_leftovers
+print(json.dumps([str(p) for p in sweep_leftovers(sys.argv[1], sys.argv[2])]))
+"""
+
+
+@pytest.mark.sandbox
+def test_a_sweep_by_another_grader_spares_a_live_run(
+    cgroup_parent: str, stage_root: Path, tmp_path: Path
+) -> None:
+    """Service workers sweep while others run: mid-run, another process sweeps the same
+    cgroup parent and stage root; the run keeps its cgroup and staging directory."""
+    require_root()
+    sandbox = BubblewrapSandbox(cgroup_parent=cgroup_parent, stage_root=str(stage_root))
+    seen: list[Any] = []
+
+    def on_line(line: str) -> None:
+        sweep = subprocess.run(
+            [PYTHON, "-c", SWEEP_FROM_ANOTHER_GRADER, cgroup_parent, str(stage_root)],
+            capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+        )
+        seen.append(json.loads(sweep.stdout))
+        seen.append(run_cgroups(cgroup_parent))
+        seen.append([p.name for p in stage_root.iterdir()])
+
+    result = sandbox.run(python_request("print('ready')", tmp_path), on_line=on_line)
+    assert result.exit_code == 0, result.stderr
+    removed, cgroups, stages = seen
+    assert removed == []
+    assert len(cgroups) == 1 and cgroups[0].startswith(f"run-{owner_tag()}-")
+    assert len(stages) == 1 and stages[0].startswith(f"{STAGE_PREFIX}{owner_tag()}-")
+    assert sweep_leftovers(cgroup_parent, str(stage_root)) == []
+    assert run_cgroups(cgroup_parent) == [] and list(stage_root.iterdir()) == []

@@ -3,6 +3,9 @@
 * ``bwrap``: :class:`BubblewrapSandbox`, namespaces + an unprivileged user + a per-run cgroup.
 * ``unsafe``: :class:`UnsafeLocalSandbox`, no isolation, for development only.
 
+:func:`sweep_leftovers` removes what graders killed with SIGKILL left on the host (run cgroups,
+staging directories); every bubblewrap run calls it first.
+
 A ``docker`` backend is planned; it will register in :data:`BACKENDS` like the others.
 """
 
@@ -12,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from grader.sandbox.base import LineCallback, Mount, Sandbox, SandboxRequest, SandboxResult
-from grader.sandbox.bwrap import BubblewrapSandbox
+from grader.sandbox.bwrap import BubblewrapSandbox, sweep_leftovers
 from grader.sandbox.cgroups import CgroupError
 from grader.sandbox.unsafe import UnsafeLocalSandbox, UnsafeSandboxWarning
 
@@ -45,4 +48,5 @@ __all__ = [
     "UnsafeLocalSandbox",
     "UnsafeSandboxWarning",
     "get_sandbox",
+    "sweep_leftovers",
 ]

@@ -1,9 +1,13 @@
 """Per-run control groups: the memory and process limits of one sandboxed run.
 
-A run gets its own cgroup, ``<hierarchy>/<parent>/<run-id>``, made by :func:`create_cgroup` and
-always removed when the ``with`` block ends, after every process left in it has been killed.
-The first process of the run joins it *before* it execs anything (see
+A run gets its own cgroup, ``<hierarchy>/<parent>/run-<owner>-<random>``, made by
+:func:`create_cgroup` and always removed when the ``with`` block ends, after every process left
+in it has been killed. The first process of the run joins it *before* it execs anything (see
 :attr:`RunCgroup.procs_files`), so no child can escape the limits.
+
+A grader killed with SIGKILL never reaches that ``finally``: its empty cgroups stay behind.
+:func:`sweep_cgroups` removes them, telling them from live runs' by the ``<owner>`` in their
+name (the grader's pid, see :func:`~grader.sandbox.process.owner_tag`).
 
 Both layouts are handled:
 
@@ -34,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from grader.sandbox.process import owner_gone, owner_tag
+
 logger = logging.getLogger(__name__)
 
 MOUNTS_FILE = Path("/proc/self/mounts")
@@ -44,6 +50,8 @@ DEFAULT_PARENT = "grader"
 REMOVE_TIMEOUT = 2.0
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
+#: The default name of a run's cgroup; group 1 is the :func:`owner_tag` of the grader.
+_RUN_NAME = re.compile(r"run-(\d+-\d+)-[0-9a-f]+")
 
 
 class CgroupError(Exception):
@@ -234,12 +242,10 @@ def create_cgroup(
     grader's service); ``name`` defaults to a random id. Raises :class:`CgroupError` when the
     cgroup cannot be made. On exit every process in it is killed and its directories removed.
     """
-    run_name = name or f"run-{uuid.uuid4().hex[:12]}"
+    run_name = name or f"run-{owner_tag()}-{uuid.uuid4().hex[:12]}"
     if not _NAME.fullmatch(run_name) or run_name in (".", ".."):
         raise CgroupError(f"invalid cgroup name {run_name!r}")
-    parent_parts = [p for p in parent.split("/") if p]
-    if any(not _NAME.fullmatch(p) or p in (".", "..") for p in parent_parts):
-        raise CgroupError(f"invalid cgroup parent {parent!r}")
+    parent_parts = _parent_parts(parent)
     layout = layout or find_layout()
     cgroup = RunCgroup(
         layout,
@@ -257,6 +263,54 @@ def create_cgroup(
             cgroup.remove()
         except CgroupError as exc:
             logger.warning("cgroup left behind: %s", exc)
+
+
+def sweep_cgroups(
+    parent: str = DEFAULT_PARENT, *, layout: CgroupLayout | None = None
+) -> list[Path]:
+    """Remove the run cgroups under ``parent`` left by graders that were killed; never raises.
+
+    A cgroup goes only when the grader named in it is gone *and* its ``cgroup.procs`` is empty.
+    An empty cgroup of a live grader stays: it is empty between its creation and the first
+    process joining, and between the run's end and the reading of its OOM counter. Cgroups not
+    named by :func:`create_cgroup` (``name=``, or an older version's pid-less names) are never
+    touched. Returns the directories removed (one per hierarchy on v1).
+    """
+    try:
+        parent_parts = _parent_parts(parent)
+        layout = layout or find_layout()
+    except CgroupError:
+        return []
+    removed: list[Path] = []
+    for root in dict.fromkeys((layout.memory_root, layout.pids_root)):
+        try:
+            entries = list(os.scandir(root.joinpath(*parent_parts)))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _RUN_NAME.fullmatch(entry.name)
+            if not match or not entry.is_dir(follow_symlinks=False) or not owner_gone(match[1]):
+                continue
+            directory = Path(entry.path)
+            try:
+                if (directory / "cgroup.procs").read_text().split():
+                    logger.warning("cgroup of a dead grader still has processes: %s", directory)
+                    continue
+                directory.rmdir()  # the kernel refuses (EBUSY) if a process joined meanwhile
+            except FileNotFoundError:
+                continue  # another grader's sweep was quicker
+            except OSError as exc:
+                logger.warning("stale cgroup not removed (%s): %s", exc.strerror, directory)
+                continue
+            removed.append(directory)
+    return removed
+
+
+def _parent_parts(parent: str) -> list[str]:
+    parts = [p for p in parent.split("/") if p]
+    if any(not _NAME.fullmatch(p) or p in (".", "..") for p in parts):
+        raise CgroupError(f"invalid cgroup parent {parent!r}")
+    return parts
 
 
 def _make_v1(cgroup: RunCgroup, memory_bytes: int, max_processes: int) -> None:

@@ -1,0 +1,199 @@
+"""The command line that launches one bubblewrap run.
+
+When the grader runs as root, one run is launched as::
+
+    unshare --mount --propagation private -- sh -c '
+        echo $$ > <run cgroup>/cgroup.procs       # join the cgroup before anything can fork
+        mount --rbind <host source> <stage>/mN    # in the private namespace only, see below
+        exec prlimit --cpu=.. --fsize=.. --core=0 -- \
+             setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
+                     --bounding-set=-all -- \
+             bwrap --unshare-all --uid 1000 ... -- \
+             sh -c 'printf x >&0; exec </dev/null; exec "$@"' sh <request argv>'
+
+(the inner ``sh`` tells the host that bwrap's set-up succeeded, see :data:`STARTED_MARKER`),
+so the command runs with no capabilities, as a host user that owns nothing, with no network
+(only loopback, which the Jupyter kernel uses), seeing only ``/usr``, a few files of ``/etc``,
+the Python runtime, the work directory and the request's mounts.
+
+Why the staging mounts: unprivileged bubblewrap resolves every bind source with the
+unprivileged user's rights, and the Python runtime or a pytest temporary directory often lies
+under a directory that user cannot enter (``/root`` is mode 0700). Root bind-mounts each source
+onto an empty directory under a world-traversable staging directory, in a mount namespace of
+its own that vanishes with the run; bubblewrap binds from there. Only the parents' modes are
+bypassed: the files themselves must still be readable by the sandbox user (or, for the work
+directory, owned by it: it is chown'ed to ``host_uid`` before the run).
+
+Without root, the same command runs without ``unshare``/``mount``/``setpriv`` (sources must
+then be reachable by the caller) and the cgroup must be a delegated one (``cgroup_parent``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from grader.sandbox.base import SandboxRequest
+from grader.sandbox.cgroups import RunCgroup
+from grader.sandbox.process import base_env, runtime_paths
+from grader.sandbox.staging import write_etc
+
+if TYPE_CHECKING:
+    from grader.sandbox.bwrap import BubblewrapSandbox
+
+#: Host directories shown read-only at the same path (symlinks, as in merged-/usr systems, are
+#: recreated as symlinks).
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: Pieces of the host's ``/etc`` that Python, NumPy and TensorFlow read; bound when present.
+ETC_PATHS = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/mime.types",
+)
+#: ``sh`` exits with this when joining the cgroup or a staging mount fails (before bwrap).
+LAUNCH_FAILED = 125
+#: Runs inside the sandbox before the command. It tells the host that set-up succeeded by
+#: writing to its stdin, the write end of a pipe (bwrap reports its own set-up errors with the
+#: same exit status 1 as many commands, and its status fd speaks before the mounts are made),
+#: then gives the command /dev/null as stdin.
+STARTED_MARKER = 'printf x >&0; exec </dev/null; exec "$@"'
+
+#: Where the host tools (``mount``, ``prlimit``, ...) are looked up, whatever ``PATH`` says.
+TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path (``source``) bound at ``target`` inside the sandbox."""
+
+    source: str
+    target: str
+    writable: bool
+
+
+def launch_argv(
+    sandbox: BubblewrapSandbox,
+    request: SandboxRequest,
+    cgroup: RunCgroup | None,
+    stage: Path,
+    as_root: bool,
+) -> list[str]:
+    """The argv that runs ``request`` in ``sandbox``'s jail, joining ``cgroup`` first.
+
+    ``stage`` (see :mod:`grader.sandbox.staging`) receives the generated ``/etc`` files and,
+    when ``as_root``, the empty mount points that sources are bound onto.
+    """
+    script: list[str] = []
+    for procs in cgroup.procs_files if cgroup else ():
+        script.append(f"echo $$ > {shlex.quote(str(procs))} || exit {LAUNCH_FAILED}")
+    binds = []
+    for n, bind in enumerate(_binds(sandbox, request)):
+        if as_root:
+            staged = stage / f"m{n}"
+            if os.path.isdir(bind.source):
+                staged.mkdir()
+            else:
+                staged.touch()
+            script.append(f"{tool('mount')} --rbind {shlex.quote(bind.source)} "
+                          f"{shlex.quote(str(staged))} || exit {LAUNCH_FAILED}")
+            bind = Bind(str(staged), bind.target, bind.writable)
+        binds.append(bind)
+    bwrap = [shutil.which(sandbox.bwrap) or sandbox.bwrap,
+             *_bwrap_options(sandbox, request, binds, _write_etc(sandbox, stage)),
+             "--", "/bin/sh", "-c", STARTED_MARKER, "sh", *request.argv]
+    limits = request.limits
+    command = [
+        tool("prlimit"),
+        f"--cpu={int(limits.cpu_seconds)}",
+        f"--fsize={int(limits.file_size_bytes)}",
+        "--core=0",
+        "--",
+    ]
+    if as_root:
+        command += [
+            tool("setpriv"),
+            f"--reuid={sandbox.host_uid}",
+            f"--regid={sandbox.host_gid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ]
+    script.append("exec " + shlex.join(command + bwrap))
+    shell = ["/bin/sh", "-c", "\n".join(script)]
+    if not as_root:
+        return shell
+    return [tool("unshare"), "--mount", "--propagation", "private", "--", *shell]
+
+
+def _binds(sandbox: BubblewrapSandbox, request: SandboxRequest) -> list[Bind]:
+    """Work directory and mounts in request order, then the runtime so nothing hides it."""
+    binds = [Bind(os.path.realpath(request.workdir), request.workdir_target, True)]
+    binds += [Bind(os.path.realpath(m.source), m.target, m.writable) for m in request.mounts]
+    if sandbox.python:
+        binds += [
+            Bind(os.path.realpath(p), p, False)
+            for p in runtime_paths(sandbox.python)
+            if not under_any(p, sandbox.system_paths)
+        ]
+    return binds
+
+
+def _bwrap_options(
+    sandbox: BubblewrapSandbox, request: SandboxRequest, binds: list[Bind], etc: Path
+) -> list[str]:
+    args = [
+        "--unshare-all",  # user, ipc, pid, net (loopback only), uts, cgroup namespaces
+        "--unshare-user",
+        "--disable-userns",  # no nested user namespaces: less kernel surface for exploits
+        "--die-with-parent",
+        "--new-session",  # no TIOCSTI into a terminal
+        "--cap-drop", "ALL",
+        "--uid", str(sandbox.sandbox_uid),
+        "--gid", str(sandbox.sandbox_gid),
+        "--hostname", sandbox.hostname,
+    ]
+    for path in sandbox.system_paths:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    for device in sandbox.devices:
+        args += ["--dev-bind-try", device, device]
+    args += ["--tmpfs", "/tmp", "--tmpfs", sandbox.home]
+    for path in sandbox.etc_paths:
+        args += ["--ro-bind-try", path, path]
+    for generated in sorted(etc.iterdir()):
+        args += ["--ro-bind", str(generated), f"/etc/{generated.name}"]
+    for bind in binds:
+        args += ["--bind" if bind.writable else "--ro-bind", bind.source, bind.target]
+    args += ["--chdir", request.workdir_target, "--clearenv"]
+    env = base_env(sandbox.home, "/tmp", sandbox.python)
+    env.update(request.env)
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return args
+
+
+def _write_etc(sandbox: BubblewrapSandbox, stage: Path) -> Path:
+    return write_etc(stage, uid=sandbox.sandbox_uid, gid=sandbox.sandbox_gid, home=sandbox.home,
+                     hostname=sandbox.hostname)
+
+
+def tool(name: str) -> str:
+    """The host tool ``name`` as an absolute path (from :data:`TOOL_PATH`) when found."""
+    return shutil.which(name, path=TOOL_PATH) or name
+
+
+def under_any(path: str, roots: tuple[str, ...]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies below one."""
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
