@@ -4,6 +4,9 @@ Both backends run their command through :func:`stream_process`: the unsafe one a
 command itself, the bubblewrap one around ``bwrap``. What is here knows nothing of isolation;
 it reads pipes, keeps capped logs, cuts lines for progress events and reports how a process
 ended (:func:`split_returncode`, :func:`error_result` for a sandbox that could not start).
+
+:func:`owner_tag` names the grader process in what a run leaves on the host, so that a sweep
+after a crash removes only what belongs to graders that no longer exist (:func:`owner_gone`).
 """
 
 from __future__ import annotations
@@ -210,6 +213,21 @@ def runtime_paths(python: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def read_available(fd: int) -> bytes:
+    """What is in the pipe ``fd`` now, without waiting."""
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, _CHUNK)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def owner_tag() -> str:
     """``<pid namespace>-<pid>`` of this process, put in the names of what a run leaves on the
     host (cgroups, staging directories) so a sweep can tell whose they are; see
@@ -248,18 +266,3 @@ def _pid_namespace() -> int:
         return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return 0
-
-
-def read_available(fd: int) -> bytes:
-    """What is in the pipe ``fd`` now, without waiting."""
-    os.set_blocking(fd, False)
-    data = b""
-    while True:
-        try:
-            chunk = os.read(fd, _CHUNK)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
