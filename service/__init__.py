@@ -1,47 +1,67 @@
-"""The web service. For now a status page listing the exercises the grader knows; the
-submission form, API, database and queue come with the next issue (see docs/roadmap.md)."""
+"""The submission service: web form, JSON API, database and queue around the ``grader`` library.
+
+``create_app(test_config)`` builds the app (Flask's tutorial pattern); each area registers itself
+here. Workers are not started by the factory: ``python -m service`` starts the embedded ones,
+``celery -A service.tasks worker`` the Celery ones.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template
+from flask import Flask
 
 from grader.config import GraderConfig
-from grader.spec import list_exercises, load_exercise
+from service.extensions import csrf, db, login_manager, migrate
+from service.settings import load_settings
+
+MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.from_mapping(GRADER=GraderConfig.from_env())
+    app.config.from_mapping(load_settings())
+    app.config["GRADER"] = GraderConfig.from_env()
     if test_config:
         app.config.update(test_config)
+    Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
-    def exercises() -> list[dict[str, Any]]:
-        config: GraderConfig = app.config["GRADER"]
-        rows = []
-        for exercise_id in list_exercises(config.exercises_root):
-            exercise = load_exercise(config.exercises_root / exercise_id, config.reference_root)
-            rows.append({
-                "id": exercise.id,
-                "title": {"ja": exercise.title.ja, "en": exercise.title.en},
-                "max_score": exercise.max_score,
-                "items": [{"id": i.id, "points": i.points, "title": i.title.en}
-                          for i in exercise.items],
-                "reference_built": (exercise.reference_dir / "expected.json").exists(),
-            })
-        return rows
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+    csrf.init_app(app)
 
-    @app.get("/")
-    def index() -> str:
-        return render_template("index.html", exercises=exercises())
+    from service import api, commands, web
 
-    @app.get("/api/exercises")
-    def api_exercises():
-        return jsonify(exercises())
+    app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
+    commands.init_app(app)
+    if uri.startswith("sqlite"):
+        _sqlite_pragmas(app)
 
     @app.get("/healthz")
     def healthz():
-        return jsonify({"status": "ok"})
+        return {"status": "ok"}
 
     return app
+
+
+def _sqlite_pragmas(app: Flask) -> None:
+    """WAL and a busy timeout: the service and its workers write to one SQLite file at once."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

@@ -1,10 +1,84 @@
-"""`python -m service`: serve on http://127.0.0.1:8000 (``HOST`` and ``PORT`` override)."""
+"""`python -m service`: migrate the database, start the workers, serve with waitress.
 
+``HOST`` and ``PORT`` (default 127.0.0.1:8000) choose where to listen. With ``QUEUE=embedded``
+(the default) grading workers run as threads of this process; with ``QUEUE=celery`` they are
+separate ``celery -A service.tasks worker`` processes and this process only re-sends stale runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
 import os
+import threading
 
-from service import create_app
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+from waitress import serve
 
-host = os.environ.get("HOST", "127.0.0.1")
-port = int(os.environ.get("PORT", "8000"))
-print(f"serving on http://{host}:{port}")
-create_app().run(host=host, port=port, threaded=True)
+from service import create_app, jobs
+from service.extensions import db
+from service.models import Student
+from service.worker import EmbeddedWorkers
+
+log = logging.getLogger("service")
+
+
+def first_student(app: Flask) -> None:
+    """On an empty roster in development, make a demo student and print its token once."""
+    from service.roster import import_roster
+
+    with app.app_context():
+        if db.session.execute(select(func.count(Student.id))).scalar_one() or app.config[
+            "PRODUCTION"
+        ]:
+            return
+        issued, _ = import_roster("student_id,name,email\ndemo,Demo Student,\n")
+        print(f"\n  No roster yet: created student 'demo'. Its access token (shown once):\n"
+              f"    {issued[0].token}\n"
+              f"  Import the class with: .venv/bin/flask --app service roster import roster.csv\n")
+
+
+def janitor(app: Flask, stop: threading.Event) -> None:
+    """Requeue runs of dead workers; with Celery, re-send runs that sit queued."""
+    while not stop.wait(30):
+        with app.app_context():
+            try:
+                jobs.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
+                if app.config["QUEUE"] == "celery":
+                    from service.tasks import resend_stale
+
+                    resend_stale(dt.timedelta(seconds=max(60, app.config["LEASE_SECONDS"])))
+            except Exception:
+                log.exception("janitor pass failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app()
+    with app.app_context():
+        upgrade()
+    first_student(app)
+    stop = threading.Event()
+    threading.Thread(target=janitor, args=(app, stop), daemon=True, name="janitor").start()
+    if app.config["QUEUE"] == "embedded":
+        workers = EmbeddedWorkers(app, app.config["WORKERS"])
+        app.extensions["grader_workers"] = workers
+        workers.start()
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8000"))
+    print(f"serving on http://{host}:{port} (queue: {app.config['QUEUE']})", flush=True)
+    try:
+        serve(app, host=host, port=port, threads=8, max_request_body_size=
+              app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    main()

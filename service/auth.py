@@ -1,0 +1,47 @@
+"""Students' personal access tokens: bearer auth for the API, a login for the browser."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from flask import request
+from sqlalchemy import select
+
+from service.extensions import db, login_manager
+from service.models import Student
+
+TOKEN_PREFIX = "gt_"
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(24)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+def student_for_token(token: str | None) -> Student | None:
+    if not token:
+        return None
+    return db.session.execute(
+        select(Student).where(Student.token_hash == hash_token(token))
+    ).scalar_one_or_none()
+
+
+def bearer_student() -> Student | None:
+    """The student named by ``Authorization: Bearer <token>``, or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return student_for_token(token)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> Student | None:
+    kind, _, pk = user_id.partition(":")
+    if kind != "student" or not pk.isdigit():
+        return None
+    return db.session.get(Student, int(pk))

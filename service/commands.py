@@ -1,0 +1,78 @@
+"""``flask --app service …`` commands for course staff."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask_migrate import upgrade
+
+from service.extensions import db
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(roster_group)
+    app.cli.add_command(requeue_command)
+    app.cli.add_command(worker_command)
+
+
+@click.group("roster", help="Class roster and personal access tokens.")
+def roster_group() -> None:
+    pass
+
+
+@roster_group.command("import", help="Import a CSV roster (student_id,name,email); prints the "
+                      "tokens of new students once, as CSV.")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rotate", is_flag=True, help="issue new tokens to existing students too")
+def roster_import(path: Path, rotate: bool) -> None:
+    from service.roster import RosterError, import_roster
+
+    upgrade()
+    try:
+        issued, unchanged = import_roster(path.read_text(encoding="utf-8"), rotate=rotate)
+    except RosterError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("student_id,name,token")
+    for row in issued:
+        click.echo(f"{row.student_id},{row.name},{row.token}")
+    click.echo(f"# {len(issued)} tokens issued, {len(unchanged)} students unchanged "
+               "(tokens are shown only now; keep them)", err=True)
+
+
+@click.command("requeue", help="Queue again runs whose worker died, and re-send runs that sit "
+               "queued (Celery).")
+def requeue_command() -> None:
+    from flask import current_app
+
+    from service import jobs
+
+    changed = jobs.requeue_expired(db.session, current_app.config["MAX_ATTEMPTS"])
+    click.echo(f"{changed} expired runs requeued or failed")
+    if current_app.config["QUEUE"] == "celery":
+        from service.tasks import resend_stale
+
+        click.echo(f"{resend_stale(dt.timedelta(seconds=60))} queued runs re-sent")
+
+
+@click.command("worker", help="Run embedded grading workers in the foreground (the database "
+               "is the queue); stop with Ctrl-C.")
+@click.option("--threads", default=1, show_default=True, help="worker threads")
+def worker_command(threads: int) -> None:
+    import time
+
+    from flask import current_app
+
+    from service.worker import EmbeddedWorkers
+
+    upgrade()
+    workers = EmbeddedWorkers(current_app._get_current_object(), threads)
+    workers.start()
+    click.echo(f"{threads} grading worker(s) polling the database queue", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        workers.stop()

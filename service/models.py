@@ -1,0 +1,116 @@
+"""Database models: students, submissions, grading runs, item scores.
+
+A submission is the notebook a student handed in; each time it is graded (the first time, or a
+regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
+row: its ``status``, ``lease_expires_at`` and ``worker`` are how workers claim it
+(``service.jobs``), and ``task_id`` is the Celery task id when Celery carries it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.extensions import db
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Student(UserMixin, db.Model):
+    __tablename__ = "students"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(200), default="")
+    #: sha256 of the personal access token (the token itself is shown once, at import).
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    submissions: Mapped[list[Submission]] = relationship(back_populates="student")
+
+    def get_id(self) -> str:
+        return f"student:{self.id}"
+
+
+class Submission(db.Model):
+    __tablename__ = "submissions"
+    __table_args__ = (Index("ix_submissions_student_created", "student_pk", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id"))
+    exercise: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    #: Content address of the uploaded bytes in the upload store.
+    notebook_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    student: Mapped[Student] = relationship(back_populates="submissions")
+    runs: Mapped[list[GradingRun]] = relationship(
+        back_populates="submission", order_by="GradingRun.id"
+    )
+
+    @property
+    def latest_run(self) -> GradingRun | None:
+        return self.runs[-1] if self.runs else None
+
+
+class GradingRun(db.Model):
+    __tablename__ = "grading_runs"
+    __table_args__ = (Index("ix_grading_runs_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    #: queued -> running -> graded | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    #: Why the run failed, or why grading stopped early (timeout...), for people.
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[dt.datetime | None]
+    task_id: Mapped[str | None] = mapped_column(String(200))
+    queued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: When the run was last handed to the broker (Celery); re-sent if it sits queued too long.
+    dispatched_at: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    #: Live progress while running: cell, count, elapsed, last printed line.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The grader's outcome (graded, timeout, out_of_memory, ...), its report and scores.
+    run_status: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[float | None]
+    max_score: Mapped[float | None]
+    measured_accuracy: Mapped[float | None]
+    claimed_accuracy: Mapped[float | None]
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Content address of the executed notebook rendered to HTML.
+    executed_html_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    submission: Mapped[Submission] = relationship(back_populates="runs")
+    items: Mapped[list[ItemScore]] = relationship(
+        back_populates="run", order_by="ItemScore.position", cascade="all, delete-orphan"
+    )
+
+
+class ItemScore(db.Model):
+    __tablename__ = "item_scores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("grading_runs.id"), index=True)
+    position: Mapped[int]
+    item_id: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float]
+    max_score: Mapped[float]
+    status: Mapped[str] = mapped_column(String(16))
+    feedback_ja: Mapped[str] = mapped_column(Text, default="")
+    feedback_en: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    run: Mapped[GradingRun] = relationship(back_populates="items")
