@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -63,31 +62,53 @@ class LeaseKeeper:
 
 
 class ProgressWriter:
-    """Stores the latest progress event on the run, at most once a second."""
+    """Keeps the run's live progress: every event updates the state in memory, and a background
+    thread stores it on the run at most once a second, so the last state is never dropped."""
 
-    def __init__(self, app: Flask, run_id: int, worker: str):
-        self.app, self.run_id, self.worker = app, run_id, worker
-        self._last = 0.0
+    def __init__(self, app: Flask, run_id: int, worker: str, period: float = 1.0):
+        self.app, self.run_id, self.worker, self.period = app, run_id, worker, period
+        self.state: dict[str, Any] = {}
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, daemon=True,
+                                        name=f"progress-{run_id}")
+
+    def __enter__(self) -> ProgressWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
     def __call__(self, event: Progress) -> None:
-        now = time.monotonic()
-        if event.kind not in ("cell", "output", "kernel_ready") or now - self._last < 1.0:
-            return
-        self._last = now
-        progress: dict[str, Any] = {"kind": event.kind, "elapsed": round(event.elapsed, 1)}
-        if event.cell_index is not None:
-            progress["cell"] = event.cell_index + 1
-        if event.position is not None and event.count:
-            progress.update(position=event.position + 1, count=event.count)
-        if event.text:
-            progress["text"] = event.text
+        with self._lock:
+            self.state["elapsed"] = round(event.elapsed, 1)
+            if event.kind == "cell" and event.cell_index is not None:
+                self.state.update(cell=event.cell_index + 1, text=None)
+                if event.position is not None and event.count:
+                    self.state.update(position=event.position + 1, count=event.count)
+            elif event.kind == "output" and event.text:
+                self.state["text"] = event.text
+            elif event.kind == "kernel_ready":
+                self.state["phase"] = "running"
+        self._dirty.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            if self._dirty.is_set():
+                self._dirty.clear()
+                self._store()
+
+    def _store(self) -> None:
+        with self._lock:
+            progress = dict(self.state)
         with self.app.app_context():
             try:
                 run = db.session.get(GradingRun, self.run_id)
                 if run is not None and run.worker == self.worker:
-                    merged = dict(run.progress or {})
-                    merged.update(progress)
-                    run.progress = merged
+                    run.progress = progress
                     db.session.commit()
             except Exception:
                 log.exception("progress of run %s not stored", self.run_id)
@@ -109,9 +130,10 @@ def grade_run(app: Flask, run_id: int, worker: str) -> str:
     config: GraderConfig = app.config["GRADER"]
     try:
         exercise = load_exercise(config.exercises_root / exercise_id, config.reference_root)
-        with LeaseKeeper(app, run_id, worker) as lease:
+        with LeaseKeeper(app, run_id, worker) as lease, \
+                ProgressWriter(app, run_id, worker) as progress:
             report = grade_notebook(data, exercise, config, get_sandbox(config.sandbox),
-                                    on_progress=ProgressWriter(app, run_id, worker))
+                                    on_progress=progress)
         if lease.lost.is_set():
             log.warning("run %s: lease lost while grading; result dropped", run_id)
             return "lost"

@@ -1,19 +1,35 @@
+"""Service settings: embedded defaults, and no default secret key in production."""
+
 from __future__ import annotations
 
-from service import create_app
+import pytest
+
+from service.settings import SettingsError, load_settings
 
 
-def test_index_lists_the_exercise_and_its_items():
-    client = create_app({"TESTING": True}).test_client()
-    page = client.get("/")
-    assert page.status_code == 200
-    text = page.get_data(as_text=True)
-    assert "chap06_cnn" in text and "conv_layer" in text and "畳み込み" in text
+def test_development_defaults_are_embedded():
+    settings = load_settings({})
+    assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert settings["SQLALCHEMY_DATABASE_URI"].endswith("var/grader.db")
+    assert settings["QUEUE"] == "embedded"
+    assert len(settings["SECRET_KEY"]) >= 32
+    assert load_settings({})["SECRET_KEY"] != settings["SECRET_KEY"]  # random, not a default
 
 
-def test_api_exercises_and_health():
-    client = create_app({"TESTING": True}).test_client()
-    data = client.get("/api/exercises").get_json()
-    assert [e["id"] for e in data] == ["chap06_cnn"]
-    assert data[0]["max_score"] == 100 and data[0]["reference_built"] is True
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+def test_production_refuses_to_start_without_a_secret_key():
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load_settings({"GRADER_ENV": "production"})
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load_settings({"GRADER_ENV": "production", "SECRET_KEY": "short"})
+    settings = load_settings({"GRADER_ENV": "production", "SECRET_KEY": "x" * 40})
+    assert settings["SECRET_KEY"] == "x" * 40 and settings["SESSION_COOKIE_SECURE"] is True
+
+
+def test_settings_from_environment():
+    settings = load_settings({"DATABASE_URL": "postgresql+psycopg://u@h/db", "QUEUE": "celery",
+                              "RATE_LIMIT": "3/60", "WORKERS": "2"})
+    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
+    assert (settings["QUEUE"], settings["WORKERS"]) == ("celery", 2)
+    assert (settings["RATE_LIMIT_COUNT"], settings["RATE_LIMIT_WINDOW"]) == (3, 60)
+    with pytest.raises(SettingsError, match="RATE_LIMIT"):
+        load_settings({"RATE_LIMIT": "lots"})
