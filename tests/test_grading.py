@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FIXTURES
+from tests.conftest import FIXTURES
 
 from grader.pipeline import grade_notebook
 from grader.report import ItemStatus, RunStatus

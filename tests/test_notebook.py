@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from conftest import FIXTURES
+from tests.conftest import FIXTURES
 
 from grader.locate import locate_items
 from grader.notebook import NotebookError, read_notebook
