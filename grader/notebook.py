@@ -15,9 +15,11 @@ MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 
 @dataclass(frozen=True)
 class NotebookError(Exception):
-    """The file is not a notebook the grader can run; ``reason`` is one line for the user."""
+    """The file is not a notebook the grader can run; ``reason`` is one line for the user
+    (``reason_ja`` the same in Japanese)."""
 
     reason: str
+    reason_ja: str = ""
 
     def __str__(self) -> str:
         return self.reason
@@ -26,21 +28,27 @@ class NotebookError(Exception):
 def read_notebook(data: bytes) -> nbformat.NotebookNode:
     """Parse and validate; upgrade older v4 minors (no cell ids) and v3 to v4.5."""
     if len(data) > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(f"the notebook is {len(data) // 1024 // 1024} MiB; the limit is 50 MiB")
+        size = len(data) // 1024 // 1024
+        raise NotebookError(f"the notebook is {size} MiB; the limit is 50 MiB",
+                            f"ノートブックが {size} MiB あります（上限 50 MiB）")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise NotebookError("the file is not UTF-8 text: is it really a .ipynb notebook?") from None
+        raise NotebookError("the file is not UTF-8 text: is it really a .ipynb notebook?",
+                            "UTF-8 のテキストではありません。.ipynb ファイルですか？") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise NotebookError(
-            f"the file is not valid JSON (line {exc.lineno}): not a notebook"
+            f"the file is not valid JSON (line {exc.lineno}): not a notebook",
+            f"JSON として読めません（{exc.lineno} 行目）。ノートブックではありません。",
         ) from None
     if not isinstance(raw, dict) or ("cells" not in raw and "worksheets" not in raw):
-        raise NotebookError("the JSON has no 'cells': not a Jupyter notebook")
+        raise NotebookError("the JSON has no 'cells': not a Jupyter notebook",
+                            "JSON に 'cells' がありません。Jupyter ノートブックではありません。")
     if raw.get("nbformat") not in (3, 4):
-        raise NotebookError(f"unsupported notebook format {raw.get('nbformat')!r} (need 4)")
+        raise NotebookError(f"unsupported notebook format {raw.get('nbformat')!r} (need 4)",
+                            f"対応していないノートブック形式です ({raw.get('nbformat')!r})。")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -51,9 +59,11 @@ def read_notebook(data: bytes) -> nbformat.NotebookNode:
             nb = nbformat.from_dict(nb)
             nbformat.validate(nb)
     except nbformat.ValidationError as exc:
-        raise NotebookError(f"the notebook does not follow nbformat: {exc.message}") from None
+        raise NotebookError(f"the notebook does not follow nbformat: {exc.message}",
+                            f"nbformat の形式に従っていません: {exc.message}") from None
     except Exception as exc:  # nbformat raises assorted errors on odd input
-        raise NotebookError(f"the notebook cannot be read: {exc}") from None
+        raise NotebookError(f"the notebook cannot be read: {exc}",
+                            f"ノートブックを読み込めません: {exc}") from None
     return nb
 
 

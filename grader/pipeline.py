@@ -249,7 +249,7 @@ def grade_notebook(
     try:
         nb = read_notebook(data)
     except NotebookError as exc:
-        return invalid_report(exercise, exc.reason)
+        return invalid_report(exercise, exc)
     run = execute_notebook(nb, exercise, config, sandbox, limits=limits, on_progress=on_progress)
     return score_execution(run, exercise, config, expected, started)
 
@@ -310,10 +310,10 @@ def exercise_item(items: list[ItemResult], item_id: str) -> ItemResult:
     return next(i for i in items if i.id == item_id)
 
 
-def invalid_report(exercise: Exercise, reason: str) -> GradeReport:
+def invalid_report(exercise: Exercise, error: NotebookError) -> GradeReport:
     """The report for a file that is not a runnable notebook: nothing ran, every item 0."""
-    text = Text(ja=f"ノートブックとして読み込めません: {reason}",
-                en=f"Not a valid notebook: {reason}")
+    text = Text(ja=f"ノートブックとして読み込めません: {error.reason_ja or error.reason}",
+                en=f"Not a valid notebook: {error.reason}")
     items = [ItemResult(i.id, i.title, 0.0, i.points, ItemStatus.NOT_REACHED, [text])
              for i in exercise.items]
     return GradeReport(exercise.id, RunStatus.INVALID_NOTEBOOK, items, exercise.max_score,

@@ -9,6 +9,7 @@ up by the embedded workers or re-sent by ``flask requeue``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 from flask import current_app
@@ -48,13 +49,13 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
         read_notebook(data)
     except NotebookError as exc:
         raise Rejection(400, "invalid_notebook", f"not a valid notebook: {exc.reason}",
-                        f"ノートブックとして読み込めません: {exc.reason}") from None
-    store = BlobStore(current_app.config["UPLOAD_DIR"])
-    sha = store.put(data)
+                        f"ノートブックとして読み込めません: {exc.reason_ja}") from None
+    sha = hashlib.sha256(data).hexdigest()
     duplicate = _recent_duplicate(student, exercise, sha)
     if duplicate is not None:
         return duplicate, True
     _check_rate(student)
+    BlobStore(current_app.config["UPLOAD_DIR"]).put(data)
     submission = Submission(student=student, exercise=exercise, filename=filename[:255],
                             notebook_sha256=sha, size=len(data))
     run = GradingRun(submission=submission, status="queued")

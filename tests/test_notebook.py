@@ -27,6 +27,7 @@ def test_invalid_notebooks_get_a_one_line_reason(data, reason):
     with pytest.raises(NotebookError) as info:
         read_notebook(data)
     assert reason in info.value.reason and "\n" not in info.value.reason
+    assert info.value.reason_ja and info.value.reason_ja != info.value.reason
 
 
 def test_old_notebook_without_ids_is_upgraded():
