@@ -30,9 +30,16 @@ def http_error(exc: HTTPException):
     codes = {413: "too_large", 404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
     message = exc.description or exc.name
     if exc.code == 413:
-        limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-        message = f"the upload is larger than {limit} MiB"
+        message = f"the upload is larger than {_size(current_app.config['MAX_CONTENT_LENGTH'])}"
     return error(exc.code or 500, codes.get(exc.code or 500, "error"), message)
+
+
+def _size(n: int) -> str:
+    """``20 MiB``, ``4 KiB``, ``500 bytes``: a limit as people write it (never ``0 MiB``)."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= factor:
+            return f"{n / factor:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _require_student() -> Student:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
 
 from celery import Celery
 from sqlalchemy import update
@@ -53,9 +54,13 @@ def grade(self, run_id: int) -> str:
     from service.worker import grade_run
 
     app = flask_app()
-    worker = f"celery:{self.request.hostname}:{self.request.id}"
+    # unique per delivery: two deliveries of one message must not share a lease
+    worker = f"celery:{self.request.hostname}:{self.request.id}:{uuid.uuid4().hex[:8]}"
     with app.app_context():
         try:
+            # Expired leases first, as the embedded workers do: a run that used up its attempts
+            # is failed here instead of being claimed once more by a redelivered message.
+            jobs.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
             claimed = jobs.claim(db.session, run_id, worker, app.config["LEASE_SECONDS"])
             run = db.session.get(GradingRun, run_id)
             status = run.status if run else "missing"
@@ -72,10 +77,14 @@ def grade(self, run_id: int) -> str:
 
 def send_run(run_id: int) -> None:
     """Send a committed run to the broker and note when (see :func:`resend_stale`)."""
+    from flask import current_app
+
     from service.extensions import db
     from service.models import GradingRun, utcnow
 
-    result = grade.apply_async(args=[run_id], queue=GPU_QUEUE)
+    # The app's broker, not the one this module read from the environment at import.
+    with celery_app.connection_for_write(current_app.config["CELERY_BROKER_URL"]) as broker:
+        result = grade.apply_async(args=[run_id], queue=GPU_QUEUE, connection=broker)
     db.session.execute(update(GradingRun).where(GradingRun.id == run_id)
                        .values(task_id=result.id, dispatched_at=utcnow()))
     db.session.commit()

@@ -81,6 +81,8 @@ class ProgressWriter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._dirty.is_set():
+            self._store()
 
     def __call__(self, event: Progress) -> None:
         with self._lock:
@@ -124,9 +126,14 @@ def grade_run(app: Flask, run_id: int, worker: str) -> str:
         if run is None:
             return "missing"
         submission = run.submission
-        exercise_id = submission.exercise
-        data = BlobStore(app.config["UPLOAD_DIR"]).get(submission.notebook_sha256)
+        exercise_id, sha = submission.exercise, submission.notebook_sha256
         db.session.remove()
+    try:
+        data = BlobStore(app.config["UPLOAD_DIR"]).get(sha)
+    except OSError as exc:  # another host's upload directory, a wiped disk: say so, go on
+        log.error("run %s: submitted notebook %s not readable: %s", run_id, sha, exc)
+        return _finish_failed(app, run_id, worker, "the submitted notebook is missing from "
+                              f"the upload store ({type(exc).__name__}: {exc})")
     config: GraderConfig = app.config["GRADER"]
     try:
         exercise = load_exercise(config.exercises_root / exercise_id, config.reference_root)
@@ -254,4 +261,9 @@ class EmbeddedWorkers:
                 self.wake.wait(self.poll_seconds)
                 self.wake.clear()
                 continue
-            grade_run(self.app, run_id, name)
+            try:
+                grade_run(self.app, run_id, name)
+            except Exception:
+                # The database gone while storing, say: keep the thread alive; the run's
+                # lease runs out and it is queued again.
+                log.exception("grading run %s failed", run_id)

@@ -11,10 +11,10 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import FIXTURES
 
 from grader.pipeline import grade_notebook
 from grader.report import ItemStatus, RunStatus
+from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.sandbox
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from tests.conftest import FIXTURES
 
 from grader.locate import locate_items
 from grader.notebook import NotebookError, read_notebook
 from grader.sanitize import sanitize_notebook
 from grader.scoring import claimed_accuracy
+from tests.conftest import FIXTURES
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,171 @@
+"""Fixtures of the service tests: every test runs against a fresh SQLite file *and* a fresh
+PostgreSQL database (the schema made by the real migrations), with students holding real
+tokens, and, where a test needs them, worker processes that are always stopped afterwards.
+
+PostgreSQL is reached through ``GRADER_TEST_POSTGRES`` (an admin connection string, default
+``postgresql://root@127.0.0.1:5432/postgres``); each test gets its own database
+``grader_test_<pid>_<n>``, dropped after it. Redis for the Celery tests is
+``GRADER_TEST_REDIS`` (default ``redis://127.0.0.1:6379/5``), flushed before and after.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask_migrate import upgrade
+
+from service import create_app
+from service.extensions import db
+from service.roster import import_roster
+from tests.service.service_support import Processes, bearer, upload
+
+POSTGRES_ADMIN = os.environ.get("GRADER_TEST_POSTGRES",
+                                "postgresql://root@127.0.0.1:5432/postgres")
+
+_database_numbers = itertools.count()
+
+
+# --- databases ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[psycopg.Connection]:
+    try:
+        conn = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is needed for the service tests ({POSTGRES_ADMIN}): {exc}")
+    prefix = f"grader_test_{os.getpid()}_"
+    try:
+        yield conn
+    finally:  # whatever a crashed test left behind
+        names = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                             (prefix + "%",)).fetchall()
+        for (name,) in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+def _postgres_url(name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(POSTGRES_ADMIN)
+    user = info.get("user") or os.environ.get("USER", "postgres")
+    host, port = info.get("host", "127.0.0.1"), info.get("port", "5432")
+    return f"postgresql+psycopg://{user}@{host}:{port}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL of an empty database: a SQLite file, or a new PostgreSQL database.
+    Tests limited to one kind parametrize ``database_url`` indirectly with that kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'grader.db'}"
+        return
+    admin: psycopg.Connection = request.getfixturevalue("postgres_admin")
+    name = f"grader_test_{os.getpid()}_{next(_database_numbers)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _postgres_url(name)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the app ------------------------------------------------------------------------------
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
+    """``make_app(**config)``: the service on this test's database, schema migrated. Every
+    app made shares the database and the upload directory (like the service and its workers)."""
+    made: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        config = {
+            "TESTING": True,
+            "SECRET_KEY": "service-tests-secret-key",
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
+            "QUEUE": "embedded",
+            "LEASE_SECONDS": 60,
+            "MAX_ATTEMPTS": 3,
+            "RATE_LIMIT_COUNT": 100,
+            "RATE_LIMIT_WINDOW": 600,
+            "DUPLICATE_WINDOW": 120,
+            **overrides,
+        }
+        app = create_app(config)
+        with app.app_context():
+            upgrade()
+        made.append(app)
+        return app
+
+    yield build
+    for app in made:
+        workers = app.extensions.get("grader_workers")
+        if workers is not None:
+            workers.stop()
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(app: Flask) -> dict[str, str]:
+    """Two students from a real roster import: student id -> personal access token."""
+    with app.app_context():
+        issued, _ = import_roster("student_id,name,email\n"
+                                  "alice,Alice,alice@example.org\nbob,Bob,bob@example.org\n")
+    return {row.student_id: row.token for row in issued}
+
+
+@pytest.fixture
+def submit(app: Flask, tokens: dict[str, str]) -> Callable[..., Any]:
+    """``submit(data, student="alice", via=app, **form)``: POST /api/submissions through
+    ``via`` (by default the ``app`` fixture), the response."""
+
+    def post(data: bytes, student: str = "alice", via: Flask | None = None, **form: Any):
+        return (via or app).test_client().post(
+            "/api/submissions", data=upload(data, **form), headers=bearer(tokens[student]),
+            content_type="multipart/form-data")
+
+    return post
+
+
+@pytest.fixture
+def short_notebook(make_notebook) -> bytes:
+    """The solution up to the pooling exercise: 36 of 100 points, graded in about 10 s."""
+    return make_notebook(keep_until="pool3")
+
+
+@pytest.fixture
+def slow_notebook(make_notebook) -> bytes:
+    """The short notebook with a cell that sleeps, so a test can act while it is graded."""
+    return make_notebook(keep_until="pool3",
+                         insert_after={"pool3": ["import time\ntime.sleep(6)"]})
+
+
+# --- processes ----------------------------------------------------------------------------
+
+@pytest.fixture
+def processes(database_url: str, tmp_path: Path) -> Iterator[Processes]:
+    """Depends on ``database_url`` so that processes stop before their database is dropped."""
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
