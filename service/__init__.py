@@ -36,10 +36,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_view = "web.login"
     csrf.init_app(app)
 
-    from service import api, commands, web
+    from service import api, commands, dashboard, web
 
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    dashboard.init_app(app)
     commands.init_app(app)
     if uri.startswith("sqlite"):
         _sqlite_pragmas(app)

@@ -40,6 +40,22 @@ def first_student(app: Flask) -> None:
               f"  Import the class with: .venv/bin/flask --app service roster import roster.csv\n")
 
 
+def first_instructor(app: Flask) -> None:
+    """With no instructor yet, in development, make ``admin`` with a one-time password printed
+    once; it has to be changed at the first login."""
+    from service.instructors import count_instructors, create_instructor
+
+    with app.app_context():
+        if count_instructors() or app.config["PRODUCTION"]:
+            return
+        _, password = create_instructor("admin")
+        print(f"  No instructor yet: created 'admin'. Its one-time password (shown once; you "
+              f"choose a new one at the first login):\n"
+              f"    {password}\n"
+              f"  Dashboard: /dashboard/  More accounts: .venv/bin/flask --app service "
+              f"instructor create NAME\n")
+
+
 def janitor(app: Flask, stop: threading.Event) -> None:
     """Requeue runs of dead workers; with Celery, re-send runs that sit queued."""
     while not stop.wait(30):
@@ -64,6 +80,7 @@ def main() -> None:
     with app.app_context():
         upgrade()
     first_student(app)
+    first_instructor(app)
     stop = threading.Event()
     threading.Thread(target=janitor, args=(app, stop), daemon=True, name="janitor").start()
     if app.config["QUEUE"] == "embedded":
@@ -78,6 +95,8 @@ def main() -> None:
               app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)
     finally:
         stop.set()
+        if "grader_workers" in app.extensions:  # a clean stop: not a death for the dashboard
+            app.extensions["grader_workers"].heartbeat.stop(forget_workers=True)
 
 
 if __name__ == "__main__":

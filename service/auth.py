@@ -1,4 +1,5 @@
-"""Students' personal access tokens: bearer auth for the API, a login for the browser."""
+"""Students' personal access tokens: bearer auth for the API, a login for the browser; and the
+session loader shared by students and instructors (``student:<id>``, ``instructor:<id>``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from flask import request
 from sqlalchemy import select
 
 from service.extensions import db, login_manager
-from service.models import Student
+from service.models import Instructor, Student
 
 TOKEN_PREFIX = "gt_"
 
@@ -40,8 +41,9 @@ def bearer_student() -> Student | None:
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> Student | None:
+def load_user(user_id: str) -> Student | Instructor | None:
     kind, _, pk = user_id.partition(":")
-    if kind != "student" or not pk.isdigit():
+    model = {"student": Student, "instructor": Instructor}.get(kind)
+    if model is None or not pk.isdigit():
         return None
-    return db.session.get(Student, int(pk))
+    return db.session.get(model, int(pk))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from service.extensions import db
@@ -16,6 +17,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(roster_group)
     app.cli.add_command(requeue_command)
     app.cli.add_command(worker_command)
+    app.cli.add_command(instructor_group)
 
 
 @click.group("roster", help="Class roster and personal access tokens.")
@@ -76,3 +78,55 @@ def worker_command(threads: int) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         workers.stop()
+
+
+@click.group("instructor", help="Instructor accounts for the dashboard.")
+def instructor_group() -> None:
+    pass
+
+
+@instructor_group.command("create", help="Make an instructor account; prints a one-time "
+                          "password, to be changed at the first login.")
+@click.argument("username")
+@with_appcontext
+def instructor_create(username: str) -> None:
+    from service.instructors import AccountError, create_instructor
+
+    upgrade()
+    try:
+        instructor, password = create_instructor(username)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"instructor '{instructor.username}' created; one-time password (shown once):")
+    click.echo(password)
+
+
+@instructor_group.command("reset-password", help="Replace an instructor's password with a new "
+                          "one-time password (printed once).")
+@click.argument("username")
+@with_appcontext
+def instructor_reset(username: str) -> None:
+    from service.instructors import AccountError, reset_password
+
+    upgrade()
+    try:
+        password = reset_password(username)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"new one-time password for '{username.strip().lower()}' (shown once):")
+    click.echo(password)
+
+
+@instructor_group.command("list", help="List the instructor accounts.")
+@with_appcontext
+def instructor_list() -> None:
+    from sqlalchemy import select
+
+    from service.models import Instructor
+
+    for instructor in db.session.execute(select(Instructor).order_by(Instructor.username)
+                                         ).scalars():
+        state = " (must change password)" if instructor.must_change_password else ""
+        last = instructor.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if (
+            instructor.last_login_at) else "never"
+        click.echo(f"{instructor.username}\tlast login: {last}{state}")

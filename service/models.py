@@ -1,4 +1,5 @@
-"""Database models: students, submissions, grading runs, item scores.
+"""Database models: students, submissions, grading runs, item scores; instructors, their failed
+logins, and the heartbeats of grading workers.
 
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
@@ -34,6 +35,9 @@ class Student(UserMixin, db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     submissions: Mapped[list[Submission]] = relationship(back_populates="student")
+
+    #: Role checks read this on ``current_user`` (students and instructors share the session).
+    is_instructor = False
 
     def get_id(self) -> str:
         return f"student:{self.id}"
@@ -114,3 +118,58 @@ class ItemScore(db.Model):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     run: Mapped[GradingRun] = relationship(back_populates="items")
+
+
+class Instructor(UserMixin, db.Model):
+    """Course staff: a username and a password hash (werkzeug's scrypt), made by the CLI."""
+
+    __tablename__ = "instructors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    #: Set for a password the CLI generated (and printed): it must be replaced at first login.
+    must_change_password: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+
+    is_instructor = True
+
+    @property
+    def name(self) -> str:
+        return self.username
+
+    def get_id(self) -> str:
+        return f"instructor:{self.id}"
+
+
+class LoginFailure(db.Model):
+    """One failed instructor login, kept for the throttle window (``service.throttle``). In the
+    database rather than in memory so that every service process sees the same count."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_ip_at", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Worker(db.Model):
+    """A grading worker's heartbeat (``service.heartbeats``): embedded threads beat every few
+    seconds, Celery tasks while they run. A worker is alive when seen recently."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: ``embedded`` or ``celery``
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    #: The run it is grading at its last beat, if any.
+    run_id: Mapped[int | None]

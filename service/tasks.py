@@ -50,29 +50,40 @@ def flask_app():
 def grade(self, run_id: int) -> str:
     from service import jobs
     from service.extensions import db
+    from service.heartbeats import Heartbeat
     from service.models import GradingRun, utcnow
     from service.worker import grade_run
 
     app = flask_app()
     # unique per delivery: two deliveries of one message must not share a lease
     worker = f"celery:{self.request.hostname}:{self.request.id}:{uuid.uuid4().hex[:8]}"
-    with app.app_context():
+    # The dashboard's heartbeat: one row per worker process (prefork children share the
+    # node's hostname), renewed while the task runs.
+    node = f"{self.request.hostname}:{os.getpid()}"
+    with Heartbeat(app, "celery") as heartbeat:
+        heartbeat.working(node, None)
+        with app.app_context():
+            try:
+                # Expired leases first, as the embedded workers do: a run that used up its
+                # attempts is failed here instead of being claimed once more by a redelivered
+                # message.
+                jobs.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
+                claimed = jobs.claim(db.session, run_id, worker, app.config["LEASE_SECONDS"])
+                run = db.session.get(GradingRun, run_id)
+                status = run.status if run else "missing"
+                lease = run.lease_expires_at if run else None
+            finally:
+                db.session.remove()
+        if not claimed:
+            if status == "running" and lease is not None:  # maybe a dead worker: wait for it
+                wait = max(1.0, (lease - utcnow()).total_seconds() + 1)
+                raise self.retry(countdown=wait)
+            return f"skipped ({status})"
+        heartbeat.working(node, run_id)
         try:
-            # Expired leases first, as the embedded workers do: a run that used up its attempts
-            # is failed here instead of being claimed once more by a redelivered message.
-            jobs.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
-            claimed = jobs.claim(db.session, run_id, worker, app.config["LEASE_SECONDS"])
-            run = db.session.get(GradingRun, run_id)
-            status = run.status if run else "missing"
-            lease = run.lease_expires_at if run else None
+            return grade_run(app, run_id, worker)
         finally:
-            db.session.remove()
-    if not claimed:
-        if status == "running" and lease is not None:  # maybe a dead worker: wait for its lease
-            wait = max(1.0, (lease - utcnow()).total_seconds() + 1)
-            raise self.retry(countdown=wait)
-        return f"skipped ({status})"
-    return grade_run(app, run_id, worker)
+            heartbeat.working(node, None)
 
 
 def send_run(run_id: int) -> None:

@@ -69,6 +69,15 @@ def _login_messages(_state: BlueprintSetupState) -> None:
     login_manager.login_message_category = "info"
 
 
+@bp.before_request
+def _students_only() -> BaseResponse | None:
+    """An instructor's session is not a student's: the student pages send it to the dashboard
+    (``current_user.id`` would otherwise be read as a student's)."""
+    if getattr(current_user, "is_instructor", False) and request.endpoint != "web.logout":
+        return redirect(url_for("dashboard.index"))
+    return None
+
+
 @bp.after_request
 def _page_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", PAGE_CSP)

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask
 
 from grader import GraderConfig, Progress, RunStatus, get_sandbox, grade_notebook, load_exercise
-from service import jobs
+from service import heartbeats, jobs
 from service.extensions import db
 from service.models import GradingRun, ItemScore, utcnow
 from service.render import render_notebook_html
@@ -224,17 +224,30 @@ def _requeue_or_fail(app: Flask, run_id: int, worker: str, reason: str) -> str:
 
 
 class EmbeddedWorkers:
-    """Worker threads inside the service process, polling the database queue."""
+    """Worker threads inside the service process, polling the database queue. Each thread is a
+    worker with its own name, kept alive on the dashboard by one :class:`Heartbeat`."""
 
-    def __init__(self, app: Flask, count: int, poll_seconds: float = 1.0):
+    def __init__(self, app: Flask, count: int, poll_seconds: float = 1.0,
+                 heartbeat_seconds: float = heartbeats.BEAT_SECONDS):
         self.app, self.count, self.poll_seconds = app, count, poll_seconds
         self.wake = threading.Event()
+        self.heartbeat = heartbeats.Heartbeat(app, "embedded", heartbeat_seconds)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for n in range(self.count):
-            thread = threading.Thread(target=self._loop, name=f"grader-worker-{n}", daemon=True)
+        names = [worker_name() for _ in range(self.count)]
+        for name in names:
+            self.heartbeat.working(name, None)
+        self.heartbeat.start()
+        with self.app.app_context():
+            try:
+                heartbeats.forget(db.session, older_than=heartbeats.FORGET_AFTER)
+            finally:
+                db.session.remove()
+        for n, name in enumerate(names):
+            thread = threading.Thread(target=self._loop, args=(name,),
+                                      name=f"grader-worker-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -243,9 +256,15 @@ class EmbeddedWorkers:
         self.wake.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self.heartbeat.stop(forget_workers=True)
 
-    def _loop(self) -> None:
-        name = worker_name()
+    def _loop(self, name: str) -> None:
+        try:
+            self._poll(name)
+        finally:
+            self.heartbeat.discard(name)
+
+    def _poll(self, name: str) -> None:
         while not self._stop.is_set():
             run_id = None
             with self.app.app_context():
@@ -261,9 +280,12 @@ class EmbeddedWorkers:
                 self.wake.wait(self.poll_seconds)
                 self.wake.clear()
                 continue
+            self.heartbeat.working(name, run_id)
             try:
                 grade_run(self.app, run_id, name)
             except Exception:
                 # The database gone while storing, say: keep the thread alive; the run's
                 # lease runs out and it is queued again.
                 log.exception("grading run %s failed", run_id)
+            finally:
+                self.heartbeat.working(name, None)

@@ -1,0 +1,63 @@
+"""Grades of one exercise as CSV for a learning management system's gradebook import.
+
+Two shapes (docs/dashboard.md says how to import each):
+
+- ``plain`` (default), for Moodle's "Import > CSV file" and for spreadsheets: a header row, then
+  one row per student: ``student_id, name, email, score``, then one column per item. In Moodle
+  the teacher maps ``student_id`` (to "ID number") or ``email`` (to "Email address") as the
+  identifier and ``score`` to the grade item; the item columns can be ignored or mapped.
+- ``canvas``, Canvas's gradebook import: the columns ``Student, ID, SIS User ID, SIS Login ID,
+  Section`` in that order, then one column named after the exercise, and a ``Points Possible``
+  row. Canvas matches students by SIS User ID (our student id) or SIS Login ID (the email here).
+  The header carries no ``(number)`` suffix: Canvas reads that as the id of an existing
+  assignment; a plain name makes a new assignment, or is matched by name.
+
+Scores are each student's best (``service.gradebook``), written with a decimal point and at
+most two decimals; a student with no graded submission has an empty score, which both systems
+read as "no grade". The file is UTF-8 with a byte-order mark, which Excel needs to show names
+in Japanese and which Moodle and Canvas skip.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from grader.spec import Exercise
+from service.gradebook import GradeRow
+
+FORMATS = ("plain", "canvas")
+BOM = "\ufeff"
+CANVAS_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+
+
+def format_score(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def grades_csv(exercise: Exercise, rows: list[GradeRow], fmt: str = "plain",
+               bom: bool = True) -> str:
+    """The CSV text of ``rows`` (one per student, in the given order)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown CSV format {fmt!r} (known: {', '.join(FORMATS)})")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if fmt == "canvas":
+        writer.writerow([*CANVAS_COLUMNS, exercise.id])
+        writer.writerow(["Points Possible", "", "", "", "", format_score(exercise.max_score)])
+        for row in rows:
+            student = row.student
+            writer.writerow([student.name, "", student.student_id, student.email, "",
+                             format_score(row.best_score)])
+    else:
+        item_ids = [item.id for item in exercise.items]
+        writer.writerow(["student_id", "name", "email", "score", *item_ids])
+        for row in rows:
+            student = row.student
+            items = [format_score(row.items[i].score) if i in row.items else ""
+                     for i in item_ids]
+            writer.writerow([student.student_id, student.name, student.email,
+                             format_score(row.best_score), *items])
+    return (BOM if bom else "") + out.getvalue()

@@ -1,0 +1,98 @@
+"""Instructors logging in and out, and replacing a one-time password.
+
+Logins are throttled (``service.throttle``): after too many failures for a username, or from an
+address, the form answers 429 for the rest of the window, even to the right password. The
+message never says whether the username exists.
+"""
+
+from __future__ import annotations
+
+import math
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+from werkzeug.wrappers import Response as BaseResponse
+
+from service.dashboard import bp, is_instructor
+from service.extensions import db
+from service.i18n import t
+from service.instructors import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    AccountError,
+    authenticate,
+    change_password,
+    normalize_username,
+)
+from service.throttle import Throttle
+from service.web import safe_next
+
+Page = str | tuple[str, int]
+
+
+def login_throttle() -> Throttle:
+    return Throttle(limit=current_app.config.get("LOGIN_ATTEMPTS", 5),
+                    window=current_app.config.get("LOGIN_WINDOW", 15 * 60))
+
+
+def client_address() -> str:
+    """The peer's address. Behind a reverse proxy, wrap the app in werkzeug's ``ProxyFix`` so
+    that this is the browser's address rather than the proxy's."""
+    return request.remote_addr or "unknown"
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Page | BaseResponse:
+    target = safe_next(request.args.get("next"))
+    if is_instructor():
+        return redirect(target or url_for("dashboard.index"))
+    if request.method == "GET":
+        return render_template("dashboard/login.html", next=target, username="")
+    username = normalize_username(request.form.get("username", ""))[:64]
+    password = request.form.get("password", "")
+    throttle = login_throttle()
+    wait = throttle.retry_after(db.session, username, client_address())
+    if wait:
+        response = current_app.make_response((render_template(
+            "dashboard/login.html", next=target, username=username,
+            error=t("dash.login.throttled", minutes=math.ceil(wait / 60))), 429))
+        response.headers["Retry-After"] = str(wait)
+        return response
+    instructor = authenticate(username, password) if username and password else None
+    if instructor is None:
+        if username or password:
+            throttle.record_failure(db.session, username, client_address())
+        error = t("dash.login.failed") if username and password else t("dash.login.empty")
+        return render_template("dashboard/login.html", next=target, username=username,
+                               error=error), 422
+    throttle.forget(db.session, username)
+    login_user(instructor)
+    if instructor.must_change_password:
+        return redirect(url_for("dashboard.password"), 303)
+    return redirect(target or url_for("dashboard.index"), 303)
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    logout_user()
+    flash("flash.logged_out", "info")
+    return redirect(url_for("dashboard.login"), 303)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def password() -> Page | BaseResponse:
+    if request.method == "GET":
+        return _password_page()
+    try:
+        change_password(current_user._get_current_object(), request.form.get("current", ""),
+                        request.form.get("new", ""), request.form.get("repeat", ""))
+    except AccountError as exc:
+        return _password_page(t(f"dash.password.error.{exc.code}", min=MIN_PASSWORD,
+                                max=MAX_PASSWORD), 422)
+    flash("dash.flash.password_changed", "info")
+    return redirect(url_for("dashboard.index"), 303)
+
+
+def _password_page(error: str | None = None, status: int = 200) -> Page:
+    return render_template("dashboard/password.html", error=error, min_length=MIN_PASSWORD,
+                           forced=current_user.must_change_password), status

@@ -1,0 +1,256 @@
+"""The dashboard's pages about grades: the exercises, one exercise's class table (with its plots,
+regrade-all and CSV export), one student, one submission (with its runs, log and timings)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from werkzeug.wrappers import Response as BaseResponse
+
+from grader.spec import Exercise, load_exercise
+from service import i18n
+from service.csv_export import FORMATS, grades_csv
+from service.dashboard import bp
+from service.dashboard.monitor import queue_counts
+from service.extensions import db
+from service.gradebook import (
+    TableQuery,
+    best_of,
+    exercise_rows,
+    grade_submission,
+    summarize,
+)
+from service.i18n import t
+from service.models import GradingRun, Student, Submission, utcnow
+from service.regrades import SCOPES, is_pending, regrade_exercise, regrade_submission
+from service.storage import BlobStore
+from service.submissions import known_exercises
+from service.web import NOTEBOOK_CSP, notebook_document
+
+
+def load_known_exercise(exercise_id: str) -> Exercise:
+    if exercise_id not in known_exercises():
+        abort(404)
+    config = current_app.config["GRADER"]
+    return load_exercise(config.exercises_root / exercise_id, config.reference_root)
+
+
+def exercise_stats(exercise_id: str) -> dict[str, Any] | None:
+    """The plots' numbers (``service.stats``), or None while that module or the chart helpers
+    are not installed: the page then goes without its plots."""
+    try:
+        from service.stats import exercise_stats as compute
+    except ImportError:
+        return None
+    if "plot_histogram" not in current_app.jinja_env.globals:
+        return None
+    return dict(compute(exercise_id))
+
+
+# --- the exercises ----------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> str:
+    exercises = []
+    for exercise_id in known_exercises():
+        exercise = load_known_exercise(exercise_id)
+        exercises.append((exercise, summarize(exercise_rows(db.session, exercise_id))))
+    return render_template("dashboard/index.html", exercises=exercises,
+                           queue=queue_counts(db.session))
+
+
+@bp.get("/<exercise_id>")
+def exercise(exercise_id: str) -> str:
+    spec = load_known_exercise(exercise_id)
+    item_ids = tuple(item.id for item in spec.items)
+    query = TableQuery.from_args(request.args, item_ids)
+    rows = exercise_rows(db.session, exercise_id)
+    shown = query.apply(rows)
+    pending = sum(1 for row in rows for grade in row.submissions
+                  if grade.current is not None and grade.current.status in ("queued", "running"))
+    return render_template(
+        "dashboard/exercise.html", exercise=spec, rows=shown, total=len(rows),
+        summary=summarize(rows), query=query, pending=pending,
+        submissions=sum(row.attempts for row in rows),
+        latest_count=sum(1 for row in rows if row.attempts),
+        stats=exercise_stats(exercise_id), sort_url=_sort_url(query), formats=FORMATS,
+    )
+
+
+def _sort_url(query: TableQuery):
+    """``sort_url(key)``: this table sorted by ``key``, ascending, or flipped when it already
+    is; the filters are kept."""
+
+    def build(key: str) -> str:
+        args = {k: v for k, v in request.args.items() if k not in ("sort", "order", "lang")}
+        args["sort"] = key
+        if query.sort == key and not query.descending:
+            args["order"] = "desc"
+        return url_for("dashboard.exercise", exercise_id=request.view_args["exercise_id"],
+                       _anchor="students", **args)
+
+    return build
+
+
+@bp.get("/<exercise_id>/grades.csv")
+def grades(exercise_id: str) -> Response:
+    spec = load_known_exercise(exercise_id)
+    fmt = request.args.get("format", "plain")
+    if fmt not in FORMATS:
+        abort(404)
+    rows = exercise_rows(db.session, exercise_id)
+    if request.args.get("only") == "graded":
+        rows = [row for row in rows if row.best_score is not None]
+    text = grades_csv(spec, rows, fmt, bom=request.args.get("bom") != "0")
+    suffix = "-canvas" if fmt == "canvas" else ""
+    name = f"{exercise_id}-grades{suffix}-{utcnow():%Y%m%d}.csv"
+    response = Response(text.encode("utf-8"), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@bp.post("/<exercise_id>/regrade")
+def regrade_all(exercise_id: str) -> BaseResponse:
+    load_known_exercise(exercise_id)
+    scope = request.form.get("scope", "all")
+    if scope not in SCOPES:
+        abort(400)
+    result = regrade_exercise(exercise_id, scope)
+    flash(t("dash.flash.regraded_all", queued=len(result.queued), skipped=result.skipped),
+          "info")
+    return redirect(url_for("dashboard.exercise", exercise_id=exercise_id), 303)
+
+
+# --- one student ------------------------------------------------------------------------------
+
+
+@bp.get("/students/<student_id>")
+def student(student_id: str) -> str:
+    found = db.session.execute(
+        select(Student).where(Student.student_id == student_id)).scalar_one_or_none()
+    if found is None:
+        abort(404)
+    submissions = db.session.execute(
+        select(Submission).where(Submission.student_pk == found.id)
+        .options(selectinload(Submission.runs))
+        .order_by(Submission.created_at, Submission.id)
+    ).scalars().all()
+    by_exercise: dict[str, list] = {}
+    for submission in submissions:
+        by_exercise.setdefault(submission.exercise, []).append(grade_submission(submission))
+    exercises = []
+    for exercise_id in sorted(set(known_exercises()) | set(by_exercise)):
+        grades = by_exercise.get(exercise_id, [])
+        exercises.append((exercise_id, grades, best_of(grades)))
+    return render_template("dashboard/student.html", student=found, exercises=exercises,
+                           titles=_titles())
+
+
+def _titles() -> dict[str, Any]:
+    return {exercise_id: load_known_exercise(exercise_id).title
+            for exercise_id in known_exercises()}
+
+
+# --- one submission ---------------------------------------------------------------------------
+
+
+def find_submission(submission_id: int) -> Submission:
+    found = db.session.get(Submission, submission_id)
+    if found is None:
+        abort(404)
+    return found
+
+
+def chosen_run(submission: Submission) -> GradingRun | None:
+    """The run named by ``?run=``, else the latest finished one (a pending regrade has nothing
+    to show yet), else the latest."""
+    wanted = request.args.get("run", type=int)
+    if wanted is None:
+        finished = [run for run in submission.runs if run.status in ("graded", "failed")]
+        return finished[-1] if finished else submission.latest_run
+    run = next((run for run in submission.runs if run.id == wanted), None)
+    if run is None:
+        abort(404)
+    return run
+
+
+@bp.get("/submissions/<int:submission_id>")
+def submission(submission_id: int) -> str:
+    found = find_submission(submission_id)
+    run = chosen_run(found)
+    grade = grade_submission(found)
+    report = (run.report or {}) if run else {}
+    return render_template(
+        "dashboard/submission.html", submission=found, run=run, grade=grade, report=report,
+        diagnostics=report.get("diagnostics") or {}, phases=phase_timings(run, report),
+        pending=is_pending(found), title=_titles().get(found.exercise),
+    )
+
+
+#: The grader's timings (``report["timings"]``) in the order a run goes through them.
+PHASES = (("kernel_start", "dash.phase.kernel_start"), ("bootstrap", "dash.phase.bootstrap"),
+          ("cells", "dash.phase.cells"), ("probes", "dash.phase.probes"),
+          ("scoring", "dash.phase.scoring"))
+
+
+def phase_timings(run: GradingRun | None, report: dict[str, Any]) -> list[tuple[str, float]]:
+    """(catalog key, seconds) for each phase the run went through: waiting in the queue, then
+    the sandbox's start (its wall time less what ran inside), kernel start, bootstrap, the
+    cells, the probes (extraction) and scoring; the grader's total last."""
+    if run is None:
+        return []
+    phases: list[tuple[str, float]] = []
+    if run.started_at is not None:
+        phases.append(("dash.phase.queued", (run.started_at - run.queued_at).total_seconds()))
+    timings = report.get("timings") or {}
+    inside = sum(timings.get(key, 0.0) for key in ("kernel_start", "bootstrap", "cells",
+                                                   "probes"))
+    if "sandbox" in timings:
+        phases.append(("dash.phase.sandbox", max(0.0, timings["sandbox"] - inside)))
+    phases += [(label, timings[key]) for key, label in PHASES if key in timings]
+    if "total" in timings:
+        phases.append(("dash.phase.total", timings["total"]))
+    return phases
+
+
+@bp.post("/submissions/<int:submission_id>/regrade")
+def regrade_one(submission_id: int) -> BaseResponse:
+    found = find_submission(submission_id)
+    run = regrade_submission(found)
+    flash(t("dash.flash.regraded_one", run=run.id) if run else t("dash.flash.already_pending"),
+          "info")
+    return redirect(url_for("dashboard.submission", submission_id=submission_id), 303)
+
+
+@bp.get("/submissions/<int:submission_id>/notebook")
+def executed_notebook(submission_id: int) -> Response:
+    """A run's executed notebook: the student's outputs, served with the notebook CSP (no
+    scripts, opaque origin) as on the student's page."""
+    run = chosen_run(find_submission(submission_id))
+    if run is None or not run.executed_html_sha256:
+        abort(404)
+    html = BlobStore(current_app.config["UPLOAD_DIR"]).get(run.executed_html_sha256)
+    response = Response(notebook_document(html.decode("utf-8"), i18n.current_language()),
+                        mimetype="text/html")
+    response.headers["Content-Security-Policy"] = NOTEBOOK_CSP
+    return response
+
+
+@bp.get("/submissions/<int:submission_id>/upload.ipynb")
+def uploaded_notebook(submission_id: int) -> Response:
+    """The notebook as the student handed it in, to open in Jupyter."""
+    found = find_submission(submission_id)
+    try:
+        data = BlobStore(current_app.config["UPLOAD_DIR"]).get(found.notebook_sha256)
+    except OSError:
+        abort(404)
+    response = Response(data, mimetype="application/x-ipynb+json")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{found.student.student_id}-{found.id}.ipynb")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

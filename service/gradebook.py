@@ -1,0 +1,251 @@
+"""The class's grades for one exercise, from the database: one row per roster student.
+
+What counts, decided once here for the dashboard and the CSV export alike:
+
+- a submission's score is that of its *latest graded* run: a regrade (after the reference
+  changed) replaces the earlier grading of the same notebook, while the earlier run is kept;
+  a run that ``failed`` has no score, a run stopped early (timeout...) keeps its partial score;
+- a student's **best** score is the highest such score over their submissions of the exercise
+  (ties go to the later submission), and the item results and measured accuracy shown with it
+  are that submission's;
+- the **latest** score is that of the student's most recent submission, and the row's status is
+  that of the most recent submission's latest run (queued, running, graded, failed).
+
+Students on the roster who handed nothing in have a row too (status ``none``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, defer
+
+from service.models import GradingRun, ItemScore, Student, Submission
+
+#: Values of ``TableQuery.show``.
+SHOW = ("all", "missing", "failed", "submitted")
+#: Values of ``TableQuery.sort`` (plus ``item:<id>``).
+SORTS = ("student", "name", "status", "best", "latest", "accuracy", "attempts", "last")
+#: Run outcomes that mean the notebook did not run to the end.
+STOPPED = ("timeout", "out_of_memory", "kernel_died", "invalid_notebook", "sandbox_error")
+
+
+@dataclass
+class SubmissionGrade:
+    submission: Submission
+    #: The latest run, whatever its status (what the student is waiting for).
+    current: GradingRun | None
+    #: The latest graded run: the one whose score counts.
+    counted: GradingRun | None
+
+    @property
+    def score(self) -> float | None:
+        return self.counted.score if self.counted else None
+
+
+@dataclass
+class GradeRow:
+    student: Student
+    submissions: list[SubmissionGrade] = field(default_factory=list)
+    best: SubmissionGrade | None = None
+    #: Item id -> result, from the best submission's counted run.
+    items: dict[str, ItemScore] = field(default_factory=dict)
+
+    @property
+    def attempts(self) -> int:
+        return len(self.submissions)
+
+    @property
+    def latest(self) -> SubmissionGrade | None:
+        return self.submissions[-1] if self.submissions else None
+
+    @property
+    def best_score(self) -> float | None:
+        return self.best.score if self.best else None
+
+    @property
+    def latest_score(self) -> float | None:
+        return self.latest.score if self.latest else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.best.counted.measured_accuracy if self.best else None
+
+    @property
+    def last_submitted(self) -> dt.datetime | None:
+        return self.latest.submission.created_at if self.latest else None
+
+    @property
+    def status(self) -> str:
+        """``none``, or the latest run's ``queued``, ``running``, ``graded``, ``failed``."""
+        if self.latest is None:
+            return "none"
+        return self.latest.current.status if self.latest.current else "queued"
+
+    @property
+    def run_status(self) -> str | None:
+        """How the latest graded run ended (``graded``, ``timeout``...), when it is the latest."""
+        current = self.latest.current if self.latest else None
+        return current.run_status if current and current.status == "graded" else None
+
+    @property
+    def stuck(self) -> bool:
+        """The latest attempt failed or stopped before the end: this student may need help."""
+        return self.status == "failed" or self.run_status in STOPPED
+
+
+@dataclass(frozen=True)
+class TableQuery:
+    """Sorting and filtering of the table, from the page's query string; unknown values fall
+    back to the defaults, so a hand-edited address still shows a table."""
+
+    sort: str = "student"
+    descending: bool = False
+    show: str = "all"
+    #: Only students whose best score is below this (no graded submission counts as below).
+    below: float | None = None
+    search: str = ""
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str], items: tuple[str, ...] = ()) -> TableQuery:
+        sort = args.get("sort", "student")
+        item_sort = sort.startswith("item:") and sort.removeprefix("item:") in items
+        if sort not in SORTS and not item_sort:
+            sort = "student"
+        try:
+            below = float(args["below"]) if args.get("below", "").strip() else None
+        except ValueError:
+            below = None
+        show = args.get("show", "all")
+        return cls(sort=sort, descending=args.get("order") == "desc",
+                   show=show if show in SHOW else "all", below=below,
+                   search=args.get("q", "").strip()[:100])
+
+    def apply(self, rows: list[GradeRow]) -> list[GradeRow]:
+        return sort_rows([row for row in rows if self.keeps(row)], self.sort, self.descending)
+
+    def keeps(self, row: GradeRow) -> bool:
+        if self.show == "missing" and row.attempts:
+            return False
+        if self.show == "submitted" and not row.attempts:
+            return False
+        if self.show == "failed" and not row.stuck:
+            return False
+        if self.below is not None and (row.best_score or 0.0) >= self.below:
+            return False
+        if self.search:
+            needle = self.search.casefold()
+            haystack = f"{row.student.student_id} {row.student.name} {row.student.email}"
+            if needle not in haystack.casefold():
+                return False
+        return True
+
+
+STATUS_ORDER = {"failed": 0, "none": 1, "queued": 2, "running": 3, "graded": 4}
+
+
+def _sort_value(row: GradeRow, key: str) -> object:
+    if key.startswith("item:"):
+        item = row.items.get(key.removeprefix("item:"))
+        return item.score if item else None
+    return {
+        "student": lambda: row.student.student_id,
+        "name": lambda: row.student.name.casefold(),
+        "status": lambda: (STATUS_ORDER.get(row.status, 5), row.stuck is False),
+        "best": lambda: row.best_score,
+        "latest": lambda: row.latest_score,
+        "accuracy": lambda: row.accuracy,
+        "attempts": lambda: row.attempts,
+        "last": lambda: row.last_submitted,
+    }[key]()
+
+
+def sort_rows(rows: list[GradeRow], key: str, descending: bool = False) -> list[GradeRow]:
+    """Rows sorted by ``key``; rows without a value (no score yet) come last either way, and
+    ties keep the order of student ids."""
+    by_id = sorted(rows, key=lambda row: row.student.student_id)
+    present = [row for row in by_id if _sort_value(row, key) is not None]
+    missing = [row for row in by_id if _sort_value(row, key) is None]
+    present.sort(key=lambda row: _sort_value(row, key), reverse=descending)
+    return present + missing
+
+
+def grade_submission(submission: Submission, runs: list[GradingRun] | None = None
+                     ) -> SubmissionGrade:
+    """The submission's current run and counted run (``runs`` oldest first; by default its
+    ``runs`` relationship)."""
+    runs = submission.runs if runs is None else runs
+    counted = next((run for run in reversed(runs) if run.status == "graded"), None)
+    return SubmissionGrade(submission, runs[-1] if runs else None, counted)
+
+
+def best_of(grades: list[SubmissionGrade]) -> SubmissionGrade | None:
+    """The highest-scoring of a student's submissions (oldest first); ties go to the later."""
+    scored = [grade for grade in reversed(grades) if grade.score is not None]
+    return max(scored, key=lambda grade: grade.score, default=None)  # first of equals wins
+
+
+def exercise_rows(session: Session, exercise_id: str) -> list[GradeRow]:
+    """Every roster student's row for ``exercise_id``, by student id. Reports (large JSON) are
+    not loaded: item results come from ``item_scores``."""
+    students = session.execute(select(Student).order_by(Student.student_id)).scalars().all()
+    rows = {student.id: GradeRow(student) for student in students}
+    submissions = session.execute(
+        select(Submission).where(Submission.exercise == exercise_id)
+        .order_by(Submission.created_at, Submission.id)
+    ).scalars().all()
+    runs: dict[int, list[GradingRun]] = {}
+    if submissions:
+        for run in session.execute(
+            select(GradingRun).join(Submission)
+            .where(Submission.exercise == exercise_id)
+            .options(defer(GradingRun.report), defer(GradingRun.progress))
+            .order_by(GradingRun.id)
+        ).scalars():
+            runs.setdefault(run.submission_id, []).append(run)
+    for submission in submissions:
+        row = rows.get(submission.student_pk)
+        if row is not None:
+            row.submissions.append(grade_submission(submission, runs.get(submission.id, [])))
+    for row in rows.values():
+        row.best = best_of(row.submissions)
+    _attach_items(session, list(rows.values()))
+    return list(rows.values())
+
+
+def _attach_items(session: Session, rows: list[GradeRow]) -> None:
+    by_run = {row.best.counted.id: row for row in rows if row.best is not None}
+    if not by_run:
+        return
+    for item in session.execute(
+        select(ItemScore).where(ItemScore.run_id.in_(list(by_run)))
+    ).scalars():
+        by_run[item.run_id].items[item.item_id] = item
+
+
+@dataclass(frozen=True)
+class Summary:
+    students: int
+    submitted: int
+    graded: int
+    stuck: int
+    missing: int
+    mean_best: float | None
+    median_best: float | None
+
+
+def summarize(rows: list[GradeRow]) -> Summary:
+    best = [row.best_score for row in rows if row.best_score is not None]
+    return Summary(
+        students=len(rows),
+        submitted=sum(1 for row in rows if row.attempts),
+        graded=len(best),
+        stuck=sum(1 for row in rows if row.stuck),
+        missing=sum(1 for row in rows if not row.attempts),
+        mean_best=statistics.fmean(best) if best else None,
+        median_best=statistics.median(best) if best else None,
+    )

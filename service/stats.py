@@ -1,0 +1,194 @@
+"""Numbers about one exercise for the instructor dashboard: what the plots in
+``service.plots`` draw. Queries only: nothing here renders or writes.
+
+A student counts once, through their *best run*: of all their graded runs of the exercise (first
+gradings and regrades alike), the one with the highest score, the latest one on a tie. The score
+distribution, the accuracy distribution and the item pass rates all read that run, so one student
+who submitted twenty times weighs what a student who submitted once does.
+
+Rows are fetched with a few narrow queries and combined in Python, which keeps the SQL plain
+enough to mean the same on SQLite and PostgreSQL; a course is hundreds of students, not millions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from typing import TypedDict
+
+from flask import current_app
+from sqlalchemy import select
+
+from grader.spec import Exercise, load_exercise
+from service.extensions import db
+from service.gradebook import exercise_rows
+from service.models import ItemScore, Submission
+
+#: Up to this many hourly buckets the submissions are counted per hour, beyond it per day.
+MAX_HOURLY_BUCKETS = 72
+#: Bins of the score histogram, equally wide from 0 to the exercise's maximum.
+SCORE_BINS = 10
+
+
+class ItemStats(TypedDict):
+    id: str
+    #: ``{"ja": ..., "en": ...}``; the id in both when the spec no longer has the item.
+    title: dict[str, str]
+    points: float
+    #: Students whose best run has this item fully correct (status ``correct``).
+    passed: int
+    #: Students with a best run (the denominator).
+    students: int
+    #: ``passed / students``, None when no student has a graded run yet.
+    rate: float | None
+
+
+class Counts(TypedDict):
+    #: Students with at least one submission of the exercise.
+    students: int
+    #: ... of whom have at least one graded run (they have a best run).
+    graded: int
+    #: ... have no graded run and at least one failed one (worth a look).
+    failed: int
+    #: ... have only queued or running runs.
+    pending: int
+    submissions: int
+
+
+class SubmissionSeries(TypedDict):
+    #: ``"hour"`` or ``"day"``.
+    bucket: str
+    step: dt.timedelta
+    #: (bucket start in UTC, submissions in it), every bucket from the first to the last.
+    series: list[tuple[dt.datetime, int]]
+
+
+class ExerciseStats(TypedDict):
+    exercise: str
+    title: dict[str, str]
+    max_score: float
+    counts: Counts
+    #: Best score of each graded student.
+    scores: list[float]
+    score_edges: list[float]
+    #: Test accuracy measured on each graded student's best run, where that run measured one.
+    accuracies: list[float]
+    accuracy_edges: list[float]
+    #: Full points from here (the spec's accuracy rule), or None.
+    accuracy_threshold: float | None
+    items: list[ItemStats]
+    submissions: SubmissionSeries
+    deadline: dt.datetime | None
+
+
+def exercise_stats(exercise_id: str, deadline: dt.datetime | None = None) -> ExerciseStats:
+    """Everything the dashboard plots for ``exercise_id``; ``deadline`` (naive UTC, like the
+    database) is passed through for the submissions chart."""
+    config = current_app.config["GRADER"]
+    exercise = load_exercise(config.exercises_root / exercise_id, config.reference_root)
+    session = db.session
+
+    # A student counts through the same run as the gradebook table and the CSV: the best of
+    # their submissions, each judged by its latest graded run (a regrade replaces a score).
+    rows = [row for row in exercise_rows(session, exercise_id) if row.submissions]
+    best = {row.student.id: row.best.counted for row in rows
+            if row.best is not None and row.best.counted is not None}
+    failed = {row.student.id for row in rows if row.student.id not in best
+              and any(grade.current is not None and grade.current.status == "failed"
+                      for grade in row.submissions)}
+    students = {row.student.id for row in rows}
+    student_of_submission = {grade.submission.id: row.student.id
+                             for row in rows for grade in row.submissions}
+
+    scores = sorted(run.score for run in best.values())
+    accuracies = sorted(run.measured_accuracy for run in best.values()
+                        if run.measured_accuracy is not None)
+    created = session.scalars(
+        select(Submission.created_at).where(Submission.exercise == exercise_id)).all()
+    return ExerciseStats(
+        exercise=exercise_id,
+        title={"ja": exercise.title.ja, "en": exercise.title.en},
+        max_score=exercise.max_score,
+        counts=Counts(students=len(students), graded=len(best), failed=len(failed),
+                      pending=len(students) - len(best) - len(failed),
+                      submissions=len(student_of_submission)),
+        scores=scores,
+        score_edges=score_edges(exercise.max_score),
+        accuracies=accuracies,
+        accuracy_edges=accuracy_edges(exercise),
+        accuracy_threshold=exercise.accuracy.threshold if exercise.accuracy else None,
+        items=item_stats(exercise, [run.id for run in best.values()]),
+        submissions=submission_series(created),
+        deadline=deadline,
+    )
+
+
+def item_stats(exercise: Exercise, best_run_ids: list[int]) -> list[ItemStats]:
+    """Pass rate of each item over the best runs: the spec's items in its order, then any item
+    the runs scored that the spec no longer has."""
+    passed: Counter[str] = Counter()
+    seen: list[str] = []
+    if best_run_ids:
+        rows = db.session.execute(
+            select(ItemScore.item_id, ItemScore.status, ItemScore.max_score)
+            .where(ItemScore.run_id.in_(best_run_ids))
+            .order_by(ItemScore.run_id, ItemScore.position)
+        ).all()
+        for row in rows:
+            if row.item_id not in seen:
+                seen.append(row.item_id)
+            if row.status == "correct":
+                passed[row.item_id] += 1
+    graded = len(best_run_ids)
+    points = {item.id: item.points for item in exercise.items}
+    titles = {item.id: {"ja": item.title.ja, "en": item.title.en} for item in exercise.items}
+    order = [item.id for item in exercise.items] + [i for i in seen if i not in points]
+    return [
+        ItemStats(id=item_id, title=titles.get(item_id, {"ja": item_id, "en": item_id}),
+                  points=points.get(item_id, 0.0), passed=passed[item_id], students=graded,
+                  rate=passed[item_id] / graded if graded else None)
+        for item_id in order
+    ]
+
+
+def submission_series(created: list[dt.datetime]) -> SubmissionSeries:
+    """Submissions per hour, or per day once that would take more than
+    :data:`MAX_HOURLY_BUCKETS` hours; empty buckets in between are kept (a gap is news)."""
+    if not created:
+        return SubmissionSeries(bucket="hour", step=dt.timedelta(hours=1), series=[])
+    hours = {moment.replace(minute=0, second=0, microsecond=0) for moment in created}
+    hourly = (max(hours) - min(hours)) < dt.timedelta(hours=MAX_HOURLY_BUCKETS)
+    step = dt.timedelta(hours=1) if hourly else dt.timedelta(days=1)
+
+    def bucket(moment: dt.datetime) -> dt.datetime:
+        moment = moment.replace(minute=0, second=0, microsecond=0)
+        return moment if hourly else moment.replace(hour=0)
+
+    counts = Counter(bucket(moment) for moment in created)
+    first, last = min(counts), max(counts)
+    series = []
+    moment = first
+    while moment <= last:
+        series.append((moment, counts.get(moment, 0)))
+        moment += step
+    return SubmissionSeries(bucket="hour" if hourly else "day", step=step, series=series)
+
+
+def score_edges(max_score: float) -> list[float]:
+    """``SCORE_BINS`` equal bins from 0 to ``max_score``: 0, 10, ..., 100."""
+    top = max_score or 1.0
+    return [round(top * k / SCORE_BINS, 6) for k in range(SCORE_BINS + 1)]
+
+
+def accuracy_edges(exercise: Exercise) -> list[float]:
+    """One open bin below the spec's partial-credit floor, then steps of 0.01 up to 1, where
+    the spread between students who trained the model properly shows (wider steps for a
+    low floor); tenths without a rule."""
+    if exercise.accuracy is None:
+        return [k / 10 for k in range(11)]
+    floor = exercise.accuracy.floor
+    width = next(w for w in (0.01, 0.02, 0.05, 0.1, 1.0) if (1.0 - floor) / w <= 20)
+    steps = math.ceil(round((1.0 - floor) / width, 6))
+    edges = [round(min(floor + width * k, 1.0), 4) for k in range(steps + 1)]
+    return ([0.0] if floor > 0 else []) + edges

@@ -1,0 +1,743 @@
+"""The instructors' dashboard through Flask's test client, on a real SQLite file and on a real
+PostgreSQL database (one per test session, its schema emptied before each test), migrated by
+Alembic. No grading worker runs: runs are written in the database with the fields the worker
+writes, and the tests read back what the pages, the CSV and the queue say about them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import func, select, update
+
+from grader.config import PROJECT_ROOT
+from service import create_app, heartbeats
+from service.__main__ import first_instructor
+from service.dashboard.monitor import queue_state
+from service.extensions import db
+from service.gradebook import exercise_rows
+from service.i18n import CATALOG
+from service.instructors import change_password, create_instructor
+from service.models import (
+    GradingRun,
+    Instructor,
+    ItemScore,
+    LoginFailure,
+    Student,
+    Submission,
+    Worker,
+    utcnow,
+)
+from service.roster import import_roster
+from service.storage import BlobStore
+from service.web import NOTEBOOK_CSP
+from service.worker import EmbeddedWorkers
+
+EXERCISE = "chap06_cnn"
+ROSTER = ("student_id,name,email\n"
+          "s001,Aoi Tanaka,aoi@example.org\ns002,Ben Carter,ben@example.org\n"
+          "s003,Chie Sato,chie@example.org\ns004,Daiki Ito,\n")
+PASSWORD = "correct horse battery"
+POSTGRES_ADMIN = os.environ.get("GRADER_TEST_POSTGRES",
+                                "postgresql://root@127.0.0.1:5432/postgres")
+
+AppFactory = Callable[..., Flask]
+
+
+# --- databases and apps -------------------------------------------------------------------------
+
+
+def _postgres_url(name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(POSTGRES_ADMIN)
+    user = info.get("user") or os.environ.get("USER", "postgres")
+    return (f"postgresql+psycopg://{user}@{info.get('host', '127.0.0.1')}:"
+            f"{info.get('port', '5432')}/{name}")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is needed for the dashboard tests ({POSTGRES_ADMIN}): {exc}")
+    name = f"grader_dashboard_{os.getpid()}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dashboard.db'}"
+    name = request.getfixturevalue("postgres_database")
+    conninfo = psycopg.conninfo.make_conninfo(POSTGRES_ADMIN, dbname=name)
+    with psycopg.connect(conninfo, autocommit=True) as conn:  # a clean slate for this test
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return _postgres_url(name)
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
+    """Apps on this test's database and upload directory (several share them, like the
+    processes of one service); CSRF off unless asked for."""
+    made: list[Flask] = []
+
+    def build(**config: Any) -> Flask:
+        app = create_app({
+            "TESTING": True,
+            "SECRET_KEY": "dashboard-tests-secret",
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
+            "QUEUE": "embedded",
+            "WTF_CSRF_ENABLED": False,
+            **config,
+        })
+        with app.app_context():
+            upgrade()
+        made.append(app)
+        return app
+
+    yield build
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    app = make_app()
+    with app.app_context():
+        import_roster(ROSTER)
+    return app
+
+
+def add_instructor(app: Flask, username: str = "teacher", password: str = PASSWORD) -> None:
+    """An instructor whose one-time password was already replaced by ``password``."""
+    with app.app_context():
+        instructor, once = create_instructor(username)
+        change_password(instructor, once, password, password)
+
+
+def log_in(client: FlaskClient, username: str = "teacher", password: str = PASSWORD,
+           **kwargs: Any):
+    return client.post("/dashboard/login", data={"username": username, "password": password},
+                       **kwargs)
+
+
+@pytest.fixture
+def staff(app: Flask) -> FlaskClient:
+    """An instructor, logged in, reading English."""
+    add_instructor(app)
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    assert log_in(client).status_code == 303
+    return client
+
+
+def text_of(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def csrf_token_of(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+# --- rows written as the worker writes them ----------------------------------------------------
+
+
+ITEMS = ("conv1", "conv2", "conv3", "pool1", "pool2", "pool3", "conv_layer", "pooling_layer",
+         "dense_layer", "model", "accuracy")
+
+
+def report_for(score_by_item: dict[str, tuple[float, str]]) -> dict[str, Any]:
+    """A report dict shaped like ``GradeReport.to_dict()``, with timings and diagnostics."""
+    items = [{"id": item_id, "title": {"ja": f"項目 {item_id}", "en": f"Item {item_id}"},
+              "score": score, "max_score": 24.0 if item_id == "accuracy" else 6.0,
+              "status": status,
+              "feedback": {"ja": "" if status == "correct" else f"{item_id} の形が違います",
+                           "en": "" if status == "correct" else f"{item_id}: wrong shape"},
+              "details": {}, "cell_index": 3}
+             for item_id, (score, status) in score_by_item.items()]
+    return {
+        "exercise": EXERCISE, "status": "graded", "reason": None, "items": items,
+        "score": sum(i["score"] for i in items), "max_score": 100.0,
+        "measured_accuracy": 0.9812, "claimed_accuracy": 0.98,
+        "notes": [{"ja": "セル 3 の !pip install を無効にしました。",
+                   "en": "Cell 3: !pip install was neutralised."}],
+        "timings": {"sandbox": 170.0, "kernel_start": 2.5, "bootstrap": 7.5, "cells": 150.0,
+                    "probes": 4.0, "scoring": 0.5, "total": 171.0},
+        "diagnostics": {"bootstrap": ["tf.compat.v1 installed as tf"], "exit_code": 0,
+                        "signal": None, "peak_memory_bytes": 3 * 1024 ** 3,
+                        "located": {"conv1": "id"},
+                        "log_tail": "Epoch 10/10\ntest accuracy: 0.9812\n"},
+    }
+
+
+def add_submission(app: Flask, student_id: str, *runs: dict[str, Any],
+                   minutes_ago: float = 60, exercise: str = EXERCISE) -> int:
+    """A submission with ``runs`` (oldest first), each a dict: ``status`` (graded, failed,
+    queued, running), ``items`` ({item: (score, status)}, graded runs), ``run_status``,
+    ``reason``. Runs are queued when the submission is made, start 30 s later and end 150 s
+    after that."""
+    created = utcnow() - dt.timedelta(minutes=minutes_ago)
+    with app.app_context():
+        student = db.session.execute(
+            select(Student).where(Student.student_id == student_id)).scalar_one()
+        submission = Submission(student=student, exercise=exercise, filename="hw.ipynb",
+                                notebook_sha256=f"{len(student_id) + int(minutes_ago * 1000):064x}",
+                                size=1000, created_at=created)
+        db.session.add(submission)
+        for n, spec in enumerate(runs):
+            queued = created + dt.timedelta(minutes=n)
+            run = GradingRun(submission=submission, status=spec["status"], queued_at=queued,
+                             reason=spec.get("reason"), attempts=spec.get("attempts", 1))
+            if spec["status"] != "queued":
+                run.started_at = queued + dt.timedelta(seconds=30)
+                run.worker = "embedded:test:0"
+            if spec["status"] in ("graded", "failed"):
+                run.finished_at = run.started_at + dt.timedelta(seconds=150)
+            if spec["status"] == "graded":
+                items = spec["items"]
+                report = report_for(items)
+                run.run_status = spec.get("run_status", "graded")
+                run.report, run.score, run.max_score = report, report["score"], 100.0
+                run.measured_accuracy = spec.get("accuracy", 0.9812)
+                run.executed_html_sha256 = BlobStore(app.config["UPLOAD_DIR"]).put(
+                    b"<div class='cell'>executed output 42</div>")
+                for position, (item_id, (score, status)) in enumerate(items.items()):
+                    run.items.append(ItemScore(position=position, item_id=item_id, score=score,
+                                               max_score=6.0, status=status))
+            db.session.add(run)
+        db.session.commit()
+        return submission.id
+
+
+def graded(total: float, **overrides: tuple[float, str]) -> dict[str, Any]:
+    """A graded run scoring ``total``: the ``overrides`` items, and conv1 with the rest."""
+    rest = total - sum(score for score, _ in overrides.values())
+    items = {"conv1": (rest, "correct" if rest else "incorrect"), **overrides}
+    return {"status": "graded", "items": items}
+
+
+def runs_of(app: Flask, submission_id: int) -> list[tuple[int, str]]:
+    with app.app_context():
+        return [(r.id, r.status) for r in db.session.execute(
+            select(GradingRun).where(GradingRun.submission_id == submission_id)
+            .order_by(GradingRun.id)).scalars()]
+
+
+def table_ids(page: str) -> list[str]:
+    """Student ids in the order of the class table's rows."""
+    body = page[page.index("<tbody>"):page.index("</tbody>")]
+    return re.findall(r'<th scope="row"><a href="/dashboard/students/(\w+)"', body)
+
+
+def table_row(page: str, student_id: str) -> str:
+    body = page[page.index("<tbody>"):page.index("</tbody>")]
+    start = body.index(f'href="/dashboard/students/{student_id}"')
+    return body[start:body.index("</tr>", start)]
+
+
+@pytest.fixture
+def class_data(app: Flask) -> dict[str, int]:
+    """s001: 80 then 40 (best 80, latest 40); s002: its only run failed; s003: 55 then a run
+    that timed out with 20; s004: nothing. pool1 is right in s001's best run, half right in
+    s003's."""
+    first = add_submission(app, "s001", graded(80, pool1=(6.0, "correct")), minutes_ago=120)
+    second = add_submission(app, "s001", graded(40), minutes_ago=30)
+    failed = add_submission(app, "s002", {"status": "failed", "reason": "kernel vanished"},
+                            minutes_ago=50)
+    s003_ok = add_submission(app, "s003", graded(55, pool1=(3.0, "partial")), minutes_ago=90)
+    timeout = add_submission(app, "s003", {**graded(20), "run_status": "timeout"},
+                             minutes_ago=10)
+    return {"first": first, "second": second, "failed": failed, "s003_ok": s003_ok,
+            "timeout": timeout}
+
+
+# --- accounts, login, throttle -----------------------------------------------------------------
+
+
+def test_cli_creates_an_instructor_whose_one_time_password_must_be_replaced(app: Flask):
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["instructor", "create", " Alice "])
+    assert made.exit_code == 0, made.output
+    password = made.output.strip().splitlines()[-1]
+    assert len(password) >= 16
+    with app.app_context():
+        alice = db.session.execute(select(Instructor)).scalar_one()
+        assert (alice.username, alice.must_change_password) == ("alice", True)
+        assert password not in alice.password_hash and alice.password_hash.startswith("scrypt")
+    again = runner.invoke(args=["instructor", "create", "alice"])
+    assert again.exit_code != 0 and "already exists" in again.output
+
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    response = log_in(client, "alice", password)
+    assert response.status_code == 303 and response.location == "/dashboard/password"
+    blocked = client.get(f"/dashboard/{EXERCISE}")
+    assert blocked.status_code == 302 and blocked.location == "/dashboard/password"
+    assert "You logged in with a one-time password" in text_of(client.get(blocked.location))
+    short = client.post("/dashboard/password",
+                        data={"current": password, "new": "short", "repeat": "short"})
+    assert short.status_code == 422 and "A password has 10 to 256 characters." in text_of(short)
+    changed = client.post("/dashboard/password",
+                          data={"current": password, "new": PASSWORD, "repeat": PASSWORD})
+    assert changed.status_code == 303
+    assert client.get(f"/dashboard/{EXERCISE}").status_code == 200
+
+    reset = runner.invoke(args=["instructor", "reset-password", "alice"])
+    assert reset.exit_code == 0, reset.output
+    fresh = reset.output.strip().splitlines()[-1]
+    other = app.test_client()
+    assert log_in(other, "alice", PASSWORD).status_code == 422  # the old one stopped working
+    assert log_in(other, "alice", fresh).location == "/dashboard/password"
+    listing = runner.invoke(args=["instructor", "list"])
+    assert "alice" in listing.output and "must change password" in listing.output
+
+
+def test_make_run_creates_admin_once_and_never_in_production(app: Flask, make_app: AppFactory,
+                                                             capsys: pytest.CaptureFixture):
+    first_instructor(make_app(PRODUCTION=True))
+    assert "admin" not in capsys.readouterr().out
+    first_instructor(app)
+    printed = capsys.readouterr().out
+    password = re.search(r"one-time password.*\n\s+(\S+)", printed).group(1)
+    first_instructor(app)
+    assert capsys.readouterr().out == ""  # an instructor exists: nothing more
+    response = log_in(app.test_client(), "admin", password)
+    assert response.status_code == 303 and response.location == "/dashboard/password"
+
+
+def test_login_and_logout(app: Flask):
+    add_instructor(app)
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    anonymous = client.get(f"/dashboard/{EXERCISE}")
+    assert anonymous.status_code == 302
+    assert anonymous.location.startswith("/dashboard/login?next=")
+    wrong = log_in(client, password="not the password")
+    assert wrong.status_code == 422
+    assert "The username or the password is wrong." in text_of(wrong)
+    unknown = log_in(client, username="nobody")
+    assert "The username or the password is wrong." in text_of(unknown)  # same words
+    assert client.get("/dashboard/").status_code == 302
+
+    response = log_in(client, query_string={"next": f"/dashboard/{EXERCISE}"})
+    assert response.status_code == 303 and response.location == f"/dashboard/{EXERCISE}"
+    page = text_of(client.get("/dashboard/"))
+    assert "Lecture 6: implementing and training a convolutional neural network" in page
+    assert "Signed in as teacher" in page
+    assert client.get("/").location == "/dashboard/"  # not a student: no upload page
+    client.post("/dashboard/logout")
+    assert client.get("/dashboard/").status_code == 302
+
+
+def test_five_failures_lock_the_username_and_the_address_for_the_window(app: Flask,
+                                                                         make_app: AppFactory):
+    add_instructor(app)
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    for _ in range(5):
+        assert log_in(client, password="guess").status_code == 422
+    locked = log_in(client)  # the right password, too late
+    assert locked.status_code == 429
+    assert 890 <= int(locked.headers["Retry-After"]) <= 900
+    assert "Too many failed logins. Try again in about 15 minutes." in text_of(locked)
+    assert log_in(client, username="someone-else").status_code == 429  # the address is locked
+    # Another process of the service (another app on the same database) refuses too.
+    assert log_in(make_app().test_client()).status_code == 429
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.9.8.7"
+    assert log_in(elsewhere).status_code == 429  # ... and the username from anywhere
+    with app.app_context():
+        assert db.session.execute(select(func.count(LoginFailure.id))).scalar_one() == 5
+        db.session.execute(update(LoginFailure).values(at=utcnow() - dt.timedelta(minutes=16)))
+        db.session.commit()
+    assert log_in(client).status_code == 303  # the window has passed
+    with app.app_context():  # a success forgets the username's failures
+        assert db.session.execute(select(func.count(LoginFailure.id))).scalar_one() == 0
+
+
+def test_forms_need_the_csrf_token(make_app: AppFactory):
+    app = make_app(WTF_CSRF_ENABLED=True)
+    with app.app_context():
+        import_roster(ROSTER)
+    add_instructor(app)
+    submission_id = add_submission(app, "s001", graded(50))
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    refused = log_in(client)
+    assert refused.status_code == 400 and "The form has expired" in text_of(refused)
+    token = csrf_token_of(text_of(client.get("/dashboard/login")))
+    assert client.post("/dashboard/login", data={"username": "teacher", "password": PASSWORD,
+                                                 "csrf_token": token}).status_code == 303
+    path = f"/dashboard/submissions/{submission_id}/regrade"
+    assert client.post(path).status_code == 400
+    assert client.post(f"/dashboard/{EXERCISE}/regrade", data={"scope": "all"}
+                       ).status_code == 400
+    assert len(runs_of(app, submission_id)) == 1
+    page_token = csrf_token_of(text_of(client.get(f"/dashboard/submissions/{submission_id}")))
+    assert client.post(path, data={"csrf_token": page_token}).status_code == 303
+    assert [status for _, status in runs_of(app, submission_id)] == ["graded", "queued"]
+
+
+def test_a_student_session_never_opens_instructor_pages(app: Flask, class_data: dict[str, int]):
+    with app.app_context():
+        issued, _ = import_roster("student_id,name,email\ns009,Eve,\n")
+    student = app.test_client()
+    student.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    assert student.post("/login", data={"token": issued[0].token}).status_code == 303
+    submission_id = class_data["first"]
+    for path in ("/dashboard/", f"/dashboard/{EXERCISE}", f"/dashboard/{EXERCISE}/grades.csv",
+                 "/dashboard/queue", "/dashboard/students/s001",
+                 f"/dashboard/submissions/{submission_id}",
+                 f"/dashboard/submissions/{submission_id}/notebook", "/dashboard/password"):
+        response = student.get(path)
+        assert response.status_code == 403, path
+        assert "For course staff only" in text_of(response), path
+    assert student.post(f"/dashboard/submissions/{submission_id}/regrade").status_code == 403
+    assert student.post(f"/dashboard/{EXERCISE}/regrade").status_code == 403
+    assert len(runs_of(app, submission_id)) == 1
+    # The API's bearer token opens nothing here either.
+    anonymous = app.test_client()
+    bearer = anonymous.get("/dashboard/", headers={"Authorization": f"Bearer {issued[0].token}"})
+    assert bearer.status_code == 302 and bearer.location.startswith("/dashboard/login")
+
+
+# --- the class table ---------------------------------------------------------------------------
+
+
+def test_table_shows_every_roster_student_with_best_latest_and_items(
+        app: Flask, staff: FlaskClient, class_data: dict[str, int]):
+    page = text_of(staff.get(f"/dashboard/{EXERCISE}"))
+    assert table_ids(page) == ["s001", "s002", "s003", "s004"]
+    s001 = table_row(page, "s001")
+    best = f'<a href="/dashboard/submissions/{class_data["first"]}">80</a>'
+    latest = f'<a href="/dashboard/submissions/{class_data["second"]}">40</a>'
+    assert best in s001 and latest in s001
+    assert ">2</td>" in s001  # attempts
+    assert 'class="num item-cell item-correct" title="Convolution 1' in s001
+    assert "Graded" in s001
+    assert "Failed" in table_row(page, "s002")
+    s003 = table_row(page, "s003")
+    assert ">55</a>" in s003 and ">20</a>" in s003 and "Timed out" in s003
+    assert "Not submitted" in table_row(page, "s004") and ">0</td>" in table_row(page, "s004")
+    assert "Showing 4 of 4 students" in page
+    with app.app_context():
+        rows = {row.student.student_id: row for row in exercise_rows(db.session, EXERCISE)}
+    assert (rows["s001"].best_score, rows["s001"].latest_score) == (80.0, 40.0)
+    assert rows["s001"].items["pool1"].score == 6.0  # the best run's items
+    assert rows["s002"].status == "failed" and rows["s002"].best is None
+    assert rows["s003"].stuck and not rows["s001"].stuck
+    assert rows["s004"].status == "none" and rows["s004"].attempts == 0
+
+
+def test_a_regrade_replaces_the_submissions_score_but_keeps_its_old_run(
+        app: Flask, staff: FlaskClient):
+    """After a reference change, the regraded score counts, even when it is lower."""
+    submission_id = add_submission(app, "s001", graded(90), graded(60))
+    with app.app_context():
+        row = next(r for r in exercise_rows(db.session, EXERCISE)
+                   if r.student.student_id == "s001")
+    assert row.best_score == 60.0 and row.best.counted.id == runs_of(app, submission_id)[1][0]
+    page = text_of(staff.get(f"/dashboard/submissions/{submission_id}"))
+    assert "60 / 100" in page and "Runs (regrade history)" in page
+    assert page.count("embedded:test:0") == 2  # both runs listed
+
+
+def test_filters_sort_and_search(staff: FlaskClient, class_data: dict[str, int]):
+    def ids(query: str) -> list[str]:
+        return table_ids(text_of(staff.get(f"/dashboard/{EXERCISE}?{query}")))
+
+    assert ids("show=missing") == ["s004"]
+    assert ids("show=failed") == ["s002", "s003"]
+    assert ids("show=submitted") == ["s001", "s002", "s003"]
+    assert ids("below=60") == ["s002", "s003", "s004"]  # no graded run counts as 0
+    assert ids("below=60&show=submitted") == ["s002", "s003"]
+    assert ids("sort=best&order=desc") == ["s001", "s003", "s002", "s004"]
+    assert ids("sort=best") == ["s003", "s001", "s002", "s004"]  # no score: last either way
+    assert ids("sort=latest") == ["s003", "s001", "s002", "s004"]
+    assert ids("sort=attempts&order=desc") == ["s001", "s003", "s002", "s004"]
+    assert ids("sort=name&order=desc") == ["s004", "s003", "s002", "s001"]
+    assert ids("sort=item:pool1&order=desc") == ["s001", "s003", "s002", "s004"]
+    assert ids("q=chie") == ["s003"]
+    for nonsense in ("sort=nonsense&show=nonsense&below=abc", "sort=pool1", "sort=item:nope"):
+        assert ids(nonsense) == ["s001", "s002", "s003", "s004"], nonsense
+    page = text_of(staff.get(f"/dashboard/{EXERCISE}?sort=best&show=failed"))
+    assert 'aria-sort="ascending"' in page and "Showing 2 of 4 students" in page
+    # a header link flips the order and keeps the filter
+    assert f'href="/dashboard/{EXERCISE}?show=failed&amp;sort=best&amp;order=desc#students"' in page
+
+
+def test_unknown_exercise_student_and_submission_are_404(staff: FlaskClient):
+    for path in ("/dashboard/chap99_nothing", "/dashboard/chap99_nothing/grades.csv",
+                 "/dashboard/students/nobody", "/dashboard/submissions/999"):
+        assert staff.get(path).status_code == 404, path
+
+
+# --- CSV export ---------------------------------------------------------------------------------
+
+
+def read_csv(response) -> list[list[str]]:
+    raw = response.get_data()
+    assert raw.startswith("\ufeff".encode())  # a BOM for Excel; Moodle and Canvas skip it
+    return list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+
+
+def test_plain_csv_has_one_row_per_student_with_best_score_and_items(
+        staff: FlaskClient, class_data: dict[str, int]):
+    response = staff.get(f"/dashboard/{EXERCISE}/grades.csv")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert re.fullmatch(rf'attachment; filename="{EXERCISE}-grades-\d{{8}}\.csv"',
+                        response.headers["Content-Disposition"])
+    rows = read_csv(response)
+    assert rows[0] == ["student_id", "name", "email", "score", *ITEMS]
+    by_id = {row[0]: row for row in rows[1:]}
+    assert list(by_id) == ["s001", "s002", "s003", "s004"]
+    assert by_id["s001"][:6] == ["s001", "Aoi Tanaka", "aoi@example.org", "80", "74", ""]
+    assert by_id["s001"][3 + 1 + ITEMS.index("pool1")] == "6"
+    assert by_id["s002"][3:] == [""] * (1 + len(ITEMS))  # failed: no grade
+    assert by_id["s003"][3] == "55"
+    assert by_id["s004"][2:4] == ["", ""]
+    graded_only = read_csv(staff.get(f"/dashboard/{EXERCISE}/grades.csv?only=graded"))
+    assert [row[0] for row in graded_only[1:]] == ["s001", "s003"]
+    no_bom = staff.get(f"/dashboard/{EXERCISE}/grades.csv?bom=0").get_data()
+    assert no_bom.startswith(b"student_id,name,email,score,conv1")
+    assert b"\r\n" in no_bom
+
+
+def test_canvas_csv_has_canvas_columns_and_points_possible(staff: FlaskClient,
+                                                           class_data: dict[str, int]):
+    response = staff.get(f"/dashboard/{EXERCISE}/grades.csv?format=canvas")
+    assert "-canvas-" in response.headers["Content-Disposition"]
+    rows = read_csv(response)
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", EXERCISE]
+    assert rows[1] == ["Points Possible", "", "", "", "", "100"]
+    assert rows[2] == ["Aoi Tanaka", "", "s001", "aoi@example.org", "", "80"]
+    assert rows[3] == ["Ben Carter", "", "s002", "ben@example.org", "", ""]
+    assert [row[2] for row in rows[2:]] == ["s001", "s002", "s003", "s004"]
+    assert staff.get(f"/dashboard/{EXERCISE}/grades.csv?format=xlsx").status_code == 404
+
+
+# --- regrading ---------------------------------------------------------------------------------
+
+
+def test_regrade_one_submission_adds_a_queued_run_and_keeps_the_old_one(
+        app: Flask, staff: FlaskClient, class_data: dict[str, int]):
+    submission_id = class_data["first"]
+    (old_id, _), = runs_of(app, submission_id)
+    response = staff.post(f"/dashboard/submissions/{submission_id}/regrade",
+                          follow_redirects=True)
+    runs = runs_of(app, submission_id)
+    assert runs[0] == (old_id, "graded") and runs[1][1] == "queued" and len(runs) == 2
+    assert f"Regrade queued (run #{runs[1][0]})." in text_of(response)
+    again = staff.post(f"/dashboard/submissions/{submission_id}/regrade", follow_redirects=True)
+    assert "already queued or being graded" in text_of(again)
+    assert len(runs_of(app, submission_id)) == 2
+    page = text_of(staff.get(f"/dashboard/submissions/{submission_id}"))
+    assert "disabled" in page  # the button says so while a run is pending
+    assert f"Run #{old_id}" in page  # the finished run stays on show, not the queued one
+
+
+def test_regrade_all_queues_every_submission_not_already_pending(
+        app: Flask, staff: FlaskClient, class_data: dict[str, int]):
+    pending = add_submission(app, "s004", {"status": "queued"}, minutes_ago=5)
+    response = staff.post(f"/dashboard/{EXERCISE}/regrade", data={"scope": "all"},
+                          follow_redirects=True)
+    assert "5 runs queued for regrading (1 skipped: already queued or running)." in text_of(
+        response)
+    for name in ("first", "second", "failed", "s003_ok", "timeout"):
+        statuses = [status for _, status in runs_of(app, class_data[name])]
+        assert len(statuses) == 2 and statuses[-1] == "queued", name
+    assert len(runs_of(app, pending)) == 1
+    with app.app_context():  # the table still counts the finished runs meanwhile
+        rows = {r.student.student_id: r for r in exercise_rows(db.session, EXERCISE)}
+    assert rows["s001"].best_score == 80.0 and rows["s001"].status == "queued"
+
+
+def test_regrade_latest_only_takes_each_students_last_submission(
+        app: Flask, staff: FlaskClient, class_data: dict[str, int]):
+    response = staff.post(f"/dashboard/{EXERCISE}/regrade", data={"scope": "latest"},
+                          follow_redirects=True)
+    assert "3 runs queued for regrading (0 skipped" in text_of(response)
+    assert len(runs_of(app, class_data["first"])) == 1
+    assert len(runs_of(app, class_data["second"])) == 2
+    assert len(runs_of(app, class_data["timeout"])) == 2
+    assert staff.post(f"/dashboard/{EXERCISE}/regrade", data={"scope": "some"}
+                      ).status_code == 400
+
+
+# --- a submission, a student -----------------------------------------------------------------
+
+
+def test_submission_page_shows_report_log_phases_and_notebook(app: Flask, staff: FlaskClient,
+                                                              class_data: dict[str, int]):
+    submission_id = class_data["first"]
+    page = text_of(staff.get(f"/dashboard/submissions/{submission_id}"))
+    assert "Aoi Tanaka" in page and "Score that counts" in page
+    assert "conv1 の形が違います" not in page  # conv1 was right in this run
+    assert "pool1" in page and "Cell 3: !pip install was neutralised." in page
+    phases = re.findall(r'<th scope="row">([^<]+)</th>\s*<td class="num">([^<]+)</td>', page)
+    assert phases == [
+        ("Waiting in the queue", "30 s"), ("Sandbox start and overhead", "6 s"),
+        ("Kernel start", "2.5 s"), ("Bootstrap (TF1 compatibility)", "7.5 s"),
+        ("Running the cells", "2 min 30 s"), ("Extracting the answers", "4 s"),
+        ("Scoring", "0.50 s"), ("Total (without the wait)", "2 min 51 s")]
+    assert "Epoch 10/10\ntest accuracy: 0.9812" in page
+    assert "3072 MiB" in page and "tf.compat.v1 installed as tf" in page
+    (run_id, _), = runs_of(app, submission_id)
+    src = f"/dashboard/submissions/{submission_id}/notebook?run={run_id}"
+    assert f'<iframe sandbox src="{src}"' in page
+    notebook = staff.get(src)
+    assert notebook.headers["Content-Security-Policy"] == NOTEBOOK_CSP
+    assert "executed output 42" in text_of(notebook)
+    failed = text_of(staff.get(f"/dashboard/submissions/{class_data['failed']}"))
+    assert "kernel vanished" in failed
+    assert staff.get(f"/dashboard/submissions/{class_data['failed']}/notebook").status_code == 404
+    s003 = text_of(staff.get(f"/dashboard/submissions/{class_data['s003_ok']}"))
+    assert "conv1" in s003 and "55 / 100" in s003
+
+
+def test_both_languages_of_the_feedback_are_shown(app: Flask, staff: FlaskClient):
+    submission_id = add_submission(app, "s002", graded(0, conv2=(0.0, "incorrect")))
+    page = text_of(staff.get(f"/dashboard/submissions/{submission_id}"))
+    assert "conv2 の形が違います" in page and "conv2: wrong shape" in page
+    japanese = text_of(staff.get(f"/dashboard/submissions/{submission_id}?lang=ja"))
+    assert '<html lang="ja">' in japanese and "各段階の所要時間" in japanese
+
+
+def test_student_page_lists_every_attempt_and_marks_the_best(staff: FlaskClient,
+                                                             class_data: dict[str, int]):
+    page = text_of(staff.get("/dashboard/students/s001"))
+    assert "aoi@example.org" in page and "Best: 80" in page
+    assert page.index(f"#{class_data['second']}</a>") < page.index(f"#{class_data['first']}</a>")
+    best_row = page[page.index('<tr class="best">'):]
+    assert f"#{class_data['first']}</a>" in best_row[:best_row.index("</tr>")]
+    assert "No submission for this exercise." in text_of(staff.get("/dashboard/students/s004"))
+
+
+# --- the queue and the workers -----------------------------------------------------------------
+
+
+def test_queue_page_counts_waits_and_failures(app: Flask, staff: FlaskClient,
+                                              class_data: dict[str, int]):
+    add_submission(app, "s004", {"status": "queued"}, minutes_ago=10)
+    add_submission(app, "s004", {"status": "running"}, minutes_ago=3)
+    with app.app_context():
+        state = queue_state(db.session)
+    assert state.counts == {"queued": 1, "running": 1, "graded": 4, "failed": 1}
+    assert state.failed_last_day == 1 and state.graded_last_hour == 2
+    assert 595 <= state.oldest_wait <= 610
+    assert state.average_wait == pytest.approx(30.0)  # every started run waited 30 s
+    assert state.average_grading == pytest.approx(150.0)
+    assert state.alive == 0 and state.drain_estimate is None
+    page = text_of(staff.get("/dashboard/queue"))
+    assert "kernel vanished" in page
+    assert "Runs are waiting but no worker is alive" in page
+    assert 'http-equiv="refresh"' in page
+    tiles = re.findall(r"<dt>([^<]+)</dt><dd>(\d+)", page)
+    assert ("Queued", "1") in tiles and ("Running", "1") in tiles and ("Workers alive", "0") in tiles
+
+
+def test_a_worker_is_alive_while_it_beats_and_not_after(app: Flask, staff: FlaskClient):
+    with app.app_context():
+        heartbeats.beat(db.session, "celery@gpu1:42", "celery", run_id=7)
+        heartbeats.beat(db.session, "embedded:old:1", "embedded")
+        db.session.execute(update(Worker).where(Worker.name == "embedded:old:1")
+                           .values(last_seen=utcnow() - dt.timedelta(seconds=61)))
+        db.session.commit()
+        state = queue_state(db.session)
+    alive = {worker.name: is_alive for worker, is_alive in state.workers}
+    assert alive == {"celery@gpu1:42": True, "embedded:old:1": False}
+    page = text_of(staff.get("/dashboard/queue"))
+    assert "Grading run #7" in page and "Not seen" in page
+    assert re.search(r"1 min 0[12] s ago", page)
+
+
+def test_embedded_workers_beat_while_running_and_leave_when_stopped(app: Flask):
+    workers = EmbeddedWorkers(app, 2, poll_seconds=0.1, heartbeat_seconds=0.2)
+
+    def rows() -> list[tuple[str, str, dt.datetime]]:
+        with app.app_context():
+            try:
+                return [(w.name, w.kind, w.last_seen) for w in
+                        db.session.execute(select(Worker).order_by(Worker.name)).scalars()]
+            finally:
+                db.session.remove()
+
+    workers.start()
+    try:
+        first = rows()
+        assert len(first) == 2 and {kind for _, kind, _ in first} == {"embedded"}
+        deadline = utcnow() + dt.timedelta(seconds=10)
+        while rows()[0][2] == first[0][2]:  # the heartbeat thread renews last_seen
+            assert utcnow() < deadline, "no heartbeat after the first"
+            time.sleep(0.05)
+        with app.app_context():
+            assert queue_state(db.session).alive == 2
+    finally:
+        workers.stop()
+    assert rows() == []  # a clean stop is not reported as two dead workers
+
+
+def test_a_celery_task_beats_for_its_worker_process(app: Flask, monkeypatch: pytest.MonkeyPatch):
+    """The task itself, run in this process (``apply``): it beats before claiming, whatever
+    it then finds (here a run that does not exist)."""
+    from service import tasks
+
+    monkeypatch.setattr(tasks, "_flask_app", app)
+    assert tasks.grade.apply(args=[424242]).get() == "skipped (missing)"
+    with app.app_context():
+        worker = db.session.execute(select(Worker)).scalar_one()
+        assert worker.kind == "celery" and worker.name.endswith(f":{os.getpid()}")
+        assert worker.run_id is None and heartbeats.is_alive(worker)
+
+
+# --- languages ---------------------------------------------------------------------------------
+
+
+def test_every_key_the_dashboard_uses_is_in_the_catalog():
+    service = PROJECT_ROOT / "service"
+    sources = [*service.joinpath("templates", "dashboard").glob("*.html"),
+               *service.joinpath("dashboard").glob("*.py")]
+    used = set()
+    for source in sources:
+        text = source.read_text(encoding="utf-8")
+        used |= set(re.findall(r"""\bt\(\s*["']([\w.]+)["']""", text))
+        used |= set(re.findall(r"""flash\(\s*["']([\w.]+)["']""", text))
+        used |= set(re.findall(r"""["'](dash\.[\w.]+)["']""", text))
+    used |= {f"dash.filter.show_{value}" for value in ("all", "missing", "failed", "submitted")}
+    used |= {f"dash.password.error.{code}" for code in ("wrong_current", "mismatch", "length",
+                                                         "unchanged")}
+    used = {key for key in used if not key.endswith(("_", "."))}  # prefixes of built keys
+    assert len(used) > 100
+    assert sorted(used - set(CATALOG)) == []
+
+
+def test_the_dashboard_speaks_japanese(staff: FlaskClient, class_data: dict[str, int]):
+    page = text_of(staff.get(f"/dashboard/{EXERCISE}", headers={"Accept-Language": "ja"}))
+    assert '<html lang="ja">' in page
+    assert "学生ごとの結果" in page and "未提出" in page and "採点失敗" in page
+    assert "Students" not in page
