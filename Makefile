@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast deps sysdeps data dry-run lint clean help
+.PHONY: run test test-fast deps sysdeps sysdeps-test data dry-run lint clean help
 
 help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
@@ -24,6 +24,9 @@ help:
 # --- set-up -------------------------------------------------------------
 sysdeps:
 	@scripts/install-sysdeps.sh
+
+sysdeps-test:
+	@scripts/install-sysdeps.sh --test
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found %s)" % sys.version.split()[0])'
@@ -41,11 +44,11 @@ data: deps
 run: data
 	$(BIN)/python -m service
 
-test: data
+test: data sysdeps-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: data
+test-fast: data sysdeps-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 dry-run: data

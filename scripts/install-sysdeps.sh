@@ -1,13 +1,15 @@
 #!/bin/sh
-# Installs the Debian packages the grader needs (bubblewrap for the sandbox; Chromium and CJK
-# fonts for the browser tests, which Playwright drives: never `playwright install`), where missing.
-# As root it installs them; otherwise it says exactly what to run.
+# Installs the Debian packages the grader needs, where missing: bubblewrap for the sandbox; with
+# --test also Chromium and CJK fonts for the browser tests (Playwright drives Debian's Chromium:
+# never `playwright install`). As root it installs them; otherwise it says exactly what to run.
 set -eu
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
-command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-[ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing="$missing fonts-noto-cjk"
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+  [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing="$missing fonts-noto-cjk"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing system packages:$missing"

@@ -170,7 +170,7 @@ class Runner:
         )
         outputs = self.hidden(code, float(self.plan.get("bootstrap_timeout", 300)))
         for out in outputs:
-            if out.get("output_type") == "stream":
+            if out.get("output_type") == "stream" and out.get("name") == "stdout":
                 self.result["bootstrap"].extend(out.get("text", "").split("\n"))
         self.result["bootstrap"] = [n for n in self.result["bootstrap"] if n]
 

@@ -8,6 +8,10 @@ Never run ``playwright install``. ``GRADER_TEST_CHROMIUM`` points at another Chr
 
 Screenshots go to the test's ``tmp_path``, or to ``$GRADER_TEST_SCREENSHOTS`` when set (to look
 at them after a run).
+
+``live_service`` is one service for the whole session; a test that must not share its database
+(another test counts the demo student's submissions) takes ``own_service``, started for its
+module alone.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from werkzeug.serving import make_server
 
 from grader.config import PROJECT_ROOT
@@ -39,6 +44,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 #: A laptop's window.
 VIEWPORT = {"width": 1366, "height": 768}
 TOKEN = re.compile(r"\bgt_[A-Za-z0-9_-]{16,}")
+#: The line after "created 'admin'. Its one-time password ...": the password alone.
+ADMIN_PASSWORD = re.compile(r"created 'admin'\..*\n\s+(\S+)\s*\n")
 
 
 @dataclass
@@ -47,6 +54,8 @@ class LiveService:
     #: The demo student's token, printed by the service on its first start.
     token: str
     log: Path
+    #: Instructor ``admin``'s one-time password, printed on the first start too.
+    admin_password: str
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
@@ -67,7 +76,20 @@ def service_python() -> str:
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     """``python -m service`` on a fresh SQLite file and upload folder, one embedded worker,
     in its own process group so that teardown stops it and everything it started."""
-    root = tmp_path_factory.mktemp("live-service")
+    with run_service(tmp_path_factory.mktemp("live-service")) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def own_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """Like ``live_service``, but a service (and database) of this test module's own."""
+    with run_service(tmp_path_factory.mktemp("own-service")) as service:
+        yield service
+
+
+@contextmanager
+def run_service(root: Path) -> Iterator[LiveService]:
+    """The service on a database and upload folder under ``root``, until the block ends."""
     port = free_port()
     env = dict(os.environ, HOST="127.0.0.1", PORT=str(port),
                DATABASE_URL=f"sqlite:///{root / 'g.db'}", UPLOAD_DIR=str(root / "up"),
@@ -79,13 +101,15 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        token = _wait_until_up(proc, url, log)
-        yield LiveService(url=url, token=token, log=log)
+        token, admin_password = _wait_until_up(proc, url, log)
+        yield LiveService(url=url, token=token, log=log, admin_password=admin_password)
     finally:
         _stop(proc)
 
 
-def _wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 60) -> str:
+def _wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 60
+                   ) -> tuple[str, str]:
+    """The demo token and admin's one-time password, once ``/healthz`` answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -93,11 +117,12 @@ def _wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float =
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
                 if response.status == 200:
-                    found = TOKEN.search(log.read_text(errors="replace"))
-                    if found is None:
-                        pytest.fail(f"no demo token in the service's output:\n"
-                                    f"{log.read_text()[-4000:]}")
-                    return found.group(0)
+                    output = log.read_text(errors="replace")
+                    token, password = TOKEN.search(output), ADMIN_PASSWORD.search(output)
+                    if token is None or password is None:
+                        pytest.fail(f"no demo token or admin password in the service's "
+                                    f"output:\n{output[-4000:]}")
+                    return token.group(0), password.group(1)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.2)
@@ -140,6 +165,30 @@ def page(browser: Browser) -> Iterator[Page]:
     ``(status, url)``; the browser's own ``/favicon.ico`` request is left out (the app has
     none)."""
     context = browser.new_context(viewport=VIEWPORT, locale="ja-JP")
+    try:
+        yield watched_page(context)
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """``new_page(viewport=...)``: another page like ``page``, in a browser context (cookies)
+    of its own, e.g. an instructor next to a student. Closed after the test."""
+    contexts = []
+
+    def make(viewport: dict[str, int] = VIEWPORT) -> Page:
+        context = browser.new_context(viewport=viewport, locale="ja-JP", accept_downloads=True)
+        contexts.append(context)
+        return watched_page(context)
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def watched_page(context: BrowserContext) -> Page:
+    """A new page of ``context`` that collects its console errors and failed responses."""
     context.set_default_timeout(15_000)
     tab = context.new_page()
     tab.console_errors = []
@@ -156,10 +205,7 @@ def page(browser: Browser) -> Iterator[Page]:
     tab.on("console", on_console)
     tab.on("pageerror", lambda error: tab.console_errors.append(str(error)))
     tab.on("response", on_response)
-    try:
-        yield tab
-    finally:
-        context.close()
+    return tab
 
 
 @pytest.fixture
