@@ -11,6 +11,8 @@ import logging
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
@@ -153,74 +155,72 @@ def grade_run(app: Flask, run_id: int, worker: str) -> str:
     return _store_report(app, run_id, worker, report)
 
 
+@contextmanager
+def _owned_run(app: Flask, run_id: int, worker: str) -> Iterator[GradingRun | None]:
+    """The run, locked, if this worker still owns it (the fence of every result write), else
+    ``None``; the caller's changes are committed on a clean exit."""
+    with app.app_context():
+        try:
+            if not jobs.owned(db.session, run_id, worker):
+                db.session.rollback()
+                yield None
+                return
+            yield db.session.get(GradingRun, run_id)
+            db.session.commit()
+        finally:
+            db.session.remove()
+
+
 def _store_report(app: Flask, run_id: int, worker: str, report: Any) -> str:
     html_sha = None
     if report.executed_notebook:
         html = render_notebook_html(report.executed_notebook)
         html_sha = BlobStore(app.config["UPLOAD_DIR"]).put(html.encode("utf-8"))
-    with app.app_context():
-        try:
-            if not jobs.owned(db.session, run_id, worker):
-                db.session.rollback()
-                return "lost"
-            run = db.session.get(GradingRun, run_id)
-            payload = report.to_dict()
-            run.status = "graded"
-            run.run_status = str(report.status)
-            run.reason = report.reason.en if report.reason else None
-            run.score, run.max_score = report.score, report.max_score
-            run.measured_accuracy = report.measured_accuracy
-            run.claimed_accuracy = report.claimed_accuracy
-            run.report = payload
-            run.executed_html_sha256 = html_sha
-            run.finished_at = utcnow()
-            run.lease_expires_at = None
-            for position, item in enumerate(payload["items"]):
-                run.items.append(ItemScore(
-                    position=position, item_id=item["id"], score=item["score"],
-                    max_score=item["max_score"], status=item["status"],
-                    feedback_ja=item["feedback"]["ja"], feedback_en=item["feedback"]["en"],
-                    details=item["details"],
-                ))
-            db.session.commit()
-            return "graded"
-        finally:
-            db.session.remove()
+    with _owned_run(app, run_id, worker) as run:
+        if run is None:
+            return "lost"
+        payload = report.to_dict()
+        run.status = "graded"
+        run.run_status = str(report.status)
+        run.reason = report.reason.en if report.reason else None
+        run.score, run.max_score = report.score, report.max_score
+        run.measured_accuracy = report.measured_accuracy
+        run.claimed_accuracy = report.claimed_accuracy
+        run.report = payload
+        run.executed_html_sha256 = html_sha
+        run.finished_at = utcnow()
+        run.lease_expires_at = None
+        for position, item in enumerate(payload["items"]):
+            run.items.append(ItemScore(
+                position=position, item_id=item["id"], score=item["score"],
+                max_score=item["max_score"], status=item["status"],
+                feedback_ja=item["feedback"]["ja"], feedback_en=item["feedback"]["en"],
+                details=item["details"],
+            ))
+        return "graded"
 
 
 def _finish_failed(app: Flask, run_id: int, worker: str, reason: str) -> str:
-    with app.app_context():
-        try:
-            if not jobs.owned(db.session, run_id, worker):
-                db.session.rollback()
-                return "lost"
-            run = db.session.get(GradingRun, run_id)
-            run.status, run.reason, run.finished_at = "failed", reason[:4000], utcnow()
-            run.lease_expires_at = None
-            db.session.commit()
-            return "failed"
-        finally:
-            db.session.remove()
+    with _owned_run(app, run_id, worker) as run:
+        if run is None:
+            return "lost"
+        run.status, run.reason, run.finished_at = "failed", reason[:4000], utcnow()
+        run.lease_expires_at = None
+        return "failed"
 
 
 def _requeue_or_fail(app: Flask, run_id: int, worker: str, reason: str) -> str:
     """A sandbox error may pass (a busy machine): retry, up to MAX_ATTEMPTS runs in all."""
-    with app.app_context():
-        try:
-            if not jobs.owned(db.session, run_id, worker):
-                db.session.rollback()
-                return "lost"
-            run = db.session.get(GradingRun, run_id)
-            if run.attempts >= app.config["MAX_ATTEMPTS"]:
-                run.status, run.finished_at = "failed", utcnow()
-                run.reason = f"{reason} (after {run.attempts} attempts)"
-            else:
-                run.status, run.worker, run.reason = "queued", None, reason
-            run.lease_expires_at = None
-            db.session.commit()
-            return run.status
-        finally:
-            db.session.remove()
+    with _owned_run(app, run_id, worker) as run:
+        if run is None:
+            return "lost"
+        if run.attempts >= app.config["MAX_ATTEMPTS"]:
+            run.status, run.finished_at = "failed", utcnow()
+            run.reason = f"{reason} (after {run.attempts} attempts)"
+        else:
+            run.status, run.worker, run.reason = "queued", None, reason
+        run.lease_expires_at = None
+        return run.status
 
 
 class EmbeddedWorkers:

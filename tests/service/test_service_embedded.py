@@ -162,20 +162,20 @@ def test_a_worker_that_lost_its_run_cannot_store_its_result(make_app, submit, sh
 
 
 def test_the_lease_keeper_renews_while_owned_and_notices_a_takeover(make_app):
-    app = make_app(LEASE_SECONDS=3)  # renewed every second
+    app = make_app(LEASE_SECONDS=6)  # renewed every 2 s: slack for a loaded machine
     (run_id,) = add_queued_runs(app, 1)
-    assert in_session(app, lambda s: jobs.claim(s, run_id, "worker-A", 3)) is True
+    assert in_session(app, lambda s: jobs.claim(s, run_id, "worker-A", 6)) is True
     first_lease = run_rows(app)[0]["lease_expires_at"]
 
     with LeaseKeeper(app, run_id, "worker-A") as lease:
-        time.sleep(4)  # past the first lease: only renewals keep the run
+        time.sleep(7)  # past the first lease: only renewals keep the run
         assert in_session(app, lambda s: jobs.requeue_expired(s, 3)) == 0
         row = run_rows(app)[0]
         assert row["worker"] == "worker-A" and row["lease_expires_at"] > first_lease
         assert not lease.lost.is_set()
 
         _take_over(app, run_id, "worker-B")
-        wait_for(lease.lost.is_set, timeout=5, what="the lease keeper to notice")
+        wait_for(lease.lost.is_set, timeout=10, what="the lease keeper to notice")
 
     row = run_rows(app)[0]
     assert (row["worker"], row["attempts"], row["status"]) == ("worker-B", 2, "running")
