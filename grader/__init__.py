@@ -3,7 +3,7 @@
 The public API, used by the CLI and the web service::
 
     config = GraderConfig.from_env()
-    exercise = load_exercise(config.exercises_root / "chap06_cnn", config.reference_root)
+    exercise = config.exercise("chap06_cnn")
     report = grade_notebook(data, exercise, config, get_sandbox(config.sandbox))
     report.to_dict()
 

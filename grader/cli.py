@@ -19,7 +19,7 @@ from grader.limits import Limits
 from grader.pipeline import Progress, grade_notebook
 from grader.render import default_lang, render_text
 from grader.report import RunStatus
-from grader.spec import Exercise, SpecError, list_exercises, load_exercise, parse_size
+from grader.spec import Exercise, SpecError, parse_size
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_SANDBOX = 0, 1, 2, 3
 
@@ -109,11 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exercise(config: GraderConfig, exercise_id: str) -> Exercise:
-    directory = config.exercises_root / exercise_id
-    if not (directory / "exercise.toml").exists():
-        known = ", ".join(list_exercises(config.exercises_root)) or "none"
-        raise SpecError(f"unknown exercise '{exercise_id}' (known: {known})")
-    return load_exercise(directory, config.reference_root)
+    return config.exercise(exercise_id)
 
 
 def _sandbox(config: GraderConfig):
@@ -179,7 +175,7 @@ def _limits(base: Limits, args: argparse.Namespace) -> Limits:
 
 
 def _exercise_ids(config: GraderConfig, names: list[str]) -> list[str]:
-    return names or list_exercises(config.exercises_root)
+    return names or config.exercise_ids()
 
 
 def cmd_dry_run(args: argparse.Namespace, config: GraderConfig) -> int:
@@ -256,7 +252,7 @@ def cmd_data(args: argparse.Namespace, config: GraderConfig) -> int:
 
 
 def cmd_exercises(args: argparse.Namespace, config: GraderConfig) -> int:
-    for exercise_id in list_exercises(config.exercises_root):
+    for exercise_id in config.exercise_ids():
         exercise = _exercise(config, exercise_id)
         reference = "reference ok" if (exercise.reference_dir / "expected.json").exists() \
             else "no reference yet"
@@ -279,7 +275,7 @@ def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
     except DataError as exc:
         print(f"data: {exc} (run `grader data fetch`)")
         problems += 1
-    for exercise_id in list_exercises(config.exercises_root):
+    for exercise_id in config.exercise_ids():
         exercise = _exercise(config, exercise_id)
         ok = (exercise.reference_dir / "expected.json").exists()
         print(f"exercise {exercise_id}: " + ("reference ok" if ok else

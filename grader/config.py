@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+
+from grader.spec import Exercise, SpecError, list_exercises, load_exercise
 
 #: The checkout holding ``grader/``, ``exercises/`` and ``reference/``.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +42,25 @@ class GraderConfig:
             data_dir=path("GRADER_DATA_DIR", PROJECT_ROOT / "var" / "data"),
             sandbox=env.get("GRADER_SANDBOX", "") or "bwrap",
         )
+
+    def exercise_ids(self) -> list[str]:
+        """Ids of the exercises under ``exercises_root``."""
+        return list_exercises(self.exercises_root)
+
+    def exercise(self, exercise_id: str) -> Exercise:
+        """The exercise ``exercise_id``, parsed once per change of its spec file; a
+        :class:`SpecError` naming the known ids when there is no such exercise."""
+        directory = self.exercises_root / exercise_id
+        try:
+            if "/" in exercise_id or exercise_id.startswith("."):
+                raise FileNotFoundError(exercise_id)
+            mtime = (directory / "exercise.toml").stat().st_mtime_ns
+        except FileNotFoundError:
+            known = ", ".join(self.exercise_ids()) or "none"
+            raise SpecError(f"unknown exercise '{exercise_id}' (known: {known})") from None
+        return _load_exercise(directory, self.reference_root, mtime)
+
+
+@lru_cache(maxsize=64)
+def _load_exercise(directory: Path, reference_root: Path, mtime_ns: int) -> Exercise:
+    return load_exercise(directory, reference_root)

@@ -216,8 +216,14 @@ def _read_executed(path: Path) -> nbformat.NotebookNode | None:
         return None
 
 
+def mnist_test_labels(config: GraderConfig) -> np.ndarray:
+    """MNIST's test labels (host side only), verified once per change of the data file."""
+    path = config.data_dir / "mnist.npz"
+    return _test_labels(path, path.stat().st_mtime_ns)
+
+
 @lru_cache(maxsize=4)
-def _test_labels(path: Path, mtime: float) -> np.ndarray:
+def _test_labels(path: Path, mtime_ns: int) -> np.ndarray:
     from grader.data import load_mnist
 
     return load_mnist(path).y_test
@@ -264,8 +270,7 @@ def score_execution(
     t0 = time.monotonic()
     labels = None
     if "mnist" in exercise.runtime.datasets:
-        path = config.data_dir / "mnist.npz"
-        labels = _test_labels(path, path.stat().st_mtime)
+        labels = mnist_test_labels(config)
     claimed = None
     accuracy_item = next((i for i in exercise.items if i.compare.kind == "accuracy"), None)
     if exercise.accuracy is not None and accuracy_item is not None:
@@ -276,7 +281,8 @@ def score_execution(
                         claimed_accuracy=claimed, stop_reason=run.outcome.reason)
     measured = None
     if accuracy_item is not None:
-        measured = exercise_item(items, accuracy_item.id).details.get("measured_accuracy")
+        measured = next(i for i in items if i.id == accuracy_item.id).details.get(
+            "measured_accuracy")
     timings = dict(run.timings)
     timings["scoring"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - started
@@ -304,10 +310,6 @@ def score_execution(
         diagnostics=diagnostics,
         executed_notebook=nbformat.writes(run.executed) if run.executed is not None else None,
     )
-
-
-def exercise_item(items: list[ItemResult], item_id: str) -> ItemResult:
-    return next(i for i in items if i.id == item_id)
 
 
 def invalid_report(exercise: Exercise, error: NotebookError) -> GradeReport:

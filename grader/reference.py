@@ -7,6 +7,7 @@ spreads, which is how the accuracy threshold in ``exercise.toml`` is chosen.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -21,7 +22,7 @@ import numpy as np
 
 from grader.config import GraderConfig
 from grader.notebook import read_notebook
-from grader.pipeline import Execution, ProgressCallback, execute_notebook
+from grader.pipeline import Execution, ProgressCallback, execute_notebook, mnist_test_labels
 from grader.report import RunStatus
 from grader.sandbox.base import Sandbox
 from grader.spec import Exercise
@@ -33,12 +34,6 @@ class ReferenceError(RuntimeError):
 
 def solution_path(exercise: Exercise) -> Path:
     return exercise.reference_dir / "solution.ipynb"
-
-
-def _labels(config: GraderConfig) -> np.ndarray:
-    from grader.data import load_mnist
-
-    return load_mnist(config.data_dir / "mnist.npz").y_test
 
 
 def _check_clean(run: Execution, exercise: Exercise) -> None:
@@ -78,7 +73,7 @@ def build_reference(
         probe = dict(run.runner.probes[item.id])
         if item.compare.kind == "accuracy":
             predictions = np.asarray(probe.pop("predictions"), dtype=np.int64)
-            probe["measured_accuracy"] = float(np.mean(predictions == _labels(config)))
+            probe["measured_accuracy"] = float(np.mean(predictions == mnist_test_labels(config)))
         items[item.id] = probe
     document = {
         "exercise": exercise.id,
@@ -150,14 +145,14 @@ def calibrate_accuracy(
 ) -> Calibration:
     """Run the solution ``runs`` times with shifted seeds; the measured test accuracies."""
     nb = read_notebook(solution_path(exercise).read_bytes())
-    labels = _labels(config)
+    labels = mnist_test_labels(config)
     accuracy_item = next(i for i in exercise.items if i.compare.kind == "accuracy")
     values: list[float] = []
     for offset in range(runs):
-        variant = read_notebook(solution_path(exercise).read_bytes())
-        for cell, original in zip(variant.cells, nb.cells, strict=True):
+        variant = copy.deepcopy(nb)
+        for cell in variant.cells:
             if cell.cell_type == "code":
-                cell.source = reseed(original.source, offset)
+                cell.source = reseed(cell.source, offset)
         run = execute_notebook(variant, exercise, config, sandbox, on_progress=on_progress)
         _check_clean(run, exercise)
         assert run.runner is not None

@@ -7,7 +7,6 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from grader.spec import load_exercise
 from service import jobs
 from service.auth import bearer_student
 from service.extensions import csrf, db
@@ -142,7 +141,7 @@ def list_exercises_api():
     config = current_app.config["GRADER"]
     rows = []
     for exercise_id in known_exercises():
-        exercise = load_exercise(config.exercises_root / exercise_id, config.reference_root)
+        exercise = config.exercise(exercise_id)
         rows.append({
             "id": exercise.id,
             "title": {"ja": exercise.title.ja, "en": exercise.title.en},

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.models import GradingRun, utcnow
@@ -104,6 +104,7 @@ def queue_position(session: Session, run_id: int) -> int | None:
     if run is None or run.status != "queued":
         return None
     ahead = session.execute(
-        select(GradingRun.id).where(GradingRun.status == "queued", GradingRun.id < run_id)
-    ).all()
-    return len(ahead) + 1
+        select(func.count(GradingRun.id))
+        .where(GradingRun.status == "queued", GradingRun.id < run_id)
+    ).scalar_one()
+    return ahead + 1

@@ -20,7 +20,7 @@ from typing import TypedDict
 from flask import current_app
 from sqlalchemy import select
 
-from grader.spec import Exercise, load_exercise
+from grader.spec import Exercise
 from service.extensions import db
 from service.gradebook import exercise_rows
 from service.models import ItemScore, Submission
@@ -85,8 +85,7 @@ class ExerciseStats(TypedDict):
 def exercise_stats(exercise_id: str, deadline: dt.datetime | None = None) -> ExerciseStats:
     """Everything the dashboard plots for ``exercise_id``; ``deadline`` (naive UTC, like the
     database) is passed through for the submissions chart."""
-    config = current_app.config["GRADER"]
-    exercise = load_exercise(config.exercises_root / exercise_id, config.reference_root)
+    exercise = current_app.config["GRADER"].exercise(exercise_id)
     session = db.session
 
     # A student counts through the same run as the gradebook table and the CSV: the best of

@@ -16,7 +16,6 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from grader.notebook import NotebookError, read_notebook
-from grader.spec import list_exercises
 from service.extensions import db
 from service.models import GradingRun, Student, Submission, utcnow
 from service.queue import enqueue
@@ -34,7 +33,7 @@ class Rejection(Exception):
 
 
 def known_exercises() -> list[str]:
-    return list_exercises(current_app.config["GRADER"].exercises_root)
+    return current_app.config["GRADER"].exercise_ids()
 
 
 def accept_submission(student: Student, exercise: str, filename: str, data: bytes

@@ -35,7 +35,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
-from grader.spec import Text, load_exercise
+from grader.spec import Text
 from service import i18n
 from service.api import submission_json
 from service.auth import student_for_token
@@ -155,9 +155,7 @@ def _upload_page(exercise: str | None, error: str | None = None, status: int = 2
 def exercise_titles() -> dict[str, Text]:
     """The exercises open for submission, by id, with their titles in both languages."""
     config = current_app.config["GRADER"]
-    return {exercise_id: load_exercise(config.exercises_root / exercise_id,
-                                       config.reference_root).title
-            for exercise_id in known_exercises()}
+    return {exercise_id: config.exercise(exercise_id).title for exercise_id in known_exercises()}
 
 
 def client_filename(name: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask
 
-from grader import GraderConfig, Progress, RunStatus, get_sandbox, grade_notebook, load_exercise
+from grader import GraderConfig, Progress, RunStatus, get_sandbox, grade_notebook
 from service import heartbeats, jobs
 from service.extensions import db
 from service.models import GradingRun, ItemScore, utcnow
@@ -138,7 +138,7 @@ def grade_run(app: Flask, run_id: int, worker: str) -> str:
                               f"the upload store ({type(exc).__name__}: {exc})")
     config: GraderConfig = app.config["GRADER"]
     try:
-        exercise = load_exercise(config.exercises_root / exercise_id, config.reference_root)
+        exercise = config.exercise(exercise_id)
         with LeaseKeeper(app, run_id, worker) as lease, \
                 ProgressWriter(app, run_id, worker) as progress:
             report = grade_notebook(data, exercise, config, get_sandbox(config.sandbox),

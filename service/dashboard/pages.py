@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as BaseResponse
 
-from grader.spec import Exercise, load_exercise
+from grader.spec import Exercise
 from service import i18n
 from service.csv_export import FORMATS, grades_csv
 from service.dashboard import bp
@@ -35,8 +35,7 @@ from service.web import NOTEBOOK_CSP, notebook_document
 def load_known_exercise(exercise_id: str) -> Exercise:
     if exercise_id not in known_exercises():
         abort(404)
-    config = current_app.config["GRADER"]
-    return load_exercise(config.exercises_root / exercise_id, config.reference_root)
+    return current_app.config["GRADER"].exercise(exercise_id)
 
 
 def exercise_stats(exercise_id: str) -> dict[str, Any] | None:
