@@ -29,6 +29,9 @@ class Limits:
     max_processes: int = 512
     #: Largest file the notebook may write (RLIMIT_FSIZE).
     file_size_bytes: int = 256 * MiB
+    #: Size of each private tmpfs of a sandbox (``/tmp``, the home, a work directory that is
+    #: not on the host); their pages also count against ``memory_bytes``.
+    scratch_bytes: int = 1 * GiB
     #: Bytes of stdout/stderr/display output kept per cell in the executed notebook.
     cell_output_bytes: int = 64 * 1024
     #: Bytes of output kept for the whole notebook; later output is dropped with a marker.

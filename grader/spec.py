@@ -132,6 +132,7 @@ LIMIT_KEYS = {
     "memory": ("memory_bytes", "size"),
     "max_processes": ("max_processes", int),
     "file_size": ("file_size_bytes", "size"),
+    "scratch": ("scratch_bytes", "size"),
     "cell_output": ("cell_output_bytes", "size"),
     "notebook_output": ("notebook_output_bytes", "size"),
     "log": ("log_bytes", "size"),
