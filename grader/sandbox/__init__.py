@@ -1,10 +1,16 @@
 """Sandbox backends, chosen by name from configuration.
 
-* ``bwrap``: :class:`BubblewrapSandbox`, namespaces + an unprivileged user + a per-run cgroup.
+* ``bwrap``: :class:`BubblewrapSandbox`, namespaces + an unprivileged user + a per-run cgroup
+  + a seccomp filter.
 * ``unsafe``: :class:`UnsafeLocalSandbox`, no isolation, for development only.
 
-:func:`sweep_leftovers` removes what graders killed with SIGKILL left on the host (run cgroups,
-staging directories); every bubblewrap run calls it first.
+A backend runs a :class:`SandboxRequest` to its end (``run``) or starts it (``start``, giving a
+:class:`SandboxRun`) so that another request can join its network (``join_network``) as
+another host user (:class:`SandboxUser`).
+
+:func:`create_run_dir` makes a submission's private directory for its sandboxes' work
+directories. :func:`sweep_leftovers` removes what graders killed with SIGKILL left on the host
+(run cgroups, staging and run directories); every bubblewrap run calls it first.
 
 A ``docker`` backend is planned; it will register in :data:`BACKENDS` like the others.
 """
@@ -14,9 +20,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from grader.sandbox.base import LineCallback, Mount, Sandbox, SandboxRequest, SandboxResult
+from grader.sandbox.base import (
+    LineCallback,
+    Mount,
+    NetworkPeer,
+    Sandbox,
+    SandboxError,
+    SandboxRequest,
+    SandboxResult,
+    SandboxRun,
+    SandboxUser,
+)
 from grader.sandbox.bwrap import BubblewrapSandbox, sweep_leftovers
 from grader.sandbox.cgroups import CgroupError
+from grader.sandbox.staging import create_run_dir
 from grader.sandbox.unsafe import UnsafeLocalSandbox, UnsafeSandboxWarning
 
 #: Backend name -> factory taking the backend's options as keyword arguments.
@@ -42,11 +59,16 @@ __all__ = [
     "CgroupError",
     "LineCallback",
     "Mount",
+    "NetworkPeer",
     "Sandbox",
+    "SandboxError",
     "SandboxRequest",
     "SandboxResult",
+    "SandboxRun",
+    "SandboxUser",
     "UnsafeLocalSandbox",
     "UnsafeSandboxWarning",
+    "create_run_dir",
     "get_sandbox",
     "sweep_leftovers",
 ]

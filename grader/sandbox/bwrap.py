@@ -1,11 +1,16 @@
 """The bubblewrap backend: each run in fresh namespaces, as an unprivileged user, in its cgroup.
 
 The command line, and why it is made so, is in :mod:`grader.sandbox.launch`: the command runs
-with no capabilities, as a host user that owns nothing, with no network but loopback, seeing
-only ``/usr``, a few files of ``/etc``, the Python runtime, the work directory and the mounts.
+with no capabilities and a seccomp filter (:mod:`grader.sandbox.seccomp`), as a host user that
+owns nothing (one for the student's code, another for the grader's), with no network but
+loopback, seeing only ``/usr``, a few files of ``/etc``, the Python runtime, the work directory
+and the mounts. A launched run is followed by :mod:`grader.sandbox.bwrap_run`, in the calling
+thread (:meth:`BubblewrapSandbox.run`) or in a thread of its own
+(:meth:`BubblewrapSandbox.start`), so that a second sandbox can join the first one's network.
 
-A grader killed with SIGKILL leaves its run's cgroup and staging directory behind; each run
-first sweeps away those of graders that no longer exist (:func:`sweep_leftovers`).
+A grader killed with SIGKILL leaves its run's cgroup, staging directory and run directory
+behind; each run first sweeps away those of graders that no longer exist
+(:func:`sweep_leftovers`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.limits import Limits
-from grader.sandbox.base import LineCallback, SandboxRequest, SandboxResult
+from grader.sandbox.base import (
+    LineCallback,
+    SandboxError,
+    SandboxRequest,
+    SandboxResult,
+    SandboxRun,
+    SandboxUser,
+)
+from grader.sandbox.bwrap_run import BwrapRun, open_network
 from grader.sandbox.cgroups import (
     DEFAULT_PARENT,
     CgroupError,
@@ -35,16 +47,16 @@ from grader.sandbox.launch import (
     ETC_PATHS,
     SYSTEM_PATHS,
     TOOL_PATH,
+    LaunchFds,
+    data_fd,
     launch_argv,
     under_any,
+    write_args,
 )
-from grader.sandbox.process import (
-    MAX_LINE_BYTES,
-    error_result,
-    read_available,
-    stream_process,
-)
-from grader.sandbox.staging import create_stage, sweep_stages
+from grader.sandbox.process import MAX_LINE_BYTES, error_result
+from grader.sandbox.runs import EndedRun, FollowedRun
+from grader.sandbox.seccomp import SeccompError, seccomp_program
+from grader.sandbox.staging import create_stage, sweep_run_dirs, sweep_stages
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +78,17 @@ class BubblewrapSandbox:
     #: request's mounts so none hides them; its ``bin`` leads ``PATH``. ``None``
     #: binds no runtime: the request's mounts must then bring one.
     python: str | None = sys.executable
-    #: Host user and group the sandbox runs as when the grader is root (``nobody`` by default;
-    #: a dedicated unused id is better on a shared host). It owns the work directory.
+    #: Host user and group of the student's code (``SandboxUser.STUDENT``) when the grader is
+    #: root (``nobody`` by default; a dedicated unused id is better on a shared host).
     host_uid: int = 65534
     host_gid: int = 65534
+    #: Host user and group of the grader's own sandboxed code (``SandboxUser.GRADER``: the
+    #: runner driving the student's kernel, the clean room). 65533 is unused on Debian (just
+    #: below ``nobody``); any id that owns no file and is not ``host_uid`` will do. Running as
+    #: another user is what keeps the student's processes from signalling, tracing or reading
+    #: the grader's where their sandboxes share a network namespace.
+    grader_uid: int = 65533
+    grader_gid: int = 65533
     #: User and group ids the command sees inside (``getuid()``); named ``sandbox``.
     sandbox_uid: int = 1000
     sandbox_gid: int = 1000
@@ -95,7 +114,16 @@ class BubblewrapSandbox:
     stage_root: str | None = None
     #: Longest stdout line handed to ``on_line``; the rest of a longer line is dropped.
     max_line_bytes: int = MAX_LINE_BYTES
+    #: Load the seccomp filter of :mod:`grader.sandbox.seccomp` (dangerous syscalls fail with
+    #: EPERM). Turn off only to find out whether the filter is what breaks a program.
+    seccomp: bool = True
     name: str = field(default="bwrap", init=False)
+
+    def host_ids(self, user: SandboxUser) -> tuple[int, int]:
+        """The host ``(uid, gid)`` a request of ``user`` runs as (when the grader is root)."""
+        if user is SandboxUser.GRADER:
+            return self.grader_uid, self.grader_gid
+        return self.host_uid, self.host_gid
 
     # --- the Sandbox protocol --------------------------------------------------------------
 
@@ -104,6 +132,11 @@ class BubblewrapSandbox:
         missing = self._missing_tools()
         if missing:
             return missing
+        if self.seccomp:
+            try:
+                seccomp_program()
+            except SeccompError as exc:
+                return f"cannot build the seccomp filter: {exc}"
         if self.require_cgroup:
             try:
                 with create_cgroup(64 * 1024 * 1024, 8, parent=self.cgroup_parent):
@@ -131,73 +164,82 @@ class BubblewrapSandbox:
 
     def run(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxResult:
         """Run ``request``; failures to make the sandbox come back as ``sandbox_error``."""
+        launched = self._launch(request)
+        if isinstance(launched, SandboxResult):
+            return launched
+        try:
+            return launched.follow(on_line, None)
+        finally:
+            launched.close()
+
+    def start(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxRun:
+        """Start ``request`` and follow it in a background thread (see :class:`FollowedRun`)."""
+        launched = self._launch(request)
+        if isinstance(launched, SandboxResult):
+            return EndedRun(launched)
+        return FollowedRun(launched, on_line)
+
+    def _launch(self, request: SandboxRequest) -> BwrapRun | SandboxResult:
+        """Make the run's cgroup and staging directory and start ``bwrap``; or say why not."""
         started = time.monotonic()
+        as_root = os.geteuid() == 0
         problem = self._missing_tools() or _request_problem(request)
+        if not problem and request.join_network is not None and not as_root:
+            problem = "joining another sandbox's network needs root (nsenter)"
         if problem:
             return error_result(problem, started)
         sweep_leftovers(self.cgroup_parent, self.stage_root)
-        with ExitStack() as stack:
-            result = self._run(stack, request, on_line, started)
-        return result
-
-    def _run(
-        self,
-        stack: ExitStack,
-        request: SandboxRequest,
-        on_line: LineCallback | None,
-        started: float,
-    ) -> SandboxResult:
-        """One run; everything it makes is released by ``stack`` (cgroup last)."""
-        as_root = os.geteuid() == 0
+        resources = ExitStack()  # handed to the run, which releases it when it ends
+        info_read: int | None = None  # outlives the resources: the run closes it last
         try:
-            cgroup = self._enter_cgroup(stack, request.limits)
-            stage = stack.enter_context(create_stage(self.stage_root))
-            if as_root:
-                _chown_tree(request.workdir, self.host_uid, self.host_gid)
-            started_read, started_write = os.pipe()
-            stack.callback(os.close, started_read)
-            try:
+            cgroup = self._enter_cgroup(resources, request.limits)
+            stage = resources.enter_context(create_stage(self.stage_root))
+            if as_root and request.workdir is not None:
+                _give_workdir(request.workdir, *self.host_ids(request.user))
+            with ExitStack() as parent_copies:  # closed once the child has its own
+                fds, info_read = self._open_fds(parent_copies, request)
+                argv, options = launch_argv(self, request, cgroup, stage, as_root, fds)
+                write_args(fds.args, options)
+                started_read, started_write = os.pipe()
+                resources.callback(os.close, started_read)
+                parent_copies.callback(os.close, started_write)
                 proc = subprocess.Popen(
-                    launch_argv(self, request, cgroup, stage, as_root),
+                    argv,
                     stdin=started_write,  # see launch.STARTED_MARKER
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
+                    pass_fds=fds.all(),
+                    env={},  # see launch: nothing of the host's environment goes in
                     start_new_session=True,
                 )
-            finally:
-                os.close(started_write)
-        except CgroupError as exc:
-            return error_result(str(exc), started)
-        except OSError as exc:
-            return error_result(f"cannot prepare the sandbox: {exc}", started)
-        stack.callback(_reap, proc, cgroup)
+        except BaseException as exc:
+            resources.close()
+            if info_read is not None:
+                os.close(info_read)
+            if isinstance(exc, CgroupError | SandboxError | SeccompError):
+                return error_result(str(exc), started)
+            if isinstance(exc, OSError):
+                return error_result(f"cannot prepare the sandbox: {exc}", started)
+            raise
+        return BwrapRun(proc, cgroup=cgroup, resources=resources, started_fd=started_read,
+                        info_fd=info_read, started=started, limits=request.limits,
+                        max_line_bytes=self.max_line_bytes)
 
-        outcome = stream_process(
-            proc,
-            started=started,
-            timeout=request.limits.notebook_timeout,
-            log_bytes=request.limits.log_bytes,
-            kill=lambda: _kill(proc, cgroup),
-            on_line=on_line,
-            max_line_bytes=self.max_line_bytes,
-        )
-        exit_code, exit_signal = _split_exit(outcome.returncode)
-        sandbox_error = None
-        if not read_available(started_read) and not outcome.timed_out:
-            sandbox_error = "sandbox did not start: " + _tail(outcome.stderr)
-        return SandboxResult(
-            exit_code=exit_code,
-            signal=exit_signal,
-            wall_seconds=outcome.wall_seconds,
-            timed_out=outcome.timed_out,
-            oom_killed=cgroup.oom_killed(exit_signal) if cgroup else False,
-            stdout=outcome.stdout,
-            stderr=outcome.stderr,
-            stdout_truncated=outcome.stdout_truncated,
-            stderr_truncated=outcome.stderr_truncated,
-            peak_memory_bytes=cgroup.peak_memory_bytes() if cgroup else None,
-            sandbox_error=sandbox_error,
-        )
+    def _open_fds(self, stack: ExitStack, request: SandboxRequest) -> tuple[LaunchFds, int]:
+        """The descriptors bwrap gets (closed by ``stack``) and the read end of its info pipe."""
+        info_read, info_write = os.pipe()
+        stack.callback(os.close, info_write)
+        args = data_fd(b"", "bwrap-args")
+        stack.callback(os.close, args)
+        seccomp = None
+        if self.seccomp:
+            seccomp = data_fd(seccomp_program(), "bwrap-seccomp")
+            stack.callback(os.close, seccomp)
+        network = None
+        if request.join_network is not None:
+            network = open_network(request.join_network)
+            stack.callback(os.close, network)
+        return LaunchFds(args=args, info=info_write, seccomp=seccomp, network=network), info_read
 
     # --- parts of a run ---------------------------------------------------------------------
 
@@ -221,16 +263,24 @@ class BubblewrapSandbox:
 
 
 def sweep_leftovers(
-    cgroup_parent: str = DEFAULT_PARENT, stage_root: str | None = None
+    cgroup_parent: str = DEFAULT_PARENT,
+    stage_root: str | None = None,
+    run_root: str | None = None,
 ) -> list[Path]:
-    """Remove the run cgroups and staging directories of graders that were killed.
+    """Remove the run cgroups, staging directories and run directories of killed graders.
+
+    Run directories (:func:`~grader.sandbox.staging.create_run_dir`) are looked for in
+    ``run_root``, by default the same directory as the stages: every bubblewrap run sweeps
+    there first, so a grader that makes its run directories beside the stages never leaves
+    them behind for long.
 
     Safe while other graders run on the host: only what a process that no longer exists made,
     and only cgroups with no process left, are removed (see :func:`sweep_cgroups`,
-    :func:`sweep_stages`). Cheap: it lists two or three directories. Never raises; returns
-    the paths removed.
+    :func:`sweep_stages`). Cheap: it lists a few directories. Never raises; returns the paths
+    removed.
     """
     removed = sweep_cgroups(cgroup_parent) + sweep_stages(stage_root)
+    removed += sweep_run_dirs(stage_root if run_root is None else run_root)
     for path in removed:
         logger.info("removed the leftover of a killed grader: %s", path)
     return removed
@@ -239,7 +289,7 @@ def sweep_leftovers(
 def _request_problem(request: SandboxRequest) -> str | None:
     if not request.argv:
         return "empty command"
-    if not request.workdir.is_dir():
+    if request.workdir is not None and not request.workdir.is_dir():
         return f"work directory does not exist: {request.workdir}"
     for target in [request.workdir_target, *(m.target for m in request.mounts)]:
         if not target.startswith("/") or os.path.normpath(target) != target or target == "/":
@@ -252,45 +302,14 @@ def _request_problem(request: SandboxRequest) -> str | None:
     return None
 
 
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    """Give the work directory to the sandbox user (never following symlinks)."""
+def _give_workdir(root: Path, uid: int, gid: int) -> None:
+    """Give the work directory to the run's user, mode 0700 (never following symlinks).
+
+    Root binds it in through the staging mounts, which bypass its parents' modes; so the run
+    directory around it can stay 0700 and the grader's, and no other host user reads it.
+    """
     os.lchown(root, uid, gid)
+    os.chmod(root, 0o700)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             os.lchown(os.path.join(dirpath, name), uid, gid)
-
-
-def _kill(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> None:
-    if cgroup is not None:
-        cgroup.kill_all()
-    proc.kill()  # no-op once reaped; without a cgroup --die-with-parent takes the rest
-
-
-def _reap(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> None:
-    _kill(proc, cgroup)
-    proc.wait()
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
-def _split_exit(returncode: int | None) -> tuple[int | None, int | None]:
-    """``(exit_code, signal)``. bwrap reports a command killed by signal N as exit 128+N (the
-    shell's convention), so such codes are read as signals; a command calling ``exit(137)``
-    itself is indistinguishable. A negative code means bwrap itself was killed."""
-    if returncode is None:
-        return None, None
-    if returncode < 0:
-        return None, -returncode
-    if returncode > 128:
-        try:
-            return None, signal.Signals(returncode - 128).value
-        except ValueError:
-            pass
-    return returncode, None
-
-
-def _tail(stderr: bytes, limit: int = 500) -> str:
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
-    text = " | ".join(line for line in lines[-3:] if line)
-    return text[-limit:] or "no message"

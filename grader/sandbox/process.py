@@ -2,7 +2,8 @@
 
 Both backends run their command through :func:`stream_process`: the unsafe one around the
 command itself, the bubblewrap one around ``bwrap``. What is here knows nothing of isolation;
-it reads pipes, keeps capped logs, cuts lines for progress events and reports how a process
+it reads pipes, keeps capped logs, cuts lines for progress events, kills on the deadline or
+when told to stop (a started run is followed by another thread) and reports how a process
 ended (:func:`split_returncode`, :func:`error_result` for a sandbox that could not start).
 
 :func:`owner_tag` names the grader process in what a run leaves on the host, so that a sweep
@@ -15,6 +16,7 @@ import os
 import selectors
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from grader.sandbox.base import LineCallback, SandboxResult
 MAX_LINE_BYTES = 64 * 1024
 #: After a kill, how long to keep draining pipes held open by escaped grandchildren.
 DRAIN_GRACE = 2.0
+#: How often a followed process checks whether it was asked to stop.
+STOP_POLL = 0.05
 _CHUNK = 64 * 1024
 
 
@@ -40,6 +44,8 @@ class StreamOutcome:
     stderr: bytes
     stdout_truncated: bool
     stderr_truncated: bool
+    #: Killed because the ``stop`` event was set.
+    stopped: bool = False
 
 
 class _Capped:
@@ -107,32 +113,29 @@ def stream_process(
     kill: Callable[[], None],
     on_line: LineCallback | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    stop: threading.Event | None = None,
 ) -> StreamOutcome:
     """Read ``proc``'s stdout and stderr until it ends or ``timeout`` seconds after ``started``.
 
     Both pipes are read all along so the child never blocks on a full pipe; only the first
     ``log_bytes`` of each are kept. On the deadline ``kill`` is called (it must kill every
-    process of the run) and the outcome says ``timed_out``.
+    process of the run) and the outcome says ``timed_out``; when ``stop`` is set (from another
+    thread) the same happens at once and the outcome says ``stopped``.
     """
     assert proc.stdout is not None and proc.stderr is not None
-    deadline = started + timeout
+    ending = _Ending(started + timeout, kill, stop)
     caps = {"stdout": _Capped(log_bytes), "stderr": _Capped(log_bytes)}
     lines = _Lines(on_line, max_line_bytes)
-    timed_out = False
-    give_up = float("inf")
     with selectors.DefaultSelector() as selector:
         for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
             os.set_blocking(pipe.fileno(), False)
             selector.register(pipe.fileno(), selectors.EVENT_READ, name)
         while selector.get_map():
             now = time.monotonic()
-            if not timed_out and now >= deadline:
-                timed_out = True
-                kill()
-                give_up = now + DRAIN_GRACE
-            if now >= give_up:
+            ending.check(now)
+            if now >= ending.give_up:
                 break  # a process outside our reach holds the pipe; stop listening
-            for key, _ in selector.select((give_up if timed_out else deadline) - now):
+            for key, _ in selector.select(ending.next_check(now) - now):
                 try:
                     chunk = os.read(key.fd, _CHUNK)
                 except BlockingIOError:
@@ -144,21 +147,69 @@ def stream_process(
                 if key.data == "stdout":
                     lines.feed(chunk)
     lines.close()
-    try:
-        returncode = proc.wait(timeout=max(deadline - time.monotonic(), 0))
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill()
-        returncode = proc.wait()
+    returncode = ending.wait(proc)
     return StreamOutcome(
         returncode=returncode,
         wall_seconds=time.monotonic() - started,
-        timed_out=timed_out,
+        timed_out=ending.timed_out,
         stdout=bytes(caps["stdout"].data),
         stderr=bytes(caps["stderr"].data),
         stdout_truncated=caps["stdout"].truncated,
         stderr_truncated=caps["stderr"].truncated,
+        stopped=ending.stopped,
     )
+
+
+class _Ending:
+    """When a followed process must be killed: on its deadline, or when asked to stop."""
+
+    def __init__(
+        self, deadline: float, kill: Callable[[], None], stop: threading.Event | None
+    ) -> None:
+        self.deadline = deadline
+        self.kill = kill
+        self.stop = stop
+        self.timed_out = False
+        self.stopped = False
+        self.give_up = float("inf")  # after a kill, when to stop draining the pipes
+
+    @property
+    def killed(self) -> bool:
+        return self.timed_out or self.stopped
+
+    def check(self, now: float) -> None:
+        """Kill the process if its time is up or a stop was asked for."""
+        if self.killed:
+            return
+        if self.stop is not None and self.stop.is_set():
+            self.stopped = True
+        elif now >= self.deadline:
+            self.timed_out = True
+        else:
+            return
+        self.kill()
+        self.give_up = now + DRAIN_GRACE
+
+    def next_check(self, now: float) -> float:
+        """When to look again at the clock and the stop flag."""
+        if self.killed:
+            return self.give_up
+        if self.stop is not None:
+            return min(self.deadline, now + STOP_POLL)
+        return self.deadline
+
+    def wait(self, proc: subprocess.Popen[bytes]) -> int:
+        """``proc``'s return code; it may have closed its pipes and still run."""
+        while True:
+            now = time.monotonic()
+            self.check(now)
+            wake = self.deadline if self.killed else self.next_check(now)
+            try:
+                return proc.wait(timeout=max(wake - now, 0))
+            except subprocess.TimeoutExpired:
+                if self.killed:
+                    self.kill()
+                    return proc.wait()
 
 
 def split_returncode(returncode: int | None) -> tuple[int | None, int | None]:

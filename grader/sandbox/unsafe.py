@@ -3,7 +3,9 @@
 :class:`UnsafeLocalSandbox` is for development on machines without bubblewrap; it must never
 grade untrusted notebooks. Having no namespaces, it rewrites sandbox paths to host paths
 (:func:`translate_paths`); the streaming loop it shares with the bubblewrap backend is in
-:mod:`grader.sandbox.process`.
+:mod:`grader.sandbox.process`, the following of started runs in :mod:`grader.sandbox.runs`.
+Every run is on the host's network, so ``join_network`` needs nothing and a run's
+:class:`~grader.sandbox.base.NetworkPeer` carries nothing; every run is the caller's user.
 """
 
 from __future__ import annotations
@@ -14,12 +16,22 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from grader.sandbox.base import LineCallback, SandboxRequest, SandboxResult
+from grader.limits import Limits
+from grader.sandbox.base import (
+    LineCallback,
+    NetworkPeer,
+    SandboxRequest,
+    SandboxResult,
+    SandboxRun,
+)
 from grader.sandbox.process import (
     MAX_LINE_BYTES,
     base_env,
@@ -28,6 +40,7 @@ from grader.sandbox.process import (
     split_returncode,
     stream_process,
 )
+from grader.sandbox.runs import EndedRun, FollowedRun
 
 
 class UnsafeSandboxWarning(UserWarning):
@@ -58,7 +71,9 @@ class UnsafeLocalSandbox:
     the real sandbox binds the runtime over any target that contains it.
 
     Enforced: the whole-run wall clock and the output caps. Not enforced: memory, processes,
-    CPU, file size, network, file system visibility.
+    CPU, file size, scratch sizes, network, file system visibility, identities (every request
+    runs as the caller), system calls. A request without a work directory gets a temporary
+    one on the host.
     """
 
     #: Interpreter whose ``bin`` directory leads ``PATH`` (as inside the bubblewrap sandbox).
@@ -79,59 +94,93 @@ class UnsafeLocalSandbox:
         return None
 
     def run(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxResult:
+        launched = self._launch(request)
+        if isinstance(launched, SandboxResult):
+            return launched
+        try:
+            return launched.follow(on_line, None)
+        finally:
+            launched.close()
+
+    def start(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxRun:
+        launched = self._launch(request)
+        if isinstance(launched, SandboxResult):
+            return EndedRun(launched)
+        return FollowedRun(launched, on_line)
+
+    def _launch(self, request: SandboxRequest) -> _LocalRun | SandboxResult:
         started = time.monotonic()
-        if not request.workdir.is_dir():
+        if request.workdir is not None and not request.workdir.is_dir():
             return error_result(f"work directory does not exist: {request.workdir}", started)
-        mapping = {request.workdir_target: str(request.workdir)}
         for mount in request.mounts:
             if not os.path.exists(mount.source):
                 return error_result(f"mount source does not exist: {mount.source}", started)
+        resources = ExitStack()
+        home = resources.enter_context(tempfile.TemporaryDirectory(prefix="grader-home-"))
+        workdir = request.workdir
+        if workdir is None:  # the sandbox's private tmpfs: a directory of the run's own here
+            workdir = Path(home) / "work"
+            workdir.mkdir()
+        mapping = {request.workdir_target: str(workdir)}
+        for mount in request.mounts:
             mapping[mount.target] = str(mount.source)
         # The runtime is bound last in the real sandbox, so its paths win over a target that
         # contains them (``/work`` vs ``/work/main/.venv``): they map to themselves.
         for path in runtime_paths(self.python) if self.python else ():
             mapping[path] = path
-        with tempfile.TemporaryDirectory(prefix="grader-home-") as home:
-            tmpdir = os.path.join(home, "tmp")
-            os.mkdir(tmpdir)
-            env = base_env(home, tmpdir, self.python)
-            env.update({k: translate_paths(v, mapping) for k, v in request.env.items()})
-            argv = [translate_paths(arg, mapping) for arg in request.argv]
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=request.workdir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                return error_result(f"cannot start {argv[0]!r}: {exc.strerror}", started)
+        tmpdir = os.path.join(home, "tmp")
+        os.mkdir(tmpdir)
+        env = base_env(home, tmpdir, self.python)
+        env.update({k: translate_paths(v, mapping) for k, v in request.env.items()})
+        argv = [translate_paths(arg, mapping) for arg in request.argv]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            resources.close()
+            return error_result(f"cannot start {argv[0]!r}: {exc.strerror}", started)
+        return _LocalRun(proc, resources, started, request.limits, self.max_line_bytes)
 
-            def kill() -> None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
-            try:
-                outcome = stream_process(
-                    proc,
-                    started=started,
-                    timeout=request.limits.notebook_timeout,
-                    log_bytes=request.limits.log_bytes,
-                    kill=kill,
-                    on_line=on_line,
-                    max_line_bytes=self.max_line_bytes,
-                )
-            finally:
-                kill()
-                proc.wait()
-                for pipe in (proc.stdout, proc.stderr):
-                    if pipe is not None:
-                        pipe.close()
+class _LocalRun:
+    """A command started on the host (see :class:`~grader.sandbox.runs.Launched`)."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        resources: ExitStack,
+        started: float,
+        limits: Limits,
+        max_line_bytes: int,
+    ) -> None:
+        self.proc = proc
+        self.started = started
+        self.limits = limits
+        self.max_line_bytes = max_line_bytes
+        self._resources = resources  # the temporary home, removed after the reap
+        resources.callback(self._reap)
+
+    def follow(self, on_line: LineCallback | None, stop: threading.Event | None) -> SandboxResult:
+        try:
+            outcome = stream_process(
+                self.proc,
+                started=self.started,
+                timeout=self.limits.notebook_timeout,
+                log_bytes=self.limits.log_bytes,
+                kill=self.kill,
+                on_line=on_line,
+                max_line_bytes=self.max_line_bytes,
+                stop=stop,
+            )
+        finally:
+            self._resources.close()
         exit_code, exit_signal = split_returncode(outcome.returncode)
         return SandboxResult(
             exit_code=exit_code,
@@ -143,4 +192,24 @@ class UnsafeLocalSandbox:
             stderr=outcome.stderr,
             stdout_truncated=outcome.stdout_truncated,
             stderr_truncated=outcome.stderr_truncated,
+            stopped=outcome.stopped,
         )
+
+    def network_peer(self, timeout: float) -> NetworkPeer:
+        return NetworkPeer(backend="unsafe")
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        self._resources.close()
+
+    def _reap(self) -> None:
+        self.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -1,0 +1,117 @@
+"""Started runs: a launched sandbox followed by a background thread, as a context manager.
+
+Both backends launch a process and then follow it with
+:func:`~grader.sandbox.process.stream_process`. :meth:`Sandbox.run` follows it in the calling
+thread (``on_line`` is called there, as callers expect); :meth:`Sandbox.start` hands it to
+:class:`FollowedRun`, which follows it in a thread of its own so that the caller can start a
+second sandbox meanwhile (the grader's runner beside the student's kernel), stop the first one,
+and always release both: leaving the ``with`` block kills what still runs, waits for the
+thread, then closes the launch (cgroup, staging directory, file descriptors).
+
+A sandbox that could not be made is still a run, :class:`EndedRun`, whose result holds the
+``sandbox_error``, so that callers handle one shape.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Protocol
+
+from grader.sandbox.base import (
+    PEER_TIMEOUT,
+    LineCallback,
+    NetworkPeer,
+    SandboxError,
+    SandboxResult,
+)
+
+
+class Launched(Protocol):
+    """A launched sandbox process, as a backend hands it to :class:`FollowedRun`."""
+
+    def follow(self, on_line: LineCallback | None, stop: threading.Event | None) -> SandboxResult:
+        """Stream the process's output until it ends (or is killed) and make the result."""
+        ...
+
+    def network_peer(self, timeout: float) -> NetworkPeer:
+        """The process's network namespace; raises :class:`SandboxError`."""
+        ...
+
+    def close(self) -> None:
+        """Kill whatever is left and release everything the launch holds. Idempotent."""
+        ...
+
+
+class FollowedRun:
+    """A :class:`~grader.sandbox.base.SandboxRun` whose process a daemon thread follows."""
+
+    def __init__(self, launched: Launched, on_line: LineCallback | None = None) -> None:
+        self._launched = launched
+        self._on_line = on_line
+        self._stop = threading.Event()
+        self._result: SandboxResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._follow, name="sandbox-run", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        try:
+            self._result = self._launched.follow(self._on_line, self._stop)
+        except BaseException as exc:  # handed to the waiting thread by wait()
+            self._error = exc
+
+    def network_peer(self, timeout: float = PEER_TIMEOUT) -> NetworkPeer:
+        return self._launched.network_peer(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> SandboxResult:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the sandbox run has not ended after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def __enter__(self) -> FollowedRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._thread.join()
+        self._launched.close()
+
+
+class EndedRun:
+    """A run that ended before it began: its result says why (``sandbox_error``)."""
+
+    def __init__(self, result: SandboxResult) -> None:
+        self._result = result
+
+    def network_peer(self, timeout: float = PEER_TIMEOUT) -> NetworkPeer:
+        raise SandboxError(f"the sandbox did not start: {self._result.sandbox_error}")
+
+    def stop(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> SandboxResult:
+        return self._result
+
+    def __enter__(self) -> EndedRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        pass
