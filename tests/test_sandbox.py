@@ -1,5 +1,5 @@
 """The sandbox backends: the bubblewrap one against the real kernel, the unsafe one for the
-plumbing they share (output caps, streaming, the wall clock).
+plumbing they share (output caps, streaming, the wall clock, started runs).
 
 Tests marked ``sandbox`` need bubblewrap and root (for cgroups); they are skipped where those
 are missing, and fail (never skip) when the backend itself is broken.
@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import queue
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,10 +30,14 @@ from grader.limits import Limits, MiB
 from grader.sandbox import (
     BubblewrapSandbox,
     Mount,
+    NetworkPeer,
+    SandboxError,
     SandboxRequest,
     SandboxResult,
+    SandboxUser,
     UnsafeLocalSandbox,
     UnsafeSandboxWarning,
+    create_run_dir,
     get_sandbox,
     sweep_leftovers,
 )
@@ -43,8 +49,16 @@ from grader.sandbox.cgroups import (
     parse_keyed,
     sweep_cgroups,
 )
+from grader.sandbox.launch import JOINED_NAMESPACES, LaunchFds, launch_argv, tool
 from grader.sandbox.process import owner_gone, owner_tag, pid_alive, runtime_paths
-from grader.sandbox.staging import STAGE_PREFIX, create_stage, sweep_stages
+from grader.sandbox.seccomp import seccomp_program
+from grader.sandbox.staging import (
+    RUN_DIR_PREFIX,
+    STAGE_PREFIX,
+    create_stage,
+    sweep_run_dirs,
+    sweep_stages,
+)
 from grader.sandbox.unsafe import translate_paths
 
 PYTHON = sys.executable
@@ -54,12 +68,14 @@ FAST = Limits(notebook_timeout=20.0)
 
 def python_request(
     code: str,
-    workdir: Path,
+    workdir: Path | None,
     limits: Limits = FAST,
     *,
     args: Sequence[str] = (),
     mounts: Sequence[Mount] = (),
     env: Mapping[str, str] | None = None,
+    user: SandboxUser = SandboxUser.STUDENT,
+    join_network: NetworkPeer | None = None,
 ) -> SandboxRequest:
     """The venv's Python running ``code`` (dedented) with ``args``."""
     return SandboxRequest(
@@ -68,6 +84,8 @@ def python_request(
         mounts=mounts,
         env=env or {},
         limits=limits,
+        user=user,
+        join_network=join_network,
     )
 
 
@@ -157,6 +175,52 @@ def test_parse_keyed_ignores_junk() -> None:
     assert parse_keyed("oom 1\nbogus\noom_kill 2\nname x\n") == {"oom": 1, "oom_kill": 2}
 
 
+def test_requests_run_as_the_student_in_a_network_of_their_own_by_default(tmp_path: Path) -> None:
+    request = SandboxRequest(argv=["true"], workdir=tmp_path)
+    assert request.user is SandboxUser.STUDENT and request.join_network is None
+
+
+def test_sandbox_users_map_to_distinct_host_ids() -> None:
+    sandbox = BubblewrapSandbox()
+    assert sandbox.host_ids(SandboxUser.STUDENT) == (65534, 65534)
+    assert sandbox.host_ids(SandboxUser.GRADER) == (65533, 65533)
+    custom = BubblewrapSandbox(host_uid=5000, host_gid=5001, grader_uid=6000, grader_gid=6001)
+    assert custom.host_ids(SandboxUser.STUDENT) == (5000, 5001)
+    assert custom.host_ids(SandboxUser.GRADER) == (6000, 6001)
+
+
+def test_launch_of_a_joining_grader_request(tmp_path: Path) -> None:
+    """As root: nsenter into the peer's network first, the grader's ids for setpriv, bwrap's
+    own namespaces but the network, sized tmpfs, and bwrap's options only in the memfd."""
+    request = SandboxRequest(
+        argv=["true"],
+        workdir=None,
+        user=SandboxUser.GRADER,
+        join_network=NetworkPeer("bwrap", pid=1, namespace=2),
+        limits=FAST.replace(scratch_bytes=8 * MiB),
+    )
+    fds = LaunchFds(args=7, info=8, seccomp=9, network=10)
+    argv, options = launch_argv(BubblewrapSandbox(python=None), request, None, tmp_path, True, fds)
+    assert argv[:3] == [tool("nsenter"), "--net=/proc/self/fd/10", "--"]
+    script = argv[-1]
+    assert "--reuid=65533" in script and "--regid=65533" in script
+    assert script.endswith("--args 7 -- /bin/sh -c 'printf x >&0; exec </dev/null; exec \"$@\"' sh true")
+    assert "--setenv" not in script and str(tmp_path) not in script.split("bwrap")[-1]
+    assert "--unshare-all" not in options and "--unshare-net" not in options
+    assert all(option in options for option in JOINED_NAMESPACES)
+    for target in ("/tmp", "/home/sandbox", "/work"):
+        at = options.index(target)
+        assert options[at - 3:at] == ["--size", str(8 * MiB), "--tmpfs"], target
+    assert options[options.index("--info-fd") + 1] == "8"
+    assert options[options.index("--seccomp") + 1] == "9"
+
+
+def test_seccomp_program_is_built_once() -> None:
+    program = seccomp_program()
+    assert program is seccomp_program()
+    assert len(program) % 8 == 0 and len(program) > 8 * 50  # struct sock_filter is 8 bytes
+
+
 # --- unsafe backend -------------------------------------------------------------------------
 
 
@@ -223,6 +287,24 @@ def test_unsafe_cuts_long_lines(unsafe: UnsafeLocalSandbox, tmp_path: Path) -> N
 def test_unsafe_missing_mount_source(unsafe: UnsafeLocalSandbox, tmp_path: Path) -> None:
     result = unsafe.run(python_request("pass", tmp_path, mounts=[Mount(tmp_path / "no", "/d")]))
     assert result.sandbox_error and "does not exist" in result.sandbox_error
+
+
+def test_unsafe_start_follows_in_the_background_and_stops(unsafe: UnsafeLocalSandbox) -> None:
+    lines: queue.Queue[str] = queue.Queue()
+    code = "import time; print('up', flush=True); time.sleep(60)"
+    with unsafe.start(python_request(code, None), on_line=lines.put) as run:
+        peer = run.network_peer()
+        assert peer == NetworkPeer(backend="unsafe")
+        assert lines.get(timeout=10) == "up"
+        with pytest.raises(TimeoutError):
+            run.wait(timeout=0.2)
+        joined = unsafe.run(python_request("print('joined')", None, join_network=peer))
+        run.stop()
+        run.stop()
+        result = run.wait(timeout=10)
+    assert joined.exit_code == 0 and joined.stdout == b"joined\n"
+    assert result.stopped and not result.timed_out and result.sandbox_error is None
+    assert result.signal == signal.SIGKILL and result.stdout == b"up\n"
 
 
 # --- bubblewrap backend ---------------------------------------------------------------------
@@ -536,6 +618,302 @@ def test_cgroup_failure_is_a_sandbox_error_unless_allowed(tmp_path: Path) -> Non
     assert result.peak_memory_bytes is None and not result.oom_killed
 
 
+@pytest.mark.sandbox
+def test_started_run_is_followed_in_the_background_until_stopped(
+    bwrap: BubblewrapSandbox, tmp_path: Path, cgroup_parent: str
+) -> None:
+    lines: queue.Queue[str] = queue.Queue()
+    code = "import time; print('up', flush=True); time.sleep(60)"
+    started = time.monotonic()
+    with bwrap.start(python_request(code, tmp_path), on_line=lines.put) as run:
+        assert lines.get(timeout=20) == "up"
+        assert len(run_cgroups(cgroup_parent)) == 1
+        with pytest.raises(TimeoutError):
+            run.wait(timeout=0.2)
+        run.stop()
+        run.stop()
+        result = run.wait(timeout=10)
+    assert result.stopped and not result.timed_out and result.sandbox_error is None
+    assert result.signal == signal.SIGKILL and result.stdout == b"up\n"
+    assert time.monotonic() - started < 15
+    assert run_cgroups(cgroup_parent) == []
+
+
+@pytest.mark.sandbox
+def test_leaving_a_started_run_kills_it_and_a_finished_one_gives_its_result(
+    bwrap: BubblewrapSandbox, tmp_path: Path, cgroup_parent: str
+) -> None:
+    with bwrap.start(python_request("import time; time.sleep(60)", tmp_path)) as run:
+        run.network_peer()
+    assert run_cgroups(cgroup_parent) == []
+    assert run.wait(timeout=0).stopped
+    with bwrap.start(python_request("print('done')", tmp_path)) as run:
+        result = run.wait(timeout=20)
+    assert (result.exit_code, result.stdout, result.stopped) == (0, b"done\n", False)
+
+
+@pytest.mark.sandbox
+def test_a_run_that_cannot_start_has_its_error_as_result(
+    bwrap: BubblewrapSandbox, tmp_path: Path
+) -> None:
+    with bwrap.start(python_request("pass", tmp_path / "missing")) as run:
+        with pytest.raises(SandboxError, match="did not start"):
+            run.network_peer()
+        result = run.wait()
+    assert result.sandbox_error and "does not exist" in result.sandbox_error
+
+
+JOIN_SERVER = """
+    import json, os, socket, sys
+    server = socket.create_server(("127.0.0.1", 0))
+    print(server.getsockname()[1], flush=True)
+    server.settimeout(30)
+    conn, _ = server.accept()
+    conn.settimeout(30)
+    marker = conn.recv(100).decode()  # the runner is alive until it gets an answer
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if marker.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                    found.append(pid)
+            except OSError:
+                pass
+    for top in ("/work", "/tmp", os.environ["HOME"]):
+        for path, dirs, files in os.walk(top):
+            found += [os.path.join(path, n) for n in dirs + files if marker in n]
+    open("/work/from-kernel.txt", "w").write("kernel")
+    conn.sendall(b"pong")
+    print(json.dumps({"marker": marker, "found": found,
+                      "runner_dir": os.path.exists(sys.argv[1])}))
+"""
+
+JOIN_CLIENT = """
+    import json, os, socket, sys, time
+    port, marker = int(sys.argv[1]), sys.argv[2]
+    open(f"/work/{marker}", "w").write("runner")
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(marker.encode())
+    reply = client.recv(4).decode()
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=3)
+        outside = "connected"
+    except OSError as e:
+        outside = e.errno
+    deadline = time.monotonic() + 20
+    while not os.path.exists("/work/go") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print(json.dumps({"reply": reply, "outside": outside,
+                      "interfaces": [name for _, name in socket.if_nameindex()],
+                      "pids": sorted(p for p in os.listdir("/proc") if p.isdigit())}))
+"""
+
+
+def host_uid_of(pid: int) -> int:
+    """The real uid of host process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+@pytest.mark.sandbox
+def test_a_grader_sandbox_joins_the_student_network_and_nothing_else(
+    bwrap: BubblewrapSandbox, tmp_path: Path
+) -> None:
+    """The runner (grader) reaches a server in the kernel's sandbox (student) over loopback,
+    and still not the outside; the kernel sees neither the runner's processes nor its files;
+    they run as different host users and each one's files are its own, mode 0700."""
+    kernel_dir, runner_dir = tmp_path / "kernel", tmp_path / "runner"
+    kernel_dir.mkdir()
+    runner_dir.mkdir()
+    marker = f"runner-marker-{uuid.uuid4().hex}"
+    lines: queue.Queue[str] = queue.Queue()
+    kernel_request = python_request(JOIN_SERVER, kernel_dir, args=[str(runner_dir)])
+    with bwrap.start(kernel_request, on_line=lines.put) as kernel:
+        peer = kernel.network_peer()
+        kernel_uid = host_uid_of(peer.pid or 0)
+        port = lines.get(timeout=20)
+        runner_request = python_request(JOIN_CLIENT, runner_dir, args=[port, marker],
+                                        user=SandboxUser.GRADER, join_network=peer)
+        with bwrap.start(runner_request) as runner:
+            runner_peer = runner.network_peer()
+            runner_uid = host_uid_of(runner_peer.pid or 0)
+            kernel_result = kernel.wait(timeout=30)
+            (runner_dir / "go").touch()
+            runner_result = runner.wait(timeout=30)
+    kernel_out, runner_out = last_json(kernel_result), last_json(runner_result)
+    assert runner_out["reply"] == "pong" and kernel_out["marker"] == marker
+    assert runner_out["outside"] in (errno.ENETUNREACH, errno.EHOSTUNREACH), runner_out
+    assert runner_out["interfaces"] == ["lo"]
+    assert runner_out["pids"] == ["1", "2"]  # bwrap and itself: a PID namespace of its own
+    assert runner_peer.namespace == peer.namespace
+    assert kernel_out["found"] == [] and kernel_out["runner_dir"] is False
+    assert (kernel_uid, runner_uid) == (bwrap.host_uid, bwrap.grader_uid)
+    assert (kernel_dir / "from-kernel.txt").stat().st_uid == bwrap.host_uid
+    assert (runner_dir / marker).stat().st_uid == bwrap.grader_uid
+    for directory, uid in ((kernel_dir, bwrap.host_uid), (runner_dir, bwrap.grader_uid)):
+        info = directory.stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (uid, 0o700)
+
+
+@pytest.mark.sandbox
+def test_joining_is_refused_without_root_or_a_live_peer(
+    bwrap: BubblewrapSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with bwrap.start(python_request("pass", tmp_path)) as first:
+        peer = first.network_peer()
+        assert first.wait(timeout=20).exit_code == 0
+    gone = bwrap.run(python_request("pass", tmp_path, join_network=peer))
+    assert gone.sandbox_error and "gone" in gone.sandbox_error
+    unsafe_peer = NetworkPeer(backend="unsafe")
+    other = bwrap.run(python_request("pass", tmp_path, join_network=unsafe_peer))
+    assert other.sandbox_error and "'unsafe'" in other.sandbox_error
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    unprivileged = bwrap.run(python_request("pass", tmp_path, join_network=peer))
+    assert unprivileged.sandbox_error and "needs root" in unprivileged.sandbox_error
+
+
+ENVIRONMENT_PROBE = """
+    import json, os, time
+    texts = {"os.environ": json.dumps(dict(os.environ))}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            for name in ("environ", "cmdline"):
+                try:
+                    data = open(f"/proc/{pid}/{name}", "rb").read()
+                except OSError:
+                    continue
+                texts[f"{pid}/{name}"] = data.decode("utf-8", "replace")
+    print(json.dumps(texts), flush=True)
+    deadline = time.monotonic() + 20
+    while not os.path.exists("/work/go") and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+
+
+@pytest.mark.sandbox
+def test_nothing_of_the_host_environment_or_paths_reaches_the_sandbox(
+    cgroup_parent: str, stage_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read from inside (every /proc/*/environ and cmdline, bwrap as PID 1 included) and from
+    the host (the sandbox's first process and the bwrap outside that launched it)."""
+    canary = f"canary-{uuid.uuid4().hex}"
+    monkeypatch.setenv("GRADER_TEST_CANARY", canary)
+    sandbox = BubblewrapSandbox(cgroup_parent=cgroup_parent, stage_root=str(stage_root))
+    host_side: dict[str, bytes] = {}
+    with sandbox.start(python_request(ENVIRONMENT_PROBE, tmp_path)) as run:
+        pid = run.network_peer().pid
+        ppid = int(Path(f"/proc/{pid}/status").read_text().split("PPid:")[1].split()[0])
+        for process in (pid, ppid):
+            for name in ("environ", "cmdline"):
+                host_side[f"{process}/{name}"] = Path(f"/proc/{process}/{name}").read_bytes()
+        (tmp_path / "go").touch()
+        result = run.wait(timeout=30)
+    inside = last_json(result)
+    assert inside["1/environ"] == "" and "bwrap" in inside["1/cmdline"]
+    assert host_side[f"{pid}/environ"] == host_side[f"{ppid}/environ"] == b""
+    texts = [*inside.values(), *(v.decode("utf-8", "replace") for v in host_side.values())]
+    for text in texts:
+        assert canary not in text
+        assert str(stage_root) not in text and str(tmp_path) not in text
+
+
+SCRATCH_PROBE = """
+    import json, os, sys
+    out = {}
+    for directory in ("/work", "/tmp", os.environ["HOME"]):
+        path = os.path.join(directory, sys.argv[1])
+        try:
+            with open(path, "wb") as f:
+                for _ in range(32):
+                    f.write(b"x" * (1 << 20))
+                    f.flush()
+            out[directory] = "written"
+        except OSError as e:
+            out[directory] = e.errno
+        out[directory + ":size"] = os.path.getsize(path)
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.sandbox
+def test_scratch_places_are_sized_tmpfs_off_the_host(
+    cgroup_parent: str, stage_root: Path
+) -> None:
+    """Without a work directory, /work is a tmpfs like /tmp and the home: each holds at most
+    ``scratch_bytes`` (ENOSPC beyond), and nothing written there appears on the host."""
+    sandbox = BubblewrapSandbox(cgroup_parent=cgroup_parent, stage_root=str(stage_root))
+    name = f"scratch-{uuid.uuid4().hex}"
+    limits = FAST.replace(scratch_bytes=8 * MiB)
+    out = last_json(sandbox.run(python_request(SCRATCH_PROBE, None, limits, args=[name])))
+    for directory in ("/work", "/tmp", "/home/sandbox"):
+        assert out[directory] == errno.ENOSPC, out
+        assert 7 * MiB <= out[directory + ":size"] <= 8 * MiB
+    for root in {tempfile.gettempdir(), str(stage_root), str(REPO)}:
+        for _, dirs, files in os.walk(root):
+            assert name not in dirs + files
+
+
+SYSCALL_PROBE = """
+    import ctypes, json
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def call(number, *args):
+        ctypes.set_errno(0)
+        result = libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+        return 0 if result >= 0 else ctypes.get_errno()
+
+    print(json.dumps({
+        "unshare": call(272, 0x10000000),  # CLONE_NEWUSER
+        "mount": call(165, 0, 0, 0, 0, 0),
+        "keyctl": call(250, 0, -3, 0),  # KEYCTL_GET_KEYRING_ID of the session keyring
+        "ptrace": call(101, 16, 999_999, 0, 0),  # PTRACE_ATTACH to a pid that does not exist
+        "bpf": call(321, 0, 0, 0),
+        "perf_event_open": call(298, 0, 0, -1, -1, 0),
+        "userfaultfd": call(323, 1),  # UFFD_USER_MODE_ONLY: allowed unprivileged
+        "personality": call(135, 0x0040000),  # ADDR_NO_RANDOMIZE
+        "personality query": call(135, 0xFFFFFFFF),
+        "x32 getpid": call(0x40000000 + 39),
+        "clone3": call(435, 0, 0),
+        "getpid": call(39),
+    }))
+"""
+
+
+@pytest.mark.sandbox
+def test_seccomp_refuses_dangerous_syscalls(
+    cgroup_parent: str, tmp_path: Path
+) -> None:
+    """The same probe with and without the filter: with it every dangerous call gets EPERM
+    (``clone3`` ENOSYS so glibc falls back to ``clone``); without it several succeed or fail
+    otherwise, so the filter is what refuses them."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the probe uses x86-64 syscall numbers")
+    filtered, unfiltered = (
+        last_json(BubblewrapSandbox(cgroup_parent=cgroup_parent, seccomp=on).run(
+            python_request(SYSCALL_PROBE, tmp_path)))
+        for on in (True, False)
+    )
+    harmless = {"getpid": 0, "personality query": 0, "clone3": errno.ENOSYS}
+    assert filtered == {**{name: errno.EPERM for name in filtered}, **harmless}
+    for name in ("unshare", "ptrace", "perf_event_open", "userfaultfd", "personality",
+                 "x32 getpid", "clone3"):
+        assert unfiltered[name] != filtered[name], (name, unfiltered)
+
+
+@pytest.mark.sandbox
+def test_tensorflow_works_under_the_filter(bwrap: BubblewrapSandbox, tmp_path: Path) -> None:
+    code = """
+        import json
+        import tensorflow as tf
+        print(json.dumps(float(tf.reduce_sum(tf.matmul(tf.ones((2, 3)), tf.ones((3, 2)))))))
+    """
+    limits = FAST.replace(notebook_timeout=180.0, memory_bytes=2048 * MiB)
+    assert bwrap.seccomp
+    assert last_json(bwrap.run(python_request(code, tmp_path, limits))) == 12.0
+
+
 def run_cgroups(parent: str) -> list[str]:
     """Run cgroups currently under ``parent`` in the memory hierarchy."""
     directory = find_layout().memory_root / parent
@@ -632,6 +1010,36 @@ def test_sweep_stages_removes_only_stages_of_dead_graders(
     assert (elsewhere / "keep.txt").read_text() == "keep"
 
 
+def test_run_dir_is_private_to_the_grader_and_removed(tmp_path: Path) -> None:
+    with create_run_dir(str(tmp_path)) as run_dir:
+        assert run_dir.parent == tmp_path
+        assert run_dir.name.startswith(f"{RUN_DIR_PREFIX}{owner_tag()}-")
+        info = run_dir.stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o700)
+        (run_dir / "kernel" / "out").mkdir(parents=True)
+        (run_dir / "kernel" / "out" / "result.json").write_text("{}")
+    assert not run_dir.exists()
+
+
+def test_sweep_run_dirs_removes_only_those_of_dead_graders(
+    tmp_path: Path, other_grader: int
+) -> None:
+    dead = tmp_path / f"{RUN_DIR_PREFIX}{tag_of(dead_pid())}-k2x9_q1a"
+    (dead / "kernel").mkdir(parents=True)
+    (dead / "kernel" / "result.json").write_text("{}")
+    live = tmp_path / f"{RUN_DIR_PREFIX}{tag_of(other_grader)}-a1b2c3d4"
+    live.mkdir()
+    foreign = tmp_path / f"{RUN_DIR_PREFIX}x8nhuwgid"  # the old pipeline's mkdtemp names
+    foreign.mkdir()
+    stage = tmp_path / f"{STAGE_PREFIX}{tag_of(dead_pid())}-k2x9_q1a"  # not a run directory
+    stage.mkdir()
+    with create_run_dir(str(tmp_path)) as own:
+        assert sweep_run_dirs(str(tmp_path)) == [dead]
+        assert own.is_dir()
+    assert not dead.exists()
+    assert live.is_dir() and foreign.is_dir() and stage.is_dir()
+
+
 @pytest.mark.sandbox
 def test_sweep_stages_never_deletes_through_a_mount(tmp_path: Path) -> None:
     require_root()
@@ -682,17 +1090,18 @@ def test_sweep_cgroups_removes_only_empty_cgroups_of_dead_graders(
 
 GRADER_KILLED_MID_RUN = """
 import sys
-from pathlib import Path
 from grader.limits import Limits
-from grader.sandbox import BubblewrapSandbox, SandboxRequest
+from grader.sandbox import BubblewrapSandbox, SandboxRequest, create_run_dir
 
 sandbox = BubblewrapSandbox(cgroup_parent=sys.argv[1], stage_root=sys.argv[2])
-request = SandboxRequest(
-    argv=[sys.executable, "-c", "import time; print('running', flush=True); time.sleep(60)"],
-    workdir=Path(sys.argv[3]),
-    limits=Limits(notebook_timeout=60.0),
-)
-sandbox.run(request, on_line=lambda line: print(line, flush=True))
+with create_run_dir(sys.argv[2]) as run_dir:
+    (run_dir / "kernel").mkdir()
+    request = SandboxRequest(
+        argv=[sys.executable, "-c", "import time; print('running', flush=True); time.sleep(60)"],
+        workdir=run_dir / "kernel",
+        limits=Limits(notebook_timeout=60.0),
+    )
+    sandbox.run(request, on_line=lambda line: print(line, flush=True))
 """
 
 
@@ -700,10 +1109,11 @@ sandbox.run(request, on_line=lambda line: print(line, flush=True))
 def test_leftovers_of_a_sigkilled_grader_are_swept(
     bwrap: BubblewrapSandbox, cgroup_parent: str, stage_root: Path, tmp_path: Path
 ) -> None:
-    """A real grader is SIGKILLed mid-run: its cgroup and staging directory stay behind until
-    a sweep, which a run of another grader (this process) does first."""
+    """A real grader is SIGKILLed mid-run: its cgroup, staging directory and run directory
+    stay behind until a sweep, which a run of another grader (this process) does first.
+    Meanwhile what it left is readable by no other host user."""
     grader = subprocess.Popen(
-        [PYTHON, "-c", GRADER_KILLED_MID_RUN, cgroup_parent, str(stage_root), str(tmp_path)],
+        [PYTHON, "-c", GRADER_KILLED_MID_RUN, cgroup_parent, str(stage_root)],
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -713,8 +1123,13 @@ def test_leftovers_of_a_sigkilled_grader_are_swept(
     grader.send_signal(signal.SIGKILL)
     grader.wait()
     grader.stdout.close()
-    left = [p.name for p in stage_root.iterdir()]
-    assert [n for n in left if n.startswith(f"{STAGE_PREFIX}{tag}-")] == left != []
+    left = sorted(stage_root.iterdir())
+    assert [p.name.rsplit("-", 1)[0] for p in left] == [f"{STAGE_PREFIX}{tag}",
+                                                        f"{RUN_DIR_PREFIX}{tag}"]
+    run_dir = left[1]
+    assert (run_dir.stat().st_uid, stat.S_IMODE(run_dir.stat().st_mode)) == (0, 0o700)
+    kernel = (run_dir / "kernel").stat()
+    assert (kernel.st_uid, stat.S_IMODE(kernel.st_mode)) == (bwrap.host_uid, 0o700)
     assert [n for n in run_cgroups(cgroup_parent) if n.startswith(f"run-{tag}-")] != []
 
     sandbox = BubblewrapSandbox(cgroup_parent=cgroup_parent, stage_root=str(stage_root))
@@ -735,10 +1150,10 @@ print(json.dumps([str(p) for p in sweep_leftovers(sys.argv[1], sys.argv[2])]))
 
 @pytest.mark.sandbox
 def test_a_sweep_by_another_grader_spares_a_live_run(
-    cgroup_parent: str, stage_root: Path, tmp_path: Path
+    cgroup_parent: str, stage_root: Path
 ) -> None:
     """Service workers sweep while others run: mid-run, another process sweeps the same
-    cgroup parent and stage root; the run keeps its cgroup and staging directory."""
+    cgroup parent and stage root; the run keeps its cgroup, staging and run directories."""
     require_root()
     sandbox = BubblewrapSandbox(cgroup_parent=cgroup_parent, stage_root=str(stage_root))
     seen: list[Any] = []
@@ -752,11 +1167,15 @@ def test_a_sweep_by_another_grader_spares_a_live_run(
         seen.append(run_cgroups(cgroup_parent))
         seen.append([p.name for p in stage_root.iterdir()])
 
-    result = sandbox.run(python_request("print('ready')", tmp_path), on_line=on_line)
+    with create_run_dir(str(stage_root)) as run_dir:
+        (run_dir / "kernel").mkdir()
+        result = sandbox.run(python_request("print('ready')", run_dir / "kernel"),
+                             on_line=on_line)
     assert result.exit_code == 0, result.stderr
-    removed, cgroups, stages = seen
+    removed, cgroups, names = seen
     assert removed == []
     assert len(cgroups) == 1 and cgroups[0].startswith(f"run-{owner_tag()}-")
-    assert len(stages) == 1 and stages[0].startswith(f"{STAGE_PREFIX}{owner_tag()}-")
+    assert sorted(n.rsplit("-", 1)[0] for n in names) == [f"{STAGE_PREFIX}{owner_tag()}",
+                                                          f"{RUN_DIR_PREFIX}{owner_tag()}"]
     assert sweep_leftovers(cgroup_parent, str(stage_root)) == []
     assert run_cgroups(cgroup_parent) == [] and list(stage_root.iterdir()) == []

@@ -109,8 +109,9 @@ class BubblewrapSandbox:
     #: Fail (``sandbox_error``) when no cgroup can be made. ``False`` runs without memory and
     #: process limits: only for machines where cgroups are out of reach, never in production.
     require_cgroup: bool = True
-    #: Where per-run staging directories go; every parent must be enterable by ``host_uid``.
-    #: ``None`` means :func:`tempfile.gettempdir`. See :mod:`grader.sandbox.staging`.
+    #: Where per-run staging directories go; every parent must be enterable by ``host_uid``
+    #: and ``grader_uid``. ``None`` means :func:`tempfile.gettempdir`. Make run directories
+    #: (:func:`~grader.sandbox.staging.create_run_dir`) here too: each run sweeps both.
     stage_root: str | None = None
     #: Longest stdout line handed to ``on_line``; the rest of a longer line is dropped.
     max_line_bytes: int = MAX_LINE_BYTES
@@ -121,7 +122,7 @@ class BubblewrapSandbox:
 
     def host_ids(self, user: SandboxUser) -> tuple[int, int]:
         """The host ``(uid, gid)`` a request of ``user`` runs as (when the grader is root)."""
-        if user is SandboxUser.GRADER:
+        if user == SandboxUser.GRADER:
             return self.grader_uid, self.grader_gid
         return self.host_uid, self.host_gid
 
@@ -255,7 +256,9 @@ class BubblewrapSandbox:
     def _missing_tools(self) -> str | None:
         if shutil.which(self.bwrap) is None:
             return "bubblewrap is not installed: apt-get install bubblewrap"
-        tools = ("unshare", "mount", "prlimit", "setpriv") if os.geteuid() == 0 else ("prlimit",)
+        tools = ["prlimit"]
+        if os.geteuid() == 0:
+            tools += ["unshare", "nsenter", "mount", "setpriv"]
         for tool in tools:
             if shutil.which(tool, path=TOOL_PATH) is None:
                 return f"{tool} is not installed: apt-get install util-linux mount"
