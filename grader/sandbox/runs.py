@@ -38,6 +38,10 @@ class Launched(Protocol):
         """The process's network namespace; raises :class:`SandboxError`."""
         ...
 
+    def kill(self) -> None:
+        """SIGKILL every process of the run (safe from any thread, also after its end)."""
+        ...
+
     def close(self) -> None:
         """Kill whatever is left and release everything the launch holds. Idempotent."""
         ...
@@ -65,7 +69,9 @@ class FollowedRun:
         return self._launched.network_peer(timeout)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stop.set()  # the following thread sees it within STOP_POLL and reports it
+        if self._thread.is_alive():
+            self._launched.kill()  # at once, even while the thread is busy in on_line
 
     def wait(self, timeout: float | None = None) -> SandboxResult:
         self._thread.join(timeout)
