@@ -625,6 +625,7 @@ def test_started_run_is_followed_in_the_background_until_stopped(
     lines: queue.Queue[str] = queue.Queue()
     code = "import time; print('up', flush=True); time.sleep(60)"
     started = time.monotonic()
+    fds = open_fds()
     with bwrap.start(python_request(code, tmp_path), on_line=lines.put) as run:
         assert lines.get(timeout=20) == "up"
         assert len(run_cgroups(cgroup_parent)) == 1
@@ -637,6 +638,7 @@ def test_started_run_is_followed_in_the_background_until_stopped(
     assert result.signal == signal.SIGKILL and result.stdout == b"up\n"
     assert time.monotonic() - started < 15
     assert run_cgroups(cgroup_parent) == []
+    assert open_fds() == fds
 
 
 @pytest.mark.sandbox
@@ -757,6 +759,59 @@ def test_a_grader_sandbox_joins_the_student_network_and_nothing_else(
         assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (uid, 0o700)
 
 
+RUNNER_CLIENT = """
+    import json
+    from jupyter_client import BlockingKernelClient
+    client = BlockingKernelClient()
+    client.load_connection_file("/conn/kernel.json")
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    texts = []
+
+    def collect(message):
+        if message["msg_type"] == "stream":
+            texts.append(message["content"]["text"])
+
+    reply = client.execute_interactive("import os; print(6 * 7, os.getuid())", timeout=60,
+                                       output_hook=collect)
+    client.stop_channels()
+    print(json.dumps({"status": reply["content"]["status"], "output": "".join(texts)}))
+"""
+
+
+@pytest.mark.sandbox
+def test_a_runner_drives_the_student_kernel_across_sandboxes(
+    bwrap: BubblewrapSandbox, tmp_path: Path
+) -> None:
+    """The real layout: an ipykernel in the student's sandbox, a jupyter_client in the
+    grader's, joined over loopback ZMQ (the seccomp filter on in both)."""
+    kernel_dir, conn_dir, runner_dir = tmp_path / "kernel", tmp_path / "conn", tmp_path / "runner"
+    for directory in (kernel_dir, conn_dir, runner_dir):
+        directory.mkdir()
+    ports = dict(zip(("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"),
+                     range(40101, 40106), strict=True))
+    connection = {**ports, "ip": "127.0.0.1", "key": uuid.uuid4().hex, "transport": "tcp",
+                  "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
+    for directory in (kernel_dir, conn_dir):
+        (directory / "kernel.json").write_text(json.dumps(connection))
+    (conn_dir / "kernel.json").chmod(0o644)
+    kernel_request = SandboxRequest(
+        argv=[PYTHON, "-m", "ipykernel_launcher", "-f", "/work/kernel.json"],
+        workdir=kernel_dir,
+        limits=FAST.replace(notebook_timeout=120.0, memory_bytes=1024 * MiB),
+    )
+    with bwrap.start(kernel_request) as kernel:
+        runner_request = python_request(
+            RUNNER_CLIENT, runner_dir, FAST.replace(notebook_timeout=90.0),
+            mounts=[Mount(conn_dir, "/conn")], user=SandboxUser.GRADER,
+            join_network=kernel.network_peer())
+        runner_result = bwrap.run(runner_request)
+        kernel.stop()
+        kernel_result = kernel.wait(timeout=10)
+    assert last_json(runner_result) == {"status": "ok", "output": f"42 {bwrap.sandbox_uid}\n"}
+    assert kernel_result.stopped and kernel_result.sandbox_error is None
+
+
 @pytest.mark.sandbox
 def test_joining_is_refused_without_root_or_a_live_peer(
     bwrap: BubblewrapSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -764,14 +819,21 @@ def test_joining_is_refused_without_root_or_a_live_peer(
     with bwrap.start(python_request("pass", tmp_path)) as first:
         peer = first.network_peer()
         assert first.wait(timeout=20).exit_code == 0
+    fds = open_fds()
     gone = bwrap.run(python_request("pass", tmp_path, join_network=peer))
     assert gone.sandbox_error and "gone" in gone.sandbox_error
     unsafe_peer = NetworkPeer(backend="unsafe")
     other = bwrap.run(python_request("pass", tmp_path, join_network=unsafe_peer))
     assert other.sandbox_error and "'unsafe'" in other.sandbox_error
+    assert open_fds() == fds  # nothing leaked by the launches that failed
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     unprivileged = bwrap.run(python_request("pass", tmp_path, join_network=peer))
     assert unprivileged.sandbox_error and "needs root" in unprivileged.sandbox_error
+
+
+def open_fds() -> list[str]:
+    """File descriptors open in this process."""
+    return sorted(os.listdir("/proc/self/fd"))
 
 
 ENVIRONMENT_PROBE = """

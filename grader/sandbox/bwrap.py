@@ -230,16 +230,20 @@ class BubblewrapSandbox:
         """The descriptors bwrap gets (closed by ``stack``) and the read end of its info pipe."""
         info_read, info_write = os.pipe()
         stack.callback(os.close, info_write)
-        args = data_fd(b"", "bwrap-args")
-        stack.callback(os.close, args)
-        seccomp = None
-        if self.seccomp:
-            seccomp = data_fd(seccomp_program(), "bwrap-seccomp")
-            stack.callback(os.close, seccomp)
-        network = None
-        if request.join_network is not None:
-            network = open_network(request.join_network)
-            stack.callback(os.close, network)
+        try:
+            args = data_fd(b"", "bwrap-args")
+            stack.callback(os.close, args)
+            seccomp = None
+            if self.seccomp:
+                seccomp = data_fd(seccomp_program(), "bwrap-seccomp")
+                stack.callback(os.close, seccomp)
+            network = None
+            if request.join_network is not None:
+                network = open_network(request.join_network)
+                stack.callback(os.close, network)
+        except BaseException:
+            os.close(info_read)
+            raise
         return LaunchFds(args=args, info=info_write, seccomp=seccomp, network=network), info_read
 
     # --- parts of a run ---------------------------------------------------------------------
