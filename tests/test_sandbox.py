@@ -187,6 +187,8 @@ def test_sandbox_users_map_to_distinct_host_ids() -> None:
     custom = BubblewrapSandbox(host_uid=5000, host_gid=5001, grader_uid=6000, grader_gid=6001)
     assert custom.host_ids(SandboxUser.STUDENT) == (5000, 5001)
     assert custom.host_ids(SandboxUser.GRADER) == (6000, 6001)
+    with pytest.raises(ValueError, match="must differ"):
+        BubblewrapSandbox(grader_uid=65534)
 
 
 def test_launch_of_a_joining_grader_request(tmp_path: Path) -> None:

@@ -120,6 +120,11 @@ class BubblewrapSandbox:
     seccomp: bool = True
     name: str = field(default="bwrap", init=False)
 
+    def __post_init__(self) -> None:
+        if self.grader_uid == self.host_uid:
+            raise ValueError(f"grader_uid must differ from host_uid (both {self.host_uid}): "
+                             "the student's code must not run as the grader's user")
+
     def host_ids(self, user: SandboxUser) -> tuple[int, int]:
         """The host ``(uid, gid)`` a request of ``user`` runs as (when the grader is root)."""
         if user == SandboxUser.GRADER:

@@ -186,22 +186,25 @@ def launch_argv(
 
 def write_args(fd: int, options: list[str]) -> None:
     """Write ``options`` into the memfd ``fd`` as ``--args`` reads them (NUL-separated)."""
-    os.write(fd, b"".join(option.encode() + b"\0" for option in options))
-    os.lseek(fd, 0, os.SEEK_SET)
+    _write_all(fd, b"".join(option.encode() + b"\0" for option in options))
 
 
 def data_fd(data: bytes, name: str) -> int:
     """A memfd (no file on disk, any size) holding ``data``, positioned at its start."""
     fd = os.memfd_create(name)  # close-on-exec: only Popen's pass_fds hands it down
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.lseek(fd, 0, os.SEEK_SET)
+        _write_all(fd, data)
     except OSError:
         os.close(fd)
         raise
     return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _binds(sandbox: BubblewrapSandbox, request: SandboxRequest) -> list[Bind]:
