@@ -16,7 +16,7 @@ from pathlib import Path
 
 from grader.config import GraderConfig
 from grader.limits import Limits
-from grader.pipeline import Progress, grade_notebook
+from grader.pipeline import Progress, grade_notebook, require_reference
 from grader.render import default_lang, render_text
 from grader.report import RunStatus
 from grader.spec import Exercise, SpecError, parse_size
@@ -64,15 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     dry.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     sandbox_options(dry)
 
-    build = sub.add_parser("build-reference", help="run the solution, write expected.json",
-                           description="Run reference/<id>/solution.ipynb in the sandbox and "
-                           "write reference/<id>/expected.json from what the probes read.")
+    build = sub.add_parser("build-reference", help="run the solution, keep its exports",
+                           description="Run reference/<id>/solution.ipynb in the sandbox, keep "
+                           "what it exports as reference/<id>/artefacts/ (what every "
+                           "submission is measured against, in the clean room) and write "
+                           "reference/<id>/expected.json (what was measured of them). The "
+                           "solution must earn full marks against itself.")
     build.add_argument("exercises", nargs="*", metavar="EXERCISE", help="default: all")
     sandbox_options(build)
 
     calibrate = sub.add_parser("calibrate", help="spread of the solution's accuracy over seeds",
-                               description="Run the solution RUNS times with shifted seeds and "
-                               "suggest an accuracy threshold (docs/accuracy-threshold.md).")
+                               description="Grade the solution RUNS times with shifted seeds, "
+                               "print each run's score and measured accuracy (the lower of the "
+                               "test and held-out images) and suggest an accuracy threshold "
+                               "(docs/accuracy-threshold.md).")
     calibrate.add_argument("exercise")
     calibrate.add_argument("--runs", type=int, default=5)
     sandbox_options(calibrate)
@@ -145,9 +150,10 @@ def cmd_grade(args: argparse.Namespace, config: GraderConfig) -> int:
         print(f"grader: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
     limits = _limits(exercise.limits, args)
-    if not (exercise.reference_dir / "expected.json").exists():
-        print(f"grader: no reference outputs for {exercise.id}: run "
-              f"`grader build-reference {exercise.id}`", file=sys.stderr)
+    try:
+        require_reference(exercise)
+    except FileNotFoundError as exc:
+        print(f"grader: {exc}", file=sys.stderr)
         return EXIT_FAIL
     report = grade_notebook(data, exercise, config, _sandbox(config), limits=limits,
                             on_progress=progress_printer(args.path.name, args.quiet))
@@ -173,6 +179,14 @@ def _limits(base: Limits, args: argparse.Namespace) -> Limits:
     if args.memory:
         changes["memory_bytes"] = parse_size(args.memory, "--memory")
     return base.replace(**changes) if changes else base
+
+
+def _has_reference(exercise: Exercise) -> bool:
+    try:
+        require_reference(exercise)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _exercise_ids(config: GraderConfig, names: list[str]) -> list[str]:
@@ -224,8 +238,13 @@ def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
 
     exercise = _exercise(config, args.exercise)
 
-    def on_run(offset: int, accuracy: float) -> None:
-        _stderr(f"run {offset + 1}/{args.runs} (seeds +{offset}): accuracy {accuracy:.4f}")
+    def on_run(offset: int, accuracy: float, report) -> None:
+        found = report.item(accuracy_id).details.get("accuracies", {}) if accuracy_id else {}
+        parts = ", ".join(f"{k} {v:.4f}" for k, v in found.items())
+        _stderr(f"run {offset + 1}/{args.runs} (seeds +{offset}): score "
+                f"{report.score:g}/{report.max_score:g}, accuracy {accuracy:.4f} ({parts})")
+
+    accuracy_id = next((i.id for i in exercise.items if i.compare.kind == "accuracy"), None)
 
     try:
         calibration = calibrate_accuracy(exercise, config, _sandbox(config), args.runs,
@@ -234,6 +253,8 @@ def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
         _stderr(f"grader: {exc}")
         return EXIT_FAIL
     print(json.dumps({**calibration.summary, "accuracies": calibration.accuracies,
+                      "scores": calibration.scores,
+                      "full_marks": sum(s >= exercise.max_score for s in calibration.scores),
                       "suggested_threshold": calibration.suggested_threshold()}, indent=1))
     return EXIT_OK
 
@@ -265,7 +286,7 @@ def cmd_data(args: argparse.Namespace, config: GraderConfig) -> int:
 def cmd_exercises(args: argparse.Namespace, config: GraderConfig) -> int:
     for exercise_id in config.exercise_ids():
         exercise = _exercise(config, exercise_id)
-        reference = "reference ok" if (exercise.reference_dir / "expected.json").exists() \
+        reference = "reference ok" if _has_reference(exercise) \
             else "no reference yet"
         print(f"{exercise_id}\t{exercise.max_score:g} points\t{len(exercise.items)} items\t"
               f"{reference}\t{exercise.title.en}")
@@ -288,9 +309,9 @@ def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
         problems += 1
     for exercise_id in config.exercise_ids():
         exercise = _exercise(config, exercise_id)
-        ok = (exercise.reference_dir / "expected.json").exists()
+        ok = _has_reference(exercise)
         print(f"exercise {exercise_id}: " + ("reference ok" if ok else
-              f"no expected.json (run `grader build-reference {exercise_id}`)"))
+              f"no reference (run `grader build-reference {exercise_id}`)"))
         problems += not ok
     return EXIT_OK if problems == 0 else EXIT_FAIL
 

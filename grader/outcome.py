@@ -10,9 +10,12 @@
     ├── invalid_notebook  the file is not a notebook (decided before any sandbox)
     └── sandbox_error     the sandbox could not run, or the runner wrote nothing usable
 
-Like httpx's transport seam: nbclient's exceptions are turned into data by the runner inside the
-sandbox, the backend reports OS facts (signal, OOM, wall clock), and :func:`classify_run` merges
-the two here, so no other module guesses a status from a string.
+Like httpx's transport seam: nbclient's exceptions are turned into data by the runner inside its
+sandbox, the backends report OS facts of both sandboxes (the kernel's: signal, OOM, wall clock;
+the runner's: whether it could run at all), and :func:`classify_run` merges them here, so no
+other module guesses a status from a string. The runner is the grader's: anything wrong with
+it (killed, out of memory, no result, a result that does not parse) is ``sandbox_error``, which
+the service retries, never ``graded`` from what was left behind.
 """
 
 from __future__ import annotations
@@ -42,17 +45,20 @@ def _cell_text(index: int | None) -> tuple[str, str]:
 
 def classify_run(
     sandbox: SandboxResult,
+    runner_sandbox: SandboxResult | None,
     runner: RunnerResult | None,
     result_problem: str | None,
     last_cell: int | None,
     notebook_timeout: float,
 ) -> RunOutcome:
-    """Status and reason of a run. ``last_cell`` is the last cell the progress stream started."""
-    if sandbox.sandbox_error:
-        return RunOutcome(RunStatus.SANDBOX_ERROR, Text(
-            ja=f"採点環境を起動できませんでした: {sandbox.sandbox_error}",
-            en=f"The sandbox could not run: {sandbox.sandbox_error}",
-        ))
+    """Status and reason of a run. ``sandbox`` is the kernel's, ``runner_sandbox`` the
+    runner's; ``last_cell`` is the last cell the runner's progress stream started."""
+    for box in (sandbox, runner_sandbox):
+        if box is not None and box.sandbox_error:
+            return RunOutcome(RunStatus.SANDBOX_ERROR, Text(
+                ja=f"採点環境を起動できませんでした: {box.sandbox_error}",
+                en=f"The sandbox could not run: {box.sandbox_error}",
+            ))
     if sandbox.oom_killed:
         ja, en = _cell_text(last_cell)
         return RunOutcome(RunStatus.OUT_OF_MEMORY, Text(
@@ -79,13 +85,15 @@ def classify_run(
             ja=f"カーネルが停止しました{ja}（プロセスの強制終了やクラッシュ）。",
             en=f"The kernel died{en} (the process crashed or exited).",
         ), index)
-    if runner is None or runner.status in ("runner_error", "running"):
+    runner_broke = runner_sandbox is not None and (
+        runner_sandbox.oom_killed or runner_sandbox.timed_out or runner_sandbox.exit_code != 0)
+    if runner is None or runner.status in ("runner_error", "running") or runner_broke:
         detail = result_problem or (
             f"{runner.error.ename}: {runner.error.evalue}" if runner and runner.error else
             "the run ended early"
         )
-        if sandbox.signal is not None:
-            detail += f" (signal {sandbox.signal})"
+        if runner_sandbox is not None and runner_sandbox.signal is not None:
+            detail += f" (signal {runner_sandbox.signal})"
         return RunOutcome(RunStatus.SANDBOX_ERROR, Text(
             ja=f"実行結果を得られませんでした: {detail}",
             en=f"The run produced no usable result: {detail}",

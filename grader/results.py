@@ -1,15 +1,18 @@
-"""What crosses the sandbox boundary: the runner's JSON, validated on the host.
+"""The runner's record of a run, validated on the host.
 
-Everything in the sandbox is the student's to tamper with, so the result file is read with a
-size cap and checked against these models; anything malformed becomes a ``sandbox_error``
-rather than an exception deep in scoring. Nothing is unpickled.
+The runner runs in the grader's sandbox, under another user than the student's kernel, and
+writes into a folder the kernel cannot see: what it records (cells run, their status and
+time, which export file belongs to which item) is its own observation. It is still read with
+a size cap and checked against these models, and anything malformed becomes a
+``sandbox_error`` rather than an exception deep in scoring. The exports it names are the
+kernel's, untrusted: see :mod:`grader.artefacts`. Nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -38,12 +41,20 @@ class ErrorInfo(_Model):
     evalue: str = Field(default="", max_length=4000)
 
 
+class ExportRecord(_Model):
+    file: str | None = Field(default=None, pattern=r"^[0-9]{1,6}\.json$")
+    error: ErrorInfo | None = None
+
+
 class RunnerResult(_Model):
-    version: Literal[1]
+    version: Literal[2]
     status: Literal["running", "completed", "timeout", "kernel_died", "runner_error"]
     cells: list[CellRecord] = Field(max_length=100_000)
-    #: Item id -> the probe's dict; shapes are checked by each comparator.
-    probes: dict[str, dict[str, Any]]
+    #: Item id -> ``{"file": "<n>.json"}`` (the export, in ``out/artefacts``) or
+    #: ``{"error": {...}}`` when the kernel answered nothing usable.
+    exports: dict[str, ExportRecord] = Field(default_factory=dict, max_length=1000)
+    #: Item id -> whether the kernel said the answer's name was assigned anew (feedback only).
+    fresh: dict[str, bool] = Field(default_factory=dict, max_length=1000)
     bootstrap: list[str] = Field(default_factory=list, max_length=100)
     timings: dict[str, float] = Field(default_factory=dict)
     error: ErrorInfo | None = None

@@ -1,49 +1,65 @@
-"""From what the runner reported to item scores: outside the sandbox, on validated JSON."""
+"""From measurements to item scores: outside every sandbox, on validated data.
+
+For each item, in order, the first fact that settles it:
+
+1. no cell found, or the run stopped before the cell: missing / not reached;
+2. the cell's source does not parse (read on the host): error, whatever the kernel said;
+3. no usable export (none, malformed, or no tensor at all): error;
+4. the clean room refused or failed to measure it (an op off the allow-list, a crash...):
+   error, with the reason;
+5. otherwise the comparator for the item's kind judges the student's measurement against the
+   reference's (both taken in the same clean room, on the same inputs).
+
+A comparator that trips over an odd value makes its item an error, never a failed run.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import nbformat
 import numpy as np
 
+from grader.artefacts import GraphExport, ValueExport
+from grader.clean_room import Measured
 from grader.comparators import CompareInput, get_comparator
 from grader.locate import Located
+from grader.measurements import MeasurementFailure
 from grader.report import ItemResult, ItemStatus
 from grader.results import RunnerResult
+from grader.sourcecheck import SourceFacts
 from grader.spec import Exercise, Item, Text
 
-
-def score_items(
-    exercise: Exercise,
-    located: dict[str, Located | None],
-    result: RunnerResult | None,
-    expected: dict[str, Any],
-    *,
-    labels: np.ndarray | None,
-    claimed_accuracy: float | None,
-    stop_reason: Text | None,
-) -> list[ItemResult]:
-    """One :class:`ItemResult` per item; items the run never reached get 0 with ``stop_reason``."""
-    return [
-        _score_item(exercise, item, located.get(item.id), result, expected.get(item.id),
-                    labels, claimed_accuracy, stop_reason)
-        for item in exercise.items
-    ]
+logger = logging.getLogger(__name__)
 
 
-def _score_item(
-    exercise: Exercise,
-    item: Item,
-    where: Located | None,
-    result: RunnerResult | None,
-    expected: dict[str, Any] | None,
-    labels: np.ndarray | None,
-    claimed: float | None,
-    stop_reason: Text | None,
-) -> ItemResult:
+@dataclass(frozen=True)
+class Evidence:
+    """Everything scoring reads of one run."""
+
+    located: Mapping[str, Located | None]
+    runner: RunnerResult | None
+    sources: Mapping[str, SourceFacts]
+    exports: Mapping[str, GraphExport | ValueExport | str]
+    measured: Measured | None
+    #: Image set name -> labels (host side only), for the accuracy item.
+    labels: Mapping[str, np.ndarray] | None = None
+    claimed_accuracy: float | None = None
+    stop_reason: Text | None = None
+
+
+def score_items(exercise: Exercise, evidence: Evidence) -> list[ItemResult]:
+    """One :class:`ItemResult` per item; items the run never reached get 0 with its reason."""
+    return [_score_item(exercise, item, evidence) for item in exercise.items]
+
+
+def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResult:
     out = ItemResult(item.id, item.title, 0.0, item.points, ItemStatus.MISSING)
+    where = evidence.located.get(item.id)
     if where is None:
         out.feedback.append(Text(
             ja="この課題のセルが見つかりませんでした（セルを消したか、見出しを変えましたか）。",
@@ -51,26 +67,52 @@ def _score_item(
         ))
         return out
     out.cell_index = where.index
-    cell = result.cell(where.index) if result is not None else None
-    probe = result.probes.get(item.id) if result is not None else None
-    if cell is None or cell.status in ("timeout", "kernel_died") or probe is None:
+    runner = evidence.runner
+    cell = runner.cell(where.index) if runner is not None else None
+    if cell is None or cell.status in ("timeout", "kernel_died"):
         out.status = ItemStatus.NOT_REACHED
-        reason = stop_reason or Text(ja="このセルは実行されませんでした。",
-                                     en="This cell was not run.")
-        out.feedback.append(reason)
+        out.feedback.append(evidence.stop_reason or Text(
+            ja="このセルは実行されませんでした。", en="This cell was not run."))
         return out
     cell_error = (cell.ename or "", cell.evalue or "") if cell.status == "error" else None
-    if "skipped" in probe or "error" in probe:
-        out.status = ItemStatus.ERROR
-        out.feedback.append(_error_text(item, cell_error, probe.get("error")))
-        _add_hint(out, item)
-        return out
-    judge = get_comparator(item.compare.kind)
-    judgement = judge(CompareInput(
-        item=item, exercise=exercise, probe=probe, expected=expected,
-        cell_error=cell_error, labels=labels, claimed_accuracy=claimed,
-    ))
-    out.score = round(item.points * max(0.0, min(1.0, judgement.fraction)), 4)
+    facts = evidence.sources.get(item.id)
+    if facts is not None and facts.syntax_error is not None:
+        return _error(out, item, Text(
+            ja=f"セルに構文エラーがあります ({facts.syntax_error})。#WRITE ME の部分を書きましたか？",
+            en=f"The cell has a syntax error ({facts.syntax_error}). Did you fill in the "
+            "#WRITE ME parts?"))
+    export = evidence.exports.get(item.id)
+    if export is None or isinstance(export, str):
+        return _error(out, item, _export_text(item, cell_error, export))
+    if isinstance(export, ValueExport):
+        name = item.extract.args.get("expr", "")
+        return _error(out, item, Text(
+            ja=f"{name} が TensorFlow のテンソルではなく {export.type} です。入力 x から計算した"
+            "テンソルにしてください（値を直接書いた答えは採点できません）。",
+            en=f"{name} is a {export.type}, not a TensorFlow tensor: compute it from the input "
+            "x (a value typed in as the answer cannot be checked)."))
+    measured = evidence.measured
+    mine = measured.get(item.id, "student") if measured is not None else None
+    if mine is None or isinstance(mine, MeasurementFailure):
+        return _error(out, item, _failure_text(mine))
+    theirs = measured.get(item.id, "reference") if measured is not None else None
+    if isinstance(theirs, MeasurementFailure):
+        return _error(out, item, Text(
+            ja=f"採点側の参照を測定できませんでした: {theirs.detail}",
+            en=f"The grader could not measure its reference: {theirs.detail}"))
+    probe, expected = _comparator_views(item, mine, theirs, export, evidence, measured)
+    try:
+        judgement = get_comparator(item.compare.kind)(CompareInput(
+            item=item, exercise=exercise, probe=probe, expected=expected,
+            cell_error=cell_error, labels=evidence.labels,
+            claimed_accuracy=evidence.claimed_accuracy,
+        ))
+    except Exception:  # a comparator must never turn an odd answer into a failed run
+        logger.exception("comparator %s failed on item %s", item.compare.kind, item.id)
+        return _error(out, item, Text(
+            ja="この答えを判定できませんでした（採点側の内部エラー）。",
+            en="This answer could not be judged (an internal error of the grader)."))
+    out.score = round(item.points * max(0.0, min(1.0, float(judgement.fraction))), 4)
     out.status = judgement.status
     out.feedback.extend(judgement.feedback)
     out.details.update(judgement.details)
@@ -79,32 +121,102 @@ def _score_item(
     return out
 
 
+def _comparator_views(item: Item, mine: Any, theirs: Any, export: GraphExport,
+                      evidence: Evidence, measured: Measured | None
+                      ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The measurements as the comparators read them (plain dicts)."""
+    probe = mine.model_dump()
+    expected = theirs.model_dump() if theirs is not None else None
+    if item.compare.kind == "op_output":
+        probe = {"output": probe["outputs"][0], "fresh_outputs": probe["outputs"][1:],
+                 "fed": probe["fed"], "fresh": _assigned(item, evidence)}
+        if expected is not None:
+            expected = {"output": expected["outputs"][0],
+                        "fresh_outputs": expected["outputs"][1:]}
+        context = _reference_context(measured, item)
+        probe["inputs"] = context
+        if expected is not None:
+            expected["inputs"] = context
+    return probe, expected
+
+
+def _assigned(item: Item, evidence: Evidence) -> bool:
+    """The answer comes from this cell: its source binds the name (measured on the host) and
+    the kernel saw the name bound anew (its word, feedback only)."""
+    name = item.extract.fresh
+    if not name:
+        return True
+    facts = evidence.sources.get(item.id)
+    runner_says = evidence.runner.fresh.get(item.id, True) if evidence.runner else True
+    return bool(facts is not None and name in facts.bound and runner_says)
+
+
+def _reference_context(measured: Measured | None, item: Item) -> dict[str, Any]:
+    """The exercise's image and filter as the grader fed them (for explaining a mistake)."""
+    images = (measured.inputs.get(item.id) or {}).get("images") if measured else None
+    context: dict[str, Any] = {}
+    if images:
+        image = np.asarray(images[0], dtype=np.float64)
+        context["sample_image"] = {"shape": list(image.shape), "values": image.ravel().tolist()}
+    for name, value in (measured.inputs.get(item.id) or {}).items() if measured else ():
+        if name != "images":
+            array = np.asarray(value, dtype=np.float64)
+            context[name] = {"shape": list(array.shape), "values": array.ravel().tolist()}
+    return context
+
+
+def _error(out: ItemResult, item: Item, text: Text) -> ItemResult:
+    out.status = ItemStatus.ERROR
+    out.feedback.append(text)
+    _add_hint(out, item)
+    return out
+
+
+FAILURES = {
+    "op_not_allowed": ("採点では実行しない演算 {ops} がグラフにあります。tf.nn などの演算だけで書いてください。",
+                       "Your graph uses operations the grader does not run ({ops}): build it "
+                       "from TensorFlow's math, nn and array ops only."),
+    "oversized_constant": ("グラフに大きすぎる定数があります ({detail})。",
+                           "Your graph holds an oversized constant ({detail})."),
+    "too_many_parameters": ("モデルが大きすぎます ({detail})。表を覚えるのではなく学習したモデルで答えてください。",
+                            "The model stores too many values ({detail}): a table, not the "
+                            "trained network."),
+    "untrained": ("学習済みの変数がありません: {detail}",
+                  "No trained variables were found: {detail}"),
+    "no_input": ("入力のプレースホルダーが見つかりません ({detail})。",
+                 "The input placeholder was not found ({detail})."),
+}
+
+
+def _failure_text(failure: MeasurementFailure | None) -> Text:
+    if failure is None:
+        return Text(ja="答えを測定できませんでした。", en="The answer could not be measured.")
+    ops = ", ".join(failure.ops) or "?"
+    if failure.code in FAILURES:
+        ja, en = FAILURES[failure.code]
+        return Text(ja=ja.format(ops=ops, detail=failure.detail),
+                    en=en.format(ops=ops, detail=failure.detail))
+    return Text(ja=f"答えを測定できませんでした ({failure.code}): {failure.detail}",
+                en=f"The answer could not be measured ({failure.code}): {failure.detail}")
+
+
+def _export_text(item: Item, cell_error: tuple[str, str] | None, problem: str | None) -> Text:
+    if cell_error is not None:
+        ename, evalue = cell_error
+        return Text(ja=f"セルでエラーが起きました: {ename}: {evalue}",
+                    en=f"The cell raised {ename}: {evalue}")
+    if problem and problem.startswith("NameError"):
+        return Text(
+            ja=f"答えを読み取れません: {problem}（定義するセルが失敗していませんか？）",
+            en=f"Could not read the answer: {problem} (did the cell defining it fail?)",
+        )
+    return Text(ja=f"答えを読み取れませんでした: {problem or '出力なし'}",
+                en=f"Could not read the answer: {problem or 'nothing exported'}")
+
+
 def _add_hint(out: ItemResult, item: Item) -> None:
     if item.hint is not None:
         out.feedback.append(Text(ja="ヒント: " + item.hint.ja, en="Hint: " + item.hint.en))
-
-
-def _error_text(item: Item, cell_error: tuple[str, str] | None, probe_error: Any) -> Text:
-    if cell_error is not None:
-        ename, evalue = cell_error
-        if ename == "SyntaxError":
-            return Text(
-                ja=f"セルに構文エラーがあります ({evalue})。#WRITE ME の部分を書きましたか？",
-                en=f"The cell has a syntax error ({evalue}). Did you fill in the #WRITE ME parts?",
-            )
-        return Text(ja=f"セルでエラーが起きました: {ename}: {evalue}",
-                    en=f"The cell raised {ename}: {evalue}")
-    if isinstance(probe_error, dict):
-        ename = str(probe_error.get("ename", ""))
-        evalue = str(probe_error.get("evalue", ""))
-        if ename == "NameError":
-            return Text(
-                ja=f"答えを読み取れません: {evalue}（定義するセルが失敗していませんか？）",
-                en=f"Could not read the answer: {evalue} (did the cell defining it fail?)",
-            )
-        return Text(ja=f"答えを読み取れませんでした: {ename}: {evalue}",
-                    en=f"Could not read the answer: {ename}: {evalue}")
-    return Text(ja="答えを読み取れませんでした。", en="Could not read the answer.")
 
 
 def claimed_accuracy(

@@ -50,9 +50,10 @@ class CellLocator:
 
 @dataclass(frozen=True)
 class Extract:
-    """What the in-kernel probe reports for an item (see ``grader/kernel/probes.py``)."""
+    """What the student's kernel exports for an item (see ``grader/kernel/exporter.py``):
+    ``tensor``, ``layer`` or ``model``, with the export's arguments."""
 
-    probe: str
+    export: str
     args: Mapping[str, Any] = field(default_factory=dict)
     #: Name of the variable the cell must assign anew; an unchanged one is an old value.
     fresh: str | None = None
@@ -89,6 +90,8 @@ class AccuracyRule:
     claimed_tolerance: float
     #: Where the threshold comes from (shown to instructors).
     derivation: str = ""
+    #: Most values (variables and constants) a model may store; more is a lookup table.
+    max_parameters: int = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class Exercise:
         raise KeyError(item_id)
 
 
+#: What the kernel can export (``grader/kernel/exporter.py``).
+EXPORTS = ("tensor", "layer", "model")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
 UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
          "KB": 1000, "MB": 1000**2, "GB": 1000**3}  # fmt: skip
@@ -242,9 +247,11 @@ def _item(reader: _Reader) -> Item:
     cell.done()
     extract_reader = reader.sub("extract")
     assert extract_reader is not None
-    probe = extract_reader.get("probe", str)
+    export = extract_reader.get("export", str)
+    if export not in EXPORTS:
+        raise extract_reader.error("export", f"'{export}' is not one of {', '.join(EXPORTS)}")
     fresh = extract_reader.get("fresh", str, None)
-    args = {k: v for k, v in extract_reader.table.items() if k not in ("probe", "fresh")}
+    args = {k: v for k, v in extract_reader.table.items() if k not in ("export", "fresh")}
     extract_reader.used.update(args)
     extract_reader.done()
     compare_reader = reader.sub("compare")
@@ -256,7 +263,7 @@ def _item(reader: _Reader) -> Item:
         points=float(reader.get("points", (int, float))),
         title=_text(reader, "title"),  # type: ignore[arg-type]
         cell=locator,
-        extract=Extract(probe=probe, args=MappingProxyType(args), fresh=fresh),
+        extract=Extract(export=export, args=MappingProxyType(args), fresh=fresh),
         compare=Compare(kind=kind, options=MappingProxyType(options)),
         hint=_text(reader, "hint", None),
     )
@@ -304,6 +311,7 @@ def load_exercise(directory: Path, reference_root: Path | None = None) -> Exerci
             claimed_pattern=acc.get("claimed_pattern", str),
             claimed_tolerance=float(acc.get("claimed_tolerance", (int, float), 0.02)),
             derivation=acc.get("derivation", str, ""),
+            max_parameters=acc.get("max_parameters", int, 2_000_000),
         )
         acc.done()
         if not 0 <= accuracy.floor < accuracy.threshold <= 1:

@@ -1,4 +1,5 @@
-"""Comparators: pure functions that judge one item from the probe's JSON and the reference's.
+"""Comparators: pure functions that judge one item from the student's and the reference's
+measurements.
 
 Chosen by the ``kind`` written in the exercise spec (``compare = { kind = "op_output", ... }``),
 as CTFd chooses its challenge classes. A comparator never raises on odd student data: it returns
@@ -7,7 +8,7 @@ a :class:`Judgement` whose feedback says what is wrong, in Japanese and English.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,14 +31,14 @@ class Judgement:
 class CompareInput:
     item: Item
     exercise: Exercise
-    #: What the probe reported for the student (already checked to have no "error").
+    #: What the clean room measured of the student's export (validated).
     probe: dict[str, Any]
-    #: What the same probe reported for the reference solution (``expected.json``).
+    #: What it measured of the reference solution's export on the same inputs, if anything.
     expected: dict[str, Any] | None
     #: The item's cell raised after producing an answer (ename, evalue), else None.
     cell_error: tuple[str, str] | None = None
-    #: Host-side facts some comparators need: MNIST test labels, the printed accuracy.
-    labels: np.ndarray | None = None
+    #: Host-side facts some comparators need: labels by image set, the printed accuracy.
+    labels: Mapping[str, np.ndarray] | None = None
     claimed_accuracy: float | None = None
 
 

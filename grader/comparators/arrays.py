@@ -33,6 +33,11 @@ def compare_op_output(given: CompareInput) -> Judgement:
     submitted = as_array(given.probe.get("output"))
     details = {"expected_shape": list(expected.shape)}
     if given.probe.get("fresh") is False:
+        if given.cell_error is not None:
+            ename, evalue = given.cell_error
+            return Judgement(0.0, ItemStatus.ERROR, [Text(
+                ja=f"セルでエラーが起きました: {ename}: {evalue}",
+                en=f"The cell raised {ename}: {evalue}")], details)
         return Judgement(0.0, ItemStatus.ERROR, [Text(
             ja="このセルで新しい出力が作られていません（前のセルの値が残っています）。",
             en="This cell did not produce a new output: the value is left from an earlier cell.",
@@ -43,6 +48,16 @@ def compare_op_output(given: CompareInput) -> Judgement:
     details["submitted_shape"] = list(submitted.shape)
     feedback: list[Text] = []
     if submitted.shape == expected.shape and np.allclose(submitted, expected, atol=atol, rtol=0):
+        unseen = _unseen_images_agree(given, atol)
+        details["fresh_images_ok"] = unseen
+        if not unseen:
+            return Judgement(0.0, ItemStatus.INCORRECT, [Text(
+                ja="演習の画像では正しい値ですが、採点側が用意した別の画像では違う値になります。"
+                "答えは値を書き込むのではなく、入力 x に演算を適用して計算してください。",
+                en="Your answer has the right values for the exercise's image but not for "
+                "other images the grader fed to x: compute it from x with the operation "
+                "instead of writing the values in.",
+            )], details)
         if given.cell_error is None:
             return Judgement(1.0, ItemStatus.CORRECT, [], details)
         feedback.append(_cell_error_text(given.cell_error, expected.shape))
@@ -52,6 +67,24 @@ def compare_op_output(given: CompareInput) -> Judgement:
     if given.cell_error is not None and not _reshapes_to(given.cell_error, expected.shape):
         feedback.append(_cell_error_text(given.cell_error, expected.shape))
     return Judgement(0.0, ItemStatus.INCORRECT, feedback, details)
+
+
+def _unseen_images_agree(given: CompareInput, atol: float) -> bool:
+    """The student's graph gives the reference's outputs on the fresh images too (and was
+    fed them: a graph with no input gives the same output whatever the image)."""
+    if not given.probe.get("fed"):
+        return False
+    mine = given.probe.get("fresh_outputs") or []
+    theirs = (given.expected or {}).get("fresh_outputs") or []
+    if not theirs or len(mine) != len(theirs):
+        return False
+    for a, b in zip(mine, theirs, strict=True):
+        got, want = as_array(a), as_array(b)
+        if got is None or want is None or got.shape != want.shape:
+            return False
+        if not np.allclose(got, want, atol=atol, rtol=0):
+            return False
+    return True
 
 
 def _reshapes_to(error: tuple[str, str], expected_shape: tuple[int, ...]) -> bool:

@@ -1,12 +1,20 @@
-"""The process that runs inside the sandbox: execute a notebook, run the probes, write JSON.
+"""The runner: executes a notebook in the student's kernel and collects the exports.
 
-Usage (inside the sandbox): ``python runner.py PLAN.json``. It imports nothing from the
+Usage (inside the grader's sandbox): ``python runner.py PLAN.json``. The student's kernel runs
+in *another* sandbox, under another user, started by the host; this process connects to it over
+the loopback network the two sandboxes share, drives it with nbclient, and writes what it saw
+into its own folder, which the kernel cannot see or write. It imports nothing from the
 ``grader`` package (only this folder is mounted) and never sees reference answers.
 
-The plan (written by the host) names the notebook, the output paths, limits, the bootstrap
-configuration and, per graded item, the cell after which a probe runs. The result JSON is
-rewritten after every cell, so a run killed from outside still leaves what it reached. Progress
-goes to stdout as one JSON object per line: ``{"event": "cell", "index": 3, ...}``.
+What it records is the runner's own observation (which cells ran, how long, what they printed,
+whether they raised) and, per graded item, the export the kernel answered with: untrusted data
+the host validates and the clean room measures. Paths in the plan are relative to the working
+directory. ``out/result.json`` is rewritten after every cell, so a run stopped from outside
+still leaves what it reached. Progress goes to stdout as one JSON object per line:
+``{"event": "cell", "index": 3, ...}``.
+
+The kernel's liveness: the host writes ``out/control/kernel-exited`` when the kernel's sandbox
+ends; nbclient asks :meth:`ExternalKernelClient.is_alive` whenever a reply is late.
 """
 
 from __future__ import annotations
@@ -19,18 +27,73 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 HERE = Path(__file__).resolve().parent
-PROBE_MIME = "application/x-grader-probe+json"
-RESULT_VERSION = 1
+EXPORT_MIME = "application/x-grader-artefact+json"
+RESULT_VERSION = 2
+#: Largest export kept for one item (its base64 JSON); a larger one is recorded as an error.
+MAX_EXPORT_BYTES = 48 * 1024 * 1024
+#: Largest message the kernel may send; a bigger one drops the connection (ZMQ MAXMSGSIZE).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 def emit(event: str, **fields: Any) -> None:
     """One progress event on stdout, read line by line by the host."""
     sys.stdout.write(json.dumps({"event": event, "t": round(time.time(), 3), **fields}) + "\n")
     sys.stdout.flush()
+
+
+class ExternalKernelClient(AsyncKernelClient):
+    """A client of a kernel this process did not start: alive until the host says it ended."""
+
+    exit_marker: Path = Path("out/control/kernel-exited")
+
+    def is_alive(self) -> bool:  # type: ignore[override]
+        return not self.exit_marker.exists()
+
+
+class ExternalKernel:
+    """What nbclient asks of a kernel manager, for a kernel the host owns (never shut down or
+    interrupted from here: the host kills its sandbox)."""
+
+    has_kernel = True
+    kernel_id = "external"
+
+    def __init__(self, client: ExternalKernelClient) -> None:
+        self._client = client
+
+    def client(self) -> ExternalKernelClient:
+        return self._client
+
+    def is_alive(self) -> bool:
+        return self._client.is_alive()
+
+    def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        return None
+
+    def interrupt_kernel(self) -> None:
+        return None
+
+    def cleanup_resources(self, restart: bool = False) -> None:
+        return None
+
+
+def connect_kernel(connection: dict[str, Any], timeout: float) -> ExternalKernelClient:
+    """A started client of the kernel described by ``connection`` (ports, key), once it answers
+    ``kernel_info``; ``RuntimeError`` when it never does."""
+    import zmq
+
+    client = ExternalKernelClient()
+    client.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    client.load_connection_info(connection)
+    client.start_channels(hb=False)
+    run_sync(client.wait_for_ready)(timeout=timeout)
+    client.allow_stdin = False
+    return client
 
 
 class CappedClient(NotebookClient):
@@ -60,8 +123,10 @@ class CappedClient(NotebookClient):
         content = msg.get("content", {})
         if msg.get("msg_type") == "stream" and cell_index < self.visible_cells:
             self._emit_output(cell_index, str(content.get("text", "")))
-        if msg.get("msg_type") == "display_data" and PROBE_MIME in content.get("data", {}):
-            return super().output(outs, msg, display_id, cell_index)
+        hidden = cell_index >= self.visible_cells
+        if hidden and msg.get("msg_type") == "display_data" and EXPORT_MIME in content.get(
+                "data", {}):
+            return super().output(outs, msg, display_id, cell_index)  # the runner's own cells
         size = len(json.dumps(content, default=str))
         used = self._cell_bytes.get(cell_index, 0)
         room = min(self.cell_output_bytes - used, self.notebook_output_bytes - self._total_bytes)
@@ -86,12 +151,15 @@ class CappedClient(NotebookClient):
 class Runner:
     def __init__(self, plan: dict[str, Any]):
         self.plan = plan
+        self.out = Path(plan["out"])
+        (self.out / "artefacts").mkdir(parents=True, exist_ok=True)
         self.nb = nbformat.read(plan["notebook"], as_version=4)
         self.result: dict[str, Any] = {
             "version": RESULT_VERSION,
             "status": "running",
             "cells": [],
-            "probes": {},
+            "exports": {},
+            "fresh": {},
             "bootstrap": [],
             "timings": {},
             "error": None,
@@ -100,11 +168,9 @@ class Runner:
         self.client = CappedClient(
             self.nb,
             timeout=int(plan["cell_timeout"]),
-            startup_timeout=int(plan.get("startup_timeout", 120)),
             kernel_name="python3",
             allow_errors=True,
             record_timing=False,
-            resources={"metadata": {"path": plan["cwd"]}},
             cell_output_bytes=int(plan["cell_output_bytes"]),
             notebook_output_bytes=int(plan["notebook_output_bytes"]),
             on_cell_executed=self._on_cell_executed,
@@ -115,7 +181,7 @@ class Runner:
             self.replies[cell_index] = execute_reply.get("content", {})
 
     def write(self) -> None:
-        path = Path(self.plan["result"])
+        path = self.out / "result.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.result))
         os.replace(tmp, path)
@@ -136,23 +202,28 @@ class Runner:
             raise RuntimeError(f"{reply.get('ename')}: {reply.get('evalue')}")
         return list(cell.outputs)
 
-    def probe(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    def export(self, name: str, args: dict[str, Any]) -> dict[str, Any] | bytes:
+        """What the kernel answers to export ``name``: the raw JSON bytes of its display data
+        (kept as they came, never interpreted here), or an error record."""
         code = (
-            f"__import__('_grader_probes').run({name!r}, "
+            f"__import__('_grader_exporter').run({name!r}, "
             f"__import__('json').loads({json.dumps(args)!r}))"
         )
-        outputs = self.hidden(code, float(self.plan.get("probe_timeout", 300)))
+        outputs = self.hidden(code, float(self.plan.get("export_timeout", 300)))
         for out in outputs:
             data = out.get("data", {}) if out.get("output_type") == "display_data" else {}
-            if PROBE_MIME in data:
-                value = data[PROBE_MIME]
-                return value if isinstance(value, dict) else {"error": {"ename": "BadProbe"}}
-        return {"error": {"ename": "NoResult", "evalue": "the probe published nothing"}}
+            if EXPORT_MIME in data:
+                raw = json.dumps(data[EXPORT_MIME]).encode()
+                if len(raw) > MAX_EXPORT_BYTES:
+                    return {"error": {"ename": "TooLarge",
+                                      "evalue": f"the export is {len(raw)} bytes"}}
+                return raw
+        return {"error": {"ename": "NoResult", "evalue": "the kernel published no export"}}
 
     def bootstrap(self) -> None:
         sources = {
             "_grader_boot": (HERE / "bootstrap.py").read_text(),
-            "_grader_probes": (HERE / "probes.py").read_text(),
+            "_grader_exporter": (HERE / "exporter.py").read_text(),
         }
         config = self.plan.get("bootstrap", {})
         code = (
@@ -172,16 +243,21 @@ class Runner:
         for out in outputs:
             if out.get("output_type") == "stream" and out.get("name") == "stdout":
                 self.result["bootstrap"].extend(out.get("text", "").split("\n"))
-        self.result["bootstrap"] = [n for n in self.result["bootstrap"] if n]
+        self.result["bootstrap"] = [n for n in self.result["bootstrap"] if n][:100]
 
     def run(self) -> None:
-        probes_by_cell: dict[int, list[dict[str, Any]]] = {}
-        for spec in self.plan.get("probes", []):
-            probes_by_cell.setdefault(int(spec["cell"]), []).append(spec)
+        exports_by_cell: dict[int, list[dict[str, Any]]] = {}
+        for spec in self.plan.get("exports", []):
+            exports_by_cell.setdefault(int(spec["cell"]), []).append(spec)
         code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
         started = time.monotonic()
         timings = self.result["timings"]
         try:
+            ExternalKernelClient.exit_marker = self.out / "control" / "kernel-exited"
+            kc = connect_kernel(self.plan["connection"],
+                                float(self.plan.get("startup_timeout", 120)))
+            self.client.km = ExternalKernel(kc)  # type: ignore[assignment]
+            self.client.kc = kc
             with self.client.setup_kernel():
                 timings["kernel_start"] = round(time.monotonic() - started, 3)
                 emit("kernel_ready", cells=len(code_cells))
@@ -189,36 +265,36 @@ class Runner:
                 self.bootstrap()
                 timings["bootstrap"] = round(time.monotonic() - t0, 3)
                 timings["cells"] = 0.0
-                timings["probes"] = 0.0
+                timings["exports"] = 0.0
                 for position, index in enumerate(code_cells):
-                    if not self.run_cell(index, position, len(code_cells), probes_by_cell):
+                    if not self.run_cell(index, position, len(code_cells), exports_by_cell):
                         break
                 else:
                     self.result["status"] = "completed"
         except DeadKernelError as exc:
             self.result["status"] = "kernel_died"
             self.result["error"] = {"ename": "DeadKernelError", "evalue": str(exc)}
-        except Exception as exc:  # kernel failed to start, bootstrap failed, ...
+        except Exception as exc:  # the kernel never answered, the bootstrap failed, ...
             self.result["status"] = "runner_error"
             self.result["error"] = {"ename": type(exc).__name__, "evalue": str(exc)[:4000]}
         finally:
             timings["total"] = round(time.monotonic() - started, 3)
+            nbformat.write(self.nb, self.out / "executed.ipynb")
             self.write()
-            nbformat.write(self.nb, self.plan["executed"])
             emit("done", status=self.result["status"])
 
     def run_cell(
-        self, index: int, position: int, count: int, probes_by_cell: dict[int, list[Any]]
+        self, index: int, position: int, count: int, exports_by_cell: dict[int, list[Any]]
     ) -> bool:
-        """Execute one cell and its probes; ``False`` when the run must stop here."""
+        """Execute one cell and its exports; ``False`` when the run must stop here."""
         timings = self.result["timings"]
-        probes = probes_by_cell.get(index, [])
+        exports = exports_by_cell.get(index, [])
         before: dict[str, Any] = {}
         t0 = time.monotonic()
-        for spec in probes:
+        for spec in exports:
             if spec.get("fresh"):
-                before[spec["item"]] = self.probe("identity", {"expr": spec["fresh"]})
-        timings["probes"] += time.monotonic() - t0
+                before[spec["item"]] = self._identity(spec["fresh"])
+        timings["exports"] += time.monotonic() - t0
         emit("cell", index=index, position=position, count=count)
         t0 = time.monotonic()
         record: dict[str, Any] = {"index": index, "status": "ok"}
@@ -248,20 +324,33 @@ class Runner:
                 evalue=str(reply.get("evalue", ""))[:2000],
             )
         t0 = time.monotonic()
-        for spec in probes:
-            args = dict(spec.get("args", {}))
+        for spec in exports:
+            item = spec["item"]
             if spec.get("fresh"):
-                identity = before.get(spec["item"], {})
-                args["before_id"] = identity.get("id")
-            if record["status"] == "error" and record.get("ename") == "SyntaxError":
-                result: dict[str, Any] = {"skipped": "cell_syntax_error"}
+                after = self._identity(spec["fresh"])
+                self.result["fresh"][item] = bool(
+                    after.get("defined") and after.get("id") != before[item].get("id"))
+            emit("export", item=item, index=index)
+            answer = self.export(spec["export"], dict(spec.get("args", {})))
+            path = self.out / "artefacts" / f"{len(self.result['exports'])}.json"
+            if isinstance(answer, bytes):
+                path.write_bytes(answer)
+                self.result["exports"][item] = {"file": path.name}
             else:
-                emit("probe", item=spec["item"], index=index)
-                result = self.probe(spec["probe"], args)
-            self.result["probes"][spec["item"]] = result
-        timings["probes"] += time.monotonic() - t0
+                self.result["exports"][item] = answer
+        timings["exports"] += time.monotonic() - t0
         self.write()
         return True
+
+    def _identity(self, expr: str) -> dict[str, Any]:
+        answer = self.export("identity", {"expr": expr})
+        if isinstance(answer, bytes):
+            try:
+                value = json.loads(answer)
+                return value if isinstance(value, dict) else {}
+            except ValueError:
+                return {}
+        return {}
 
 
 def main(argv: list[str]) -> int:

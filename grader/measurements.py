@@ -1,0 +1,106 @@
+"""What the clean room measured, validated on the host before any comparator reads it.
+
+The clean room is the grader's own code, but it measured graphs a student wrote, so its output
+is checked like any untrusted value: types, ranges and sizes, with pydantic. A value that does
+not fit makes that item an error with feedback (:class:`MeasurementError`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MAX_VALUES = 1_000_000
+
+
+class MeasurementError(ValueError):
+    """A measurement that does not follow its schema."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=False)
+
+
+class MeasuredArray(_Model):
+    shape: list[int] = Field(max_length=8)
+    values: list[float | None] = Field(max_length=MAX_VALUES)
+
+    @model_validator(mode="after")
+    def _fits(self) -> MeasuredArray:
+        if any(d < 0 or d > MAX_VALUES for d in self.shape):
+            raise ValueError("dimension out of range")
+        if math.prod(self.shape) != len(self.values):
+            raise ValueError("values do not fill the shape")
+        return self
+
+    def array(self) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in self.values],
+                        dtype=np.float64).reshape(self.shape)
+
+
+class TensorMeasurement(_Model):
+    outputs: list[MeasuredArray] = Field(min_length=1, max_length=64)
+    fed: bool
+
+
+class VariableStats(_Model):
+    name: str = Field(max_length=500)
+    shape: list[int] = Field(max_length=8)
+    min: float
+    max: float
+    mean: float
+    std: float
+    finite: bool = True
+
+
+class LayerMeasurement(_Model):
+    variables: list[VariableStats] = Field(max_length=1000)
+    output: MeasuredArray
+
+
+class GraphOp(_Model):
+    type: str = Field(max_length=200)
+    level: int = Field(ge=0, le=1000)
+    inputs: list[list[int | None] | None] = Field(max_length=1000)
+    outputs: list[list[int | None] | None] = Field(max_length=1000)
+
+
+class GraphMeasurement(_Model):
+    op: str = Field(max_length=200)
+    shape: list[int | None] | None = None
+    ops: list[GraphOp] = Field(max_length=200)
+
+
+class PredictionsMeasurement(_Model):
+    predictions: dict[str, list[int]]
+    parameters: int = Field(ge=0)
+
+
+class MeasurementFailure(_Model):
+    code: str = Field(max_length=60)
+    detail: str = Field(default="", max_length=2000)
+    ops: list[str] = Field(default_factory=list, max_length=20)
+
+
+MODELS: dict[str, type[_Model]] = {
+    "tensor": TensorMeasurement,
+    "layer": LayerMeasurement,
+    "graph": GraphMeasurement,
+    "predictions": PredictionsMeasurement,
+}
+
+
+def parse_measurement(kind: str, data: Any) -> _Model | MeasurementFailure:
+    """The validated measurement of ``kind`` from the clean room's JSON for one job."""
+    if not isinstance(data, dict):
+        raise MeasurementError("the measurement is not an object")
+    try:
+        if data.get("ok") is not True:
+            return MeasurementFailure.model_validate(data.get("error") or {"code": "unknown"})
+        return MODELS[kind].model_validate(data)
+    except (ValidationError, KeyError) as exc:
+        raise MeasurementError(f"the {kind} measurement does not follow its schema: "
+                               f"{str(exc)[:300]}") from None
