@@ -1,4 +1,5 @@
-"""Comparators on probe JSON, against the real reference outputs (expected.json)."""
+"""Comparators on measurements: the reference's exports measured in the real clean room once
+per session, then altered the way students' answers differ."""
 
 from __future__ import annotations
 
@@ -8,10 +9,42 @@ import math
 import numpy as np
 import pytest
 
+from grader.clean_room import measure_artefacts, plan_jobs, reference_context
 from grader.comparators import CompareInput, as_array, get_comparator
 from grader.comparators.accuracy import accuracy_fraction
 from grader.comparators.variants import Variant, apply_variant
+from grader.pipeline import reference_artefacts
 from grader.report import ItemStatus
+
+pytestmark = pytest.mark.sandbox
+
+
+def _array(value: np.ndarray) -> dict:
+    value = np.asarray(value, dtype=np.float64)
+    return {"shape": list(value.shape), "values": value.ravel().tolist()}
+
+
+@pytest.fixture(scope="session")
+def expected(exercise, sandbox, tmp_path_factory) -> dict:
+    """Item id -> the reference's measurement as the comparators read it (what scoring hands
+    them): measured by the clean room from ``reference/<id>/artefacts``."""
+    references = reference_artefacts(exercise)
+    measurable = {k: v for k, v in references.items() if exercise.item(k).compare.kind
+                  != "accuracy"}
+    jobs = plan_jobs(exercise, measurable, references)
+    measured = measure_artefacts(jobs, sandbox, tmp_path_factory.mktemp("cleanroom"), seed=7)
+    views = {}
+    for item_id in measurable:
+        item = exercise.item(item_id)
+        result = measured.get(item_id, "student").model_dump()
+        if item.compare.kind == "op_output":
+            context = {name: _array(value)
+                       for name, value in reference_context(item, references[item_id]).items()}
+            context["sample_image"] = context.pop("image")
+            result = {"output": result["outputs"][0], "fresh_outputs": result["outputs"][1:],
+                      "fed": True, "fresh": True, "inputs": context}
+        views[item_id] = result
+    return views
 
 
 def judge(exercise, item_id, probe, expected, **kw):
@@ -25,6 +58,14 @@ def both(judgement) -> str:
     return " ".join(t.en + " " + t.ja for t in judgement.feedback)
 
 
+def answered_as(expected: dict, answer: str, item: str) -> dict:
+    """``answer``'s measured outputs handed in for ``item`` (same exercise image): what a
+    student who wrote the other exercise's op gets measured."""
+    probe = copy.deepcopy(expected[answer])
+    probe["inputs"] = expected[item]["inputs"]
+    return probe
+
+
 @pytest.mark.parametrize(
     ("item_id", "variant", "window"),
     [
@@ -36,13 +77,15 @@ def both(judgement) -> str:
         ("pool3", Variant("avg", 2, "VALID"), 2),
     ],
 )
-def test_numpy_variants_match_tensorflow_reference(expected, item_id, variant, window):
+def test_numpy_variants_match_the_clean_rooms_tensorflow(expected, item_id, variant, window):
+    """The NumPy variants that name mistakes agree with TensorFlow in the clean room."""
     probe = expected[item_id]
     image = np.squeeze(as_array(probe["inputs"]["sample_image"]))
     kernel = probe["inputs"].get("W")
     kernel = None if kernel is None else np.squeeze(as_array(kernel))
     out = apply_variant(image, variant, window, kernel)
     np.testing.assert_allclose(out, np.squeeze(as_array(probe["output"])), atol=1e-4)
+    assert len(probe["fresh_outputs"]) == 4
 
 
 def test_correct_output_scores_full(exercise, expected):
@@ -52,7 +95,7 @@ def test_correct_output_scores_full(exercise, expected):
 
 def test_wrong_stride_is_named(exercise, expected):
     # conv2's answer (stride 2, VALID) handed in for conv1 (stride 1, VALID)
-    j = judge(exercise, "conv1", expected["conv2"], expected)
+    j = judge(exercise, "conv1", answered_as(expected, "conv2", "conv1"), expected)
     assert j.fraction == 0 and j.status is ItemStatus.INCORRECT
     text = both(j)
     assert "stride 2 and padding='VALID'" in text and "ストライド2" in text
@@ -60,13 +103,13 @@ def test_wrong_stride_is_named(exercise, expected):
 
 
 def test_wrong_padding_is_named(exercise, expected):
-    j = judge(exercise, "conv1", expected["conv3"], expected)
+    j = judge(exercise, "conv1", answered_as(expected, "conv3", "conv1"), expected)
     assert "stride 1 and padding='SAME'" in both(j)
     assert "5x5" in both(j)
 
 
 def test_max_instead_of_mean_is_named(exercise, expected):
-    j = judge(exercise, "pool3", expected["pool1"], expected)
+    j = judge(exercise, "pool3", answered_as(expected, "pool1", "pool3"), expected)
     assert j.fraction == 0
     assert "max pooling with stride 2" in both(j) and "mean pooling" in both(j)
 
@@ -151,23 +194,48 @@ def test_accuracy_fraction_is_linear_between_floor_and_threshold():
 
 
 def test_accuracy_from_predictions_and_printed_figure_flagged(exercise, expected):
-    labels = np.arange(1000) % 10
-    predictions = labels.copy()
-    predictions[:100] = (predictions[:100] + 1) % 10  # 90 % right
-    probe = {"predictions": predictions.tolist(), "source": "closed session"}
+    labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
+    predictions = {name: truth.copy() for name, truth in labels.items()}
+    predictions["test"][:100] = (predictions["test"][:100] + 1) % 10  # 90 % right
+    probe = {"predictions": {k: v.tolist() for k, v in predictions.items()}}
     j = judge(exercise, "accuracy", probe, expected, labels=labels, claimed_accuracy=0.99)
     assert j.details["measured_accuracy"] == pytest.approx(0.9)
+    assert j.details["accuracies"] == {"test": pytest.approx(0.9), "holdout": 1.0}
     assert j.fraction == 0.0 and j.details["claimed_mismatch"] is True
     assert "printed accuracy 0.990" in both(j)
-    j = judge(exercise, "accuracy", {"predictions": labels.tolist()}, expected,
-              labels=labels, claimed_accuracy=1.0)
+    perfect = {"predictions": {k: v.tolist() for k, v in labels.items()}}
+    j = judge(exercise, "accuracy", perfect, expected, labels=labels, claimed_accuracy=1.0)
     assert j.fraction == 1.0 and "claimed_mismatch" not in j.details
 
 
+def test_the_lower_of_test_and_held_out_counts_and_memorising_is_named(exercise, expected):
+    labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
+    held_out = labels["holdout"].copy()
+    held_out[:100] = (held_out[:100] + 3) % 10  # 80 % on images it never saw
+    probe = {"predictions": {"test": labels["test"].tolist(), "holdout": held_out.tolist()}}
+    j = judge(exercise, "accuracy", probe, expected, labels=labels)
+    assert j.details["measured_accuracy"] == pytest.approx(0.8)
+    assert j.fraction == 0 and j.details["memorised"] is True
+    assert "memorises the test set" in both(j)
+
+
 def test_accuracy_with_wrong_number_of_predictions(exercise, expected):
-    j = judge(exercise, "accuracy", {"predictions": [1, 2]}, expected,
-              labels=np.zeros(10, dtype=int))
+    labels = {"test": np.zeros(10, dtype=int)}
+    j = judge(exercise, "accuracy", {"predictions": {"test": [1, 2]}}, expected, labels=labels)
     assert j.status is ItemStatus.ERROR and "2 predictions for 10" in both(j)
+    j = judge(exercise, "accuracy", {"predictions": "junk"}, expected, labels=labels)
+    assert j.status is ItemStatus.ERROR and "0 predictions for 10" in both(j)
+
+
+def test_right_values_on_the_exercise_image_only_score_nothing(exercise, expected):
+    """A constant typed in: right on the exercise's image, wrong on the fresh ones."""
+    constant = copy.deepcopy(expected["conv1"])
+    constant["fresh_outputs"] = [constant["output"]] * len(constant["fresh_outputs"])
+    j = judge(exercise, "conv1", constant, expected)
+    assert j.fraction == 0 and j.status is ItemStatus.INCORRECT
+    assert "other images" in both(j) and j.details["fresh_images_ok"] is False
+    unfed = dict(expected["conv1"], fed=False)
+    assert judge(exercise, "conv1", unfed, expected).fraction == 0
 
 
 def test_unknown_comparator_kind():
@@ -177,9 +245,11 @@ def test_unknown_comparator_kind():
 
 def test_wrong_op_with_a_reshape_to_the_expected_shape_blames_the_op_only(exercise, expected):
     error = ("ValueError", "cannot reshape array of size 25 into shape (3,3)")
-    j = judge(exercise, "conv2", expected["conv1"], expected, cell_error=error)
+    j = judge(exercise, "conv2", answered_as(expected, "conv1", "conv2"), expected,
+              cell_error=error)
     assert j.fraction == 0
     assert "stride 1 and padding='VALID'" in both(j) and "reshape" not in both(j)
     error = ("ValueError", "cannot reshape array of size 25 into shape (4,4)")
-    j = judge(exercise, "conv2", expected["conv1"], expected, cell_error=error)
+    j = judge(exercise, "conv2", answered_as(expected, "conv1", "conv2"), expected,
+              cell_error=error)
     assert "does not fit" in both(j)

@@ -80,12 +80,13 @@ def measure_tensor(artefact: dict[str, Any], job: dict[str, Any],
     output = _tensor(graph, artefact.get("output"))
     named = (artefact.get("inputs") or {}).get(job.get("placeholder", "x"))
     placeholders = _placeholders(graph)
-    if named is not None:
+    names = {p.name for p in placeholders}
+    if named is not None and named in names:
         placeholder = _tensor(graph, named)
-    elif len(placeholders) == 1:
+    elif named is None and len(placeholders) == 1:
         placeholder = placeholders[0]
     else:
-        placeholder = None
+        placeholder = None  # the answer does not depend on the exercise's input
     outputs = []
     with _session(graph) as sess:
         for image in inputs:

@@ -1,0 +1,282 @@
+"""The clean room and what feeds it: export envelopes, graph checks, freezing, measurements,
+crash attribution, and the host's own reading of cell sources."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader.artefacts import ArtefactError, GraphExport, ValueExport, read_artefact, unpack_array
+from grader.clean_room import Job, fresh_images, measure_artefacts, plan_jobs
+from grader.cleanroom import graphs
+from grader.measurements import (
+    MeasurementError,
+    MeasurementFailure,
+    TensorMeasurement,
+    parse_measurement,
+)
+from grader.pipeline import reference_artefacts
+from grader.sandbox.base import SandboxRequest, SandboxResult
+from grader.sourcecheck import read_cell
+
+tf = pytest.importorskip("tensorflow")
+v1 = tf.compat.v1
+
+
+def packed(array: np.ndarray) -> dict:
+    array = np.ascontiguousarray(array)
+    return {"dtype": array.dtype.str, "shape": list(array.shape),
+            "data": base64.b64encode(array.tobytes()).decode()}
+
+
+def graph_export(build, **extra) -> dict:
+    """An export as the kernel's exporter makes it, of the graph ``build`` returns the output
+    of (with a placeholder ``x``)."""
+    graph = v1.Graph()
+    with graph.as_default():
+        x = v1.placeholder(v1.float32, [1, 7, 7, 1], name="x")
+        out = build(x)
+    sub = v1.graph_util.extract_sub_graph(graph.as_graph_def(), [out.op.name])
+    return {"kind": "graph", "graph_def": base64.b64encode(sub.SerializeToString()).decode(),
+            "output": out.name, "inputs": {"x": x.name}, **extra}
+
+
+def checked(export: dict) -> int:
+    return graphs.check_graph(graphs.parse_graph(export["graph_def"]))
+
+
+# --- the export envelope (host) -------------------------------------------------------------
+
+
+def test_exports_are_read_with_a_schema_and_a_size_cap(tmp_path: Path) -> None:
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(graph_export(lambda x: tf.nn.relu(x))))
+    assert isinstance(read_artefact(path), GraphExport)
+    path.write_text(json.dumps({"kind": "value", "type": "ndarray"}))
+    assert isinstance(read_artefact(path), ValueExport)
+    for junk, message in [
+        ("[1, 2]", "not an object"),
+        ("{not json", "not JSON"),
+        (json.dumps({"kind": "graph", "graph_def": 2**70}), "schema"),
+        (json.dumps({"error": {"ename": "NameError", "evalue": "y"}}), "NameError: y"),
+    ]:
+        path.write_text(junk)
+        with pytest.raises(ArtefactError, match=message):
+            read_artefact(path)
+    with pytest.raises(ArtefactError, match="missing"):
+        read_artefact(tmp_path / "none.json")
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    ({"dtype": "|O", "shape": [1], "data": ""}, "not allowed"),
+    ({"dtype": "<f4", "shape": [2], "data": base64.b64encode(b"\0" * 4).decode()}, "fill"),
+    ({"dtype": "<f4", "shape": [-1], "data": ""}, "range"),
+    ({"dtype": "<f4", "shape": [1], "data": "!!"}, "base64"),
+])
+def test_arrays_are_raw_bytes_of_a_few_dtypes(payload: dict, message: str) -> None:
+    with pytest.raises(ArtefactError, match=message):
+        unpack_array(payload)
+    assert unpack_array(packed(np.arange(6, dtype="<f4").reshape(2, 3)))[1, 2] == 5
+
+
+# --- graph checks and freezing (the clean room's own code, run here directly) ---------------
+
+
+def test_a_cnn_graph_passes_the_allow_list() -> None:
+    def net(x):
+        w = tf.constant(np.ones((3, 3, 1, 2), np.float32))
+        h = tf.nn.relu(tf.nn.conv2d(x, w, [1, 1, 1, 1], "VALID"))
+        h = tf.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        return tf.nn.softmax(tf.reshape(h, (-1, 8)))
+
+    assert checked(graph_export(net)) >= 18
+
+
+@pytest.mark.parametrize(("build", "op"), [
+    (lambda x: tf.numpy_function(lambda a: a, [x], tf.float32), "PyFunc"),
+    (lambda x: x + tf.strings.to_number(tf.io.read_file("/etc/hostname")), "ReadFile"),
+    (lambda x: x + tf.cast(tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        [1], [2]), -1).lookup(tf.constant(1)), tf.float32), "LookupTableFindV2"),
+])
+def test_ops_off_the_allow_list_are_refused_by_name(build, op: str) -> None:
+    with pytest.raises(graphs.GraphRefused) as refused:
+        checked(graph_export(build))
+    assert refused.value.code == "op_not_allowed" and op in refused.value.ops
+
+
+def test_oversized_constants_and_strings_are_refused() -> None:
+    big = graph_export(lambda x: x + tf.constant(np.zeros((1100, 1000), np.float32))[0, 0])
+    with pytest.raises(graphs.GraphRefused) as refused:
+        checked(big)
+    assert refused.value.code == "oversized_constant"
+    def with_text(x):
+        with tf.control_dependencies([tf.identity(tf.constant(["secret"]))]):
+            return tf.identity(x)
+
+    with pytest.raises(graphs.GraphRefused, match="string"):
+        checked(graph_export(with_text))
+
+
+def test_malformed_graph_bytes_are_refused() -> None:
+    for junk in ("AAAA" * 10, 42, "not base64!", base64.b64encode(b"\xff" * 64).decode()):
+        with pytest.raises(graphs.GraphRefused):
+            graphs.parse_graph(junk)
+
+
+@pytest.mark.parametrize("resource", [False, True])
+def test_freezing_replaces_variables_with_the_exported_values(resource: bool) -> None:
+    graph = v1.Graph()
+    with graph.as_default():
+        x = v1.placeholder(v1.float32, [None, 2], name="x")
+        w = v1.Variable(np.zeros((2, 2), np.float32), name="w", use_resource=resource)
+        y = v1.matmul(x, w)
+    sub = v1.graph_util.extract_sub_graph(graph.as_graph_def(), [y.op.name])
+    with pytest.raises(graphs.GraphRefused, match="no value"):
+        graphs.freeze(sub, {})
+    frozen = graphs.freeze(sub, {"w": np.eye(2) * 3})
+    assert not graphs.variable_nodes(frozen)
+    imported = graphs.import_graph(frozen)
+    with v1.Session(graph=imported) as sess:
+        out = sess.run(y.name, {"x:0": [[1.0, 2.0]]})
+    np.testing.assert_allclose(out, [[3.0, 6.0]])
+
+
+def test_fresh_images_keep_shape_and_range_and_differ() -> None:
+    image = np.array([[0, 1, 1], [1, 0, 0], [1, 1, 0]], np.float32).reshape(1, 3, 3, 1)
+    images = fresh_images(image, np.random.default_rng(3))
+    assert len(images) == 4
+    for fresh in images:
+        assert fresh.shape == image.shape and fresh.dtype == image.dtype
+        assert set(np.unique(fresh)) <= {0.0, 1.0}
+    assert any(not np.array_equal(fresh, image) for fresh in images)
+
+
+# --- measurements (host validation) ---------------------------------------------------------
+
+
+def test_measurements_are_validated() -> None:
+    ok = {"ok": True, "fed": True, "outputs": [{"shape": [2], "values": [1.0, None]}]}
+    assert isinstance(parse_measurement("tensor", ok), TensorMeasurement)
+    failure = parse_measurement("tensor", {"ok": False, "error": {"code": "crashed"}})
+    assert isinstance(failure, MeasurementFailure) and failure.code == "crashed"
+    for junk in ([], {"ok": True, "fed": True, "outputs": [{"shape": [3], "values": [1]}]},
+                 {"ok": True, "fed": True, "outputs": [{"shape": [1], "values": [2**2000]}]},
+                 {"ok": True, "predictions": {"test": ["x"]}, "parameters": 1}):
+        with pytest.raises(MeasurementError):
+            parse_measurement("predictions" if "predictions" in str(junk) else "tensor", junk)
+
+
+# --- crash attribution, at the sandbox seam -------------------------------------------------
+
+
+class CrashingSandbox:
+    """A sandbox whose clean room dies on the job named ``poison`` (announced first, as the
+    real one does), and measures every other job as a failure with code ``measured``."""
+
+    name = "fake"
+
+    def __init__(self, poison: str) -> None:
+        self.poison = poison
+        self.runs: list[list[str]] = []
+
+    def run(self, request: SandboxRequest, on_line=None) -> SandboxResult:
+        plan = json.loads((request.workdir / "plan.json").read_text())
+        self.runs.append([job["id"] for job in plan["jobs"]])
+        out = request.workdir / "out"
+        out.mkdir(exist_ok=True)
+        for job in plan["jobs"]:
+            on_line(json.dumps({"event": "job", "id": job["id"]}))
+            if job["id"] == self.poison:  # killed by SIGSEGV inside TensorFlow
+                return SandboxResult(exit_code=None, signal=11, wall_seconds=1.0,
+                                     timed_out=False, oom_killed=False, stdout=b"",
+                                     stderr=b"")
+            (out / f"{job['index']}.json").write_text(json.dumps(
+                {"id": job["id"], "ok": False, "error": {"code": "measured"}}))
+            on_line(json.dumps({"event": "measured", "id": job["id"]}))
+        return SandboxResult(exit_code=0, signal=None, wall_seconds=1.0, timed_out=False,
+                             oom_killed=False, stdout=b"", stderr=b"")
+
+
+def test_a_crash_is_blamed_on_its_job_and_the_rest_are_measured_again(exercise, tmp_path):
+    references = reference_artefacts(exercise)
+    student = {k: references[k] for k in ("conv1", "model", "dense_layer")}
+    jobs = plan_jobs(exercise, student, references)
+    assert [j.id for j in jobs] == ["conv1/student", "conv1/reference", "dense_layer/student",
+                                    "dense_layer/reference", "model/student"]
+    box = CrashingSandbox("dense_layer/student")
+    measured = measure_artefacts(jobs, box, tmp_path, seed=1)
+    assert len(box.runs) == 2 and "dense_layer/student" not in box.runs[1]
+    crashed = measured.get("dense_layer", "student")
+    assert isinstance(crashed, MeasurementFailure) and crashed.code == "crashed"
+    assert "signal 11" in crashed.detail
+    assert all(measured.results[j.id].code == "measured" for j in jobs
+               if j.id != "dense_layer/student")
+
+
+def test_jobs_need_an_export_and_the_reference_for_comparisons(exercise):
+    references = reference_artefacts(exercise)
+    assert plan_jobs(exercise, {}, references) == []
+    jobs = plan_jobs(exercise, {"accuracy": references["accuracy"]}, references)
+    assert [(j.id, j.measure, j.options["max_parameters"]) for j in jobs] == [
+        ("accuracy/student", "predictions", exercise.accuracy.max_parameters)]
+    assert isinstance(jobs[0], Job)
+
+
+# --- the real clean room --------------------------------------------------------------------
+
+
+@pytest.mark.sandbox
+def test_the_clean_room_measures_student_graphs_on_the_graders_inputs(exercise, sandbox,
+                                                                     tmp_path):
+    """A correct answer, a constant typed in, a py_func, and junk, measured in one real clean
+    room beside the reference."""
+    references = reference_artefacts(exercise)
+    reference = json.loads(references["conv1"].read_text())
+    image = unpack_array(reference["context"]["sample_image"])
+    filt = unpack_array(reference["context"]["W"])
+    right = graph_export(lambda x: tf.nn.conv2d(x, filt, [1, 1, 1, 1], "VALID"))
+    with v1.Graph().as_default(), v1.Session() as sess:
+        answer = sess.run(tf.nn.conv2d(image, filt, [1, 1, 1, 1], "VALID"))
+    typed_in = graph_export(lambda x: tf.constant(answer) + 0 * tf.reduce_sum(x[0, 0, 0, 0]))
+    constant = graph_export(lambda x: tf.constant(answer))
+    py_func = graph_export(lambda x: tf.numpy_function(lambda a: a, [x], tf.float32))
+    files = {}
+    for name, export in [("right", right), ("typed_in", typed_in), ("constant", constant),
+                         ("py_func", py_func), ("junk", {"kind": "graph", "graph_def": "AAAA",
+                                                         "output": "y:0"})]:
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps(export))
+    item = exercise.item("conv1")
+    jobs = [Job(f"{name}/student", item, "student", "tensor", path)
+            for name, path in files.items()]
+    jobs.append(Job("conv1/reference", item, "reference", "tensor", references["conv1"]))
+    # every job of one item shares the item's inputs: the exercise image and 4 fresh ones
+    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=11)
+    want = measured.get("conv1", "reference")
+    assert isinstance(want, TensorMeasurement) and len(want.outputs) == 5
+    right_m = measured.results["right/student"]
+    assert [o.values for o in right_m.outputs] == [o.values for o in want.outputs]
+    for name in ("typed_in", "constant"):
+        got = measured.results[f"{name}/student"]
+        assert got.outputs[0].values == want.outputs[0].values  # right on the exercise image
+        assert any(g.values != w.values for g, w in zip(got.outputs[1:], want.outputs[1:],
+                                                        strict=True))
+    assert measured.results["py_func/student"].code == "op_not_allowed"
+    assert measured.results["junk/student"].code == "bad_graph"
+    assert measured.runs == 1
+
+
+def test_the_host_reads_syntax_and_assignments_from_the_source() -> None:
+    blank = read_cell("convoluted_image = #WRITE ME\n\nwith tf.Session() as sess:\n    pass")
+    assert blank.syntax_error is not None and "line 1" in blank.syntax_error
+    done = read_cell("!pip install x\nconvoluted_image = tf.nn.conv2d(x, W, s, 'SAME')\n"
+                     "with tf.Session() as sess:\n    out = sess.run(convoluted_image)")
+    assert done.syntax_error is None and {"convoluted_image", "sess", "out"} <= done.bound
+    magic = read_cell("%%writefile /root/a.py\nthis is = not python")
+    assert magic.syntax_error is None
+    assert "convoluted_image" not in read_cell("print(convoluted_image)").bound
+    assert {"Conv", "np"} <= read_cell("import numpy as np\nclass Conv:\n    pass").bound
