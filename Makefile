@@ -9,16 +9,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA_DIR ?= var/data
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast deps sysdeps sysdeps-test data dry-run lint clean help
+.PHONY: run test test-fast bench deps sysdeps sysdeps-test data dry-run lint clean help
 
 help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
 	@echo "make test      set up and run every test (includes a full 10-epoch dry-run)"
 	@echo "make test-fast set up and run the tests that do not train the CNN"
 	@echo "make dry-run   grade the reference solutions and blank templates"
+	@echo "make bench     what grading costs, phase by phase (the clean room's share)"
 	@echo "make lint      ruff"
 
 # --- set-up -------------------------------------------------------------
@@ -53,6 +55,9 @@ test-fast: data sysdeps-test
 
 dry-run: data
 	$(BIN)/grader dry-run
+
+bench: data sysdeps
+	$(BIN)/python benchmarks/grading.py $(BENCH_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

@@ -66,7 +66,7 @@ def read_artefact(path: Path) -> GraphExport | ValueExport:
         raise ArtefactError(f"the export is {size} bytes, over the {MAX_ARTEFACT_BYTES} limit")
     try:
         data = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ArtefactError("the export is not JSON") from None
     if not isinstance(data, dict):
         raise ArtefactError("the export is not an object")

@@ -268,5 +268,5 @@ def _read_result(path: Path, kind: str) -> Any:
         if path.stat().st_size > MAX_MEASUREMENT_BYTES:
             return MeasurementFailure(code="too_large", detail="the measurement is too large")
         return parse_measurement(kind, json.loads(path.read_bytes()))
-    except (OSError, ValueError, MeasurementError) as exc:
+    except (OSError, ValueError, RecursionError, MeasurementError) as exc:
         return MeasurementFailure(code="bad_measurement", detail=str(exc)[:500])

@@ -78,7 +78,7 @@ def read_runner_result(path: Path) -> RunnerResult:
         raise ResultError(f"the result is {size} bytes, over the {MAX_RESULT_BYTES} limit")
     try:
         data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ResultError(f"the result is not JSON: {exc}") from None
     try:
         return RunnerResult.model_validate(data)

@@ -469,7 +469,8 @@ CATALOG.update({
     "dash.phase.kernel_start": {"ja": "カーネルの起動", "en": "Kernel start"},
     "dash.phase.bootstrap": {"ja": "TF1 互換の準備", "en": "Bootstrap (TF1 compatibility)"},
     "dash.phase.cells": {"ja": "セルの実行", "en": "Running the cells"},
-    "dash.phase.probes": {"ja": "解答の取り出し", "en": "Extracting the answers"},
+    "dash.phase.exports": {"ja": "解答の書き出し", "en": "Exporting the answers"},
+    "dash.phase.cleanroom": {"ja": "クリーンルームでの測定", "en": "Measuring in the clean room"},
     "dash.phase.scoring": {"ja": "採点", "en": "Scoring"},
     "dash.phase.total": {"ja": "合計 (待ち時間を除く)", "en": "Total (without the wait)"},
     "dash.phase.note": {

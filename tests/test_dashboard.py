@@ -186,7 +186,7 @@ def report_for(score_by_item: dict[str, tuple[float, str]]) -> dict[str, Any]:
         "notes": [{"ja": "セル 3 の !pip install を無効にしました。",
                    "en": "Cell 3: !pip install was neutralised."}],
         "timings": {"sandbox": 170.0, "kernel_start": 2.5, "bootstrap": 7.5, "cells": 150.0,
-                    "probes": 4.0, "scoring": 0.5, "total": 171.0},
+                    "exports": 4.0, "cleanroom": 3.5, "scoring": 0.5, "total": 171.0},
         "diagnostics": {"bootstrap": ["tf.compat.v1 installed as tf"], "exit_code": 0,
                         "signal": None, "peak_memory_bytes": 3 * 1024 ** 3,
                         "located": {"conv1": "id"},
@@ -603,8 +603,9 @@ def test_submission_page_shows_report_log_phases_and_notebook(app: Flask, staff:
     assert phases == [
         ("Waiting in the queue", "30 s"), ("Sandbox start and overhead", "6 s"),
         ("Kernel start", "2.5 s"), ("Bootstrap (TF1 compatibility)", "7.5 s"),
-        ("Running the cells", "2 min 30 s"), ("Extracting the answers", "4 s"),
-        ("Scoring", "0.50 s"), ("Total (without the wait)", "2 min 51 s")]
+        ("Running the cells", "2 min 30 s"), ("Exporting the answers", "4 s"),
+        ("Measuring in the clean room", "3.5 s"), ("Scoring", "0.50 s"),
+        ("Total (without the wait)", "2 min 51 s")]
     assert "Epoch 10/10\ntest accuracy: 0.9812" in page
     assert "3072 MiB" in page and "tf.compat.v1 installed as tf" in page
     (run_id, _), = runs_of(app, submission_id)

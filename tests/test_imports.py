@@ -24,10 +24,14 @@ def test_grader_imports_no_web_modules():
     assert "grader.pipeline" in loaded
 
 
-def test_kernel_code_imports_nothing_from_grader():
-    """The in-sandbox runner and the code sent into the kernel see only their own folder."""
-    from grader.pipeline import KERNEL_DIR
+def test_sandboxed_code_imports_nothing_from_grader():
+    """The runner, the code sent into the kernel and the clean room see only their own
+    folder (each is mounted alone)."""
+    from grader.clean_room import CLEANROOM_DIR
+    from grader.notebook_run import KERNEL_DIR
 
-    for path in KERNEL_DIR.glob("*.py"):
+    files = [*KERNEL_DIR.glob("*.py"), *CLEANROOM_DIR.glob("*.py")]
+    assert {p.name for p in files} >= {"runner.py", "exporter.py", "main.py", "graphs.py"}
+    for path in files:
         text = path.read_text()
         assert "from grader" not in text and "import grader" not in text, path.name

@@ -47,6 +47,10 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
+class HiddenCellError(RuntimeError):
+    """Code the runner sent (bootstrap, an export) raised in the kernel."""
+
+
 class ExternalKernelClient(AsyncKernelClient):
     """A client of a kernel this process did not start: alive until the host says it ended."""
 
@@ -120,6 +124,14 @@ class CappedClient(NotebookClient):
             emit("output", index=cell_index, text=lines[-1][:200])
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
+        """Keep an output within the caps; a message the kernel malformed is dropped (the
+        kernel is the student's: it can send anything over its sockets)."""
+        try:
+            return self._capped_output(outs, msg, display_id, cell_index)
+        except Exception:
+            return None
+
+    def _capped_output(self, outs, msg, display_id, cell_index):  # type: ignore[no-untyped-def]
         content = msg.get("content", {})
         if msg.get("msg_type") == "stream" and cell_index < self.visible_cells:
             self._emit_output(cell_index, str(content.get("text", "")))
@@ -199,7 +211,7 @@ class Runner:
             self.nb.cells.pop()
         reply = self.replies.pop(len(self.nb.cells), None)
         if reply and reply.get("status") == "error":
-            raise RuntimeError(f"{reply.get('ename')}: {reply.get('evalue')}")
+            raise HiddenCellError(f"{reply.get('ename')}: {reply.get('evalue')}")
         return list(cell.outputs)
 
     def export(self, name: str, args: dict[str, Any]) -> dict[str, Any] | bytes:
@@ -293,7 +305,15 @@ class Runner:
         t0 = time.monotonic()
         for spec in exports:
             if spec.get("fresh"):
-                before[spec["item"]] = self._identity(spec["fresh"])
+                try:
+                    before[spec["item"]] = self._identity(spec["fresh"])
+                except HiddenCellError:
+                    before[spec["item"]] = {}
+                except CellTimeoutError:
+                    self.result["status"] = "timeout"
+                    self.result["timeout_cell"] = index
+                    self.write()
+                    return False
         timings["exports"] += time.monotonic() - t0
         emit("cell", index=index, position=position, count=count)
         t0 = time.monotonic()
@@ -326,12 +346,21 @@ class Runner:
         t0 = time.monotonic()
         for spec in exports:
             item = spec["item"]
-            if spec.get("fresh"):
-                after = self._identity(spec["fresh"])
-                self.result["fresh"][item] = bool(
-                    after.get("defined") and after.get("id") != before[item].get("id"))
             emit("export", item=item, index=index)
-            answer = self.export(spec["export"], dict(spec.get("args", {})))
+            try:
+                if spec.get("fresh"):
+                    after = self._identity(spec["fresh"])
+                    self.result["fresh"][item] = bool(
+                        after.get("defined") and after.get("id") != before[item].get("id"))
+                answer = self.export(spec["export"], dict(spec.get("args", {})))
+            except CellTimeoutError:  # the kernel is still busy: nothing more can run
+                record["export_timeout"] = item
+                self.result["status"] = "timeout"
+                self.result["timeout_cell"] = index
+                self.write()
+                return False
+            except HiddenCellError as exc:  # the student's code broke the exporter
+                answer = {"error": {"ename": "ExportFailed", "evalue": str(exc)[:2000]}}
             path = self.out / "artefacts" / f"{len(self.result['exports'])}.json"
             if isinstance(answer, bytes):
                 path.write_bytes(answer)

@@ -194,22 +194,23 @@ def submission(submission_id: int) -> str:
 
 #: The grader's timings (``report["timings"]``) in the order a run goes through them.
 PHASES = (("kernel_start", "dash.phase.kernel_start"), ("bootstrap", "dash.phase.bootstrap"),
-          ("cells", "dash.phase.cells"), ("probes", "dash.phase.probes"),
-          ("scoring", "dash.phase.scoring"))
+          ("cells", "dash.phase.cells"), ("exports", "dash.phase.exports"),
+          ("cleanroom", "dash.phase.cleanroom"), ("scoring", "dash.phase.scoring"))
+#: Phases inside the notebook's sandboxes (the clean room runs after them).
+INSIDE = ("kernel_start", "bootstrap", "cells", "exports")
 
 
 def phase_timings(run: GradingRun | None, report: dict[str, Any]) -> list[tuple[str, float]]:
     """(catalog key, seconds) for each phase the run went through: waiting in the queue, then
-    the sandbox's start (its wall time less what ran inside), kernel start, bootstrap, the
-    cells, the probes (extraction) and scoring; the grader's total last."""
+    the sandboxes' start (their wall time less what ran inside), kernel start, bootstrap, the
+    cells, the exports, the clean room's measurements and scoring; the grader's total last."""
     if run is None:
         return []
     phases: list[tuple[str, float]] = []
     if run.started_at is not None:
         phases.append(("dash.phase.queued", (run.started_at - run.queued_at).total_seconds()))
     timings = report.get("timings") or {}
-    inside = sum(timings.get(key, 0.0) for key in ("kernel_start", "bootstrap", "cells",
-                                                   "probes"))
+    inside = sum(timings.get(key, 0.0) for key in INSIDE)
     if "sandbox" in timings:
         phases.append(("dash.phase.sandbox", max(0.0, timings["sandbox"] - inside)))
     phases += [(label, timings[key]) for key, label in PHASES if key in timings]
