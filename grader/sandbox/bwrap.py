@@ -54,7 +54,7 @@ from grader.sandbox.launch import (
     write_args,
 )
 from grader.sandbox.process import MAX_LINE_BYTES, error_result
-from grader.sandbox.runs import EndedRun, FollowedRun
+from grader.sandbox.runs import run_launched, start_launched
 from grader.sandbox.seccomp import SeccompError, seccomp_program
 from grader.sandbox.staging import create_stage, sweep_run_dirs, sweep_stages
 
@@ -170,20 +170,11 @@ class BubblewrapSandbox:
 
     def run(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxResult:
         """Run ``request``; failures to make the sandbox come back as ``sandbox_error``."""
-        launched = self._launch(request)
-        if isinstance(launched, SandboxResult):
-            return launched
-        try:
-            return launched.follow(on_line, None)
-        finally:
-            launched.close()
+        return run_launched(self._launch(request), on_line)
 
     def start(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxRun:
         """Start ``request`` and follow it in a background thread (see :class:`FollowedRun`)."""
-        launched = self._launch(request)
-        if isinstance(launched, SandboxResult):
-            return EndedRun(launched)
-        return FollowedRun(launched, on_line)
+        return start_launched(self._launch(request), on_line)
 
     def _launch(self, request: SandboxRequest) -> BwrapRun | SandboxResult:
         """Make the run's cgroup and staging directory and start ``bwrap``; or say why not."""

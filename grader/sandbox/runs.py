@@ -121,3 +121,23 @@ class EndedRun:
         traceback: TracebackType | None,
     ) -> None:
         pass
+
+
+def run_launched(launched: Launched | SandboxResult, on_line: LineCallback | None
+                 ) -> SandboxResult:
+    """:meth:`Sandbox.run` for a backend: follow ``launched`` in this thread, then release
+    it; a launch that failed is its own result."""
+    if isinstance(launched, SandboxResult):
+        return launched
+    try:
+        return launched.follow(on_line, None)
+    finally:
+        launched.close()
+
+
+def start_launched(launched: Launched | SandboxResult, on_line: LineCallback | None
+                   ) -> FollowedRun | EndedRun:
+    """:meth:`Sandbox.start` for a backend: follow ``launched`` in a thread of its own."""
+    if isinstance(launched, SandboxResult):
+        return EndedRun(launched)
+    return FollowedRun(launched, on_line)

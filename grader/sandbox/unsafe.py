@@ -40,7 +40,7 @@ from grader.sandbox.process import (
     split_returncode,
     stream_process,
 )
-from grader.sandbox.runs import EndedRun, FollowedRun
+from grader.sandbox.runs import run_launched, start_launched
 
 
 class UnsafeSandboxWarning(UserWarning):
@@ -94,19 +94,10 @@ class UnsafeLocalSandbox:
         return None
 
     def run(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxResult:
-        launched = self._launch(request)
-        if isinstance(launched, SandboxResult):
-            return launched
-        try:
-            return launched.follow(on_line, None)
-        finally:
-            launched.close()
+        return run_launched(self._launch(request), on_line)
 
     def start(self, request: SandboxRequest, on_line: LineCallback | None = None) -> SandboxRun:
-        launched = self._launch(request)
-        if isinstance(launched, SandboxResult):
-            return EndedRun(launched)
-        return FollowedRun(launched, on_line)
+        return start_launched(self._launch(request), on_line)
 
     def _launch(self, request: SandboxRequest) -> _LocalRun | SandboxResult:
         started = time.monotonic()
