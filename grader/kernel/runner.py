@@ -138,6 +138,8 @@ class CappedClient(NotebookClient):
         hidden = cell_index >= self.visible_cells
         if hidden and msg.get("msg_type") == "display_data" and EXPORT_MIME in content.get(
                 "data", {}):
+            if any(EXPORT_MIME in out.get("data", {}) for out in outs):
+                return None  # one export per hidden cell, the first: more would only fill memory
             return super().output(outs, msg, display_id, cell_index)  # the runner's own cells
         size = len(json.dumps(content, default=str))
         used = self._cell_bytes.get(cell_index, 0)
