@@ -77,6 +77,8 @@ class GraphMeasurement(_Model):
 class PredictionsMeasurement(_Model):
     predictions: dict[str, list[int]]
     parameters: int = Field(ge=0)
+    #: The trained model's structure (what :class:`GraphMeasurement` holds).
+    graph: GraphMeasurement | None = None
 
 
 class MeasurementFailure(_Model):

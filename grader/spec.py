@@ -330,6 +330,11 @@ def load_exercise(directory: Path, reference_root: Path | None = None) -> Exerci
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise SpecError(f"{source}: item id '{duplicates[0]}' is used twice")
+    for item in items:
+        structure = item.compare.options.get("structure")
+        if structure is not None and structure not in ids:
+            raise SpecError(f"{source}: item '{item.id}': compare.structure names no item "
+                            f"('{structure}')")
     reference_root = reference_root or directory.parent.parent / "reference"
     return Exercise(
         id=exercise_id,

@@ -497,17 +497,8 @@ y = tf.nn.softmax(10 * tf.gather(_answers, tf.argmin(_distance, axis=1)))
 """,
 }
 
-KNN_WITHIN_BUDGET = pytest.mark.xfail(strict=True, reason=(
-    "open hole: 1-NN over 49,392 training images in 30 PCA components stores 1,999,991 values, "
-    "under the 2,000,000 budget, with allowed ops only, and measures 0.9712 (test) / 0.9752 "
-    "(held-out), above the 0.970 threshold: 24 of 24 points without training the CNN "
-    "(docs/security.md, open problems)"))
-
-
 @pytest.mark.parametrize("model", [
-    "nearest_test_image", "test_set_hash",
-    pytest.param("pca_nearest_training_image", marks=KNN_WITHIN_BUDGET),
-])
+    "nearest_test_image", "test_set_hash", "pca_nearest_training_image"])
 def test_memorising_model_earns_no_accuracy_points(
     model, make_notebook, exercise, config, sandbox
 ):
@@ -530,6 +521,13 @@ def test_memorising_model_earns_no_accuracy_points(
         assert accuracy.details["accuracies"]["holdout"] < 0.3  # ...and lost on the held-out
         assert accuracy.details["memorised"] is True
         assert "memorises the test set" in en(report, "accuracy")
+    if model == "pca_nearest_training_image":
+        # 1-NN over 49,392 training images in 30 PCA components: 1,999,991 values, allowed ops
+        # only, about 0.97 on both image sets; it is no Dense(800, 10) softmax network, so
+        # its accuracy counts for nothing (the model item's checks, on the trained export)
+        assert accuracy.details["structure_ok"] is False
+        assert "not the network this exercise asks for" in en(report, "accuracy")
+        assert "800" in en(report, "accuracy")
     assert accuracy.score == 0, accuracy.details
     assert full_marks(report, (*CONV_POOL, *LAYERS))
 
@@ -679,8 +677,6 @@ def test_filling_the_disks_stays_in_the_sandbox(
             samples.append(_host_usage())
 
     limits = exercise.limits
-    if folders[0] == "/":  # bwrap's root and /dev: tmpfs bounded by the run's memory only
-        limits = limits.replace(memory_bytes=2 * 1024**3)
     data = make_notebook(insert_after={"conv1": [fill_cell(folders)]}, keep_until="conv2")
     report = grade_notebook(data, exercise, config, sandbox, limits=limits,
                             on_progress=on_progress)
@@ -688,16 +684,16 @@ def test_filling_the_disks_stays_in_the_sandbox(
     assert samples
     assert free_before - min(free for free, _ in samples) < 512 * 1024**2
     assert max(in_runs for _, in_runs in samples) < 256 * 1024**2
-    if folders[0] == "/job":
-        assert report.status is RunStatus.GRADED, report.reason
-        filled = printed(report, "conv1-extra0")
-        for folder in folders:  # each a tmpfs of `scratch` bytes: ENOSPC there
-            line = next(x for x in filled.splitlines() if x.startswith(f"FILLED {folder} "))
-            written = int(line.split()[2])
+    assert report.status is RunStatus.GRADED, report.reason
+    filled = printed(report, "conv1-extra0")
+    for folder in folders:
+        line = next(x for x in filled.splitlines() if x.startswith(f"FILLED {folder} "))
+        written = int(line.split()[2])
+        if folder == "/":  # the root is read-only: nothing is written at all
+            assert line.endswith("EROFS") and written == 0, line
+        else:  # each a tmpfs of `scratch` bytes: ENOSPC there
             assert line.endswith("ENOSPC") and written <= limits.scratch_bytes, line
-        assert report.item("conv2").score == 6  # and grading goes on
-    else:  # the memory limit ends the run; items before it keep their scores
-        assert report.status in (RunStatus.OUT_OF_MEMORY, RunStatus.GRADED), report.reason
+    assert report.item("conv2").score == 6  # and grading goes on
 
 
 # --- 8. malformed exports through the command line ----------------------------------------
@@ -896,6 +892,9 @@ publish_display_data({'application/x-grader-artefact+json': {'graph_def': 'A' * 
 print("after the flood")
 '''
 
+#: 70 MB in one message: far over the output caps, under the runner's 256 MiB message limit (a
+#: message over that limit drops the runner's iopub connection for the rest of the run:
+#: docs/security.md, residual risks).
 OVERSIZED_MESSAGE = ("from IPython.display import publish_display_data\n"
                      "publish_display_data({'text/html': 'h' * (70 * 1024 * 1024)})\n")
 
@@ -915,10 +914,6 @@ def test_output_flooding_is_capped(make_notebook, exercise, config, sandbox):
     assert "output truncated" in printed(report, "conv-setup-extra0")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: one message over the runner's 64 MB ZMQ cap (MAX_MESSAGE_BYTES) drops its iopub "
-    "connection for good: every later export reads 'the kernel published no export' and "
-    "honest later items get 0"))
 def test_an_oversized_message_costs_only_its_own_output(make_notebook, exercise, config, sandbox):
     data = make_notebook(insert_after={"conv1": [OVERSIZED_MESSAGE]}, keep_until="conv2")
     report = grade_notebook(data, exercise, config, sandbox)

@@ -197,13 +197,15 @@ def test_accuracy_from_predictions_and_printed_figure_flagged(exercise, expected
     labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
     predictions = {name: truth.copy() for name, truth in labels.items()}
     predictions["test"][:100] = (predictions["test"][:100] + 1) % 10  # 90 % right
-    probe = {"predictions": {k: v.tolist() for k, v in predictions.items()}}
+    probe = {"predictions": {k: v.tolist() for k, v in predictions.items()},
+             "graph": expected["model"]}
     j = judge(exercise, "accuracy", probe, expected, labels=labels, claimed_accuracy=0.99)
     assert j.details["measured_accuracy"] == pytest.approx(0.9)
     assert j.details["accuracies"] == {"test": pytest.approx(0.9), "holdout": 1.0}
     assert j.fraction == 0.0 and j.details["claimed_mismatch"] is True
     assert "printed accuracy 0.990" in both(j)
-    perfect = {"predictions": {k: v.tolist() for k, v in labels.items()}}
+    perfect = {"predictions": {k: v.tolist() for k, v in labels.items()},
+               "graph": expected["model"]}
     j = judge(exercise, "accuracy", perfect, expected, labels=labels, claimed_accuracy=1.0)
     assert j.fraction == 1.0 and "claimed_mismatch" not in j.details
 
@@ -212,7 +214,8 @@ def test_the_lower_of_test_and_held_out_counts_and_memorising_is_named(exercise,
     labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
     held_out = labels["holdout"].copy()
     held_out[:100] = (held_out[:100] + 3) % 10  # 80 % on images it never saw
-    probe = {"predictions": {"test": labels["test"].tolist(), "holdout": held_out.tolist()}}
+    probe = {"predictions": {"test": labels["test"].tolist(), "holdout": held_out.tolist()},
+             "graph": expected["model"]}
     j = judge(exercise, "accuracy", probe, expected, labels=labels)
     assert j.details["measured_accuracy"] == pytest.approx(0.8)
     assert j.fraction == 0 and j.details["memorised"] is True
@@ -253,3 +256,20 @@ def test_wrong_op_with_a_reshape_to_the_expected_shape_blames_the_op_only(exerci
     j = judge(exercise, "conv2", answered_as(expected, "conv1", "conv2"), expected,
               cell_error=error)
     assert "does not fit" in both(j)
+
+
+def test_accuracy_counts_only_for_the_network_the_exercise_asks_for(exercise, expected):
+    """``structure = "model"``: the trained model must pass the model item's checks."""
+    labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
+    perfect = {"predictions": {k: v.tolist() for k, v in labels.items()}}
+    right = judge(exercise, "accuracy", dict(perfect, graph=expected["model"]), expected,
+                  labels=labels)
+    assert right.fraction == 1.0
+    table = dict(expected["model"], ops=[o for o in expected["model"]["ops"]
+                                         if o["type"] != "MatMul"])
+    j = judge(exercise, "accuracy", dict(perfect, graph=table), expected, labels=labels)
+    assert j.fraction == 0 and j.details["structure_ok"] is False
+    assert j.details["accuracies"] == {"test": 1.0, "holdout": 1.0}
+    assert "not the network this exercise asks for" in both(j) and "800" in both(j)
+    j = judge(exercise, "accuracy", perfect, expected, labels=labels)  # no structure measured
+    assert j.fraction == 0 and "structure could not be read" in both(j)

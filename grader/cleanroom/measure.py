@@ -170,8 +170,10 @@ def measure_graph(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, An
     """The op producing the output and the ops feeding it: types and static shapes."""
     graph_def = _graph_artefact(artefact)
     graph = import_graph(graph_def)
-    tensor = _tensor(graph, artefact.get("output"))
-    depth = int(job.get("depth", 8))
+    return _graph_facts(_tensor(graph, artefact.get("output")), int(job.get("depth", 8)))
+
+
+def _graph_facts(tensor: Any, depth: int) -> dict[str, Any]:
     ops: list[dict[str, Any]] = []
     seen: set[str] = set()
     frontier = [(tensor.op, 0)]
@@ -232,7 +234,8 @@ def measure_predictions(artefact: dict[str, Any], job: dict[str, Any],
                                        f"{list(out.shape)}, not (images, classes)")
                 predictions.extend(int(p) for p in np.argmax(out, axis=1))
             results[name] = predictions
-    return {"predictions": results, "parameters": parameters}
+    return {"predictions": results, "parameters": parameters,
+            "graph": _graph_facts(y, int(job.get("depth", 8)))}
 
 
 def _feeds(graph: Any, y: Any) -> tuple[Any, dict[Any, Any]]:

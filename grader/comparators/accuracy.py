@@ -6,8 +6,24 @@ from __future__ import annotations
 import numpy as np
 
 from grader.comparators import CompareInput, Judgement, register
+from grader.comparators.graphs import graph_checks
 from grader.report import ItemStatus
 from grader.spec import Text
+
+
+def _structure_problems(given: CompareInput) -> list[Text]:
+    """With ``structure = "<item id>"``: the checks of that item's ``graph`` comparator, run on
+    the *trained* model the accuracy was measured on, that fail. A table of images dressed as
+    a classifier measures well but is not the network the exercise teaches."""
+    item_id = given.item.compare.options.get("structure")
+    if not item_id:
+        return []
+    facts = given.probe.get("graph")
+    if not isinstance(facts, dict):
+        return [Text(ja="モデルの構造を読み取れませんでした。",
+                     en="The model's structure could not be read.")]
+    options = given.exercise.item(str(item_id)).compare.options
+    return [text for ok, text in graph_checks(facts, options) if not ok]
 
 
 def accuracy_fraction(measured: float, threshold: float, floor: float) -> float:
@@ -48,7 +64,15 @@ def compare_accuracy(given: CompareInput) -> Judgement:
                      "floor": rule.floor, "claimed_accuracy": given.claimed_accuracy,
                      "accuracies": accuracies, "parameters": given.probe.get("parameters")}
     feedback: list[Text] = []
-    if fraction < 1:
+    structure = _structure_problems(given)
+    if structure:
+        fraction = 0.0
+        details["structure_ok"] = False
+        feedback += [Text(
+            ja="学習したモデルがこの課題のネットワークの形になっていないため、精度は採点しません: ",
+            en="The trained model is not the network this exercise asks for, so its accuracy "
+            "earns nothing: "), *structure]
+    elif fraction < 1:
         feedback.append(Text(
             ja=f"精度は {measured:.4f} でした（テスト画像と、学習に使われていない画像で測った低い方）。"
             f"満点は {rule.threshold:.3f} 以上、{rule.floor:.2f} 以下は0点です。",

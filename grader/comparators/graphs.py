@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from grader.comparators import CompareInput, Judgement, register
 from grader.report import ItemStatus
 from grader.spec import Text
@@ -9,11 +12,22 @@ from grader.spec import Text
 
 @register("graph")
 def compare_graph(given: CompareInput) -> Judgement:
-    options = given.item.compare.options
+    facts = given.probe
+    checks = graph_checks(facts, given.item.compare.options)
+    passed = sum(ok for ok, _ in checks)
+    feedback = [text for ok, text in checks if not ok]
+    fraction = passed / len(checks)
+    status = (ItemStatus.CORRECT if passed == len(checks) else
+              ItemStatus.PARTIAL if passed else ItemStatus.INCORRECT)
+    return Judgement(fraction, status, feedback, {"output_op": facts.get("op"),
+                                                  "shape": facts.get("shape") or []})
+
+
+def graph_checks(facts: Mapping[str, Any], options: Mapping[str, Any]) -> list[tuple[bool, Text]]:
+    """Each structural check of a model's graph facts, with the text shown when it fails."""
     op = str(options.get("output_op", "Softmax"))
     classes = int(options.get("classes", 10))
     dense_in = int(options.get("dense_in", 800))
-    facts = given.probe
     shape = facts.get("shape") or []
     ops = [o for o in facts.get("ops") or [] if isinstance(o, dict)]
     checks: list[tuple[bool, Text]] = []
@@ -37,9 +51,4 @@ def compare_graph(given: CompareInput) -> Judgement:
         en=f"y is not fed by a dense layer from {dense_in} to {classes} units "
         f"(Dense({dense_in}, {classes}, ...)).",
     )))
-    passed = sum(ok for ok, _ in checks)
-    feedback = [text for ok, text in checks if not ok]
-    fraction = passed / len(checks)
-    status = (ItemStatus.CORRECT if passed == len(checks) else
-              ItemStatus.PARTIAL if passed else ItemStatus.INCORRECT)
-    return Judgement(fraction, status, feedback, {"output_op": facts.get("op"), "shape": shape})
+    return checks

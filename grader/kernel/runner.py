@@ -37,8 +37,10 @@ EXPORT_MIME = "application/x-grader-artefact+json"
 RESULT_VERSION = 2
 #: Largest export kept for one item (its base64 JSON); a larger one is recorded as an error.
 MAX_EXPORT_BYTES = 48 * 1024 * 1024
-#: Largest message the kernel may send; a bigger one drops the connection (ZMQ MAXMSGSIZE).
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Largest message the kernel may send; a bigger one drops the connection (ZMQ MAXMSGSIZE) for
+#: the rest of the run, so it is set far above any honest output (which the caps cut anyway)
+#: and below what would exhaust the runner's memory while decoding it.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 def emit(event: str, **fields: Any) -> None:

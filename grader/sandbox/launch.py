@@ -37,8 +37,9 @@ bypassed: the files themselves must still be readable by the sandbox user (or, f
 directory, owned by it: it is given to the request's user, mode 0700, before the run).
 
 Writable places other than the work directory are tmpfs of ``limits.scratch_bytes`` each
-(``/tmp``, the home, and the work directory itself when the request has none): a run cannot
-fill the host's disk, and what it writes there is gone with it.
+(``/tmp``, ``/dev/shm``, the home, and the work directory itself when the request has none);
+the sandbox's root is remounted read-only after the mounts are made: a run cannot fill the
+host's disk, nor its memory through a tmpfs without a size, and what it writes is gone with it.
 
 Without root, the same command runs without ``nsenter``/``unshare``/``mount``/``setpriv``
 (sources must then be reachable by the caller, every request runs as the caller, and joining
@@ -249,6 +250,7 @@ def _bwrap_options(
     for device in sandbox.devices:
         args += ["--dev-bind-try", device, device]
     scratch = str(int(request.limits.scratch_bytes))
+    args += ["--size", scratch, "--tmpfs", "/dev/shm"]
     args += ["--size", scratch, "--tmpfs", "/tmp", "--size", scratch, "--tmpfs", sandbox.home]
     for path in sandbox.etc_paths:
         args += ["--ro-bind-try", path, path]
@@ -258,6 +260,7 @@ def _bwrap_options(
         args += ["--size", scratch, "--tmpfs", request.workdir_target]
     for bind in binds:
         args += ["--bind" if bind.writable else "--ro-bind", bind.source, bind.target]
+    args += ["--remount-ro", "/"]  # the root tmpfs itself takes no writes: only the sized ones
     args += ["--chdir", request.workdir_target, "--clearenv"]
     env = base_env(sandbox.home, "/tmp", sandbox.python)
     env.update(request.env)
