@@ -27,7 +27,7 @@ class ItemStatus(StrEnum):
     CORRECT = "correct"
     PARTIAL = "partial"
     INCORRECT = "incorrect"
-    #: The item's cell raised, or the probe could not read an answer.
+    #: The item's cell raised, its answer could not be exported, or not measured.
     ERROR = "error"
     #: No cell for the item was found in the notebook.
     MISSING = "missing"

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-#: Largest result file accepted (probes are bounded in the kernel: 20,000 values per array).
+#: Largest result file accepted (the runner's record: cells and export file names).
 MAX_RESULT_BYTES = 8 * 1024 * 1024
 
 

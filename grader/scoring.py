@@ -100,10 +100,10 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
         return _error(out, item, Text(
             ja=f"採点側の参照を測定できませんでした: {theirs.detail}",
             en=f"The grader could not measure its reference: {theirs.detail}"))
-    probe, expected = _comparator_views(item, mine, theirs, export, evidence, measured)
+    view, expected = _comparator_views(item, mine, theirs, export, evidence, measured)
     try:
         judgement = get_comparator(item.compare.kind)(CompareInput(
-            item=item, exercise=exercise, probe=probe, expected=expected,
+            item=item, exercise=exercise, measured=view, expected=expected,
             cell_error=cell_error, labels=evidence.labels,
             claimed_accuracy=evidence.claimed_accuracy,
         ))
@@ -125,19 +125,19 @@ def _comparator_views(item: Item, mine: Any, theirs: Any, export: GraphExport,
                       evidence: Evidence, measured: Measured | None
                       ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The measurements as the comparators read them (plain dicts)."""
-    probe = mine.model_dump()
+    view = mine.model_dump()
     expected = theirs.model_dump() if theirs is not None else None
     if item.compare.kind == "op_output":
-        probe = {"output": probe["outputs"][0], "fresh_outputs": probe["outputs"][1:],
-                 "fed": probe["fed"], "fresh": _assigned(item, evidence)}
+        view = {"output": view["outputs"][0], "fresh_outputs": view["outputs"][1:],
+                "fed": view["fed"], "fresh": _assigned(item, evidence)}
         if expected is not None:
             expected = {"output": expected["outputs"][0],
                         "fresh_outputs": expected["outputs"][1:]}
         context = _reference_context(measured, item)
-        probe["inputs"] = context
+        view["inputs"] = context
         if expected is not None:
             expected["inputs"] = context
-    return probe, expected
+    return view, expected
 
 
 def _assigned(item: Item, evidence: Evidence) -> bool:

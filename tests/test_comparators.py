@@ -47,9 +47,9 @@ def expected(exercise, sandbox, tmp_path_factory) -> dict:
     return views
 
 
-def judge(exercise, item_id, probe, expected, **kw):
+def judge(exercise, item_id, measured, expected, **kw):
     item = exercise.item(item_id)
-    given = CompareInput(item=item, exercise=exercise, probe=probe,
+    given = CompareInput(item=item, exercise=exercise, measured=measured,
                          expected=expected.get(item_id), **kw)
     return get_comparator(item.compare.kind)(given)
 
@@ -61,9 +61,9 @@ def both(judgement) -> str:
 def answered_as(expected: dict, answer: str, item: str) -> dict:
     """``answer``'s measured outputs handed in for ``item`` (same exercise image): what a
     student who wrote the other exercise's op gets measured."""
-    probe = copy.deepcopy(expected[answer])
-    probe["inputs"] = expected[item]["inputs"]
-    return probe
+    measured = copy.deepcopy(expected[answer])
+    measured["inputs"] = expected[item]["inputs"]
+    return measured
 
 
 @pytest.mark.parametrize(
@@ -79,13 +79,13 @@ def answered_as(expected: dict, answer: str, item: str) -> dict:
 )
 def test_numpy_variants_match_the_clean_rooms_tensorflow(expected, item_id, variant, window):
     """The NumPy variants that name mistakes agree with TensorFlow in the clean room."""
-    probe = expected[item_id]
-    image = np.squeeze(as_array(probe["inputs"]["sample_image"]))
-    kernel = probe["inputs"].get("W")
+    measured = expected[item_id]
+    image = np.squeeze(as_array(measured["inputs"]["sample_image"]))
+    kernel = measured["inputs"].get("W")
     kernel = None if kernel is None else np.squeeze(as_array(kernel))
     out = apply_variant(image, variant, window, kernel)
-    np.testing.assert_allclose(out, np.squeeze(as_array(probe["output"])), atol=1e-4)
-    assert len(probe["fresh_outputs"]) == 4
+    np.testing.assert_allclose(out, np.squeeze(as_array(measured["output"])), atol=1e-4)
+    assert len(measured["fresh_outputs"]) == 4
 
 
 def test_correct_output_scores_full(exercise, expected):
@@ -129,9 +129,9 @@ def test_stale_value_from_an_earlier_cell_scores_nothing(exercise, expected):
 
 
 def test_shape_right_values_wrong(exercise, expected):
-    probe = copy.deepcopy(expected["conv1"])
-    probe["output"]["values"][0] += 1
-    j = judge(exercise, "conv1", probe, expected)
+    measured = copy.deepcopy(expected["conv1"])
+    measured["output"]["values"][0] += 1
+    j = judge(exercise, "conv1", measured, expected)
     assert j.fraction == 0 and "values differ" in both(j)
 
 
@@ -141,11 +141,11 @@ def test_layer_reference_probe_scores_full(exercise, expected):
         assert j.fraction == 1.0, (item_id, both(j))
 
 
-def _with_init(probe, bound):
-    probe = copy.deepcopy(probe)
-    weights = probe["variables"][0]
+def _with_init(measured, bound):
+    measured = copy.deepcopy(measured)
+    weights = measured["variables"][0]
     weights.update(min=-0.99 * bound, max=0.99 * bound, std=bound / math.sqrt(3), mean=0.0)
-    return probe
+    return measured
 
 
 def test_xavier_initialisation_is_recognised(exercise, expected):
@@ -164,16 +164,16 @@ def test_he_bound_of_the_reference_passes(exercise, expected):
 
 
 def test_missing_activation_is_named(exercise, expected):
-    probe = copy.deepcopy(expected["dense_layer"])
-    probe["output"]["values"] = [v - 1.0 for v in probe["output"]["values"]]
-    j = judge(exercise, "dense_layer", probe, expected)
+    measured = copy.deepcopy(expected["dense_layer"])
+    measured["output"]["values"] = [v - 1.0 for v in measured["output"]["values"]]
+    j = judge(exercise, "dense_layer", measured, expected)
     assert j.fraction == 0.5 and "activation" in both(j)
 
 
 def test_layer_with_wrong_variable_shapes_scores_nothing(exercise, expected):
-    probe = copy.deepcopy(expected["dense_layer"])
-    probe["variables"][0]["shape"] = [16, 64]
-    j = judge(exercise, "dense_layer", probe, expected)
+    measured = copy.deepcopy(expected["dense_layer"])
+    measured["variables"][0]["shape"] = [16, 64]
+    j = judge(exercise, "dense_layer", measured, expected)
     assert j.fraction == 0 and "wrong shapes" in both(j)
 
 
@@ -197,9 +197,9 @@ def test_accuracy_from_predictions_and_printed_figure_flagged(exercise, expected
     labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
     predictions = {name: truth.copy() for name, truth in labels.items()}
     predictions["test"][:100] = (predictions["test"][:100] + 1) % 10  # 90 % right
-    probe = {"predictions": {k: v.tolist() for k, v in predictions.items()},
+    measured = {"predictions": {k: v.tolist() for k, v in predictions.items()},
              "graph": expected["model"]}
-    j = judge(exercise, "accuracy", probe, expected, labels=labels, claimed_accuracy=0.99)
+    j = judge(exercise, "accuracy", measured, expected, labels=labels, claimed_accuracy=0.99)
     assert j.details["measured_accuracy"] == pytest.approx(0.9)
     assert j.details["accuracies"] == {"test": pytest.approx(0.9), "holdout": 1.0}
     assert j.fraction == 0.0 and j.details["claimed_mismatch"] is True
@@ -214,9 +214,9 @@ def test_the_lower_of_test_and_held_out_counts_and_memorising_is_named(exercise,
     labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
     held_out = labels["holdout"].copy()
     held_out[:100] = (held_out[:100] + 3) % 10  # 80 % on images it never saw
-    probe = {"predictions": {"test": labels["test"].tolist(), "holdout": held_out.tolist()},
+    measured = {"predictions": {"test": labels["test"].tolist(), "holdout": held_out.tolist()},
              "graph": expected["model"]}
-    j = judge(exercise, "accuracy", probe, expected, labels=labels)
+    j = judge(exercise, "accuracy", measured, expected, labels=labels)
     assert j.details["measured_accuracy"] == pytest.approx(0.8)
     assert j.fraction == 0 and j.details["memorised"] is True
     assert "memorises the test set" in both(j)

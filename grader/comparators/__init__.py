@@ -32,7 +32,7 @@ class CompareInput:
     item: Item
     exercise: Exercise
     #: What the clean room measured of the student's export (validated).
-    probe: dict[str, Any]
+    measured: dict[str, Any]
     #: What it measured of the reference solution's export on the same inputs, if anything.
     expected: dict[str, Any] | None
     #: The item's cell raised after producing an answer (ename, evalue), else None.
@@ -68,7 +68,7 @@ def _load_builtin() -> None:
 
 
 def as_array(payload: Any) -> np.ndarray | None:
-    """An array from the probe's ``{"shape", "values"}``; ``None`` when malformed."""
+    """An array from a measurement's ``{"shape", "values"}``; ``None`` when malformed."""
     if not isinstance(payload, dict):
         return None
     shape, values = payload.get("shape"), payload.get("values")

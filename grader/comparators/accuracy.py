@@ -18,7 +18,7 @@ def _structure_problems(given: CompareInput) -> list[Text]:
     item_id = given.item.compare.options.get("structure")
     if not item_id:
         return []
-    facts = given.probe.get("graph")
+    facts = given.measured.get("graph")
     if not isinstance(facts, dict):
         return [Text(ja="モデルの構造を読み取れませんでした。",
                      en="The model's structure could not be read.")]
@@ -45,7 +45,7 @@ def compare_accuracy(given: CompareInput) -> Judgement:
     labels = given.labels
     if not labels:
         raise ValueError("labels are needed to measure accuracy")
-    predictions = given.probe.get("predictions")
+    predictions = given.measured.get("predictions")
     if not isinstance(predictions, dict):
         predictions = {}
     accuracies: dict[str, float] = {}
@@ -62,7 +62,7 @@ def compare_accuracy(given: CompareInput) -> Judgement:
     fraction = accuracy_fraction(measured, rule.threshold, rule.floor)
     details: dict = {"measured_accuracy": measured, "threshold": rule.threshold,
                      "floor": rule.floor, "claimed_accuracy": given.claimed_accuracy,
-                     "accuracies": accuracies, "parameters": given.probe.get("parameters")}
+                     "accuracies": accuracies, "parameters": given.measured.get("parameters")}
     feedback: list[Text] = []
     structure = _structure_problems(given)
     if structure:

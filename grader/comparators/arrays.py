@@ -30,9 +30,9 @@ def compare_op_output(given: CompareInput) -> Judgement:
     expected = as_array((given.expected or {}).get("output"))
     if expected is None:
         raise ValueError(f"reference output for {given.item.id} is missing: build the reference")
-    submitted = as_array(given.probe.get("output"))
+    submitted = as_array(given.measured.get("output"))
     details = {"expected_shape": list(expected.shape)}
-    if given.probe.get("fresh") is False:
+    if given.measured.get("fresh") is False:
         if given.cell_error is not None:
             ename, evalue = given.cell_error
             return Judgement(0.0, ItemStatus.ERROR, [Text(
@@ -72,9 +72,9 @@ def compare_op_output(given: CompareInput) -> Judgement:
 def _unseen_images_agree(given: CompareInput, atol: float) -> bool:
     """The student's graph gives the reference's outputs on the fresh images too (and was
     fed them: a graph with no input gives the same output whatever the image)."""
-    if not given.probe.get("fed"):
+    if not given.measured.get("fed"):
         return False
-    mine = given.probe.get("fresh_outputs") or []
+    mine = given.measured.get("fresh_outputs") or []
     theirs = (given.expected or {}).get("fresh_outputs") or []
     if not theirs or len(mine) != len(theirs):
         return False
@@ -116,10 +116,10 @@ def _explain(given: CompareInput, submitted: np.ndarray, expected: np.ndarray, a
                     str(options.get("padding", "VALID")))
     window = int(options.get("window", 2))
     asked_ja, asked_en = describe(asked)
-    image = _inputs(given.probe, "sample_image")
+    image = _inputs(given.measured, "sample_image")
     if image is None:
         image = _inputs(given.expected, "sample_image")
-    kernel = _inputs(given.probe, "W")
+    kernel = _inputs(given.measured, "W")
     if kernel is None:
         kernel = _inputs(given.expected, "W")
     spatial = _spatial(submitted)

@@ -12,7 +12,7 @@ from grader.spec import Text
 
 @register("graph")
 def compare_graph(given: CompareInput) -> Judgement:
-    facts = given.probe
+    facts = given.measured
     checks = graph_checks(facts, given.item.compare.options)
     passed = sum(ok for ok, _ in checks)
     feedback = [text for ok, text in checks if not ok]

@@ -18,7 +18,7 @@ def compare_layer(given: CompareInput) -> Judgement:
     expected = given.expected or {}
     feedback: list[Text] = []
     details: dict[str, Any] = {}
-    variables = given.probe.get("variables") or []
+    variables = given.measured.get("variables") or []
     want_vars = expected.get("variables") or []
     got_shapes = [tuple(v.get("shape", [])) for v in variables if isinstance(v, dict)]
     want_shapes = [tuple(v.get("shape", [])) for v in want_vars]
@@ -88,7 +88,7 @@ def _check_he_uniform(weights: dict | None, cls: str) -> tuple[bool, Text | None
 def _check_output(given: CompareInput, expected: dict, cls: str) -> tuple[bool, Text | None]:
     options = given.item.compare.options
     want = as_array(expected.get("output"))
-    got = as_array(given.probe.get("output"))
+    got = as_array(given.measured.get("output"))
     if want is None:
         raise ValueError(f"reference output for {given.item.id} is missing: build the reference")
     if got is None:

@@ -23,12 +23,12 @@ import weakref
 from typing import Any
 
 #: graph -> {variable name: value} of the last session closed on that graph with initialised
-#: variables; read by the probes.
+#: variables; read by the exporter.
 SNAPSHOTS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 #: Sessions still open, to read trained variables from when the student never closed one.
 LIVE_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
-#: Set while a probe runs its own sessions, so they do not overwrite the student's snapshot.
-_probing = False
+#: Set while the exporter runs its own sessions, so they do not overwrite the student's snapshot.
+_exporting = False
 TF1_MODULE: types.ModuleType | None = None
 
 
@@ -109,7 +109,7 @@ def _track_sessions() -> None:
         LIVE_SESSIONS.add(self)
 
     def close(self):
-        if not _probing:
+        if not _exporting:
             try:
                 snapshot_session(self)
             except Exception:  # never let grading break the student's code

@@ -87,11 +87,11 @@ def _exporting():
     if boot is None:
         yield
         return
-    boot._probing = True
+    boot._exporting = True
     try:
         yield
     finally:
-        boot._probing = False
+        boot._exporting = False
 
 
 def _v1():

@@ -114,7 +114,7 @@ class CappedClient(NotebookClient):
         self._total_bytes = 0
         self._truncated: set[int] = set()
         self._last_emit = 0.0
-        #: Cells of the student's notebook; hidden probe cells are appended after them.
+        #: Cells of the student's notebook; hidden cells (bootstrap, exports) come after them.
         self.visible_cells = len(nb.cells)
 
     def _emit_output(self, cell_index: int, text: str) -> None:
