@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from grader.config import GraderConfig
 from service import plots
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission
@@ -296,7 +297,8 @@ def test_stats_count_each_student_once_through_their_best_run(classroom: Flask):
     assert stats["accuracies"] == [0.6, 0.95, 0.981]  # erin's later run, not her 0.5
     assert stats["max_score"] == 100
     assert stats["score_edges"] == EDGES
-    assert stats["accuracy_threshold"] == 0.975
+    spec = GraderConfig.from_env().exercise("chap06_cnn").accuracy
+    assert spec is not None and stats["accuracy_threshold"] == spec.threshold  # from the spec
     assert stats["title"]["en"].startswith("Lecture 6")
 
 
