@@ -144,9 +144,13 @@ CATALOG: dict[str, dict[str, str]] = {
     "submission.expected_shape": {"ja": "正しい出力の形", "en": "Expected shape"},
     "submission.submitted_shape": {"ja": "提出された出力の形", "en": "Your output's shape"},
     "submission.measured_accuracy": {
-        "ja": "採点で測定したテスト精度",
-        "en": "Test accuracy measured by the grader",
+        "ja": "採点で測定した精度 (低い方)",
+        "en": "Accuracy measured by the grader (the lower one)",
     },
+    "submission.accuracy_on.test": {
+        "ja": "テスト画像 10,000 枚での精度", "en": "on the 10,000 test images"},
+    "submission.accuracy_on.holdout": {
+        "ja": "ノートブックが見ていない画像での精度", "en": "on images your notebook never saw"},
     "submission.claimed_accuracy": {
         "ja": "ノートブックが表示した精度",
         "en": "Accuracy your notebook printed",

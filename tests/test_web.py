@@ -152,7 +152,8 @@ def graded_report() -> GradeReport:
                           Text(ja="ノートブックには精度 0.990 と表示されています",
                                en="The notebook printed accuracy 0.990")],
                 details={"measured_accuracy": 0.9512, "threshold": 0.975, "floor": 0.9,
-                         "claimed_accuracy": 0.99, "claimed_mismatch": True},
+                         "claimed_accuracy": 0.99, "claimed_mismatch": True,
+                         "accuracies": {"test": 0.9611, "holdout": 0.9512}},
             ),
         ],
         measured_accuracy=0.9512,
@@ -395,6 +396,8 @@ def test_feedback_page_shows_score_items_shapes_accuracy_and_notebook(app: Flask
     assert "Correct" in page and "6 / 6 points" in page
     assert "10.24 / 20 points" in page
     assert "<code>0.9512</code>" in page and '<code class="differs">0.9900</code>' in page
+    assert "on the 10,000 test images</dt><dd><code>0.9611</code>" in page
+    assert "on images your notebook never saw</dt><dd><code>0.9512</code>" in page
     assert "The accuracy your notebook printed is far from the one the grader measured." in page
     assert f'<iframe sandbox src="/submissions/{submission_id}/notebook"' in page
     assert "出力の形が違います" not in page  # English page: the English feedback only
