@@ -10,13 +10,14 @@ unpickled, nothing is executed.
 from __future__ import annotations
 
 import base64
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from grader.results import read_capped_json
 
 #: Largest export accepted for one item.
 MAX_ARTEFACT_BYTES = 48 * 1024 * 1024
@@ -59,15 +60,9 @@ class ValueExport(_Model):
 def read_artefact(path: Path) -> GraphExport | ValueExport:
     """The export in ``path``, size-capped and schema-checked."""
     try:
-        size = path.stat().st_size
-    except OSError:
-        raise ArtefactError("the export is missing") from None
-    if size > MAX_ARTEFACT_BYTES:
-        raise ArtefactError(f"the export is {size} bytes, over the {MAX_ARTEFACT_BYTES} limit")
-    try:
-        data = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ArtefactError("the export is not JSON") from None
+        data = read_capped_json(path, MAX_ARTEFACT_BYTES, "the export")
+    except ValueError as exc:
+        raise ArtefactError(str(exc)) from None
     if not isinstance(data, dict):
         raise ArtefactError("the export is not an object")
     if "error" in data:

@@ -29,6 +29,7 @@ import numpy as np
 
 from grader.limits import GiB, Limits
 from grader.measurements import MeasurementError, MeasurementFailure, parse_measurement
+from grader.results import read_capped_json
 from grader.sandbox.base import Mount, Sandbox, SandboxRequest, SandboxResult, SandboxUser
 from grader.spec import Exercise, Item
 
@@ -265,8 +266,7 @@ def _ending(result: SandboxResult) -> str:
 
 def _read_result(path: Path, kind: str) -> Any:
     try:
-        if path.stat().st_size > MAX_MEASUREMENT_BYTES:
-            return MeasurementFailure(code="too_large", detail="the measurement is too large")
-        return parse_measurement(kind, json.loads(path.read_bytes()))
-    except (OSError, ValueError, RecursionError, MeasurementError) as exc:
+        data = read_capped_json(path, MAX_MEASUREMENT_BYTES, "the measurement")
+        return parse_measurement(kind, data)
+    except (ValueError, MeasurementError) as exc:
         return MeasurementFailure(code="bad_measurement", detail=str(exc)[:500])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -68,18 +68,27 @@ class RunnerResult(_Model):
         return None
 
 
+def read_capped_json(path: Path, limit: int, what: str) -> Any:
+    """The JSON in ``path`` if it holds at most ``limit`` bytes; ``ValueError`` saying what is
+    wrong with ``what`` otherwise (missing, too large, not JSON, nested too deep)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ValueError(f"{what} is missing") from None
+    if size > limit:
+        raise ValueError(f"{what} is {size} bytes, over the {limit} limit")
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{what} is not JSON: {str(exc)[:200]}") from None
+
+
 def read_runner_result(path: Path) -> RunnerResult:
     """Load and validate ``result.json`` written by the runner."""
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ResultError("the runner wrote no result") from None
-    if size > MAX_RESULT_BYTES:
-        raise ResultError(f"the result is {size} bytes, over the {MAX_RESULT_BYTES} limit")
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ResultError(f"the result is not JSON: {exc}") from None
+        data = read_capped_json(path, MAX_RESULT_BYTES, "the runner's result")
+    except ValueError as exc:
+        raise ResultError(str(exc)) from None
     try:
         return RunnerResult.model_validate(data)
     except ValidationError as exc:
