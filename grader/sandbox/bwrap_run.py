@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from grader.limits import Limits
 from grader.sandbox.base import LineCallback, NetworkPeer, SandboxError, SandboxResult
 from grader.sandbox.cgroups import RunCgroup
-from grader.sandbox.process import read_available, stream_process
+from grader.sandbox.process import follow_process, read_available, result_of
 
 
 class BwrapRun:
@@ -60,35 +60,20 @@ class BwrapRun:
         """Stream the run until it ends, is killed or stopped; then release it (not the info
         pipe: :meth:`network_peer` may still be asked)."""
         try:
-            outcome = stream_process(
-                self.proc,
-                started=self.started,
-                timeout=self.limits.notebook_timeout,
-                log_bytes=self.limits.log_bytes,
-                kill=self.kill,
-                on_line=on_line,
-                max_line_bytes=self.max_line_bytes,
-                stop=stop,
-            )
+            outcome = follow_process(self.proc, started=self.started, limits=self.limits,
+                                     kill=self.kill, on_line=on_line,
+                                     max_line_bytes=self.max_line_bytes, stop=stop)
             exit_code, exit_signal = split_exit(outcome.returncode)
             sandbox_error = None
             ended_early = not (outcome.timed_out or outcome.stopped)
             if ended_early and not read_available(self._started_fd):
                 sandbox_error = "sandbox did not start: " + tail(outcome.stderr)
             cgroup = self.cgroup
-            return SandboxResult(
-                exit_code=exit_code,
-                signal=exit_signal,
-                wall_seconds=outcome.wall_seconds,
-                timed_out=outcome.timed_out,
+            return result_of(
+                outcome, exit_code, exit_signal,
                 oom_killed=cgroup.oom_killed(exit_signal) if cgroup else False,
-                stdout=outcome.stdout,
-                stderr=outcome.stderr,
-                stdout_truncated=outcome.stdout_truncated,
-                stderr_truncated=outcome.stderr_truncated,
                 peak_memory_bytes=cgroup.peak_memory_bytes() if cgroup else None,
                 sandbox_error=sandbox_error,
-                stopped=outcome.stopped,
             )
         finally:
             self._resources.close()

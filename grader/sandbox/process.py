@@ -21,7 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from grader.limits import Limits
 from grader.sandbox.base import LineCallback, SandboxResult
 
 #: Longest stdout line handed to ``on_line``; the rest of a longer line is dropped.
@@ -210,6 +212,41 @@ class _Ending:
                 if self.killed:
                     self.kill()
                     return proc.wait()
+
+
+def follow_process(
+    proc: subprocess.Popen[bytes],
+    *,
+    started: float,
+    limits: Limits,
+    kill: Callable[[], None],
+    on_line: LineCallback | None,
+    max_line_bytes: int,
+    stop: threading.Event | None,
+) -> StreamOutcome:
+    """:func:`stream_process` under a run's limits (wall clock, log caps)."""
+    return stream_process(proc, started=started, timeout=limits.notebook_timeout,
+                          log_bytes=limits.log_bytes, kill=kill, on_line=on_line,
+                          max_line_bytes=max_line_bytes, stop=stop)
+
+
+def result_of(outcome: StreamOutcome, exit_code: int | None, exit_signal: int | None,
+              **facts: Any) -> SandboxResult:
+    """The :class:`SandboxResult` of a followed process; ``facts`` are what only the backend
+    knows (``oom_killed``, ``peak_memory_bytes``, ``sandbox_error``)."""
+    return SandboxResult(
+        exit_code=exit_code,
+        signal=exit_signal,
+        wall_seconds=outcome.wall_seconds,
+        timed_out=outcome.timed_out,
+        oom_killed=facts.pop("oom_killed", False),
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+        stdout_truncated=outcome.stdout_truncated,
+        stderr_truncated=outcome.stderr_truncated,
+        stopped=outcome.stopped,
+        **facts,
+    )
 
 
 def split_returncode(returncode: int | None) -> tuple[int | None, int | None]:

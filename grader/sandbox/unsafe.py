@@ -36,9 +36,10 @@ from grader.sandbox.process import (
     MAX_LINE_BYTES,
     base_env,
     error_result,
+    follow_process,
+    result_of,
     runtime_paths,
     split_returncode,
-    stream_process,
 )
 from grader.sandbox.runs import run_launched, start_launched
 
@@ -160,31 +161,12 @@ class _LocalRun:
 
     def follow(self, on_line: LineCallback | None, stop: threading.Event | None) -> SandboxResult:
         try:
-            outcome = stream_process(
-                self.proc,
-                started=self.started,
-                timeout=self.limits.notebook_timeout,
-                log_bytes=self.limits.log_bytes,
-                kill=self.kill,
-                on_line=on_line,
-                max_line_bytes=self.max_line_bytes,
-                stop=stop,
-            )
+            outcome = follow_process(self.proc, started=self.started, limits=self.limits,
+                                     kill=self.kill, on_line=on_line,
+                                     max_line_bytes=self.max_line_bytes, stop=stop)
         finally:
             self._resources.close()
-        exit_code, exit_signal = split_returncode(outcome.returncode)
-        return SandboxResult(
-            exit_code=exit_code,
-            signal=exit_signal,
-            wall_seconds=outcome.wall_seconds,
-            timed_out=outcome.timed_out,
-            oom_killed=False,
-            stdout=outcome.stdout,
-            stderr=outcome.stderr,
-            stdout_truncated=outcome.stdout_truncated,
-            stderr_truncated=outcome.stderr_truncated,
-            stopped=outcome.stopped,
-        )
+        return result_of(outcome, *split_returncode(outcome.returncode))
 
     def network_peer(self, timeout: float) -> NetworkPeer:
         return NetworkPeer(backend="unsafe")
