@@ -278,19 +278,20 @@ def score_execution(
 def failed_report(exercise: Exercise, detail: str) -> GradeReport:
     """The report of a run the grader itself could not finish (``sandbox_error``: the service
     retries it); the traceback is in the grader's log."""
-    text = Text(ja=f"採点側のエラーで採点できませんでした: {detail[:500]}",
-                en=f"The grader failed on this run: {detail[:500]}")
-    items = [ItemResult(i.id, i.title, 0.0, i.points, ItemStatus.NOT_REACHED, [text])
-             for i in exercise.items]
-    return GradeReport(exercise.id, RunStatus.SANDBOX_ERROR, items, exercise.max_score,
-                       reason=text)
+    return unrun_report(exercise, RunStatus.SANDBOX_ERROR, Text(
+        ja=f"採点側のエラーで採点できませんでした: {detail[:500]}",
+        en=f"The grader failed on this run: {detail[:500]}"))
 
 
 def invalid_report(exercise: Exercise, error: NotebookError) -> GradeReport:
     """The report for a file that is not a runnable notebook: nothing ran, every item 0."""
-    text = Text(ja=f"ノートブックとして読み込めません: {error.reason_ja or error.reason}",
-                en=f"Not a valid notebook: {error.reason}")
-    items = [ItemResult(i.id, i.title, 0.0, i.points, ItemStatus.NOT_REACHED, [text])
+    return unrun_report(exercise, RunStatus.INVALID_NOTEBOOK, Text(
+        ja=f"ノートブックとして読み込めません: {error.reason_ja or error.reason}",
+        en=f"Not a valid notebook: {error.reason}"))
+
+
+def unrun_report(exercise: Exercise, status: RunStatus, reason: Text) -> GradeReport:
+    """A report where no item was reached, each 0 with ``reason``."""
+    items = [ItemResult(i.id, i.title, 0.0, i.points, ItemStatus.NOT_REACHED, [reason])
              for i in exercise.items]
-    return GradeReport(exercise.id, RunStatus.INVALID_NOTEBOOK, items, exercise.max_score,
-                       reason=text)
+    return GradeReport(exercise.id, status, items, exercise.max_score, reason=reason)
