@@ -2,7 +2,7 @@
 
 ``create_app(test_config)`` builds the app (Flask's tutorial pattern); each area registers itself
 here. Workers are not started by the factory: ``python -m service`` starts the embedded ones,
-``celery -A service.tasks worker`` the Celery ones.
+``celery -A service.queue.celery_tasks worker`` the Celery ones.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_view = "web.login"
     csrf.init_app(app)
 
-    from service import api, commands, dashboard, web
+    from service import commands
+    from service.views import api, dashboard
+    from service.views import student as web
 
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)

@@ -2,7 +2,8 @@
 
 ``HOST`` and ``PORT`` (default 127.0.0.1:8000) choose where to listen. With ``QUEUE=embedded``
 (the default) grading workers run as threads of this process; with ``QUEUE=celery`` they are
-separate ``celery -A service.tasks worker`` processes and this process only re-sends stale runs.
+separate ``celery -A service.queue.celery_tasks worker`` processes and this process only
+re-sends stale runs.
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 from waitress import serve
 
-from service import create_app, jobs
+from service import create_app
 from service.extensions import db
 from service.models import Student
-from service.worker import EmbeddedWorkers
+from service.queue import claims as jobs
+from service.queue.grading import EmbeddedWorkers
 
 log = logging.getLogger("service")
 
 
 def first_student(app: Flask) -> None:
     """On an empty roster in development, make a demo student and print its token once."""
-    from service.roster import import_roster
+    from service.domain.roster import import_roster
 
     with app.app_context():
         if db.session.execute(select(func.count(Student.id))).scalar_one() or app.config[
@@ -43,7 +45,7 @@ def first_student(app: Flask) -> None:
 def first_instructor(app: Flask) -> None:
     """With no instructor yet, in development, make ``admin`` with a one-time password printed
     once; it has to be changed at the first login."""
-    from service.instructors import count_instructors, create_instructor
+    from service.domain.instructors import count_instructors, create_instructor
 
     with app.app_context():
         if count_instructors() or app.config["PRODUCTION"]:
@@ -63,7 +65,7 @@ def janitor(app: Flask, stop: threading.Event) -> None:
             try:
                 jobs.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
                 if app.config["QUEUE"] == "celery":
-                    from service.tasks import resend_stale
+                    from service.queue.celery_tasks import resend_stale
 
                     resend_stale(dt.timedelta(seconds=max(60, app.config["LEASE_SECONDS"])))
             except Exception:

@@ -30,7 +30,7 @@ def roster_group() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--rotate", is_flag=True, help="issue new tokens to existing students too")
 def roster_import(path: Path, rotate: bool) -> None:
-    from service.roster import RosterError, import_roster
+    from service.domain.roster import RosterError, import_roster
 
     upgrade()
     try:
@@ -49,12 +49,12 @@ def roster_import(path: Path, rotate: bool) -> None:
 def requeue_command() -> None:
     from flask import current_app
 
-    from service import jobs
+    from service.queue import claims as jobs
 
     changed = jobs.requeue_expired(db.session, current_app.config["MAX_ATTEMPTS"])
     click.echo(f"{changed} expired runs requeued or failed")
     if current_app.config["QUEUE"] == "celery":
-        from service.tasks import resend_stale
+        from service.queue.celery_tasks import resend_stale
 
         click.echo(f"{resend_stale(dt.timedelta(seconds=60))} queued runs re-sent")
 
@@ -67,7 +67,7 @@ def worker_command(threads: int) -> None:
 
     from flask import current_app
 
-    from service.worker import EmbeddedWorkers
+    from service.queue.grading import EmbeddedWorkers
 
     upgrade()
     workers = EmbeddedWorkers(current_app._get_current_object(), threads)
@@ -90,7 +90,7 @@ def instructor_group() -> None:
 @click.argument("username")
 @with_appcontext
 def instructor_create(username: str) -> None:
-    from service.instructors import AccountError, create_instructor
+    from service.domain.instructors import AccountError, create_instructor
 
     upgrade()
     try:
@@ -106,7 +106,7 @@ def instructor_create(username: str) -> None:
 @click.argument("username")
 @with_appcontext
 def instructor_reset(username: str) -> None:
-    from service.instructors import AccountError, reset_password
+    from service.domain.instructors import AccountError, reset_password
 
     upgrade()
     try:

@@ -4,7 +4,7 @@ logins, and the heartbeats of grading workers.
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
 row: its ``status``, ``lease_expires_at`` and ``worker`` are how workers claim it
-(``service.jobs``), and ``task_id`` is the Celery task id when Celery carries it.
+(``service.queue.claims``), and ``task_id`` is the Celery task id when Celery carries it.
 """
 
 from __future__ import annotations
@@ -144,8 +144,8 @@ class Instructor(UserMixin, db.Model):
 
 
 class LoginFailure(db.Model):
-    """One failed instructor login, kept for the throttle window (``service.throttle``). In the
-    database rather than in memory so that every service process sees the same count."""
+    """One failed instructor login, kept for the throttle window (``service.domain.throttle``).
+    In the database rather than in memory so that every service process sees the same count."""
 
     __tablename__ = "login_failures"
     __table_args__ = (
@@ -160,7 +160,7 @@ class LoginFailure(db.Model):
 
 
 class Worker(db.Model):
-    """A grading worker's heartbeat (``service.heartbeats``): embedded threads beat every few
+    """A grading worker's heartbeat (``service.queue.heartbeats``): embedded threads beat every few
     seconds, Celery tasks while they run. A worker is alive when seen recently."""
 
     __tablename__ = "workers"

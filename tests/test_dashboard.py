@@ -24,13 +24,13 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select, update
 
 from grader.config import PROJECT_ROOT
-from service import create_app, heartbeats
+from service import create_app
 from service.__main__ import first_instructor
-from service.dashboard.monitor import queue_state
+from service.domain.gradebook import exercise_rows
+from service.domain.instructors import change_password, create_instructor
+from service.domain.roster import import_roster
 from service.extensions import db
-from service.gradebook import exercise_rows
 from service.i18n import CATALOG
-from service.instructors import change_password, create_instructor
 from service.models import (
     GradingRun,
     Instructor,
@@ -41,10 +41,11 @@ from service.models import (
     Worker,
     utcnow,
 )
-from service.roster import import_roster
+from service.queue import heartbeats
+from service.queue.grading import EmbeddedWorkers
 from service.storage import BlobStore
-from service.web import NOTEBOOK_CSP
-from service.worker import EmbeddedWorkers
+from service.views.dashboard.monitor import queue_state
+from service.views.student import NOTEBOOK_CSP
 
 EXERCISE = "chap06_cnn"
 ROSTER = ("student_id,name,email\n"
@@ -706,7 +707,7 @@ def test_embedded_workers_beat_while_running_and_leave_when_stopped(app: Flask):
 def test_a_celery_task_beats_for_its_worker_process(app: Flask, monkeypatch: pytest.MonkeyPatch):
     """The task itself, run in this process (``apply``): it beats before claiming, whatever
     it then finds (here a run that does not exist)."""
-    from service import tasks
+    from service.queue import celery_tasks as tasks
 
     monkeypatch.setattr(tasks, "_flask_app", app)
     assert tasks.grade.apply(args=[424242]).get() == "skipped (missing)"

@@ -1,5 +1,5 @@
-"""The dashboard's SVG charts (``service.plots``) and the numbers behind them
-(``service.stats``, on a real SQLite file migrated by Alembic, with hand-made rows)."""
+"""The dashboard's SVG charts (``service.views.plots``) and the numbers behind them
+(``service.domain.stats``, on a real SQLite file migrated by Alembic, with hand-made rows)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from flask import Flask
 
 from grader.config import GraderConfig
-from service import plots
+from service.domain.stats import accuracy_edges, exercise_stats, score_edges, submission_series
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission
-from service.stats import accuracy_edges, exercise_stats, score_edges, submission_series
+from service.views import plots
 from tests.browser.preview import preview_app, seed_class
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -386,7 +386,7 @@ def test_the_partial_with_no_data_shows_four_empty_states(app: Flask):
 def test_every_text_of_the_partial_is_in_the_catalog_in_both_languages():
     from service.i18n import CATALOG
 
-    partial = Path(plots.__file__).parent / "templates" / "dashboard" / "_plots.html"
+    partial = Path(plots.__file__).parents[1] / "templates" / "dashboard" / "_plots.html"
     keys = set(re.findall(r"""["'](plots\.[\w.]+)["']""", partial.read_text(encoding="utf-8")))
     assert {"plots.submissions.title_day", "plots.submissions.x_hour"} <= keys
     assert sorted(keys - set(CATALOG) - {"plots.css"}) == []  # the stylesheet is no text

@@ -26,12 +26,12 @@ from grader.config import PROJECT_ROOT
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.spec import Text
 from service import create_app
+from service.domain.roster import import_roster
 from service.extensions import db
 from service.i18n import CATALOG, LANGUAGES, choose_language
 from service.models import GradingRun, Student, Submission, utcnow
-from service.roster import import_roster
 from service.storage import BlobStore
-from service.web import NOTEBOOK_CSP, safe_next
+from service.views.student import NOTEBOOK_CSP, safe_next
 
 EXERCISE = "chap06_cnn"
 SOLUTION = PROJECT_ROOT / "reference" / EXERCISE / "solution.ipynb"
@@ -165,7 +165,7 @@ def graded_report() -> GradeReport:
 
 def store_report(app: Flask, submission_id: int, report: GradeReport,
                  html: str | None = "<div class='cell'>executed output 42</div>") -> None:
-    """Write a finished run the way ``service.worker`` does."""
+    """Write a finished run the way ``service.queue.grading`` does."""
     with app.app_context():
         run = db.session.get(Submission, submission_id).latest_run
         run.status, run.run_status = "graded", str(report.status)
@@ -508,7 +508,7 @@ def test_every_catalog_entry_has_both_languages_with_the_same_fields():
 
 def test_every_key_the_pages_use_is_in_the_catalog():
     service = PROJECT_ROOT / "service"
-    sources = [*service.joinpath("templates").glob("*.html"), service / "web.py"]
+    sources = [*service.joinpath("templates").glob("*.html"), service / "views" / "student.py"]
     used = set()
     for source in sources:
         text = source.read_text(encoding="utf-8")

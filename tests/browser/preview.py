@@ -16,11 +16,12 @@ from pathlib import Path
 from flask import Flask, Response, render_template_string
 from flask_migrate import upgrade
 
-from service import create_app, i18n, plots
+from service import create_app, i18n
+from service.domain.stats import exercise_stats
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission
-from service.stats import exercise_stats
-from service.web import PAGE_CSP
+from service.views import plots
+from service.views.student import PAGE_CSP
 
 EXERCISE = "chap06_cnn"
 #: The made-up class's deadline (naive UTC, like the database).

@@ -22,8 +22,8 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from service import create_app
+from service.domain.roster import import_roster
 from service.extensions import db
-from service.roster import import_roster
 from tests.service.service_support import Processes, bearer, upload
 
 POSTGRES_ADMIN = os.environ.get("GRADER_TEST_POSTGRES",

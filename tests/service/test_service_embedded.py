@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from service import jobs
 from service.models import GradingRun, utcnow
+from service.queue import claims as jobs
+from service.queue.grading import EmbeddedWorkers, LeaseKeeper, grade_run
 from service.storage import BlobStore
-from service.worker import EmbeddedWorkers, LeaseKeeper, grade_run
 from tests.service.service_support import (
     add_queued_runs,
     bearer,

@@ -1,4 +1,4 @@
-"""The database as the job queue (``service.jobs``) on SQLite and PostgreSQL: claims race in
+"""The database as the job queue (``service.queue.claims``) on SQLite and PostgreSQL: claims race in
 real threads with their own sessions, leases expire by the clock."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Callable
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service import jobs
 from service.extensions import db
 from service.models import GradingRun, utcnow
+from service.queue import claims as jobs
 from tests.service.service_support import add_queued_runs, in_session, run_rows, wait_for
 
 
@@ -156,7 +156,7 @@ def test_queue_position_counts_the_queued_runs_ahead(app):
 def test_celery_claim_does_not_outlive_max_attempts(app, monkeypatch):
     """A message redelivered after its worker died claims the expired run again; once the run
     used up its attempts it must be failed, not graded a fourth time."""
-    from service import tasks
+    from service.queue import celery_tasks as tasks
 
     (run_id,) = add_queued_runs(app, 1)
     for attempt in (1, 2, 3):

@@ -2,13 +2,13 @@
 
 Start a worker with::
 
-    celery -A service.tasks worker -Q gpu --concurrency 1
+    celery -A service.queue.celery_tasks worker -Q gpu --concurrency 1
 
 Delivery is acknowledged only after the task returns (``acks_late``), and a task whose worker
 process dies is delivered again (``reject_on_worker_lost``). The task itself claims the run in
-the database (``service.jobs``), so a redelivered or duplicated message never grades a run twice
-at once; a run still leased by a worker that may be alive is retried after the lease runs out.
-The Flask app is built lazily in the worker process, never at import.
+the database (``service.queue.claims``), so a redelivered or duplicated message never grades a
+run twice at once; a run still leased by a worker that may be alive is retried after the lease
+runs out. The Flask app is built lazily in the worker process, never at import.
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ def flask_app():
 
 @celery_app.task(bind=True, name="service.grade_run", max_retries=20)
 def grade(self, run_id: int) -> str:
-    from service import jobs
     from service.extensions import db
-    from service.heartbeats import Heartbeat
     from service.models import GradingRun, utcnow
-    from service.worker import grade_run
+    from service.queue import claims as jobs
+    from service.queue.grading import grade_run
+    from service.queue.heartbeats import Heartbeat
 
     app = flask_app()
     # unique per delivery: two deliveries of one message must not share a lease

@@ -13,23 +13,23 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Exercise
 from service import i18n
-from service.csv_export import FORMATS, grades_csv
-from service.dashboard import bp
-from service.dashboard.monitor import queue_counts
-from service.extensions import db
-from service.gradebook import (
+from service.domain.csv_export import FORMATS, grades_csv
+from service.domain.gradebook import (
     TableQuery,
     best_of,
     exercise_rows,
     grade_submission,
     summarize,
 )
+from service.domain.regrades import SCOPES, is_pending, regrade_exercise, regrade_submission
+from service.domain.submissions import known_exercises
+from service.extensions import db
 from service.i18n import t
 from service.models import GradingRun, Student, Submission, utcnow
-from service.regrades import SCOPES, is_pending, regrade_exercise, regrade_submission
 from service.storage import BlobStore
-from service.submissions import known_exercises
-from service.web import NOTEBOOK_CSP, notebook_document
+from service.views.dashboard import bp
+from service.views.dashboard.monitor import queue_counts
+from service.views.student import NOTEBOOK_CSP, notebook_document
 
 
 def load_known_exercise(exercise_id: str) -> Exercise:
@@ -39,10 +39,10 @@ def load_known_exercise(exercise_id: str) -> Exercise:
 
 
 def exercise_stats(exercise_id: str) -> dict[str, Any] | None:
-    """The plots' numbers (``service.stats``), or None while that module or the chart helpers
+    """The plots' numbers (``service.domain.stats``), or None while that module or the chart helpers
     are not installed: the page then goes without its plots."""
     try:
-        from service.stats import exercise_stats as compute
+        from service.domain.stats import exercise_stats as compute
     except ImportError:
         return None
     if "plot_histogram" not in current_app.jinja_env.globals:

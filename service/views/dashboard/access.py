@@ -1,7 +1,7 @@
 """Instructors logging in and out, and replacing a one-time password.
 
-Logins are throttled (``service.throttle``): after too many failures for a username, or from an
-address, the form answers 429 for the rest of the window, even to the right password. The
+Logins are throttled (``service.domain.throttle``): after too many failures for a username, or
+from an address, the form answers 429 for the rest of the window, even to the right password. The
 message never says whether the username exists.
 """
 
@@ -13,10 +13,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response as BaseResponse
 
-from service.dashboard import bp, is_instructor
-from service.extensions import db
-from service.i18n import t
-from service.instructors import (
+from service.domain.instructors import (
     MAX_PASSWORD,
     MIN_PASSWORD,
     AccountError,
@@ -24,8 +21,11 @@ from service.instructors import (
     change_password,
     normalize_username,
 )
-from service.throttle import Throttle
-from service.web import safe_next
+from service.domain.throttle import Throttle
+from service.extensions import db
+from service.i18n import t
+from service.views.dashboard import bp, is_instructor
+from service.views.student import safe_next
 
 Page = str | tuple[str, int]
 

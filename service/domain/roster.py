@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from service.auth import hash_token, new_token
+from service.domain.tokens import hash_token, new_token
 from service.extensions import db
 from service.models import Student
 

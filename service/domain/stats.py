@@ -1,5 +1,5 @@
 """Numbers about one exercise for the instructor dashboard: what the plots in
-``service.plots`` draw. Queries only: nothing here renders or writes.
+``service.views.plots`` draw. Queries only: nothing here renders or writes.
 
 A student counts once, through their *best run*: of all their graded runs of the exercise (first
 gradings and regrades alike), the one with the highest score, the latest one on a tie. The score
@@ -21,8 +21,8 @@ from flask import current_app
 from sqlalchemy import select
 
 from grader.spec import Exercise
+from service.domain.gradebook import exercise_rows
 from service.extensions import db
-from service.gradebook import exercise_rows
 from service.models import ItemScore, Submission
 
 #: Up to this many hourly buckets the submissions are counted per hour, beyond it per day.

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from service import i18n
 from service.extensions import login_manager
 from service.i18n import t
-from service.web import PAGE_CSP, format_accuracy, format_number, format_shape
+from service.views.student import PAGE_CSP, format_accuracy, format_number, format_shape
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 bp.before_request(i18n.remember_language)
@@ -36,7 +36,7 @@ BEFORE_NEW_PASSWORD = {"dashboard.password", "dashboard.logout"}
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     try:  # the charts of the exercise page, when installed
-        from service import plots
+        from service.views import plots
     except ImportError:
         return
     plots.init_app(app)
@@ -112,4 +112,4 @@ def csrf_failed(_: CSRFError) -> tuple[str, int]:
                            message=t("error.csrf_body")), 400
 
 
-from service.dashboard import access, monitor, pages  # noqa: E402, F401  (views of ``bp``)
+from service.views.dashboard import access, monitor, pages  # noqa: E402, F401  (views of ``bp``)

@@ -1,5 +1,6 @@
 """Regrading from the dashboard: one submission, or an exercise's submissions after its
-reference changed. Each regrade is a new run (``service.submissions.regrade``); old runs stay.
+reference changed. Each regrade is a new run (``service.domain.submissions.regrade``); old runs
+stay.
 
 A submission whose latest run is still queued or running is skipped: a second pending run of the
 same notebook would only grade it twice.
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from service.domain.submissions import regrade
 from service.extensions import db
 from service.models import GradingRun, Submission
-from service.submissions import regrade
 
 PENDING = ("queued", "running")
 #: ``all``: every submission; ``latest``: each student's most recent submission only.

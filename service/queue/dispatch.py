@@ -13,7 +13,7 @@ def enqueue(run_id: int) -> None:
     """Tell the queue about a run already committed as ``queued``. Never raises: a run the
     broker did not take stays queued in the database and is sent again by ``flask requeue``."""
     if current_app.config["QUEUE"] == "celery":
-        from service.tasks import send_run
+        from service.queue.celery_tasks import send_run
 
         try:
             send_run(run_id)

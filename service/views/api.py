@@ -7,12 +7,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from service import jobs
-from service.auth import bearer_student
+from service.domain.submissions import Rejection, accept_submission, known_exercises
+from service.domain.tokens import bearer_student
 from service.extensions import csrf, db
 from service.models import GradingRun, Student, Submission
-from service.openapi import openapi_document
-from service.submissions import Rejection, accept_submission, known_exercises
+from service.queue import claims as jobs
+from service.views.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # bearer tokens, no cookies: CSRF does not apply

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from grader.notebook import NotebookError, read_notebook
 from service.extensions import db
 from service.models import GradingRun, Student, Submission, utcnow
-from service.queue import enqueue
+from service.queue.dispatch import enqueue
 from service.storage import BlobStore
 
 

@@ -1,5 +1,5 @@
 """The queue as the instructor sees it: how many runs wait and for how long, what runs now, what
-failed and why, and which workers are alive (``service.heartbeats``)."""
+failed and why, and which workers are alive (``service.queue.heartbeats``)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from flask import render_template
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer, selectinload
 
-from service.dashboard import bp
 from service.extensions import db
-from service.heartbeats import ALIVE_SECONDS, is_alive, recent_workers
 from service.models import GradingRun, Submission, Worker, utcnow
+from service.queue.heartbeats import ALIVE_SECONDS, is_alive, recent_workers
+from service.views.dashboard import bp
 
 STATUSES = ("queued", "running", "graded", "failed")
 #: Averages are over this many most recent runs.

@@ -7,7 +7,7 @@ drop zone accepts a dragged file and the page polls ``status.json`` every 2 s. F
 Flask-WTF's CSRF token (checked app-wide by ``CSRFProtect``). Texts come from ``service.i18n``.
 
 The upload rules themselves (exercise, notebook validity, duplicates, rate limit) live in
-``service.submissions``, shared with the JSON API.
+``service.domain.submissions``, shared with the JSON API.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Text
 from service import i18n
-from service.api import submission_json
-from service.auth import student_for_token
+from service.domain.submissions import Rejection, accept_submission, known_exercises
+from service.domain.tokens import student_for_token
 from service.extensions import db, login_manager
 from service.i18n import t
 from service.models import Submission
 from service.storage import BlobStore
-from service.submissions import Rejection, accept_submission, known_exercises
+from service.views.api import submission_json
 
 bp = Blueprint("web", __name__)
 bp.before_request(i18n.remember_language)
@@ -56,7 +56,7 @@ NOTEBOOK_CSP = ("sandbox; default-src 'none'; img-src data:; style-src 'unsafe-i
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'self'")
 #: Styles inlined into the executed notebook (its CSP allows inline styles only).
-NOTEBOOK_CSS = Path(__file__).resolve().parent / "static" / "notebook.css"
+NOTEBOOK_CSS = Path(__file__).resolve().parents[1] / "static" / "notebook.css"
 LIVE = ("queued", "running")
 
 Page = str | tuple[str, int]

@@ -18,10 +18,11 @@ from typing import Any
 from flask import Flask
 
 from grader import GraderConfig, Progress, RunStatus, get_sandbox, grade_notebook
-from service import heartbeats, jobs
+from service.domain.notebook_html import render_notebook_html
 from service.extensions import db
 from service.models import GradingRun, ItemScore, utcnow
-from service.render import render_notebook_html
+from service.queue import claims as jobs
+from service.queue import heartbeats
 from service.storage import BlobStore
 
 log = logging.getLogger(__name__)

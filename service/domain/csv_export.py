@@ -12,7 +12,7 @@ Two shapes (docs/dashboard.md says how to import each):
   The header carries no ``(number)`` suffix: Canvas reads that as the id of an existing
   assignment; a plain name makes a new assignment, or is matched by name.
 
-Scores are each student's best (``service.gradebook``), written with a decimal point and at
+Scores are each student's best (``service.domain.gradebook``), written with a decimal point and at
 most two decimals; a student with no graded submission has an empty score, which both systems
 read as "no grade". The file is UTF-8 with a byte-order mark, which Excel needs to show names
 in Japanese and which Moodle and Canvas skip.
@@ -24,7 +24,7 @@ import csv
 import io
 
 from grader.spec import Exercise
-from service.gradebook import GradeRow
+from service.domain.gradebook import GradeRow
 
 FORMATS = ("plain", "canvas")
 BOM = "\ufeff"

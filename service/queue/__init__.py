@@ -1,0 +1,1 @@
+"""The grading queue: claims, leases, workers, heartbeats and the Celery carrier."""
