@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grader.config import GraderConfig
+from grader.notebook_run import ProgressCallback
 from grader.pipeline import grade_notebook
 from grader.reference import solution_path
 from grader.report import GradeReport, RunStatus
@@ -60,9 +61,11 @@ def dry_run_exercise(
     sandbox: Sandbox,
     *,
     log: Callable[[str], None] = print,
+    progress: Callable[[str], ProgressCallback | None] | None = None,
 ) -> list[DryRunCheck]:
-    from grader.cli import progress_printer
-
+    """Grade the exercise's solution and blank template, one check each. ``log`` gets a line
+    per step; ``progress``, given a label (``<exercise>/solution``), returns the callback that
+    follows that run (the CLI prints cells as they run; a library caller may want none)."""
     checks = []
     for name, path, judge in (
         ("solution", solution_path(exercise), _problems_solution),
@@ -71,7 +74,8 @@ def dry_run_exercise(
         log(f"{exercise.id}: grading the {name} ({path.name})")
         started = time.monotonic()
         report = grade_notebook(path.read_bytes(), exercise, config, sandbox,
-                                on_progress=progress_printer(f"{exercise.id}/{name}"))
+                                on_progress=progress(f"{exercise.id}/{name}") if progress
+                                else None)
         problems = judge(report)
         check = DryRunCheck(exercise.id, name, not problems, report.score, report.max_score,
                             str(report.status), tuple(problems), time.monotonic() - started)

@@ -41,8 +41,6 @@ from typing import IO
 
 import numpy as np
 
-import grader
-
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # numpy 1.26
@@ -128,7 +126,7 @@ def default_data_dir() -> Path:
     configured = os.environ.get("GRADER_DATA_DIR")
     if configured:
         return Path(configured)
-    return Path(grader.__file__).resolve().parent.parent / "var" / "data"
+    return Path(__file__).resolve().parents[2] / "var" / "data"
 
 
 def ensure_mnist_file(data_dir: Path, *, log: Log = print) -> Path:

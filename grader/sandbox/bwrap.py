@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -33,9 +32,9 @@ from grader.sandbox.base import (
     SandboxRequest,
     SandboxResult,
     SandboxRun,
-    SandboxUser,
 )
 from grader.sandbox.bwrap_run import BwrapRun, open_network
+from grader.sandbox.bwrap_settings import BwrapSettings
 from grader.sandbox.cgroups import (
     DEFAULT_PARENT,
     CgroupError,
@@ -44,8 +43,6 @@ from grader.sandbox.cgroups import (
     sweep_cgroups,
 )
 from grader.sandbox.launch import (
-    ETC_PATHS,
-    SYSTEM_PATHS,
     TOOL_PATH,
     LaunchFds,
     data_fd,
@@ -65,45 +62,13 @@ RESERVED_TARGETS = ("/proc", "/dev")
 
 
 @dataclass
-class BubblewrapSandbox:
+class BubblewrapSandbox(BwrapSettings):
     """Runs each request in a bubblewrap sandbox with cgroup limits (Debian's ``bubblewrap``).
 
-    Every option below has a default that works on a Debian host where the grader runs as root.
+    Every option (here and in :class:`~grader.sandbox.bwrap_settings.BwrapSettings`) has a
+    default that works on a Debian host where the grader runs as root.
     """
 
-    #: The ``bwrap`` executable (a name looked up in ``PATH``, or a path).
-    bwrap: str = "bwrap"
-    #: Interpreter made available inside at the same path: its virtualenv and its base prefix
-    #: are bound read-only (see :func:`~grader.sandbox.process.runtime_paths`), after the
-    #: request's mounts so none hides them; its ``bin`` leads ``PATH``. ``None``
-    #: binds no runtime: the request's mounts must then bring one.
-    python: str | None = sys.executable
-    #: Host user and group of the student's code (``SandboxUser.STUDENT``) when the grader is
-    #: root (``nobody`` by default; a dedicated unused id is better on a shared host).
-    host_uid: int = 65534
-    host_gid: int = 65534
-    #: Host user and group of the grader's own sandboxed code (``SandboxUser.GRADER``: the
-    #: runner driving the student's kernel, the clean room). 65533 is unused on Debian (just
-    #: below ``nobody``); any id that owns no file and is not ``host_uid`` will do. Running as
-    #: another user is what keeps the student's processes from signalling, tracing or reading
-    #: the grader's where their sandboxes share a network namespace.
-    grader_uid: int = 65533
-    grader_gid: int = 65533
-    #: User and group ids the command sees inside (``getuid()``); named ``sandbox``.
-    sandbox_uid: int = 1000
-    sandbox_gid: int = 1000
-    #: Hostname inside the sandbox.
-    hostname: str = "sandbox"
-    #: The private, writable home directory (an empty tmpfs, like ``/tmp``).
-    home: str = "/home/sandbox"
-    #: Host paths shown read-only at the same path; see :data:`SYSTEM_PATHS`.
-    system_paths: tuple[str, ...] = SYSTEM_PATHS
-    #: Files and directories of the host's ``/etc`` bound read-only when they exist.
-    #: ``passwd``, ``group``, ``hosts``, ``nsswitch.conf`` and ``hostname`` are generated.
-    etc_paths: tuple[str, ...] = ETC_PATHS
-    #: Device nodes passed through when present, e.g. ``("/dev/nvidia0", "/dev/nvidiactl",
-    #: "/dev/nvidia-uvm")`` for GPU runs. Nothing by default.
-    devices: tuple[str, ...] = ()
     #: Parent of the runs' cgroups, relative to each cgroup hierarchy's root.
     cgroup_parent: str = DEFAULT_PARENT
     #: Fail (``sandbox_error``) when no cgroup can be made. ``False`` runs without memory and
@@ -119,17 +84,6 @@ class BubblewrapSandbox:
     #: EPERM). Turn off only to find out whether the filter is what breaks a program.
     seccomp: bool = True
     name: str = field(default="bwrap", init=False)
-
-    def __post_init__(self) -> None:
-        if self.grader_uid == self.host_uid:
-            raise ValueError(f"grader_uid must differ from host_uid (both {self.host_uid}): "
-                             "the student's code must not run as the grader's user")
-
-    def host_ids(self, user: SandboxUser) -> tuple[int, int]:
-        """The host ``(uid, gid)`` a request of ``user`` runs as (when the grader is root)."""
-        if user == SandboxUser.GRADER:
-            return self.grader_uid, self.grader_gid
-        return self.host_uid, self.host_gid
 
     # --- the Sandbox protocol --------------------------------------------------------------
 

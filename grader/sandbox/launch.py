@@ -54,29 +54,13 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from grader.sandbox.base import SandboxRequest
+from grader.sandbox.bwrap_settings import BwrapSettings
 from grader.sandbox.cgroups import RunCgroup
 from grader.sandbox.process import base_env, runtime_paths
 from grader.sandbox.staging import write_etc
 
-if TYPE_CHECKING:
-    from grader.sandbox.bwrap import BubblewrapSandbox
-
-#: Host directories shown read-only at the same path (symlinks, as in merged-/usr systems, are
-#: recreated as symlinks).
-SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-#: Pieces of the host's ``/etc`` that Python, NumPy and TensorFlow read; bound when present.
-ETC_PATHS = (
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/localtime",
-    "/etc/alternatives",
-    "/etc/ssl",
-    "/etc/mime.types",
-)
 #: ``sh`` exits with this when joining the cgroup or a staging mount fails (before bwrap).
 LAUNCH_FAILED = 125
 #: Runs inside the sandbox before the command. It tells the host that set-up succeeded by
@@ -121,7 +105,7 @@ class Bind:
 
 
 def launch_argv(
-    sandbox: BubblewrapSandbox,
+    sandbox: BwrapSettings,
     request: SandboxRequest,
     cgroup: RunCgroup | None,
     stage: Path,
@@ -208,7 +192,7 @@ def _write_all(fd: int, data: bytes) -> None:
     os.lseek(fd, 0, os.SEEK_SET)
 
 
-def _binds(sandbox: BubblewrapSandbox, request: SandboxRequest) -> list[Bind]:
+def _binds(sandbox: BwrapSettings, request: SandboxRequest) -> list[Bind]:
     """Work directory and mounts in request order, then the runtime so nothing hides it."""
     binds = []
     if request.workdir is not None:
@@ -224,7 +208,7 @@ def _binds(sandbox: BubblewrapSandbox, request: SandboxRequest) -> list[Bind]:
 
 
 def _bwrap_options(
-    sandbox: BubblewrapSandbox, request: SandboxRequest, binds: list[Bind], etc: Path
+    sandbox: BwrapSettings, request: SandboxRequest, binds: list[Bind], etc: Path
 ) -> list[str]:
     if request.join_network is None:
         # user, ipc, pid, net (loopback only), uts, cgroup namespaces
@@ -269,7 +253,7 @@ def _bwrap_options(
     return args
 
 
-def _write_etc(sandbox: BubblewrapSandbox, stage: Path) -> Path:
+def _write_etc(sandbox: BwrapSettings, stage: Path) -> Path:
     return write_etc(stage, uid=sandbox.sandbox_uid, gid=sandbox.sandbox_gid, home=sandbox.home,
                      hostname=sandbox.hostname)
 
