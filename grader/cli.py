@@ -16,7 +16,9 @@ from pathlib import Path
 
 from grader.config import GraderConfig
 from grader.limits import Limits
-from grader.pipeline import Progress, grade_notebook, require_reference
+from grader.notebook_run import Progress, ProgressCallback
+from grader.pipeline import grade_notebook
+from grader.reference import require_reference
 from grader.render import default_lang, render_text
 from grader.report import RunStatus
 from grader.spec import Exercise, SpecError, parse_size
@@ -124,7 +126,7 @@ def _sandbox(config: GraderConfig):
     return get_sandbox(config.sandbox)
 
 
-def progress_printer(label: str, quiet: bool = False):
+def progress_printer(label: str, quiet: bool = False) -> ProgressCallback:
     """A progress callback writing one line per cell to stderr."""
 
     def show(event: Progress) -> None:
@@ -201,7 +203,8 @@ def cmd_dry_run(args: argparse.Namespace, config: GraderConfig) -> int:
     ok = True
     for exercise_id in _exercise_ids(config, args.exercises):
         exercise = _exercise(config, exercise_id)
-        for check in dry_run_exercise(exercise, config, sandbox, log=_stderr):
+        for check in dry_run_exercise(exercise, config, sandbox, log=_stderr,
+                                      progress=progress_printer):
             results.append(check.to_dict())
             ok &= check.passed
     if args.json:
@@ -216,7 +219,7 @@ def _stderr(message: str) -> None:
 
 
 def cmd_build_reference(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.reference import ReferenceError, build_reference
+    from grader.reference_build import ReferenceError, build_reference
 
     sandbox = _sandbox(config)
     for exercise_id in _exercise_ids(config, args.exercises):
@@ -234,7 +237,7 @@ def cmd_build_reference(args: argparse.Namespace, config: GraderConfig) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.reference import ReferenceError, calibrate_accuracy
+    from grader.reference_build import ReferenceError, calibrate_accuracy
 
     exercise = _exercise(config, args.exercise)
 

@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import nbformat
 
 from grader.config import GraderConfig
+from grader.data import sandbox_data_dir
+from grader.kernel.plan import BootstrapConfig, ExportStep, KernelConnection, RunPlan
 from grader.limits import GiB, Limits
 from grader.locate import Located
 from grader.outcome import RunOutcome, classify_run
@@ -72,16 +73,11 @@ class NotebookRun:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def plan_exports(exercise: Exercise, located: dict[str, Located | None]) -> list[dict[str, Any]]:
+def plan_exports(exercise: Exercise, located: dict[str, Located | None]) -> list[ExportStep]:
     """Export instructions for the runner: only what to export and after which cell."""
-    exports = []
-    for item in exercise.items:
-        where = located.get(item.id)
-        if where is None:
-            continue
-        exports.append({"item": item.id, "cell": where.index, "export": item.extract.export,
-                        "fresh": item.extract.fresh, "args": dict(item.extract.args)})
-    return exports
+    return [ExportStep(item=item.id, cell=where.index, export=item.extract.export,
+                       fresh=item.extract.fresh, args=dict(item.extract.args))
+            for item in exercise.items if (where := located.get(item.id)) is not None]
 
 
 def free_ports(count: int) -> list[int]:
@@ -96,21 +92,23 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def kernel_connection() -> dict[str, Any]:
+def kernel_connection() -> KernelConnection:
+    """Fresh loopback ports and a fresh message key for one run's kernel."""
     shell, iopub, stdin, control, hb = free_ports(5)
-    return {"ip": "127.0.0.1", "transport": "tcp", "shell_port": shell, "iopub_port": iopub,
-            "stdin_port": stdin, "control_port": control, "hb_port": hb,
-            "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256"}
+    return KernelConnection(ip="127.0.0.1", transport="tcp", shell_port=shell,
+                            iopub_port=iopub, stdin_port=stdin, control_port=control,
+                            hb_port=hb, key=secrets.token_hex(32),
+                            signature_scheme="hmac-sha256")
 
 
-def kernel_argv(connection: dict[str, Any]) -> list[str]:
+def kernel_argv(connection: KernelConnection) -> list[str]:
     """The student's kernel: a plain ipykernel bound to the given loopback ports."""
-    return [sys.executable, "-m", "ipykernel_launcher", f"--ip={connection['ip']}",
-            "--transport=tcp", f"--shell={connection['shell_port']}",
-            f"--iopub={connection['iopub_port']}", f"--stdin={connection['stdin_port']}",
-            f"--control={connection['control_port']}", f"--hb={connection['hb_port']}",
-            f"--Session.key={connection['key']}",
-            f"--Session.signature_scheme={connection['signature_scheme']}",
+    return [sys.executable, "-m", "ipykernel_launcher", f"--ip={connection.ip}",
+            "--transport=tcp", f"--shell={connection.shell_port}",
+            f"--iopub={connection.iopub_port}", f"--stdin={connection.stdin_port}",
+            f"--control={connection.control_port}", f"--hb={connection.hb_port}",
+            f"--Session.key={connection.key}",
+            f"--Session.signature_scheme={connection.signature_scheme}",
             "--IPKernelApp.connection_file=/tmp/jupyter-runtime/kernel.json"]
 
 
@@ -127,26 +125,24 @@ def run_notebook(
 ) -> NotebookRun:
     """Run ``nb`` in the student's kernel sandbox, driven by the runner in the grader's
     sandbox (``rundir/runner`` is the runner's folder); what both saw, classified."""
-    from grader.data import sandbox_data_dir
-
     workdir = rundir / "runner"
     (workdir / "out" / "control").mkdir(parents=True)
     nbformat.write(nb, workdir / "submission.ipynb")
     connection = kernel_connection()
-    plan = {
-        "notebook": "submission.ipynb",
-        "out": "out",
-        "connection": connection,
-        "cell_timeout": limits.cell_timeout,
-        "cell_output_bytes": limits.cell_output_bytes,
-        "notebook_output_bytes": limits.notebook_output_bytes,
-        "bootstrap": {
-            "tf1": exercise.runtime.tf1,
-            "datasets": {n: f"{DATA_TARGET}/{n}.npz" for n in exercise.runtime.datasets},
-        },
-        "exports": plan_exports(exercise, located),
-    }
-    (workdir / "plan.json").write_text(json.dumps(plan))
+    plan = RunPlan(
+        notebook="submission.ipynb",
+        out="out",
+        connection=connection,
+        cell_timeout=limits.cell_timeout,
+        cell_output_bytes=limits.cell_output_bytes,
+        notebook_output_bytes=limits.notebook_output_bytes,
+        bootstrap=BootstrapConfig(
+            tf1=exercise.runtime.tf1,
+            datasets={n: f"{DATA_TARGET}/{n}.npz" for n in exercise.runtime.datasets},
+        ),
+        exports=plan_exports(exercise, located),
+    )
+    (workdir / "plan.json").write_text(plan.model_dump_json())
     kernel_request = SandboxRequest(
         argv=kernel_argv(connection),
         workdir=None,

@@ -20,26 +20,27 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import numpy as np
 
 from grader.artefacts import ArtefactError, GraphExport, ValueExport, read_artefact
 from grader.clean_room import ImageSets, Measured, measure_artefacts, plan_jobs
+from grader.comparators import prepare_inputs
 from grader.config import GraderConfig
+from grader.data import evaluation_images
 from grader.limits import Limits
 from grader.locate import Located, locate_items
 from grader.notebook import NotebookError, read_notebook, strip_outputs
 from grader.notebook_run import Progress, ProgressCallback, run_notebook
 from grader.outcome import RunOutcome
+from grader.reference import reference_artefacts, require_reference
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.results import RunnerResult
 from grader.sandbox.base import Sandbox, SandboxResult
 from grader.sanitize import Neutralised, sanitize_notebook
-from grader.scoring import Evidence, claimed_accuracy, score_items
+from grader.scoring import Evidence, score_items
 from grader.sourcecheck import SourceFacts, read_cell
 from grader.spec import Exercise, Text
 
@@ -139,62 +140,13 @@ def measure_execution(run: Execution, exercise: Exercise, config: GraderConfig,
     jobs = plan_jobs(exercise, student, reference)
     images = None
     if any(job.measure == "predictions" for job in jobs):
-        images = ImageSets(evaluation_images(config))
+        images = ImageSets(evaluation_images(config.data_dir))
     return measure_artefacts(jobs, sandbox, rundir / "cleanroom", images=images)
 
 
 def _cell_can_answer(run: Execution, item_id: str) -> bool:
     facts = run.sources.get(item_id)
     return facts is not None and facts.syntax_error is None
-
-
-def reference_artefacts(exercise: Exercise) -> dict[str, Path]:
-    """Item id -> the reference solution's export (``grader build-reference`` writes them)."""
-    folder = exercise.reference_dir / "artefacts"
-    return {item.id: folder / f"{item.id}.json" for item in exercise.items
-            if (folder / f"{item.id}.json").is_file()}
-
-
-def mnist_test_labels(config: GraderConfig) -> np.ndarray:
-    """MNIST's test labels (host side only), verified once per change of the data file."""
-    return _mnist(config.data_dir / "mnist.npz").y_test
-
-
-def evaluation_images(config: GraderConfig) -> dict[str, np.ndarray]:
-    """The images the trained model is measured on: the 10,000 test images and the training
-    images kept back from the student's sandbox (``docs/data.md``)."""
-    from grader.data import load_holdout
-
-    return {"test": _mnist(config.data_dir / "mnist.npz").x_test,
-            "holdout": load_holdout(config.data_dir)[0]}
-
-
-def evaluation_labels(config: GraderConfig) -> dict[str, np.ndarray]:
-    """Their labels, which never leave the host."""
-    from grader.data import load_holdout
-
-    return {"test": mnist_test_labels(config), "holdout": load_holdout(config.data_dir)[1]}
-
-
-def _mnist(path: Path) -> Any:
-    return _load_mnist(path, path.stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=4)
-def _load_mnist(path: Path, mtime_ns: int) -> Any:
-    from grader.data import load_mnist
-
-    return load_mnist(path)
-
-
-def require_reference(exercise: Exercise) -> None:
-    """``FileNotFoundError`` naming the command to run when the reference's exports are
-    missing (``grader build-reference`` makes them)."""
-    if not (exercise.reference_dir / "expected.json").exists() or not reference_artefacts(
-            exercise):
-        raise FileNotFoundError(
-            f"the reference of {exercise.id} is missing: run `grader build-reference "
-            f"{exercise.id}` first")
 
 
 def grade_notebook(
@@ -228,22 +180,19 @@ def score_execution(
     config: GraderConfig,
     started: float,
 ) -> GradeReport:
+    """Score a run item by item and make its report. Each comparator's ``prepare`` hook first
+    builds the host-side inputs it needs (the accuracy item's labels and printed figure), so
+    nothing here knows one kind of item from another."""
     t0 = time.monotonic()
-    claimed = None
-    accuracy_item = next((i for i in exercise.items if i.compare.kind == "accuracy"), None)
-    labels = evaluation_labels(config) if accuracy_item is not None else None
-    if exercise.accuracy is not None and accuracy_item is not None:
-        where = run.located.get(accuracy_item.id)
-        claimed = claimed_accuracy(run.executed, where.index if where else None,
-                                   exercise.accuracy.claimed_pattern)
+    prepared = prepare_inputs(exercise, config, run.executed, run.located)
     evidence = Evidence(located=run.located, runner=run.runner, sources=run.sources,
-                        exports=run.exports, measured=run.measured, labels=labels,
-                        claimed_accuracy=claimed, stop_reason=run.outcome.reason)
+                        exports=run.exports, measured=run.measured, prepared=prepared,
+                        stop_reason=run.outcome.reason)
     items = score_items(exercise, evidence)
-    measured = None
-    if accuracy_item is not None:
-        measured = next(i for i in items if i.id == accuracy_item.id).details.get(
-            "measured_accuracy")
+    claimed = next((p.claimed_accuracy for p in prepared.values()
+                    if p.claimed_accuracy is not None), None)
+    measured = next((i.details["measured_accuracy"] for i in items
+                     if "measured_accuracy" in i.details), None)
     timings = dict(run.timings)
     timings["scoring"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - started

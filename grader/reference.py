@@ -1,102 +1,61 @@
-"""The reference: the solution's own exports, made by running it through the same sandboxes.
+"""The reference files of an exercise, written by ``grader build-reference`` and read by grading.
 
-``grader build-reference`` writes ``reference/<id>/artefacts/<item>.json`` (the graphs the
-solution built, which the clean room measures beside every submission's, on the same inputs)
-and ``reference/<id>/expected.json`` (what was measured of them); nobody types expected values
-by hand. ``grader calibrate`` runs the solution with several seeds to see how its accuracy
-spreads, which is how the accuracy threshold in ``exercise.toml`` is chosen.
+``reference/<id>/`` holds ``solution.ipynb`` (typed by the course's authors), and what
+:func:`grader.reference_build.build_reference` makes of it: ``artefacts/<item>.json`` (the
+graphs the solution built, which the clean room measures beside every submission's, on the same
+inputs) and ``expected.json`` (what was measured of them). The writer and the readers of those
+files live here together, so the layout is stated once.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 import importlib.metadata
 import json
-import re
-import shutil
-import statistics
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from grader.artefacts import GraphExport
-from grader.config import GraderConfig
-from grader.measurements import MeasurementFailure
-from grader.notebook import read_notebook
-from grader.pipeline import Execution, ProgressCallback, execute_notebook, score_execution
-from grader.report import RunStatus
-from grader.sandbox.base import Sandbox
+from grader.report import GradeReport
 from grader.spec import Exercise
 
-
-class ReferenceError(RuntimeError):
-    """The solution did not run cleanly, so no reference can be made from it."""
+EXPECTED_NAME = "expected.json"
 
 
 def solution_path(exercise: Exercise) -> Path:
     return exercise.reference_dir / "solution.ipynb"
 
 
-def _check_clean(run: Execution, exercise: Exercise) -> None:
-    if run.outcome.status is not RunStatus.GRADED:
-        reason = run.outcome.reason.en if run.outcome.reason else ""
-        raise ReferenceError(f"the solution ended with {run.outcome.status}: {reason}")
-    assert run.runner is not None
-    for item in exercise.items:
-        where = run.located.get(item.id)
-        if where is None:
-            raise ReferenceError(f"the solution has no cell for item {item.id}")
-        cell = run.runner.cell(where.index)
-        if cell is None or cell.status != "ok":
-            detail = f"{cell.ename}: {cell.evalue}" if cell else "not run"
-            raise ReferenceError(f"the solution's cell for {item.id} failed: {detail}")
-        export = run.exports.get(item.id)
-        if not isinstance(export, GraphExport):
-            raise ReferenceError(f"the solution's export for {item.id} is unusable: {export}")
-        measured = run.measured.get(item.id, "student") if run.measured else None
-        if measured is None or isinstance(measured, MeasurementFailure):
-            raise ReferenceError(f"the clean room could not measure {item.id} of the "
-                                 f"solution: {measured}")
+def expected_path(exercise: Exercise) -> Path:
+    return exercise.reference_dir / EXPECTED_NAME
 
 
-def build_reference(
-    exercise: Exercise,
-    config: GraderConfig,
-    sandbox: Sandbox,
-    *,
-    on_progress: ProgressCallback | None = None,
-) -> Path:
-    """Run the solution, keep its exports as ``reference/<id>/artefacts/`` and write
-    ``expected.json`` (what the clean room measured of them); return its path.
+def reference_artefacts(exercise: Exercise) -> dict[str, Path]:
+    """Item id -> the reference solution's export (``grader build-reference`` writes them)."""
+    folder = exercise.reference_dir / "artefacts"
+    return {item.id: folder / f"{item.id}.json" for item in exercise.items
+            if (folder / f"{item.id}.json").is_file()}
 
-    The solution is graded against its own exports, and must earn full marks: a reference
-    that its own grader would fail is refused."""
-    source = solution_path(exercise)
-    data = source.read_bytes()
-    staging = exercise.reference_dir / "artefacts.new"
-    shutil.rmtree(staging, ignore_errors=True)
-    started = time.monotonic()
-    run = execute_notebook(read_notebook(data), exercise, config, sandbox,
-                           on_progress=on_progress, keep_exports=staging, self_reference=True)
-    try:
-        _check_clean(run, exercise)
-        report = score_execution(run, exercise, config, started)
-        short = [f"{i.id} {i.score:g}/{i.max_score:g}: " + " / ".join(t.en for t in i.feedback)
-                 for i in report.items if i.score < i.max_score]
-        if short:
-            raise ReferenceError("the solution does not earn full marks against itself: "
-                                 + "; ".join(short))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+def require_reference(exercise: Exercise) -> None:
+    """``FileNotFoundError`` naming the command to run when the reference's exports are
+    missing (``grader build-reference`` makes them)."""
+    if not expected_path(exercise).exists() or not reference_artefacts(exercise):
+        raise FileNotFoundError(
+            f"the reference of {exercise.id} is missing: run `grader build-reference "
+            f"{exercise.id}` first")
+
+
+def read_expected(exercise: Exercise) -> dict[str, Any]:
+    """``expected.json`` as written by :func:`write_expected` (``FileNotFoundError`` when the
+    reference was never built)."""
+    return json.loads(expected_path(exercise).read_text(encoding="utf-8"))
+
+
+def write_expected(exercise: Exercise, report: GradeReport, solution: bytes) -> Path:
+    """Write ``expected.json`` from the solution's report (graded against itself) beside the
+    ``artefacts/`` already in place; return its path."""
     target_dir = exercise.reference_dir / "artefacts"
-    shutil.rmtree(target_dir, ignore_errors=True)
-    staging.rename(target_dir)
     items: dict[str, Any] = {item.id: {"status": str(item.status), **item.details}
                              for item in report.items}
     document = {
@@ -104,7 +63,7 @@ def build_reference(
         "note": "Generated by `grader build-reference`; do not edit by hand. The artefacts/ "
                 "beside it are what grading measures against.",
         "built_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        "solution_sha256": hashlib.sha256(data).hexdigest(),
+        "solution_sha256": hashlib.sha256(solution).hexdigest(),
         "artefacts_sha256": {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()
                              for p in sorted(target_dir.glob("*.json"))},
         "tensorflow": _version("tensorflow"),
@@ -112,7 +71,7 @@ def build_reference(
         "measured_accuracy": report.measured_accuracy,
         "items": items,
     }
-    target = exercise.reference_dir / "expected.json"
+    target = expected_path(exercise)
     target.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return target
 
@@ -122,75 +81,3 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-SEED_PATTERNS = [
-    re.compile(r"(RandomState\()(\d+)(\))"),
-    re.compile(r"(random_state\s*=\s*)(\d+)()"),
-    re.compile(r"((?:set_random_seed|random\.seed|set_seed)\()(\d+)(\))"),
-]
-
-
-def reseed(source: str, offset: int) -> str:
-    """The solution's source with every literal seed shifted by ``offset``."""
-    for pattern in SEED_PATTERNS:
-        source = pattern.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + offset}{m.group(3)}",
-                             source)
-    return source
-
-
-@dataclass(frozen=True)
-class Calibration:
-    accuracies: list[float]
-    #: The solution's total score in each run (full marks expected every time).
-    scores: list[float] = field(default_factory=list)
-
-    @property
-    def summary(self) -> dict[str, float]:
-        values = self.accuracies
-        return {
-            "runs": len(values),
-            "min": min(values),
-            "max": max(values),
-            "mean": statistics.fmean(values),
-            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
-        }
-
-    def suggested_threshold(self, margin_stdevs: float = 3.0, step: float = 0.005) -> float:
-        """``min(mean - k*stdev, min - step)`` rounded down to ``step``: the reference clears it
-        in nearly every run, a model trained a few epochs short does not."""
-        s = self.summary
-        raw = min(s["mean"] - margin_stdevs * s["stdev"], s["min"] - step)
-        return float(np.floor(raw / step) * step)
-
-
-def calibrate_accuracy(
-    exercise: Exercise,
-    config: GraderConfig,
-    sandbox: Sandbox,
-    runs: int,
-    *,
-    on_run: Any = None,
-    on_progress: ProgressCallback | None = None,
-) -> Calibration:
-    """Grade the solution ``runs`` times with shifted seeds: the measured accuracies (the
-    accuracy item's measure: the lower of test and held-out) and the scores."""
-    nb = read_notebook(solution_path(exercise).read_bytes())
-    accuracies: list[float] = []
-    scores: list[float] = []
-    for offset in range(runs):
-        variant = copy.deepcopy(nb)
-        for cell in variant.cells:
-            if cell.cell_type == "code":
-                cell.source = reseed(cell.source, offset)
-        started = time.monotonic()
-        run = execute_notebook(variant, exercise, config, sandbox, on_progress=on_progress)
-        _check_clean(run, exercise)
-        report = score_execution(run, exercise, config, started)
-        if report.measured_accuracy is None:
-            raise ReferenceError(f"run {offset + 1}: no accuracy was measured")
-        accuracies.append(report.measured_accuracy)
-        scores.append(report.score)
-        if on_run is not None:
-            on_run(offset, report.measured_accuracy, report)
-    return Calibration(accuracies, scores)

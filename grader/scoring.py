@@ -16,17 +16,15 @@ A comparator that trips over an odd value makes its item an error, never a faile
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import nbformat
 import numpy as np
 
 from grader.artefacts import GraphExport, ValueExport
 from grader.clean_room import Measured
-from grader.comparators import CompareInput, get_comparator
+from grader.comparators import CompareInput, Prepared, get_comparator
 from grader.locate import Located
 from grader.measurements import MeasurementFailure
 from grader.report import ItemResult, ItemStatus
@@ -46,9 +44,8 @@ class Evidence:
     sources: Mapping[str, SourceFacts]
     exports: Mapping[str, GraphExport | ValueExport | str]
     measured: Measured | None
-    #: Image set name -> labels (host side only), for the accuracy item.
-    labels: Mapping[str, np.ndarray] | None = None
-    claimed_accuracy: float | None = None
+    #: Item id -> the host-side inputs its comparator's ``prepare`` hook made (labels...).
+    prepared: Mapping[str, Prepared] = field(default_factory=dict)
     stop_reason: Text | None = None
 
 
@@ -101,11 +98,12 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
             ja=f"採点側の参照を測定できませんでした: {theirs.detail}",
             en=f"The grader could not measure its reference: {theirs.detail}"))
     view, expected = _comparator_views(item, mine, theirs, export, evidence, measured)
+    prepared = evidence.prepared.get(item.id) or Prepared()
     try:
         judgement = get_comparator(item.compare.kind)(CompareInput(
             item=item, exercise=exercise, measured=view, expected=expected,
-            cell_error=cell_error, labels=evidence.labels,
-            claimed_accuracy=evidence.claimed_accuracy,
+            cell_error=cell_error, labels=prepared.labels,
+            claimed_accuracy=prepared.claimed_accuracy,
         ))
     except Exception:  # a comparator must never turn an odd answer into a failed run
         logger.exception("comparator %s failed on item %s", item.compare.kind, item.id)
@@ -217,26 +215,3 @@ def _export_text(item: Item, cell_error: tuple[str, str] | None, problem: str | 
 def _add_hint(out: ItemResult, item: Item) -> None:
     if item.hint is not None:
         out.feedback.append(Text(ja="ヒント: " + item.hint.ja, en="Hint: " + item.hint.en))
-
-
-def claimed_accuracy(
-    executed: nbformat.NotebookNode | None, cell_index: int | None, pattern: str
-) -> float | None:
-    """The last accuracy the notebook printed in the item's cell (never used for the score)."""
-    if executed is None or cell_index is None or cell_index >= len(executed.cells):
-        return None
-    text = []
-    for output in executed.cells[cell_index].get("outputs", []):
-        if output.get("output_type") == "stream":
-            text.append(output.get("text", ""))
-        elif "data" in output:
-            text.append(str(output["data"].get("text/plain", "")))
-    matches = re.findall(pattern, "".join(text))
-    if not matches:
-        return None
-    last = matches[-1]
-    try:
-        value = float(last if isinstance(last, str) else last[0])
-    except ValueError:
-        return None
-    return value / 100 if 1 < value <= 100 else value

@@ -19,7 +19,7 @@ from grader.measurements import (
     TensorMeasurement,
     parse_measurement,
 )
-from grader.pipeline import reference_artefacts
+from grader.reference import reference_artefacts
 from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.sourcecheck import read_cell
 

@@ -13,7 +13,7 @@ from grader.clean_room import measure_artefacts, plan_jobs, reference_context
 from grader.comparators import CompareInput, as_array, get_comparator
 from grader.comparators.accuracy import accuracy_fraction
 from grader.comparators.variants import Variant, apply_variant
-from grader.pipeline import reference_artefacts
+from grader.reference import reference_artefacts
 from grader.report import ItemStatus
 
 pytestmark = pytest.mark.sandbox

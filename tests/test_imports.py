@@ -12,7 +12,7 @@ FORBIDDEN = ("flask", "sqlalchemy", "celery", "service", "werkzeug", "redis")
 def test_grader_imports_no_web_modules():
     code = (
         "import json, sys\n"
-        "import grader, grader.cli, grader.pipeline, grader.reference, grader.dryrun\n"
+        "import grader, grader.cli, grader.pipeline, grader.reference, grader.reference_build, grader.dryrun\n"
         "import grader.sandbox, grader.comparators, grader.data\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )

@@ -8,7 +8,7 @@ import pytest
 from grader.locate import locate_items
 from grader.notebook import NotebookError, read_notebook
 from grader.sanitize import sanitize_notebook
-from grader.scoring import claimed_accuracy
+from grader.comparators.accuracy import claimed_accuracy
 from tests.conftest import FIXTURES
 
 

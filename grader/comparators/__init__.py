@@ -8,54 +8,49 @@ a :class:`Judgement` whose feedback says what is wrong, in Japanese and English.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
 
-import numpy as np
+import nbformat
 
-from grader.report import ItemStatus
-from grader.spec import Exercise, Item, Text
+from grader.comparators import accuracy, arrays, graphs, layers
+from grader.comparators.base import (
+    COMPARATORS,
+    PREPARERS,
+    Comparator,
+    CompareInput,
+    Judgement,
+    Prepare,
+    Prepared,
+    RunFacts,
+    as_array,
+    register,
+    shape_text,
+)
+from grader.config import GraderConfig
+from grader.locate import Located
+from grader.spec import Exercise
 
+#: The built-in comparators, registered by importing them.
+BUILTIN = (accuracy, arrays, graphs, layers)
 
-@dataclass
-class Judgement:
-    #: Share of the item's points earned, 0 to 1.
-    fraction: float
-    status: ItemStatus
-    feedback: list[Text] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CompareInput:
-    item: Item
-    exercise: Exercise
-    #: What the clean room measured of the student's export (validated).
-    measured: dict[str, Any]
-    #: What it measured of the reference solution's export on the same inputs, if anything.
-    expected: dict[str, Any] | None
-    #: The item's cell raised after producing an answer (ename, evalue), else None.
-    cell_error: tuple[str, str] | None = None
-    #: Host-side facts some comparators need: labels by image set, the printed accuracy.
-    labels: Mapping[str, np.ndarray] | None = None
-    claimed_accuracy: float | None = None
-
-
-Comparator = Callable[[CompareInput], Judgement]
-COMPARATORS: dict[str, Comparator] = {}
-
-
-def register(kind: str) -> Callable[[Comparator], Comparator]:
-    def decorate(function: Comparator) -> Comparator:
-        COMPARATORS[kind] = function
-        return function
-
-    return decorate
+__all__ = [
+    "COMPARATORS",
+    "PREPARERS",
+    "Comparator",
+    "CompareInput",
+    "Judgement",
+    "Prepare",
+    "Prepared",
+    "RunFacts",
+    "as_array",
+    "get_comparator",
+    "prepare_inputs",
+    "register",
+    "shape_text",
+]
 
 
 def get_comparator(kind: str) -> Comparator:
-    _load_builtin()
     try:
         return COMPARATORS[kind]
     except KeyError:
@@ -63,25 +58,16 @@ def get_comparator(kind: str) -> Comparator:
         raise KeyError(f"unknown comparator kind '{kind}' (known: {known})") from None
 
 
-def _load_builtin() -> None:
-    from grader.comparators import accuracy, arrays, graphs, layers  # noqa: F401
-
-
-def as_array(payload: Any) -> np.ndarray | None:
-    """An array from a measurement's ``{"shape", "values"}``; ``None`` when malformed."""
-    if not isinstance(payload, dict):
-        return None
-    shape, values = payload.get("shape"), payload.get("values")
-    if not isinstance(shape, list) or not isinstance(values, list) or payload.get("truncated"):
-        return None
-    if not all(isinstance(d, int) and d >= 0 for d in shape):
-        return None
-    try:
-        array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-        return array.reshape(shape)
-    except (TypeError, ValueError):
-        return None
-
-
-def shape_text(shape: tuple[int, ...] | list[int]) -> str:
-    return "x".join(str(d) for d in shape) if shape else "scalar"
+def prepare_inputs(exercise: Exercise, config: GraderConfig,
+                   executed: nbformat.NotebookNode | None, located: Mapping[str, Located | None]) -> dict[str, Prepared]:
+    """Item id -> the host-side inputs its comparator asked for (``Prepared()`` when none)."""
+    prepared = {}
+    for item in exercise.items:
+        prepare = PREPARERS.get(item.compare.kind)
+        if prepare is None:
+            prepared[item.id] = Prepared()
+            continue
+        where = located.get(item.id)
+        prepared[item.id] = prepare(RunFacts(exercise, item, config, executed,
+                                             where.index if where else None))
+    return prepared

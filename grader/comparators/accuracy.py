@@ -1,12 +1,20 @@
 """``accuracy``: the trained model's accuracy, from the clean room's predictions and the
-host's labels."""
+host's labels.
+
+Its ``prepare`` hook reads, on the host, the labels of the image sets the clean room predicted
+(:mod:`grader.data.evaluation`) and the accuracy the notebook printed (feedback only, never the
+score)."""
 
 from __future__ import annotations
 
+import re
+
+import nbformat
 import numpy as np
 
-from grader.comparators import CompareInput, Judgement, register
+from grader.comparators.base import CompareInput, Judgement, Prepared, RunFacts, register
 from grader.comparators.graphs import graph_checks
+from grader.data.evaluation import evaluation_labels
 from grader.report import ItemStatus
 from grader.spec import Text
 
@@ -35,7 +43,39 @@ def accuracy_fraction(measured: float, threshold: float, floor: float) -> float:
     return (measured - floor) / (threshold - floor)
 
 
-@register("accuracy")
+def claimed_accuracy(
+    executed: nbformat.NotebookNode | None, cell_index: int | None, pattern: str
+) -> float | None:
+    """The last accuracy the notebook printed in the item's cell (never used for the score)."""
+    if executed is None or cell_index is None or cell_index >= len(executed.cells):
+        return None
+    text = []
+    for output in executed.cells[cell_index].get("outputs", []):
+        if output.get("output_type") == "stream":
+            text.append(output.get("text", ""))
+        elif "data" in output:
+            text.append(str(output["data"].get("text/plain", "")))
+    matches = re.findall(pattern, "".join(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    try:
+        value = float(last if isinstance(last, str) else last[0])
+    except ValueError:
+        return None
+    return value / 100 if 1 < value <= 100 else value
+
+
+def prepare_accuracy(run: RunFacts) -> Prepared:
+    """The labels (by image set) and, when the exercise has an ``[accuracy]`` table, the
+    accuracy printed in the item's cell."""
+    rule = run.exercise.accuracy
+    claimed = (claimed_accuracy(run.executed, run.cell_index, rule.claimed_pattern)
+               if rule is not None else None)
+    return Prepared(labels=evaluation_labels(run.config.data_dir), claimed_accuracy=claimed)
+
+
+@register("accuracy", prepare=prepare_accuracy)
 def compare_accuracy(given: CompareInput) -> Judgement:
     """Accuracy on every image set the clean room measured (the test images and the held-out
     ones the student's sandbox never had); the lowest one counts."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.comparators import CompareInput, Judgement, as_array, register, shape_text
+from grader.comparators.base import CompareInput, Judgement, as_array, register, shape_text
 from grader.comparators.variants import Variant, all_variants, apply_variant, describe
 from grader.report import ItemStatus
 from grader.spec import Text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from grader.comparators import CompareInput, Judgement, register
+from grader.comparators.base import CompareInput, Judgement, register
 from grader.report import ItemStatus
 from grader.spec import Text
 

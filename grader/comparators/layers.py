@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.comparators import CompareInput, Judgement, as_array, register, shape_text
+from grader.comparators.base import CompareInput, Judgement, as_array, register, shape_text
 from grader.report import ItemStatus
 from grader.spec import Text
 

@@ -3,9 +3,11 @@
 MNIST (docs/data.md): ``data_dir/mnist.npz`` is the full set, host side only;
 ``sandbox_data_dir(data_dir)`` is the only folder a sandbox may mount (the training set without
 ``HOLDOUT_SIZE`` held-out images, the full test set); ``load_holdout`` gives the held-out images
-for measuring the trained model outside the sandbox.
+for measuring the trained model outside the sandbox; :mod:`grader.data.evaluation` serves them
+(and the test images) with their labels, cached.
 """
 
+from grader.data.evaluation import evaluation_images, evaluation_labels, mnist_test_labels
 from grader.data.mnist import (
     DataError,
     MnistArrays,
@@ -22,9 +24,12 @@ __all__ = [
     "MnistArrays",
     "default_data_dir",
     "ensure_mnist",
+    "evaluation_images",
+    "evaluation_labels",
     "fetch_main",
     "load_holdout",
     "load_mnist",
+    "mnist_test_labels",
     "sandbox_data_dir",
     "verify_data_dir",
     "verify_mnist",

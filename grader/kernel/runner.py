@@ -4,7 +4,8 @@ Usage (inside the grader's sandbox): ``python runner.py PLAN.json``. The student
 in *another* sandbox, under another user, started by the host; this process connects to it over
 the loopback network the two sandboxes share, drives it with nbclient, and writes what it saw
 into its own folder, which the kernel cannot see or write. It imports nothing from the
-``grader`` package (only this folder is mounted) and never sees reference answers.
+``grader`` package (only this folder is mounted: the plan's model, ``plan.py``, is imported
+from beside this file) and never sees reference answers.
 
 What it records is the runner's own observation (which cells ran, how long, what they printed,
 whether they raised) and, per graded item, the export the kernel answered with: untrusted data
@@ -31,6 +32,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from plan import ExportStep, KernelConnection, RunPlan
 
 HERE = Path(__file__).resolve().parent
 EXPORT_MIME = "application/x-grader-artefact+json"
@@ -88,14 +90,14 @@ class ExternalKernel:
         return None
 
 
-def connect_kernel(connection: dict[str, Any], timeout: float) -> ExternalKernelClient:
+def connect_kernel(connection: KernelConnection, timeout: float) -> ExternalKernelClient:
     """A started client of the kernel described by ``connection`` (ports, key), once it answers
     ``kernel_info``; ``RuntimeError`` when it never does."""
     import zmq
 
     client = ExternalKernelClient()
     client.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-    client.load_connection_info(connection)
+    client.load_connection_info(connection.model_dump())
     client.start_channels(hb=False)
     run_sync(client.wait_for_ready)(timeout=timeout)
     client.allow_stdin = False
@@ -165,11 +167,11 @@ class CappedClient(NotebookClient):
 
 
 class Runner:
-    def __init__(self, plan: dict[str, Any]):
+    def __init__(self, plan: RunPlan):
         self.plan = plan
-        self.out = Path(plan["out"])
+        self.out = Path(plan.out)
         (self.out / "artefacts").mkdir(parents=True, exist_ok=True)
-        self.nb = nbformat.read(plan["notebook"], as_version=4)
+        self.nb = nbformat.read(plan.notebook, as_version=4)
         self.result: dict[str, Any] = {
             "version": RESULT_VERSION,
             "status": "running",
@@ -183,12 +185,12 @@ class Runner:
         self.replies: dict[int, dict[str, Any]] = {}
         self.client = CappedClient(
             self.nb,
-            timeout=int(plan["cell_timeout"]),
+            timeout=int(plan.cell_timeout),
             kernel_name="python3",
             allow_errors=True,
             record_timing=False,
-            cell_output_bytes=int(plan["cell_output_bytes"]),
-            notebook_output_bytes=int(plan["notebook_output_bytes"]),
+            cell_output_bytes=plan.cell_output_bytes,
+            notebook_output_bytes=plan.notebook_output_bytes,
             on_cell_executed=self._on_cell_executed,
         )
 
@@ -225,7 +227,7 @@ class Runner:
             f"__import__('_grader_exporter').run({name!r}, "
             f"__import__('json').loads({json.dumps(args)!r}))"
         )
-        outputs = self.hidden(code, float(self.plan.get("export_timeout", 300)))
+        outputs = self.hidden(code, self.plan.export_timeout)
         for out in outputs:
             data = out.get("data", {}) if out.get("output_type") == "display_data" else {}
             if EXPORT_MIME in data:
@@ -241,7 +243,7 @@ class Runner:
             "_grader_boot": (HERE / "bootstrap.py").read_text(),
             "_grader_exporter": (HERE / "exporter.py").read_text(),
         }
-        config = self.plan.get("bootstrap", {})
+        config = self.plan.bootstrap.model_dump()
         code = (
             "def __grader_install(sources, config):\n"
             "    import sys, types\n"
@@ -255,23 +257,22 @@ class Runner:
             "print('\\n'.join(__grader_notes))\n"
             "del __grader_notes\n"
         )
-        outputs = self.hidden(code, float(self.plan.get("bootstrap_timeout", 300)))
+        outputs = self.hidden(code, self.plan.bootstrap_timeout)
         for out in outputs:
             if out.get("output_type") == "stream" and out.get("name") == "stdout":
                 self.result["bootstrap"].extend(out.get("text", "").split("\n"))
         self.result["bootstrap"] = [n for n in self.result["bootstrap"] if n][:100]
 
     def run(self) -> None:
-        exports_by_cell: dict[int, list[dict[str, Any]]] = {}
-        for spec in self.plan.get("exports", []):
-            exports_by_cell.setdefault(int(spec["cell"]), []).append(spec)
+        exports_by_cell: dict[int, list[ExportStep]] = {}
+        for step in self.plan.exports:
+            exports_by_cell.setdefault(step.cell, []).append(step)
         code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
         started = time.monotonic()
         timings = self.result["timings"]
         try:
             ExternalKernelClient.exit_marker = self.out / "control" / "kernel-exited"
-            kc = connect_kernel(self.plan["connection"],
-                                float(self.plan.get("startup_timeout", 120)))
+            kc = connect_kernel(self.plan.connection, self.plan.startup_timeout)
             self.client.km = ExternalKernel(kc)  # type: ignore[assignment]
             self.client.kc = kc
             with self.client.setup_kernel():
@@ -300,19 +301,20 @@ class Runner:
             emit("done", status=self.result["status"])
 
     def run_cell(
-        self, index: int, position: int, count: int, exports_by_cell: dict[int, list[Any]]
+        self, index: int, position: int, count: int,
+        exports_by_cell: dict[int, list[ExportStep]],
     ) -> bool:
         """Execute one cell and its exports; ``False`` when the run must stop here."""
         timings = self.result["timings"]
         exports = exports_by_cell.get(index, [])
         before: dict[str, Any] = {}
         t0 = time.monotonic()
-        for spec in exports:
-            if spec.get("fresh"):
+        for step in exports:
+            if step.fresh:
                 try:
-                    before[spec["item"]] = self._identity(spec["fresh"])
+                    before[step.item] = self._identity(step.fresh)
                 except HiddenCellError:
-                    before[spec["item"]] = {}
+                    before[step.item] = {}
                 except CellTimeoutError:
                     self.result["status"] = "timeout"
                     self.result["timeout_cell"] = index
@@ -348,15 +350,15 @@ class Runner:
                 evalue=str(reply.get("evalue", ""))[:2000],
             )
         t0 = time.monotonic()
-        for spec in exports:
-            item = spec["item"]
+        for step in exports:
+            item = step.item
             emit("export", item=item, index=index)
             try:
-                if spec.get("fresh"):
-                    after = self._identity(spec["fresh"])
+                if step.fresh:
+                    after = self._identity(step.fresh)
                     self.result["fresh"][item] = bool(
                         after.get("defined") and after.get("id") != before[item].get("id"))
-                answer = self.export(spec["export"], dict(spec.get("args", {})))
+                answer = self.export(step.export, dict(step.args))
             except CellTimeoutError:  # the kernel is still busy: nothing more can run
                 record["export_timeout"] = item
                 self.result["status"] = "timeout"
@@ -390,7 +392,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: runner.py PLAN.json", file=sys.stderr)
         return 2
-    plan = json.loads(Path(argv[1]).read_text())
+    plan = RunPlan.model_validate_json(Path(argv[1]).read_text())
     Runner(plan).run()
     return 0
 

@@ -1,0 +1,41 @@
+"""The images the trained model is measured on, and their labels, read once per data file.
+
+Host side only: the images go to the clean room, the labels never leave the host (the accuracy
+comparator's ``prepare`` hook reads them). ``mnist.npz`` is about 55 MB; it is read once per
+change of the file (its mtime is part of the cache key), not once per submission.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from grader.data.mnist import NPZ_NAME, MnistArrays, load_mnist
+from grader.data.split import load_holdout
+
+
+def mnist_test_labels(data_dir: Path) -> np.ndarray:
+    """MNIST's test labels, verified once per change of the data file."""
+    return _mnist(data_dir / NPZ_NAME).y_test
+
+
+def evaluation_images(data_dir: Path) -> dict[str, np.ndarray]:
+    """The 10,000 test images and the training images kept back from the student's sandbox
+    (``docs/data.md``)."""
+    return {"test": _mnist(data_dir / NPZ_NAME).x_test, "holdout": load_holdout(data_dir)[0]}
+
+
+def evaluation_labels(data_dir: Path) -> dict[str, np.ndarray]:
+    """Their labels, by the same image set names."""
+    return {"test": mnist_test_labels(data_dir), "holdout": load_holdout(data_dir)[1]}
+
+
+def _mnist(path: Path) -> MnistArrays:
+    return _load_mnist(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _load_mnist(path: Path, mtime_ns: int) -> MnistArrays:
+    return load_mnist(path)

@@ -1,0 +1,168 @@
+"""Running the solution: ``grader build-reference`` and ``grader calibrate``.
+
+``build_reference`` runs the solution through the same sandboxes as a submission and keeps
+what it exported and what the clean room measured of it (the files themselves, and their
+reading, are :mod:`grader.reference`); nobody types expected values by hand.
+``calibrate_accuracy`` runs the solution with several seeds to see how its accuracy spreads,
+which is how the accuracy threshold in ``exercise.toml`` is chosen.
+
+Apart from :mod:`grader.reference` because this drives the pipeline, which itself reads the
+reference: together they would import each other.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grader.artefacts import GraphExport
+from grader.config import GraderConfig
+from grader.measurements import MeasurementFailure
+from grader.notebook import read_notebook
+from grader.pipeline import Execution, ProgressCallback, execute_notebook, score_execution
+from grader.reference import solution_path, write_expected
+from grader.report import RunStatus
+from grader.sandbox.base import Sandbox
+from grader.spec import Exercise
+
+
+class ReferenceError(RuntimeError):
+    """The solution did not run cleanly, so no reference can be made from it."""
+
+
+def _check_clean(run: Execution, exercise: Exercise) -> None:
+    if run.outcome.status is not RunStatus.GRADED:
+        reason = run.outcome.reason.en if run.outcome.reason else ""
+        raise ReferenceError(f"the solution ended with {run.outcome.status}: {reason}")
+    assert run.runner is not None
+    for item in exercise.items:
+        where = run.located.get(item.id)
+        if where is None:
+            raise ReferenceError(f"the solution has no cell for item {item.id}")
+        cell = run.runner.cell(where.index)
+        if cell is None or cell.status != "ok":
+            detail = f"{cell.ename}: {cell.evalue}" if cell else "not run"
+            raise ReferenceError(f"the solution's cell for {item.id} failed: {detail}")
+        export = run.exports.get(item.id)
+        if not isinstance(export, GraphExport):
+            raise ReferenceError(f"the solution's export for {item.id} is unusable: {export}")
+        measured = run.measured.get(item.id, "student") if run.measured else None
+        if measured is None or isinstance(measured, MeasurementFailure):
+            raise ReferenceError(f"the clean room could not measure {item.id} of the "
+                                 f"solution: {measured}")
+
+
+def build_reference(
+    exercise: Exercise,
+    config: GraderConfig,
+    sandbox: Sandbox,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> Path:
+    """Run the solution, keep its exports as ``reference/<id>/artefacts/`` and write
+    ``expected.json`` (what the clean room measured of them); return its path.
+
+    The solution is graded against its own exports, and must earn full marks: a reference
+    that its own grader would fail is refused."""
+    source = solution_path(exercise)
+    data = source.read_bytes()
+    staging = exercise.reference_dir / "artefacts.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    started = time.monotonic()
+    run = execute_notebook(read_notebook(data), exercise, config, sandbox,
+                           on_progress=on_progress, keep_exports=staging, self_reference=True)
+    try:
+        _check_clean(run, exercise)
+        report = score_execution(run, exercise, config, started)
+        short = [f"{i.id} {i.score:g}/{i.max_score:g}: " + " / ".join(t.en for t in i.feedback)
+                 for i in report.items if i.score < i.max_score]
+        if short:
+            raise ReferenceError("the solution does not earn full marks against itself: "
+                                 + "; ".join(short))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    target_dir = exercise.reference_dir / "artefacts"
+    shutil.rmtree(target_dir, ignore_errors=True)
+    staging.rename(target_dir)
+    return write_expected(exercise, report, data)
+
+
+SEED_PATTERNS = [
+    re.compile(r"(RandomState\()(\d+)(\))"),
+    re.compile(r"(random_state\s*=\s*)(\d+)()"),
+    re.compile(r"((?:set_random_seed|random\.seed|set_seed)\()(\d+)(\))"),
+]
+
+
+def reseed(source: str, offset: int) -> str:
+    """The solution's source with every literal seed shifted by ``offset``."""
+    for pattern in SEED_PATTERNS:
+        source = pattern.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + offset}{m.group(3)}",
+                             source)
+    return source
+
+
+@dataclass(frozen=True)
+class Calibration:
+    accuracies: list[float]
+    #: The solution's total score in each run (full marks expected every time).
+    scores: list[float] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, float]:
+        values = self.accuracies
+        return {
+            "runs": len(values),
+            "min": min(values),
+            "max": max(values),
+            "mean": statistics.fmean(values),
+            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
+
+    def suggested_threshold(self, margin_stdevs: float = 3.0, step: float = 0.005) -> float:
+        """``min(mean - k*stdev, min - step)`` rounded down to ``step``: the reference clears it
+        in nearly every run, a model trained a few epochs short does not."""
+        s = self.summary
+        raw = min(s["mean"] - margin_stdevs * s["stdev"], s["min"] - step)
+        return float(np.floor(raw / step) * step)
+
+
+def calibrate_accuracy(
+    exercise: Exercise,
+    config: GraderConfig,
+    sandbox: Sandbox,
+    runs: int,
+    *,
+    on_run: Any = None,
+    on_progress: ProgressCallback | None = None,
+) -> Calibration:
+    """Grade the solution ``runs`` times with shifted seeds: the measured accuracies (the
+    accuracy item's measure: the lower of test and held-out) and the scores."""
+    nb = read_notebook(solution_path(exercise).read_bytes())
+    accuracies: list[float] = []
+    scores: list[float] = []
+    for offset in range(runs):
+        variant = copy.deepcopy(nb)
+        for cell in variant.cells:
+            if cell.cell_type == "code":
+                cell.source = reseed(cell.source, offset)
+        started = time.monotonic()
+        run = execute_notebook(variant, exercise, config, sandbox, on_progress=on_progress)
+        _check_clean(run, exercise)
+        report = score_execution(run, exercise, config, started)
+        if report.measured_accuracy is None:
+            raise ReferenceError(f"run {offset + 1}: no accuracy was measured")
+        accuracies.append(report.measured_accuracy)
+        scores.append(report.score)
+        if on_run is not None:
+            on_run(offset, report.measured_accuracy, report)
+    return Calibration(accuracies, scores)
