@@ -1,8 +1,10 @@
-"""Exercise specs: ``exercises/<id>/exercise.toml`` read into frozen dataclasses.
+"""Exercise specs: ``exercises/<id>/exercise.toml`` read into frozen pydantic models.
 
-Every table is read strictly: an unknown key is an error naming the file and the key, so a typo
-in a spec fails loudly in CI instead of silently grading with a default. See
-``docs/exercise-spec.md`` for the format.
+Every table is read strictly (``extra="forbid"``, no coercion): an unknown key, a missing one or
+a value of the wrong type is an error naming the file and the key, so a typo in a spec fails
+loudly in CI instead of silently grading with a default. See ``docs/exercise-spec.md`` for the
+format. Pydantic's own error list is turned into one line per problem (:func:`_describe`), in
+the words the spec's authors read: ``items[0].points: expected int or float, got str``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,23 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from grader.limits import Limits
 
@@ -33,8 +48,136 @@ class Text:
         return self.ja if lang == "ja" else self.en
 
 
-@dataclass(frozen=True)
-class CellLocator:
+#: What the kernel can export (``grader/kernel/exporter.py``).
+EXPORTS = ("tensor", "layer", "model")
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
+UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
+         "KB": 1000, "MB": 1000**2, "GB": 1000**3}  # fmt: skip
+
+
+def parse_size(value: int | str, where: str) -> int:
+    """Bytes from ``512MiB``, ``6GiB``, ``64KB`` or a plain number; ``SpecError`` naming
+    ``where`` otherwise."""
+    if isinstance(value, int):
+        return value
+    match = SIZE.match(value)
+    if not match:
+        raise SpecError(f"{where}: cannot read size {value!r} (use e.g. 512MiB, 6GiB)")
+    return int(float(match.group(1)) * UNITS[match.group(2)])
+
+
+# --- value types: what TOML gives, checked as the old strict reader did --------------------
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _strings(value: Any) -> Any:
+    """A string or a list of strings, as a tuple."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list):
+        raise PydanticCustomError("wrong_type", "expected str or list, got {got}",
+                                  {"got": _type_name(value)})
+    if not all(isinstance(v, str) for v in value):
+        raise PydanticCustomError("strings", "expected a string or a list of strings")
+    return tuple(value)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise PydanticCustomError("wrong_type", "expected int or str, got {got}",
+                                  {"got": _type_name(value)})
+    try:
+        return parse_size(value, "")
+    except SpecError:
+        raise PydanticCustomError("size", "cannot read size {value} (use e.g. 512MiB, 6GiB)",
+                                  {"value": repr(value)}) from None
+
+
+def _frozen_mapping(value: dict[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(value)
+
+
+def _array(value: Any) -> Any:
+    """A TOML array as a tuple (strict mode takes only tuples for tuple fields)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+Strings = Annotated[tuple[str, ...], BeforeValidator(_strings)]
+Size = Annotated[int, PlainValidator(_size)]
+Options = Annotated[dict[str, Any], AfterValidator(_frozen_mapping)]
+
+
+class _Table(BaseModel):
+    """One TOML table: unknown keys and coercion refused, the result immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _TextTable(_Table):
+    ja: str
+    en: str
+
+
+def _text(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    table = _TextTable.model_validate(value)
+    return Text(ja=table.ja, en=table.en)
+
+
+#: A ``{ ja = "…", en = "…" }`` table, kept as :class:`Text` (shared with the feedback).
+TextTable = Annotated[Text, PlainValidator(_text)]
+
+
+class _LimitsTable(_Table):
+    """``[limits]``: every key optional; defaults in :class:`~grader.limits.Limits`."""
+
+    cell_timeout: float | None = None
+    notebook_timeout: float | None = None
+    cpu_seconds: float | None = None
+    memory: Size | None = None
+    max_processes: float | None = None
+    file_size: Size | None = None
+    scratch: Size | None = None
+    cell_output: Size | None = None
+    notebook_output: Size | None = None
+    log: Size | None = None
+
+
+#: Table key -> (:class:`Limits` field, conversion).
+LIMIT_KEYS = {
+    "cell_timeout": ("cell_timeout", float),
+    "notebook_timeout": ("notebook_timeout", float),
+    "cpu_seconds": ("cpu_seconds", int),
+    "memory": ("memory_bytes", int),
+    "max_processes": ("max_processes", int),
+    "file_size": ("file_size_bytes", int),
+    "scratch": ("scratch_bytes", int),
+    "cell_output": ("cell_output_bytes", int),
+    "notebook_output": ("notebook_output_bytes", int),
+    "log": ("log_bytes", int),
+}
+
+
+def _limits(value: Any) -> Limits:
+    if isinstance(value, Limits):
+        return value
+    table = _LimitsTable.model_validate(value)
+    values = {name: convert(getattr(table, key)) for key, (name, convert) in LIMIT_KEYS.items()
+              if getattr(table, key) is not None}
+    return Limits(**values)  # its own check: ValueError naming the limit
+
+
+LimitsTable = Annotated[Limits, PlainValidator(_limits)]
+
+
+# --- the spec's tables ---------------------------------------------------------------------
+
+
+class CellLocator(_Table):
     """How to find an item's cell: by cell id (our template), else by content and position.
 
     Content matching: the ``nth`` code cell after the first markdown cell containing ``after``
@@ -42,44 +185,71 @@ class CellLocator:
     ``contains``."""
 
     id: str | None = None
-    after: tuple[str, ...] = ()
-    before: tuple[str, ...] = ()
-    contains: tuple[str, ...] = ()
+    after: Strings = ()
+    before: Strings = ()
+    contains: Strings = ()
     nth: int = 1
 
 
-@dataclass(frozen=True)
-class Extract:
+class Extract(_Table):
     """What the student's kernel exports for an item (see ``grader/kernel/exporter.py``):
-    ``tensor``, ``layer`` or ``model``, with the export's arguments."""
+    ``tensor``, ``layer`` or ``model``, with the export's arguments (every other key of the
+    table)."""
 
     export: str
-    args: Mapping[str, Any] = field(default_factory=dict)
+    args: Options = Field(default_factory=lambda: MappingProxyType({}))
     #: Name of the variable the cell must assign anew; an unchanged one is an old value.
     fresh: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_args(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            rest = {k: v for k, v in data.items() if k not in ("export", "fresh")}
+            return {**{k: data[k] for k in ("export", "fresh") if k in data}, "args": rest}
+        return data
 
-@dataclass(frozen=True)
-class Compare:
-    """Which comparator judges the item, and its options (tolerances...)."""
+    @field_validator("export")
+    @classmethod
+    def _known_export(cls, value: str) -> str:
+        if value not in EXPORTS:
+            raise ValueError(f"'{value}' is not one of {', '.join(EXPORTS)}")
+        return value
+
+
+class Compare(_Table):
+    """Which comparator judges the item, and its options (tolerances...: every other key)."""
 
     kind: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Options = Field(default_factory=lambda: MappingProxyType({}))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_options(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            rest = {k: v for k, v in data.items() if k != "kind"}
+            return {**({"kind": data["kind"]} if "kind" in data else {}), "options": rest}
+        return data
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(_Table):
     id: str
     points: float
-    title: Text
+    title: TextTable
     cell: CellLocator
     extract: Extract
     compare: Compare
-    hint: Text | None = None
+    hint: TextTable | None = None
+
+    @field_validator("points")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
 
 
-@dataclass(frozen=True)
-class AccuracyRule:
+class AccuracyRule(_Table):
     """Full points at ``threshold`` or above, linear partial credit down to ``floor``."""
 
     threshold: float
@@ -87,30 +257,78 @@ class AccuracyRule:
     #: Regular expression whose first group is the accuracy the notebook printed.
     claimed_pattern: str
     #: A printed figure further than this from the measured one is flagged.
-    claimed_tolerance: float
+    claimed_tolerance: float = 0.02
     #: Where the threshold comes from (shown to instructors).
     derivation: str = ""
     #: Most values (variables and constants) a model may store; more is a lookup table.
     max_parameters: int = 2_000_000
 
+    @field_validator("claimed_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
-@dataclass(frozen=True)
-class Runtime:
+    @model_validator(mode="after")
+    def _ordered(self) -> AccuracyRule:
+        if not 0 <= self.floor < self.threshold <= 1:
+            raise ValueError("need 0 <= floor < threshold <= 1")
+        return self
+
+
+class Runtime(_Table):
     #: Run TensorFlow 1.x code through tf.compat.v1.
     tf1: bool = False
     #: Data sets served offline to the notebook (names known to ``grader.data``).
-    datasets: tuple[str, ...] = ()
+    datasets: Strings = ()
 
 
-@dataclass(frozen=True)
-class Exercise:
+class _Head(_Table):
+    """``[exercise]``."""
+
     id: str
-    title: Text
+    title: TextTable
+    template: str = "template.ipynb"
+
+
+class _SpecFile(_Table):
+    """The whole ``exercise.toml``."""
+
+    exercise: _Head
+    runtime: Runtime = Field(default_factory=Runtime)
+    limits: LimitsTable = Field(default_factory=Limits)
+    accuracy: AccuracyRule | None = None
+    items: Annotated[tuple[Item, ...], BeforeValidator(_array)]
+
+    @model_validator(mode="after")
+    def _items_agree(self) -> _SpecFile:
+        ids = [item.id for item in self.items]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"item id '{duplicates[0]}' is used twice")
+        for item in self.items:
+            structure = item.compare.options.get("structure")
+            if structure is not None and structure not in ids:
+                raise ValueError(f"item '{item.id}': compare.structure names no item "
+                                 f"('{structure}')")
+        return self
+
+
+class Exercise(BaseModel):
+    """An exercise as the grader uses it: the spec's tables and where its files are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    title: TextTable
     directory: Path
     template: Path
     reference_dir: Path
     runtime: Runtime
-    limits: Limits
+    limits: LimitsTable
     items: tuple[Item, ...]
     accuracy: AccuracyRule | None = None
 
@@ -125,152 +343,44 @@ class Exercise:
         raise KeyError(item_id)
 
 
-#: What the kernel can export (``grader/kernel/exporter.py``).
-EXPORTS = ("tensor", "layer", "model")
-SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
-UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
-         "KB": 1000, "MB": 1000**2, "GB": 1000**3}  # fmt: skip
-LIMIT_KEYS = {
-    "cell_timeout": ("cell_timeout", float),
-    "notebook_timeout": ("notebook_timeout", float),
-    "cpu_seconds": ("cpu_seconds", int),
-    "memory": ("memory_bytes", "size"),
-    "max_processes": ("max_processes", int),
-    "file_size": ("file_size_bytes", "size"),
-    "scratch": ("scratch_bytes", "size"),
-    "cell_output": ("cell_output_bytes", "size"),
-    "notebook_output": ("notebook_output_bytes", "size"),
-    "log": ("log_bytes", "size"),
+# --- reading -------------------------------------------------------------------------------
+
+#: Pydantic's type errors, in the names the spec's authors know.
+TYPE_NAMES = {
+    "float_type": "int or float",
+    "int_type": "int",
+    "string_type": "str",
+    "bool_type": "bool",
+    "dict_type": "dict",
+    "model_type": "dict",
+    "list_type": "list",
+    "tuple_type": "list",
 }
 
 
-class _Reader:
-    """Strict access to one TOML table: every key must be consumed or known."""
-
-    def __init__(self, table: Any, where: str, source: Path):
-        if not isinstance(table, dict):
-            raise SpecError(f"{source}: {where} must be a table")
-        self.table = table
-        self.where = where
-        self.source = source
-        self.used: set[str] = set()
-
-    def error(self, key: str, message: str) -> SpecError:
-        return SpecError(f"{self.source}: {self.where}.{key}: {message}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-        self.used.add(key)
-        if key not in self.table:
-            if default is ...:
-                raise SpecError(f"{self.source}: {self.where}: missing key '{key}'")
-            return default
-        value = self.table[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise self.error(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
-        return value
-
-    def sub(self, key: str, default: Any = ...) -> _Reader | None:
-        value = self.get(key, dict, default)
-        return None if value is None else _Reader(value, f"{self.where}.{key}", self.source)
-
-    def done(self) -> None:
-        unknown = sorted(set(self.table) - self.used)
-        if unknown:
-            raise SpecError(
-                f"{self.source}: unknown key '{unknown[0]}' in [{self.where}]"
-                + (f" (also: {', '.join(unknown[1:])})" if len(unknown) > 1 else "")
-            )
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
-def _text(reader: _Reader, key: str, default: Any = ...) -> Text | None:
-    sub = reader.sub(key, default)
-    if sub is None:
-        return None
-    text = Text(ja=sub.get("ja", str), en=sub.get("en", str))
-    sub.done()
+def _where(loc: tuple[int | str, ...]) -> str:
+    """``("items", 0, "points")`` -> ``items[0].points``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
 
-def _strings(reader: _Reader, key: str) -> tuple[str, ...]:
-    value = reader.get(key, (str, list), [])
-    values = [value] if isinstance(value, str) else value
-    if not all(isinstance(v, str) for v in values):
-        raise reader.error(key, "expected a string or a list of strings")
-    return tuple(values)
-
-
-def parse_size(value: int | str, where: str) -> int:
-    if isinstance(value, int):
-        return value
-    match = SIZE.match(value)
-    if not match:
-        raise SpecError(f"{where}: cannot read size {value!r} (use e.g. 512MiB, 6GiB)")
-    return int(float(match.group(1)) * UNITS[match.group(2)])
-
-
-def _limits(reader: _Reader | None) -> Limits:
-    if reader is None:
-        return Limits()
-    values: dict[str, Any] = {}
-    for key, (name, kind) in LIMIT_KEYS.items():
-        raw = reader.get(key, (int, float, str), None)
-        if raw is None:
-            continue
-        if kind == "size":
-            values[name] = parse_size(raw, f"{reader.source}: [limits].{key}")
-        elif isinstance(raw, str):
-            raise reader.error(key, "expected a number")
-        else:
-            values[name] = kind(raw)
-    reader.done()
-    try:
-        return Limits(**values)
-    except ValueError as exc:
-        raise SpecError(f"{reader.source}: [limits]: {exc}") from None
-
-
-def _item(reader: _Reader) -> Item:
-    cell = reader.sub("cell")
-    assert cell is not None
-    locator = CellLocator(
-        id=cell.get("id", str, None),
-        after=_strings(cell, "after"),
-        before=_strings(cell, "before"),
-        contains=_strings(cell, "contains"),
-        nth=cell.get("nth", int, 1),
-    )
-    cell.done()
-    extract_reader = reader.sub("extract")
-    assert extract_reader is not None
-    export = extract_reader.get("export", str)
-    if export not in EXPORTS:
-        raise extract_reader.error("export", f"'{export}' is not one of {', '.join(EXPORTS)}")
-    fresh = extract_reader.get("fresh", str, None)
-    args = {k: v for k, v in extract_reader.table.items() if k not in ("export", "fresh")}
-    extract_reader.used.update(args)
-    extract_reader.done()
-    compare_reader = reader.sub("compare")
-    assert compare_reader is not None
-    kind = compare_reader.get("kind", str)
-    options = {k: v for k, v in compare_reader.table.items() if k != "kind"}
-    item = Item(
-        id=reader.get("id", str),
-        points=float(reader.get("points", (int, float))),
-        title=_text(reader, "title"),  # type: ignore[arg-type]
-        cell=locator,
-        extract=Extract(export=export, args=MappingProxyType(args), fresh=fresh),
-        compare=Compare(kind=kind, options=MappingProxyType(options)),
-        hint=_text(reader, "hint", None),
-    )
-    reader.done()
-    if item.points < 0:
-        raise reader.error("points", "must not be negative")
-    return item
+def _describe(error: Any) -> str:
+    """One of pydantic's errors as one line naming the key (the caller adds the file)."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key '{loc[-1]}' in [{_where(loc[:-1])}]"
+    if kind == "missing":
+        return (f"{_where(loc[:-1])}: " if len(loc) > 1 else "") + f"missing key '{loc[-1]}'"
+    if kind in TYPE_NAMES:
+        message = f"expected {TYPE_NAMES[kind]}, got {_type_name(error['input'])}"
+    elif kind == "value_error":
+        message = str(error["ctx"]["error"])
+    else:
+        message = error["msg"]
+    return f"{_where(loc)}: {message}" if loc else message
 
 
 def load_exercise(directory: Path, reference_root: Path | None = None) -> Exercise:
@@ -283,69 +393,27 @@ def load_exercise(directory: Path, reference_root: Path | None = None) -> Exerci
         raise SpecError(f"{source}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: not valid TOML: {exc}") from None
-    root = _Reader(data, "", source)
-    head = root.sub("exercise")
-    assert head is not None
-    exercise_id = head.get("id", str)
-    if exercise_id != directory.name:
-        raise head.error("id", f"'{exercise_id}' differs from the folder name '{directory.name}'")
-    title = _text(head, "title")
-    template = directory / head.get("template", str, "template.ipynb")
-    head.done()
-
-    runtime_reader = root.sub("runtime", {})
-    assert runtime_reader is not None
-    runtime = Runtime(
-        tf1=runtime_reader.get("tf1", bool, False),
-        datasets=_strings(runtime_reader, "datasets"),
-    )
-    runtime_reader.done()
-    limits = _limits(root.sub("limits", None))
-
-    accuracy = None
-    acc = root.sub("accuracy", None)
-    if acc is not None:
-        accuracy = AccuracyRule(
-            threshold=float(acc.get("threshold", (int, float))),
-            floor=float(acc.get("floor", (int, float))),
-            claimed_pattern=acc.get("claimed_pattern", str),
-            claimed_tolerance=float(acc.get("claimed_tolerance", (int, float), 0.02)),
-            derivation=acc.get("derivation", str, ""),
-            max_parameters=acc.get("max_parameters", int, 2_000_000),
-        )
-        acc.done()
-        if not 0 <= accuracy.floor < accuracy.threshold <= 1:
-            raise SpecError(f"{source}: [accuracy]: need 0 <= floor < threshold <= 1")
-        try:
-            re.compile(accuracy.claimed_pattern)
-        except re.error as exc:
-            raise SpecError(f"{source}: [accuracy].claimed_pattern: {exc}") from None
-
-    raw_items = root.get("items", list)
-    items = tuple(
-        _item(_Reader(raw, f"items[{i}]", source)) for i, raw in enumerate(raw_items)
-    )
-    root.done()
-    ids = [item.id for item in items]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise SpecError(f"{source}: item id '{duplicates[0]}' is used twice")
-    for item in items:
-        structure = item.compare.options.get("structure")
-        if structure is not None and structure not in ids:
-            raise SpecError(f"{source}: item '{item.id}': compare.structure names no item "
-                            f"('{structure}')")
+    try:
+        spec = _SpecFile.model_validate(data)
+    except ValidationError as exc:
+        first, *more = [_describe(error) for error in exc.errors()]
+        also = f" (also: {'; '.join(more)})" if more else ""
+        raise SpecError(f"{source}: {first}{also}") from None
+    head = spec.exercise
+    if head.id != directory.name:
+        raise SpecError(f"{source}: exercise.id: '{head.id}' differs from the folder name "
+                        f"'{directory.name}'")
     reference_root = reference_root or directory.parent.parent / "reference"
     return Exercise(
-        id=exercise_id,
-        title=title,  # type: ignore[arg-type]
+        id=head.id,
+        title=head.title,
         directory=directory,
-        template=template,
-        reference_dir=reference_root / exercise_id,
-        runtime=runtime,
-        limits=limits,
-        items=items,
-        accuracy=accuracy,
+        template=directory / head.template,
+        reference_dir=reference_root / head.id,
+        runtime=spec.runtime,
+        limits=spec.limits,
+        items=spec.items,
+        accuracy=spec.accuracy,
     )
 
 
