@@ -5,10 +5,10 @@ from __future__ import annotations
 import nbformat
 import pytest
 
+from grader.comparators.accuracy import claimed_accuracy
 from grader.locate import locate_items
 from grader.notebook import NotebookError, read_notebook
 from grader.sanitize import sanitize_notebook
-from grader.comparators.accuracy import claimed_accuracy
 from tests.conftest import FIXTURES
 
 

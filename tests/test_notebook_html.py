@@ -1,0 +1,43 @@
+"""The executed notebook shown to the student is sanitised (service/domain/notebook_html.py)."""
+
+from __future__ import annotations
+
+import nbformat
+
+from service.domain.notebook_html import render_notebook_html, sanitize_html
+
+NASTY = (
+    '<h2 onclick="steal()">Result</h2>'
+    '<script>alert("x")</script>'
+    '<img src="x.png" onerror="steal()" alt="plot">'
+    '<a href="javascript:steal()">link</a><a href="https://example.org/">ok</a>'
+    '<form action="/logout"><input name="token"></form>'
+    '<iframe src="https://evil.example/"></iframe><frame src="x"><object data="x"></object>'
+    '<p style="color: red; position: fixed; background-image: url(https://evil.example/)">'
+    'kept</p>'
+    '<table><tr><td colspan="2" style="text-align: right">1</td></tr></table>'
+)
+
+
+def test_scripts_handlers_forms_frames_and_css_are_removed():
+    html = sanitize_html(NASTY)
+    lowered = html.lower()
+    for banned in ("<script", "alert(", "onclick", "onerror", "javascript:", "<form", "<input",
+                   "<iframe", "<frame", "<object", "position", "background-image", "evil"):
+        assert banned not in lowered, banned
+    assert "<h2>Result</h2>" in html
+    assert 'src="x.png"' in html and 'alt="plot"' in html
+    assert 'href="https://example.org/"' in html
+    assert "color:red" in html.replace(" ", "") and "kept" in html
+    assert 'colspan="2"' in html and "text-align" in html
+
+
+def test_a_notebook_output_displaying_html_is_sanitised():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("display(HTML(...))")
+    cell.outputs = [nbformat.v4.new_output(
+        "display_data", data={"text/html": NASTY, "text/plain": "<HTML>"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), cell]
+    html = render_notebook_html(nbformat.writes(nb))
+    assert "Title" in html and "kept" in html
+    assert "<script" not in html.lower() and "onerror" not in html and "<iframe" not in html
