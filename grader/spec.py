@@ -28,7 +28,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from grader.limits import Limits
 
@@ -62,7 +61,8 @@ def parse_size(value: int | str, where: str) -> int:
         return value
     match = SIZE.match(value)
     if not match:
-        raise SpecError(f"{where}: cannot read size {value!r} (use e.g. 512MiB, 6GiB)")
+        problem = f"cannot read size {value!r} (use e.g. 512MiB, 6GiB)"
+        raise SpecError(f"{where}: {problem}" if where else problem)
     return int(float(match.group(1)) * UNITS[match.group(2)])
 
 
@@ -78,22 +78,16 @@ def _strings(value: Any) -> Any:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list):
-        raise PydanticCustomError("wrong_type", "expected str or list, got {got}",
-                                  {"got": _type_name(value)})
+        raise ValueError(f"expected str or list, got {_type_name(value)}")
     if not all(isinstance(v, str) for v in value):
-        raise PydanticCustomError("strings", "expected a string or a list of strings")
+        raise ValueError("expected a string or a list of strings")
     return tuple(value)
 
 
 def _size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise PydanticCustomError("wrong_type", "expected int or str, got {got}",
-                                  {"got": _type_name(value)})
-    try:
-        return parse_size(value, "")
-    except SpecError:
-        raise PydanticCustomError("size", "cannot read size {value} (use e.g. 512MiB, 6GiB)",
-                                  {"value": repr(value)}) from None
+        raise ValueError(f"expected int or str, got {_type_name(value)}")
+    return parse_size(value, "")
 
 
 def _frozen_mapping(value: dict[str, Any]) -> Mapping[str, Any]:
