@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import nbformat
 import pytest
 
 from grader.config import PROJECT_ROOT, GraderConfig
+from grader.reference import read_expected
 from grader.spec import Exercise, load_exercise
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -81,7 +81,7 @@ def make_notebook(solution_nb: nbformat.NotebookNode) -> NotebookFactory:
 
 @pytest.fixture(scope="session")
 def expected(exercise: Exercise) -> dict:
-    return json.loads((exercise.reference_dir / "expected.json").read_text())["items"]
+    return read_expected(exercise)["items"]
 
 
 @pytest.fixture(scope="session")
