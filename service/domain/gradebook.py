@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import defer
 
+from service.extensions import DbSession
 from service.models import GradingRun, ItemScore, Student, Submission
 
 #: Values of ``TableQuery.show``.
@@ -189,7 +190,7 @@ def best_of(grades: list[SubmissionGrade]) -> SubmissionGrade | None:
     return max(scored, key=lambda grade: grade.score, default=None)  # first of equals wins
 
 
-def exercise_rows(session: Session, exercise_id: str) -> list[GradeRow]:
+def exercise_rows(session: DbSession, exercise_id: str) -> list[GradeRow]:
     """Every roster student's row for ``exercise_id``, by student id. Reports (large JSON) are
     not loaded: item results come from ``item_scores``."""
     students = session.execute(select(Student).order_by(Student.student_id)).scalars().all()
@@ -217,7 +218,7 @@ def exercise_rows(session: Session, exercise_id: str) -> list[GradeRow]:
     return list(rows.values())
 
 
-def _attach_items(session: Session, rows: list[GradeRow]) -> None:
+def _attach_items(session: DbSession, rows: list[GradeRow]) -> None:
     by_run = {row.best.counted.id: row for row in rows if row.best is not None}
     if not by_run:
         return

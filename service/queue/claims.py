@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
 
+from service.extensions import DbSession
 from service.models import GradingRun, utcnow
 
 
@@ -25,7 +25,7 @@ def _lease(seconds: int) -> dt.datetime:
     return utcnow() + dt.timedelta(seconds=seconds)
 
 
-def requeue_expired(session: Session, max_attempts: int) -> int:
+def requeue_expired(session: DbSession, max_attempts: int) -> int:
     """Queue again the runs whose worker stopped renewing its lease; fail those out of attempts.
     Returns how many runs changed."""
     now = utcnow()
@@ -44,7 +44,7 @@ def requeue_expired(session: Session, max_attempts: int) -> int:
     return failed + requeued
 
 
-def claim(session: Session, run_id: int, worker: str, lease_seconds: int) -> bool:
+def claim(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
     """Claim one given run (Celery's path): ``True`` when this worker now owns it."""
     now = utcnow()
     claimable = or_(
@@ -61,7 +61,7 @@ def claim(session: Session, run_id: int, worker: str, lease_seconds: int) -> boo
     return changed == 1
 
 
-def claim_next(session: Session, worker: str, lease_seconds: int) -> int | None:
+def claim_next(session: DbSession, worker: str, lease_seconds: int) -> int | None:
     """Claim the oldest queued run (the embedded workers' path); its id, or ``None``."""
     for _ in range(5):
         candidate = session.execute(
@@ -76,7 +76,7 @@ def claim_next(session: Session, worker: str, lease_seconds: int) -> int | None:
     return None
 
 
-def renew(session: Session, run_id: int, worker: str, lease_seconds: int) -> bool:
+def renew(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
     """Extend the lease; ``False`` when this worker no longer owns the run."""
     changed = session.execute(
         update(GradingRun)
@@ -88,7 +88,7 @@ def renew(session: Session, run_id: int, worker: str, lease_seconds: int) -> boo
     return changed == 1
 
 
-def owned(session: Session, run_id: int, worker: str) -> bool:
+def owned(session: DbSession, run_id: int, worker: str) -> bool:
     """Whether ``worker`` still holds the run (checked inside the result transaction)."""
     row = session.execute(
         select(GradingRun.id).where(GradingRun.id == run_id, GradingRun.worker == worker,
@@ -98,7 +98,7 @@ def owned(session: Session, run_id: int, worker: str) -> bool:
     return row is not None
 
 
-def queue_position(session: Session, run_id: int) -> int | None:
+def queue_position(session: DbSession, run_id: int) -> int | None:
     """1 for the next run to start; ``None`` when the run is not queued."""
     run = session.get(GradingRun, run_id)
     if run is None or run.status != "queued":
