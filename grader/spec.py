@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from grader.limits import Limits
 
@@ -130,7 +130,7 @@ EXPORTS = ("tensor", "layer", "model")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
 UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
          "KB": 1000, "MB": 1000**2, "GB": 1000**3}  # fmt: skip
-LIMIT_KEYS = {
+LIMIT_KEYS: dict[str, tuple[str, type[float] | type[int] | Literal["size"]]] = {
     "cell_timeout": ("cell_timeout", float),
     "notebook_timeout": ("notebook_timeout", float),
     "cpu_seconds": ("cpu_seconds", int),

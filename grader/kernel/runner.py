@@ -24,13 +24,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+if TYPE_CHECKING:
+    from jupyter_client.connect import KernelConnectionInfo
 
 HERE = Path(__file__).resolve().parent
 EXPORT_MIME = "application/x-grader-artefact+json"
@@ -88,7 +91,7 @@ class ExternalKernel:
         return None
 
 
-def connect_kernel(connection: dict[str, Any], timeout: float) -> ExternalKernelClient:
+def connect_kernel(connection: KernelConnectionInfo, timeout: float) -> ExternalKernelClient:
     """A started client of the kernel described by ``connection`` (ports, key), once it answers
     ``kernel_info``; ``RuntimeError`` when it never does."""
     import zmq
@@ -125,7 +128,7 @@ class CappedClient(NotebookClient):
             self._last_emit = now
             emit("output", index=cell_index, text=lines[-1][:200])
 
-    def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
+    def output(self, outs, msg, display_id, cell_index):
         """Keep an output within the caps; a message the kernel malformed is dropped (the
         kernel is the student's: it can send anything over its sockets)."""
         try:
@@ -133,7 +136,7 @@ class CappedClient(NotebookClient):
         except Exception:
             return None
 
-    def _capped_output(self, outs, msg, display_id, cell_index):  # type: ignore[no-untyped-def]
+    def _capped_output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
         if msg.get("msg_type") == "stream" and cell_index < self.visible_cells:
             self._emit_output(cell_index, str(content.get("text", "")))
