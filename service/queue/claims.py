@@ -14,11 +14,15 @@ hold whatever carries the job:
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 
 from service.extensions import DbSession
 from service.models import GradingRun, utcnow
+
+# An UPDATE run by Session.execute returns a CursorResult (it has ``rowcount``), typed only as a
+# Result: the session cannot promise it for every statement (sqlalchemy/sqlalchemy#12913).
 
 
 def _lease(seconds: int) -> dt.datetime:
@@ -30,16 +34,16 @@ def requeue_expired(session: DbSession, max_attempts: int) -> int:
     Returns how many runs changed."""
     now = utcnow()
     expired = and_(GradingRun.status == "running", GradingRun.lease_expires_at < now)
-    failed = session.execute(
+    failed = cast(CursorResult[Any], session.execute(
         update(GradingRun)
         .where(expired, GradingRun.attempts >= max_attempts)
         .values(status="failed", finished_at=now, worker=None,
                 reason=f"the worker running it stopped {max_attempts} times (crash or kill)")
-    ).rowcount
-    requeued = session.execute(
+    )).rowcount
+    requeued = cast(CursorResult[Any], session.execute(
         update(GradingRun).where(expired).values(status="queued", worker=None,
                                                  lease_expires_at=None)
-    ).rowcount
+    )).rowcount
     session.commit()
     return failed + requeued
 
@@ -51,12 +55,12 @@ def claim(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> b
         GradingRun.status == "queued",
         and_(GradingRun.status == "running", GradingRun.lease_expires_at < now),
     )
-    changed = session.execute(
+    changed = cast(CursorResult[Any], session.execute(
         update(GradingRun)
         .where(GradingRun.id == run_id, claimable)
         .values(status="running", worker=worker, lease_expires_at=_lease(lease_seconds),
                 started_at=now, attempts=GradingRun.attempts + 1)
-    ).rowcount
+    )).rowcount
     session.commit()
     return changed == 1
 
@@ -78,12 +82,12 @@ def claim_next(session: DbSession, worker: str, lease_seconds: int) -> int | Non
 
 def renew(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
     """Extend the lease; ``False`` when this worker no longer owns the run."""
-    changed = session.execute(
+    changed = cast(CursorResult[Any], session.execute(
         update(GradingRun)
         .where(GradingRun.id == run_id, GradingRun.worker == worker,
                GradingRun.status == "running")
         .values(lease_expires_at=_lease(lease_seconds))
-    ).rowcount
+    )).rowcount
     session.commit()
     return changed == 1
 

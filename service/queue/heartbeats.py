@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from typing import Any, cast
 
 from flask import Flask
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.extensions import DbSession, db
@@ -32,9 +33,10 @@ FORGET_AFTER = dt.timedelta(days=1)
 def beat(session: DbSession, name: str, kind: str, run_id: int | None = None) -> None:
     """Record that worker ``name`` is alive now (grading ``run_id``, or idle)."""
     now = utcnow()
-    changed = session.execute(
+    # an UPDATE's result is a CursorResult, typed only as a Result (see service.queue.claims)
+    changed = cast(CursorResult[Any], session.execute(
         update(Worker).where(Worker.name == name).values(last_seen=now, run_id=run_id)
-    ).rowcount
+    )).rowcount
     if not changed:
         session.add(Worker(name=name, kind=kind, started_at=now, last_seen=now, run_id=run_id))
         try:

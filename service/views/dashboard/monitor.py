@@ -98,8 +98,9 @@ def queue_state(session: DbSession) -> QueueState:
         failed_last_day=since("failed", dt.timedelta(days=1)),
         graded_last_hour=since("graded", dt.timedelta(hours=1)),
         oldest_wait=(now - oldest).total_seconds() if oldest else None,
-        average_wait=_mean([(s - q).total_seconds() for q, s in started]),
-        average_grading=_mean([(f - s).total_seconds() for s, f in graded]),
+        average_wait=_mean([(s - q).total_seconds() for q, s in started if s is not None]),
+        average_grading=_mean([(f - s).total_seconds() for s, f in graded
+                               if s is not None and f is not None]),  # the query made sure
         queued=_runs(session, GradingRun.status == "queued", order=[GradingRun.id]),
         running=_runs(session, GradingRun.status == "running", order=[GradingRun.started_at]),
         failed=_runs(session, GradingRun.status == "failed",
