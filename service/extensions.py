@@ -32,6 +32,7 @@ else:
 #: A session as the domain and queue helpers take it: Flask-SQLAlchemy's ``db.session`` (a
 #: scoped proxy that forwards every call to the current context's session) or a plain one.
 DbSession: TypeAlias = Session | scoped_session[FlaskSession]
+
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
