@@ -21,7 +21,7 @@ help:
 	@echo "make test-fast set up and run the tests that do not train the CNN"
 	@echo "make dry-run   grade the reference solutions and blank templates"
 	@echo "make bench     what grading costs, phase by phase (the clean room's share)"
-	@echo "make lint      ruff, deptry (every import declared)"
+	@echo "make lint      ruff, deptry (every import declared), mypy"
 
 # --- set-up -------------------------------------------------------------
 sysdeps:
@@ -49,6 +49,7 @@ run: data
 test: data sysdeps-test
 	$(BIN)/ruff check .
 	$(BIN)/deptry .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: data sysdeps-test
@@ -63,6 +64,7 @@ bench: data sysdeps
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/deptry .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -214,7 +214,8 @@ def _tensor_inputs(job: Job, references: Mapping[str, Path], inputs_dir: Path,
         if image is None:
             return None
         arrays = [image, *fresh_images(image, rng)]
-        np.savez(path, **{f"input{i}": a for i, a in enumerate(arrays)})
+        inputs: dict[str, Any] = {f"input{i}": a for i, a in enumerate(arrays)}  # see write_npz
+        np.savez(path, **inputs)
         facts = measured.inputs.setdefault(job.item.id, {})
         facts["images"] = arrays
         for name in job.item.extract.args.get("context") or []:

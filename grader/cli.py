@@ -132,7 +132,8 @@ def progress_printer(label: str, quiet: bool = False) -> ProgressCallback:
     def show(event: Progress) -> None:
         if quiet:
             return
-        if event.kind == "cell" and event.count:
+        if (event.kind == "cell" and event.count and event.position is not None
+                and event.cell_index is not None):
             print(f"  {label}: cell {event.position + 1}/{event.count} "
                   f"(notebook cell {event.cell_index + 1}), {event.elapsed:.0f}s",
                   file=sys.stderr, flush=True)

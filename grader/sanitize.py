@@ -52,11 +52,11 @@ def sanitize_notebook(nb: nbformat.NotebookNode) -> list[Neutralised]:
                 )
             source = pattern.sub(lambda m: "# [grader] skipped: " + m.group(0).strip(), source)
         lines = source.split("\n")
-        match = WRITEFILE.match(lines[0]) if lines else None
-        if match and match.group(2).startswith(("/", "~")):
-            target = match.group(2)
+        writefile = WRITEFILE.match(lines[0]) if lines else None
+        if writefile and writefile.group(2).startswith(("/", "~")):
+            target = writefile.group(2)
             local = target.rstrip("/").rsplit("/", 1)[-1] or "writefile.txt"
-            lines[0] = match.group(1) + local
+            lines[0] = writefile.group(1) + local
             source = "\n".join(lines)
             notes.append(
                 Neutralised(

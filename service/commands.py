@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
 from flask import Flask
@@ -11,6 +12,9 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from service.extensions import db
+
+if TYPE_CHECKING:
+    from werkzeug.local import LocalProxy
 
 
 def init_app(app: Flask) -> None:
@@ -70,7 +74,9 @@ def worker_command(threads: int) -> None:
     from service.queue.grading import EmbeddedWorkers
 
     upgrade()
-    workers = EmbeddedWorkers(current_app._get_current_object(), threads)
+    # Flask types current_app as the app itself; it is a proxy, and the threads need the app
+    app = cast("LocalProxy[Flask]", current_app)._get_current_object()
+    workers = EmbeddedWorkers(app, threads)
     workers.start()
     click.echo(f"{threads} grading worker(s) polling the database queue", err=True)
     try:

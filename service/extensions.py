@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias
+
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.session import Session as FlaskSession
 from flask_wtf import CSRFProtect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 
 class Base(DeclarativeBase):
@@ -14,6 +17,22 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy.model import Model as _FlaskModel
+
+    class Model(_FlaskModel, Base):
+        """What ``db.Model`` is, spelled so a type checker can follow it: the class is made at
+        run time from Flask-SQLAlchemy's mixins and ``Base``'s bases, which mypy cannot see
+        through an attribute (python/mypy#8603)."""
+
+else:
+    Model = db.Model
+
+#: A session as the domain and queue helpers take it: Flask-SQLAlchemy's ``db.session`` (a
+#: scoped proxy that forwards every call to the current context's session) or a plain one.
+DbSession: TypeAlias = Session | scoped_session[FlaskSession]
+
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -16,14 +16,14 @@ from flask_login import UserMixin
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.extensions import db
+from service.extensions import Model
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-class Student(UserMixin, db.Model):
+class Student(UserMixin, Model):
     __tablename__ = "students"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -43,7 +43,7 @@ class Student(UserMixin, db.Model):
         return f"student:{self.id}"
 
 
-class Submission(db.Model):
+class Submission(Model):
     __tablename__ = "submissions"
     __table_args__ = (Index("ix_submissions_student_created", "student_pk", "created_at"),)
 
@@ -66,7 +66,7 @@ class Submission(db.Model):
         return self.runs[-1] if self.runs else None
 
 
-class GradingRun(db.Model):
+class GradingRun(Model):
     __tablename__ = "grading_runs"
     __table_args__ = (Index("ix_grading_runs_status", "status", "id"),)
 
@@ -103,7 +103,7 @@ class GradingRun(db.Model):
     )
 
 
-class ItemScore(db.Model):
+class ItemScore(Model):
     __tablename__ = "item_scores"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -120,7 +120,7 @@ class ItemScore(db.Model):
     run: Mapped[GradingRun] = relationship(back_populates="items")
 
 
-class Instructor(UserMixin, db.Model):
+class Instructor(UserMixin, Model):
     """Course staff: a username and a password hash (werkzeug's scrypt), made by the CLI."""
 
     __tablename__ = "instructors"
@@ -143,7 +143,7 @@ class Instructor(UserMixin, db.Model):
         return f"instructor:{self.id}"
 
 
-class LoginFailure(db.Model):
+class LoginFailure(Model):
     """One failed instructor login, kept for the throttle window (``service.domain.throttle``).
     In the database rather than in memory so that every service process sees the same count."""
 
@@ -159,7 +159,7 @@ class LoginFailure(db.Model):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Worker(db.Model):
+class Worker(Model):
     """A grading worker's heartbeat (``service.queue.heartbeats``): embedded threads beat every few
     seconds, Celery tasks while they run. A worker is alive when seen recently."""
 

@@ -134,8 +134,8 @@ def measure_layer(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, An
     graph = import_graph(frozen)
     output = _tensor(graph, out_name)
     placeholder = _tensor(graph, (artefact.get("inputs") or {}).get("x"))
-    shape = [int(d) for d in job["input_shape"]]
-    x = np.random.RandomState(seed + 1).uniform(-1, 1, size=shape).astype(np.float32)
+    input_shape = [int(d) for d in job["input_shape"]]
+    x = np.random.RandomState(seed + 1).uniform(-1, 1, size=input_shape).astype(np.float32)
     with _session(graph) as sess:
         out = _run(sess, output, {placeholder: x})
     return {
@@ -211,8 +211,8 @@ def measure_predictions(artefact: dict[str, Any], job: dict[str, Any],
         raise GraphRefused("too_many_parameters",
                            f"the model holds {parameters} values (limit {limit})")
     for node in variable_nodes(graph_def):
-        shape = [d.size for d in node.attr["shape"].shape.dim]
-        if node.name in values and shape and list(values[node.name].shape) != shape:
+        declared = [d.size for d in node.attr["shape"].shape.dim]
+        if node.name in values and declared and list(values[node.name].shape) != declared:
             raise GraphRefused("bad_artefact", f"the value of {node.name} has the wrong shape")
     graph = import_graph(freeze(graph_def, values))
     y = _tensor(graph, artefact.get("output"))

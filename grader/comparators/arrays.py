@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from grader.comparators.base import CompareInput, Judgement, as_array, register, shape_text
@@ -31,7 +33,7 @@ def compare_op_output(given: CompareInput) -> Judgement:
     if expected is None:
         raise ValueError(f"reference output for {given.item.id} is missing: build the reference")
     submitted = as_array(given.measured.get("output"))
-    details = {"expected_shape": list(expected.shape)}
+    details: dict[str, Any] = {"expected_shape": list(expected.shape)}
     if given.measured.get("fresh") is False:
         if given.cell_error is not None:
             ename, evalue = given.cell_error
@@ -139,7 +141,8 @@ def _explain(given: CompareInput, submitted: np.ndarray, expected: np.ndarray, a
                     f"{asked_en}, whose output is {want}.",
                 )
             same_shape.append(variant)
-        if same_shape and spatial.shape != _spatial(expected).shape:
+        expected_spatial = _spatial(expected)
+        if same_shape and (expected_spatial is None or spatial.shape != expected_spatial.shape):
             ja = "、".join(describe(v)[0] for v in same_shape)
             en = "; ".join(describe(v)[1] for v in same_shape)
             return Text(

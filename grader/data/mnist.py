@@ -37,7 +37,7 @@ import zipfile
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -220,7 +220,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
 
-def load_numpy_pickle(stream: IO[bytes]) -> object:
+def load_numpy_pickle(stream: io.BufferedIOBase) -> object:
     """Unpickle numpy arrays, refusing any global but numpy's array reconstruction.
 
     ``encoding="latin1"`` is how numpy documents reading arrays pickled by Python 2.
@@ -294,12 +294,14 @@ def write_npz(
     ``tmp_dir`` (default: beside ``path``, and on the same file system as it) is where the
     temporary file lives meanwhile; a folder that must only ever hold ``path`` passes another.
     """
+    # Any: unpacked as keywords, each array would otherwise be checked against allow_pickle
+    named: Mapping[str, Any] = arrays
     path.parent.mkdir(parents=True, exist_ok=True)
     where = tmp_dir if tmp_dir is not None else path.parent
     fd, tmp_name = tempfile.mkstemp(dir=where, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
-            np.savez_compressed(out, **arrays)
+            np.savez_compressed(out, **named)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp_name, mode)  # mkstemp made it 0600

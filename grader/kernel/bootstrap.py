@@ -98,7 +98,7 @@ def _hook_imports(tf1: types.ModuleType) -> None:
 
 
 def _track_sessions() -> None:
-    from tensorflow.python.client import session as session_lib
+    import tensorflow.python.client.session as session_lib
 
     base = session_lib.BaseSession
     original_init = base.__init__
@@ -160,6 +160,7 @@ def _install_datasets(datasets: dict[str, str]) -> None:
 
     get_file.__wrapped__ = original_get_file  # type: ignore[attr-defined]
     file_utils.get_file = get_file
+    module: Any  # any module that imported Keras's get_file by name
     for module in list(sys.modules.values()):
         if module is not None and getattr(module, "get_file", None) is original_get_file:
             try:

@@ -24,6 +24,7 @@ import base64
 import contextlib
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,7 @@ def _preserved_random_state():
 
 @contextlib.contextmanager
 def _exporting():
-    boot = sys.modules.get("_grader_boot")
+    boot: Any = sys.modules.get("_grader_boot")  # made from source: its flags are not typed
     if boot is None:
         yield
         return
@@ -150,7 +151,7 @@ def tensor(expr: str, feed: dict[str, str], context: list[str] | None = None) ->
     export = _graph_export(value.graph, value)
     inputs = {}
     for placeholder in feed:
-        candidate = _user_ns().get(placeholder)
+        candidate: Any = _user_ns().get(placeholder)  # whatever the student bound, or None
         if getattr(candidate, "graph", None) is value.graph:
             inputs[placeholder] = candidate.name
     export.update(inputs=inputs, context=_context(names))
@@ -218,4 +219,6 @@ def _trained_values(graph: Any) -> dict[str, Any]:
     return values
 
 
-EXPORTS = {"identity": identity, "tensor": tensor, "layer": layer, "model": model}
+EXPORTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "identity": identity, "tensor": tensor, "layer": layer, "model": model,
+}

@@ -20,10 +20,12 @@ import datetime as dt
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import defer
 
+from service.extensions import DbSession
 from service.models import GradingRun, ItemScore, Student, Submission
 
 #: Values of ``TableQuery.show``.
@@ -73,7 +75,7 @@ class GradeRow:
 
     @property
     def accuracy(self) -> float | None:
-        return self.best.counted.measured_accuracy if self.best else None
+        return self.best.counted.measured_accuracy if self.best and self.best.counted else None
 
     @property
     def last_submitted(self) -> dt.datetime | None:
@@ -148,7 +150,7 @@ class TableQuery:
 STATUS_ORDER = {"failed": 0, "none": 1, "queued": 2, "running": 3, "graded": 4}
 
 
-def _sort_value(row: GradeRow, key: str) -> object:
+def _sort_value(row: GradeRow, key: str) -> Any:  # comparable with the same key's values
     if key.startswith("item:"):
         item = row.items.get(key.removeprefix("item:"))
         return item.score if item else None
@@ -186,10 +188,11 @@ def grade_submission(submission: Submission, runs: list[GradingRun] | None = Non
 def best_of(grades: list[SubmissionGrade]) -> SubmissionGrade | None:
     """The highest-scoring of a student's submissions (oldest first); ties go to the later."""
     scored = [grade for grade in reversed(grades) if grade.score is not None]
-    return max(scored, key=lambda grade: grade.score, default=None)  # first of equals wins
+    # first of equals wins; "or 0.0" only tells mypy what the filter above made sure of
+    return max(scored, key=lambda grade: grade.score or 0.0, default=None)
 
 
-def exercise_rows(session: Session, exercise_id: str) -> list[GradeRow]:
+def exercise_rows(session: DbSession, exercise_id: str) -> list[GradeRow]:
     """Every roster student's row for ``exercise_id``, by student id. Reports (large JSON) are
     not loaded: item results come from ``item_scores``."""
     students = session.execute(select(Student).order_by(Student.student_id)).scalars().all()
@@ -217,8 +220,9 @@ def exercise_rows(session: Session, exercise_id: str) -> list[GradeRow]:
     return list(rows.values())
 
 
-def _attach_items(session: Session, rows: list[GradeRow]) -> None:
-    by_run = {row.best.counted.id: row for row in rows if row.best is not None}
+def _attach_items(session: DbSession, rows: list[GradeRow]) -> None:
+    by_run = {row.best.counted.id: row for row in rows
+              if row.best is not None and row.best.counted is not None}
     if not by_run:
         return
     for item in session.execute(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
+from collections.abc import Sequence
 from typing import TypedDict
 
 from flask import current_app
@@ -100,7 +101,7 @@ def exercise_stats(exercise_id: str, deadline: dt.datetime | None = None) -> Exe
     student_of_submission = {grade.submission.id: row.student.id
                              for row in rows for grade in row.submissions}
 
-    scores = sorted(run.score for run in best.values())
+    scores = sorted(run.score for run in best.values() if run.score is not None)  # graded: set
     accuracies = sorted(run.measured_accuracy for run in best.values()
                         if run.measured_accuracy is not None)
     created = session.scalars(
@@ -151,7 +152,7 @@ def item_stats(exercise: Exercise, best_run_ids: list[int]) -> list[ItemStats]:
     ]
 
 
-def submission_series(created: list[dt.datetime]) -> SubmissionSeries:
+def submission_series(created: Sequence[dt.datetime]) -> SubmissionSeries:
     """Submissions per hour, or per day once that would take more than
     :data:`MAX_HOURLY_BUCKETS` hours; empty buckets in between are kept (a gap is news)."""
     if not created:

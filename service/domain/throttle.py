@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
+from service.extensions import DbSession
 from service.models import LoginFailure, utcnow
 
 
@@ -25,7 +25,7 @@ class Throttle:
     limit: int = 5
     window: int = 15 * 60
 
-    def retry_after(self, session: Session, username: str, ip: str,
+    def retry_after(self, session: DbSession, username: str, ip: str,
                     now: dt.datetime | None = None) -> int:
         """Seconds until ``username`` may try again from ``ip``; 0 when it may now."""
         now = now or utcnow()
@@ -42,7 +42,7 @@ class Throttle:
                 waits.append((unlocks - now).total_seconds())
         return max(0, math.ceil(max(waits)))
 
-    def record_failure(self, session: Session, username: str, ip: str,
+    def record_failure(self, session: DbSession, username: str, ip: str,
                        now: dt.datetime | None = None) -> None:
         """Note a failed attempt, and drop the failures that left the window (anyone's)."""
         now = now or utcnow()
@@ -52,7 +52,7 @@ class Throttle:
         session.commit()
 
     @staticmethod
-    def forget(session: Session, username: str) -> None:
+    def forget(session: DbSession, username: str) -> None:
         session.execute(delete(LoginFailure).where(LoginFailure.username == username))
         session.commit()
 

@@ -43,7 +43,10 @@ def bearer_student() -> Student | None:
 @login_manager.user_loader
 def load_user(user_id: str) -> Student | Instructor | None:
     kind, _, pk = user_id.partition(":")
-    model = {"student": Student, "instructor": Instructor}.get(kind)
-    if model is None or not pk.isdigit():
+    if not pk.isdigit():
         return None
-    return db.session.get(model, int(pk))
+    if kind == "student":
+        return db.session.get(Student, int(pk))
+    if kind == "instructor":
+        return db.session.get(Instructor, int(pk))
+    return None

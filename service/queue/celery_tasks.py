@@ -95,7 +95,8 @@ def send_run(run_id: int) -> None:
 
     # The app's broker, not the one this module read from the environment at import.
     with celery_app.connection_for_write(current_app.config["CELERY_BROKER_URL"]) as broker:
-        result = grade.apply_async(args=[run_id], queue=GPU_QUEUE, connection=broker)
+        result = grade.apply_async(  # type: ignore[call-arg]  # celery-types lacks connection=
+            args=(run_id,), queue=GPU_QUEUE, connection=broker)
     db.session.execute(update(GradingRun).where(GradingRun.id == run_id)
                        .values(task_id=result.id, dispatched_at=utcnow()))
     db.session.commit()

@@ -150,7 +150,7 @@ def pass_rates(
     described = []
     for i, row in enumerate(rows):
         label, rate = row[0], row[1]
-        detail = row[2] if len(row) > 2 else ""  # type: ignore[misc]
+        detail = row[2] if len(row) > 2 else ""
         value = "–" if rate is None else f"{rate:.0%}"
         value_text = f"{value} ({detail})" if detail else value
         described.append(f"{label}: {value_text}")

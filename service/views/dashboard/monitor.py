@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from flask import render_template
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy.orm import defer, selectinload
 
-from service.extensions import db
+from service.extensions import DbSession, db
 from service.models import GradingRun, Submission, Worker, utcnow
 from service.queue.heartbeats import ALIVE_SECONDS, is_alive, recent_workers
 from service.views.dashboard import bp
@@ -52,7 +52,7 @@ class QueueState:
         return waiting * self.average_grading / self.alive
 
 
-def queue_counts(session: Session) -> dict[str, int]:
+def queue_counts(session: DbSession) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     counts.update(session.execute(
         select(GradingRun.status, func.count(GradingRun.id)).group_by(GradingRun.status)
@@ -60,7 +60,7 @@ def queue_counts(session: Session) -> dict[str, int]:
     return counts
 
 
-def _runs(session: Session, *where, order, limit: int = LISTED) -> list[GradingRun]:
+def _runs(session: DbSession, *where, order, limit: int = LISTED) -> list[GradingRun]:
     return list(session.execute(
         select(GradingRun).where(*where)
         .options(defer(GradingRun.report),
@@ -69,7 +69,7 @@ def _runs(session: Session, *where, order, limit: int = LISTED) -> list[GradingR
     ).scalars())
 
 
-def queue_state(session: Session) -> QueueState:
+def queue_state(session: DbSession) -> QueueState:
     now = utcnow()
     counts = queue_counts(session)
     oldest = session.execute(
@@ -98,8 +98,9 @@ def queue_state(session: Session) -> QueueState:
         failed_last_day=since("failed", dt.timedelta(days=1)),
         graded_last_hour=since("graded", dt.timedelta(hours=1)),
         oldest_wait=(now - oldest).total_seconds() if oldest else None,
-        average_wait=_mean([(s - q).total_seconds() for q, s in started]),
-        average_grading=_mean([(f - s).total_seconds() for s, f in graded]),
+        average_wait=_mean([(s - q).total_seconds() for q, s in started if s is not None]),
+        average_grading=_mean([(f - s).total_seconds() for s, f in graded
+                               if s is not None and f is not None]),  # the query made sure
         queued=_runs(session, GradingRun.status == "queued", order=[GradingRun.id]),
         running=_runs(session, GradingRun.status == "running", order=[GradingRun.started_at]),
         failed=_runs(session, GradingRun.status == "failed",

@@ -86,11 +86,13 @@ def _sort_url(query: TableQuery):
     is; the filters are kept."""
 
     def build(key: str) -> str:
-        args = {k: v for k, v in request.args.items() if k not in ("sort", "order", "lang")}
+        args: dict[str, Any] = {
+            k: v for k, v in request.args.items() if k not in ("sort", "order", "lang")
+        }
         args["sort"] = key
         if query.sort == key and not query.descending:
             args["order"] = "desc"
-        return url_for("dashboard.exercise", exercise_id=request.view_args["exercise_id"],
+        return url_for("dashboard.exercise", exercise_id=(request.view_args or {})["exercise_id"],
                        _anchor="students", **args)
 
     return build
