@@ -2,7 +2,7 @@
 
 Outputs are the student's (a cell can ``display(HTML(...))``): the HTML is cleaned here with an
 allow-list that keeps what markdown and rich outputs need (headings, tables, images as data URIs)
-and drops scripts, frames, forms and event handlers; ``service.views.student`` then serves it with a
+and drops scripts, frames, forms and event handlers; ``service.views.frame`` then serves it with a
 Content-Security-Policy that forbids scripts altogether. The ``basic`` template references nothing
 on a CDN."""
 
