@@ -37,9 +37,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
 
     from service import commands
-    from service.views import api, dashboard
+    from service.views import api, dashboard, frame
     from service.views import student as web
 
+    frame.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
     dashboard.init_app(app)

@@ -28,6 +28,7 @@ from service import create_app
 from service.__main__ import first_instructor
 from service.domain.gradebook import exercise_rows
 from service.domain.instructors import change_password, create_instructor
+from service.domain.queue_state import queue_state
 from service.domain.roster import import_roster
 from service.extensions import db
 from service.i18n import CATALOG
@@ -44,8 +45,7 @@ from service.models import (
 from service.queue import heartbeats
 from service.queue.grading import EmbeddedWorkers
 from service.storage import BlobStore
-from service.views.dashboard.monitor import queue_state
-from service.views.student import NOTEBOOK_CSP
+from service.views.frame import NOTEBOOK_CSP
 
 EXERCISE = "chap06_cnn"
 ROSTER = ("student_id,name,email\n"
@@ -723,7 +723,7 @@ def test_a_celery_task_beats_for_its_worker_process(app: Flask, monkeypatch: pyt
 def test_every_key_the_dashboard_uses_is_in_the_catalog():
     service = PROJECT_ROOT / "service"
     sources = [*service.joinpath("templates", "dashboard").glob("*.html"),
-               *service.joinpath("dashboard").glob("*.py")]
+               *service.joinpath("views").rglob("*.py")]
     used = set()
     for source in sources:
         text = source.read_text(encoding="utf-8")

@@ -31,7 +31,7 @@ from service.extensions import db
 from service.i18n import CATALOG, LANGUAGES, choose_language
 from service.models import GradingRun, Student, Submission, utcnow
 from service.storage import BlobStore
-from service.views.student import NOTEBOOK_CSP, safe_next
+from service.views.frame import NOTEBOOK_CSP, safe_next
 
 EXERCISE = "chap06_cnn"
 SOLUTION = PROJECT_ROOT / "reference" / EXERCISE / "solution.ipynb"

@@ -3,7 +3,7 @@
 Outputs are the student's (a cell can ``display(HTML(...))``): the HTML is cleaned here with an
 allow-list that keeps what markdown and rich outputs need (headings, tables, images as data URIs)
 and drops scripts, frames, forms and event handlers (with nh3, the Rust ``ammonia`` sanitiser;
-inline CSS keeps only the properties of :data:`CSS_PROPERTIES`); ``service.views.student`` then
+inline CSS keeps only the properties of :data:`CSS_PROPERTIES`); ``service.views.frame`` then
 serves it with a Content-Security-Policy that forbids scripts altogether. The ``basic`` template
 references nothing on a CDN."""
 

@@ -1,4 +1,5 @@
-"""Students' personal access tokens: bearer auth for the API, a login for the browser; and the
+"""Students' personal access tokens: bearer auth for the API (read from the request by
+``service.views.api``), a login for the browser; and the
 session loader shared by students and instructors (``student:<id>``, ``instructor:<id>``)."""
 
 from __future__ import annotations
@@ -6,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from flask import request
 from sqlalchemy import select
 
 from service.extensions import db, login_manager
@@ -29,15 +29,6 @@ def student_for_token(token: str | None) -> Student | None:
     return db.session.execute(
         select(Student).where(Student.token_hash == hash_token(token))
     ).scalar_one_or_none()
-
-
-def bearer_student() -> Student | None:
-    """The student named by ``Authorization: Bearer <token>``, or None."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return student_for_token(token)
 
 
 @login_manager.user_loader

@@ -1,70 +1,50 @@
-"""The OpenAPI 3.1 document of the JSON API, served at ``/api/openapi.json``."""
+"""The OpenAPI 3.1 document of the JSON API, served at ``/api/openapi.json``.
+
+Its component schemas are derived from the pydantic models of ``service.views.schemas``, the
+ones the handlers build their answers from; this module only adds the paths around them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+from pydantic.json_schema import models_json_schema
+
+from service.views.schemas import COMPONENTS
+
+REF = "#/components/schemas/{model}"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "invalid input (nothing queued)", 401: "missing or unknown token",
             403: "not yours", 404: "not found", 413: "upload too large", 429: "rate limited"}
-    return {str(c): {"description": text[c],
-                     "content": {"application/json": {"schema": ERROR}}} for c in codes}
+    return {str(c): json_body(ref("Error"), text[c]) for c in codes}
+
+
+def component_schemas() -> dict[str, Any]:
+    """Every model of ``COMPONENTS`` and the models they use, as they are serialized."""
+    _, document = models_json_schema([(model, "serialization") for model in COMPONENTS],
+                                     ref_template=REF)
+    return document["$defs"]
 
 
 def openapi_document() -> dict[str, Any]:
-    item = {
-        "type": "object",
-        "required": ["id", "score", "max_score", "status", "feedback"],
-        "properties": {
-            "id": {"type": "string"}, "score": {"type": "number"},
-            "max_score": {"type": "number"},
-            "status": {"enum": ["correct", "partial", "incorrect", "error", "missing",
-                                "not_reached"]},
-            "feedback": {"type": "object", "properties": {"ja": {"type": "string"},
-                                                          "en": {"type": "string"}}},
-            "title": {"type": "object"}, "details": {"type": "object"},
-        },
-    }
-    submission = {
-        "type": "object",
-        "required": ["id", "exercise", "status", "created_at"],
-        "properties": {
-            "id": {"type": "integer"},
-            "exercise": {"type": "string"},
-            "status": {"enum": ["queued", "running", "graded", "failed"]},
-            "run_status": {"type": ["string", "null"], "description":
-                           "how the grading run ended: graded, timeout, out_of_memory, "
-                           "kernel_died, sandbox_error"},
-            "reason": {"type": ["string", "null"]},
-            "score": {"type": ["number", "null"]},
-            "max_score": {"type": ["number", "null"]},
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
-            "measured_accuracy": {"type": ["number", "null"]},
-            "claimed_accuracy": {"type": ["number", "null"]},
-            "created_at": {"type": "string", "format": "date-time"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "queue_position": {"type": ["integer", "null"]},
-            "progress": {"type": ["object", "null"]},
-            "executed_notebook_url": {"type": "string"},
-        },
-    }
+    submission_list = {"type": "array", "items": ref("Submission")}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Notebook grader API", "version": "1"},
         "components": {
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
                                           "description": "the student's personal access token"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error", "message"],
-                          "properties": {"error": {"type": "string"},
-                                         "message": {"type": "string"},
-                                         "message_ja": {"type": "string"}}},
-                "Item": item,
-                "Submission": submission,
-            },
+            "schemas": component_schemas(),
         },
         "security": [{"token": []}],
         "paths": {
@@ -77,37 +57,28 @@ def openapi_document() -> dict[str, Any]:
                                                   "notebook": {"type": "string",
                                                                "format": "binary"}}}}}},
                     "responses": {
-                        "202": {"description": "stored and queued (or a duplicate of a "
-                                "submission made seconds ago, which is returned)",
-                                "content": {"application/json": {"schema": {
-                                    "type": "object", "required": ["id", "status_url"],
-                                    "properties": {"id": {"type": "integer"},
-                                                   "status_url": {"type": "string"},
-                                                   "duplicate": {"type": "boolean"}}}}}},
+                        "202": json_body(ref("Accepted"), "stored and queued (or a duplicate "
+                                         "of a submission made seconds ago, which is returned)"),
                         **_errors(400, 401, 404, 413, 429),
                     },
                 },
                 "get": {"summary": "The caller's submissions, newest first",
-                        "responses": {"200": {"description": "list", "content": {
-                            "application/json": {"schema": {
-                                "type": "array",
-                                "items": {"$ref": "#/components/schemas/Submission"}}}}},
-                            **_errors(401)}},
+                        "responses": {"200": json_body(submission_list, "list"),
+                                      **_errors(401)}},
             },
             "/api/submissions/{id}": {
                 "get": {
                     "summary": "A submission's status, score and feedback",
                     "parameters": [{"name": "id", "in": "path", "required": True,
                                     "schema": {"type": "integer"}}],
-                    "responses": {"200": {"description": "the submission", "content": {
-                        "application/json": {"schema": {
-                            "$ref": "#/components/schemas/Submission"}}}},
-                        **_errors(401, 403, 404)},
+                    "responses": {"200": json_body(ref("Submission"), "the submission"),
+                                  **_errors(401, 403, 404)},
                 },
             },
             "/api/exercises": {
                 "get": {"summary": "Exercises open for submission", "security": [],
-                        "responses": {"200": {"description": "list"}}},
+                        "responses": {"200": json_body({"type": "array",
+                                                        "items": ref("Exercise")}, "list")}},
             },
         },
     }

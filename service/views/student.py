@@ -4,7 +4,9 @@ Server-rendered Jinja with a little vanilla JavaScript from ``service/static`` (
 CDN). Every page works without JavaScript: the upload is a plain multipart form and a page
 waiting for its grade refreshes itself with ``<meta http-equiv=refresh>``; with JavaScript the
 drop zone accepts a dragged file and the page polls ``status.json`` every 2 s. Forms carry
-Flask-WTF's CSRF token (checked app-wide by ``CSRFProtect``). Texts come from ``service.i18n``.
+Flask-WTF's CSRF token (checked app-wide by ``CSRFProtect``) and are read through the classes of
+``service.views.forms``. Texts come from ``service.i18n``; headers, error pages and the template
+helpers from ``service.views.frame``.
 
 The upload rules themselves (exercise, notebook validity, duplicates, rate limit) live in
 ``service.domain.submissions``, shared with the JSON API.
@@ -12,78 +14,35 @@ The upload rules themselves (exercise, notebook validity, duplicates, rate limit
 
 from __future__ import annotations
 
-from pathlib import Path
-from urllib.parse import urlsplit
-
-from flask import (
-    Blueprint,
-    Response,
-    abort,
-    current_app,
-    flash,
-    jsonify,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
-from flask.blueprints import BlueprintSetupState
-from flask_login import current_user, login_required, login_user, logout_user
-from flask_wtf.csrf import CSRFError
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Text
 from service import i18n
 from service.domain.submissions import Rejection, accept_submission, known_exercises
 from service.domain.tokens import student_for_token
-from service.extensions import db, login_manager
+from service.extensions import db
 from service.i18n import t
 from service.models import Submission
-from service.storage import BlobStore
-from service.views.api import submission_json
+from service.views import frame, schemas
+from service.views.forms import TokenLoginForm, UploadForm
+from service.views.frame import Page, safe_next, upload_limit
 
-bp = Blueprint("web", __name__)
-bp.before_request(i18n.remember_language)
-bp.context_processor(i18n.template_helpers)
-
-#: The executed notebook holds the student's outputs: no scripts, no requests, an opaque origin.
-NOTEBOOK_CSP = ("sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-                "font-src data:")
-#: Our own pages: only what the app serves (scripts and styles from /static, no inline code).
-PAGE_CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-            "form-action 'self'; frame-ancestors 'self'")
-#: Styles inlined into the executed notebook (its CSP allows inline styles only).
-NOTEBOOK_CSS = Path(__file__).resolve().parents[1] / "static" / "notebook.css"
+bp = frame.page_blueprint("web", __name__)
 LIVE = ("queued", "running")
-
-Page = str | tuple[str, int]
-
-
-@bp.record_once
-def _login_messages(_state: BlueprintSetupState) -> None:
-    # Flask-Login flashes this when a page needs a login; a catalog key, translated when shown.
-    login_manager.login_message = "flash.login_required"
-    login_manager.login_message_category = "info"
 
 
 @bp.before_request
 def _students_only() -> BaseResponse | None:
     """An instructor's session is not a student's: the student pages send it to the dashboard
     (``current_user.id`` would otherwise be read as a student's)."""
-    if getattr(current_user, "is_instructor", False) and request.endpoint != "web.logout":
+    if frame.is_instructor() and request.endpoint != "web.logout":
         return redirect(url_for("dashboard.index"))
     return None
-
-
-@bp.after_request
-def _page_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.vary.update(("Accept-Language", "Cookie"))
-    return response
 
 
 # --- logging in and out ---------------------------------------------------------------------
@@ -96,8 +55,9 @@ def login() -> Page | BaseResponse:
         return redirect(target or url_for("web.upload"))
     if request.method == "GET":
         return render_template("login.html", next=target)
-    token = request.form.get("token", "").strip()
-    student = student_for_token(token) if token else None
+    form = TokenLoginForm()
+    token = form.token.data or ""
+    student = student_for_token(token) if form.validate_on_submit() else None
     if student is None:
         error = t("login.bad_token") if token else t("login.empty")
         return render_template("login.html", next=target, error=error), 422
@@ -107,17 +67,7 @@ def login() -> Page | BaseResponse:
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    logout_user()
-    flash("flash.logged_out", "info")
-    return redirect(url_for("web.login"), 303)
-
-
-def safe_next(target: str | None) -> str | None:
-    """A ``next`` address only when it stays on this site (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return None
-    parts = urlsplit(target)
-    return None if parts.scheme or parts.netloc else target
+    return frame.log_out("web.login")
 
 
 # --- uploading ------------------------------------------------------------------------------
@@ -128,10 +78,11 @@ def safe_next(target: str | None) -> str | None:
 def upload() -> Page | BaseResponse:
     if request.method == "GET":
         return _upload_page(request.args.get("exercise"))
-    exercise = request.form.get("exercise", "")
-    notebook = request.files.get("notebook")
-    if notebook is None or not notebook.filename:
+    form = UploadForm()
+    exercise = form.exercise.data or ""
+    if not form.validate_on_submit():
         return _upload_page(exercise, error=t("upload.no_file"), status=400)
+    notebook = form.notebook.data
     try:
         submission, duplicate = accept_submission(
             current_user._get_current_object(), exercise, client_filename(notebook.filename),
@@ -152,6 +103,15 @@ def _upload_page(exercise: str | None, error: str | None = None, status: int = 2
     return page, status
 
 
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc: RequestEntityTooLarge) -> Page | BaseResponse:
+    """Over the limit on the upload page: the form again, with the limit said; elsewhere the
+    frame's error page."""
+    if current_user.is_authenticated and request.endpoint == "web.upload":
+        return _upload_page(None, error=t("upload.too_large", limit=upload_limit()), status=413)
+    return frame.too_large(exc)
+
+
 def exercise_titles() -> dict[str, Text]:
     """The exercises open for submission, by id, with their titles in both languages."""
     config = current_app.config["GRADER"]
@@ -161,15 +121,6 @@ def exercise_titles() -> dict[str, Text]:
 def client_filename(name: str) -> str:
     """The file's own name: some browsers send the whole client path (``C:\\Users\\…``)."""
     return name.replace("\\", "/").rsplit("/", 1)[-1] or "notebook.ipynb"
-
-
-def upload_limit() -> str:
-    """``20 MiB``, ``4 KiB``, ``500 bytes``: the upload limit as people write it."""
-    size = current_app.config["MAX_CONTENT_LENGTH"]
-    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
-        if size >= factor:
-            return f"{size / factor:.3g} {unit}"
-    return f"{size} bytes"
 
 
 # --- following a submission -----------------------------------------------------------------
@@ -192,7 +143,7 @@ def history() -> str:
 def submission(submission_id: int) -> str:
     owned = own_submission(submission_id)
     run = owned.latest_run
-    state = submission_json(owned)
+    state = schemas.Submission.of(owned).body()
     return render_template(
         "submission.html", submission=owned, run=run, state=state,
         report=(run.report or {}) if run else {},
@@ -204,31 +155,19 @@ def submission(submission_id: int) -> str:
 def submission_status(submission_id: int) -> BaseResponse:
     """The API's view of a submission, for the page's polling: session cookie, not a token."""
     if not current_user.is_authenticated:
-        response = jsonify({"error": "unauthorized", "message": "log in again"})
-        response.status_code = 401
-        return response
+        return frame.json_error(401, "unauthorized", "log in again")
     submission_row = db.session.get(Submission, submission_id)
     if submission_row is None or submission_row.student_pk != current_user.id:
-        response = jsonify({"error": "not_found", "message": f"no submission {submission_id}"})
-        response.status_code = 404
-        return response
-    response = jsonify(submission_json(submission_row))
+        return frame.json_error(404, "not_found", f"no submission {submission_id}")
+    response = jsonify(schemas.Submission.of(submission_row).body())
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @bp.get("/submissions/<int:submission_id>/notebook")
 @login_required
-def executed_notebook(submission_id: int) -> Response:
-    owned = own_submission(submission_id)
-    run = owned.latest_run
-    if run is None or not run.executed_html_sha256:
-        abort(404)
-    html = BlobStore(current_app.config["UPLOAD_DIR"]).get(run.executed_html_sha256)
-    response = Response(notebook_document(html.decode("utf-8"), i18n.current_language()),
-                        mimetype="text/html")
-    response.headers["Content-Security-Policy"] = NOTEBOOK_CSP
-    return response
+def executed_notebook(submission_id: int) -> BaseResponse:
+    return frame.executed_notebook(own_submission(submission_id).latest_run)
 
 
 def own_submission(submission_id: int) -> Submission:
@@ -237,59 +176,3 @@ def own_submission(submission_id: int) -> Submission:
     if found is None or found.student_pk != current_user.id:
         abort(404)
     return found
-
-
-def notebook_document(body: str, lang: str) -> str:
-    """A whole HTML document around nbconvert's ``basic`` fragment, with its style inline."""
-    if body.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
-        return body
-    css = NOTEBOOK_CSS.read_text(encoding="utf-8")
-    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
-            f"<style>{css}</style></head><body>{body}</body></html>")
-
-
-# --- formatting for the templates -----------------------------------------------------------
-
-
-@bp.context_processor
-def _formatters() -> dict[str, object]:
-    return {"num": format_number, "shape": format_shape, "accuracy": format_accuracy}
-
-
-def format_number(value: float | None) -> str:
-    """Scores as people write them: ``36``, ``4.5``, ``2.67``."""
-    if value is None:
-        return "–"
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-def format_shape(shape: list[int] | tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
-
-
-def format_accuracy(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
-
-
-# --- error pages ----------------------------------------------------------------------------
-
-
-@bp.errorhandler(NotFound)
-def not_found(_: NotFound) -> Page:
-    return render_template("error.html", heading=t("error.not_found"),
-                           message=t("error.not_found_body")), 404
-
-
-@bp.errorhandler(RequestEntityTooLarge)
-def too_large(_: RequestEntityTooLarge) -> Page:
-    message = t("upload.too_large", limit=upload_limit())
-    if current_user.is_authenticated and request.endpoint == "web.upload":
-        return _upload_page(None, error=message, status=413)
-    return render_template("error.html", heading=t("error.too_large"), message=message), 413
-
-
-@bp.errorhandler(CSRFError)
-def csrf_failed(_: CSRFError) -> Page:
-    return render_template("error.html", heading=t("error.csrf"),
-                           message=t("error.csrf_body")), 400
-

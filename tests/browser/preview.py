@@ -21,7 +21,7 @@ from service.domain.stats import exercise_stats
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission
 from service.views import plots
-from service.views.student import PAGE_CSP
+from service.views.frame import PAGE_CSP
 
 EXERCISE = "chap06_cnn"
 #: The made-up class's deadline (naive UTC, like the database).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from flask import current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from service.domain.instructors import (
@@ -19,15 +19,14 @@ from service.domain.instructors import (
     AccountError,
     authenticate,
     change_password,
-    normalize_username,
 )
 from service.domain.throttle import Throttle
 from service.extensions import db
 from service.i18n import t
-from service.views.dashboard import bp, is_instructor
-from service.views.student import safe_next
-
-Page = str | tuple[str, int]
+from service.views import frame
+from service.views.dashboard.blueprint import bp
+from service.views.forms import InstructorLoginForm, PasswordForm
+from service.views.frame import Page, is_instructor, safe_next
 
 
 def login_throttle() -> Throttle:
@@ -48,8 +47,9 @@ def login() -> Page | BaseResponse:
         return redirect(target or url_for("dashboard.index"))
     if request.method == "GET":
         return render_template("dashboard/login.html", next=target, username="")
-    username = normalize_username(request.form.get("username", ""))[:64]
-    password = request.form.get("password", "")
+    form = InstructorLoginForm()
+    filled = form.validate_on_submit()
+    username, password = form.username.data or "", form.password.data or ""
     throttle = login_throttle()
     wait = throttle.retry_after(db.session, username, client_address())
     if wait:
@@ -58,7 +58,7 @@ def login() -> Page | BaseResponse:
             error=t("dash.login.throttled", minutes=math.ceil(wait / 60))), 429))
         response.headers["Retry-After"] = str(wait)
         return response
-    instructor = authenticate(username, password) if username and password else None
+    instructor = authenticate(username, password) if filled else None
     if instructor is None:
         if username or password:
             throttle.record_failure(db.session, username, client_address())
@@ -74,20 +74,23 @@ def login() -> Page | BaseResponse:
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    logout_user()
-    flash("flash.logged_out", "info")
-    return redirect(url_for("dashboard.login"), 303)
+    return frame.log_out("dashboard.login")
 
 
 @bp.route("/password", methods=["GET", "POST"])
 def password() -> Page | BaseResponse:
     if request.method == "GET":
         return _password_page()
-    try:
-        change_password(current_user._get_current_object(), request.form.get("current", ""),
-                        request.form.get("new", ""), request.form.get("repeat", ""))
-    except AccountError as exc:
-        return _password_page(t(f"dash.password.error.{exc.code}", min=MIN_PASSWORD,
+    form = PasswordForm()
+    code = None if form.validate_on_submit() else form.error_code() or "wrong_current"
+    if code is None:
+        try:
+            change_password(current_user._get_current_object(), form.current.data or "",
+                            form.new.data or "", form.repeat.data or "")
+        except AccountError as exc:
+            code = exc.code
+    if code is not None:
+        return _password_page(t(f"dash.password.error.{code}", min=MIN_PASSWORD,
                                 max=MAX_PASSWORD), 422)
     flash("dash.flash.password_changed", "info")
     return redirect(url_for("dashboard.index"), 303)

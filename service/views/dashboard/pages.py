@@ -12,7 +12,6 @@ from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Exercise
-from service import i18n
 from service.domain.csv_export import FORMATS, grades_csv
 from service.domain.gradebook import (
     TableQuery,
@@ -21,15 +20,16 @@ from service.domain.gradebook import (
     grade_submission,
     summarize,
 )
-from service.domain.regrades import SCOPES, is_pending, regrade_exercise, regrade_submission
+from service.domain.queue_state import queue_counts
+from service.domain.regrades import is_pending, regrade_exercise, regrade_submission
 from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.i18n import t
 from service.models import GradingRun, Student, Submission, utcnow
 from service.storage import BlobStore
-from service.views.dashboard import bp
-from service.views.dashboard.monitor import queue_counts
-from service.views.student import NOTEBOOK_CSP, notebook_document
+from service.views import frame
+from service.views.dashboard.blueprint import bp
+from service.views.forms import RegradeAllForm, RegradeForm
 
 
 def load_known_exercise(exercise_id: str) -> Exercise:
@@ -119,10 +119,10 @@ def grades(exercise_id: str) -> Response:
 @bp.post("/<exercise_id>/regrade")
 def regrade_all(exercise_id: str) -> BaseResponse:
     load_known_exercise(exercise_id)
-    scope = request.form.get("scope", "all")
-    if scope not in SCOPES:
+    form = RegradeAllForm()
+    if not form.validate_on_submit():
         abort(400)
-    result = regrade_exercise(exercise_id, scope)
+    result = regrade_exercise(exercise_id, form.scope.data)
     flash(t("dash.flash.regraded_all", queued=len(result.queued), skipped=result.skipped),
           "info")
     return redirect(url_for("dashboard.exercise", exercise_id=exercise_id), 303)
@@ -224,6 +224,8 @@ def phase_timings(run: GradingRun | None, report: dict[str, Any]) -> list[tuple[
 @bp.post("/submissions/<int:submission_id>/regrade")
 def regrade_one(submission_id: int) -> BaseResponse:
     found = find_submission(submission_id)
+    if not RegradeForm().validate_on_submit():
+        abort(400)
     run = regrade_submission(found)
     flash(t("dash.flash.regraded_one", run=run.id) if run else t("dash.flash.already_pending"),
           "info")
@@ -234,14 +236,7 @@ def regrade_one(submission_id: int) -> BaseResponse:
 def executed_notebook(submission_id: int) -> Response:
     """A run's executed notebook: the student's outputs, served with the notebook CSP (no
     scripts, opaque origin) as on the student's page."""
-    run = chosen_run(find_submission(submission_id))
-    if run is None or not run.executed_html_sha256:
-        abort(404)
-    html = BlobStore(current_app.config["UPLOAD_DIR"]).get(run.executed_html_sha256)
-    response = Response(notebook_document(html.decode("utf-8"), i18n.current_language()),
-                        mimetype="text/html")
-    response.headers["Content-Security-Policy"] = NOTEBOOK_CSP
-    return response
+    return frame.executed_notebook(chosen_run(find_submission(submission_id)))
 
 
 @bp.get("/submissions/<int:submission_id>/upload.ipynb")

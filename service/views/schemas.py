@@ -1,0 +1,170 @@
+"""The JSON API's answers as pydantic models: the handlers build their bodies from these, and
+``service.views.openapi`` derives the document's component schemas from the same classes, so
+the published schema and what is sent cannot drift apart.
+
+A model here describes the wire format, not the database: times are naive UTC ``datetime``
+values written as ISO 8601 with a ``Z``; an item is the grader's report item as stored (keys a
+newer grader adds pass through untouched).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from flask import url_for
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from grader import spec
+from grader.report import ItemStatus
+from service import models
+from service.extensions import db
+from service.queue import claims
+
+
+def _utc(value: dt.datetime) -> str:
+    return value.isoformat() + "Z"
+
+
+#: A naive UTC time from the database, sent as ``2024-05-01T09:30:00Z``.
+UtcTime = Annotated[dt.datetime, PlainSerializer(_utc, return_type=str),
+                    WithJsonSchema({"type": "string", "format": "date-time"})]
+
+#: What a submission's latest run is doing (the grading run's state).
+RunState = Literal["queued", "running", "graded", "failed"]
+
+
+class LocalizedText(BaseModel):
+    """A text in both languages of the course."""
+
+    ja: str = ""
+    en: str = ""
+
+
+class Error(BaseModel):
+    """Every refusal: a code to branch on, a message to show; ``message_ja`` when the reason is
+    one the student should read (an upload refused by the rules)."""
+
+    model_config = ConfigDict(title="Error")
+
+    error: str
+    message: str
+    message_ja: Annotated[str | None, WithJsonSchema({"type": "string"})] = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object sent (no ``message_ja`` key when there is none)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Item(BaseModel):
+    """One graded item of a run, as the grader's report holds it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    score: float
+    max_score: float
+    status: ItemStatus
+    feedback: LocalizedText
+    title: LocalizedText | None = None
+    details: dict[str, Any] | None = None
+    cell_index: int | None = None
+
+
+class Submission(BaseModel):
+    """A submission with its latest grading run: status, score, feedback, queue position."""
+
+    id: int
+    exercise: str
+    filename: str | None = None
+    status: RunState
+    run_status: str | None = Field(
+        default=None, description="how the grading run ended: graded, timeout, out_of_memory, "
+                                  "kernel_died, invalid_notebook, sandbox_error")
+    reason: str | None = None
+    score: float | None = None
+    max_score: float | None = None
+    items: list[Item] = []
+    measured_accuracy: float | None = None
+    claimed_accuracy: float | None = None
+    notes: list[LocalizedText] = []
+    created_at: UtcTime
+    started_at: UtcTime | None = None
+    finished_at: UtcTime | None = None
+    attempt: int = 0
+    runs: int = 0
+    queue_position: int | None = None
+    progress: dict[str, Any] | None = None
+    #: Set only once the run has an executed notebook to show.
+    executed_notebook_url: Annotated[str | None, WithJsonSchema({"type": "string"})] = None
+
+    @classmethod
+    def of(cls, submission: models.Submission) -> Submission:
+        """A submission row as the API shows it, with its latest run (none yet: queued)."""
+        run = submission.latest_run
+        if run is None:
+            return cls(id=submission.id, exercise=submission.exercise,
+                       filename=submission.filename, status="queued", run_status=None,
+                       reason=None, score=None, max_score=None, items=[],
+                       measured_accuracy=None, claimed_accuracy=None, notes=[],
+                       created_at=submission.created_at, started_at=None, finished_at=None,
+                       attempt=0, runs=len(submission.runs), queue_position=None,
+                       progress=None)
+        report = run.report or {}
+        extra: dict[str, Any] = {}
+        if run.executed_html_sha256:
+            extra["executed_notebook_url"] = url_for(
+                "web.executed_notebook", submission_id=submission.id, _external=True)
+        return cls(
+            id=submission.id, exercise=submission.exercise, filename=submission.filename,
+            status=run.status, run_status=run.run_status, reason=run.reason, score=run.score,
+            max_score=run.max_score, items=report.get("items", []),
+            measured_accuracy=run.measured_accuracy, claimed_accuracy=run.claimed_accuracy,
+            notes=report.get("notes", []), created_at=submission.created_at,
+            started_at=run.started_at, finished_at=run.finished_at, attempt=run.attempts,
+            runs=len(submission.runs), queue_position=claims.queue_position(db.session, run.id),
+            progress=run.progress if run.status == "running" else None, **extra,
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object sent. Fields never set are left out: ``executed_notebook_url``
+        before there is a notebook, and an item's keys its report does not hold."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class Accepted(BaseModel):
+    """The answer to an upload: where to follow it, and whether it repeated a recent one."""
+
+    id: int
+    status_url: str
+    duplicate: bool = False
+
+
+class ExerciseItem(BaseModel):
+    """A graded item of an exercise and the points it is worth."""
+
+    id: str
+    points: float
+    title: LocalizedText
+
+
+class Exercise(BaseModel):
+    """An exercise open for submission, with its items and their points."""
+
+    id: str
+    title: LocalizedText
+    max_score: float
+    items: list[ExerciseItem]
+
+    @classmethod
+    def of(cls, exercise: spec.Exercise) -> Exercise:
+        return cls(
+            id=exercise.id, title=LocalizedText(ja=exercise.title.ja, en=exercise.title.en),
+            max_score=exercise.max_score,
+            items=[ExerciseItem(id=item.id, points=item.points,
+                                title=LocalizedText(ja=item.title.ja, en=item.title.en))
+                   for item in exercise.items])
+
+
+#: The models published as ``#/components/schemas/<name>``.
+COMPONENTS: tuple[type[BaseModel], ...] = (Error, Item, Submission, Accepted, Exercise)
