@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.extensions import db
 from service.models import Worker, utcnow
+from service.states import WorkerKind
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ BEAT_SECONDS = 5.0
 FORGET_AFTER = dt.timedelta(days=1)
 
 
-def beat(session: Session, name: str, kind: str, run_id: int | None = None) -> None:
+def beat(session: Session, name: str, kind: WorkerKind, run_id: int | None = None) -> None:
     """Record that worker ``name`` is alive now (grading ``run_id``, or idle)."""
     now = utcnow()
     changed = session.execute(
@@ -74,7 +75,7 @@ class Heartbeat:
     """Beats for a set of workers of one kind from a background thread, every ``period``
     seconds and at once when a worker's current run changes."""
 
-    def __init__(self, app: Flask, kind: str, period: float = BEAT_SECONDS):
+    def __init__(self, app: Flask, kind: WorkerKind, period: float = BEAT_SECONDS):
         self.app, self.kind, self.period = app, kind, period
         self._runs: dict[str, int | None] = {}
         #: Every name this heartbeat has beaten for (forgotten at a clean stop).

@@ -12,6 +12,7 @@ from service.domain.tokens import bearer_student
 from service.extensions import csrf, db
 from service.models import GradingRun, Student, Submission
 from service.queue import claims as jobs
+from service.states import RunState
 from service.views.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -91,8 +92,8 @@ def submission_json(submission: Submission) -> dict[str, Any]:
         "id": submission.id,
         "exercise": submission.exercise,
         "filename": submission.filename,
-        "status": run.status if run else "queued",
-        "run_status": run.run_status if run else None,
+        "status": run.state if run else RunState.QUEUED,
+        "run_status": run.outcome if run else None,
         "reason": run.reason if run else None,
         "score": run.score if run else None,
         "max_score": run.max_score if run else None,
@@ -106,7 +107,7 @@ def submission_json(submission: Submission) -> dict[str, Any]:
         "attempt": run.attempts if run else 0,
         "runs": len(submission.runs),
         "queue_position": jobs.queue_position(db.session, run.id) if run else None,
-        "progress": run.progress if run and run.status == "running" else None,
+        "progress": run.progress if run and run.state == RunState.RUNNING else None,
     }
     if run and run.executed_html_sha256:
         body["executed_notebook_url"] = url_for("web.executed_notebook",

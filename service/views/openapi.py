@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.states import ItemStatus, RunState
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -21,8 +23,7 @@ def openapi_document() -> dict[str, Any]:
         "properties": {
             "id": {"type": "string"}, "score": {"type": "number"},
             "max_score": {"type": "number"},
-            "status": {"enum": ["correct", "partial", "incorrect", "error", "missing",
-                                "not_reached"]},
+            "status": {"enum": [status.value for status in ItemStatus]},
             "feedback": {"type": "object", "properties": {"ja": {"type": "string"},
                                                           "en": {"type": "string"}}},
             "title": {"type": "object"}, "details": {"type": "object"},
@@ -34,7 +35,7 @@ def openapi_document() -> dict[str, Any]:
         "properties": {
             "id": {"type": "integer"},
             "exercise": {"type": "string"},
-            "status": {"enum": ["queued", "running", "graded", "failed"]},
+            "status": {"enum": [state.value for state in RunState]},
             "run_status": {"type": ["string", "null"], "description":
                            "how the grading run ended: graded, timeout, out_of_memory, "
                            "kernel_died, sandbox_error"},

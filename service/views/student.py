@@ -42,6 +42,7 @@ from service.domain.tokens import student_for_token
 from service.extensions import db, login_manager
 from service.i18n import t
 from service.models import Submission
+from service.states import LIVE
 from service.storage import BlobStore
 from service.views.api import submission_json
 
@@ -57,7 +58,6 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-u
             "form-action 'self'; frame-ancestors 'self'")
 #: Styles inlined into the executed notebook (its CSP allows inline styles only).
 NOTEBOOK_CSS = Path(__file__).resolve().parents[1] / "static" / "notebook.css"
-LIVE = ("queued", "running")
 
 Page = str | tuple[str, int]
 
