@@ -1,7 +1,8 @@
-"""grading runs: ``status`` becomes ``state`` (the queue's) and ``run_status`` ``outcome`` (the
-grader's), one name per concept; the index on the queue state follows its column.
+"""grading runs: status -> state, run_status -> outcome
 
-The values are unchanged (the enums of ``service.states`` store their strings), so only names move.
+One name per concept: ``state`` is the queue's (``service.states.RunState``), ``outcome`` the
+grader's (``grader.RunStatus``); the index on the queue state follows its column. The values
+are unchanged (the enums of ``service.states`` store their strings), so only names move.
 
 Revision ID: 5e1f0a7d3b21
 Revises: c0042c5721b2
