@@ -2,7 +2,7 @@
 
 ``create_app(test_config)`` builds the app (Flask's tutorial pattern); each area registers itself
 here. Workers are not started by the factory: ``python -m service`` starts the embedded ones,
-``celery -A service.queue.celery_tasks worker`` the Celery ones.
+``celery -A service.queue.celery_app worker`` the Celery ones.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from flask import Flask
 from grader.config import GraderConfig
 from service.extensions import csrf, db, login_manager, migrate
 from service.settings import load_settings
+from service.states import RunState, RunStatus
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
 
@@ -35,6 +36,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "web.login"
     csrf.init_app(app)
+    # Pages compare states by name (``run.state == RunState.FAILED``), never by string.
+    app.jinja_env.globals.update(RunState=RunState, RunStatus=RunStatus)
 
     from service import commands
     from service.views import api, dashboard, frame

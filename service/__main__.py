@@ -2,16 +2,14 @@
 
 ``HOST`` and ``PORT`` (default 127.0.0.1:8000) choose where to listen. With ``QUEUE=embedded``
 (the default) grading workers run as threads of this process; with ``QUEUE=celery`` they are
-separate ``celery -A service.queue.celery_tasks worker`` processes and this process only
-re-sends stale runs.
+separate ``celery -A service.queue.celery_app worker`` processes. Either way this process runs
+the queue's janitor (``service.queue.janitor``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
-import threading
 
 from flask import Flask
 from flask_migrate import upgrade
@@ -21,8 +19,9 @@ from waitress import serve
 from service import create_app
 from service.extensions import db
 from service.models import Student
-from service.queue import claims as jobs
-from service.queue.grading import EmbeddedWorkers
+from service.queue.embedded import EmbeddedWorkers
+from service.queue.janitor import Janitor
+from service.states import WorkerKind
 
 log = logging.getLogger("service")
 
@@ -58,23 +57,6 @@ def first_instructor(app: Flask) -> None:
               f"instructor create NAME\n")
 
 
-def janitor(app: Flask, stop: threading.Event) -> None:
-    """Requeue runs of dead workers; with Celery, re-send runs that sit queued."""
-    while not stop.wait(30):
-        with app.app_context():
-            try:
-                jobs.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
-                if app.config["QUEUE"] == "celery":
-                    from service.queue.celery_tasks import resend_stale
-
-                    resend_stale(dt.timedelta(seconds=max(60, app.config["LEASE_SECONDS"])))
-            except Exception:
-                log.exception("janitor pass failed")
-                db.session.rollback()
-            finally:
-                db.session.remove()
-
-
 def main() -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -83,9 +65,9 @@ def main() -> None:
         upgrade()
     first_student(app)
     first_instructor(app)
-    stop = threading.Event()
-    threading.Thread(target=janitor, args=(app, stop), daemon=True, name="janitor").start()
-    if app.config["QUEUE"] == "embedded":
+    janitor = Janitor(app)
+    janitor.start()
+    if app.config["QUEUE"] == WorkerKind.EMBEDDED:
         workers = EmbeddedWorkers(app, app.config["WORKERS"])
         app.extensions["grader_workers"] = workers
         workers.start()
@@ -96,7 +78,7 @@ def main() -> None:
         serve(app, host=host, port=port, threads=8, max_request_body_size=
               app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)
     finally:
-        stop.set()
+        janitor.stop()
         if "grader_workers" in app.extensions:  # a clean stop: not a death for the dashboard
             app.extensions["grader_workers"].heartbeat.stop(forget_workers=True)
 

@@ -53,14 +53,13 @@ def roster_import(path: Path, rotate: bool) -> None:
 def requeue_command() -> None:
     from flask import current_app
 
-    from service.queue import claims as jobs
+    from service.queue.janitor import sweep
+    from service.states import WorkerKind
 
-    changed = jobs.requeue_expired(db.session, current_app.config["MAX_ATTEMPTS"])
-    click.echo(f"{changed} expired runs requeued or failed")
-    if current_app.config["QUEUE"] == "celery":
-        from service.queue.celery_tasks import resend_stale
-
-        click.echo(f"{resend_stale(dt.timedelta(seconds=60))} queued runs re-sent")
+    swept = sweep(current_app, resend_after=dt.timedelta(seconds=60))
+    click.echo(f"{swept.requeued} expired runs requeued or failed")
+    if current_app.config["QUEUE"] == WorkerKind.CELERY:
+        click.echo(f"{swept.resent} queued runs re-sent")
 
 
 @click.command("worker", help="Run embedded grading workers in the foreground (the database "
@@ -71,7 +70,7 @@ def worker_command(threads: int) -> None:
 
     from flask import current_app
 
-    from service.queue.grading import EmbeddedWorkers
+    from service.queue.embedded import EmbeddedWorkers
 
     upgrade()
     # Flask types current_app as the app itself; it is a proxy, and the threads need the app

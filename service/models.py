@@ -3,24 +3,38 @@ logins, and the heartbeats of grading workers.
 
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
-row: its ``status``, ``lease_expires_at`` and ``worker`` are how workers claim it
-(``service.queue.claims``), and ``task_id`` is the Celery task id when Celery carries it.
+row: its ``state``, ``lease_expires_at`` and ``worker`` are how workers claim it
+(``service.queue``), and ``task_id`` is the Celery task id when Celery carries it.
+
+States are stored as their strings but read back as the enums of ``service.states`` (a run's
+``state`` is a :class:`~service.states.RunState`, its ``outcome`` a ``grader.RunStatus``), so
+code compares members, never bare strings.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.extensions import Model
+from service.states import ItemStatus, RunState, RunStatus, WorkerKind
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def enum_column(enum: type[StrEnum], length: int) -> Enum:
+    """A ``VARCHAR(length)`` holding the members' values (not their names), read back as
+    members. No database enum type and no CHECK constraint: adding a member needs no migration,
+    and the column is the plain string column it always was."""
+    return Enum(enum, native_enum=False, create_constraint=False, length=length,
+                values_callable=lambda members: [member.value for member in members])
 
 
 class Student(UserMixin, Model):
@@ -68,12 +82,12 @@ class Submission(Model):
 
 class GradingRun(Model):
     __tablename__ = "grading_runs"
-    __table_args__ = (Index("ix_grading_runs_status", "status", "id"),)
+    __table_args__ = (Index("ix_grading_runs_state", "state", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
-    #: queued -> running -> graded | failed
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    #: Where the run is in the queue: queued -> running -> graded | failed.
+    state: Mapped[RunState] = mapped_column(enum_column(RunState, 16), default=RunState.QUEUED)
     #: Why the run failed, or why grading stopped early (timeout...), for people.
     reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
@@ -87,8 +101,9 @@ class GradingRun(Model):
     finished_at: Mapped[dt.datetime | None]
     #: Live progress while running: cell, count, elapsed, last printed line.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    #: The grader's outcome (graded, timeout, out_of_memory, ...), its report and scores.
-    run_status: Mapped[str | None] = mapped_column(String(32))
+    #: What the grader said (graded, timeout, out_of_memory, ...), set on a graded run, with its
+    #: report and scores.
+    outcome: Mapped[RunStatus | None] = mapped_column(enum_column(RunStatus, 32))
     score: Mapped[float | None]
     max_score: Mapped[float | None]
     measured_accuracy: Mapped[float | None]
@@ -102,6 +117,11 @@ class GradingRun(Model):
         back_populates="run", order_by="ItemScore.position", cascade="all, delete-orphan"
     )
 
+    @property
+    def is_live(self) -> bool:
+        """Queued or running: no result yet."""
+        return self.state.is_live
+
 
 class ItemScore(Model):
     __tablename__ = "item_scores"
@@ -112,7 +132,7 @@ class ItemScore(Model):
     item_id: Mapped[str] = mapped_column(String(64))
     score: Mapped[float]
     max_score: Mapped[float]
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ItemStatus] = mapped_column(enum_column(ItemStatus, 16))
     feedback_ja: Mapped[str] = mapped_column(Text, default="")
     feedback_en: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -167,8 +187,7 @@ class Worker(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    #: ``embedded`` or ``celery``
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[WorkerKind] = mapped_column(enum_column(WorkerKind, 16))
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     #: The run it is grading at its last beat, if any.

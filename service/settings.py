@@ -22,6 +22,7 @@ import secrets
 from typing import Any
 
 from grader.config import PROJECT_ROOT
+from service.states import WorkerKind
 
 
 class SettingsError(RuntimeError):
@@ -50,7 +51,7 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "UPLOAD_DIR": env.get("UPLOAD_DIR") or str(var / "uploads"),
         "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
-        "QUEUE": env.get("QUEUE", "embedded"),
+        "QUEUE": env.get("QUEUE", WorkerKind.EMBEDDED),
         "WORKERS": int(env.get("WORKERS", "1")),
         "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
         "RATE_LIMIT_COUNT": count,

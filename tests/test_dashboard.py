@@ -43,7 +43,7 @@ from service.models import (
     utcnow,
 )
 from service.queue import heartbeats
-from service.queue.grading import EmbeddedWorkers
+from service.queue.embedded import EmbeddedWorkers
 from service.storage import BlobStore
 from service.views.frame import NOTEBOOK_CSP
 
@@ -211,7 +211,7 @@ def add_submission(app: Flask, student_id: str, *runs: dict[str, Any],
         db.session.add(submission)
         for n, spec in enumerate(runs):
             queued = created + dt.timedelta(minutes=n)
-            run = GradingRun(submission=submission, status=spec["status"], queued_at=queued,
+            run = GradingRun(submission=submission, state=spec["status"], queued_at=queued,
                              reason=spec.get("reason"), attempts=spec.get("attempts", 1))
             if spec["status"] != "queued":
                 run.started_at = queued + dt.timedelta(seconds=30)
@@ -221,7 +221,7 @@ def add_submission(app: Flask, student_id: str, *runs: dict[str, Any],
             if spec["status"] == "graded":
                 items = spec["items"]
                 report = report_for(items)
-                run.run_status = spec.get("run_status", "graded")
+                run.outcome = spec.get("run_status", "graded")
                 run.report, run.score, run.max_score = report, report["score"], 100.0
                 run.measured_accuracy = spec.get("accuracy", 0.9812)
                 run.executed_html_sha256 = BlobStore(app.config["UPLOAD_DIR"]).put(
@@ -243,7 +243,7 @@ def graded(total: float, **overrides: tuple[float, str]) -> dict[str, Any]:
 
 def runs_of(app: Flask, submission_id: int) -> list[tuple[int, str]]:
     with app.app_context():
-        return [(r.id, r.status) for r in db.session.execute(
+        return [(r.id, r.state) for r in db.session.execute(
             select(GradingRun).where(GradingRun.submission_id == submission_id)
             .order_by(GradingRun.id)).scalars()]
 
@@ -707,7 +707,7 @@ def test_embedded_workers_beat_while_running_and_leave_when_stopped(app: Flask):
 def test_a_celery_task_beats_for_its_worker_process(app: Flask, monkeypatch: pytest.MonkeyPatch):
     """The task itself, run in this process (``apply``): it beats before claiming, whatever
     it then finds (here a run that does not exist)."""
-    from service.queue import celery_tasks as tasks
+    from service.queue import celery_app as tasks
 
     monkeypatch.setattr(tasks, "_flask_app", app)
     assert tasks.grade.apply(args=[424242]).get() == "skipped (missing)"

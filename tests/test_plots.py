@@ -242,7 +242,7 @@ def add_submission(student: Student, created: dt.datetime,
 
 def add_run(submission: Submission, status: str = "graded", score: float | None = None,
             accuracy: float | None = None, items: dict[str, str] | None = None) -> GradingRun:
-    run = GradingRun(submission=submission, status=status, score=score,
+    run = GradingRun(submission=submission, state=status, score=score,
                      max_score=100.0 if score is not None else None,
                      measured_accuracy=accuracy, queued_at=submission.created_at)
     for position, (item_id, item_status) in enumerate((items or {}).items()):

@@ -119,7 +119,7 @@ def make_submission(app: Flask, student_id: str = "s001", *, status: str = "queu
         sha = BlobStore(app.config["UPLOAD_DIR"]).put(SOLUTION.read_bytes())
         submission = Submission(student=student, exercise=EXERCISE, filename="hw.ipynb",
                                 notebook_sha256=sha, size=SOLUTION.stat().st_size)
-        run = GradingRun(submission=submission, status=status, **run_fields)
+        run = GradingRun(submission=submission, state=status, **run_fields)
         db.session.add_all([submission, run])
         db.session.commit()
         return submission.id
@@ -168,7 +168,7 @@ def store_report(app: Flask, submission_id: int, report: GradeReport,
     """Write a finished run the way ``service.queue.grading`` does."""
     with app.app_context():
         run = db.session.get(Submission, submission_id).latest_run
-        run.status, run.run_status = "graded", str(report.status)
+        run.state, run.outcome = "graded", report.status
         run.reason = report.reason.en if report.reason else None
         run.score, run.max_score = report.score, report.max_score
         run.measured_accuracy, run.claimed_accuracy = (report.measured_accuracy,
@@ -291,7 +291,7 @@ def test_a_valid_notebook_is_queued_and_a_duplicate_leads_to_it(app: Flask, clie
         submission = db.session.get(Submission, int(match.group(1)))
         assert (submission.exercise, submission.filename) == (EXERCISE, "hw6.ipynb")
         assert submission.student.student_id == "s001"
-        assert [run.status for run in submission.runs] == ["queued"]
+        assert [run.state for run in submission.runs] == ["queued"]
     page = text_of(client.get(response.location))
     assert "Your notebook was received" in page
     assert "Position in the queue: 1" in page
@@ -367,7 +367,7 @@ def test_status_json_follows_the_run(app: Flask, client: FlaskClient):
     assert (body["id"], body["status"], body["queue_position"]) == (second, "queued", 2)
     with app.app_context():
         run = db.session.get(Submission, first).latest_run
-        run.status, run.started_at = "running", utcnow()
+        run.state, run.started_at = "running", utcnow()
         run.progress = {"cell": 40, "position": 23, "count": 31, "elapsed": 75.4,
                         "text": "epoch 3, accuracy: 0.9712"}
         db.session.commit()

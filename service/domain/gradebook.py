@@ -27,13 +27,16 @@ from sqlalchemy.orm import defer
 
 from service.extensions import DbSession
 from service.models import GradingRun, ItemScore, Student, Submission
+from service.states import RunState, RunStatus
 
 #: Values of ``TableQuery.show``.
-SHOW = ("all", "missing", "failed", "submitted")
+SHOW = ("all", "missing", "failed", "submitted")  # "failed": the stuck rows
 #: Values of ``TableQuery.sort`` (plus ``item:<id>``).
 SORTS = ("student", "name", "status", "best", "latest", "accuracy", "attempts", "last")
 #: Run outcomes that mean the notebook did not run to the end.
-STOPPED = ("timeout", "out_of_memory", "kernel_died", "invalid_notebook", "sandbox_error")
+STOPPED = tuple(status for status in RunStatus if status is not RunStatus.GRADED)
+#: ``GradeRow.status`` of a student who handed nothing in.
+NO_SUBMISSION = "none"
 
 
 @dataclass
@@ -82,22 +85,22 @@ class GradeRow:
         return self.latest.submission.created_at if self.latest else None
 
     @property
-    def status(self) -> str:
-        """``none``, or the latest run's ``queued``, ``running``, ``graded``, ``failed``."""
+    def status(self) -> RunState | str:
+        """:data:`NO_SUBMISSION`, or the latest run's :class:`RunState`."""
         if self.latest is None:
-            return "none"
-        return self.latest.current.status if self.latest.current else "queued"
+            return NO_SUBMISSION
+        return self.latest.current.state if self.latest.current else RunState.QUEUED
 
     @property
-    def run_status(self) -> str | None:
+    def run_status(self) -> RunStatus | None:
         """How the latest graded run ended (``graded``, ``timeout``...), when it is the latest."""
         current = self.latest.current if self.latest else None
-        return current.run_status if current and current.status == "graded" else None
+        return current.outcome if current and current.state == RunState.GRADED else None
 
     @property
     def stuck(self) -> bool:
         """The latest attempt failed or stopped before the end: this student may need help."""
-        return self.status == "failed" or self.run_status in STOPPED
+        return self.status == RunState.FAILED or self.run_status in STOPPED
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ class TableQuery:
         return True
 
 
-STATUS_ORDER = {"failed": 0, "none": 1, "queued": 2, "running": 3, "graded": 4}
+STATUS_ORDER = {RunState.FAILED: 0, NO_SUBMISSION: 1, RunState.QUEUED: 2, RunState.RUNNING: 3,
+                RunState.GRADED: 4}
 
 
 def _sort_value(row: GradeRow, key: str) -> Any:  # comparable with the same key's values
@@ -181,7 +185,7 @@ def grade_submission(submission: Submission, runs: list[GradingRun] | None = Non
     """The submission's current run and counted run (``runs`` oldest first; by default its
     ``runs`` relationship)."""
     runs = submission.runs if runs is None else runs
-    counted = next((run for run in reversed(runs) if run.status == "graded"), None)
+    counted = next((run for run in reversed(runs) if run.state == RunState.GRADED), None)
     return SubmissionGrade(submission, runs[-1] if runs else None, counted)
 
 

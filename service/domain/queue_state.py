@@ -9,12 +9,13 @@ import statistics
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy.orm import defer, selectinload
 
+from service.extensions import DbSession
 from service.models import GradingRun, Submission, Worker, utcnow
 from service.queue.heartbeats import is_alive, recent_workers
+from service.states import RunState
 
-STATUSES = ("queued", "running", "graded", "failed")
 #: Averages are over this many most recent runs.
 RECENT = 20
 LISTED = 20
@@ -22,7 +23,7 @@ LISTED = 20
 
 @dataclass(frozen=True)
 class QueueState:
-    counts: dict[str, int]
+    counts: dict[RunState, int]
     failed_last_day: int
     graded_last_hour: int
     #: Seconds the oldest queued run has waited.
@@ -44,21 +45,21 @@ class QueueState:
     def drain_estimate(self) -> float | None:
         """Seconds until the runs queued now are graded, at the recent pace, by the workers
         alive now; None when it cannot be told (nothing known, or no worker)."""
-        waiting = self.counts["queued"] + self.counts["running"]
+        waiting = self.counts[RunState.QUEUED] + self.counts[RunState.RUNNING]
         if not waiting or self.average_grading is None or not self.alive:
             return None
         return waiting * self.average_grading / self.alive
 
 
-def queue_counts(session: Session) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
+def queue_counts(session: DbSession) -> dict[RunState, int]:
+    counts = dict.fromkeys(RunState, 0)
     counts.update(session.execute(
-        select(GradingRun.status, func.count(GradingRun.id)).group_by(GradingRun.status)
+        select(GradingRun.state, func.count(GradingRun.id)).group_by(GradingRun.state)
     ).tuples().all())
     return counts
 
 
-def _runs(session: Session, *where, order, limit: int = LISTED) -> list[GradingRun]:
+def _runs(session: DbSession, *where, order, limit: int = LISTED) -> list[GradingRun]:
     return list(session.execute(
         select(GradingRun).where(*where)
         .options(defer(GradingRun.report),
@@ -67,11 +68,11 @@ def _runs(session: Session, *where, order, limit: int = LISTED) -> list[GradingR
     ).scalars())
 
 
-def queue_state(session: Session) -> QueueState:
+def queue_state(session: DbSession) -> QueueState:
     now = utcnow()
     counts = queue_counts(session)
     oldest = session.execute(
-        select(func.min(GradingRun.queued_at)).where(GradingRun.status == "queued")
+        select(func.min(GradingRun.queued_at)).where(GradingRun.state == RunState.QUEUED)
     ).scalar_one()
     started = session.execute(
         select(GradingRun.queued_at, GradingRun.started_at)
@@ -80,27 +81,28 @@ def queue_state(session: Session) -> QueueState:
     ).all()
     graded = session.execute(
         select(GradingRun.started_at, GradingRun.finished_at)
-        .where(GradingRun.status == "graded", GradingRun.started_at.is_not(None),
+        .where(GradingRun.state == RunState.GRADED, GradingRun.started_at.is_not(None),
                GradingRun.finished_at.is_not(None))
         .order_by(GradingRun.finished_at.desc()).limit(RECENT)
     ).all()
 
-    def since(status: str, delta: dt.timedelta) -> int:
+    def since(state: RunState, delta: dt.timedelta) -> int:
         return session.execute(
-            select(func.count(GradingRun.id)).where(GradingRun.status == status,
+            select(func.count(GradingRun.id)).where(GradingRun.state == state,
                                                     GradingRun.finished_at >= now - delta)
         ).scalar_one()
 
     return QueueState(
         counts=counts,
-        failed_last_day=since("failed", dt.timedelta(days=1)),
-        graded_last_hour=since("graded", dt.timedelta(hours=1)),
+        failed_last_day=since(RunState.FAILED, dt.timedelta(days=1)),
+        graded_last_hour=since(RunState.GRADED, dt.timedelta(hours=1)),
         oldest_wait=(now - oldest).total_seconds() if oldest else None,
-        average_wait=_mean([(s - q).total_seconds() for q, s in started]),
-        average_grading=_mean([(f - s).total_seconds() for s, f in graded]),
-        queued=_runs(session, GradingRun.status == "queued", order=[GradingRun.id]),
-        running=_runs(session, GradingRun.status == "running", order=[GradingRun.started_at]),
-        failed=_runs(session, GradingRun.status == "failed",
+        average_wait=_mean([(s - q).total_seconds() for q, s in started if s is not None]),
+        average_grading=_mean([(f - s).total_seconds() for s, f in graded
+                               if s is not None and f is not None]),  # the query made sure
+        queued=_runs(session, GradingRun.state == RunState.QUEUED, order=[GradingRun.id]),
+        running=_runs(session, GradingRun.state == RunState.RUNNING, order=[GradingRun.started_at]),
+        failed=_runs(session, GradingRun.state == RunState.FAILED,
                      order=[GradingRun.finished_at.desc(), GradingRun.id.desc()]),
         workers=[(worker, is_alive(worker, now)) for worker in recent_workers(session)],
     )
@@ -108,3 +110,4 @@ def queue_state(session: Session) -> QueueState:
 
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
+

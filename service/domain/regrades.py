@@ -17,7 +17,6 @@ from service.domain.submissions import regrade
 from service.extensions import db
 from service.models import GradingRun, Submission
 
-PENDING = ("queued", "running")
 #: ``all``: every submission; ``latest``: each student's most recent submission only.
 SCOPES = ("all", "latest")
 
@@ -31,7 +30,7 @@ class RegradeResult:
 
 def is_pending(submission: Submission) -> bool:
     run = submission.latest_run
-    return run is not None and run.status in PENDING
+    return run is not None and run.is_live
 
 
 def regrade_submission(submission: Submission) -> GradingRun | None:

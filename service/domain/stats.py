@@ -25,6 +25,7 @@ from grader.spec import Exercise
 from service.domain.gradebook import exercise_rows
 from service.extensions import db
 from service.models import ItemScore, Submission
+from service.states import ItemStatus, RunState
 
 #: Up to this many hourly buckets the submissions are counted per hour, beyond it per day.
 MAX_HOURLY_BUCKETS = 72
@@ -95,7 +96,7 @@ def exercise_stats(exercise_id: str, deadline: dt.datetime | None = None) -> Exe
     best = {row.student.id: row.best.counted for row in rows
             if row.best is not None and row.best.counted is not None}
     failed = {row.student.id for row in rows if row.student.id not in best
-              and any(grade.current is not None and grade.current.status == "failed"
+              and any(grade.current is not None and grade.current.state == RunState.FAILED
                       for grade in row.submissions)}
     students = {row.student.id for row in rows}
     student_of_submission = {grade.submission.id: row.student.id
@@ -138,7 +139,7 @@ def item_stats(exercise: Exercise, best_run_ids: list[int]) -> list[ItemStats]:
         for row in rows:
             if row.item_id not in seen:
                 seen.append(row.item_id)
-            if row.status == "correct":
+            if row.status == ItemStatus.CORRECT:
                 passed[row.item_id] += 1
     graded = len(best_run_ids)
     points = {item.id: item.points for item in exercise.items}

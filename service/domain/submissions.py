@@ -19,6 +19,7 @@ from grader.notebook import NotebookError, read_notebook
 from service.extensions import db
 from service.models import GradingRun, Student, Submission, utcnow
 from service.queue.dispatch import enqueue
+from service.states import RunState
 from service.storage import BlobStore
 
 
@@ -57,7 +58,7 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
     BlobStore(current_app.config["UPLOAD_DIR"]).put(data)
     submission = Submission(student=student, exercise=exercise, filename=filename[:255],
                             notebook_sha256=sha, size=len(data))
-    run = GradingRun(submission=submission, status="queued")
+    run = GradingRun(submission=submission, state=RunState.QUEUED)
     db.session.add_all([submission, run])
     db.session.commit()
     enqueue(run.id)
@@ -90,7 +91,7 @@ def _check_rate(student: Student) -> None:
 
 def regrade(submission: Submission) -> GradingRun:
     """A new run for an existing submission; old runs are kept."""
-    run = GradingRun(submission=submission, status="queued")
+    run = GradingRun(submission=submission, state=RunState.QUEUED)
     db.session.add(run)
     db.session.commit()
     enqueue(run.id)

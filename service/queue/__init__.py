@@ -1,1 +1,49 @@
-"""The grading queue: claims, leases, workers, heartbeats and the Celery carrier."""
+"""The grading queue: how a submitted notebook gets graded exactly once at a time.
+
+**The run row is the job.** Submitting commits a ``GradingRun`` in state ``queued``
+(``service.states.RunState``) in the same transaction as the submission; a regrade commits a new
+run. There is no other job record: the database says what is waiting, who works on what, and
+what came out.
+
+**Claimed by compare-and-set** (``claims``). A worker claims a run with one ``UPDATE … SET
+state = 'running', worker = me, attempts = attempts + 1 WHERE id = ? AND state = 'queued'``; the
+database lets exactly one of any number of racing workers change the row, and the row count
+tells each whether it won.
+
+**Leased and renewed** (``leases``). A claim comes with a lease (``LEASE_SECONDS``) that a
+background thread renews while the grader runs for minutes: a slow worker keeps renewing, a dead
+one stops.
+
+**Fenced on completion** (``grading``). The result is stored in one transaction that first
+checks, row locked, that this worker still owns the run (``worker = me AND state =
+'running'``). A worker that lost its lease (a long pause, a partition) and was replaced cannot
+overwrite the result of the worker that took over: its result is dropped.
+
+**Requeued after its worker dies, failed after max attempts** (``claims.requeue_expired``). A
+run whose lease ran out goes back to ``queued``; after ``MAX_ATTEMPTS`` claims it is ``failed``
+with the reason, so a notebook that kills its worker every time cannot stall the queue. A sandbox
+error is retried the same way. Workers requeue before they claim, and the ``janitor`` does so
+every 30 s in the service process in case no worker is left to.
+
+**One path, two carriers.** :func:`grading.take` claims, keeps the lease, grades and stores
+under the fence; it is all either carrier calls:
+
+- *embedded* (``embedded``, ``QUEUE=embedded``, one machine, no broker server): threads in the
+  service (or ``flask worker`` processes) call ``take`` for the oldest queued run, woken by
+  ``dispatch.enqueue`` or polling every second;
+- *Celery* (``celery_app``, ``QUEUE=celery``, Redis or RabbitMQ at scale): ``dispatch`` sends a
+  message naming the run after the commit, and the task calls ``take`` for that run.
+
+**Why the database stays the source of truth**, even with a broker. The pages and the API read
+the run row, never the broker. Broker messages can be lost, duplicated or redelivered: they are
+acknowledged only after the task returns (``acks_late``) and delivered again if the worker dies,
+so delivery is at-least-once; the database claim turns that into one grading at a time (a second
+delivery finds the run claimed or finished and is skipped; one that finds a lease that may belong
+to a dead worker retries after it runs out). And a broker outage never loses a submission the
+service acknowledged: the run is committed before the message is sent, and the janitor sends
+again the runs that sit queued (``dispatch.resend_stale``).
+
+Modules: ``claims`` (the row's SQL), ``leases``, ``progress`` (live progress on the row),
+``grading`` (``take``), ``embedded``, ``celery_app``, ``dispatch``, ``janitor``, ``heartbeats``
+(which workers are alive, for the dashboard).
+"""

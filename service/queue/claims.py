@@ -1,75 +1,74 @@
-"""The database as the job queue: claiming runs, leases, fenced completion.
+"""The job row's SQL: claim (compare-and-set), renew, the fence, requeue after a death.
 
-Every worker, embedded thread or Celery task, goes through these functions, so the guarantees
-hold whatever carries the job:
+Each function is one statement the database decides atomically, so they hold whatever carries
+the job and however many workers race (the story is told in ``service.queue``):
 
-- a run is claimed by one compare-and-set ``UPDATE … WHERE status = 'queued'``: two workers never
-  grade it at once;
-- a claimed run carries a lease that its worker renews while grading; a run whose lease expired
-  (its worker died) is queued again, up to ``max_attempts`` runs, then failed with the reason;
-- results are written with a fenced ``UPDATE … WHERE worker = me AND status = 'running'``, so a
-  worker that lost its lease cannot overwrite the result of the worker that took over.
+- :func:`claim` / :func:`claim_next`: ``UPDATE … SET state = 'running' WHERE state = 'queued'``
+  (or a lease that ran out); the row count says who won;
+- :func:`renew`: extend the lease, only while this worker still owns the run;
+- :func:`owned`: the fence, read with ``FOR UPDATE`` inside the transaction that stores a result;
+- :func:`requeue_expired`: a run whose lease ran out goes back to ``queued``, or to ``failed``
+  after ``max_attempts`` claims.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
-from service.extensions import DbSession
 from service.models import GradingRun, utcnow
-
-# An UPDATE run by Session.execute returns a CursorResult (it has ``rowcount``), typed only as a
-# Result: the session cannot promise it for every statement (sqlalchemy/sqlalchemy#12913).
+from service.states import RunState
 
 
 def _lease(seconds: int) -> dt.datetime:
     return utcnow() + dt.timedelta(seconds=seconds)
 
 
-def requeue_expired(session: DbSession, max_attempts: int) -> int:
+def requeue_expired(session: Session, max_attempts: int) -> int:
     """Queue again the runs whose worker stopped renewing its lease; fail those out of attempts.
     Returns how many runs changed."""
     now = utcnow()
-    expired = and_(GradingRun.status == "running", GradingRun.lease_expires_at < now)
-    failed = cast(CursorResult[Any], session.execute(
+    expired = and_(GradingRun.state == RunState.RUNNING, GradingRun.lease_expires_at < now)
+    failed = session.execute(
         update(GradingRun)
         .where(expired, GradingRun.attempts >= max_attempts)
-        .values(status="failed", finished_at=now, worker=None,
+        .values(state=RunState.FAILED, finished_at=now, worker=None,
                 reason=f"the worker running it stopped {max_attempts} times (crash or kill)")
-    )).rowcount
-    requeued = cast(CursorResult[Any], session.execute(
-        update(GradingRun).where(expired).values(status="queued", worker=None,
+    ).rowcount
+    requeued = session.execute(
+        update(GradingRun).where(expired).values(state=RunState.QUEUED, worker=None,
                                                  lease_expires_at=None)
-    )).rowcount
+    ).rowcount
     session.commit()
     return failed + requeued
 
 
-def claim(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
-    """Claim one given run (Celery's path): ``True`` when this worker now owns it."""
+def claim(session: Session, run_id: int, worker: str, lease_seconds: int) -> bool:
+    """Claim one given run (a Celery message names it): ``True`` when this worker now owns it.
+    A queued run, or a running one whose lease ran out (its worker died), can be claimed."""
     now = utcnow()
     claimable = or_(
-        GradingRun.status == "queued",
-        and_(GradingRun.status == "running", GradingRun.lease_expires_at < now),
+        GradingRun.state == RunState.QUEUED,
+        and_(GradingRun.state == RunState.RUNNING, GradingRun.lease_expires_at < now),
     )
-    changed = cast(CursorResult[Any], session.execute(
+    changed = session.execute(
         update(GradingRun)
         .where(GradingRun.id == run_id, claimable)
-        .values(status="running", worker=worker, lease_expires_at=_lease(lease_seconds),
+        .values(state=RunState.RUNNING, worker=worker, lease_expires_at=_lease(lease_seconds),
                 started_at=now, attempts=GradingRun.attempts + 1)
-    )).rowcount
+    ).rowcount
     session.commit()
     return changed == 1
 
 
-def claim_next(session: DbSession, worker: str, lease_seconds: int) -> int | None:
-    """Claim the oldest queued run (the embedded workers' path); its id, or ``None``."""
+def claim_next(session: Session, worker: str, lease_seconds: int) -> int | None:
+    """Claim the oldest queued run (the embedded workers poll this way); its id, or ``None``.
+    Losing the race for a candidate just means trying the next one."""
     for _ in range(5):
         candidate = session.execute(
-            select(GradingRun.id).where(GradingRun.status == "queued")
+            select(GradingRun.id).where(GradingRun.state == RunState.QUEUED)
             .order_by(GradingRun.id).limit(1)
         ).scalar_one_or_none()
         session.rollback()
@@ -80,35 +79,35 @@ def claim_next(session: DbSession, worker: str, lease_seconds: int) -> int | Non
     return None
 
 
-def renew(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
+def renew(session: Session, run_id: int, worker: str, lease_seconds: int) -> bool:
     """Extend the lease; ``False`` when this worker no longer owns the run."""
-    changed = cast(CursorResult[Any], session.execute(
+    changed = session.execute(
         update(GradingRun)
         .where(GradingRun.id == run_id, GradingRun.worker == worker,
-               GradingRun.status == "running")
+               GradingRun.state == RunState.RUNNING)
         .values(lease_expires_at=_lease(lease_seconds))
-    )).rowcount
+    ).rowcount
     session.commit()
     return changed == 1
 
 
-def owned(session: DbSession, run_id: int, worker: str) -> bool:
+def owned(session: Session, run_id: int, worker: str) -> bool:
     """Whether ``worker`` still holds the run (checked inside the result transaction)."""
     row = session.execute(
         select(GradingRun.id).where(GradingRun.id == run_id, GradingRun.worker == worker,
-                                    GradingRun.status == "running")
+                                    GradingRun.state == RunState.RUNNING)
         .with_for_update()
     ).scalar_one_or_none()
     return row is not None
 
 
-def queue_position(session: DbSession, run_id: int) -> int | None:
+def queue_position(session: Session, run_id: int) -> int | None:
     """1 for the next run to start; ``None`` when the run is not queued."""
     run = session.get(GradingRun, run_id)
-    if run is None or run.status != "queued":
+    if run is None or run.state != RunState.QUEUED:
         return None
     ahead = session.execute(
         select(func.count(GradingRun.id))
-        .where(GradingRun.status == "queued", GradingRun.id < run_id)
+        .where(GradingRun.state == RunState.QUEUED, GradingRun.id < run_id)
     ).scalar_one()
     return ahead + 1

@@ -1,20 +1,26 @@
-"""Handing a committed run to whatever carries jobs: the embedded workers or Celery."""
+"""Handing a committed run to whatever carries jobs: waking the embedded workers, or sending a
+message to the Celery broker (and sending it again when the run still sits queued)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from flask import current_app
+from sqlalchemy import or_, select, update
+
+from service.extensions import db
+from service.models import GradingRun, utcnow
+from service.states import RunState, WorkerKind
 
 log = logging.getLogger(__name__)
 
 
 def enqueue(run_id: int) -> None:
-    """Tell the queue about a run already committed as ``queued``. Never raises: a run the
-    broker did not take stays queued in the database and is sent again by ``flask requeue``."""
-    if current_app.config["QUEUE"] == "celery":
-        from service.queue.celery_tasks import send_run
-
+    """Tell the queue about a run already committed as queued. Never raises: a run the broker
+    did not take stays queued in the database and is sent again by the janitor (or ``flask
+    requeue``)."""
+    if current_app.config["QUEUE"] == WorkerKind.CELERY:
         try:
             send_run(run_id)
         except Exception:
@@ -23,3 +29,32 @@ def enqueue(run_id: int) -> None:
     workers = current_app.extensions.get("grader_workers")
     if workers is not None:
         workers.wake.set()
+
+
+def send_run(run_id: int) -> None:
+    """Send a committed run to the broker and note when (see :func:`resend_stale`)."""
+    from service.queue.celery_app import GPU_QUEUE, celery_app, grade
+
+    # The app's broker, not the one the Celery module read from the environment at import.
+    with celery_app.connection_for_write(current_app.config["CELERY_BROKER_URL"]) as broker:
+        result = grade.apply_async(args=[run_id], queue=GPU_QUEUE, connection=broker)
+    db.session.execute(update(GradingRun).where(GradingRun.id == run_id)
+                       .values(task_id=result.id, dispatched_at=utcnow()))
+    db.session.commit()
+
+
+def resend_stale(older_than: dt.timedelta) -> int:
+    """Send again the runs that sit queued although sent long ago (or never sent): the message
+    was lost, or the broker was down when the run was submitted. A duplicate is harmless (the
+    database claim lets one delivery grade). Returns how many were sent."""
+    cutoff = utcnow() - older_than
+    ids = db.session.execute(
+        select(GradingRun.id).where(
+            GradingRun.state == RunState.QUEUED,
+            or_(GradingRun.dispatched_at.is_(None), GradingRun.dispatched_at < cutoff),
+            GradingRun.queued_at < cutoff,
+        )
+    ).scalars().all()
+    for run_id in ids:
+        send_run(run_id)
+    return len(ids)

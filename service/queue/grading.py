@@ -1,133 +1,92 @@
-"""Grading one queued run, and the embedded worker threads that do it without a broker.
-
-:func:`grade_run` is the whole job, whatever carries it (an embedded thread or a Celery task):
-claim (done by the caller), renew the lease while the grader runs, then store the report, item
-scores and executed notebook in one fenced transaction. It uses ``grader``'s public API only.
+"""Taking one run through the queue: claim it, keep its lease, grade it, store the result under
+the fence. :func:`take` is the whole job and the only one: the embedded threads
+(``service.queue.embedded``) and the Celery task (``service.queue.celery_app``) both call it and
+nothing else, so both carriers give the same guarantees. It uses ``grader``'s public API only.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import socket
-import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
 
-from grader import GraderConfig, Progress, RunStatus, get_sandbox, grade_notebook
+from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
 from service.domain.notebook_html import render_notebook_html
 from service.extensions import db
 from service.models import GradingRun, ItemScore, utcnow
-from service.queue import claims as jobs
-from service.queue import heartbeats
+from service.queue import claims
+from service.queue.leases import LeaseKeeper
+from service.queue.progress import ProgressWriter
+from service.states import RunState
 from service.storage import BlobStore
 
 log = logging.getLogger(__name__)
 
-
-def worker_name(prefix: str = "embedded") -> str:
-    return f"{prefix}:{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-
-
-class LeaseKeeper:
-    """Renews a run's lease in the background while it is graded."""
-
-    def __init__(self, app: Flask, run_id: int, worker: str):
-        self.app, self.run_id, self.worker = app, run_id, worker
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{run_id}")
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        seconds = self.app.config["LEASE_SECONDS"]
-        while not self._stop.wait(max(1.0, seconds / 3)):
-            with self.app.app_context():
-                try:
-                    if not jobs.renew(db.session, self.run_id, self.worker, seconds):
-                        self.lost.set()
-                        return
-                except Exception:  # a database hiccup: try again next period
-                    log.exception("lease renewal of run %s failed", self.run_id)
-                    db.session.rollback()
-                finally:
-                    db.session.remove()
+#: What :func:`grade_run` says when the run was taken over and its result dropped.
+LOST = "lost"
+#: ... and when there is no such run.
+MISSING = "missing"
 
 
-class ProgressWriter:
-    """Keeps the run's live progress: every event updates the state in memory, and a background
-    thread stores it on the run at most once a second, so the last state is never dropped."""
+@dataclass(frozen=True)
+class Taken:
+    """What :func:`take` did."""
 
-    def __init__(self, app: Flask, run_id: int, worker: str, period: float = 1.0):
-        self.app, self.run_id, self.worker, self.period = app, run_id, worker, period
-        self.state: dict[str, Any] = {}
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name=f"progress-{run_id}")
+    #: The run this worker claimed and graded; ``None`` when it claimed nothing.
+    run_id: int | None
+    #: Claimed: the run's state when the worker let it go (``graded``, ``failed``, ``queued`` to
+    #: be retried), or ``lost``. Not claimed: the asked-for run's state, ``missing``, or ``None``
+    #: when no run was queued.
+    result: str | None
+    #: Not claimed because another worker holds the run's lease until then (it may have died:
+    #: a Celery message asks again after that).
+    leased_until: dt.datetime | None = None
 
-    def __enter__(self) -> ProgressWriter:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        if self._dirty.is_set():
-            self._store()
-
-    def __call__(self, event: Progress) -> None:
-        with self._lock:
-            self.state["elapsed"] = round(event.elapsed, 1)
-            if event.kind == "cell" and event.cell_index is not None:
-                self.state.update(cell=event.cell_index + 1, text=None)
-                if event.position is not None and event.count:
-                    self.state.update(position=event.position + 1, count=event.count)
-            elif event.kind == "output" and event.text:
-                self.state["text"] = event.text
-            elif event.kind == "kernel_ready":
-                self.state["phase"] = "running"
-        self._dirty.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            if self._dirty.is_set():
-                self._dirty.clear()
-                self._store()
-
-    def _store(self) -> None:
-        with self._lock:
-            progress = dict(self.state)
-        with self.app.app_context():
-            try:
-                run = db.session.get(GradingRun, self.run_id)
-                if run is not None and run.worker == self.worker:
-                    run.progress = progress
-                    db.session.commit()
-            except Exception:
-                log.exception("progress of run %s not stored", self.run_id)
-                db.session.rollback()
-            finally:
-                db.session.remove()
+def take(app: Flask, run_id: int | None, worker: str,
+         on_claim: Callable[[int], None] | None = None) -> Taken:
+    """Claim ``run_id`` (a Celery message names it) or the oldest queued run (``None``: the
+    embedded workers poll), grade it as ``worker`` and store the result if ``worker`` still owns
+    the run. Expired leases are requeued (or failed) first, so that a run which used up its
+    attempts is failed rather than claimed once more. ``on_claim`` hears the run's id once it is
+    ours (the heartbeat shows it). Database errors propagate: the caller logs them, and a run
+    claimed meanwhile is queued again once its lease runs out."""
+    with app.app_context():
+        try:
+            claims.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
+            lease_seconds = app.config["LEASE_SECONDS"]
+            if run_id is None:
+                claimed = claims.claim_next(db.session, worker, lease_seconds)
+                if claimed is None:
+                    return Taken(None, None)
+            elif claims.claim(db.session, run_id, worker, lease_seconds):
+                claimed = run_id
+            else:
+                run = db.session.get(GradingRun, run_id)
+                if run is None:
+                    return Taken(None, MISSING)
+                leased = run.lease_expires_at if run.state == RunState.RUNNING else None
+                return Taken(None, run.state, leased)
+        finally:
+            db.session.remove()
+    if on_claim is not None:
+        on_claim(claimed)
+    return Taken(claimed, grade_run(app, claimed, worker))
 
 
 def grade_run(app: Flask, run_id: int, worker: str) -> str:
-    """Grade a run this worker has claimed; returns the run's final status."""
+    """Grade a run ``worker`` has claimed: the run's state when done, :data:`LOST` or
+    :data:`MISSING`. A grader that raises fails the run with the reason; a sandbox error (a busy
+    machine, maybe) queues it again, up to ``MAX_ATTEMPTS`` claims."""
     with app.app_context():
         run = db.session.get(GradingRun, run_id)
         if run is None:
-            return "missing"
+            return MISSING
         submission = run.submission
         exercise_id, sha = submission.exercise, submission.notebook_sha256
         db.session.remove()
@@ -146,7 +105,7 @@ def grade_run(app: Flask, run_id: int, worker: str) -> str:
                                     on_progress=progress)
         if lease.lost.is_set():
             log.warning("run %s: lease lost while grading; result dropped", run_id)
-            return "lost"
+            return LOST
     except Exception as exc:  # the grader itself failed: record it, never lose the job
         log.exception("run %s failed", run_id)
         return _finish_failed(app, run_id, worker, f"{type(exc).__name__}: {exc}")
@@ -162,7 +121,7 @@ def _owned_run(app: Flask, run_id: int, worker: str) -> Iterator[GradingRun | No
     ``None``; the caller's changes are committed on a clean exit."""
     with app.app_context():
         try:
-            if not jobs.owned(db.session, run_id, worker):
+            if not claims.owned(db.session, run_id, worker):
                 db.session.rollback()
                 yield None
                 return
@@ -179,10 +138,10 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any) -> str:
         html_sha = BlobStore(app.config["UPLOAD_DIR"]).put(html.encode("utf-8"))
     with _owned_run(app, run_id, worker) as run:
         if run is None:
-            return "lost"
+            return LOST
         payload = report.to_dict()
-        run.status = "graded"
-        run.run_status = str(report.status)
+        run.state = RunState.GRADED
+        run.outcome = RunStatus(report.status)
         run.reason = report.reason.en if report.reason else None
         run.score, run.max_score = report.score, report.max_score
         run.measured_accuracy = report.measured_accuracy
@@ -198,95 +157,27 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any) -> str:
                 feedback_ja=item["feedback"]["ja"], feedback_en=item["feedback"]["en"],
                 details=item["details"],
             ))
-        return "graded"
+        return run.state
 
 
 def _finish_failed(app: Flask, run_id: int, worker: str, reason: str) -> str:
     with _owned_run(app, run_id, worker) as run:
         if run is None:
-            return "lost"
-        run.status, run.reason, run.finished_at = "failed", reason[:4000], utcnow()
+            return LOST
+        run.state, run.reason, run.finished_at = RunState.FAILED, reason[:4000], utcnow()
         run.lease_expires_at = None
-        return "failed"
+        return run.state
 
 
 def _requeue_or_fail(app: Flask, run_id: int, worker: str, reason: str) -> str:
     """A sandbox error may pass (a busy machine): retry, up to MAX_ATTEMPTS runs in all."""
     with _owned_run(app, run_id, worker) as run:
         if run is None:
-            return "lost"
+            return LOST
         if run.attempts >= app.config["MAX_ATTEMPTS"]:
-            run.status, run.finished_at = "failed", utcnow()
+            run.state, run.finished_at = RunState.FAILED, utcnow()
             run.reason = f"{reason} (after {run.attempts} attempts)"
         else:
-            run.status, run.worker, run.reason = "queued", None, reason
+            run.state, run.worker, run.reason = RunState.QUEUED, None, reason
         run.lease_expires_at = None
-        return run.status
-
-
-class EmbeddedWorkers:
-    """Worker threads inside the service process, polling the database queue. Each thread is a
-    worker with its own name, kept alive on the dashboard by one :class:`Heartbeat`."""
-
-    def __init__(self, app: Flask, count: int, poll_seconds: float = 1.0,
-                 heartbeat_seconds: float = heartbeats.BEAT_SECONDS):
-        self.app, self.count, self.poll_seconds = app, count, poll_seconds
-        self.wake = threading.Event()
-        self.heartbeat = heartbeats.Heartbeat(app, "embedded", heartbeat_seconds)
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> None:
-        names = [worker_name() for _ in range(self.count)]
-        for name in names:
-            self.heartbeat.working(name, None)
-        self.heartbeat.start()
-        with self.app.app_context():
-            try:
-                heartbeats.forget(db.session, older_than=heartbeats.FORGET_AFTER)
-            finally:
-                db.session.remove()
-        for n, name in enumerate(names):
-            thread = threading.Thread(target=self._loop, args=(name,),
-                                      name=f"grader-worker-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.wake.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-        self.heartbeat.stop(forget_workers=True)
-
-    def _loop(self, name: str) -> None:
-        try:
-            self._poll(name)
-        finally:
-            self.heartbeat.discard(name)
-
-    def _poll(self, name: str) -> None:
-        while not self._stop.is_set():
-            run_id = None
-            with self.app.app_context():
-                try:
-                    jobs.requeue_expired(db.session, self.app.config["MAX_ATTEMPTS"])
-                    run_id = jobs.claim_next(db.session, name, self.app.config["LEASE_SECONDS"])
-                except Exception:
-                    log.exception("claiming a job failed")
-                    db.session.rollback()
-                finally:
-                    db.session.remove()
-            if run_id is None:
-                self.wake.wait(self.poll_seconds)
-                self.wake.clear()
-                continue
-            self.heartbeat.working(name, run_id)
-            try:
-                grade_run(self.app, run_id, name)
-            except Exception:
-                # The database gone while storing, say: keep the thread alive; the run's
-                # lease runs out and it is queued again.
-                log.exception("grading run %s failed", run_id)
-            finally:
-                self.heartbeat.working(name, None)
+        return run.state

@@ -12,14 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from typing import Any, cast
 
 from flask import Flask
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from service.extensions import DbSession, db
+from service.extensions import db
 from service.models import Worker, utcnow
+from service.states import WorkerKind
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,12 @@ BEAT_SECONDS = 5.0
 FORGET_AFTER = dt.timedelta(days=1)
 
 
-def beat(session: DbSession, name: str, kind: str, run_id: int | None = None) -> None:
+def beat(session: Session, name: str, kind: WorkerKind, run_id: int | None = None) -> None:
     """Record that worker ``name`` is alive now (grading ``run_id``, or idle)."""
     now = utcnow()
-    # an UPDATE's result is a CursorResult, typed only as a Result (see service.queue.claims)
-    changed = cast(CursorResult[Any], session.execute(
+    changed = session.execute(
         update(Worker).where(Worker.name == name).values(last_seen=now, run_id=run_id)
-    )).rowcount
+    ).rowcount
     if not changed:
         session.add(Worker(name=name, kind=kind, started_at=now, last_seen=now, run_id=run_id))
         try:
@@ -52,7 +52,7 @@ def is_alive(worker: Worker, now: dt.datetime | None = None) -> bool:
     return (now - worker.last_seen).total_seconds() <= ALIVE_SECONDS
 
 
-def recent_workers(session: DbSession, within: dt.timedelta = dt.timedelta(hours=1)
+def recent_workers(session: Session, within: dt.timedelta = dt.timedelta(hours=1)
                    ) -> list[Worker]:
     """Workers seen within ``within``, most recently seen first."""
     since = utcnow() - within
@@ -61,7 +61,7 @@ def recent_workers(session: DbSession, within: dt.timedelta = dt.timedelta(hours
     ).scalars())
 
 
-def forget(session: DbSession, names: list[str] | None = None,
+def forget(session: Session, names: list[str] | None = None,
            older_than: dt.timedelta | None = None) -> None:
     """Delete the rows of stopped workers (by name) or of long-gone ones."""
     if names:
@@ -75,7 +75,7 @@ class Heartbeat:
     """Beats for a set of workers of one kind from a background thread, every ``period``
     seconds and at once when a worker's current run changes."""
 
-    def __init__(self, app: Flask, kind: str, period: float = BEAT_SECONDS):
+    def __init__(self, app: Flask, kind: WorkerKind, period: float = BEAT_SECONDS):
         self.app, self.kind, self.period = app, kind, period
         self._runs: dict[str, int | None] = {}
         #: Every name this heartbeat has beaten for (forgotten at a clean stop).
@@ -126,7 +126,7 @@ class Heartbeat:
         with self._lock:
             runs = dict(self._runs)
 
-        def beat_each(session: DbSession) -> None:
+        def beat_each(session: Session) -> None:
             for name, run_id in runs.items():
                 beat(session, name, self.kind, run_id)
 

@@ -10,16 +10,16 @@ newer grader adds pass through untouched).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from grader import spec
-from grader.report import ItemStatus
 from service import models
 from service.extensions import db
 from service.queue import claims
+from service.states import ItemStatus, RunState, RunStatus
 
 
 def _utc(value: dt.datetime) -> str:
@@ -29,10 +29,6 @@ def _utc(value: dt.datetime) -> str:
 #: A naive UTC time from the database, sent as ``2024-05-01T09:30:00Z``.
 UtcTime = Annotated[dt.datetime, PlainSerializer(_utc, return_type=str),
                     WithJsonSchema({"type": "string", "format": "date-time"})]
-
-#: What a submission's latest run is doing (the grading run's state).
-RunState = Literal["queued", "running", "graded", "failed"]
-
 
 class LocalizedText(BaseModel):
     """A text in both languages of the course."""
@@ -77,10 +73,9 @@ class Submission(BaseModel):
     id: int
     exercise: str
     filename: str | None = None
-    status: RunState
-    run_status: str | None = Field(
-        default=None, description="how the grading run ended: graded, timeout, out_of_memory, "
-                                  "kernel_died, invalid_notebook, sandbox_error")
+    status: RunState = Field(description="the grading run's state (the run row's ``state``)")
+    run_status: RunStatus | None = Field(
+        default=None, description="how the grading run ended (the run row's ``outcome``)")
     reason: str | None = None
     score: float | None = None
     max_score: float | None = None
@@ -104,7 +99,7 @@ class Submission(BaseModel):
         run = submission.latest_run
         if run is None:
             return cls(id=submission.id, exercise=submission.exercise,
-                       filename=submission.filename, status="queued", run_status=None,
+                       filename=submission.filename, status=RunState.QUEUED, run_status=None,
                        reason=None, score=None, max_score=None, items=[],
                        measured_accuracy=None, claimed_accuracy=None, notes=[],
                        created_at=submission.created_at, started_at=None, finished_at=None,
@@ -117,13 +112,13 @@ class Submission(BaseModel):
                 "web.executed_notebook", submission_id=submission.id, _external=True)
         return cls(
             id=submission.id, exercise=submission.exercise, filename=submission.filename,
-            status=run.status, run_status=run.run_status, reason=run.reason, score=run.score,
+            status=run.state, run_status=run.outcome, reason=run.reason, score=run.score,
             max_score=run.max_score, items=report.get("items", []),
             measured_accuracy=run.measured_accuracy, claimed_accuracy=run.claimed_accuracy,
             notes=report.get("notes", []), created_at=submission.created_at,
             started_at=run.started_at, finished_at=run.finished_at, attempt=run.attempts,
             runs=len(submission.runs), queue_position=claims.queue_position(db.session, run.id),
-            progress=run.progress if run.status == "running" else None, **extra,
+            progress=run.progress if run.state == RunState.RUNNING else None, **extra,
         )
 
     def body(self) -> dict[str, Any]:

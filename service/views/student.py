@@ -28,12 +28,12 @@ from service.domain.tokens import student_for_token
 from service.extensions import db
 from service.i18n import t
 from service.models import Submission
+from service.states import LIVE
 from service.views import frame, schemas
 from service.views.forms import TokenLoginForm, UploadForm
 from service.views.frame import Page, safe_next, upload_limit
 
 bp = frame.page_blueprint("web", __name__)
-LIVE = ("queued", "running")
 
 
 @bp.before_request

@@ -96,9 +96,9 @@ def _run(rng: random.Random, submission: Submission, created: dt.datetime,
     roll = rng.random()
     queued = dict(submission=submission, queued_at=created)
     if roll < 0.06:
-        return GradingRun(status="queued", **queued)
+        return GradingRun(state="queued", **queued)
     if roll < 0.14:
-        return GradingRun(status="failed", reason="sandbox_error: no kernel", attempts=3,
+        return GradingRun(state="failed", reason="sandbox_error: no kernel", attempts=3,
                           finished_at=created + dt.timedelta(minutes=9), **queued)
     items, score = [], 0.0
     for position, (item_id, odds) in enumerate(ITEM_ODDS.items()):
@@ -111,6 +111,6 @@ def _run(rng: random.Random, submission: Submission, created: dt.datetime,
     trained = items[-2].status == "correct"
     accuracy = (min(0.995, rng.gauss(0.976, 0.008)) if trained
                 else (rng.uniform(0.1, 0.9) if rng.random() < 0.5 else None))
-    return GradingRun(status="graded", run_status="graded", score=score, max_score=100.0,
+    return GradingRun(state="graded", outcome="graded", score=score, max_score=100.0,
                       measured_accuracy=accuracy, started_at=created + dt.timedelta(minutes=1),
                       finished_at=created + dt.timedelta(minutes=4), items=items, **queued)

@@ -55,6 +55,8 @@ def in_session(app: Flask, work: Callable[[Session], T]) -> T:
 RUN_COLUMNS = ("id", "status", "reason", "attempts", "worker", "lease_expires_at", "task_id",
                "dispatched_at", "started_at", "finished_at", "progress", "run_status", "score",
                "max_score", "executed_html_sha256")
+#: The model's names of the columns the API (and these helpers) call otherwise.
+RUN_ATTRIBUTES = {"status": "state", "run_status": "outcome"}
 
 
 def run_rows(app: Flask, submission_id: int | None = None) -> list[dict[str, Any]]:
@@ -64,7 +66,8 @@ def run_rows(app: Flask, submission_id: int | None = None) -> list[dict[str, Any
         query = select(GradingRun).order_by(GradingRun.id)
         if submission_id is not None:
             query = query.where(GradingRun.submission_id == submission_id)
-        return [{c: getattr(r, c) for c in RUN_COLUMNS} for r in session.scalars(query)]
+        return [{c: getattr(r, RUN_ATTRIBUTES.get(c, c)) for c in RUN_COLUMNS}
+                for r in session.scalars(query)]
 
     return in_session(app, read)
 
@@ -102,7 +105,7 @@ def add_queued_runs(app: Flask, n: int) -> list[int]:
         for k in range(n):
             submission = Submission(student=student, exercise=EXERCISE, filename=f"{k}.ipynb",
                                     notebook_sha256=f"{k:064x}", size=1)
-            runs.append(GradingRun(submission=submission, status="queued"))
+            runs.append(GradingRun(submission=submission, state="queued"))
         session.add_all(runs)
         session.commit()
         return [r.id for r in runs]

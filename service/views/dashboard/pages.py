@@ -71,7 +71,7 @@ def exercise(exercise_id: str) -> str:
     rows = exercise_rows(db.session, exercise_id)
     shown = query.apply(rows)
     pending = sum(1 for row in rows for grade in row.submissions
-                  if grade.current is not None and grade.current.status in ("queued", "running"))
+                  if grade.current is not None and grade.current.is_live)
     return render_template(
         "dashboard/exercise.html", exercise=spec, rows=shown, total=len(rows),
         summary=summarize(rows), query=query, pending=pending,
@@ -173,7 +173,7 @@ def chosen_run(submission: Submission) -> GradingRun | None:
     to show yet), else the latest."""
     wanted = request.args.get("run", type=int)
     if wanted is None:
-        finished = [run for run in submission.runs if run.status in ("graded", "failed")]
+        finished = [run for run in submission.runs if run.state.is_finished]
         return finished[-1] if finished else submission.latest_run
     run = next((run for run in submission.runs if run.id == wanted), None)
     if run is None:

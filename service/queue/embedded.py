@@ -1,0 +1,92 @@
+"""The embedded carrier: worker threads that poll the database, no broker needed (one machine,
+``QUEUE=embedded``: ``python -m service`` starts them, ``flask worker`` adds processes)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+
+from flask import Flask
+
+from service.extensions import db
+from service.queue import heartbeats
+from service.queue.grading import take
+from service.states import WorkerKind
+
+log = logging.getLogger(__name__)
+
+
+def worker_name(prefix: str = WorkerKind.EMBEDDED) -> str:
+    """A name unique to one worker thread: it owns leases and beats under it."""
+    return f"{prefix}:{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+
+
+class EmbeddedWorkers:
+    """Worker threads inside the service process, each taking the oldest queued run with
+    :func:`~service.queue.grading.take` whenever it is idle (woken at once by
+    ``service.queue.dispatch.enqueue``, else every ``poll_seconds``). Each thread is a worker
+    with its own name, kept alive on the dashboard by one :class:`~heartbeats.Heartbeat`."""
+
+    def __init__(self, app: Flask, count: int, poll_seconds: float = 1.0,
+                 heartbeat_seconds: float = heartbeats.BEAT_SECONDS):
+        self.app, self.count, self.poll_seconds = app, count, poll_seconds
+        self.wake = threading.Event()
+        self.heartbeat = heartbeats.Heartbeat(app, WorkerKind.EMBEDDED, heartbeat_seconds)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        names = [worker_name() for _ in range(self.count)]
+        for name in names:
+            self.heartbeat.working(name, None)
+        self.heartbeat.start()
+        with self.app.app_context():
+            try:
+                heartbeats.forget(db.session, older_than=heartbeats.FORGET_AFTER)
+            finally:
+                db.session.remove()
+        for n, name in enumerate(names):
+            thread = threading.Thread(target=self._loop, args=(name,),
+                                      name=f"grader-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.heartbeat.stop(forget_workers=True)
+
+    def _loop(self, name: str) -> None:
+        try:
+            self._poll(name)
+        finally:
+            self.heartbeat.discard(name)
+
+    def _poll(self, name: str) -> None:
+        while not self._stop.is_set():
+            if not self._take_one(name):
+                self.wake.wait(self.poll_seconds)
+                self.wake.clear()
+
+    def _take_one(self, name: str) -> bool:
+        """Take one run as worker ``name``; ``False`` when there was none (or no database)."""
+        claimed: list[int] = []
+
+        def on_claim(run_id: int) -> None:
+            claimed.append(run_id)
+            self.heartbeat.working(name, run_id)
+
+        try:
+            return take(self.app, None, name, on_claim=on_claim).run_id is not None
+        except Exception:
+            # The database gone while claiming or storing, say: keep the thread alive; a run
+            # claimed meanwhile is queued again when its lease runs out.
+            log.exception("worker %s: taking a run failed (claimed: %s)", name, claimed)
+            return False
+        finally:
+            if claimed:
+                self.heartbeat.working(name, None)

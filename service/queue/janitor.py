@@ -1,0 +1,71 @@
+"""The janitor: what repairs the queue when nobody else would.
+
+Workers requeue expired leases before they claim, but with every worker dead nobody claims, and
+a run whose message the broker never got (it was down at submit time) waits for a message that
+never comes. The janitor runs in the service process every 30 s, and by hand as
+``flask --app service requeue``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+
+from flask import Flask
+
+from service.extensions import db
+from service.queue import claims
+from service.queue.dispatch import resend_stale
+from service.states import WorkerKind
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two sweeps of the service's janitor thread.
+PERIOD = 30.0
+
+
+@dataclass(frozen=True)
+class Swept:
+    #: Runs of dead workers queued again, or failed after their last attempt.
+    requeued: int
+    #: Queued runs sent to the broker again (Celery only).
+    resent: int
+
+
+def sweep(app: Flask, resend_after: dt.timedelta) -> Swept:
+    """One pass: requeue (or fail) the runs whose lease ran out; with Celery, send again the
+    runs that sit queued ``resend_after`` after they were last sent. Needs an app context."""
+    requeued = claims.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
+    resent = resend_stale(resend_after) if app.config["QUEUE"] == WorkerKind.CELERY else 0
+    return Swept(requeued, resent)
+
+
+class Janitor:
+    """The service's janitor thread: :func:`sweep` every :data:`PERIOD` seconds until stopped.
+    A message is re-sent only after a lease's worth of waiting (at least a minute), so that a
+    slow broker is not flooded with duplicates."""
+
+    def __init__(self, app: Flask, period: float = PERIOD):
+        self.app, self.period = app, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="janitor")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        resend_after = dt.timedelta(seconds=max(60, self.app.config["LEASE_SECONDS"]))
+        while not self._stop.wait(self.period):
+            with self.app.app_context():
+                try:
+                    sweep(self.app, resend_after)
+                except Exception:
+                    log.exception("janitor pass failed")
+                    db.session.rollback()
+                finally:
+                    db.session.remove()

@@ -1,0 +1,53 @@
+"""Keeping a claimed run's lease alive while the grader works on it.
+
+A lease is how the queue tells a slow worker from a dead one: grading blocks for minutes, so a
+background thread renews the lease every third of ``LEASE_SECONDS``. When a renewal finds the run
+no longer ours (the lease ran out, say after a long database outage, and another worker claimed
+it) :attr:`LeaseKeeper.lost` is set and the grade is dropped; the fence in
+``service.queue.grading`` refuses the write even if nobody looked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from service.extensions import db
+from service.queue import claims
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """Renews a run's lease in the background while it is graded."""
+
+    def __init__(self, app: Flask, run_id: int, worker: str):
+        self.app, self.run_id, self.worker = app, run_id, worker
+        #: Set when a renewal found the run taken over: the result will not be stored.
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{run_id}")
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        seconds = self.app.config["LEASE_SECONDS"]
+        while not self._stop.wait(max(1.0, seconds / 3)):
+            with self.app.app_context():
+                try:
+                    if not claims.renew(db.session, self.run_id, self.worker, seconds):
+                        self.lost.set()
+                        return
+                except Exception:  # a database hiccup: try again next period
+                    log.exception("lease renewal of run %s failed", self.run_id)
+                    db.session.rollback()
+                finally:
+                    db.session.remove()

@@ -1,0 +1,79 @@
+"""A running run's live progress (cell, count, elapsed, last printed line), stored on the run row
+so that the pages and the API, which read only the database, can show it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from flask import Flask
+
+from grader import Progress
+from service.extensions import db
+from service.models import GradingRun
+
+log = logging.getLogger(__name__)
+
+#: ``progress["phase"]`` once the kernel is up and the cells run (a phase of grading, not a
+#: :class:`~service.states.RunState`).
+CELLS_PHASE = "running"
+
+
+class ProgressWriter:
+    """Keeps the run's live progress: every event updates the state in memory, and a background
+    thread stores it on the run at most once a second, so the last state is never dropped. Only
+    the worker that owns the run writes (a worker that lost it stays silent)."""
+
+    def __init__(self, app: Flask, run_id: int, worker: str, period: float = 1.0):
+        self.app, self.run_id, self.worker, self.period = app, run_id, worker, period
+        self.state: dict[str, Any] = {}
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, daemon=True,
+                                        name=f"progress-{run_id}")
+
+    def __enter__(self) -> ProgressWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self._dirty.is_set():
+            self._store()
+
+    def __call__(self, event: Progress) -> None:
+        with self._lock:
+            self.state["elapsed"] = round(event.elapsed, 1)
+            if event.kind == "cell" and event.cell_index is not None:
+                self.state.update(cell=event.cell_index + 1, text=None)
+                if event.position is not None and event.count:
+                    self.state.update(position=event.position + 1, count=event.count)
+            elif event.kind == "output" and event.text:
+                self.state["text"] = event.text
+            elif event.kind == "kernel_ready":
+                self.state["phase"] = CELLS_PHASE
+        self._dirty.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            if self._dirty.is_set():
+                self._dirty.clear()
+                self._store()
+
+    def _store(self) -> None:
+        with self._lock:
+            progress = dict(self.state)
+        with self.app.app_context():
+            try:
+                run = db.session.get(GradingRun, self.run_id)
+                if run is not None and run.worker == self.worker:
+                    run.progress = progress
+                    db.session.commit()
+            except Exception:
+                log.exception("progress of run %s not stored", self.run_id)
+                db.session.rollback()
+            finally:
+                db.session.remove()

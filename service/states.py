@@ -1,0 +1,60 @@
+"""The names of the service's states, one enum per concept, shared by models, API and pages.
+
+A grading run has two different things one might call its "status", and they are kept apart:
+
+- its :class:`RunState`, where the run is in the queue (``queued -> running -> graded | failed``),
+  owned by ``service.queue``; the JSON API calls it ``status``;
+- its outcome, what the grader said of the notebook (``graded``, ``timeout``, ``out_of_memory``...),
+  which is ``grader.RunStatus`` and is set only on a ``graded`` run; the API calls it
+  ``run_status``.
+
+The enums are ``StrEnum``: a member *is* its string, so JSON, the database (through
+``service.models``), Jinja (``RunState`` is a template global) and the translation keys
+(``label("status", run.state)``) see the same value they always did, and a typo in a state's name
+fails at import instead of silently never matching.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from grader import ItemStatus, RunStatus
+
+__all__ = ["FINISHED", "LIVE", "ItemStatus", "RunState", "RunStatus", "WorkerKind"]
+
+
+class RunState(StrEnum):
+    """Where a grading run is in the queue (``GradingRun.state``)."""
+
+    #: Waiting for a worker to claim it.
+    QUEUED = "queued"
+    #: Claimed by a worker that holds a lease on it.
+    RUNNING = "running"
+    #: The grader finished and its report is stored (whatever its outcome).
+    GRADED = "graded"
+    #: No report will come: the notebook is gone, the grader raised, or workers died too often.
+    FAILED = "failed"
+
+    @property
+    def is_live(self) -> bool:
+        """Still waiting for a result (the pages poll, a regrade is not queued twice)."""
+        return self in LIVE
+
+    @property
+    def is_finished(self) -> bool:
+        return self in FINISHED
+
+
+#: The states of a run that has no result yet.
+LIVE = (RunState.QUEUED, RunState.RUNNING)
+#: The states a run does not leave.
+FINISHED = (RunState.GRADED, RunState.FAILED)
+
+
+class WorkerKind(StrEnum):
+    """What carries a grading worker (``Worker.kind``, shown on the dashboard)."""
+
+    #: A thread of the service process (or of ``flask worker``), polling the database.
+    EMBEDDED = "embedded"
+    #: A Celery task, fed by the broker.
+    CELERY = "celery"
