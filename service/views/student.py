@@ -4,7 +4,8 @@ Server-rendered Jinja with a little vanilla JavaScript from ``service/static`` (
 CDN). Every page works without JavaScript: the upload is a plain multipart form and a page
 waiting for its grade refreshes itself with ``<meta http-equiv=refresh>``; with JavaScript the
 drop zone accepts a dragged file and the page polls ``status.json`` every 2 s. Forms carry
-Flask-WTF's CSRF token (checked app-wide by ``CSRFProtect``). Texts come from ``service.i18n``.
+Flask-WTF's CSRF token (checked app-wide by ``CSRFProtect``). Texts come from the gettext catalogs
+(``service.views.language``).
 
 The upload rules themselves (exercise, notebook validity, duplicates, rate limit) live in
 ``service.domain.submissions``, shared with the JSON API.
@@ -28,6 +29,7 @@ from flask import (
     url_for,
 )
 from flask.blueprints import BlueprintSetupState
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
@@ -36,18 +38,19 @@ from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Text
-from service import i18n
 from service.domain.submissions import Rejection, accept_submission, known_exercises
 from service.domain.tokens import student_for_token
 from service.extensions import db, login_manager
-from service.i18n import t
 from service.models import Submission
 from service.storage import BlobStore
+from service.views import language
 from service.views.api import submission_json
+from service.views.language import N_
+from service.views.numbers import format_accuracy, format_number
 
 bp = Blueprint("web", __name__)
-bp.before_request(i18n.remember_language)
-bp.context_processor(i18n.template_helpers)
+bp.before_request(language.remember_language)
+bp.context_processor(language.template_helpers)
 
 #: The executed notebook holds the student's outputs: no scripts, no requests, an opaque origin.
 NOTEBOOK_CSP = ("sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -65,7 +68,7 @@ Page = str | tuple[str, int]
 @bp.record_once
 def _login_messages(_state: BlueprintSetupState) -> None:
     # Flask-Login flashes this when a page needs a login; a catalog key, translated when shown.
-    login_manager.login_message = "flash.login_required"
+    login_manager.login_message = N_("flash.login_required")
     login_manager.login_message_category = "info"
 
 
@@ -99,7 +102,7 @@ def login() -> Page | BaseResponse:
     token = request.form.get("token", "").strip()
     student = student_for_token(token) if token else None
     if student is None:
-        error = t("login.bad_token") if token else t("login.empty")
+        error = _("login.bad_token") if token else _("login.empty")
         return render_template("login.html", next=target, error=error), 422
     login_user(student)
     return redirect(target or url_for("web.upload"), 303)
@@ -131,15 +134,15 @@ def upload() -> Page | BaseResponse:
     exercise = request.form.get("exercise", "")
     notebook = request.files.get("notebook")
     if notebook is None or not notebook.filename:
-        return _upload_page(exercise, error=t("upload.no_file"), status=400)
+        return _upload_page(exercise, error=_("upload.no_file"), status=400)
     try:
         submission, duplicate = accept_submission(
             current_user._get_current_object(), exercise, client_filename(notebook.filename),
             notebook.read())
     except Rejection as rejection:
-        message = rejection.message_ja if i18n.current_language() == "ja" else rejection.message
+        message = rejection.message_ja if language.current_language() == "ja" else rejection.message
         return _upload_page(exercise, error=message, status=rejection.status)
-    flash("flash.duplicate" if duplicate else "flash.submitted", "info")
+    flash(N_("flash.duplicate") if duplicate else N_("flash.submitted"), "info")
     return redirect(url_for("web.submission", submission_id=submission.id), 303)
 
 
@@ -225,7 +228,7 @@ def executed_notebook(submission_id: int) -> Response:
     if run is None or not run.executed_html_sha256:
         abort(404)
     html = BlobStore(current_app.config["UPLOAD_DIR"]).get(run.executed_html_sha256)
-    response = Response(notebook_document(html.decode("utf-8"), i18n.current_language()),
+    response = Response(notebook_document(html.decode("utf-8"), language.current_language()),
                         mimetype="text/html")
     response.headers["Content-Security-Policy"] = NOTEBOOK_CSP
     return response
@@ -256,40 +259,29 @@ def _formatters() -> dict[str, object]:
     return {"num": format_number, "shape": format_shape, "accuracy": format_accuracy}
 
 
-def format_number(value: float | None) -> str:
-    """Scores as people write them: ``36``, ``4.5``, ``2.67``."""
-    if value is None:
-        return "–"
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
 def format_shape(shape: list[int] | tuple[int, ...]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
-
-
-def format_accuracy(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
 
 
 # --- error pages ----------------------------------------------------------------------------
 
 
 @bp.errorhandler(NotFound)
-def not_found(_: NotFound) -> Page:
-    return render_template("error.html", heading=t("error.not_found"),
-                           message=t("error.not_found_body")), 404
+def not_found(_unused: NotFound) -> Page:
+    return render_template("error.html", heading=_("error.not_found"),
+                           message=_("error.not_found_body")), 404
 
 
 @bp.errorhandler(RequestEntityTooLarge)
-def too_large(_: RequestEntityTooLarge) -> Page:
-    message = t("upload.too_large", limit=upload_limit())
+def too_large(_unused: RequestEntityTooLarge) -> Page:
+    message = _("upload.too_large", limit=upload_limit())
     if current_user.is_authenticated and request.endpoint == "web.upload":
         return _upload_page(None, error=message, status=413)
-    return render_template("error.html", heading=t("error.too_large"), message=message), 413
+    return render_template("error.html", heading=_("error.too_large"), message=message), 413
 
 
 @bp.errorhandler(CSRFError)
-def csrf_failed(_: CSRFError) -> Page:
-    return render_template("error.html", heading=t("error.csrf"),
-                           message=t("error.csrf_body")), 400
+def csrf_failed(_unused: CSRFError) -> Page:
+    return render_template("error.html", heading=_("error.csrf"),
+                           message=_("error.csrf_body")), 400
 

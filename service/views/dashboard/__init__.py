@@ -6,26 +6,28 @@ logout, password), ``pages`` (exercises, students, submissions, regrades, CSV) a
 (the queue). Every view but the login needs an instructor: a student's session gets 403, an
 anonymous visitor the login page, and an instructor with a one-time password the form to
 change it. Pages are server-rendered and work without JavaScript (sorting and filtering are
-query parameters); texts come from ``service.i18n`` as on the student pages.
+query parameters); texts come from the gettext catalogs as on the student pages
+(``service.views.language``).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import Forbidden, NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import i18n
 from service.extensions import login_manager
-from service.i18n import t
-from service.views.student import PAGE_CSP, format_accuracy, format_number, format_shape
+from service.views import language
+from service.views.numbers import format_accuracy, format_duration, format_number
+from service.views.student import PAGE_CSP, format_shape
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
-bp.before_request(i18n.remember_language)
-bp.context_processor(i18n.template_helpers)
+bp.before_request(language.remember_language)
+bp.context_processor(language.template_helpers)
 
 #: Views open to anyone (the rest need an instructor).
 PUBLIC = {"dashboard.login"}
@@ -79,37 +81,22 @@ def _helpers() -> dict[str, object]:
             "duration": format_duration, "is_instructor": is_instructor()}
 
 
-def format_duration(seconds: float | None) -> str:
-    """``0.42 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min`` (in the page's language)."""
-    if seconds is None:
-        return "–"
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return t("dash.dur.seconds", n=f"{seconds:.2f}")
-    if seconds < 60:
-        return t("dash.dur.seconds", n=f"{seconds:.1f}".removesuffix(".0"))
-    whole = round(seconds)
-    if whole < 3600:
-        return t("dash.dur.minutes", m=whole // 60, s=f"{whole % 60:02d}")
-    return t("dash.dur.hours", h=whole // 3600, m=f"{whole % 3600 // 60:02d}")
-
-
 @bp.errorhandler(Forbidden)
-def forbidden(_: Forbidden) -> tuple[str, int]:
-    return render_template("dashboard/error.html", heading=t("dash.error.forbidden"),
-                           message=t("dash.error.forbidden_body")), 403
+def forbidden(_unused: Forbidden) -> tuple[str, int]:
+    return render_template("dashboard/error.html", heading=_("dash.error.forbidden"),
+                           message=_("dash.error.forbidden_body")), 403
 
 
 @bp.errorhandler(NotFound)
-def not_found(_: NotFound) -> tuple[str, int]:
-    return render_template("dashboard/error.html", heading=t("error.not_found"),
-                           message=t("dash.error.not_found_body")), 404
+def not_found(_unused: NotFound) -> tuple[str, int]:
+    return render_template("dashboard/error.html", heading=_("error.not_found"),
+                           message=_("dash.error.not_found_body")), 404
 
 
 @bp.errorhandler(CSRFError)
-def csrf_failed(_: CSRFError) -> tuple[str, int]:
-    return render_template("dashboard/error.html", heading=t("error.csrf"),
-                           message=t("error.csrf_body")), 400
+def csrf_failed(_unused: CSRFError) -> tuple[str, int]:
+    return render_template("dashboard/error.html", heading=_("error.csrf"),
+                           message=_("error.csrf_body")), 400
 
 
 from service.views.dashboard import access, monitor, pages  # noqa: E402, F401  (views of ``bp``)

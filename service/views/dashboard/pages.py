@@ -7,12 +7,12 @@ import re
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Exercise
-from service import i18n
 from service.domain.csv_export import FORMATS, grades_csv
 from service.domain.gradebook import (
     TableQuery,
@@ -24,9 +24,9 @@ from service.domain.gradebook import (
 from service.domain.regrades import SCOPES, is_pending, regrade_exercise, regrade_submission
 from service.domain.submissions import known_exercises
 from service.extensions import db
-from service.i18n import t
 from service.models import GradingRun, Student, Submission, utcnow
 from service.storage import BlobStore
+from service.views import language
 from service.views.dashboard import bp
 from service.views.dashboard.monitor import queue_counts
 from service.views.student import NOTEBOOK_CSP, notebook_document
@@ -121,7 +121,7 @@ def regrade_all(exercise_id: str) -> BaseResponse:
     if scope not in SCOPES:
         abort(400)
     result = regrade_exercise(exercise_id, scope)
-    flash(t("dash.flash.regraded_all", queued=len(result.queued), skipped=result.skipped),
+    flash(_("dash.flash.regraded_all", queued=len(result.queued), skipped=result.skipped),
           "info")
     return redirect(url_for("dashboard.exercise", exercise_id=exercise_id), 303)
 
@@ -223,7 +223,7 @@ def phase_timings(run: GradingRun | None, report: dict[str, Any]) -> list[tuple[
 def regrade_one(submission_id: int) -> BaseResponse:
     found = find_submission(submission_id)
     run = regrade_submission(found)
-    flash(t("dash.flash.regraded_one", run=run.id) if run else t("dash.flash.already_pending"),
+    flash(_("dash.flash.regraded_one", run=run.id) if run else _("dash.flash.already_pending"),
           "info")
     return redirect(url_for("dashboard.submission", submission_id=submission_id), 303)
 
@@ -236,7 +236,7 @@ def executed_notebook(submission_id: int) -> Response:
     if run is None or not run.executed_html_sha256:
         abort(404)
     html = BlobStore(current_app.config["UPLOAD_DIR"]).get(run.executed_html_sha256)
-    response = Response(notebook_document(html.decode("utf-8"), i18n.current_language()),
+    response = Response(notebook_document(html.decode("utf-8"), language.current_language()),
                         mimetype="text/html")
     response.headers["Content-Security-Policy"] = NOTEBOOK_CSP
     return response
