@@ -21,7 +21,7 @@ DOMAINS = {
     "grader": (GRADER, GRADER / "locale"),
 }
 LANGUAGES = ("ja", "en")
-PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[sdfgr]")
+PLACEHOLDER = re.compile(r"(?<!%)(?:%%)*(%\(\w+\)[-#0 +]*\d*(?:\.\d+)?[sdifgr])")
 
 
 def catalog(domain: str, lang: str) -> Catalog:
@@ -51,5 +51,5 @@ def extracted(domain: str) -> dict[str, list[str]]:
 
 
 def placeholders(text: str) -> list[str]:
-    """The ``%(name)s`` fields of a message, sorted."""
-    return sorted(PLACEHOLDER.findall(text))
+    """The ``%(name)s`` fields of a message with their conversions (``%(measured).4f``), sorted."""
+    return sorted(match.group(1) for match in PLACEHOLDER.finditer(text))
