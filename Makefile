@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast bench deps sysdeps sysdeps-test data dry-run lint clean help
+.PHONY: run test test-fast bench deps sysdeps sysdeps-test data dry-run lint catalogs clean help
 
 help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
@@ -22,6 +22,7 @@ help:
 	@echo "make dry-run   grade the reference solutions and blank templates"
 	@echo "make bench     what grading costs, phase by phase (the clean room's share)"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
+	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
 
 # --- set-up -------------------------------------------------------------
 sysdeps:
@@ -35,7 +36,14 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,runtime]'
+	$(MAKE) --no-print-directory compile-catalogs
 	@touch $@
+
+# The .mo files are not in git: compiled here, or on first use by grader.catalogs when missing.
+.PHONY: compile-catalogs
+compile-catalogs:
+	$(BIN)/pybabel compile --statistics -d service/translations -D messages
+	$(BIN)/pybabel compile --statistics -d grader/locale -D grader
 
 deps: sysdeps $(STAMP)
 
@@ -65,6 +73,15 @@ lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/deptry .
 	$(BIN)/mypy
+
+# After adding or removing a message in the code: extract it into the .pot, merge it into the ja
+# and en .po files, then write the two texts there (tests/test_catalogs.py says what is missing).
+POT_OPTIONS := --add-location=file --sort-output --no-wrap --project=notebook-grader
+catalogs: deps
+	$(BIN)/pybabel extract -F service/babel.cfg $(POT_OPTIONS) -o service/translations/messages.pot service
+	$(BIN)/pybabel update -i service/translations/messages.pot -d service/translations -D messages --no-wrap --ignore-obsolete
+	$(BIN)/pybabel extract -F grader/babel.cfg $(POT_OPTIONS) -o grader/locale/grader.pot grader
+	$(BIN)/pybabel update -i grader/locale/grader.pot -d grader/locale -D grader --no-wrap --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from grader.messages import bilingual
 from grader.report import RunStatus
 from grader.results import RunnerResult
 from grader.sandbox.base import SandboxResult
@@ -37,10 +38,10 @@ class RunOutcome:
     cell_index: int | None = None
 
 
-def _cell_text(index: int | None) -> tuple[str, str]:
+def _cell_text(index: int | None) -> Text:
     if index is None:
-        return "", ""
-    return f"（セル {index + 1}）", f" (cell {index + 1})"
+        return Text(ja="", en="")
+    return bilingual("outcome.in_cell", cell=index + 1)
 
 
 def classify_run(
@@ -55,36 +56,22 @@ def classify_run(
     runner's; ``last_cell`` is the last cell the runner's progress stream started."""
     for box in (sandbox, runner_sandbox):
         if box is not None and box.sandbox_error:
-            return RunOutcome(RunStatus.SANDBOX_ERROR, Text(
-                ja=f"採点環境を起動できませんでした: {box.sandbox_error}",
-                en=f"The sandbox could not run: {box.sandbox_error}",
-            ))
+            return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
+                "outcome.sandbox_failed", error=box.sandbox_error))
     if sandbox.oom_killed:
-        ja, en = _cell_text(last_cell)
-        return RunOutcome(RunStatus.OUT_OF_MEMORY, Text(
-            ja=f"メモリの上限を超えたため停止しました{ja}。",
-            en=f"The notebook ran out of memory and was stopped{en}.",
-        ), last_cell)
+        return RunOutcome(RunStatus.OUT_OF_MEMORY, bilingual(
+            "outcome.out_of_memory", where=_cell_text(last_cell)), last_cell)
     if sandbox.timed_out:
-        ja, en = _cell_text(last_cell)
-        return RunOutcome(RunStatus.TIMEOUT, Text(
-            ja=f"ノートブック全体の制限時間 {notebook_timeout:.0f} 秒を超えました{ja}。",
-            en=f"The notebook ran past its {notebook_timeout:.0f} s limit{en}.",
-        ), last_cell)
+        return RunOutcome(RunStatus.TIMEOUT, bilingual(
+            "outcome.notebook_timeout", limit=notebook_timeout, where=_cell_text(last_cell)),
+            last_cell)
     if runner is not None and runner.status == "timeout":
-        ja, en = _cell_text(runner.timeout_cell)
-        return RunOutcome(RunStatus.TIMEOUT, Text(
-            ja=f"セルの制限時間を超えました{ja}。無限ループや長すぎる学習がないか確認してください。",
-            en=f"A cell ran past its time limit{en}: look for an endless loop or overlong "
-            "training.",
-        ), runner.timeout_cell)
+        return RunOutcome(RunStatus.TIMEOUT, bilingual(
+            "outcome.cell_timeout", where=_cell_text(runner.timeout_cell)), runner.timeout_cell)
     if runner is not None and runner.status == "kernel_died":
         index = runner.died_cell if runner.died_cell is not None else last_cell
-        ja, en = _cell_text(index)
-        return RunOutcome(RunStatus.KERNEL_DIED, Text(
-            ja=f"カーネルが停止しました{ja}（プロセスの強制終了やクラッシュ）。",
-            en=f"The kernel died{en} (the process crashed or exited).",
-        ), index)
+        return RunOutcome(RunStatus.KERNEL_DIED, bilingual(
+            "outcome.kernel_died", where=_cell_text(index)), index)
     runner_broke = runner_sandbox is not None and (
         runner_sandbox.oom_killed or runner_sandbox.timed_out or runner_sandbox.exit_code != 0)
     if runner is None or runner.status in ("runner_error", "running") or runner_broke:
@@ -94,8 +81,6 @@ def classify_run(
         )
         if runner_sandbox is not None and runner_sandbox.signal is not None:
             detail += f" (signal {runner_sandbox.signal})"
-        return RunOutcome(RunStatus.SANDBOX_ERROR, Text(
-            ja=f"実行結果を得られませんでした: {detail}",
-            en=f"The run produced no usable result: {detail}",
-        ), last_cell)
+        return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
+            "outcome.no_result", detail=detail), last_cell)
     return RunOutcome(RunStatus.GRADED, None)

@@ -32,6 +32,7 @@ from grader.config import GraderConfig
 from grader.data import evaluation_images
 from grader.limits import Limits
 from grader.locate import Located, locate_items
+from grader.messages import bilingual
 from grader.notebook import NotebookError, read_notebook, strip_outputs
 from grader.notebook_run import Progress, ProgressCallback, run_notebook
 from grader.outcome import RunOutcome
@@ -227,16 +228,15 @@ def score_execution(
 def failed_report(exercise: Exercise, detail: str) -> GradeReport:
     """The report of a run the grader itself could not finish (``sandbox_error``: the service
     retries it); the traceback is in the grader's log."""
-    return unrun_report(exercise, RunStatus.SANDBOX_ERROR, Text(
-        ja=f"採点側のエラーで採点できませんでした: {detail[:500]}",
-        en=f"The grader failed on this run: {detail[:500]}"))
+    return unrun_report(exercise, RunStatus.SANDBOX_ERROR, bilingual(
+        "pipeline.grader_failed", detail=detail[:500]))
 
 
 def invalid_report(exercise: Exercise, error: NotebookError) -> GradeReport:
     """The report for a file that is not a runnable notebook: nothing ran, every item 0."""
-    return unrun_report(exercise, RunStatus.INVALID_NOTEBOOK, Text(
-        ja=f"ノートブックとして読み込めません: {error.reason_ja or error.reason}",
-        en=f"Not a valid notebook: {error.reason}"))
+    return unrun_report(exercise, RunStatus.INVALID_NOTEBOOK, bilingual(
+        "pipeline.invalid_notebook", reason=Text(ja=error.reason_ja or error.reason,
+                                                 en=error.reason)))
 
 
 def unrun_report(exercise: Exercise, status: RunStatus, reason: Text) -> GradeReport:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import nbformat
 
+from grader.messages import bilingual
 from grader.spec import Text
 
 PIP_LINE = re.compile(r"^\s*[!%]\s*(pip3?|conda|apt(-get)?)\b.*$", re.M)
@@ -41,13 +42,7 @@ def sanitize_notebook(nb: nbformat.NotebookNode) -> list[Neutralised]:
                     Neutralised(
                         index,
                         line,
-                        Text(
-                            ja=f"セル {index + 1} の `{line}` は実行していません"
-                            "（採点環境はネットワークなしで TensorFlow 2 を使い、"
-                            "TF1 のコードは tf.compat.v1 で動かします）。",
-                            en=f"Cell {index + 1}: `{line}` was not run (grading has no "
-                            "network; TensorFlow 1 code runs on TensorFlow 2 via tf.compat.v1).",
-                        ),
+                        bilingual("sanitize.not_run", cell=index + 1, line=line),
                     )
                 )
             source = pattern.sub(lambda m: "# [grader] skipped: " + m.group(0).strip(), source)
@@ -62,12 +57,7 @@ def sanitize_notebook(nb: nbformat.NotebookNode) -> list[Neutralised]:
                 Neutralised(
                     index,
                     lines[0],
-                    Text(
-                        ja=f"セル {index + 1} の %%writefile {target} は作業ディレクトリの "
-                        f"{local} に書き込みました。",
-                        en=f"Cell {index + 1}: %%writefile {target} wrote to {local} in the "
-                        "working directory instead.",
-                    ),
+                    bilingual("sanitize.writefile", cell=index + 1, target=target, local=local),
                 )
             )
         cell.source = source

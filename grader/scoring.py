@@ -27,6 +27,7 @@ from grader.clean_room import Measured
 from grader.comparators import CompareInput, Prepared, get_comparator
 from grader.locate import Located
 from grader.measurements import MeasurementFailure
+from grader.messages import N_, bilingual
 from grader.report import ItemResult, ItemStatus
 from grader.results import RunnerResult
 from grader.sourcecheck import SourceFacts
@@ -58,45 +59,32 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
     out = ItemResult(item.id, item.title, 0.0, item.points, ItemStatus.MISSING)
     where = evidence.located.get(item.id)
     if where is None:
-        out.feedback.append(Text(
-            ja="この課題のセルが見つかりませんでした（セルを消したか、見出しを変えましたか）。",
-            en="The cell for this item was not found (was it deleted, or its heading changed?).",
-        ))
+        out.feedback.append(bilingual("scoring.cell_not_found"))
         return out
     out.cell_index = where.index
     runner = evidence.runner
     cell = runner.cell(where.index) if runner is not None else None
     if cell is None or cell.status in ("timeout", "kernel_died"):
         out.status = ItemStatus.NOT_REACHED
-        out.feedback.append(evidence.stop_reason or Text(
-            ja="このセルは実行されませんでした。", en="This cell was not run."))
+        out.feedback.append(evidence.stop_reason or bilingual("scoring.cell_not_run"))
         return out
     cell_error = (cell.ename or "", cell.evalue or "") if cell.status == "error" else None
     facts = evidence.sources.get(item.id)
     if facts is not None and facts.syntax_error is not None:
-        return _error(out, item, Text(
-            ja=f"セルに構文エラーがあります ({facts.syntax_error})。#WRITE ME の部分を書きましたか？",
-            en=f"The cell has a syntax error ({facts.syntax_error}). Did you fill in the "
-            "#WRITE ME parts?"))
+        return _error(out, item, bilingual("scoring.syntax_error", error=facts.syntax_error))
     export = evidence.exports.get(item.id)
     if export is None or isinstance(export, str):
         return _error(out, item, _export_text(item, cell_error, export))
     if isinstance(export, ValueExport):
         name = item.extract.args.get("expr", "")
-        return _error(out, item, Text(
-            ja=f"{name} が TensorFlow のテンソルではなく {export.type} です。入力 x から計算した"
-            "テンソルにしてください（値を直接書いた答えは採点できません）。",
-            en=f"{name} is a {export.type}, not a TensorFlow tensor: compute it from the input "
-            "x (a value typed in as the answer cannot be checked)."))
+        return _error(out, item, bilingual("scoring.not_a_tensor", name=name, type=export.type))
     measured = evidence.measured
     mine = measured.get(item.id, "student") if measured is not None else None
     if mine is None or isinstance(mine, MeasurementFailure):
         return _error(out, item, _failure_text(mine))
     theirs = measured.get(item.id, "reference") if measured is not None else None
     if isinstance(theirs, MeasurementFailure):
-        return _error(out, item, Text(
-            ja=f"採点側の参照を測定できませんでした: {theirs.detail}",
-            en=f"The grader could not measure its reference: {theirs.detail}"))
+        return _error(out, item, bilingual("scoring.reference_unmeasured", detail=theirs.detail))
     view, expected = _comparator_views(item, mine, theirs, export, evidence, measured)
     prepared = evidence.prepared.get(item.id) or Prepared()
     try:
@@ -107,9 +95,7 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
         ))
     except Exception:  # a comparator must never turn an odd answer into a failed run
         logger.exception("comparator %s failed on item %s", item.compare.kind, item.id)
-        return _error(out, item, Text(
-            ja="この答えを判定できませんでした（採点側の内部エラー）。",
-            en="This answer could not be judged (an internal error of the grader)."))
+        return _error(out, item, bilingual("scoring.comparator_failed"))
     out.score = round(item.points * max(0.0, min(1.0, float(judgement.fraction))), 4)
     out.status = judgement.status
     out.feedback.extend(judgement.feedback)
@@ -171,47 +157,34 @@ def _error(out: ItemResult, item: Item, text: Text) -> ItemResult:
 
 
 FAILURES = {
-    "op_not_allowed": ("採点では実行しない演算 {ops} がグラフにあります。tf.nn などの演算だけで書いてください。",
-                       "Your graph uses operations the grader does not run ({ops}): build it "
-                       "from TensorFlow's math, nn and array ops only."),
-    "oversized_constant": ("グラフに大きすぎる定数があります ({detail})。",
-                           "Your graph holds an oversized constant ({detail})."),
-    "too_many_parameters": ("モデルが大きすぎます ({detail})。表を覚えるのではなく学習したモデルで答えてください。",
-                            "The model stores too many values ({detail}): a table, not the "
-                            "trained network."),
-    "untrained": ("学習済みの変数がありません: {detail}",
-                  "No trained variables were found: {detail}"),
-    "no_input": ("入力のプレースホルダーが見つかりません ({detail})。",
-                 "The input placeholder was not found ({detail})."),
+    "op_not_allowed": N_("scoring.failure.op_not_allowed"),
+    "oversized_constant": N_("scoring.failure.oversized_constant"),
+    "too_many_parameters": N_("scoring.failure.too_many_parameters"),
+    "untrained": N_("scoring.failure.untrained"),
+    "no_input": N_("scoring.failure.no_input"),
 }
 
 
 def _failure_text(failure: MeasurementFailure | None) -> Text:
     if failure is None:
-        return Text(ja="答えを測定できませんでした。", en="The answer could not be measured.")
+        return bilingual("scoring.unmeasured")
     ops = ", ".join(failure.ops) or "?"
     if failure.code in FAILURES:
-        ja, en = FAILURES[failure.code]
-        return Text(ja=ja.format(ops=ops, detail=failure.detail),
-                    en=en.format(ops=ops, detail=failure.detail))
-    return Text(ja=f"答えを測定できませんでした ({failure.code}): {failure.detail}",
-                en=f"The answer could not be measured ({failure.code}): {failure.detail}")
+        return bilingual(FAILURES[failure.code], ops=ops, detail=failure.detail)
+    return bilingual("scoring.unmeasured_because", code=failure.code, detail=failure.detail)
 
 
 def _export_text(item: Item, cell_error: tuple[str, str] | None, problem: str | None) -> Text:
     if cell_error is not None:
         ename, evalue = cell_error
-        return Text(ja=f"セルでエラーが起きました: {ename}: {evalue}",
-                    en=f"The cell raised {ename}: {evalue}")
+        return bilingual("cell.raised", ename=ename, evalue=evalue)
     if problem and problem.startswith("NameError"):
-        return Text(
-            ja=f"答えを読み取れません: {problem}（定義するセルが失敗していませんか？）",
-            en=f"Could not read the answer: {problem} (did the cell defining it fail?)",
-        )
-    return Text(ja=f"答えを読み取れませんでした: {problem or '出力なし'}",
-                en=f"Could not read the answer: {problem or 'nothing exported'}")
+        return bilingual("scoring.name_error", problem=problem)
+    return bilingual("scoring.unreadable",
+                     problem=problem or bilingual("scoring.nothing_exported"))
 
 
 def _add_hint(out: ItemResult, item: Item) -> None:
     if item.hint is not None:
-        out.feedback.append(Text(ja="ヒント: " + item.hint.ja, en="Hint: " + item.hint.en))
+        out.feedback.append(bilingual("scoring.hint", hint=item.hint))
+

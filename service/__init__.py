@@ -12,12 +12,16 @@ from typing import Any
 
 from flask import Flask
 
+from grader.catalogs import compile_catalogs
 from grader.config import GraderConfig
-from service.extensions import csrf, db, login_manager, migrate
+from service.extensions import babel, csrf, db, login_manager, migrate
 from service.settings import load_settings
 from service.states import RunState, RunStatus
+from service.views.language import DEFAULT_LANGUAGE, select_locale
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
+#: The gettext catalogs of the pages and the API (domain ``messages``, see ``babel.cfg``).
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -36,6 +40,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "web.login"
     csrf.init_app(app)
+    compile_catalogs(TRANSLATIONS, "messages")
+    babel.init_app(app, default_locale=DEFAULT_LANGUAGE, locale_selector=select_locale,
+                   default_translation_directories=str(TRANSLATIONS))
     # Pages compare states by name (``run.state == RunState.FAILED``), never by string.
     app.jinja_env.globals.update(RunState=RunState, RunStatus=RunStatus)
 

@@ -15,6 +15,7 @@ import numpy as np
 from grader.comparators.base import CompareInput, Judgement, Prepared, RunFacts, register
 from grader.comparators.graphs import graph_checks
 from grader.data.evaluation import evaluation_labels
+from grader.messages import bilingual
 from grader.report import ItemStatus
 from grader.spec import Text
 
@@ -28,8 +29,7 @@ def _structure_problems(given: CompareInput) -> list[Text]:
         return []
     facts = given.measured.get("graph")
     if not isinstance(facts, dict):
-        return [Text(ja="モデルの構造を読み取れませんでした。",
-                     en="The model's structure could not be read.")]
+        return [bilingual("accuracy.structure_unreadable")]
     options = given.exercise.item(str(item_id)).compare.options
     return [text for ok, text in graph_checks(facts, options) if not ok]
 
@@ -93,10 +93,8 @@ def compare_accuracy(given: CompareInput) -> Judgement:
         got = predictions.get(name)
         if not isinstance(got, list) or len(got) != len(truth):
             n = len(got) if isinstance(got, list) else 0
-            return Judgement(0.0, ItemStatus.ERROR, [Text(
-                ja=f"予測の数が {n} 件で、画像 {len(truth)} 枚と合いません ({name})。",
-                en=f"Got {n} predictions for {len(truth)} images ({name}).",
-            )])
+            return Judgement(0.0, ItemStatus.ERROR, [bilingual(
+                "accuracy.prediction_count", n=n, images=len(truth), name=name)])
         accuracies[name] = float(np.mean(np.asarray(got, dtype=np.int64) == truth))
     measured = min(accuracies.values())
     fraction = accuracy_fraction(measured, rule.threshold, rule.floor)
@@ -108,36 +106,19 @@ def compare_accuracy(given: CompareInput) -> Judgement:
     if structure:
         fraction = 0.0
         details["structure_ok"] = False
-        feedback += [Text(
-            ja="学習したモデルがこの課題のネットワークの形になっていないため、精度は採点しません: ",
-            en="The trained model is not the network this exercise asks for, so its accuracy "
-            "earns nothing: "), *structure]
+        feedback += [bilingual("accuracy.wrong_network"), *structure]
     elif fraction < 1:
-        feedback.append(Text(
-            ja=f"精度は {measured:.4f} でした（テスト画像と、学習に使われていない画像で測った低い方）。"
-            f"満点は {rule.threshold:.3f} 以上、{rule.floor:.2f} 以下は0点です。",
-            en=f"Measured accuracy {measured:.4f} (the lower of the test images and images "
-            f"the notebook never saw). Full points from {rule.threshold:.3f}; none at "
-            f"{rule.floor:.2f} or below.",
-        ))
+        feedback.append(bilingual("accuracy.partial", measured=measured,
+                                  threshold=rule.threshold, floor=rule.floor))
     test, held_out = accuracies.get("test"), accuracies.get("holdout")
     if test is not None and held_out is not None and test - held_out > 0.05:
         details["memorised"] = True
-        feedback.append(Text(
-            ja=f"テスト画像では {test:.4f} ですが、見たことのない画像では {held_out:.4f} です: "
-            "テスト画像を覚えたモデルは評価されません。",
-            en=f"The model scores {test:.4f} on the test images but {held_out:.4f} on images "
-            "it never saw: a model that memorises the test set earns nothing for it.",
-        ))
+        feedback.append(bilingual("accuracy.memorised", test=test, held_out=held_out))
     claimed = given.claimed_accuracy
     if claimed is not None and abs(claimed - measured) > rule.claimed_tolerance:
         details["claimed_mismatch"] = True
-        feedback.append(Text(
-            ja=f"ノートブックには精度 {claimed:.3f} と表示されていますが、採点での測定値は "
-            f"{measured:.4f} です。",
-            en=f"The notebook printed accuracy {claimed:.3f}, but the grader measured "
-            f"{measured:.4f}.",
-        ))
+        feedback.append(bilingual("accuracy.claimed_mismatch", claimed=claimed,
+                                  measured=measured))
     status = (ItemStatus.CORRECT if fraction >= 1 else
               ItemStatus.PARTIAL if fraction > 0 else ItemStatus.INCORRECT)
     return Judgement(fraction, status, feedback, details)

@@ -8,6 +8,7 @@ import numpy as np
 
 from grader.comparators.base import CompareInput, Judgement, as_array, register, shape_text
 from grader.comparators.variants import Variant, all_variants, apply_variant, describe
+from grader.messages import bilingual
 from grader.report import ItemStatus
 from grader.spec import Text
 
@@ -37,29 +38,18 @@ def compare_op_output(given: CompareInput) -> Judgement:
     if given.measured.get("fresh") is False:
         if given.cell_error is not None:
             ename, evalue = given.cell_error
-            return Judgement(0.0, ItemStatus.ERROR, [Text(
-                ja=f"セルでエラーが起きました: {ename}: {evalue}",
-                en=f"The cell raised {ename}: {evalue}")], details)
-        return Judgement(0.0, ItemStatus.ERROR, [Text(
-            ja="このセルで新しい出力が作られていません（前のセルの値が残っています）。",
-            en="This cell did not produce a new output: the value is left from an earlier cell.",
-        )], details)
+            return Judgement(0.0, ItemStatus.ERROR, [bilingual(
+                "cell.raised", ename=ename, evalue=evalue)], details)
+        return Judgement(0.0, ItemStatus.ERROR, [bilingual("arrays.stale_output")], details)
     if submitted is None:
-        return Judgement(0.0, ItemStatus.ERROR, [Text(
-            ja="出力を読み取れませんでした。", en="The output could not be read.")], details)
+        return Judgement(0.0, ItemStatus.ERROR, [bilingual("arrays.output_unreadable")], details)
     details["submitted_shape"] = list(submitted.shape)
     feedback: list[Text] = []
     if submitted.shape == expected.shape and np.allclose(submitted, expected, atol=atol, rtol=0):
         unseen = _unseen_images_agree(given, atol)
         details["fresh_images_ok"] = unseen
         if not unseen:
-            return Judgement(0.0, ItemStatus.INCORRECT, [Text(
-                ja="演習の画像では正しい値ですが、採点側が用意した別の画像では違う値になります。"
-                "答えは値を書き込むのではなく、入力 x に演算を適用して計算してください。",
-                en="Your answer has the right values for the exercise's image but not for "
-                "other images the grader fed to x: compute it from x with the operation "
-                "instead of writing the values in.",
-            )], details)
+            return Judgement(0.0, ItemStatus.INCORRECT, [bilingual("arrays.hard_coded")], details)
         if given.cell_error is None:
             return Judgement(1.0, ItemStatus.CORRECT, [], details)
         feedback.append(_cell_error_text(given.cell_error, expected.shape))
@@ -101,14 +91,8 @@ def _cell_error_text(error: tuple[str, str], expected_shape: tuple[int, ...]) ->
     spatial = tuple(d for d in expected_shape if d != 1) or expected_shape
     want = ", ".join(str(d) for d in spatial)
     if ename == "ValueError" and "reshape" in evalue:
-        return Text(
-            ja=f"reshape が出力に合っていません ({evalue})。出力は {shape_text(spatial)} なので "
-            f"reshape({want}) とします。",
-            en=f"The reshape does not fit the output ({evalue}). The output is "
-            f"{shape_text(spatial)}: use reshape({want}).",
-        )
-    return Text(ja=f"セルでエラーが起きました: {ename}: {evalue}",
-                en=f"The cell raised {ename}: {evalue}")
+        return bilingual("arrays.reshape", evalue=evalue, shape=shape_text(spatial), want=want)
+    return bilingual("cell.raised", ename=ename, evalue=evalue)
 
 
 def _explain(given: CompareInput, submitted: np.ndarray, expected: np.ndarray, atol: float
@@ -117,7 +101,7 @@ def _explain(given: CompareInput, submitted: np.ndarray, expected: np.ndarray, a
     asked = Variant(str(options.get("op")), int(options.get("stride", 1)),
                     str(options.get("padding", "VALID")))
     window = int(options.get("window", 2))
-    asked_ja, asked_en = describe(asked)
+    asked_text = describe(asked)
     image = _inputs(given.measured, "sample_image")
     if image is None:
         image = _inputs(given.expected, "sample_image")
@@ -134,29 +118,16 @@ def _explain(given: CompareInput, submitted: np.ndarray, expected: np.ndarray, a
             if out is None or out.shape != spatial.shape:
                 continue
             if np.allclose(out, spatial, atol=atol, rtol=0):
-                ja, en = describe(variant)
-                return Text(
-                    ja=f"出力 ({got}) は {ja} の結果です。この課題は {asked_ja} で、出力は {want} です。",
-                    en=f"Your output ({got}) is what {en} gives; this exercise asks for "
-                    f"{asked_en}, whose output is {want}.",
-                )
+                return bilingual("arrays.other_variant", got=got, variant=describe(variant),
+                                 asked=asked_text, want=want)
             same_shape.append(variant)
         expected_spatial = _spatial(expected)
         if same_shape and (expected_spatial is None or spatial.shape != expected_spatial.shape):
-            ja = "、".join(describe(v)[0] for v in same_shape)
-            en = "; ".join(describe(v)[1] for v in same_shape)
-            return Text(
-                ja=f"出力の形 {got} になるのは {ja} です。この課題は {asked_ja} で、出力は {want} です。",
-                en=f"An output of shape {got} comes from {en}. This exercise asks for "
-                f"{asked_en}: {want}.",
-            )
+            described = [describe(v) for v in same_shape]
+            variants = Text(ja="、".join(t.ja for t in described),
+                            en="; ".join(t.en for t in described))
+            return bilingual("arrays.shape_of_variants", got=got, variants=variants,
+                             asked=asked_text, want=want)
     if submitted.shape != expected.shape:
-        return Text(
-            ja=f"出力の形が違います: {want} になるはずが {got} です ({asked_ja})。",
-            en=f"Wrong output shape: expected {want} ({asked_en}), got {got}.",
-        )
-    return Text(
-        ja=f"出力の形 ({want}) は正しいですが、値が違います。{asked_ja} になっているか確認してください。",
-        en=f"The shape ({want}) is right but the values differ: check that you apply {asked_en} "
-        "to x with the filter W.",
-    )
+        return bilingual("arrays.wrong_shape", want=want, got=got, asked=asked_text)
+    return bilingual("arrays.wrong_values", want=want, asked=asked_text)

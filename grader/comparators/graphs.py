@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from grader.comparators.base import CompareInput, Judgement, register
+from grader.messages import bilingual
 from grader.report import ItemStatus
 from grader.spec import Text
 
@@ -31,14 +32,10 @@ def graph_checks(facts: Mapping[str, Any], options: Mapping[str, Any]) -> list[t
     shape = facts.get("shape") or []
     ops = [o for o in facts.get("ops") or [] if isinstance(o, dict)]
     checks: list[tuple[bool, Text]] = []
-    checks.append((facts.get("op") == op, Text(
-        ja=f"y は {op} の出力ではありません ({facts.get('op')})。tf.nn.softmax を活性化関数にします。",
-        en=f"y is not a {op} output (it is {facts.get('op')}): use tf.nn.softmax as activation.",
-    )))
-    checks.append((bool(shape) and shape[-1] == classes, Text(
-        ja=f"y の形 {shape} は {classes} クラスの出力ではありません。",
-        en=f"y has shape {shape}, not {classes} classes.",
-    )))
+    checks.append((facts.get("op") == op, bilingual("graph.not_softmax", op=op,
+                                                     actual=facts.get("op"))))
+    checks.append((bool(shape) and shape[-1] == classes, bilingual(
+        "graph.classes", shape=shape, classes=classes)))
     matmul = any(
         o.get("type") == "MatMul"
         and len(o.get("inputs") or []) == 2
@@ -46,9 +43,5 @@ def graph_checks(facts: Mapping[str, Any], options: Mapping[str, Any]) -> list[t
         and o["inputs"][1] == [dense_in, classes]
         for o in ops
     )
-    checks.append((matmul, Text(
-        ja=f"y の前に {dense_in} 次元から {classes} 次元への全結合層 (Dense({dense_in}, {classes}, ...)) がありません。",
-        en=f"y is not fed by a dense layer from {dense_in} to {classes} units "
-        f"(Dense({dense_in}, {classes}, ...)).",
-    )))
+    checks.append((matmul, bilingual("graph.no_dense", dense_in=dense_in, classes=classes)))
     return checks

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from grader.comparators.base import CompareInput, Judgement, as_array, register, shape_text
+from grader.messages import bilingual
 from grader.report import ItemStatus
 from grader.spec import Text
 
@@ -25,11 +26,8 @@ def compare_layer(given: CompareInput) -> Judgement:
     details["variable_shapes"] = [list(s) for s in got_shapes]
     cls = given.item.extract.args.get("cls", "")
     if got_shapes != want_shapes:
-        feedback.append(Text(
-            ja=f"{cls} の変数の形が違います: {_shapes(want_shapes)} のはずが {_shapes(got_shapes)} です。",
-            en=f"{cls}'s variables have the wrong shapes: expected {_shapes(want_shapes)}, "
-            f"got {_shapes(got_shapes)}.",
-        ))
+        feedback.append(bilingual("layers.variable_shapes", cls=cls, want=_shapes(want_shapes),
+                                  got=_shapes(got_shapes)))
     init_share = 0.0
     init_ok = True
     if options.get("init") == "he_uniform":
@@ -57,7 +55,7 @@ def _shapes(shapes: list[tuple[int, ...]]) -> str:
 
 def _check_he_uniform(weights: dict | None, cls: str) -> tuple[bool, Text | None]:
     if weights is None:
-        return False, Text(ja=f"{cls} に重み W がありません。", en=f"{cls} has no weight W.")
+        return False, bilingual("layers.no_weight", cls=cls)
     shape = weights["shape"]
     fan_in = math.prod(shape[:-1])
     fan_out = shape[-1] * (math.prod(shape[:-2]) if len(shape) > 2 else 1)
@@ -71,18 +69,9 @@ def _check_he_uniform(weights: dict | None, cls: str) -> tuple[bool, Text | None
         return True, None
     xavier = math.sqrt(6 / (fan_in + fan_out))
     if abs(reach - xavier) <= 0.15 * xavier:
-        return False, Text(
-            ja=f"W の範囲 ±{reach:.3f} は Xavier の初期化 (±sqrt(6/(fan_in+fan_out))) です。"
-            f"He の初期化は ±sqrt(6/fan_in) = ±{bound:.3f} (fan_in={fan_in}) です。",
-            en=f"W spans +-{reach:.3f}: that is Xavier's bound sqrt(6/(fan_in+fan_out)). He "
-            f"initialisation uses +-sqrt(6/fan_in) = +-{bound:.3f} (fan_in={fan_in}).",
-        )
-    return False, Text(
-        ja=f"W の初期値が [{low:.3f}, {high:.3f}] にあります。He の一様分布なら "
-        f"±sqrt(6/fan_in) = ±{bound:.3f} (fan_in={fan_in}) の範囲全体に広がります。",
-        en=f"W starts in [{low:.3f}, {high:.3f}]; He-uniform spreads it over "
-        f"+-sqrt(6/fan_in) = +-{bound:.3f} (fan_in={fan_in}).",
-    )
+        return False, bilingual("layers.xavier", reach=reach, bound=bound, fan_in=fan_in)
+    return False, bilingual("layers.not_he_uniform", low=low, high=high, bound=bound,
+                            fan_in=fan_in)
 
 
 def _check_output(given: CompareInput, expected: dict, cls: str) -> tuple[bool, Text | None]:
@@ -92,23 +81,13 @@ def _check_output(given: CompareInput, expected: dict, cls: str) -> tuple[bool, 
     if want is None:
         raise ValueError(f"reference output for {given.item.id} is missing: build the reference")
     if got is None:
-        return False, Text(ja=f"{cls} の出力を読み取れませんでした。",
-                           en=f"{cls}'s output could not be read.")
+        return False, bilingual("layers.output_unreadable", cls=cls)
     if got.shape != want.shape:
-        return False, Text(
-            ja=f"{cls} の出力の形が違います: {shape_text(want.shape)} のはずが {shape_text(got.shape)} です。",
-            en=f"{cls} returns the wrong shape: expected {shape_text(want.shape)}, "
-            f"got {shape_text(got.shape)}.",
-        )
+        return False, bilingual("layers.output_shape", cls=cls, want=shape_text(want.shape),
+                                got=shape_text(got.shape))
     if np.allclose(got, want, atol=float(options.get("atol", 1e-4)),
                    rtol=float(options.get("rtol", 1e-4))):
         return True, None
     if np.nanmin(want) >= 0 > np.nanmin(got):
-        return False, Text(
-            ja=f"{cls} の出力に負の値があります: 活性化関数 (self.function) が適用されていません。",
-            en=f"{cls} returns negative values: the activation (self.function) is not applied.",
-        )
-    return False, Text(
-        ja=f"{cls} の出力が正しくありません（固定した重みと入力で確かめました）。",
-        en=f"{cls} computes the wrong output (checked with fixed weights and inputs).",
-    )
+        return False, bilingual("layers.no_activation", cls=cls)
+    return False, bilingual("layers.wrong_output", cls=cls)

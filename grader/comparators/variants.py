@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grader.messages import N_, bilingual
+from grader.spec import Text
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -60,12 +63,8 @@ def all_variants(op_family: str) -> list[Variant]:
     return [Variant(op, s, p) for op in ops for s in (1, 2) for p in ("VALID", "SAME")]
 
 
-def describe(variant: Variant) -> tuple[str, str]:
-    """(ja, en) description of a variant."""
-    names = {"conv": ("畳み込み", "convolution"), "max": ("max プーリング", "max pooling"),
-             "avg": ("平均プーリング", "mean pooling")}  # fmt: skip
-    ja_op, en_op = names[variant.op]
-    return (
-        f"{ja_op} (ストライド{variant.stride}, padding='{variant.padding}')",
-        f"{en_op} with stride {variant.stride} and padding='{variant.padding}'",
-    )
+def describe(variant: Variant) -> Text:
+    """A variant in words, in both languages (a fragment of the arrays feedback)."""
+    names = {"conv": N_("variant.conv"), "max": N_("variant.max"), "avg": N_("variant.avg")}
+    return bilingual("variant.described", op=bilingual(names[variant.op]),
+                     stride=variant.stride, padding=variant.padding)

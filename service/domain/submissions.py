@@ -13,9 +13,13 @@ import hashlib
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
+from grader.messages import N_
 from grader.notebook import NotebookError, read_notebook
+from grader.spec import Text
 from service.extensions import db
 from service.models import GradingRun, Student, Submission, utcnow
 from service.queue.dispatch import enqueue
@@ -32,6 +36,18 @@ class Rejection(Exception):
     message: str
     message_ja: str
 
+    @classmethod
+    def of(cls, status: int, code: str, message: str, **params: object) -> Rejection:
+        """The refusal with the catalogs' ``message`` in both languages: the API sends both
+        (``message``, ``message_ja``) whatever the client prefers, the upload page picks one.
+        A parameter that is a :class:`~grader.spec.Text` is filled in each one's language."""
+        texts = {}
+        for lang in ("en", "ja"):
+            with force_locale(lang):
+                texts[lang] = _(message, **{name: value.get(lang) if isinstance(value, Text)
+                                            else value for name, value in params.items()})
+        return cls(status, code, texts["en"], texts["ja"])
+
 
 def known_exercises() -> list[str]:
     return current_app.config["GRADER"].exercise_ids()
@@ -41,15 +57,14 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
                       ) -> tuple[Submission, bool]:
     """Store and queue a submission; returns it and whether it duplicated a recent one."""
     if exercise not in known_exercises():
-        raise Rejection(404, "unknown_exercise", f"unknown exercise '{exercise}'",
-                        f"課題 '{exercise}' はありません")
+        raise Rejection.of(404, "unknown_exercise", N_("api.unknown_exercise"), exercise=exercise)
     if not data:
-        raise Rejection(400, "empty_file", "the file is empty", "ファイルが空です")
+        raise Rejection.of(400, "empty_file", N_("api.empty_file"))
     try:
         read_notebook(data)
     except NotebookError as exc:
-        raise Rejection(400, "invalid_notebook", f"not a valid notebook: {exc.reason}",
-                        f"ノートブックとして読み込めません: {exc.reason_ja}") from None
+        raise Rejection.of(400, "invalid_notebook", N_("api.invalid_notebook"),
+                           reason=Text(ja=exc.reason_ja, en=exc.reason)) from None
     sha = hashlib.sha256(data).hexdigest()
     duplicate = _recent_duplicate(student, exercise, sha)
     if duplicate is not None:
@@ -84,9 +99,8 @@ def _check_rate(student: Student) -> None:
             Submission.student_pk == student.id, Submission.created_at >= since)
     ).scalar_one()
     if count >= limit:
-        raise Rejection(429, "rate_limited",
-                        f"at most {limit} submissions per {window // 60} minutes; try later",
-                        f"提出は {window // 60} 分に {limit} 回までです。しばらくしてから提出してください")
+        raise Rejection.of(429, "rate_limited", N_("api.rate_limited"), limit=limit,
+                           minutes=window // 60)
 
 
 def regrade(submission: Submission) -> GradingRun:

@@ -32,16 +32,18 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import Forbidden, HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import i18n
 from service.extensions import login_manager
-from service.i18n import t
 from service.models import GradingRun
 from service.storage import BlobStore
+from service.views import language
+from service.views.language import N_
+from service.views.numbers import format_accuracy, format_duration, format_number, format_shape
 from service.views.schemas import Error
 
 #: The executed notebook holds the student's outputs: no scripts, no requests, an opaque origin.
@@ -63,10 +65,10 @@ Wing = Literal["web", "api", "dashboard"]
 def init_app(app: Flask) -> None:
     """Headers, error handlers and template helpers for every area of the app."""
     # Flask-Login flashes this when a page needs a login; a catalog key, translated when shown.
-    login_manager.login_message = "flash.login_required"
+    login_manager.login_message = N_("flash.login_required")
     login_manager.login_message_category = "info"
     app.after_request(_security_headers)
-    app.context_processor(i18n.template_helpers)
+    app.context_processor(language.template_helpers)
     app.context_processor(_template_helpers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(NotFound, not_found)
@@ -78,7 +80,7 @@ def init_app(app: Flask) -> None:
 def page_blueprint(name: str, import_name: str, **options: Any) -> Blueprint:
     """A blueprint of HTML pages: a ``?lang=`` switch is remembered for the following pages."""
     bp = Blueprint(name, import_name, **options)
-    bp.before_request(i18n.remember_language)
+    bp.before_request(language.remember_language)
     return bp
 
 
@@ -151,9 +153,9 @@ def not_found(exc: NotFound) -> Page | HTTPException | Response:
     if area == "api":
         return _api_error(exc)
     if area == "dashboard":
-        return error_page(404, t("error.not_found"), t("dash.error.not_found_body"))
+        return error_page(404, _("error.not_found"), _("dash.error.not_found_body"))
     if area == "web":
-        return error_page(404, t("error.not_found"), t("error.not_found_body"))
+        return error_page(404, _("error.not_found"), _("error.not_found_body"))
     return exc
 
 
@@ -162,7 +164,7 @@ def forbidden(exc: Forbidden) -> Page | HTTPException | Response:
     if area == "api":
         return _api_error(exc)
     if area == "dashboard":
-        return error_page(403, t("dash.error.forbidden"), t("dash.error.forbidden_body"))
+        return error_page(403, _("dash.error.forbidden"), _("dash.error.forbidden_body"))
     return exc
 
 
@@ -172,7 +174,7 @@ def too_large(exc: RequestEntityTooLarge) -> Page | HTTPException | Response:
         return _api_error(exc)
     if area is None:
         return exc
-    return error_page(413, t("error.too_large"), t("upload.too_large", limit=upload_limit()))
+    return error_page(413, _("error.too_large"), _("upload.too_large", limit=upload_limit()))
 
 
 def csrf_failed(exc: CSRFError) -> Page | HTTPException | Response:
@@ -181,7 +183,7 @@ def csrf_failed(exc: CSRFError) -> Page | HTTPException | Response:
         return _api_error(exc)
     if area is None:
         return exc
-    return error_page(400, t("error.csrf"), t("error.csrf_body"))
+    return error_page(400, _("error.csrf"), _("error.csrf_body"))
 
 
 # --- template helpers --------------------------------------------------------------------------
@@ -190,37 +192,6 @@ def csrf_failed(exc: CSRFError) -> Page | HTTPException | Response:
 def _template_helpers() -> dict[str, object]:
     return {"num": format_number, "shape": format_shape, "accuracy": format_accuracy,
             "duration": format_duration, "is_instructor": is_instructor()}
-
-
-def format_number(value: float | None) -> str:
-    """Scores as people write them: ``36``, ``4.5``, ``2.67``."""
-    if value is None:
-        return "–"
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-def format_shape(shape: list[int] | tuple[int, ...]) -> str:
-    """An array shape as Python prints it: ``(28, 28)``, ``(10,)``."""
-    return "(" + ", ".join(str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
-
-
-def format_accuracy(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
-
-
-def format_duration(seconds: float | None) -> str:
-    """``0.42 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min`` (in the page's language)."""
-    if seconds is None:
-        return "–"
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return t("dash.dur.seconds", n=f"{seconds:.2f}")
-    if seconds < 60:
-        return t("dash.dur.seconds", n=f"{seconds:.1f}".removesuffix(".0"))
-    whole = round(seconds)
-    if whole < 3600:
-        return t("dash.dur.minutes", m=whole // 60, s=f"{whole % 60:02d}")
-    return t("dash.dur.hours", h=whole // 3600, m=f"{whole % 3600 // 60:02d}")
 
 
 def size_text(n: int) -> str:
@@ -245,7 +216,7 @@ def executed_notebook(run: GradingRun | None) -> Response:
     if run is None or not run.executed_html_sha256:
         abort(404)
     html = BlobStore(current_app.config["UPLOAD_DIR"]).get(run.executed_html_sha256)
-    response = Response(notebook_document(html.decode("utf-8"), i18n.current_language()),
+    response = Response(notebook_document(html.decode("utf-8"), language.current_language()),
                         mimetype="text/html")
     response.headers["Content-Security-Policy"] = NOTEBOOK_CSP
     return response

@@ -410,7 +410,7 @@ def _n(value: float) -> str:
 def init_app(app: Flask) -> None:
     """Make the charts callable from templates (``dashboard/_plots.html``); ``localize`` picks
     the page language from ``{"ja", "en"}`` titles there, as on the student pages."""
-    from service.i18n import localize
+    from service.views.language import localize
 
     app.jinja_env.globals.update(plot_histogram=histogram, plot_pass_rates=pass_rates,
                                  plot_time_series=time_series)

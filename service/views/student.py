@@ -5,8 +5,8 @@ CDN). Every page works without JavaScript: the upload is a plain multipart form 
 waiting for its grade refreshes itself with ``<meta http-equiv=refresh>``; with JavaScript the
 drop zone accepts a dragged file and the page polls ``status.json`` every 2 s. Forms carry
 Flask-WTF's CSRF token (checked app-wide by ``CSRFProtect``) and are read through the classes of
-``service.views.forms``. Texts come from ``service.i18n``; headers, error pages and the template
-helpers from ``service.views.frame``.
+``service.views.forms``. Texts come from the gettext catalogs (Flask-Babel); headers, error
+pages and the template helpers from ``service.views.frame``.
 
 The upload rules themselves (exercise, notebook validity, duplicates, rate limit) live in
 ``service.domain.submissions``, shared with the JSON API.
@@ -15,6 +15,7 @@ The upload rules themselves (exercise, notebook validity, duplicates, rate limit
 from __future__ import annotations
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -22,16 +23,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Text
-from service import i18n
 from service.domain.submissions import Rejection, accept_submission, known_exercises
 from service.domain.tokens import student_for_token
 from service.extensions import db
-from service.i18n import t
 from service.models import Submission
 from service.states import LIVE
-from service.views import frame, schemas
+from service.views import frame, language, schemas
 from service.views.forms import TokenLoginForm, UploadForm
 from service.views.frame import Page, safe_next, upload_limit
+from service.views.language import N_
 
 bp = frame.page_blueprint("web", __name__)
 
@@ -59,7 +59,7 @@ def login() -> Page | BaseResponse:
     token = form.token.data or ""
     student = student_for_token(token) if form.validate_on_submit() else None
     if student is None:
-        error = t("login.bad_token") if token else t("login.empty")
+        error = _("login.bad_token") if token else _("login.empty")
         return render_template("login.html", next=target, error=error), 422
     login_user(student)
     return redirect(target or url_for("web.upload"), 303)
@@ -81,16 +81,16 @@ def upload() -> Page | BaseResponse:
     form = UploadForm()
     exercise = form.exercise.data or ""
     if not form.validate_on_submit():
-        return _upload_page(exercise, error=t("upload.no_file"), status=400)
+        return _upload_page(exercise, error=_("upload.no_file"), status=400)
     notebook = form.notebook.data
     try:
         submission, duplicate = accept_submission(
             current_user._get_current_object(), exercise, client_filename(notebook.filename),
             notebook.read())
     except Rejection as rejection:
-        message = rejection.message_ja if i18n.current_language() == "ja" else rejection.message
+        message = rejection.message_ja if language.current_language() == "ja" else rejection.message
         return _upload_page(exercise, error=message, status=rejection.status)
-    flash("flash.duplicate" if duplicate else "flash.submitted", "info")
+    flash(N_("flash.duplicate") if duplicate else N_("flash.submitted"), "info")
     return redirect(url_for("web.submission", submission_id=submission.id), 303)
 
 
@@ -108,7 +108,7 @@ def too_large(exc: RequestEntityTooLarge) -> Page | BaseResponse:
     """Over the limit on the upload page: the form again, with the limit said; elsewhere the
     frame's error page."""
     if current_user.is_authenticated and request.endpoint == "web.upload":
-        return _upload_page(None, error=t("upload.too_large", limit=upload_limit()), status=413)
+        return _upload_page(None, error=_("upload.too_large", limit=upload_limit()), status=413)
     return frame.too_large(exc)
 
 

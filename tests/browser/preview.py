@@ -16,12 +16,13 @@ from pathlib import Path
 from flask import Flask, Response, render_template_string
 from flask_migrate import upgrade
 
-from service import create_app, i18n
+from service import create_app
 from service.domain.stats import exercise_stats
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission
 from service.views import plots
 from service.views.frame import PAGE_CSP
+from service.views.language import current_language
 
 EXERCISE = "chap06_cnn"
 #: The made-up class's deadline (naive UTC, like the database).
@@ -61,8 +62,7 @@ def preview_app(tmp_path: Path, **config: object) -> Flask:
     @app.get("/_test/plots/<exercise_id>")
     def plots_preview(exercise_id: str) -> Response:
         stats = exercise_stats(exercise_id, deadline=DEADLINE)
-        page = render_template_string(PAGE, stats=stats, t=i18n.t,
-                                      lang=i18n.current_language())
+        page = render_template_string(PAGE, stats=stats, lang=current_language())
         return Response(page, headers={"Content-Security-Policy": PAGE_CSP})
 
     return app

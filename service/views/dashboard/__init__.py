@@ -5,7 +5,7 @@ One blueprint under ``/dashboard`` (``blueprint``: the blueprint and its access 
 in this package's modules: ``access`` (login, logout, password), ``pages`` (exercises, students,
 submissions, regrades, CSV) and ``monitor`` (the queue). Pages are server-rendered and work
 without JavaScript (sorting and filtering are query parameters); texts come from
-``service.i18n`` as on the student pages.
+the gettext catalogs (``service/translations``) as on the student pages.
 """
 
 from __future__ import annotations

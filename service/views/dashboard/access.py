@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_user
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -22,7 +23,6 @@ from service.domain.instructors import (
 )
 from service.domain.throttle import Throttle
 from service.extensions import db
-from service.i18n import t
 from service.views import frame
 from service.views.dashboard.blueprint import bp
 from service.views.forms import InstructorLoginForm, PasswordForm
@@ -55,14 +55,14 @@ def login() -> Page | BaseResponse:
     if wait:
         response = current_app.make_response((render_template(
             "dashboard/login.html", next=target, username=username,
-            error=t("dash.login.throttled", minutes=math.ceil(wait / 60))), 429))
+            error=_("dash.login.throttled", minutes=math.ceil(wait / 60))), 429))
         response.headers["Retry-After"] = str(wait)
         return response
     instructor = authenticate(username, password) if filled else None
     if instructor is None:
         if username or password:
             throttle.record_failure(db.session, username, client_address())
-        error = t("dash.login.failed") if username and password else t("dash.login.empty")
+        error = _("dash.login.failed") if username and password else _("dash.login.empty")
         return render_template("dashboard/login.html", next=target, username=username,
                                error=error), 422
     throttle.forget(db.session, username)
@@ -90,7 +90,7 @@ def password() -> Page | BaseResponse:
         except AccountError as exc:
             code = exc.code
     if code is not None:
-        return _password_page(t(f"dash.password.error.{code}", min=MIN_PASSWORD,
+        return _password_page(_(f"dash.password.error.{code}", min=MIN_PASSWORD,
                                 max=MAX_PASSWORD), 422)
     flash("dash.flash.password_changed", "info")
     return redirect(url_for("dashboard.index"), 303)

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as BaseResponse
@@ -24,7 +25,6 @@ from service.domain.queue_state import queue_counts
 from service.domain.regrades import is_pending, regrade_exercise, regrade_submission
 from service.domain.submissions import known_exercises
 from service.extensions import db
-from service.i18n import t
 from service.models import GradingRun, Student, Submission, utcnow
 from service.storage import BlobStore
 from service.views import frame
@@ -123,7 +123,7 @@ def regrade_all(exercise_id: str) -> BaseResponse:
     if not form.validate_on_submit():
         abort(400)
     result = regrade_exercise(exercise_id, form.scope.data)
-    flash(t("dash.flash.regraded_all", queued=len(result.queued), skipped=result.skipped),
+    flash(_("dash.flash.regraded_all", queued=len(result.queued), skipped=result.skipped),
           "info")
     return redirect(url_for("dashboard.exercise", exercise_id=exercise_id), 303)
 
@@ -227,7 +227,7 @@ def regrade_one(submission_id: int) -> BaseResponse:
     if not RegradeForm().validate_on_submit():
         abort(400)
     run = regrade_submission(found)
-    flash(t("dash.flash.regraded_one", run=run.id) if run else t("dash.flash.already_pending"),
+    flash(_("dash.flash.regraded_one", run=run.id) if run else _("dash.flash.already_pending"),
           "info")
     return redirect(url_for("dashboard.submission", submission_id=submission_id), 303)
 
