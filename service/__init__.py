@@ -2,7 +2,7 @@
 
 ``create_app(test_config)`` builds the app (Flask's tutorial pattern); each area registers itself
 here. Workers are not started by the factory: ``python -m service`` starts the embedded ones,
-``celery -A service.queue.celery_app worker`` the Celery ones.
+``celery -A service.queue.celery_worker worker`` the Celery ones.
 """
 
 from __future__ import annotations

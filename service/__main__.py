@@ -2,7 +2,7 @@
 
 ``HOST`` and ``PORT`` (default 127.0.0.1:8000) choose where to listen. With ``QUEUE=embedded``
 (the default) grading workers run as threads of this process; with ``QUEUE=celery`` they are
-separate ``celery -A service.queue.celery_app worker`` processes. Either way this process runs
+separate ``celery -A service.queue.celery_worker worker`` processes. Either way this process runs
 the queue's janitor (``service.queue.janitor``).
 """
 

@@ -707,7 +707,7 @@ def test_embedded_workers_beat_while_running_and_leave_when_stopped(app: Flask):
 def test_a_celery_task_beats_for_its_worker_process(app: Flask, monkeypatch: pytest.MonkeyPatch):
     """The task itself, run in this process (``apply``): it beats before claiming, whatever
     it then finds (here a run that does not exist)."""
-    from service.queue import celery_app as tasks
+    from service.queue import celery_worker as tasks
 
     monkeypatch.setattr(tasks, "_flask_app", app)
     assert tasks.grade.apply(args=[424242]).get() == "skipped (missing)"

@@ -2,7 +2,7 @@
 
 - a view module (a page or API area: ``student``, ``api``, the dashboard's modules) never imports
   another view module; what views share lives in the frame (``frame``, ``forms``, ``schemas``,
-  ``openapi``, ``plots``) or in ``service.domain``. Inside a view package, the modules may import
+  ``openapi``, ``plots``, ``language``, ``numbers``) or in ``service.domain``. Inside a view package, the modules may import
   that package's ``blueprint`` module, and the package's ``__init__`` its own modules (to
   register their routes);
 - the frame never imports a view module;
@@ -20,7 +20,8 @@ import pytest
 SERVICE = Path(__file__).resolve().parents[1] / "service"
 VIEWS = "service.views"
 #: Modules of ``service.views`` shared by every view (the rest are view modules).
-FRAME = {f"{VIEWS}.{name}" for name in ("frame", "forms", "schemas", "openapi", "plots")} | {VIEWS}
+FRAME = {f"{VIEWS}.{name}" for name in ("frame", "forms", "schemas", "openapi", "plots",
+                                            "language", "numbers")} | {VIEWS}
 FACTORY = "service"
 
 

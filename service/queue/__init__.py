@@ -31,7 +31,7 @@ under the fence; it is all either carrier calls:
 - *embedded* (``embedded``, ``QUEUE=embedded``, one machine, no broker server): threads in the
   service (or ``flask worker`` processes) call ``take`` for the oldest queued run, woken by
   ``dispatch.enqueue`` or polling every second;
-- *Celery* (``celery_app``, ``QUEUE=celery``, Redis or RabbitMQ at scale): ``dispatch`` sends a
+- *Celery* (``celery_worker``, ``QUEUE=celery``, Redis or RabbitMQ at scale): ``dispatch`` sends a
   message naming the run after the commit, and the task calls ``take`` for that run.
 
 **Why the database stays the source of truth**, even with a broker. The pages and the API read
@@ -44,6 +44,7 @@ service acknowledged: the run is committed before the message is sent, and the j
 again the runs that sit queued (``dispatch.resend_stale``).
 
 Modules: ``claims`` (the row's SQL), ``leases``, ``progress`` (live progress on the row),
-``grading`` (``take``), ``embedded``, ``celery_app``, ``dispatch``, ``janitor``, ``heartbeats``
+``grading`` (``take``), ``embedded``, ``celery_app`` (the broker settings, which ``dispatch``
+sends through by task name), ``celery_worker`` (the task), ``dispatch``, ``janitor``, ``heartbeats``
 (which workers are alive, for the dashboard).
 """

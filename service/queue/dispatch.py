@@ -33,11 +33,12 @@ def enqueue(run_id: int) -> None:
 
 def send_run(run_id: int) -> None:
     """Send a committed run to the broker and note when (see :func:`resend_stale`)."""
-    from service.queue.celery_app import GPU_QUEUE, celery_app, grade
+    from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, celery_app
 
     # The app's broker, not the one the Celery module read from the environment at import.
     with celery_app.connection_for_write(current_app.config["CELERY_BROKER_URL"]) as broker:
-        result = grade.apply_async(args=[run_id], queue=GPU_QUEUE, connection=broker)
+        result = celery_app.send_task(GRADE_TASK, args=(run_id,), queue=GPU_QUEUE,
+                                      connection=broker)
     db.session.execute(update(GradingRun).where(GradingRun.id == run_id)
                        .values(task_id=result.id, dispatched_at=utcnow()))
     db.session.commit()

@@ -1,6 +1,6 @@
 """Taking one run through the queue: claim it, keep its lease, grade it, store the result under
 the fence. :func:`take` is the whole job and the only one: the embedded threads
-(``service.queue.embedded``) and the Celery task (``service.queue.celery_app``) both call it and
+(``service.queue.embedded``) and the Celery task (``service.queue.celery_worker``) both call it and
 nothing else, so both carriers give the same guarantees. It uses ``grader``'s public API only.
 """
 

@@ -156,7 +156,7 @@ def test_queue_position_counts_the_queued_runs_ahead(app):
 def test_celery_claim_does_not_outlive_max_attempts(app, monkeypatch):
     """A message redelivered after its worker died claims the expired run again; once the run
     used up its attempts it must be failed, not graded a fourth time."""
-    from service.queue import celery_app as tasks
+    from service.queue import celery_worker as tasks
 
     (run_id,) = add_queued_runs(app, 1)
     for attempt in (1, 2, 3):

@@ -139,7 +139,7 @@ def celery_worker(redis_broker: str, processes: Processes) -> Callable:
 
     def start(app):
         name = f"celery-{len(started) + 1}"
-        argv = [str(VENV_BIN / "celery"), "-A", "service.queue.celery_app", "worker", "-Q", "gpu",
+        argv = [str(VENV_BIN / "celery"), "-A", "service.queue.celery_worker", "worker", "-Q", "gpu",
                 "--pool", "prefork", "--concurrency", "1", "-l", "info", "-n",
                 f"grader-test-{os.getpid()}-{name}@%h",
                 "--without-heartbeat", "--without-gossip", "--without-mingle"]

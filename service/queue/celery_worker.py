@@ -1,0 +1,68 @@
+"""The Celery carrier: the queue at scale, with Redis (or RabbitMQ) as the broker.
+
+Start a worker with::
+
+    celery -A service.queue.celery_worker worker -Q gpu --concurrency 1
+
+A message only names a run; the task hands it to :func:`service.queue.grading.take`, the same
+claim, lease and fenced store as the embedded workers, so the database decides who grades. The
+broker may deliver a message twice or again after a worker died (``acks_late`` with
+``reject_on_worker_lost``): a second delivery finds the run claimed or finished and is skipped,
+and one that finds the run leased by a worker that may be dead asks again when the lease runs
+out. Messages are sent by ``service.queue.dispatch`` (by name, through
+``service.queue.celery_app``). The Flask app is built lazily in the worker process, never at
+import; nothing in the app imports this module (it imports the app factory).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from celery import Task
+from flask import Flask
+
+from service.models import utcnow
+from service.queue.celery_app import GRADE_TASK, celery_app
+from service.queue.grading import take
+from service.queue.heartbeats import Heartbeat
+from service.states import WorkerKind
+
+__all__ = ["celery_app", "grade"]
+
+_flask_app: Flask | None = None
+
+
+def flask_app() -> Flask:
+    """The worker process's Flask app, made at its first task."""
+    global _flask_app
+    if _flask_app is None:
+        from service import create_app
+
+        _flask_app = create_app()
+    return _flask_app
+
+
+@celery_app.task(bind=True, name=GRADE_TASK, max_retries=20)
+def grade(self: Task, run_id: int) -> str:
+    """Take run ``run_id``: its state when done, or ``skipped (<state>)`` when it was not ours
+    to take (a duplicate delivery, a run already finished or gone)."""
+    app = flask_app()
+    # unique per delivery: two deliveries of one message must not share a lease
+    worker = f"celery:{self.request.hostname}:{self.request.id}:{uuid.uuid4().hex[:8]}"
+    # The dashboard's heartbeat: one row per worker process (prefork children share the
+    # node's hostname), renewed while the task runs.
+    node = f"{self.request.hostname}:{os.getpid()}"
+    with Heartbeat(app, WorkerKind.CELERY) as heartbeat:
+        heartbeat.working(node, None)
+        try:
+            taken = take(app, run_id, worker,
+                         on_claim=lambda claimed: heartbeat.working(node, claimed))
+        finally:
+            heartbeat.working(node, None)
+    if taken.run_id is None:
+        if taken.leased_until is not None:  # maybe a dead worker: ask again after its lease
+            wait = max(1.0, (taken.leased_until - utcnow()).total_seconds() + 1)
+            raise self.retry(countdown=wait)
+        return f"skipped ({taken.result})"
+    return str(taken.result)
