@@ -10,7 +10,7 @@ newer grader adds pass through untouched).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
@@ -117,8 +117,8 @@ class Submission(BaseModel):
                 "web.executed_notebook", submission_id=submission.id, _external=True)
         return cls(
             id=submission.id, exercise=submission.exercise, filename=submission.filename,
-            status=run.status, run_status=run.run_status, reason=run.reason, score=run.score,
-            max_score=run.max_score, items=report.get("items", []),
+            status=cast(RunState, run.status), run_status=run.run_status, reason=run.reason,
+            score=run.score, max_score=run.max_score, items=report.get("items", []),
             measured_accuracy=run.measured_accuracy, claimed_accuracy=run.claimed_accuracy,
             notes=report.get("notes", []), created_at=submission.created_at,
             started_at=run.started_at, finished_at=run.finished_at, attempt=run.attempts,
