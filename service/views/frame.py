@@ -16,7 +16,7 @@ module (``tests/test_layout.py`` checks).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from flask import (
@@ -88,7 +88,7 @@ def wing() -> Wing | None:
     """The area this request belongs to, by its blueprint (or, for an address no route
     matched, by its path); None for the app's own routes (static files, health check)."""
     if request.blueprint in ("web", "api", "dashboard"):
-        return request.blueprint  # type: ignore[return-value]
+        return cast(Wing, request.blueprint)
     if request.endpoint is not None:
         return None
     path = request.path

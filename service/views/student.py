@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Text
@@ -104,7 +104,7 @@ def _upload_page(exercise: str | None, error: str | None = None, status: int = 2
 
 
 @bp.errorhandler(RequestEntityTooLarge)
-def too_large(exc: RequestEntityTooLarge) -> Page | BaseResponse:
+def too_large(exc: RequestEntityTooLarge) -> Page | BaseResponse | HTTPException:
     """Over the limit on the upload page: the form again, with the limit said; elsewhere the
     frame's error page."""
     if current_user.is_authenticated and request.endpoint == "web.upload":
