@@ -191,7 +191,7 @@ class Extract(_Table):
     table)."""
 
     export: str
-    args: Options = Field(default_factory=lambda: MappingProxyType({}))
+    args: Options = Field(default_factory=dict, validate_default=True)
     #: Name of the variable the cell must assign anew; an unchanged one is an old value.
     fresh: str | None = None
 
@@ -215,7 +215,7 @@ class Compare(_Table):
     """Which comparator judges the item, and its options (tolerances...: every other key)."""
 
     kind: str
-    options: Options = Field(default_factory=lambda: MappingProxyType({}))
+    options: Options = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="before")
     @classmethod

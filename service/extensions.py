@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from flask_babel import Babel
 from flask_login import LoginManager
@@ -10,6 +10,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
 from flask_wtf import CSRFProtect
+from sqlalchemy import CursorResult, Result
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 
@@ -33,6 +34,12 @@ else:
 #: A session as the domain and queue helpers take it: Flask-SQLAlchemy's ``db.session`` (a
 #: scoped proxy that forwards every call to the current context's session) or a plain one.
 DbSession: TypeAlias = Session | scoped_session[FlaskSession]
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. ``Session.execute`` returns a
+    ``CursorResult`` for them but is typed as returning a ``Result`` (sqlalchemy#12913)."""
+    return cast(CursorResult[Any], result).rowcount
 
 migrate = Migrate()
 login_manager = LoginManager()

@@ -127,7 +127,7 @@ class CappedClient(NotebookClient):
             self._last_emit = now
             emit("output", index=cell_index, text=lines[-1][:200])
 
-    def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
+    def output(self, outs, msg, display_id, cell_index):
         """Keep an output within the caps; a message the kernel malformed is dropped (the
         kernel is the student's: it can send anything over its sockets)."""
         try:
@@ -135,7 +135,7 @@ class CappedClient(NotebookClient):
         except Exception:
             return None
 
-    def _capped_output(self, outs, msg, display_id, cell_index):  # type: ignore[no-untyped-def]
+    def _capped_output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
         if msg.get("msg_type") == "stream" and cell_index < self.visible_cells:
             self._emit_output(cell_index, str(content.get("text", "")))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
 
+from service.extensions import DbSession, rowcount
 from service.models import GradingRun, utcnow
 from service.states import RunState
 
@@ -26,26 +26,26 @@ def _lease(seconds: int) -> dt.datetime:
     return utcnow() + dt.timedelta(seconds=seconds)
 
 
-def requeue_expired(session: Session, max_attempts: int) -> int:
+def requeue_expired(session: DbSession, max_attempts: int) -> int:
     """Queue again the runs whose worker stopped renewing its lease; fail those out of attempts.
     Returns how many runs changed."""
     now = utcnow()
     expired = and_(GradingRun.state == RunState.RUNNING, GradingRun.lease_expires_at < now)
-    failed = session.execute(
+    failed = rowcount(session.execute(
         update(GradingRun)
         .where(expired, GradingRun.attempts >= max_attempts)
         .values(state=RunState.FAILED, finished_at=now, worker=None,
                 reason=f"the worker running it stopped {max_attempts} times (crash or kill)")
-    ).rowcount
-    requeued = session.execute(
+    ))
+    requeued = rowcount(session.execute(
         update(GradingRun).where(expired).values(state=RunState.QUEUED, worker=None,
                                                  lease_expires_at=None)
-    ).rowcount
+    ))
     session.commit()
     return failed + requeued
 
 
-def claim(session: Session, run_id: int, worker: str, lease_seconds: int) -> bool:
+def claim(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
     """Claim one given run (a Celery message names it): ``True`` when this worker now owns it.
     A queued run, or a running one whose lease ran out (its worker died), can be claimed."""
     now = utcnow()
@@ -53,17 +53,17 @@ def claim(session: Session, run_id: int, worker: str, lease_seconds: int) -> boo
         GradingRun.state == RunState.QUEUED,
         and_(GradingRun.state == RunState.RUNNING, GradingRun.lease_expires_at < now),
     )
-    changed = session.execute(
+    changed = rowcount(session.execute(
         update(GradingRun)
         .where(GradingRun.id == run_id, claimable)
         .values(state=RunState.RUNNING, worker=worker, lease_expires_at=_lease(lease_seconds),
                 started_at=now, attempts=GradingRun.attempts + 1)
-    ).rowcount
+    ))
     session.commit()
     return changed == 1
 
 
-def claim_next(session: Session, worker: str, lease_seconds: int) -> int | None:
+def claim_next(session: DbSession, worker: str, lease_seconds: int) -> int | None:
     """Claim the oldest queued run (the embedded workers poll this way); its id, or ``None``.
     Losing the race for a candidate just means trying the next one."""
     for _ in range(5):
@@ -79,19 +79,19 @@ def claim_next(session: Session, worker: str, lease_seconds: int) -> int | None:
     return None
 
 
-def renew(session: Session, run_id: int, worker: str, lease_seconds: int) -> bool:
+def renew(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
     """Extend the lease; ``False`` when this worker no longer owns the run."""
-    changed = session.execute(
+    changed = rowcount(session.execute(
         update(GradingRun)
         .where(GradingRun.id == run_id, GradingRun.worker == worker,
                GradingRun.state == RunState.RUNNING)
         .values(lease_expires_at=_lease(lease_seconds))
-    ).rowcount
+    ))
     session.commit()
     return changed == 1
 
 
-def owned(session: Session, run_id: int, worker: str) -> bool:
+def owned(session: DbSession, run_id: int, worker: str) -> bool:
     """Whether ``worker`` still holds the run (checked inside the result transaction)."""
     row = session.execute(
         select(GradingRun.id).where(GradingRun.id == run_id, GradingRun.worker == worker,
@@ -101,7 +101,7 @@ def owned(session: Session, run_id: int, worker: str) -> bool:
     return row is not None
 
 
-def queue_position(session: Session, run_id: int) -> int | None:
+def queue_position(session: DbSession, run_id: int) -> int | None:
     """1 for the next run to start; ``None`` when the run is not queued."""
     run = session.get(GradingRun, run_id)
     if run is None or run.state != RunState.QUEUED:

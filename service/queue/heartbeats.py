@@ -16,9 +16,8 @@ import threading
 from flask import Flask
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from service.extensions import db
+from service.extensions import DbSession, db, rowcount
 from service.models import Worker, utcnow
 from service.states import WorkerKind
 
@@ -31,12 +30,12 @@ BEAT_SECONDS = 5.0
 FORGET_AFTER = dt.timedelta(days=1)
 
 
-def beat(session: Session, name: str, kind: WorkerKind, run_id: int | None = None) -> None:
+def beat(session: DbSession, name: str, kind: WorkerKind, run_id: int | None = None) -> None:
     """Record that worker ``name`` is alive now (grading ``run_id``, or idle)."""
     now = utcnow()
-    changed = session.execute(
+    changed = rowcount(session.execute(
         update(Worker).where(Worker.name == name).values(last_seen=now, run_id=run_id)
-    ).rowcount
+    ))
     if not changed:
         session.add(Worker(name=name, kind=kind, started_at=now, last_seen=now, run_id=run_id))
         try:
@@ -52,7 +51,7 @@ def is_alive(worker: Worker, now: dt.datetime | None = None) -> bool:
     return (now - worker.last_seen).total_seconds() <= ALIVE_SECONDS
 
 
-def recent_workers(session: Session, within: dt.timedelta = dt.timedelta(hours=1)
+def recent_workers(session: DbSession, within: dt.timedelta = dt.timedelta(hours=1)
                    ) -> list[Worker]:
     """Workers seen within ``within``, most recently seen first."""
     since = utcnow() - within
@@ -61,7 +60,7 @@ def recent_workers(session: Session, within: dt.timedelta = dt.timedelta(hours=1
     ).scalars())
 
 
-def forget(session: Session, names: list[str] | None = None,
+def forget(session: DbSession, names: list[str] | None = None,
            older_than: dt.timedelta | None = None) -> None:
     """Delete the rows of stopped workers (by name) or of long-gone ones."""
     if names:
@@ -126,7 +125,7 @@ class Heartbeat:
         with self._lock:
             runs = dict(self._runs)
 
-        def beat_each(session: Session) -> None:
+        def beat_each(session: DbSession) -> None:
             for name, run_id in runs.items():
                 beat(session, name, self.kind, run_id)
 

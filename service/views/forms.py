@@ -78,7 +78,7 @@ class PasswordForm(FlaskForm):
 class RegradeAllForm(FlaskForm):
     """Regrade an exercise: every submission (``all``) or each student's latest (``latest``)."""
 
-    scope = SelectField(choices=list(SCOPES), default="all")
+    scope = SelectField(choices=[(scope, scope) for scope in SCOPES], default="all")
 
 
 class RegradeForm(FlaskForm):

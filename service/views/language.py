@@ -116,7 +116,7 @@ def switch_url(lang: str) -> str:
     """This page's address in another language (the query string is kept)."""
     if request.endpoint is None or request.method != "GET":
         return "?" + urlencode({"lang": lang})  # after a POST: the same path, as a GET
-    args = {**request.args.to_dict(), "lang": lang}
+    args: dict[str, Any] = {**request.args.to_dict(), "lang": lang}
     return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
