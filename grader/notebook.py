@@ -9,17 +9,27 @@ from dataclasses import dataclass
 import nbformat
 from nbformat.validator import normalize
 
+from grader.messages import bilingual
+from grader.spec import Text
+
 #: Largest notebook accepted, before outputs are stripped (uploads are checked earlier too).
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class NotebookError(Exception):
-    """The file is not a notebook the grader can run; ``reason`` is one line for the user
-    (``reason_ja`` the same in Japanese)."""
+    """The file is not a notebook the grader can run; ``text`` is one line for the user in both
+    languages (from the ``grader`` catalogs: ``notebook.*``)."""
 
-    reason: str
-    reason_ja: str = ""
+    text: Text
+
+    @property
+    def reason(self) -> str:
+        return self.text.en
+
+    @property
+    def reason_ja(self) -> str:
+        return self.text.ja
 
     def __str__(self) -> str:
         return self.reason
@@ -29,26 +39,20 @@ def read_notebook(data: bytes) -> nbformat.NotebookNode:
     """Parse and validate; upgrade older v4 minors (no cell ids) and v3 to v4.5."""
     if len(data) > MAX_NOTEBOOK_BYTES:
         size = len(data) // 1024 // 1024
-        raise NotebookError(f"the notebook is {size} MiB; the limit is 50 MiB",
-                            f"ノートブックが {size} MiB あります（上限 50 MiB）")
+        raise NotebookError(bilingual("notebook.too_large", size=size, limit=50))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise NotebookError("the file is not UTF-8 text: is it really a .ipynb notebook?",
-                            "UTF-8 のテキストではありません。.ipynb ファイルですか？") from None
+        raise NotebookError(bilingual("notebook.not_utf8")) from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NotebookError(
-            f"the file is not valid JSON (line {exc.lineno}): not a notebook",
-            f"JSON として読めません（{exc.lineno} 行目）。ノートブックではありません。",
-        ) from None
+        raise NotebookError(bilingual("notebook.not_json", line=exc.lineno)) from None
     if not isinstance(raw, dict) or ("cells" not in raw and "worksheets" not in raw):
-        raise NotebookError("the JSON has no 'cells': not a Jupyter notebook",
-                            "JSON に 'cells' がありません。Jupyter ノートブックではありません。")
+        raise NotebookError(bilingual("notebook.no_cells"))
     if raw.get("nbformat") not in (3, 4):
-        raise NotebookError(f"unsupported notebook format {raw.get('nbformat')!r} (need 4)",
-                            f"対応していないノートブック形式です ({raw.get('nbformat')!r})。")
+        raise NotebookError(bilingual("notebook.unsupported_format",
+                                      format=repr(raw.get("nbformat"))))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -59,11 +63,9 @@ def read_notebook(data: bytes) -> nbformat.NotebookNode:
             nb = nbformat.from_dict(nb)
             nbformat.validate(nb)
     except nbformat.ValidationError as exc:
-        raise NotebookError(f"the notebook does not follow nbformat: {exc.message}",
-                            f"nbformat の形式に従っていません: {exc.message}") from None
+        raise NotebookError(bilingual("notebook.invalid", detail=exc.message)) from None
     except Exception as exc:  # nbformat raises assorted errors on odd input
-        raise NotebookError(f"the notebook cannot be read: {exc}",
-                            f"ノートブックを読み込めません: {exc}") from None
+        raise NotebookError(bilingual("notebook.unreadable", detail=str(exc))) from None
     return nb
 
 

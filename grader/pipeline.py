@@ -235,8 +235,7 @@ def failed_report(exercise: Exercise, detail: str) -> GradeReport:
 def invalid_report(exercise: Exercise, error: NotebookError) -> GradeReport:
     """The report for a file that is not a runnable notebook: nothing ran, every item 0."""
     return unrun_report(exercise, RunStatus.INVALID_NOTEBOOK, bilingual(
-        "pipeline.invalid_notebook", reason=Text(ja=error.reason_ja or error.reason,
-                                                 en=error.reason)))
+        "pipeline.invalid_notebook", reason=error.text))
 
 
 def unrun_report(exercise: Exercise, status: RunStatus, reason: Text) -> GradeReport:

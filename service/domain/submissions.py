@@ -64,7 +64,7 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
         read_notebook(data)
     except NotebookError as exc:
         raise Rejection.of(400, "invalid_notebook", N_("api.invalid_notebook"),
-                           reason=Text(ja=exc.reason_ja, en=exc.reason)) from None
+                           reason=exc.text) from None
     sha = hashlib.sha256(data).hexdigest()
     duplicate = _recent_duplicate(student, exercise, sha)
     if duplicate is not None:
