@@ -13,6 +13,9 @@
 | ``RATE_LIMIT`` | ``10/600`` | submissions per student per seconds |
 | ``LEASE_SECONDS`` | 120 | a running job whose worker stops renewing its lease for this long is run again |
 | ``MAX_ATTEMPTS`` | 3 | runs of one job before it is marked failed |
+| ``HTML_MAX_CELLS`` | 2000 | an executed notebook with more cells is not rendered as HTML |
+| ``HTML_MAX_BYTES`` | 8 MiB | ... nor one larger than this (its JSON) |
+| ``HTML_RENDER_SECONDS`` | 60 | rendering is stopped after this long (it runs in a child process) |
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "LEASE_SECONDS": int(env.get("LEASE_SECONDS", "120")),
         "MAX_ATTEMPTS": int(env.get("MAX_ATTEMPTS", "3")),
         "DUPLICATE_WINDOW": int(env.get("DUPLICATE_WINDOW", "120")),
+        "HTML_MAX_CELLS": int(env.get("HTML_MAX_CELLS", "2000")),
+        "HTML_MAX_BYTES": int(env.get("HTML_MAX_BYTES", str(8 * 1024 * 1024))),
+        "HTML_RENDER_SECONDS": float(env.get("HTML_RENDER_SECONDS", "60")),
         "PRODUCTION": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

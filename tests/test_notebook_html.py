@@ -41,3 +41,44 @@ def test_a_notebook_output_displaying_html_is_sanitised():
     html = render_notebook_html(nbformat.writes(nb))
     assert "Title" in html and "kept" in html
     assert "<script" not in html.lower() and "onerror" not in html and "<iframe" not in html
+
+
+def _cells(count: int) -> str:
+    return nbformat.writes(nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell(f"# part {k}") for k in range(count)]))
+
+
+def test_bounded_rendering_refuses_a_notebook_over_the_cell_cap_without_rendering():
+    """60,000 empty cells took 3.3 ms each: over the cap nothing is rendered at all."""
+    from service.domain.notebook_html import TOO_LARGE, render_bounded
+
+    rendered = render_bounded(_cells(60_000), max_bytes=64 * 1024 * 1024, max_cells=2000,
+                              seconds=60)
+    assert (rendered.html, rendered.omitted, rendered.cells) == (None, TOO_LARGE, 60_000)
+
+
+def test_bounded_rendering_refuses_a_notebook_over_the_size_cap():
+    from service.domain.notebook_html import TOO_LARGE, render_bounded
+
+    rendered = render_bounded(_cells(3), max_bytes=100, max_cells=2000, seconds=60)
+    assert rendered.omitted == TOO_LARGE and rendered.html is None
+
+
+def test_bounded_rendering_stops_at_its_deadline():
+    """The child process cannot even start in a millisecond: it is killed, no HTML."""
+    from service.domain.notebook_html import TOO_SLOW, render_bounded
+
+    rendered = render_bounded(_cells(3), max_bytes=1024 * 1024, max_cells=2000, seconds=0.001)
+    assert rendered.omitted == TOO_SLOW and rendered.html is None
+
+
+def test_bounded_rendering_within_the_caps_is_the_sanitised_html():
+    from service.domain.notebook_html import render_bounded
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "# Title\n<script>alert(1)</script>")])
+    rendered = render_bounded(nbformat.writes(nb), max_bytes=1024 * 1024, max_cells=10,
+                              seconds=120)
+    assert rendered.omitted is None and rendered.html is not None
+    assert "Title" in rendered.html and "<script" not in rendered.html
+    assert rendered.html == render_notebook_html(nbformat.writes(nb))

@@ -91,6 +91,21 @@ def renew(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> b
     return changed == 1
 
 
+def reclaim(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
+    """Take back a run this worker was grading whose lease ran out (a paused host) and which
+    was requeued but not yet claimed by anyone: ``True`` when it is ours again. The same
+    attempt goes on, so ``attempts`` is unchanged; any other state, or another worker's claim,
+    leaves it alone."""
+    changed = rowcount(session.execute(
+        update(GradingRun)
+        .where(GradingRun.id == run_id, GradingRun.state == RunState.QUEUED,
+               GradingRun.worker.is_(None))
+        .values(state=RunState.RUNNING, worker=worker, lease_expires_at=_lease(lease_seconds))
+    ))
+    session.commit()
+    return changed == 1
+
+
 def owned(session: DbSession, run_id: int, worker: str) -> bool:
     """Whether ``worker`` still holds the run (checked inside the result transaction)."""
     row = session.execute(

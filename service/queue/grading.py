@@ -2,6 +2,13 @@
 the fence. :func:`take` is the whole job and the only one: the embedded threads
 (``service.queue.embedded``) and the Celery task (``service.queue.celery_worker``) both call it and
 nothing else, so both carriers give the same guarantees. It uses ``grader``'s public API only.
+
+Everything a run does after it is claimed, grading, rendering the executed notebook, storing,
+happens while its lease is renewed: work done after the lease is let go can outlive it, and a
+run whose lease ran out is requeued and its result dropped (a notebook of 60,000 empty cells
+took minutes to render and was graded three times so). The rendering is also bounded
+(``service.domain.notebook_html.render_bounded``): over its caps the report is stored without
+the HTML, with a note saying why.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any
 from flask import Flask
 
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
-from service.domain.notebook_html import render_notebook_html
+from service.domain.notebook_html import render_bounded
 from service.extensions import db
 from service.models import GradingRun, ItemScore, utcnow
 from service.queue import claims
@@ -97,22 +104,22 @@ def grade_run(app: Flask, run_id: int, worker: str) -> str:
         return _finish_failed(app, run_id, worker, "the submitted notebook is missing from "
                               f"the upload store ({type(exc).__name__}: {exc})")
     config: GraderConfig = app.config["GRADER"]
-    try:
-        exercise = config.exercise(exercise_id)
-        with LeaseKeeper(app, run_id, worker) as lease, \
-                ProgressWriter(app, run_id, worker) as progress:
-            report = grade_notebook(data, exercise, config, get_sandbox(config.sandbox),
-                                    on_progress=progress)
+    with LeaseKeeper(app, run_id, worker) as lease:  # until the result is stored
+        try:
+            exercise = config.exercise(exercise_id)
+            with ProgressWriter(app, run_id, worker) as progress:
+                report = grade_notebook(data, exercise, config, get_sandbox(config.sandbox),
+                                        on_progress=progress)
+        except Exception as exc:  # the grader itself failed: record it, never lose the job
+            log.exception("run %s failed", run_id)
+            return _finish_failed(app, run_id, worker, f"{type(exc).__name__}: {exc}")
         if lease.lost.is_set():
             log.warning("run %s: lease lost while grading; result dropped", run_id)
             return LOST
-    except Exception as exc:  # the grader itself failed: record it, never lose the job
-        log.exception("run %s failed", run_id)
-        return _finish_failed(app, run_id, worker, f"{type(exc).__name__}: {exc}")
-    if report.status is RunStatus.SANDBOX_ERROR:
-        reason = report.reason.en if report.reason else "sandbox error"
-        return _requeue_or_fail(app, run_id, worker, reason)
-    return _store_report(app, run_id, worker, report)
+        if report.status is RunStatus.SANDBOX_ERROR:
+            reason = report.reason.en if report.reason else "sandbox error"
+            return _requeue_or_fail(app, run_id, worker, reason)
+        return _store_report(app, run_id, worker, report)
 
 
 @contextmanager
@@ -132,14 +139,29 @@ def _owned_run(app: Flask, run_id: int, worker: str) -> Iterator[GradingRun | No
 
 
 def _store_report(app: Flask, run_id: int, worker: str, report: Any) -> str:
-    html_sha = None
+    """Render the executed notebook within the caps, then store the report under the fence.
+    Called with the lease still kept."""
+    html_sha, omitted = None, None
     if report.executed_notebook:
-        html = render_notebook_html(report.executed_notebook)
-        html_sha = BlobStore(app.config["UPLOAD_DIR"]).put(html.encode("utf-8"))
+        rendered = render_bounded(report.executed_notebook,
+                                  max_bytes=app.config["HTML_MAX_BYTES"],
+                                  max_cells=app.config["HTML_MAX_CELLS"],
+                                  seconds=app.config["HTML_RENDER_SECONDS"])
+        if rendered.html is not None:
+            html_sha = BlobStore(app.config["UPLOAD_DIR"]).put(rendered.html.encode("utf-8"))
+        else:
+            log.warning("run %s: executed notebook not rendered (%s: %d cells, %d bytes)",
+                        run_id, rendered.omitted, rendered.cells, rendered.size)
+            omitted = {"reason": rendered.omitted, "cells": rendered.cells,
+                       "bytes": rendered.size, "max_cells": app.config["HTML_MAX_CELLS"],
+                       "max_bytes": app.config["HTML_MAX_BYTES"],
+                       "seconds": app.config["HTML_RENDER_SECONDS"]}
     with _owned_run(app, run_id, worker) as run:
         if run is None:
             return LOST
         payload = report.to_dict()
+        if omitted is not None:
+            payload["executed_html_omitted"] = omitted
         run.state = RunState.GRADED
         run.outcome = RunStatus(report.status)
         run.reason = report.reason.en if report.reason else None

@@ -4,7 +4,10 @@ A lease is how the queue tells a slow worker from a dead one: grading blocks for
 background thread renews the lease every third of ``LEASE_SECONDS``. When a renewal finds the run
 no longer ours (the lease ran out, say after a long database outage, and another worker claimed
 it) :attr:`LeaseKeeper.lost` is set and the grade is dropped; the fence in
-``service.queue.grading`` refuses the write even if nobody looked.
+``service.queue.grading`` refuses the write even if nobody looked. A run that was only requeued
+(nobody claimed it yet) is taken back (``claims.reclaim``): a slow host loses no result.
+
+The keeper is held from the claim until the result is stored, rendering included.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class LeaseKeeper:
         while not self._stop.wait(max(1.0, seconds / 3)):
             with self.app.app_context():
                 try:
-                    if not claims.renew(db.session, self.run_id, self.worker, seconds):
+                    if not (claims.renew(db.session, self.run_id, self.worker, seconds)
+                            or claims.reclaim(db.session, self.run_id, self.worker, seconds)):
                         self.lost.set()
                         return
                 except Exception:  # a database hiccup: try again next period
