@@ -122,9 +122,12 @@ def run_notebook(
     rundir: Path,
     started: float,
     on_progress: ProgressCallback | None,
+    cell_budgets: dict[int, float] | None = None,
 ) -> NotebookRun:
     """Run ``nb`` in the student's kernel sandbox, driven by the runner in the grader's
-    sandbox (``rundir/runner`` is the runner's folder); what both saw, classified."""
+    sandbox (``rundir/runner`` is the runner's folder); what both saw, classified.
+    ``cell_budgets``: seconds per code cell (:mod:`grader.budgets`), ``limits.cell_timeout``
+    for a cell without one."""
     workdir = rundir / "runner"
     (workdir / "out" / "control").mkdir(parents=True)
     nbformat.write(nb, workdir / "submission.ipynb")
@@ -134,6 +137,7 @@ def run_notebook(
         out="out",
         connection=connection,
         cell_timeout=limits.cell_timeout,
+        cell_budgets={i: min(s, limits.cell_timeout) for i, s in (cell_budgets or {}).items()},
         cell_output_bytes=limits.cell_output_bytes,
         notebook_output_bytes=limits.notebook_output_bytes,
         bootstrap=BootstrapConfig(

@@ -66,6 +66,10 @@ def classify_run(
             "outcome.notebook_timeout", limit=notebook_timeout, where=_cell_text(last_cell)),
             last_cell)
     if runner is not None and runner.status == "timeout":
+        if runner.timeout_cell is not None and runner.timeout_budget is not None:
+            return RunOutcome(RunStatus.TIMEOUT, bilingual(
+                "outcome.cell_budget", budget=runner.timeout_budget,
+                where=_cell_text(runner.timeout_cell)), runner.timeout_cell)
         return RunOutcome(RunStatus.TIMEOUT, bilingual(
             "outcome.cell_timeout", where=_cell_text(runner.timeout_cell)), runner.timeout_cell)
     if runner is not None and runner.status == "kernel_died":

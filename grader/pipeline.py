@@ -26,6 +26,7 @@ from typing import Any
 import nbformat
 
 from grader.artefacts import ArtefactError, GraphExport, ValueExport, read_artefact
+from grader.budgets import cell_budgets
 from grader.clean_room import ImageSets, Measured, measure_artefacts, plan_jobs
 from grader.comparators import prepare_inputs
 from grader.config import GraderConfig
@@ -36,7 +37,7 @@ from grader.messages import bilingual
 from grader.notebook import NotebookError, read_notebook, strip_outputs
 from grader.notebook_run import Progress, ProgressCallback, run_notebook
 from grader.outcome import RunOutcome
-from grader.reference import reference_artefacts, require_reference
+from grader.reference import reference_artefacts, reference_timings, require_reference
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.results import RunnerResult
 from grader.sandbox.base import Sandbox, SandboxResult
@@ -79,11 +80,14 @@ def execute_notebook(
     measure: bool = True,
     keep_exports: Path | None = None,
     self_reference: bool = False,
+    budgets: bool = True,
 ) -> Execution:
     """Run a (parsed) notebook and measure its exports in the clean room.
 
     ``keep_exports``: a folder to copy the checked exports into; ``self_reference``: measure
-    them against themselves instead of the reference's (both for ``build-reference``)."""
+    them against themselves instead of the reference's; ``budgets=False``: every cell gets the
+    exercise's ``cell_timeout`` rather than a budget from the reference's timings (all three
+    for ``build-reference``, which makes those timings)."""
     limits = limits or exercise.limits
     started = time.monotonic()
     nb = strip_outputs(nb)
@@ -91,11 +95,16 @@ def execute_notebook(
     located = locate_items(nb, exercise)
     sources = {item_id: read_cell(nb.cells[where.index].source)
                for item_id, where in located.items() if where is not None}
+    code_cells = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    budget = cell_budgets(code_cells,
+                          {item_id: w.index for item_id, w in located.items() if w is not None},
+                          reference_timings(exercise) if budgets else None,
+                          limits.cell_timeout)
     from grader.sandbox.staging import create_run_dir
 
     with create_run_dir() as rundir:
         ran = run_notebook(nb, exercise, config, sandbox, limits, located, rundir, started,
-                           on_progress)
+                           on_progress, budget)
         run = Execution(ran.outcome, located, notes, ran.runner, ran.sandbox, ran.executed,
                         ran.timings, sources)
         _check_exports(run, rundir / "runner" / "out" / "artefacts")

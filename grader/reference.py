@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from grader.budgets import CellTiming, read_timings
 from grader.report import GradeReport
 from grader.spec import Exercise
 
@@ -52,9 +53,21 @@ def read_expected(exercise: Exercise) -> dict[str, Any]:
     return json.loads(expected_path(exercise).read_text(encoding="utf-8"))
 
 
-def write_expected(exercise: Exercise, report: GradeReport, solution: bytes) -> Path:
+def reference_timings(exercise: Exercise) -> list[CellTiming] | None:
+    """How long each code cell of the reference solution took (``expected.json``'s
+    ``cell_seconds``, what per-cell budgets derive from: :mod:`grader.budgets`); ``None`` for a
+    reference built before they were recorded, or not built."""
+    try:
+        return read_timings(read_expected(exercise))
+    except (OSError, ValueError):
+        return None
+
+
+def write_expected(exercise: Exercise, report: GradeReport, solution: bytes,
+                   cell_seconds: list[CellTiming] | None = None) -> Path:
     """Write ``expected.json`` from the solution's report (graded against itself) beside the
-    ``artefacts/`` already in place; return its path."""
+    ``artefacts/`` already in place, with the seconds each of its code cells took; return its
+    path."""
     target_dir = exercise.reference_dir / "artefacts"
     items: dict[str, Any] = {item.id: {"status": str(item.status), **item.details}
                              for item in report.items}
@@ -70,6 +83,8 @@ def write_expected(exercise: Exercise, report: GradeReport, solution: bytes) -> 
         "numpy": _version("numpy"),
         "measured_accuracy": report.measured_accuracy,
         "items": items,
+        "cell_seconds": [{"index": c.index, "items": list(c.items), "seconds": c.seconds}
+                         for c in cell_seconds or []],
     }
     target = expected_path(exercise)
     target.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")

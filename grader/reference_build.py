@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from grader.artefacts import GraphExport
+from grader.budgets import CellTiming
 from grader.config import GraderConfig
 from grader.measurements import MeasurementFailure
 from grader.notebook import read_notebook
@@ -78,7 +79,8 @@ def build_reference(
     shutil.rmtree(staging, ignore_errors=True)
     started = time.monotonic()
     run = execute_notebook(read_notebook(data), exercise, config, sandbox,
-                           on_progress=on_progress, keep_exports=staging, self_reference=True)
+                           on_progress=on_progress, keep_exports=staging, self_reference=True,
+                           budgets=False)
     try:
         _check_clean(run, exercise)
         report = score_execution(run, exercise, config, started)
@@ -93,7 +95,19 @@ def build_reference(
     target_dir = exercise.reference_dir / "artefacts"
     shutil.rmtree(target_dir, ignore_errors=True)
     staging.rename(target_dir)
-    return write_expected(exercise, report, data)
+    return write_expected(exercise, report, data, cell_timings(run))
+
+
+def cell_timings(run: Execution) -> list[CellTiming]:
+    """Each code cell the solution ran: its index, the items it answers and its seconds
+    (rounded to 0.1 s), from which submissions' per-cell budgets derive."""
+    assert run.runner is not None
+    answers: dict[int, list[str]] = {}
+    for item_id, where in run.located.items():
+        if where is not None:
+            answers.setdefault(where.index, []).append(item_id)
+    return [CellTiming(cell.index, tuple(answers.get(cell.index, ())),
+                       round(cell.seconds or 0.0, 1)) for cell in run.runner.cells]
 
 
 SEED_PATTERNS = [

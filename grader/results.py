@@ -59,6 +59,8 @@ class RunnerResult(_Model):
     timings: dict[str, float] = Field(default_factory=dict)
     error: ErrorInfo | None = None
     timeout_cell: int | None = None
+    #: Seconds the cell that timed out was allowed (its budget), when the runner says.
+    timeout_budget: float | None = Field(default=None, gt=0, le=1e7)
     died_cell: int | None = None
 
     def cell(self, index: int) -> CellRecord | None:

@@ -242,3 +242,19 @@ def test_dry_run_cli_passes():
     assert done.returncode == 0, done.stderr[-3000:]
     assert "chap06_cnn: solution 100/100 [graded] ok" in done.stderr
     assert "chap06_cnn: template 0/100 [graded] ok" in done.stderr
+
+
+def test_an_endless_loop_in_an_early_cell_ends_at_that_cells_budget(
+    make_notebook, template_nb, exercise, config, sandbox
+):
+    """A copy of the template with an endless loop in the cell before the first convolution
+    exercise: the cell gets the budget of the conv1 segment (the reference runs it in well
+    under a second: the 60 s floor), not the exercise's 900 s that the training cell needs."""
+    data = make_notebook(base=template_nb, replace={"conv-setup": "while True:\n    pass"})
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.TIMEOUT
+    index = next(i for i, c in enumerate(template_nb.cells) if c.get("id") == "conv-setup")
+    assert f"(cell {index + 1})" in report.reason.en
+    assert "time budget of 60 s" in report.reason.en
+    assert "時間予算 60 秒" in report.reason.ja
+    assert report.item("conv1").status is ItemStatus.NOT_REACHED

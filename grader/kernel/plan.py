@@ -66,6 +66,9 @@ class RunPlan(_Model):
     out: str = "out"
     connection: KernelConnection
     cell_timeout: float = Field(gt=0)
+    #: Notebook cell index -> seconds that cell may run (its budget, derived from the
+    #: reference's timings on the host: ``grader/budgets.py``); ``cell_timeout`` for the others.
+    cell_budgets: dict[int, float] = Field(default_factory=dict)
     cell_output_bytes: int = Field(gt=0)
     notebook_output_bytes: int = Field(gt=0)
     #: Seconds the kernel may take to answer ``kernel_info``.

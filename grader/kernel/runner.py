@@ -325,12 +325,15 @@ class Runner:
         t0 = time.monotonic()
         record: dict[str, Any] = {"index": index, "status": "ok"}
         self.result["cells"].append(record)
+        budget = self.plan.cell_budgets.get(index, self.plan.cell_timeout)
+        self.client.timeout = max(1, int(budget))
         try:
             self.client.execute_cell(self.nb.cells[index], index)
         except CellTimeoutError:
             record.update(status="timeout", seconds=round(time.monotonic() - t0, 3))
             self.result["status"] = "timeout"
             self.result["timeout_cell"] = index
+            self.result["timeout_budget"] = budget
             self.write()
             return False
         except DeadKernelError:
