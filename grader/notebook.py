@@ -34,7 +34,7 @@ import numpy as np
 from nbformat.corpus.words import generate_corpus_id
 from nbformat.validator import get_validator
 
-from grader.messages import bilingual
+from grader.messages import N_, bilingual
 from grader.spec import Text
 
 MiB = 1024 * 1024
@@ -85,6 +85,8 @@ class NotebookError(Exception):
     languages (from the ``grader`` catalogs: ``notebook.*``)."""
 
     text: Text
+    #: The catalog key (``notebook.too_many_cells``...): which rule, for a program to act on.
+    key: str = ""
 
     @property
     def reason(self) -> str:
@@ -98,33 +100,44 @@ class NotebookError(Exception):
         return self.reason
 
 
+#: The keys of :class:`NotebookError` that say a bound of :class:`ReadLimits` was passed (the
+#: notebook may be fine, only too big), as opposed to a file that is not a valid notebook.
+LIMIT_KEYS = frozenset({"notebook.too_large", "notebook.too_many_values",
+                        "notebook.too_many_cells", "notebook.cell_too_large",
+                        "notebook.outputs_too_large", "notebook.too_slow"})
+
+
+def _refusal(key: str, **params: object) -> NotebookError:
+    return NotebookError(bilingual(key, **params), key)
+
+
 def read_notebook(data: bytes, limits: ReadLimits = DEFAULT_LIMITS) -> nbformat.NotebookNode:
     """Parse and validate within ``limits``; upgrade older v4 minors (no cell ids) and v3 to
     v4.5. Raises :class:`NotebookError` with the first bound or rule the file breaks."""
     deadline = time.monotonic() + limits.validate_seconds
     if len(data) > limits.max_bytes:
-        raise NotebookError(bilingual("notebook.too_large", size=_mib(len(data)),
-                                      limit=_mib(limits.max_bytes)))
+        raise _refusal(N_("notebook.too_large"), size=_mib(len(data)),
+                       limit=_mib(limits.max_bytes))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise NotebookError(bilingual("notebook.not_utf8")) from None
+        raise _refusal(N_("notebook.not_utf8")) from None
     shape = scan_json(data, limits.max_depth, limits.max_values)
     if shape.depth > limits.max_depth:
-        raise NotebookError(bilingual("notebook.too_deep", limit=limits.max_depth))
+        raise _refusal(N_("notebook.too_deep"), limit=limits.max_depth)
     if shape.values > limits.max_values:
-        raise NotebookError(bilingual("notebook.too_many_values", limit=limits.max_values))
+        raise _refusal(N_("notebook.too_many_values"), limit=limits.max_values)
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NotebookError(bilingual("notebook.not_json", line=exc.lineno)) from None
+        raise _refusal(N_("notebook.not_json"), line=exc.lineno) from None
     except RecursionError:  # the scan above makes this unreachable; kept as the last guard
-        raise NotebookError(bilingual("notebook.too_deep", limit=limits.max_depth)) from None
+        raise _refusal(N_("notebook.too_deep"), limit=limits.max_depth) from None
     if not isinstance(raw, dict) or ("cells" not in raw and "worksheets" not in raw):
-        raise NotebookError(bilingual("notebook.no_cells"))
+        raise _refusal(N_("notebook.no_cells"))
     if raw.get("nbformat") not in (3, 4):
-        raise NotebookError(bilingual("notebook.unsupported_format",
-                                      format=repr(raw.get("nbformat"))[:40]))
+        raise _refusal(N_("notebook.unsupported_format"),
+                       format=repr(raw.get("nbformat"))[:40])
     _check_structure(_raw_cells(raw), limits, deadline)
     try:
         with warnings.catch_warnings():
@@ -141,8 +154,7 @@ def read_notebook(data: bytes, limits: ReadLimits = DEFAULT_LIMITS) -> nbformat.
     except NotebookError:
         raise
     except Exception as exc:  # nbformat raises assorted errors on odd input
-        raise NotebookError(bilingual("notebook.unreadable", detail=_one_line(str(exc)))
-                            ) from None
+        raise _refusal(N_("notebook.unreadable"), detail=_one_line(str(exc))) from None
     return nb
 
 
@@ -196,14 +208,14 @@ def _raw_cells(raw: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(sheets, list) or not all(
                 isinstance(sheet, dict) and isinstance(sheet.get("cells"), list)
                 for sheet in sheets):
-            raise NotebookError(bilingual("notebook.bad_cells"))
+            raise _refusal(N_("notebook.bad_cells"))
         cells = [cell for sheet in sheets for cell in sheet["cells"]]
     elif isinstance(raw.get("cells"), list):
         cells = raw["cells"]
     else:
-        raise NotebookError(bilingual("notebook.bad_cells"))
+        raise _refusal(N_("notebook.bad_cells"))
     if not all(isinstance(cell, dict) for cell in cells):
-        raise NotebookError(bilingual("notebook.bad_cells"))
+        raise _refusal(N_("notebook.bad_cells"))
     return cells
 
 
@@ -211,21 +223,21 @@ def _check_structure(cells: list[dict[str, Any]], limits: ReadLimits, deadline: 
     """Cell count, each cell's size and the outputs' size, before any schema check: each cell
     is serialised once (C speed), so this is linear in the file."""
     if len(cells) > limits.max_cells:
-        raise NotebookError(bilingual("notebook.too_many_cells", count=len(cells),
-                                      limit=limits.max_cells))
+        raise _refusal(N_("notebook.too_many_cells"), count=len(cells),
+                       limit=limits.max_cells)
     outputs_total = 0
     for number, cell in enumerate(cells, 1):
         _check_deadline(deadline, limits)
         outputs = len(_json_bytes(cell["outputs"])) if "outputs" in cell else 0
         rest = len(_json_bytes({key: value for key, value in cell.items() if key != "outputs"}))
         if outputs + rest > limits.max_cell_bytes:
-            raise NotebookError(bilingual("notebook.cell_too_large", cell=number,
-                                          size=_mib(outputs + rest),
-                                          limit=_mib(limits.max_cell_bytes)))
+            raise _refusal(N_("notebook.cell_too_large"), cell=number,
+                           size=_mib(outputs + rest),
+                           limit=_mib(limits.max_cell_bytes))
         outputs_total += outputs
         if outputs_total > limits.max_output_bytes:
-            raise NotebookError(bilingual("notebook.outputs_too_large",
-                                          limit=_mib(limits.max_output_bytes)))
+            raise _refusal(N_("notebook.outputs_too_large"),
+                           limit=_mib(limits.max_output_bytes))
 
 
 def _repair_cell_ids(nb: nbformat.NotebookNode) -> None:
@@ -247,17 +259,17 @@ def _check_schema(nb: nbformat.NotebookNode, deadline: float, limits: ReadLimits
     again by ``nbformat.validate`` (jsonschema, slow) for a readable message."""
     fast = get_validator(nb.nbformat, nb.nbformat_minor, name="fastjsonschema")
     if fast is None:
-        raise NotebookError(bilingual("notebook.unsupported_format",
-                                      format=f"{nb.nbformat}.{nb.nbformat_minor}"))
+        raise _refusal(N_("notebook.unsupported_format"),
+                       format=f"{nb.nbformat}.{nb.nbformat_minor}")
     top = {**nb, "cells": []}
     if fast.iter_errors(top):
-        raise NotebookError(bilingual("notebook.invalid", detail=_schema_message(top)))
+        raise _refusal(N_("notebook.invalid"), detail=_schema_message(top))
     for number, cell in enumerate(nb.cells, 1):
         _check_deadline(deadline, limits)
         alone = {**top, "cells": [cell]}
         if fast.iter_errors(alone):
-            raise NotebookError(bilingual("notebook.invalid_cell", cell=number,
-                                          detail=_schema_message(alone)))
+            raise _refusal(N_("notebook.invalid_cell"), cell=number,
+                           detail=_schema_message(alone))
 
 
 def _check_v3_schema(raw: dict[str, Any]) -> None:
@@ -266,7 +278,7 @@ def _check_v3_schema(raw: dict[str, Any]) -> None:
     fast = get_validator(3, 0, name="fastjsonschema")
     errors = fast.iter_errors(raw) if fast is not None else []
     if errors:
-        raise NotebookError(bilingual("notebook.invalid", detail=_one_line(errors[0].message)))
+        raise _refusal(N_("notebook.invalid"), detail=_one_line(errors[0].message))
 
 
 def _schema_message(part: dict[str, Any]) -> str:
@@ -280,7 +292,7 @@ def _schema_message(part: dict[str, Any]) -> str:
 
 def _check_deadline(deadline: float, limits: ReadLimits) -> None:
     if time.monotonic() > deadline:
-        raise NotebookError(bilingual("notebook.too_slow", seconds=limits.validate_seconds))
+        raise _refusal(N_("notebook.too_slow"), seconds=limits.validate_seconds)
 
 
 def _json_bytes(value: object) -> bytes:
