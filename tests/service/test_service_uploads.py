@@ -18,7 +18,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect
 
+from service import create_app
+from service.extensions import db
 from service.models import GradingRun, IdempotencyKey, Submission
 from tests.hostile_notebooks import MiB, deeply_nested, many_cells
 from tests.service.service_support import bearer, count, tiny_notebook, upload
@@ -267,3 +271,24 @@ def test_openapi_documents_the_idempotency_key(client):
     assert parameter["name"] == "Idempotency-Key" and parameter["in"] == "header"
     assert "422" in post_op["responses"]
     assert "Idempotent-Replayed" in post_op["responses"]["202"]["headers"]
+
+
+def test_the_idempotency_migration_goes_both_ways(database_url, tmp_path):
+    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 32, "QUEUE": "embedded",
+                      "SQLALCHEMY_DATABASE_URI": database_url,
+                      "UPLOAD_DIR": str(tmp_path / "uploads")})
+    try:
+        with app.app_context():
+            upgrade()
+            inspector = inspect(db.engine)
+            assert "idempotency_keys" in inspector.get_table_names()
+            (unique,) = inspector.get_unique_constraints("idempotency_keys")
+            assert unique["column_names"] == ["student_pk", "key"]
+            db.session.remove()
+            downgrade(revision="5e1f0a7d3b21")
+            assert "idempotency_keys" not in inspect(db.engine).get_table_names()
+            upgrade()
+            assert "idempotency_keys" in inspect(db.engine).get_table_names()
+    finally:
+        with app.app_context():
+            db.engine.dispose()
