@@ -144,9 +144,7 @@ def read_notebook(data: bytes, limits: ReadLimits = DEFAULT_LIMITS) -> nbformat.
             warnings.simplefilter("ignore")
             if raw["nbformat"] == 3:
                 _check_v3_schema(raw)
-                nb = nbformat.convert(nbformat.from_dict(raw), 4)
-            else:
-                nb = nbformat.from_dict(raw)
+            nb = nbformat.convert(_to_notebook(raw), 4)
             if nb.nbformat_minor < 5:
                 nb.nbformat_minor = 5
             _repair_cell_ids(nb)
@@ -238,6 +236,17 @@ def _check_structure(cells: list[dict[str, Any]], limits: ReadLimits, deadline: 
         if outputs_total > limits.max_output_bytes:
             raise _refusal(N_("notebook.outputs_too_large"),
                            limit=_mib(limits.max_output_bytes))
+
+
+def _to_notebook(raw: dict[str, Any]) -> nbformat.NotebookNode:
+    """The in-memory notebook, as ``nbformat.reads`` makes it before validating the whole:
+    nodes, sources and outputs stored as lists of lines joined, transient keys dropped."""
+    try:
+        return nbformat.versions[raw["nbformat"]].to_notebook_json(
+            raw, minor=raw.get("nbformat_minor"))
+    except AttributeError as exc:  # a cell without "metadata"...: nbformat's wording
+        raise _refusal(N_("notebook.invalid"), detail=_one_line(
+            f"The notebook is invalid and is missing an expected key: {exc}")) from None
 
 
 def _repair_cell_ids(nb: nbformat.NotebookNode) -> None:

@@ -16,7 +16,7 @@
 | ``UPLOAD_MAX_CELL_BYTES`` | 4 MiB | bytes of one cell, outputs included |
 | ``UPLOAD_MAX_OUTPUT_BYTES`` | 16 MiB | bytes of all the outputs together |
 | ``UPLOAD_MAX_DEPTH`` | 64 | nesting of JSON arrays and objects |
-| ``UPLOAD_MAX_VALUES`` | 500000 | JSON values (a source line is one), counted before parsing |
+| ``UPLOAD_MAX_VALUES`` | 200000 | JSON values (a source line is one), counted before parsing |
 | ``UPLOAD_CHECK_SECONDS`` | 2 | deadline of the notebook's check in the request (checked between cells) |
 | ``LEASE_SECONDS`` | 120 | a running job whose worker stops renewing its lease for this long is run again |
 | ``MAX_ATTEMPTS`` | 3 | runs of one job before it is marked failed |
@@ -76,7 +76,7 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "UPLOAD_MAX_OUTPUT_BYTES": int(env.get("UPLOAD_MAX_OUTPUT_BYTES",
                                                str(16 * 1024 * 1024))),
         "UPLOAD_MAX_DEPTH": int(env.get("UPLOAD_MAX_DEPTH", "64")),
-        "UPLOAD_MAX_VALUES": int(env.get("UPLOAD_MAX_VALUES", "500000")),
+        "UPLOAD_MAX_VALUES": int(env.get("UPLOAD_MAX_VALUES", "200000")),
         "UPLOAD_CHECK_SECONDS": float(env.get("UPLOAD_CHECK_SECONDS", "2")),
         "PRODUCTION": production,
         "SESSION_COOKIE_HTTPONLY": True,

@@ -181,6 +181,30 @@ def test_cells_that_are_not_objects_are_refused():
             read_notebook(f'{{"cells": {cells}, "nbformat": 4, "nbformat_minor": 5}}'.encode())
 
 
+def test_sources_and_outputs_stored_as_lines_are_read_as_strings():
+    """As nbformat.reads gives them (the locator and the source checks read strings)."""
+    cell = code_cell(["a = 1\n", "print(a)"], 0, outputs=[
+        {"output_type": "stream", "name": "stdout", "text": ["1\n", "2\n"]}])
+    nb = read_notebook(notebook_bytes([cell, {"cell_type": "markdown", "id": "m", "metadata": {},
+                                              "source": ["# Title\n", "text"]}]))
+    assert nb.cells[0].source == "a = 1\nprint(a)" and nb.cells[1].source == "# Title\ntext"
+    assert nb.cells[0].outputs[0].text == "1\n2\n"
+
+
+def test_the_course_notebooks_read_as_nbformat_reads_them():
+    for path in (FIXTURES / "chap06_seed_copy.ipynb", FIXTURES.parent.parent / "exercises"
+                 / "chap06_cnn" / "template.ipynb"):
+        data = path.read_bytes()
+        expected = nbformat.reads(data.decode(), as_version=4)
+        ours = read_notebook(data)
+        for nb in (expected, ours):
+            for cell in nb.cells:
+                cell.pop("id", None)
+            nb.nbformat_minor = 5
+            nb.metadata.pop("orig_nbformat_minor", None)
+        assert ours == expected
+
+
 def test_missing_and_repeated_cell_ids_are_repaired():
     cells = [code_cell("a = 1", 0), code_cell("b = 2", 0), code_cell("c = 3", 2)]
     del cells[2]["id"]
