@@ -1,5 +1,5 @@
 """Database models: students, submissions, grading runs, item scores; instructors, their failed
-logins, and the heartbeats of grading workers.
+logins, and the heartbeats of grading workers; the API's idempotency keys.
 
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.extensions import Model
@@ -78,6 +78,31 @@ class Submission(Model):
     @property
     def latest_run(self) -> GradingRun | None:
         return self.runs[-1] if self.runs else None
+
+
+class IdempotencyKey(Model):
+    """A client's ``Idempotency-Key`` on ``POST /api/submissions``, and the answer it got: a
+    retry with the same key (same student) gets the same submission back, never a second one.
+    ``request_sha256`` fingerprints what was sent (exercise, filename, notebook), so a key
+    reused for something else is refused. Kept as long as the submission (a key is a
+    client's promise of "this request", not a cache entry); the unique constraint is the last
+    guard if two requests with one key ever raced past the student's lock."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("student_pk", "key", name="uq_idempotency_keys_student_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    #: Whether the first answer was "a duplicate of an earlier submission" (said again).
+    duplicate: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    submission: Mapped[Submission] = relationship()
 
 
 class GradingRun(Model):

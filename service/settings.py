@@ -11,11 +11,23 @@
 | ``WORKERS`` | 1 | embedded worker threads |
 | ``CELERY_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | for ``QUEUE=celery`` |
 | ``RATE_LIMIT`` | ``10/600`` | submissions per student per seconds |
+| ``DUPLICATE_WINDOW`` | 120 | the same notebook from the same student within this many seconds is the earlier submission |
+| ``UPLOAD_MAX_CELLS`` | 1000 | cells in an uploaded notebook |
+| ``UPLOAD_MAX_CELL_BYTES`` | 4 MiB | bytes of one cell, outputs included |
+| ``UPLOAD_MAX_OUTPUT_BYTES`` | 16 MiB | bytes of all the outputs together |
+| ``UPLOAD_MAX_DEPTH`` | 64 | nesting of JSON arrays and objects |
+| ``UPLOAD_MAX_VALUES`` | 200000 | JSON values (a source line is one), counted before parsing |
+| ``UPLOAD_CHECK_SECONDS`` | 2 | deadline of the notebook's check in the request (checked between cells) |
 | ``LEASE_SECONDS`` | 120 | a running job whose worker stops renewing its lease for this long is run again |
 | ``MAX_ATTEMPTS`` | 3 | runs of one job before it is marked failed |
 | ``HTML_MAX_CELLS`` | 2000 | an executed notebook with more cells is not rendered as HTML |
 | ``HTML_MAX_BYTES`` | 8 MiB | ... nor one larger than this (its JSON) |
 | ``HTML_RENDER_SECONDS`` | 60 | rendering is stopped after this long (it runs in a child process) |
+
+The ``UPLOAD_*`` limits bound the work one upload costs a request thread before anything is
+stored (``service.domain.submissions``, ``grader.notebook.ReadLimits``); each is capped at the
+grader's own, so the grader can always read again what the service accepted. Past one, the
+upload gets 413 (400 for nesting) with the limit said.
 """
 
 from __future__ import annotations
@@ -65,6 +77,13 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "HTML_MAX_CELLS": int(env.get("HTML_MAX_CELLS", "2000")),
         "HTML_MAX_BYTES": int(env.get("HTML_MAX_BYTES", str(8 * 1024 * 1024))),
         "HTML_RENDER_SECONDS": float(env.get("HTML_RENDER_SECONDS", "60")),
+        "UPLOAD_MAX_CELLS": int(env.get("UPLOAD_MAX_CELLS", "1000")),
+        "UPLOAD_MAX_CELL_BYTES": int(env.get("UPLOAD_MAX_CELL_BYTES", str(4 * 1024 * 1024))),
+        "UPLOAD_MAX_OUTPUT_BYTES": int(env.get("UPLOAD_MAX_OUTPUT_BYTES",
+                                               str(16 * 1024 * 1024))),
+        "UPLOAD_MAX_DEPTH": int(env.get("UPLOAD_MAX_DEPTH", "64")),
+        "UPLOAD_MAX_VALUES": int(env.get("UPLOAD_MAX_VALUES", "200000")),
+        "UPLOAD_CHECK_SECONDS": float(env.get("UPLOAD_CHECK_SECONDS", "2")),
         "PRODUCTION": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

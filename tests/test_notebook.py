@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import nbformat
 import pytest
 
 from grader.comparators.accuracy import claimed_accuracy
 from grader.locate import locate_items
-from grader.notebook import NotebookError, read_notebook
+from grader.notebook import NotebookError, ReadLimits, read_notebook, scan_json
 from grader.sanitize import sanitize_notebook
 from tests.conftest import FIXTURES
+from tests.hostile_notebooks import (
+    MiB,
+    code_cell,
+    deeply_nested,
+    many_cells,
+    nested_in_metadata,
+    notebook_bytes,
+)
 
 
 @pytest.mark.parametrize(
@@ -80,3 +90,124 @@ def test_claimed_accuracy_is_the_last_printed_figure():
     pattern = r"(?i)accuracy\s*[:=]\s*([0-9]*\.[0-9]+)"
     assert claimed_accuracy(nb, 0, pattern) == pytest.approx(0.981)
     assert claimed_accuracy(nb, 3, pattern) is None
+
+
+# --- hostile notebooks: bounded work before and during validation ---------------------------
+
+
+def test_deep_nesting_is_refused_before_the_parser_recurses():
+    """Finding: ``[`` x 100,000 made json.loads raise RecursionError (a 500 in the service)."""
+    for data in (deeply_nested(100_000), b'{"a":' * 50_000, deeply_nested(101) + b"]" * 101):
+        with pytest.raises(NotebookError) as info:
+            read_notebook(data)
+        assert "nest more than 100 deep" in info.value.reason
+        assert info.value.reason_ja != info.value.reason
+
+
+def test_moderate_nesting_in_metadata_is_a_notebook():
+    assert read_notebook(nested_in_metadata(90)).metadata["deep"] is not None
+    with pytest.raises(NotebookError, match="nest more than 100 deep"):
+        read_notebook(nested_in_metadata(120))
+
+
+@pytest.mark.parametrize("text, depth, values", [
+    ('[]', 1, 1),
+    ('{"a": [1, 2, {"b": []}]}', 4, 4),
+    ('["[[[[", "{{{", "]]]"]', 1, 3),                 # brackets in strings do not count
+    (r'["\"[[[", "\\", "[\\\"[", {"k\\": [[]]}]', 4, 6),  # nor do escaped quotes
+    ('"[[[["', 0, 1),
+])
+def test_scan_json_reads_depth_and_values_outside_strings(text, depth, values):
+    shape = scan_json(text.encode())
+    assert shape.depth == depth
+    assert shape.values >= values  # an upper bound: every comma and container counts
+
+
+def test_scan_json_agrees_with_the_parser_on_a_real_notebook():
+    data = (FIXTURES / "chap06_seed_copy.ipynb").read_bytes()
+
+    def depth(value: object) -> int:
+        children = (value.values() if isinstance(value, dict)
+                    else value if isinstance(value, list) else None)
+        return 0 if children is None else 1 + max(map(depth, children), default=0)
+
+    assert scan_json(data).depth == depth(json.loads(data))
+
+
+def test_sixty_thousand_cells_are_refused_by_count_not_validated():
+    """Finding: 19 MiB, 60,000 cells, one invalid cell at the end: 543 s to a 400."""
+    data = many_cells(60_000, total_bytes=19 * MiB)
+    assert len(data) > 18 * MiB
+    with pytest.raises(NotebookError) as info:
+        read_notebook(data)
+    assert info.value.reason == "the notebook has 60000 cells; the limit is 2000"
+
+
+def test_an_invalid_cell_is_named_and_only_it_is_rechecked():
+    """Up to the cell limit, one bad cell at the end: the message names it, and is short
+    (jsonschema quotes the whole offending cell)."""
+    data = many_cells(2000, total_bytes=2 * MiB)
+    with pytest.raises(NotebookError) as info:
+        read_notebook(data)
+    assert info.value.reason.startswith("cell 2000 does not follow nbformat: ")
+    assert len(info.value.reason) < 400 and "\n" not in info.value.reason
+    assert "セル 2000" in info.value.reason_ja
+
+
+@pytest.mark.parametrize("limits, data, reason", [
+    (ReadLimits(max_bytes=MiB), many_cells(10, total_bytes=2 * MiB), "the limit is 1 MiB"),
+    (ReadLimits(max_cells=9), many_cells(10), "the notebook has 10 cells; the limit is 9"),
+    (ReadLimits(max_cell_bytes=MiB // 2), many_cells(2, total_bytes=2 * MiB),
+     "with its outputs; the limit is 0.5 MiB per cell"),
+    (ReadLimits(max_output_bytes=MiB // 4),
+     notebook_bytes([code_cell("", n, outputs=[{"output_type": "stream", "name": "stdout",
+                                                "text": "y" * (MiB // 8)}]) for n in range(3)]),
+     "outputs together exceed 0.25 MiB"),
+    (ReadLimits(max_values=1000), notebook_bytes([code_cell("a\n", 0)] * 1001),
+     "more than 1000 JSON values"),
+    (ReadLimits(validate_seconds=1e-9), many_cells(3, invalid_last=False),
+     "checking the notebook took more than 1e-09 s"),
+])
+def test_structural_limits_come_before_validation(limits, data, reason):
+    with pytest.raises(NotebookError) as info:
+        read_notebook(data, limits)
+    assert reason in info.value.reason, info.value.reason
+    assert info.value.reason_ja != info.value.reason
+
+
+def test_cells_that_are_not_objects_are_refused():
+    for cells in ('"nope"', "[1, 2]", '[["code"]]'):
+        with pytest.raises(NotebookError, match="'cells' must be a list of cells"):
+            read_notebook(f'{{"cells": {cells}, "nbformat": 4, "nbformat_minor": 5}}'.encode())
+
+
+def test_sources_and_outputs_stored_as_lines_are_read_as_strings():
+    """As nbformat.reads gives them (the locator and the source checks read strings)."""
+    cell = code_cell(["a = 1\n", "print(a)"], 0, outputs=[
+        {"output_type": "stream", "name": "stdout", "text": ["1\n", "2\n"]}])
+    nb = read_notebook(notebook_bytes([cell, {"cell_type": "markdown", "id": "m", "metadata": {},
+                                              "source": ["# Title\n", "text"]}]))
+    assert nb.cells[0].source == "a = 1\nprint(a)" and nb.cells[1].source == "# Title\ntext"
+    assert nb.cells[0].outputs[0].text == "1\n2\n"
+
+
+def test_the_course_notebooks_read_as_nbformat_reads_them():
+    for path in (FIXTURES / "chap06_seed_copy.ipynb", FIXTURES.parent.parent / "exercises"
+                 / "chap06_cnn" / "template.ipynb"):
+        data = path.read_bytes()
+        expected = nbformat.reads(data.decode(), as_version=4)
+        ours = read_notebook(data)
+        for nb in (expected, ours):
+            for cell in nb.cells:
+                cell.pop("id", None)
+            nb.nbformat_minor = 5
+            nb.metadata.pop("orig_nbformat_minor", None)
+        assert ours == expected
+
+
+def test_missing_and_repeated_cell_ids_are_repaired():
+    cells = [code_cell("a = 1", 0), code_cell("b = 2", 0), code_cell("c = 3", 2)]
+    del cells[2]["id"]
+    nb = read_notebook(notebook_bytes(cells, nbformat_minor=4))
+    ids = [cell.id for cell in nb.cells]
+    assert ids[0] == "cell-0" and len(set(ids)) == 3 and all(ids)

@@ -1,30 +1,52 @@
 """Accepting a submission: the rules shared by the web form and the API.
 
-Order matters for "nothing acknowledged is lost": validate (nothing stored for bad input), store
-the bytes durably, commit the submission and its first run in one transaction, then hand the run
-to the queue. If the queue hand-off fails the run stays ``queued`` in the database and is picked
-up by the embedded workers or re-sent by ``flask requeue``.
+Order matters for "nothing acknowledged is lost" and for what an upload may cost:
+
+1. cheap checks (exercise, empty file, the ``Idempotency-Key``'s form, the notebook's hash);
+2. without any lock, read only: an answer already given (the same ``Idempotency-Key``, or the
+   same notebook within ``DUPLICATE_WINDOW``) is given again, and a student over the rate
+   limit is refused, all before the notebook is parsed;
+3. the notebook is read within :func:`upload_limits` (``grader.notebook.read_notebook``: bytes,
+   nesting, values, cells, sizes, then the schema under a deadline), outside any lock: the
+   request thread spends bounded time on it, and other students' uploads do not wait;
+4. under the student's lock (:func:`_lock_student`), the answers of step 2 and the rate limit
+   are checked again, the bytes stored durably, the submission, its first run and the key
+   committed in one transaction that also releases the lock;
+5. the run is handed to the queue. If that fails the run stays ``queued`` in the database and
+   is picked up by the embedded workers or re-sent by ``flask requeue``.
+
+Step 4 is why the duplicate window and the rate limit hold under concurrent requests: looking
+and inserting happen in one transaction that holds a per-student lock, so the second of two
+simultaneous requests looks only after the first committed. A per-student lock rather than a
+unique constraint because neither rule is a uniqueness: "at most N in a sliding window" and "the
+same bytes within 120 s" have no column to constrain; the idempotency key, which is one, also
+has a unique constraint as the last guard.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from grader.messages import N_
-from grader.notebook import NotebookError, read_notebook
+from grader.notebook import DEFAULT_LIMITS, LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
 from grader.spec import Text
 from service.extensions import db
-from service.models import GradingRun, Student, Submission, utcnow
+from service.models import GradingRun, IdempotencyKey, Student, Submission, utcnow
 from service.queue.dispatch import enqueue
 from service.states import RunState
 from service.storage import BlobStore
+
+#: What an ``Idempotency-Key`` may be: 1 to 255 visible ASCII characters (a UUID fits).
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -49,54 +71,178 @@ class Rejection(Exception):
         return cls(status, code, texts["en"], texts["ja"])
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """What an accepted upload is: a submission, new or not."""
+
+    submission: Submission
+    #: The same notebook came from this student within the duplicate window: the earlier
+    #: submission, no new job.
+    duplicate: bool = False
+    #: The same ``Idempotency-Key`` was sent before: the first answer, again.
+    replayed: bool = False
+
+
 def known_exercises() -> list[str]:
     return current_app.config["GRADER"].exercise_ids()
 
 
-def accept_submission(student: Student, exercise: str, filename: str, data: bytes
-                      ) -> tuple[Submission, bool]:
-    """Store and queue a submission; returns it and whether it duplicated a recent one."""
+def upload_limits() -> ReadLimits:
+    """The bounds of reading an upload in a request: the service's settings, each capped at the
+    grader's (``grader.notebook.DEFAULT_LIMITS``), so that the grader reads again, unchanged,
+    every notebook the service accepted."""
+    config, grader = current_app.config, DEFAULT_LIMITS
+    return ReadLimits(
+        max_bytes=min(config.get("MAX_CONTENT_LENGTH") or grader.max_bytes, grader.max_bytes),
+        max_depth=min(config["UPLOAD_MAX_DEPTH"], grader.max_depth),
+        max_values=min(config["UPLOAD_MAX_VALUES"], grader.max_values),
+        max_cells=min(config["UPLOAD_MAX_CELLS"], grader.max_cells),
+        max_cell_bytes=min(config["UPLOAD_MAX_CELL_BYTES"], grader.max_cell_bytes),
+        max_output_bytes=min(config["UPLOAD_MAX_OUTPUT_BYTES"], grader.max_output_bytes),
+        validate_seconds=min(config["UPLOAD_CHECK_SECONDS"], grader.validate_seconds),
+    )
+
+
+def accept_submission(student: Student, exercise: str, filename: str, data: bytes,
+                      idempotency_key: str | None = None) -> Accepted:
+    """Store and queue a submission, or give an answer already given (see the module's
+    docstring for the order); raises :class:`Rejection`."""
     if exercise not in known_exercises():
         raise Rejection.of(404, "unknown_exercise", N_("api.unknown_exercise"), exercise=exercise)
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise Rejection.of(400, "invalid_idempotency_key", N_("api.invalid_idempotency_key"))
     if not data:
         raise Rejection.of(400, "empty_file", N_("api.empty_file"))
+    request = _Request(student.id, exercise, filename, hashlib.sha256(data).hexdigest(),
+                       idempotency_key)
+    earlier = _earlier_answer(request)
+    if earlier is not None and (earlier.replayed or idempotency_key is None):
+        return earlier
+    if earlier is None:
+        _check_rate(request.student_pk)
+    _check_notebook(data)  # a duplicate sent with a new key too: its key is stored below
+    _lock_student(request.student_pk)
     try:
-        read_notebook(data)
+        accepted, run_id = _store(request, data)
+    except BaseException:
+        db.session.rollback()
+        raise
+    if run_id is not None:
+        enqueue(run_id)
+    return accepted
+
+
+@dataclass(frozen=True)
+class _Request:
+    student_pk: int
+    exercise: str
+    filename: str
+    sha256: str
+    key: str | None
+
+    @property
+    def fingerprint(self) -> str:
+        """What an idempotency key promises stays the same: exercise, filename, notebook."""
+        body = "\0".join((self.exercise, self.filename, self.sha256))
+        return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _earlier_answer(request: _Request) -> Accepted | None:
+    """The answer this request already has: the submission its idempotency key was answered
+    with (422 if the key came with another request), or a recent submission of the same
+    notebook."""
+    if request.key is not None:
+        row = db.session.execute(select(IdempotencyKey).where(
+            IdempotencyKey.student_pk == request.student_pk, IdempotencyKey.key == request.key,
+        )).scalar_one_or_none()
+        if row is not None:
+            if row.request_sha256 != request.fingerprint:
+                raise Rejection.of(422, "idempotency_key_reused",
+                                   N_("api.idempotency_key_reused"))
+            return Accepted(row.submission, duplicate=row.duplicate, replayed=True)
+    duplicate = _recent_duplicate(request)
+    return None if duplicate is None else Accepted(duplicate, duplicate=True)
+
+
+def _check_notebook(data: bytes) -> None:
+    """The notebook within :func:`upload_limits`: 413 for a bound passed, 400 for a file that
+    is not a valid notebook; either way nothing is stored."""
+    try:
+        read_notebook(data, upload_limits())
     except NotebookError as exc:
+        if exc.key in LIMIT_KEYS:
+            raise Rejection.of(413, "notebook_too_large", N_("api.notebook_too_large"),
+                               reason=exc.text) from None
         raise Rejection.of(400, "invalid_notebook", N_("api.invalid_notebook"),
                            reason=exc.text) from None
-    sha = hashlib.sha256(data).hexdigest()
-    duplicate = _recent_duplicate(student, exercise, sha)
-    if duplicate is not None:
-        return duplicate, True
-    _check_rate(student)
-    BlobStore(current_app.config["UPLOAD_DIR"]).put(data)
-    submission = Submission(student=student, exercise=exercise, filename=filename[:255],
-                            notebook_sha256=sha, size=len(data))
-    run = GradingRun(submission=submission, state=RunState.QUEUED)
-    db.session.add_all([submission, run])
+
+
+def _lock_student(student_pk: int) -> None:
+    """Begin the transaction that serialises this student's uploads, until its commit or
+    rollback. PostgreSQL: ``SELECT ... FOR UPDATE`` on the student's row (other students are
+    not held up). SQLite has no row locks: ``BEGIN IMMEDIATE`` takes the database's write lock
+    first, so the reads that follow see every upload committed before (other writers wait,
+    under the busy timeout, for one short transaction). Whatever transaction the request's
+    earlier reads opened is ended first: the lock must come before the reads it protects."""
     db.session.commit()
-    enqueue(run.id)
-    return submission, False
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(text("BEGIN IMMEDIATE"))
+    else:
+        db.session.execute(select(Student.id).where(Student.id == student_pk).with_for_update())
 
 
-def _recent_duplicate(student: Student, exercise: str, sha: str) -> Submission | None:
+def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
+    """Under the student's lock: the earlier answer, or the rate limit and then the bytes, the
+    rows and the key, committed together. Returns the answer and the new run's id, if any."""
+    earlier = _earlier_answer(request)
+    if earlier is not None and earlier.replayed:
+        db.session.commit()
+        return earlier, None
+    run = None
+    if earlier is None:
+        _check_rate(request.student_pk)
+        BlobStore(current_app.config["UPLOAD_DIR"]).put(data)
+        submission = Submission(student_pk=request.student_pk, exercise=request.exercise,
+                                filename=request.filename[:255],
+                                notebook_sha256=request.sha256, size=len(data))
+        run = GradingRun(submission=submission, state=RunState.QUEUED)
+        db.session.add_all([submission, run])
+        accepted = Accepted(submission)
+    else:
+        accepted = earlier
+    if request.key is not None:
+        db.session.add(IdempotencyKey(student_pk=request.student_pk, key=request.key,
+                                      request_sha256=request.fingerprint,
+                                      submission=accepted.submission,
+                                      duplicate=accepted.duplicate))
+    try:
+        db.session.commit()
+    except IntegrityError:  # the key's unique constraint: only if the lock was bypassed
+        db.session.rollback()
+        replay = _earlier_answer(request)
+        if replay is None:
+            raise
+        return replay, None
+    return accepted, None if run is None else run.id
+
+
+def _recent_duplicate(request: _Request) -> Submission | None:
     since = utcnow() - dt.timedelta(seconds=current_app.config["DUPLICATE_WINDOW"])
     return db.session.execute(
         select(Submission).where(
-            Submission.student_pk == student.id, Submission.exercise == exercise,
-            Submission.notebook_sha256 == sha, Submission.created_at >= since,
+            Submission.student_pk == request.student_pk, Submission.exercise == request.exercise,
+            Submission.notebook_sha256 == request.sha256, Submission.created_at >= since,
         ).order_by(Submission.id.desc()).limit(1)
     ).scalar_one_or_none()
 
 
-def _check_rate(student: Student) -> None:
+def _check_rate(student_pk: int) -> None:
     window = current_app.config["RATE_LIMIT_WINDOW"]
     limit = current_app.config["RATE_LIMIT_COUNT"]
     since = utcnow() - dt.timedelta(seconds=window)
     count = db.session.execute(
         select(func.count(Submission.id)).where(
-            Submission.student_pk == student.id, Submission.created_at >= since)
+            Submission.student_pk == student_pk, Submission.created_at >= since)
     ).scalar_one()
     if count >= limit:
         raise Rejection.of(429, "rate_limited", N_("api.rate_limited"), limit=limit,

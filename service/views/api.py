@@ -18,6 +18,9 @@ from service.views.forms import UploadForm
 from service.views.frame import json_error
 from service.views.openapi import openapi_document
 
+#: The request header that makes ``POST /api/submissions`` safe to retry.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # bearer tokens, no cookies: CSRF does not apply
 
@@ -57,6 +60,8 @@ def rejected(exc: Rejection) -> Response:
 
 @bp.post("/submissions")
 def create_submission() -> Response | tuple[Response, int]:
+    """Accept a notebook (202). With ``Idempotency-Key``, a retry of the same request gets the
+    first answer again (``Idempotent-Replayed: true``), whenever it comes."""
     student = _require_student()
     form = UploadForm(meta={"csrf": False})
     valid = form.validate_on_submit()
@@ -66,12 +71,16 @@ def create_submission() -> Response | tuple[Response, int]:
     if not valid:
         return json_error(400, "missing_notebook", "the file field 'notebook' is required")
     upload = form.notebook.data
-    submission, duplicate = accept_submission(student, exercise, upload.filename,
-                                              upload.read())
+    accepted = accept_submission(student, exercise, upload.filename, upload.read(),
+                                 idempotency_key=request.headers.get(IDEMPOTENCY_HEADER))
+    submission = accepted.submission
     body = schemas.Accepted(
-        id=submission.id, duplicate=duplicate,
+        id=submission.id, duplicate=accepted.duplicate,
         status_url=url_for("api.get_submission", submission_id=submission.id, _external=True))
-    return jsonify(body.model_dump(mode="json")), 202
+    response = jsonify(body.model_dump(mode="json"))
+    if accepted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, 202
 
 
 @bp.get("/submissions/<int:submission_id>")

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from service.domain.submissions import IDEMPOTENCY_KEY
 from service.views.schemas import COMPONENTS
 
 REF = "#/components/schemas/{model}"
@@ -25,7 +26,9 @@ def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "invalid input (nothing queued)", 401: "missing or unknown token",
-            403: "not yours", 404: "not found", 413: "upload too large", 429: "rate limited"}
+            403: "not yours", 404: "not found",
+            413: "upload too large, or the notebook over a limit (cells, sizes, check time)",
+            422: "Idempotency-Key already used with another request", 429: "rate limited"}
     return {str(c): json_body(ref("Error"), text[c]) for c in codes}
 
 
@@ -34,6 +37,17 @@ def component_schemas() -> dict[str, Any]:
     _, document = models_json_schema([(model, "serialization") for model in COMPONENTS],
                                      ref_template=REF)
     return document["$defs"]
+
+
+IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Makes the request safe to retry: a request with a key this student already "
+                   "sent gets the first answer again (same submission id, header "
+                   "`Idempotent-Replayed: true`) and stores nothing new, even when both arrive "
+                   "at once; the same key with another exercise, file name or notebook gets "
+                   "422. Keys are kept as long as their submission.",
+    "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -51,15 +65,21 @@ def openapi_document() -> dict[str, Any]:
             "/api/submissions": {
                 "post": {
                     "summary": "Submit a notebook; answers once it is stored and queued",
+                    "parameters": [IDEMPOTENCY_PARAMETER],
                     "requestBody": {"required": True, "content": {"multipart/form-data": {
                         "schema": {"type": "object", "required": ["exercise", "notebook"],
                                    "properties": {"exercise": {"type": "string"},
                                                   "notebook": {"type": "string",
                                                                "format": "binary"}}}}}},
                     "responses": {
-                        "202": json_body(ref("Accepted"), "stored and queued (or a duplicate "
-                                         "of a submission made seconds ago, which is returned)"),
-                        **_errors(400, 401, 404, 413, 429),
+                        "202": {**json_body(ref("Accepted"), "stored and queued (or a "
+                                            "duplicate of a submission made seconds ago, or the "
+                                            "first answer to this Idempotency-Key, returned)"),
+                                "headers": {"Idempotent-Replayed": {
+                                    "description": "`true` when this is the first answer to "
+                                                   "the request's Idempotency-Key, again",
+                                    "schema": {"type": "string", "enum": ["true"]}}}},
+                        **_errors(400, 401, 404, 413, 422, 429),
                     },
                 },
                 "get": {"summary": "The caller's submissions, newest first",

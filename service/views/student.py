@@ -84,14 +84,14 @@ def upload() -> Page | BaseResponse:
         return _upload_page(exercise, error=_("upload.no_file"), status=400)
     notebook = form.notebook.data
     try:
-        submission, duplicate = accept_submission(
+        accepted = accept_submission(
             current_user._get_current_object(), exercise, client_filename(notebook.filename),
             notebook.read())
     except Rejection as rejection:
         message = rejection.message_ja if language.current_language() == "ja" else rejection.message
         return _upload_page(exercise, error=message, status=rejection.status)
-    flash(N_("flash.duplicate") if duplicate else N_("flash.submitted"), "info")
-    return redirect(url_for("web.submission", submission_id=submission.id), 303)
+    flash(N_("flash.duplicate") if accepted.duplicate else N_("flash.submitted"), "info")
+    return redirect(url_for("web.submission", submission_id=accepted.submission.id), 303)
 
 
 def _upload_page(exercise: str | None, error: str | None = None, status: int = 200) -> Page:
