@@ -267,7 +267,7 @@ def timed_get(session: requests.Session, url: str, repeat: int) -> tuple[float, 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(url: str, tokens: list[str], args: argparse.Namespace) -> dict[str, float]:
