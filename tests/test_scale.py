@@ -1,3 +1,4 @@
+# ruff: noqa: F811  -- the dashboard tests' fixtures are imported by name and then requested
 """The service at course scale and in operation (issue 9d): the class table in pages and read
 without reports, ``GET /api/submissions`` in pages with a bounded number of SQL statements,
 ``/readyz``, the Prometheus metrics and the JSON logs. On SQLite and PostgreSQL, with the
