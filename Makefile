@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast bench deps sysdeps sysdeps-test data dry-run lint catalogs clean help
+.PHONY: run test test-fast bench bench-service deps sysdeps sysdeps-test data dry-run lint catalogs clean help
 
 help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
@@ -21,6 +21,7 @@ help:
 	@echo "make test-fast set up and run the tests that do not train the CNN"
 	@echo "make dry-run   grade the reference solutions and blank templates"
 	@echo "make bench     what grading costs, phase by phase (the clean room's share)"
+	@echo "make bench-service  the web service at course scale, SQLite and PostgreSQL (not in make test)"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
 	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
 
@@ -68,6 +69,11 @@ dry-run: data
 
 bench: data sysdeps
 	$(BIN)/python benchmarks/grading.py $(BENCH_ARGS)
+
+# Seeds throwaway SQLite and PostgreSQL databases (1,000 students, 10,000 graded submissions),
+# starts gunicorn on each (no grading worker) and prints upload, dashboard and CSV figures.
+bench-service: deps
+	$(BIN)/python benchmarks/serving.py $(BENCH_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

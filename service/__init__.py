@@ -60,7 +60,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
+        """The process answers (a load balancer's liveness probe): touches nothing else."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz():
+        """Ready to serve (``service.readiness``): 200, or 503 naming what is not ready."""
+        from service.readiness import readiness
+
+        problems = readiness(app)
+        body = {"status": "fail" if problems else "ok", "problems": problems}
+        return body, (503 if problems else 200)
+
+    from service.metrics import init_app as init_metrics
+
+    init_metrics(app)
 
     return app
 

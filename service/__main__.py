@@ -18,6 +18,7 @@ from waitress import serve
 
 from service import create_app
 from service.extensions import db
+from service.logs import configure
 from service.models import Student
 from service.queue.embedded import EmbeddedWorkers
 from service.queue.janitor import Janitor
@@ -58,8 +59,7 @@ def first_instructor(app: Flask) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure()  # text lines, or JSON with LOG_FORMAT=json (service.logs)
     app = create_app()
     with app.app_context():
         upgrade()

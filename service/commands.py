@@ -70,8 +70,10 @@ def worker_command(threads: int) -> None:
 
     from flask import current_app
 
+    from service.logs import configure
     from service.queue.embedded import EmbeddedWorkers
 
+    configure()  # JSON lines carrying the run id with LOG_FORMAT=json
     upgrade()
     # Flask types current_app as the app itself; it is a proxy, and the threads need the app
     app = cast("LocalProxy[Flask]", current_app)._get_current_object()

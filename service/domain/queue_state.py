@@ -111,3 +111,17 @@ def queue_state(session: DbSession) -> QueueState:
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
+
+
+def outcome_counts(session: DbSession) -> dict[str, int]:
+    """Finished runs by how they ended: a graded run's outcome (``graded``, ``timeout``...), or
+    ``failed``. Counted from the table, so every process reports the same totals."""
+    counts: dict[str, int] = {}
+    for state, outcome, count in session.execute(
+        select(GradingRun.state, GradingRun.outcome, func.count(GradingRun.id))
+        .where(GradingRun.state.in_([RunState.GRADED, RunState.FAILED]))
+        .group_by(GradingRun.state, GradingRun.outcome)
+    ).tuples():
+        key = str(outcome) if state == RunState.GRADED and outcome is not None else str(state)
+        counts[key] = counts.get(key, 0) + count
+    return counts

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from flask import Flask
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
 from service.domain.notebook_html import render_bounded
 from service.extensions import db
+from service.logs import run_context
+from service.metrics import run_taken
 from service.models import GradingRun, ItemScore, utcnow
 from service.queue import claims
 from service.queue.leases import LeaseKeeper
@@ -83,7 +86,11 @@ def take(app: Flask, run_id: int | None, worker: str,
             db.session.remove()
     if on_claim is not None:
         on_claim(claimed)
-    return Taken(claimed, grade_run(app, claimed, worker))
+    with run_context(claimed):  # every log record of this run carries its id
+        started = time.monotonic()
+        result = grade_run(app, claimed, worker)
+        run_taken(result, time.monotonic() - started)
+    return Taken(claimed, result)
 
 
 def grade_run(app: Flask, run_id: int, worker: str) -> str:

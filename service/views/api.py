@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from service.domain.submission_pages import DEFAULT_LIMIT, MAX_LIMIT, submissions_page
 from service.domain.submissions import Rejection, accept_submission, known_exercises
 from service.domain.tokens import student_for_token
 from service.extensions import csrf, db
+from service.metrics import upload_rejected
 from service.models import Student, Submission
 from service.views import schemas
 from service.views.forms import UploadForm
@@ -55,6 +57,7 @@ def unauthorized(_: _Unauthorized) -> Response:
 
 @bp.errorhandler(Rejection)
 def rejected(exc: Rejection) -> Response:
+    upload_rejected(exc.code)
     return json_error(exc.status, exc.code, exc.message, message_ja=exc.message_ja)
 
 
@@ -96,9 +99,22 @@ def get_submission(submission_id: int) -> Response:
 
 @bp.get("/submissions")
 def list_submissions() -> Response:
+    """A page of the caller's submissions, newest first; ``Link: <...>; rel="next"`` names the
+    next page (``?limit=`` up to 100, ``?cursor=`` from that link)."""
     student = _require_student()
-    rows = sorted(student.submissions, key=lambda s: s.id, reverse=True)
-    return jsonify([schemas.Submission.of(row).body() for row in rows])
+    limit = request.args.get("limit", DEFAULT_LIMIT, type=int)
+    cursor = request.args.get("cursor", None, type=int)
+    unreadable = any(key in request.args and request.args.get(key, type=int) is None
+                     for key in ("limit", "cursor"))
+    if unreadable or not 1 <= limit <= MAX_LIMIT or (cursor is not None and cursor < 1):
+        return json_error(400, "bad_page", f"limit is 1 to {MAX_LIMIT}; cursor is the "
+                          "number from the previous answer's Link header")
+    rows, after = submissions_page(db.session, student.id, limit, cursor)
+    response = jsonify([schemas.Submission.of(row).body() for row in rows])
+    if after is not None:
+        next_url = url_for("api.list_submissions", limit=limit, cursor=after, _external=True)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
 
 
 @bp.get("/exercises")

@@ -82,9 +82,18 @@ def openapi_document() -> dict[str, Any]:
                         **_errors(400, 401, 404, 413, 422, 429),
                     },
                 },
-                "get": {"summary": "The caller's submissions, newest first",
-                        "responses": {"200": json_body(submission_list, "list"),
-                                      **_errors(401)}},
+                "get": {"summary": "The caller's submissions, newest first, a page at a time",
+                        "parameters": [
+                            {"name": "limit", "in": "query", "required": False,
+                             "description": "submissions per page (default 50)",
+                             "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                            {"name": "cursor", "in": "query", "required": False,
+                             "description": "from the previous page's Link header",
+                             "schema": {"type": "integer", "minimum": 1}}],
+                        "responses": {"200": {**json_body(submission_list, "a page"), "headers": {
+                            "Link": {"description": 'the next page: <url>; rel="next", absent '
+                                     "on the last page", "schema": {"type": "string"}}}},
+                                      **_errors(400, 401)}},
             },
             "/api/submissions/{id}": {
                 "get": {

@@ -26,6 +26,7 @@ from grader.spec import Text
 from service.domain.submissions import Rejection, accept_submission, known_exercises
 from service.domain.tokens import student_for_token
 from service.extensions import db
+from service.metrics import upload_rejected
 from service.models import Submission
 from service.states import LIVE
 from service.views import frame, language, schemas
@@ -88,6 +89,7 @@ def upload() -> Page | BaseResponse:
             current_user._get_current_object(), exercise, client_filename(notebook.filename),
             notebook.read())
     except Rejection as rejection:
+        upload_rejected(rejection.code)
         message = rejection.message_ja if language.current_language() == "ja" else rejection.message
         return _upload_page(exercise, error=message, status=rejection.status)
     flash(N_("flash.duplicate") if accepted.duplicate else N_("flash.submitted"), "info")

@@ -3,6 +3,7 @@ regrade-all and CSV export), one student, one submission (with its runs, log and
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -15,6 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from grader.spec import Exercise
 from service.domain.csv_export import FORMATS, grades_csv
 from service.domain.gradebook import (
+    GradeRow,
     TableQuery,
     best_of,
     exercise_rows,
@@ -38,16 +40,16 @@ def load_known_exercise(exercise_id: str) -> Exercise:
     return current_app.config["GRADER"].exercise(exercise_id)
 
 
-def exercise_stats(exercise_id: str) -> dict[str, Any] | None:
-    """The plots' numbers (``service.domain.stats``), or None while that module or the chart helpers
-    are not installed: the page then goes without its plots."""
+def exercise_stats(exercise_id: str, rows: list[GradeRow]) -> dict[str, Any] | None:
+    """The plots' numbers (``service.domain.stats``) from the table's ``rows``, or None while that
+    module or the chart helpers are not installed: the page then goes without its plots."""
     try:
         from service.domain.stats import exercise_stats as compute
     except ImportError:
         return None
     if "plot_histogram" not in current_app.jinja_env.globals:
         return None
-    return dict(compute(exercise_id))
+    return dict(compute(exercise_id, rows=rows))
 
 
 # --- the exercises ----------------------------------------------------------------------------
@@ -70,15 +72,31 @@ def exercise(exercise_id: str) -> str:
     query = TableQuery.from_args(request.args, item_ids)
     rows = exercise_rows(db.session, exercise_id)
     shown = query.apply(rows)
+    pages = max(1, math.ceil(len(shown) / PER_PAGE))
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), pages)
     pending = sum(1 for row in rows for grade in row.submissions
                   if grade.current is not None and grade.current.is_live)
     return render_template(
-        "dashboard/exercise.html", exercise=spec, rows=shown, total=len(rows),
+        "dashboard/exercise.html", exercise=spec,
+        rows=shown[(page - 1) * PER_PAGE:page * PER_PAGE], matched=len(shown), total=len(rows),
+        page=page, pages=pages, page_url=_page_url,
         summary=summarize(rows), query=query, pending=pending,
         submissions=sum(row.attempts for row in rows),
         latest_count=sum(1 for row in rows if row.attempts),
-        stats=exercise_stats(exercise_id), sort_url=_sort_url(query), formats=FORMATS,
+        stats=exercise_stats(exercise_id, rows), sort_url=_sort_url(query), formats=FORMATS,
     )
+
+
+#: Students per page of the class table: a thousand rows are 2.5 MB of HTML; a page of them
+#: stays small while sorting and filtering still run over the whole class.
+PER_PAGE = 100
+
+
+def _page_url(page: int) -> str:
+    """This table (same sort and filters) at ``page``."""
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k not in ("page", "lang")}
+    return url_for("dashboard.exercise", exercise_id=(request.view_args or {})["exercise_id"],
+                   page=page, _anchor="students", **args)
 
 
 def _sort_url(query: TableQuery):
@@ -90,6 +108,7 @@ def _sort_url(query: TableQuery):
             k: v for k, v in request.args.items() if k not in ("sort", "order", "lang")
         }
         args["sort"] = key
+        args.pop("page", None)  # a new order starts at its first page
         if query.sort == key and not query.descending:
             args["order"] = "desc"
         return url_for("dashboard.exercise", exercise_id=(request.view_args or {})["exercise_id"],

@@ -1,0 +1,379 @@
+"""``make bench-service``: the web service at course scale, on SQLite and PostgreSQL.
+
+For each database the script makes a throwaway one (a file in a temporary folder; a database on
+the machine's PostgreSQL, created here and dropped at the end), migrates it, seeds it with
+``--students`` roster students and ``--submissions`` graded submissions of one exercise (each run
+with a realistic report and its item scores), starts a real server on it (``--server``:
+``gunicorn`` with ``gunicorn.conf.py``, or ``waitress`` single-process as ``make run`` serves)
+with no grading worker (uploads stay queued: nothing is graded), then measures:
+
+- uploads: ``--clients`` concurrent clients posting short notebooks to ``POST /api/submissions``
+  (each a different student, each notebook different), p50 and p99;
+- the same uploads while ``--refreshers`` instructors reload the class dashboard in a loop;
+- the class dashboard page and the grades CSV: median time over ``--repeat`` requests, and size;
+- ``GET /api/submissions`` of one student with ``--student-submissions`` submissions.
+
+Each figure is printed beside its goal. Speed goals live here, not in timed tests: the numbers
+depend on the machine. Not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+EXERCISE = "chap06_cnn"
+POSTGRES_ADMIN = os.environ.get("GRADER_BENCH_POSTGRES",
+                                "postgresql://root@127.0.0.1:5432/postgres")
+GOALS = {"upload_p99": 0.200, "dashboard": 0.300, "dashboard_bytes": 300_000, "csv": 0.500}
+PASSWORD = "bench password 1234"
+
+
+# --- databases --------------------------------------------------------------------------------
+
+
+@contextmanager
+def sqlite_database(folder: Path) -> Iterator[str]:
+    yield f"sqlite:///{folder / 'bench.db'}"
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A database of its own on the machine's PostgreSQL, dropped at the end."""
+    admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5)
+    name = f"grader_bench_{os.getpid()}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(POSTGRES_ADMIN)
+    user = info.get("user") or os.environ.get("USER", "postgres")
+    try:
+        yield (f"postgresql+psycopg://{user}@{info.get('host', '127.0.0.1')}:"
+               f"{info.get('port', '5432')}/{name}")
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+# --- seeding ----------------------------------------------------------------------------------
+
+
+def seed(env: dict[str, str], students: int, submissions: int, heavy_student: int) -> dict:
+    """Migrate and fill the database; returns the tokens of the students and the instructor."""
+    os.environ.update(env)
+    from flask_migrate import upgrade
+    from sqlalchemy import insert, update
+    from werkzeug.security import generate_password_hash
+
+    from service import create_app
+    from service.extensions import db
+    from service.models import GradingRun, Instructor, ItemScore, Student, Submission
+    from service.states import ItemStatus, RunState, RunStatus
+
+    app = create_app()
+    tokens = [secrets.token_urlsafe(24) for _ in range(students)]
+    with app.app_context():
+        upgrade()
+        exercise = app.config["GRADER"].exercise(EXERCISE)
+        items = [(item.id, item.points) for item in exercise.items]
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        start = now - dt.timedelta(days=7)
+        session = db.session
+        session.execute(insert(Student), [
+            {"id": k + 1, "student_id": f"s{k:05d}", "name": f"Student {k} 学生",
+             "email": f"s{k}@example.org",
+             "token_hash": hashlib.sha256(tokens[k].encode()).hexdigest(), "created_at": start}
+            for k in range(students)])
+        session.execute(insert(Instructor), [{
+            "username": "bench", "password_hash": generate_password_hash(PASSWORD),
+            "must_change_password": False}])
+        # student 0 gets heavy_student submissions; the rest spread over the others
+        owners = [1] * heavy_student + [2 + k % max(1, students - 1)
+                                        for k in range(submissions - heavy_student)]
+        subs, runs, scores = [], [], []
+        for k, owner in enumerate(owners):
+            created = start + dt.timedelta(seconds=k * 600_000 / submissions)
+            score = float((k * 37) % 101)
+            subs.append({"id": k + 1, "student_pk": owner, "exercise": EXERCISE,
+                         "filename": "cnn.ipynb", "notebook_sha256": f"{k:064x}",
+                         "size": 20_000, "created_at": created})
+            report_items = [{"id": item_id, "score": points / 2, "max_score": points,
+                             "status": ItemStatus.PARTIAL,
+                             "feedback": {"ja": "部分点です。" * 20, "en": "Partial. " * 30},
+                             "details": {"observed": list(range(40))}}
+                            for item_id, points in items]
+            runs.append({"id": k + 1, "submission_id": k + 1, "state": RunState.GRADED,
+                         "outcome": RunStatus.GRADED, "attempts": 1, "worker": "bench",
+                         "queued_at": created, "started_at": created,
+                         "finished_at": created + dt.timedelta(seconds=90),
+                         "score": score, "max_score": 100.0, "measured_accuracy": 0.97,
+                         "report": {"items": report_items, "notes": [],
+                                    "log": "x" * 4000, "timings": {"total": 90.0}}})
+            scores += [{"run_id": k + 1, "position": p, "item_id": item_id, "score": pts / 2,
+                        "max_score": pts, "status": ItemStatus.PARTIAL,
+                        "feedback_ja": "部分点です。", "feedback_en": "Partial."}
+                       for p, (item_id, pts) in enumerate(items)]
+        for chunk in range(0, len(subs), 2000):
+            session.execute(insert(Submission), subs[chunk:chunk + 2000])
+            session.execute(insert(GradingRun), runs[chunk:chunk + 2000])
+        for chunk in range(0, len(scores), 5000):
+            session.execute(insert(ItemScore), scores[chunk:chunk + 5000])
+        if db.engine.dialect.name == "postgresql":  # explicit ids: move the sequences on
+            for table in ("students", "submissions", "grading_runs", "item_scores",
+                          "instructors"):
+                session.execute(db.text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"))
+        session.execute(update(Instructor).values(must_change_password=False))
+        session.commit()
+        db.engine.dispose()
+    return {"tokens": tokens}
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def server(kind: str, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    full = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    if kind == "gunicorn":
+        command = [str(Path(sys.executable).parent / "gunicorn"), "-c",
+                   str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
+                   "service:create_app()"]
+    else:  # what `make run` serves, without its workers and janitor
+        command = [sys.executable, "-c",
+                   "import sys; from waitress import serve; from service import create_app; "
+                   "app = create_app(); serve(app, host='127.0.0.1', port=int(sys.argv[1]), "
+                   "threads=8, max_request_body_size=app.config['MAX_CONTENT_LENGTH'] + 2**20)",
+                   str(port)]
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, env=full, cwd=ROOT, stdout=log, stderr=log,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(f"{url}/healthz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the server did not start")
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError("the server stopped:\n" + log.read().decode()[-3000:])
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def instructor_session(url: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{url}/dashboard/login").text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    data = {"username": "bench", "password": PASSWORD}
+    if token:
+        data["csrf_token"] = token.group(1)
+    answer = session.post(f"{url}/dashboard/login", data=data, allow_redirects=False)
+    if answer.status_code not in (302, 303):
+        raise RuntimeError(f"instructor login failed: {answer.status_code}")
+    return session
+
+
+# --- measurements -----------------------------------------------------------------------------
+
+
+def notebook(template: dict[str, Any], nonce: str) -> bytes:
+    """A short notebook: the template's first cells and a cell that makes it unique."""
+    short = dict(template, cells=[*template["cells"][:6], {
+        "cell_type": "markdown", "metadata": {}, "source": f"bench {nonce}"}])
+    return json.dumps(short).encode()
+
+
+def uploads(url: str, tokens: list[str], clients: int, per_client: int,
+            template: dict[str, Any]) -> list[float]:
+    """Seconds of each upload, ``clients`` at once; every upload must be accepted."""
+    failures: list[str] = []
+
+    def client(k: int) -> list[float]:
+        session = requests.Session()
+        times = []
+        for j in range(per_client):
+            body = notebook(template, f"{k}-{j}-{secrets.token_hex(4)}")
+            started = time.perf_counter()
+            answer = session.post(f"{url}/api/submissions",
+                                  headers={"Authorization": f"Bearer {tokens[k]}"},
+                                  data={"exercise": EXERCISE},
+                                  files={"notebook": ("n.ipynb", body)})
+            times.append(time.perf_counter() - started)
+            if answer.status_code != 202:
+                failures.append(f"{answer.status_code} {answer.text[:200]}")
+        return times
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(client, range(clients)))
+    if failures:
+        raise RuntimeError(f"{len(failures)} uploads refused, e.g. {failures[0]}")
+    return [t for times in results for t in times]
+
+
+def timed_get(session: requests.Session, url: str, repeat: int) -> tuple[float, int]:
+    times, size = [], 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        answer = session.get(url)
+        times.append(time.perf_counter() - started)
+        answer.raise_for_status()
+        size = len(answer.content)
+    return statistics.median(times), size
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(url: str, tokens: list[str], args: argparse.Namespace) -> dict[str, float]:
+    template = json.loads((ROOT / "exercises" / EXERCISE / "template.ipynb").read_text())
+    staff = instructor_session(url)
+    figures: dict[str, float] = {}
+    figures["dashboard"], figures["dashboard_bytes"] = timed_get(
+        staff, f"{url}/dashboard/{EXERCISE}", args.repeat)
+    figures["csv"], figures["csv_bytes"] = timed_get(
+        staff, f"{url}/dashboard/{EXERCISE}/grades.csv", args.repeat)
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {tokens[0]}"
+    figures["api_list"], figures["api_list_bytes"] = timed_get(
+        api, f"{url}/api/submissions", args.repeat)
+    students = tokens[1:1 + args.clients]
+    uploads(url, students, args.clients, 1, template)  # warm-up (connections, caches)
+    times = uploads(url, students, args.clients, args.uploads, template)
+    figures["upload_p50"], figures["upload_p99"] = percentile(times, .5), percentile(times, .99)
+    if args.refreshers:
+        stop = threading.Event()
+
+        def refresh() -> None:
+            session = instructor_session(url)
+            while not stop.is_set():
+                session.get(f"{url}/dashboard/{EXERCISE}")
+
+        threads = [threading.Thread(target=refresh) for _ in range(args.refreshers)]
+        for thread in threads:
+            thread.start()
+        try:
+            busy = uploads(url, tokens[1 + args.clients:1 + 2 * args.clients], args.clients,
+                           args.uploads, template)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        figures["busy_upload_p50"] = percentile(busy, .5)
+        figures["busy_upload_p99"] = percentile(busy, .99)
+    return figures
+
+
+def report(name: str, figures: dict[str, float], args: argparse.Namespace) -> None:
+    def ms(value: float) -> str:
+        return f"{value * 1000:8.0f} ms"
+
+    def verdict(key: str) -> str:
+        return "ok" if figures[key] < GOALS[key] else "MISSED"
+
+    print(f"\n== {name} ({args.server}; {args.students} students, {args.submissions} "
+          f"submissions) ==")
+    print(f"  upload p50                {ms(figures['upload_p50'])}")
+    print(f"  upload p99                {ms(figures['upload_p99'])}   goal < 200 ms  "
+          f"{verdict('upload_p99')}")
+    if "busy_upload_p99" in figures:
+        print(f"  upload p50, {args.refreshers} refreshing  {ms(figures['busy_upload_p50'])}")
+        print(f"  upload p99, {args.refreshers} refreshing  {ms(figures['busy_upload_p99'])}   "
+              f"goal < 200 ms  {'ok' if figures['busy_upload_p99'] < 0.2 else 'MISSED'}")
+    print(f"  dashboard                 {ms(figures['dashboard'])}   goal < 300 ms  "
+          f"{verdict('dashboard')}")
+    print(f"  dashboard page       {figures['dashboard_bytes'] / 1000:10.0f} KB   "
+          f"goal < 300 KB  {verdict('dashboard_bytes')}")
+    print(f"  CSV                       {ms(figures['csv'])}   goal < 500 ms  {verdict('csv')}"
+          f"   ({figures['csv_bytes'] / 1000:.0f} KB)")
+    print(f"  GET /api/submissions      {ms(figures['api_list'])}   "
+          f"({figures['api_list_bytes'] / 1000:.0f} KB; student with "
+          f"{args.student_submissions} submissions)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/serving.py",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--server", choices=("gunicorn", "waitress"), default="gunicorn")
+    parser.add_argument("--students", type=int, default=1000)
+    parser.add_argument("--submissions", type=int, default=10_000)
+    parser.add_argument("--student-submissions", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--uploads", type=int, default=4, help="uploads per client")
+    parser.add_argument("--refreshers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=Path("var/bench/service.json"))
+    args = parser.parse_args(argv)
+    if args.students < 1 + 2 * args.clients:
+        parser.error("--students must be at least 1 + 2 * --clients")
+    results = {}
+    for name in args.databases.split(","):
+        folder = Path(tempfile.mkdtemp(prefix="grader-bench-"))
+        try:
+            maker = sqlite_database(folder) if name == "sqlite" else postgres_database()
+            with maker as url:
+                env = {"DATABASE_URL": url, "UPLOAD_DIR": str(folder / "uploads"),
+                       "SECRET_KEY": secrets.token_hex(32), "QUEUE": "embedded",
+                       "RATE_LIMIT": "1000/600", "PROMETHEUS_MULTIPROC_DIR": str(
+                           folder / "metrics")}
+                (folder / "metrics").mkdir()
+                seeded = seed(env, args.students, args.submissions, args.student_submissions)
+                with server(args.server, env) as base:
+                    figures = measure(base, seeded["tokens"], args)
+                report(name, figures, args)
+                results[name] = figures
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"server": args.server, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
