@@ -99,6 +99,12 @@ def wing() -> Wing | None:
     return "web"
 
 
+def client_address() -> str:
+    """The peer's address, the throttle's key. Behind a reverse proxy, wrap the app in
+    werkzeug's ``ProxyFix`` so that this is the browser's address rather than the proxy's."""
+    return request.remote_addr or "unknown"
+
+
 def is_instructor() -> bool:
     """Whether an instructor (not a student) is logged in."""
     return current_user.is_authenticated and getattr(current_user, "is_instructor", False)
