@@ -146,7 +146,12 @@ def _api_error(exc: HTTPException) -> Response:
     message = exc.description or exc.name
     if status == 413:
         message = f"the upload is larger than {size_text(current_app.config['MAX_CONTENT_LENGTH'])}"
-    return json_error(status, API_CODES.get(status, "error"), message)
+    response = json_error(status, API_CODES.get(status, "error"), message)
+    # werkzeug's own headers (a 405's ``Allow``) belong to the answer too, its body aside
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _http_error(exc: HTTPException) -> HTTPException | Response:
