@@ -59,7 +59,11 @@ class Student(UserMixin, Model):
 
 class Submission(Model):
     __tablename__ = "submissions"
-    __table_args__ = (Index("ix_submissions_student_created", "student_pk", "created_at"),)
+    __table_args__ = (
+        Index("ix_submissions_student_created", "student_pk", "created_at"),
+        # the gradebook, the statistics and "regrade all" read an exercise's submissions
+        Index("ix_submissions_exercise_created", "exercise", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     student_pk: Mapped[int] = mapped_column(ForeignKey("students.id"))
@@ -107,7 +111,12 @@ class IdempotencyKey(Model):
 
 class GradingRun(Model):
     __tablename__ = "grading_runs"
-    __table_args__ = (Index("ix_grading_runs_state", "state", "id"),)
+    __table_args__ = (
+        Index("ix_grading_runs_state", "state", "id"),
+        # a submission's runs, oldest first (``Submission.runs``, its latest run): every page
+        # and API answer about a submission asks for them
+        Index("ix_grading_runs_submission", "submission_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))

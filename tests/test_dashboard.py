@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from service.domain.gradebook import exercise_rows
 from service.domain.instructors import change_password, create_instructor
 from service.domain.queue_state import queue_state
 from service.domain.roster import import_roster
+from service.domain.throttle import Throttle
 from service.extensions import db
 from service.models import (
     GradingRun,
@@ -354,30 +356,136 @@ def test_login_and_logout(app: Flask):
     assert client.get("/dashboard/").status_code == 302
 
 
-def test_five_failures_lock_the_username_and_the_address_for_the_window(app: Flask,
-                                                                         make_app: AppFactory):
-    add_instructor(app)
+def _age_failures(app: Flask, seconds: float) -> None:
+    """Move every recorded failure ``seconds`` into the past (time passing, without sleeping)."""
+    with app.app_context():
+        for failure in db.session.execute(select(LoginFailure)).scalars():
+            failure.at -= dt.timedelta(seconds=seconds)
+        db.session.commit()
+
+
+def _failures(app: Flask) -> int:
+    with app.app_context():
+        return db.session.execute(select(func.count(LoginFailure.id))).scalar_one()
+
+
+def from_address(app: Flask, address: str) -> FlaskClient:
     client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+def test_failures_slow_that_address_on_that_username_only_with_growing_waits(
+        app: Flask, make_app: AppFactory):
+    add_instructor(app)
+    stranger = from_address(app, "10.0.0.66")
+    for _ in range(5):
+        assert log_in(stranger, password="guess").status_code == 422
+    refused = log_in(stranger)  # the right password, from the guessing address: wait
+    assert refused.status_code == 429
+    assert 25 <= int(refused.headers["Retry-After"]) <= 30
+    assert "Too many failed logins. Try again in" in text_of(refused)
+    # Another process of the service (another app on the same database) refuses too.
+    assert log_in(from_address(make_app(), "10.0.0.66")).status_code == 429
+    assert _failures(app) == 5  # refusals are not recorded: knocking does not lengthen the wait
+
+    # The instructor, elsewhere, is not locked out by the stranger's guesses.
+    assert log_in(from_address(app, "10.0.0.1")).status_code == 303
+    # The stranger's address may still try other usernames (a pair is the key).
+    assert log_in(stranger, username="someone-else").status_code == 422
+
+    _age_failures(app, 31)  # the first wait is over: one more guess, then twice as long
+    assert log_in(stranger, password="guess").status_code == 422
+    again = log_in(stranger)
+    assert again.status_code == 429 and 55 <= int(again.headers["Retry-After"]) <= 60
+    _age_failures(app, 61)
+    assert log_in(stranger).status_code == 303  # the right password, once the wait is over
+    with app.app_context():  # a success forgets that pair's failures, not other pairs'
+        left = db.session.execute(select(LoginFailure.username, LoginFailure.ip)).all()
+    assert [tuple(row) for row in left] == [("someone-else", "10.0.0.66")]
+
+
+def test_failures_past_the_window_are_forgotten_and_waits_are_capped(app: Flask):
+    add_instructor(app)
+    client = from_address(app, "10.0.0.66")
     for _ in range(5):
         assert log_in(client, password="guess").status_code == 422
-    locked = log_in(client)  # the right password, too late
-    assert locked.status_code == 429
-    assert 890 <= int(locked.headers["Retry-After"]) <= 900
-    assert "Too many failed logins. Try again in about 15 minutes." in text_of(locked)
-    assert log_in(client, username="someone-else").status_code == 429  # the address is locked
-    # Another process of the service (another app on the same database) refuses too.
-    assert log_in(make_app().test_client()).status_code == 429
-    elsewhere = app.test_client()
-    elsewhere.environ_base["REMOTE_ADDR"] = "10.9.8.7"
-    assert log_in(elsewhere).status_code == 429  # ... and the username from anywhere
-    with app.app_context():
-        assert db.session.execute(select(func.count(LoginFailure.id))).scalar_one() == 5
-        db.session.execute(update(LoginFailure).values(at=utcnow() - dt.timedelta(minutes=16)))
-        db.session.commit()
-    assert log_in(client).status_code == 303  # the window has passed
-    with app.app_context():  # a success forgets the username's failures
-        assert db.session.execute(select(func.count(LoginFailure.id))).scalar_one() == 0
+    waits = []
+    for _ in range(5):  # each wait sat out, then one more wrong guess: 30 s, 60 s, ...
+        refused = log_in(client, password="guess")
+        assert refused.status_code == 429
+        waits.append(int(refused.headers["Retry-After"]))
+        _age_failures(app, waits[-1])
+        assert log_in(client, password="guess").status_code == 422
+    assert waits == [30, 60, 120, 240, 480]
+    # ... and never more than the window, when failures keep coming faster than they age out
+    assert Throttle().delay(6) == Throttle().delay(60) == 15 * 60
+    _age_failures(app, 15 * 60 + 1)
+    assert log_in(client).status_code == 303
+
+
+@pytest.mark.parametrize("spread", ["one-address", "many-addresses"])
+def test_concurrent_guesses_are_checked_no_more_than_the_limit(app: Flask, spread: str,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    """40 wrong passwords at once: the throttle counts before the password is checked, so at
+    most the limit of them reach the password check (it used to be 12 of 40)."""
+    add_instructor(app)
+    from service.views.dashboard import access
+
+    checked: list[str] = []
+    real = access.authenticate
+
+    def counting(username: str, password: str):
+        checked.append(password)
+        return real(username, password)
+
+    monkeypatch.setattr(access, "authenticate", counting)
+    barrier = threading.Barrier(40)
+    statuses: list[int] = []
+
+    def guess(n: int) -> None:
+        address = "10.0.0.66" if spread == "one-address" else f"10.1.0.{n}"
+        client = from_address(app, address)
+        barrier.wait()
+        statuses.append(log_in(client, password=f"guess {n}").status_code)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(statuses)) <= [422, 429] and len(statuses) == 40
+    if spread == "one-address":
+        assert len(checked) == statuses.count(422) <= 5
+        assert statuses.count(429) >= 35
+    else:  # one failure each: nobody waits yet
+        assert len(checked) == 40
+    assert _failures(app) == len(checked)
+    # And the instructor, from an address that made no guess, logs in at once.
+    assert log_in(from_address(app, "10.0.0.1")).status_code == 303
+
+
+def test_guesses_spread_over_many_addresses_leave_each_one_guess(app: Flask):
+    """Past LOGIN_ACCOUNT_ATTEMPTS failures on an account from everywhere, an address that
+    failed on it waits after one failure instead of five; a clean address still gets in."""
+    add_instructor(app)
+    for n in range(20):  # 20 addresses, one failure each: the account is under attack
+        assert log_in(from_address(app, f"10.1.0.{n}"), password="guess").status_code == 422
+    assert log_in(from_address(app, "10.1.0.3")).status_code == 429
+    fresh = from_address(app, "10.2.0.1")
+    assert log_in(fresh, password="guess").status_code == 422  # one guess, then a wait
+    assert log_in(fresh, password="guess").status_code == 429
+    assert log_in(from_address(app, "10.0.0.1")).status_code == 303
+
+
+def test_one_address_trying_many_usernames_waits_on_all(app: Flask):
+    add_instructor(app)
+    client = from_address(app, "10.0.0.66")
+    for n in range(20):
+        assert log_in(client, username=f"user{n}", password="guess").status_code == 422
+    assert log_in(client).status_code == 429  # even the right one, from there
+    assert log_in(from_address(app, "10.0.0.1")).status_code == 303
 
 
 def test_forms_need_the_csrf_token(make_app: AppFactory):

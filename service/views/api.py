@@ -11,13 +11,14 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from service.domain.submission_pages import DEFAULT_LIMIT, MAX_LIMIT, submissions_page
 from service.domain.submissions import Rejection, accept_submission, known_exercises
-from service.domain.tokens import student_for_token
+from service.domain.throttle import Throttle
+from service.domain.tokens import check_token
 from service.extensions import csrf, db
 from service.metrics import upload_rejected
 from service.models import Student, Submission
 from service.views import schemas
 from service.views.forms import UploadForm
-from service.views.frame import json_error
+from service.views.frame import client_address, json_error
 from service.views.openapi import openapi_document
 
 #: The request header that makes ``POST /api/submissions`` safe to retry.
@@ -28,12 +29,17 @@ csrf.exempt(bp)  # bearer tokens, no cookies: CSRF does not apply
 
 
 def bearer_student() -> Student | None:
-    """The student named by ``Authorization: Bearer <token>``, or None."""
+    """The student named by ``Authorization: Bearer <token>``, or None. Wrong tokens are
+    throttled per address (``service.domain.tokens.check_token``): past the limit the answer is
+    429 with ``Retry-After``, whatever the token."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
+    if scheme.lower() != "bearer" or not token.strip():
         return None
-    return student_for_token(token)
+    student, wait = check_token(token, client_address(), Throttle.for_tokens(current_app.config))
+    if wait:
+        raise _Throttled(wait)
+    return student
 
 
 def _require_student() -> Student:
@@ -47,11 +53,25 @@ class _Unauthorized(Exception):
     pass
 
 
+class _Throttled(Exception):
+    def __init__(self, wait: int):
+        super().__init__(wait)
+        self.wait = wait
+
+
 @bp.errorhandler(_Unauthorized)
 def unauthorized(_: _Unauthorized) -> Response:
     response = json_error(401, "unauthorized",
                           "send your personal access token as 'Authorization: Bearer <token>'")
     response.headers["WWW-Authenticate"] = 'Bearer realm="grader"'
+    return response
+
+
+@bp.errorhandler(_Throttled)
+def throttled(exc: _Throttled) -> Response:
+    response = json_error(429, "throttled", f"too many wrong tokens from this address; try "
+                          f"again in {exc.wait} seconds")
+    response.headers["Retry-After"] = str(exc.wait)
     return response
 
 
@@ -86,14 +106,13 @@ def create_submission() -> Response | tuple[Response, int]:
     return response, 202
 
 
-@bp.get("/submissions/<int:submission_id>")
+@bp.get(f"/submissions/{schemas.SUBMISSION_ID}")
 def get_submission(submission_id: int) -> Response:
     student = _require_student()
     submission = db.session.get(Submission, submission_id)
-    if submission is None:
+    if submission is None or submission.student_pk != student.id:
+        # Someone else's is answered as a missing one, word for word: ids say nothing.
         return json_error(404, "not_found", f"no submission {submission_id}")
-    if submission.student_pk != student.id:
-        return json_error(403, "forbidden", "this submission belongs to another student")
     return jsonify(schemas.Submission.of(submission).body())
 
 

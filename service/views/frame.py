@@ -99,6 +99,12 @@ def wing() -> Wing | None:
     return "web"
 
 
+def client_address() -> str:
+    """The peer's address, the throttle's key. Behind a reverse proxy, wrap the app in
+    werkzeug's ``ProxyFix`` so that this is the browser's address rather than the proxy's."""
+    return request.remote_addr or "unknown"
+
+
 def is_instructor() -> bool:
     """Whether an instructor (not a student) is logged in."""
     return current_user.is_authenticated and getattr(current_user, "is_instructor", False)
@@ -140,7 +146,12 @@ def _api_error(exc: HTTPException) -> Response:
     message = exc.description or exc.name
     if status == 413:
         message = f"the upload is larger than {size_text(current_app.config['MAX_CONTENT_LENGTH'])}"
-    return json_error(status, API_CODES.get(status, "error"), message)
+    response = json_error(status, API_CODES.get(status, "error"), message)
+    # werkzeug's own headers (a 405's ``Allow``) belong to the answer too, its body aside
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _http_error(exc: HTTPException) -> HTTPException | Response:

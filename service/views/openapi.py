@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from service.domain.submissions import IDEMPOTENCY_KEY
-from service.views.schemas import COMPONENTS
+from service.domain.submissions import IDEMPOTENCY_KEY, known_exercises
+from service.views.schemas import COMPONENTS, MAX_ID
 
 REF = "#/components/schemas/{model}"
 
@@ -26,9 +26,10 @@ def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "invalid input (nothing queued)", 401: "missing or unknown token",
-            403: "not yours", 404: "not found",
+            404: "not found (also someone else's: the answer is the same)",
             413: "upload too large, or the notebook over a limit (cells, sizes, check time)",
-            422: "Idempotency-Key already used with another request", 429: "rate limited"}
+            422: "Idempotency-Key already used with another request",
+            429: "rate limited, or too many wrong tokens from this address (see Retry-After)"}
     return {str(c): json_body(ref("Error"), text[c]) for c in codes}
 
 
@@ -51,6 +52,8 @@ IDEMPOTENCY_PARAMETER = {
 
 
 def openapi_document() -> dict[str, Any]:
+    """The document, as strict as the handlers: the exercise is one of those open now, an id is
+    within the databases' integer range (a larger one is answered 404, like a missing one)."""
     submission_list = {"type": "array", "items": ref("Submission")}
     return {
         "openapi": "3.1.0",
@@ -68,7 +71,8 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [IDEMPOTENCY_PARAMETER],
                     "requestBody": {"required": True, "content": {"multipart/form-data": {
                         "schema": {"type": "object", "required": ["exercise", "notebook"],
-                                   "properties": {"exercise": {"type": "string"},
+                                   "properties": {"exercise": {"type": "string", "minLength": 1,
+                                                               "enum": known_exercises()},
                                                   "notebook": {"type": "string",
                                                                "format": "binary"}}}}}},
                     "responses": {
@@ -93,15 +97,16 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": {**json_body(submission_list, "a page"), "headers": {
                             "Link": {"description": 'the next page: <url>; rel="next", absent '
                                      "on the last page", "schema": {"type": "string"}}}},
-                                      **_errors(400, 401)}},
+                                      **_errors(400, 401, 429)}},
             },
             "/api/submissions/{id}": {
                 "get": {
                     "summary": "A submission's status, score and feedback",
                     "parameters": [{"name": "id", "in": "path", "required": True,
-                                    "schema": {"type": "integer"}}],
+                                    "schema": {"type": "integer", "minimum": 0,
+                                               "maximum": MAX_ID}}],
                     "responses": {"200": json_body(ref("Submission"), "the submission"),
-                                  **_errors(401, 403, 404)},
+                                  **_errors(401, 404, 429)},
                 },
             },
             "/api/exercises": {

@@ -21,6 +21,13 @@ from service.extensions import db
 from service.queue import claims
 from service.states import ItemStatus, RunState, RunStatus
 
+#: The largest row id every supported database holds (PostgreSQL's ``INTEGER``): routes take
+#: ids with ``<int(max=MAX_ID):...>``, so a larger one is an unknown address (404), never a
+#: query the driver cannot even send (a 500), and the OpenAPI document says the same bound.
+MAX_ID = 2**31 - 1
+#: The URL rule of a submission id.
+SUBMISSION_ID = f"<int(max={MAX_ID}):submission_id>"
+
 
 def _utc(value: dt.datetime) -> str:
     return value.isoformat() + "Z"

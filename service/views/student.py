@@ -24,14 +24,15 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Text
 from service.domain.submissions import Rejection, accept_submission, known_exercises
-from service.domain.tokens import student_for_token
+from service.domain.throttle import Throttle
+from service.domain.tokens import check_token
 from service.extensions import db
 from service.metrics import upload_rejected
 from service.models import Submission
 from service.states import LIVE
 from service.views import frame, language, schemas
 from service.views.forms import TokenLoginForm, UploadForm
-from service.views.frame import Page, safe_next, upload_limit
+from service.views.frame import Page, client_address, safe_next, upload_limit
 from service.views.language import N_
 
 bp = frame.page_blueprint("web", __name__)
@@ -57,11 +58,18 @@ def login() -> Page | BaseResponse:
     if request.method == "GET":
         return render_template("login.html", next=target)
     form = TokenLoginForm()
-    token = form.token.data or ""
-    student = student_for_token(token) if form.validate_on_submit() else None
+    token = (form.token.data or "").strip()
+    if not form.validate_on_submit() or not token:
+        return render_template("login.html", next=target, error=_("login.empty")), 422
+    student, wait = check_token(token, client_address(),
+                                Throttle.for_tokens(current_app.config))
+    if wait:
+        page = current_app.make_response((render_template(
+            "login.html", next=target, error=_("login.throttled", seconds=wait)), 429))
+        page.headers["Retry-After"] = str(wait)
+        return page
     if student is None:
-        error = _("login.bad_token") if token else _("login.empty")
-        return render_template("login.html", next=target, error=error), 422
+        return render_template("login.html", next=target, error=_("login.bad_token")), 422
     login_user(student)
     return redirect(target or url_for("web.upload"), 303)
 
@@ -140,7 +148,7 @@ def history() -> str:
     return render_template("history.html", submissions=submissions, titles=titles)
 
 
-@bp.get("/submissions/<int:submission_id>")
+@bp.get(f"/submissions/{schemas.SUBMISSION_ID}")
 @login_required
 def submission(submission_id: int) -> str:
     owned = own_submission(submission_id)
@@ -153,7 +161,7 @@ def submission(submission_id: int) -> str:
     )
 
 
-@bp.get("/submissions/<int:submission_id>/status.json")
+@bp.get(f"/submissions/{schemas.SUBMISSION_ID}/status.json")
 def submission_status(submission_id: int) -> BaseResponse:
     """The API's view of a submission, for the page's polling: session cookie, not a token."""
     if not current_user.is_authenticated:
@@ -166,7 +174,7 @@ def submission_status(submission_id: int) -> BaseResponse:
     return response
 
 
-@bp.get("/submissions/<int:submission_id>/notebook")
+@bp.get(f"/submissions/{schemas.SUBMISSION_ID}/notebook")
 @login_required
 def executed_notebook(submission_id: int) -> BaseResponse:
     return frame.executed_notebook(own_submission(submission_id).latest_run)

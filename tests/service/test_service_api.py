@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -100,13 +101,99 @@ def test_401_without_a_valid_token(app, client, submit, tokens, headers):
     assert count(app, Submission) == 1
 
 
-def test_403_for_someone_elses_submission(client, submit, tokens):
+def _without_id(response, submission_id: int) -> str:
+    """The body with the id asked for (in a message, in a link back to the page) taken out."""
+    return (response.get_data(as_text=True).replace(f"submissions/{submission_id}", "ID")
+            .replace(f"submission {submission_id}", "ID"))
+
+
+def test_someone_elses_submission_is_answered_as_a_missing_one(app, client, submit, tokens):
+    """No id oracle: the API, status.json, the page and the executed notebook answer another
+    student's submission exactly as one that does not exist."""
     alices = submit(tiny_notebook()).get_json()["id"]
+    missing = alices + 1000
 
-    response = client.get(f"/api/submissions/{alices}", headers=bearer(tokens["bob"]))
+    def same(path: str, headers: dict[str, str], via) -> None:
+        theirs, nothing = via.get(path.format(alices), headers=headers), via.get(
+            path.format(missing), headers=headers)
+        assert theirs.status_code == nothing.status_code == 404, path
+        assert _without_id(theirs, alices) == _without_id(nothing, missing), path
 
-    assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
-    assert "score" not in response.get_json()
+    same("/api/submissions/{}", bearer(tokens["bob"]), client)
+
+
+def test_a_huge_id_is_a_json_404_not_a_500(client, tokens):
+    for huge in (2**31, 2**63, 10**30):
+        response = client.get(f"/api/submissions/{huge}", headers=bearer(tokens["alice"]))
+        assert response.status_code == 404 and response.get_json()["error"] == "not_found"
+
+
+def test_wrong_tokens_from_one_address_are_throttled_and_only_there(make_app, tokens):
+    app = make_app(TOKEN_ATTEMPTS=3)
+    here, there = app.test_client(), app.test_client()
+    here.environ_base["REMOTE_ADDR"] = "10.0.0.66"
+    there.environ_base["REMOTE_ADDR"] = "10.0.0.1"
+    for n in range(3):
+        assert here.get("/api/submissions", headers=bearer(f"gt_guess{n}")).status_code == 401
+    refused = here.get("/api/submissions", headers=bearer("gt_guess9"))
+    assert refused.status_code == 429 and refused.get_json()["error"] == "throttled"
+    assert 25 <= int(refused.headers["Retry-After"]) <= 30
+    # a right token from the guessing address waits too (else the answer tells right from wrong)
+    assert here.get("/api/submissions", headers=bearer(tokens["alice"])).status_code == 429
+    assert there.get("/api/submissions", headers=bearer(tokens["alice"])).status_code == 200
+
+
+def test_concurrent_wrong_tokens_get_no_more_than_the_limit_answered(make_app, tokens):
+    app = make_app(TOKEN_ATTEMPTS=5)
+    barrier = threading.Barrier(40)
+    statuses: list[int] = []
+
+    def guess(n: int) -> None:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = "10.0.0.66"
+        barrier.wait()
+        statuses.append(client.get("/api/submissions", headers=bearer(f"gt_{n}")).status_code)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(statuses) == 40 and set(statuses) <= {401, 429}
+    assert statuses.count(401) <= 5
+
+
+def test_the_token_login_form_is_throttled_per_address(make_app, tokens):
+    app = make_app(TOKEN_ATTEMPTS=2, WTF_CSRF_ENABLED=False)
+    here = app.test_client()
+    here.environ_base["REMOTE_ADDR"] = "10.0.0.66"
+    here.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    for n in range(2):
+        assert here.post("/login", data={"token": f"gt_guess{n}"}).status_code == 422
+    refused = here.post("/login", data={"token": tokens["alice"]})
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert "Too many wrong tokens" in refused.get_data(as_text=True)
+    there = app.test_client()
+    there.environ_base["REMOTE_ADDR"] = "10.0.0.1"
+    assert there.post("/login", data={"token": tokens["alice"]}).status_code == 303
+
+
+def test_student_pages_answer_someone_elses_submission_as_a_missing_one(make_app, tokens):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    alices = app.test_client().post(
+        "/api/submissions", data=upload(tiny_notebook()), headers=bearer(tokens["alice"]),
+        content_type="multipart/form-data").get_json()["id"]
+    missing = alices + 1000
+    bob = app.test_client()
+    bob.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    assert bob.post("/login", data={"token": tokens["bob"]}).status_code == 303
+    for path in ("/submissions/{}", "/submissions/{}/status.json", "/submissions/{}/notebook"):
+        theirs, nothing = bob.get(path.format(alices)), bob.get(path.format(missing))
+        assert theirs.status_code == nothing.status_code == 404, path
+        assert _without_id(theirs, alices) == _without_id(nothing, missing), path
+    for huge in (2**31, 10**30):
+        assert bob.get(f"/submissions/{huge}").status_code == 404
+        assert bob.get(f"/submissions/{huge}/status.json").status_code == 404
 
 
 def test_404_for_an_unknown_exercise_or_submission(app, client, submit, tokens):

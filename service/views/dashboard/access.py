@@ -1,8 +1,10 @@
 """Instructors logging in and out, and replacing a one-time password.
 
-Logins are throttled (``service.domain.throttle``): after too many failures for a username, or
-from an address, the form answers 429 for the rest of the window, even to the right password. The
-message never says whether the username exists.
+Logins are throttled (``service.domain.throttle``): after too many failures for a username from
+an address, that address waits before its next try on that username (429 with ``Retry-After``,
+even to the right password), a wait that doubles with every further failure. Failures elsewhere
+never delay this address: a student cannot lock the instructor out. The message never says
+whether the username exists.
 """
 
 from __future__ import annotations
@@ -20,24 +22,14 @@ from service.domain.instructors import (
     AccountError,
     authenticate,
     change_password,
+    normalize_username,
 )
 from service.domain.throttle import Throttle
 from service.extensions import db
 from service.views import frame
 from service.views.dashboard.blueprint import bp
 from service.views.forms import InstructorLoginForm, PasswordForm
-from service.views.frame import Page, is_instructor, safe_next
-
-
-def login_throttle() -> Throttle:
-    return Throttle(limit=current_app.config.get("LOGIN_ATTEMPTS", 5),
-                    window=current_app.config.get("LOGIN_WINDOW", 15 * 60))
-
-
-def client_address() -> str:
-    """The peer's address. Behind a reverse proxy, wrap the app in werkzeug's ``ProxyFix`` so
-    that this is the browser's address rather than the proxy's."""
-    return request.remote_addr or "unknown"
+from service.views.frame import Page, client_address, is_instructor, safe_next
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -50,22 +42,23 @@ def login() -> Page | BaseResponse:
     form = InstructorLoginForm()
     filled = form.validate_on_submit()
     username, password = form.username.data or "", form.password.data or ""
-    throttle = login_throttle()
-    wait = throttle.retry_after(db.session, username, client_address())
-    if wait:
+    if not (filled and username and password):
+        return render_template("dashboard/login.html", next=target, username=username,
+                               error=_("dash.login.empty")), 422
+    throttle = Throttle.for_passwords(current_app.config)
+    # Counted before the password is checked, so concurrent guesses cannot all slip through.
+    attempt = throttle.attempt(db.session, normalize_username(username), client_address())
+    if attempt.wait:
         response = current_app.make_response((render_template(
             "dashboard/login.html", next=target, username=username,
-            error=_("dash.login.throttled", minutes=math.ceil(wait / 60))), 429))
-        response.headers["Retry-After"] = str(wait)
+            error=throttled_text(attempt.wait)), 429))
+        response.headers["Retry-After"] = str(attempt.wait)
         return response
-    instructor = authenticate(username, password) if filled else None
-    if instructor is None:
-        if username or password:
-            throttle.record_failure(db.session, username, client_address())
-        error = _("dash.login.failed") if username and password else _("dash.login.empty")
+    instructor = authenticate(username, password)
+    if instructor is None:  # the attempt's row stays: a failure
         return render_template("dashboard/login.html", next=target, username=username,
-                               error=error), 422
-    throttle.forget(db.session, username)
+                               error=_("dash.login.failed")), 422
+    throttle.succeeded(db.session, attempt)
     login_user(instructor)
     if instructor.must_change_password:
         return redirect(url_for("dashboard.password"), 303)
@@ -94,6 +87,13 @@ def password() -> Page | BaseResponse:
                                 max=MAX_PASSWORD), 422)
     flash("dash.flash.password_changed", "info")
     return redirect(url_for("dashboard.index"), 303)
+
+
+def throttled_text(wait: int) -> str:
+    """How long to wait, in seconds under a minute, else in minutes (rounded up)."""
+    if wait < 60:
+        return _("dash.login.throttled_seconds", seconds=wait)
+    return _("dash.login.throttled", minutes=math.ceil(wait / 60))
 
 
 def _password_page(error: str | None = None, status: int = 200) -> Page:

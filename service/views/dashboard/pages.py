@@ -29,7 +29,7 @@ from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.models import GradingRun, Student, Submission, utcnow
 from service.storage import BlobStore
-from service.views import frame
+from service.views import frame, schemas
 from service.views.dashboard.blueprint import bp
 from service.views.forms import RegradeAllForm, RegradeForm
 
@@ -200,7 +200,7 @@ def chosen_run(submission: Submission) -> GradingRun | None:
     return run
 
 
-@bp.get("/submissions/<int:submission_id>")
+@bp.get(f"/submissions/{schemas.SUBMISSION_ID}")
 def submission(submission_id: int) -> str:
     found = find_submission(submission_id)
     run = chosen_run(found)
@@ -240,7 +240,7 @@ def phase_timings(run: GradingRun | None, report: dict[str, Any]) -> list[tuple[
     return phases
 
 
-@bp.post("/submissions/<int:submission_id>/regrade")
+@bp.post(f"/submissions/{schemas.SUBMISSION_ID}/regrade")
 def regrade_one(submission_id: int) -> BaseResponse:
     found = find_submission(submission_id)
     if not RegradeForm().validate_on_submit():
@@ -251,14 +251,14 @@ def regrade_one(submission_id: int) -> BaseResponse:
     return redirect(url_for("dashboard.submission", submission_id=submission_id), 303)
 
 
-@bp.get("/submissions/<int:submission_id>/notebook")
+@bp.get(f"/submissions/{schemas.SUBMISSION_ID}/notebook")
 def executed_notebook(submission_id: int) -> Response:
     """A run's executed notebook: the student's outputs, served with the notebook CSP (no
     scripts, opaque origin) as on the student's page."""
     return frame.executed_notebook(chosen_run(find_submission(submission_id)))
 
 
-@bp.get("/submissions/<int:submission_id>/upload.ipynb")
+@bp.get(f"/submissions/{schemas.SUBMISSION_ID}/upload.ipynb")
 def uploaded_notebook(submission_id: int) -> Response:
     """The notebook as the student handed it in, to open in Jupyter."""
     found = find_submission(submission_id)
