@@ -95,6 +95,7 @@ class IdempotencyKey(Model):
     __tablename__ = "idempotency_keys"
     __table_args__ = (
         UniqueConstraint("student_pk", "key", name="uq_idempotency_keys_student_key"),
+        Index("ix_idempotency_keys_submission", "submission_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -32,7 +32,7 @@ TOO_LARGE = "too_large"
 #: ... rendering ran past its deadline and was stopped.
 TOO_SLOW = "too_slow"
 #: ... the renderer failed (a notebook nbconvert cannot read).
-FAILED = "failed"
+RENDER_ERROR = "render_error"
 #: The directory holding the ``service`` package, for the child process's import path.
 _IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def render_notebook_html(notebook_json: str) -> str:
 @dataclass(frozen=True)
 class Rendered:
     """The HTML of an executed notebook, or why there is none (:data:`TOO_LARGE`,
-    :data:`TOO_SLOW`, :data:`FAILED`) and the figures that say it."""
+    :data:`TOO_SLOW`, :data:`RENDER_ERROR`) and the figures that say it."""
 
     html: str | None
     omitted: str | None = None
@@ -99,7 +99,7 @@ def render_bounded(notebook_json: str, *, max_bytes: int, max_cells: int,
         cells = json.loads(data).get("cells", [])
         count = len(cells) if isinstance(cells, list) else 0
     except (ValueError, AttributeError):
-        return Rendered(None, FAILED, 0, len(data))
+        return Rendered(None, RENDER_ERROR, 0, len(data))
     if len(data) > max_bytes or count > max_cells:
         return Rendered(None, TOO_LARGE, count, len(data))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -111,7 +111,7 @@ def render_bounded(notebook_json: str, *, max_bytes: int, max_cells: int,
     except subprocess.TimeoutExpired:  # subprocess.run has killed the child
         return Rendered(None, TOO_SLOW, count, len(data))
     if done.returncode != 0 or len(done.stdout) > 4 * max_bytes:
-        return Rendered(None, FAILED if done.returncode else TOO_LARGE, count, len(data))
+        return Rendered(None, RENDER_ERROR if done.returncode else TOO_LARGE, count, len(data))
     return Rendered(done.stdout.decode("utf-8"), None, count, len(data))
 
 

@@ -125,7 +125,8 @@ def list_submissions() -> Response:
     cursor = request.args.get("cursor", None, type=int)
     unreadable = any(key in request.args and request.args.get(key, type=int) is None
                      for key in ("limit", "cursor"))
-    if unreadable or not 1 <= limit <= MAX_LIMIT or (cursor is not None and cursor < 1):
+    if unreadable or not 1 <= limit <= MAX_LIMIT or (
+            cursor is not None and not 1 <= cursor <= schemas.MAX_ID):
         return json_error(400, "bad_page", f"limit is 1 to {MAX_LIMIT}; cursor is the "
                           "number from the previous answer's Link header")
     rows, after = submissions_page(db.session, student.id, limit, cursor)

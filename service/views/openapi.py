@@ -93,7 +93,8 @@ def openapi_document() -> dict[str, Any]:
                              "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                             {"name": "cursor", "in": "query", "required": False,
                              "description": "from the previous page's Link header",
-                             "schema": {"type": "integer", "minimum": 1}}],
+                             "schema": {"type": "integer", "minimum": 1,
+                                        "maximum": MAX_ID}}],
                         "responses": {"200": {**json_body(submission_list, "a page"), "headers": {
                             "Link": {"description": 'the next page: <url>; rel="next", absent '
                                      "on the last page", "schema": {"type": "string"}}}},

@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 from service.extensions import db
 
 #: The revision before ``grading_runs.submission_id`` was indexed.
-BEFORE = "5e1f0a7d3b21"
+BEFORE = "a7c3e9d41f60"
 
 
 def _leading_columns(table: str) -> set[str]:

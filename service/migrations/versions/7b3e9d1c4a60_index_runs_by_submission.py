@@ -3,7 +3,8 @@
 ``grading_runs.submission_id`` had none, so every read of a submission's runs (each page and
 API answer about a submission) scanned the whole table; ``submissions.exercise`` is what the
 gradebook, the statistics and "regrade all" select by. ``submissions.student_pk`` (leading
-``ix_submissions_student_created``) and ``item_scores.run_id`` were already indexed.
+``ix_submissions_student_created``) and ``item_scores.run_id`` were already indexed;
+``idempotency_keys.submission_id`` gets one too (its foreign key is checked on deletes).
 
 Revision ID: 7b3e9d1c4a60
 Revises: a7c3e9d41f60
@@ -25,8 +26,11 @@ def upgrade():
                     unique=False)
     op.create_index('ix_submissions_exercise_created', 'submissions', ['exercise', 'created_at'],
                     unique=False)
+    op.create_index('ix_idempotency_keys_submission', 'idempotency_keys', ['submission_id'],
+                    unique=False)
 
 
 def downgrade():
+    op.drop_index('ix_idempotency_keys_submission', table_name='idempotency_keys')
     op.drop_index('ix_submissions_exercise_created', table_name='submissions')
     op.drop_index('ix_grading_runs_submission', table_name='grading_runs')
