@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 
@@ -44,6 +45,8 @@ from service.models import GradingRun, IdempotencyKey, Student, Submission, utcn
 from service.queue.dispatch import enqueue
 from service.states import RunState
 from service.storage import BlobStore
+
+log = logging.getLogger(__name__)
 
 #: What an ``Idempotency-Key`` may be: 1 to 255 visible ASCII characters (a UUID fits).
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -201,7 +204,7 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
     run = None
     if earlier is None:
         _check_rate(request.student_pk)
-        BlobStore(current_app.config["UPLOAD_DIR"]).put(data)
+        _put_blob(data)
         submission = Submission(student_pk=request.student_pk, exercise=request.exercise,
                                 filename=request.filename[:255],
                                 notebook_sha256=request.sha256, size=len(data))
@@ -224,6 +227,17 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
             raise
         return replay, None
     return accepted, None if run is None else run.id
+
+
+def _put_blob(data: bytes) -> None:
+    """The notebook's bytes into the upload store. A store that cannot take them (a full disk,
+    a read-only or unreachable volume) refuses the upload with 507 and nothing recorded: the
+    caller rolls back, and the store leaves no partial file (``BlobStore.put``)."""
+    try:
+        BlobStore(current_app.config["UPLOAD_DIR"]).put(data)
+    except OSError as exc:
+        log.error("upload store refused %d bytes: %s", len(data), exc)
+        raise Rejection.of(507, "storage_full", N_("api.storage_full")) from None
 
 
 def _recent_duplicate(request: _Request) -> Submission | None:
