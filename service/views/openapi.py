@@ -29,7 +29,8 @@ def _errors(*codes: int) -> dict[str, Any]:
             404: "not found (also someone else's: the answer is the same)",
             413: "upload too large, or the notebook over a limit (cells, sizes, check time)",
             422: "Idempotency-Key already used with another request",
-            429: "rate limited, or too many wrong tokens from this address (see Retry-After)"}
+            429: "rate limited, or too many wrong tokens from this address (see Retry-After)",
+            507: "the upload store is full or unwritable: nothing stored, retry later"}
     return {str(c): json_body(ref("Error"), text[c]) for c in codes}
 
 
@@ -83,7 +84,7 @@ def openapi_document() -> dict[str, Any]:
                                     "description": "`true` when this is the first answer to "
                                                    "the request's Idempotency-Key, again",
                                     "schema": {"type": "string", "enum": ["true"]}}}},
-                        **_errors(400, 401, 404, 413, 422, 429),
+                        **_errors(400, 401, 404, 413, 422, 429, 507),
                     },
                 },
                 "get": {"summary": "The caller's submissions, newest first, a page at a time",

@@ -5,13 +5,16 @@ is replaced by a stub where the point is the queue and the database, not the san
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections import Counter
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -29,6 +33,7 @@ from service.domain.roster import import_roster
 from service.models import GradingRun, IdempotencyKey, Submission
 from service.queue import grading
 from service.queue.embedded import EmbeddedWorkers
+from service.queue.janitor import sweep
 from service.states import RunState
 from tests.service.service_support import (
     EXERCISE,
@@ -285,3 +290,207 @@ def test_a_burst_of_uploads_is_stored_once_and_graded_once(make_app, processes, 
     assert Counter((r["status"], r["attempts"]) for r in runs) == {
         (RunState.GRADED, 1): BURST_UPLOADS}
     assert len(graded) == BURST_UPLOADS and set(graded.values()) == {1}  # none graded twice
+
+
+# --- PostgreSQL restarted while a run is graded -------------------------------------------
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of the test's own (initdb as the ``postgres`` user, trust auth, a
+    free port, a temporary directory), so that it can be stopped: the machine's is never
+    touched."""
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bins:
+            pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)")
+        if os.geteuid() != 0:
+            pytest.skip("a throwaway PostgreSQL cluster is started as 'postgres' from root")
+        self.bin = bins[-1].parent
+        self.dir = Path(tempfile.mkdtemp(prefix="grader-pg-"))
+        self.dir.chmod(0o755)
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data, self.port = self.dir / "data", free_port()
+        self._as_postgres(self.bin / "initdb", "-D", str(self.data), "-A", "trust",
+                          "-U", "postgres", "--no-sync")
+
+    def _as_postgres(self, *argv: str | Path) -> None:
+        done = subprocess.run(["runuser", "-u", "postgres", "--", *map(str, argv)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        self._as_postgres(self.bin / "pg_ctl", "-D", self.data, "-l", self.dir / "log", "-w",
+                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                          "-c fsync=off", "start")
+
+    def stop(self) -> None:
+        self._as_postgres(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        try:
+            self.stop()
+        except AssertionError:
+            pass  # not running
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def throwaway_postgres():
+    server = ThrowawayPostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # unused: ours is below
+@pytest.mark.parametrize("down", ["while_grading", "when_storing"])
+def test_postgresql_restarted_during_grading_the_run_ends_graded(
+        make_app, tokens, throwaway_postgres, monkeypatch, down):
+    """A worker grades (a stub that waits for the test) while the database is stopped and
+    started again. Down while grading: the lease keeper's renewals fail and recover, the result
+    is stored at the first attempt. Down at the moment of storing: the store fails, the worker
+    lives on, the run is requeued once its lease runs out and graded at the second attempt.
+    Either way: one submission, one run, graded."""
+    pg = throwaway_postgres
+    app = make_app(SQLALCHEMY_DATABASE_URI=pg.url, LEASE_SECONDS=3)
+    with app.app_context():
+        issued, _ = import_roster("student_id,name,email\ncarol,Carol,\n")
+    grading_started, release = threading.Event(), threading.Event()
+    store_failed = threading.Event()
+    calls: list[int] = []
+
+    def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
+        calls.append(1)
+        if len(calls) == 1:
+            grading_started.set()
+            assert release.wait(120)
+        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score)
+
+    store = grading._store_report
+
+    def watched_store(*args: Any, **kw: Any) -> str:
+        try:
+            return store(*args, **kw)
+        except Exception:
+            store_failed.set()
+            raise
+
+    monkeypatch.setattr(grading, "grade_notebook", grade)
+    monkeypatch.setattr(grading, "_store_report", watched_store)
+    workers = EmbeddedWorkers(app, 1, poll_seconds=0.2)
+    app.extensions["grader_workers"] = workers
+    workers.start()
+    from tests.service.service_support import bearer, upload
+    answer = app.test_client().post("/api/submissions", data=upload(tiny_notebook("pg")),
+                                    headers=bearer(issued[0].token),
+                                    content_type="multipart/form-data")
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    assert grading_started.wait(60), "the worker never started grading"
+
+    pg.stop()
+    if down == "while_grading":
+        pg.start()
+        release.set()
+    else:
+        release.set()
+        assert store_failed.wait(60), "the store did not fail with the database down"
+        pg.start()
+
+    def finished() -> dict | None:
+        try:
+            (run,) = run_rows(app)
+        except Exception:
+            return None
+        return run if run["status"] in (RunState.GRADED, RunState.FAILED) else None
+
+    run = wait_for(finished, timeout=120, what="the run to finish after the restart")
+    assert (run["status"], run["run_status"]) == (RunState.GRADED, RunStatus.GRADED), run
+    assert run["attempts"] == (1 if down == "while_grading" else 2), run
+    assert len(calls) == run["attempts"]
+    assert count(app, Submission) == 1
+
+
+# --- Redis restarted under Celery ---------------------------------------------------------
+
+class ThrowawayRedis:
+    """A ``redis-server`` of the test's own on a free port, without persistence: a restart
+    loses every message it held (the worst case). The machine's Redis is never touched."""
+
+    def __init__(self, processes: Processes):
+        if shutil.which("redis-server") is None:
+            pytest.skip("no redis-server")
+        self.processes, self.port, self.starts = processes, free_port(), 0
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = self.processes.start(
+            f"redis-{self.starts}", ["redis-server", "--port", str(self.port), "--bind",
+                                     "127.0.0.1", "--save", "", "--appendonly", "no"],
+            dict(os.environ))
+
+        def answers() -> bool:
+            try:
+                return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
+            except redis.RedisError:
+                return False
+
+        wait_for(answers, timeout=30, what="redis-server to answer",
+                 describe=self.processes.logs)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.processes.kill_group(self.proc)
+        self.proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_redis_restarted_under_celery_no_run_is_lost(make_app, tokens, processes):
+    """Runs are sent to a real Celery worker (its grader a stub), Redis is killed (its messages gone: no persistence),
+    more runs are submitted while it is down (accepted, queued, not sent), Redis comes back
+    empty. The janitor's sweep sends again what sits queued: every run ends graded, once."""
+    broker = ThrowawayRedis(processes)
+    broker.start()
+    app = make_app(QUEUE="celery", CELERY_BROKER_URL=broker.url, LEASE_SECONDS=6)
+    env = service_env(app)
+    processes.start("celery", [str(VENV_BIN / "celery"), "-A", "tests.service.stub_celery_worker",
+                               "worker", "-Q", "gpu", "--pool", "prefork", "--concurrency", "1",
+                               "-n", f"grader-faults-{os.getpid()}@%h", "--without-heartbeat",
+                               "--without-gossip", "--without-mingle", "-l", "info"], env)
+    from tests.service.service_support import bearer, upload
+
+    def submit(marker: str) -> int:
+        answer = app.test_client().post(
+            "/api/submissions", data=upload(tiny_notebook(marker)),
+            headers=bearer(tokens["alice"]), content_type="multipart/form-data")
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+        return answer.get_json()["id"]
+
+    before = [submit(f"before {k}") for k in range(3)]
+    broker.kill()
+    during = [submit(f"during {k}") for k in range(2)]  # the broker is down: queued, unsent
+    assert all(r["dispatched_at"] is None for r in run_rows(app)[3:])
+    broker.start()
+
+    def all_graded() -> bool:
+        with app.app_context():
+            sweep(app, resend_after=dt.timedelta(seconds=5))  # what the janitor does
+        return all(r["status"] in (RunState.GRADED, RunState.FAILED) for r in run_rows(app))
+
+    wait_for(all_graded, timeout=150, interval=2, what="every run to be graded",
+             describe=lambda: f"{run_rows(app)}\n{processes.logs()}")
+    runs = run_rows(app)
+    assert len(runs) == len(before + during) == count(app, Submission)
+    assert {(r["status"], r["run_status"]) for r in runs} == {
+        (RunState.GRADED, RunStatus.GRADED)}, runs
+    assert all(r["attempts"] >= 1 for r in runs)
