@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
+from babel.numbers import format_percent
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -145,13 +147,13 @@ def pass_rates(
     for share in (0.0, 0.25, 0.5, 0.75, 1.0):
         x = x0 + (x1 - x0) * share
         parts.append(_line(x, top + 4, x, axis_y, GRID))
-        parts.append(_text(x, axis_y + 14, f"{share:.0%}", size=SMALL_SIZE, anchor="middle",
+        parts.append(_text(x, axis_y + 14, _percent(share), size=SMALL_SIZE, anchor="middle",
                            fill=MUTED))
     described = []
     for i, row in enumerate(rows):
         label, rate = row[0], row[1]
         detail = row[2] if len(row) > 2 else ""
-        value = "–" if rate is None else f"{rate:.0%}"
+        value = "–" if rate is None else _percent(rate)
         value_text = f"{value} ({detail})" if detail else value
         described.append(f"{label}: {value_text}")
         ly = top + i * row_h + 16
@@ -397,6 +399,20 @@ def _join(*texts: str) -> str:
 
 def _esc(text: object) -> str:
     return escape(str(text), quote=True)
+
+
+def _percent(share: float) -> str:
+    """A share as a whole percentage, formatted by Babel in the page's locale (``25%``)."""
+    return format_percent(share, format="0%", locale=_page_locale())
+
+
+def _page_locale() -> str:
+    """The request's locale (Flask-Babel), or English when drawn outside a request (tests)."""
+    from flask import has_request_context
+    from flask_babel import get_locale
+
+    locale = get_locale() if has_request_context() else None
+    return str(locale) if locale is not None else "en"
 
 
 def _n(value: float) -> str:
