@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from grader.messages import bilingual
 from grader.report import GradeReport
 
 MARKS = {"correct": "OK ", "partial": "~  ", "incorrect": "NG ", "error": "ERR",
@@ -20,7 +21,6 @@ def default_lang() -> str:
 
 
 def render_text(report: GradeReport, lang: str = "en") -> str:
-    ja = lang == "ja"
     lines = [
         f"{report.exercise}: {report.score:g} / {report.max_score:g}  [{report.status}]",
     ]
@@ -42,9 +42,8 @@ def render_text(report: GradeReport, lang: str = "en") -> str:
         measured = ("-" if report.measured_accuracy is None
                     else f"{report.measured_accuracy:.4f}")
         claimed = "-" if report.claimed_accuracy is None else f"{report.claimed_accuracy:.4f}"
-        label = ("テスト精度 (測定値 / 表示値)" if ja else "test accuracy (measured / printed)")
-        lines.append(f"{label}: {measured} / {claimed}")
+        lines.append(bilingual("render.accuracy", measured=measured, claimed=claimed).get(lang))
     if report.timings:
         parts = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
-        lines.append(("時間: " if ja else "time: ") + parts)
+        lines.append(bilingual("render.time", phases=parts).get(lang))
     return "\n".join(lines)
