@@ -62,6 +62,13 @@ def on_starting(server: Any) -> None:
     server.janitor.start()
 
 
+def post_worker_init(worker: Any) -> None:
+    """A web process has loaded the app: freeze its start-up heap (``service.heap``)."""
+    from service.heap import settle
+
+    settle()
+
+
 def on_exit(server: Any) -> None:
     janitor = getattr(server, "janitor", None)
     if janitor is not None:

@@ -18,6 +18,7 @@ from waitress import serve
 
 from service import create_app
 from service.extensions import db
+from service.heap import settle
 from service.logs import configure
 from service.models import Student
 from service.queue.embedded import EmbeddedWorkers
@@ -73,6 +74,7 @@ def main() -> None:
         workers.start()
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
+    settle()  # the loaded app out of the garbage collector's walks (service.heap)
     print(f"serving on http://{host}:{port} (queue: {app.config['QUEUE']})", flush=True)
     try:
         serve(app, host=host, port=port, threads=8, max_request_body_size=

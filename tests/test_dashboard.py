@@ -10,9 +10,11 @@ import csv
 import datetime as dt
 import io
 import os
+import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,11 @@ from sqlalchemy import func, select, update
 from grader.config import PROJECT_ROOT
 from service import create_app
 from service.__main__ import first_instructor
-from service.domain.gradebook import exercise_rows
+from service.domain.gradebook import best_of, exercise_rows, grade_submission
 from service.domain.instructors import change_password, create_instructor
 from service.domain.queue_state import queue_state
 from service.domain.roster import import_roster
+from service.domain.stats import exercise_stats, submission_series
 from service.domain.throttle import Throttle
 from service.extensions import db
 from service.models import (
@@ -560,6 +563,53 @@ def test_table_shows_every_roster_student_with_best_latest_and_items(
     assert rows["s002"].status == "failed" and rows["s002"].best is None
     assert rows["s003"].stuck and not rows["s001"].stuck
     assert rows["s004"].status == "none" and rows["s004"].attempts == 0
+
+
+def test_rows_chosen_in_sql_agree_with_the_rules_in_python(app: Flask):
+    """The class table picks each student's latest and best submission in SQL; a seeded random
+    class (score ties, regrades that lower a score, failed and pending runs, submissions made
+    in the same second) must give exactly what ``grade_submission`` and ``best_of`` say on the
+    ORM objects."""
+    rng = random.Random(20261201)
+    kinds = ("graded", "graded", "graded", "failed", "queued", "running")
+    for student_id in ("s001", "s002", "s003"):
+        for k in range(rng.randint(3, 9)):
+            runs = []
+            for _ in range(rng.randint(0, 3)):
+                kind = rng.choice(kinds)
+                runs.append(graded(rng.choice((20, 40, 40, 60))) if kind == "graded"
+                            else {"status": kind})
+            add_submission(app, student_id, *runs, minutes_ago=90 - k)
+    moment = utcnow().replace(microsecond=0)
+    with app.app_context():  # many submissions made in the very same second: ties on time
+        for sub in db.session.execute(select(Submission)).scalars():
+            sub.created_at = moment - dt.timedelta(seconds=rng.choice((0, 0, 1)))
+        db.session.commit()
+        rows = {row.student.student_id: row for row in exercise_rows(db.session, EXERCISE)}
+        for student in db.session.execute(select(Student)).scalars():
+            subs = db.session.execute(
+                select(Submission).where(Submission.student_pk == student.id)
+                .order_by(Submission.created_at, Submission.id)).scalars().all()
+            grades = [grade_submission(sub) for sub in subs]
+            best, row = best_of(grades), rows[student.student_id]
+            assert row.attempts == len(grades)
+            assert (row.best.submission.id if row.best else None) == (
+                best.submission.id if best else None), student.student_id
+            assert row.best_score == (best.score if best else None)
+            assert (row.latest.submission.id if row.latest else None) == (
+                grades[-1].submission.id if grades else None)
+            if grades:
+                assert row.latest.current.id == grades[-1].current.id if grades[
+                    -1].current else row.latest.current is None
+                assert row.latest_score == grades[-1].score
+            assert row.live == sum(1 for g in grades if g.current and g.current.state.is_live)
+            assert row.any_failed == any(g.current is not None and g.current.state == "failed"
+                                         for g in grades)
+            if best and best.counted:
+                assert set(row.items) == {item.item_id for item in best.counted.items}
+        # the hourly counts of the submissions chart, made in SQL (strftime / date_trunc)
+        created = db.session.execute(select(Submission.created_at)).scalars().all()
+        assert exercise_stats(EXERCISE)["submissions"] == submission_series(Counter(created))
 
 
 def test_a_regrade_replaces_the_submissions_score_but_keeps_its_old_run(

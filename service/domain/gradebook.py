@@ -14,10 +14,12 @@ What counts, decided once here for the dashboard and the CSV export alike:
 Students on the roster who handed nothing in have a row too (status ``none``).
 
 At course scale (a thousand students, ten thousand submissions) the table is built from narrow
-column tuples, never from ORM objects: :class:`SubmissionFacts`, :class:`RunFacts` and
-:class:`ItemFacts` hold only what the table, the plots and the CSV read, so a report (large
-JSON), a log or a feedback text is never fetched for a list. Three queries whatever the class
-size (students; submissions joined to their runs; the best runs' items).
+column tuples, never from ORM objects: :class:`StudentFacts`, :class:`SubmissionFacts`,
+:class:`RunFacts` and :class:`ItemFacts` hold only what the table, the plots and the CSV read,
+so a report (large JSON), a log or a feedback text is never fetched for a list. The choice of
+each student's latest and best submission is made in SQL (window functions), so the database
+hands over two rows per student, not every submission and run. Three queries whatever the class
+size (students; their latest and best submissions with the totals; the best runs' items).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import aliased
 
 from service.extensions import DbSession
 from service.models import GradingRun, ItemScore, Student, Submission
@@ -90,21 +93,31 @@ class SubmissionGrade:
         return self.counted.score if self.counted else None
 
 
+@dataclass(frozen=True, slots=True)
+class StudentFacts:
+    """What the class table and the CSV show of a roster student (not their token hash)."""
+
+    id: int
+    student_id: str
+    name: str
+    email: str
+
+
 @dataclass
 class GradeRow:
-    student: Student
-    submissions: list[SubmissionGrade] = field(default_factory=list)
+    student: Student | StudentFacts
+    #: Submissions of the exercise (in the class table: counted in SQL, not fetched).
+    attempts: int = 0
+    #: The most recent submission.
+    latest: SubmissionGrade | None = None
+    #: The highest-scoring submission (ties: the later).
     best: SubmissionGrade | None = None
     #: Item id -> result, from the best submission's counted run.
     items: dict[str, ItemScore | ItemFacts] = field(default_factory=dict)
-
-    @property
-    def attempts(self) -> int:
-        return len(self.submissions)
-
-    @property
-    def latest(self) -> SubmissionGrade | None:
-        return self.submissions[-1] if self.submissions else None
+    #: Submissions whose latest run is queued or running.
+    live: int = 0
+    #: Whether the latest run of any of the submissions failed.
+    any_failed: bool = False
 
     @property
     def best_score(self) -> float | None:
@@ -237,47 +250,98 @@ def best_of(grades: list[SubmissionGrade]) -> SubmissionGrade | None:
 
 
 def exercise_rows(session: DbSession, exercise_id: str) -> list[GradeRow]:
-    """Every roster student's row for ``exercise_id``, by student id, from three narrow
-    queries (see the module's docstring): no report, no feedback, no ORM object but students."""
-    students = session.execute(select(Student).order_by(Student.student_id)).scalars().all()
-    rows = {student.id: GradeRow(student) for student in students}
-    owners: dict[int, int] = {}
-    facts: dict[int, SubmissionFacts] = {}
-    runs: dict[int, list[RunFacts]] = {}
-    for (sub_id, owner, created, run_id, state, outcome, score, accuracy) in session.execute(
-        select(Submission.id, Submission.student_pk, Submission.created_at, GradingRun.id,
-               GradingRun.state, GradingRun.outcome, GradingRun.score,
-               GradingRun.measured_accuracy)
-        .outerjoin(GradingRun, GradingRun.submission_id == Submission.id)
-        .where(Submission.exercise == exercise_id)
-        .order_by(Submission.created_at, Submission.id, GradingRun.id)
-    ):
-        if sub_id not in facts:
-            facts[sub_id] = SubmissionFacts(sub_id, created)
-            owners[sub_id] = owner
-            runs[sub_id] = []
-        if run_id is not None:
-            runs[sub_id].append(RunFacts(run_id, state, outcome, score, accuracy))
-    for sub_id, submission in facts.items():  # insertion order: oldest first
-        row = rows.get(owners[sub_id])
-        if row is not None:
-            row.submissions.append(grade_submission(submission, runs[sub_id]))
-    for row in rows.values():
-        row.best = best_of(row.submissions)
+    """Every roster student's row for ``exercise_id``, by student id (see the module's
+    docstring): the students, then one row per student who submitted with their latest and
+    best submissions, then the best runs' items."""
+    rows = {sid: GradeRow(StudentFacts(sid, student_id, name, email))
+            for sid, student_id, name, email in session.execute(
+                select(Student.id, Student.student_id, Student.name, Student.email)
+                .order_by(Student.student_id))}
+    for fact in session.execute(_latest_and_best(exercise_id)):
+        row = rows.get(fact.student_pk)
+        if row is None:
+            continue
+        row.attempts, row.live, row.any_failed = fact.attempts, fact.live, bool(fact.any_failed)
+        grade = SubmissionGrade(
+            SubmissionFacts(fact.id, fact.created_at),
+            _run(fact.current_id, fact.current_state, fact.current_outcome, fact.current_score,
+                 fact.current_accuracy),
+            _run(fact.counted_id, RunState.GRADED, fact.counted_outcome, fact.counted_score,
+                 fact.counted_accuracy))
+        if fact.latest_rank == 1:
+            row.latest = grade
+        if fact.best_rank == 1 and fact.counted_score is not None:
+            row.best = grade
     _attach_items(session, list(rows.values()))
     return list(rows.values())
 
 
+def _run(run_id: int | None, state: RunState | None, outcome: RunStatus | None,
+         score: float | None, accuracy: float | None) -> RunFacts | None:
+    if run_id is None or state is None:
+        return None
+    return RunFacts(run_id, state, outcome, score, accuracy)
+
+
+def _latest_and_best(exercise_id: str) -> Select:
+    """One row per (student, submission) that is the student's latest or best submission of
+    ``exercise_id``, with its current and counted runs and the student's totals.
+
+    Each submission's current run is its highest run id and its counted run the highest graded
+    one; window functions then rank each student's submissions by time (latest) and by counted
+    score, later first on a tie (best), as :func:`best_of` does. Plain SQL that SQLite (3.25+)
+    and PostgreSQL mean alike."""
+    graded = GradingRun.state == RunState.GRADED
+    per_submission = (
+        select(Submission.id, Submission.student_pk, Submission.created_at,
+               func.max(GradingRun.id).label("current_id"),
+               func.max(case((graded, GradingRun.id))).label("counted_id"))
+        .outerjoin(GradingRun, GradingRun.submission_id == Submission.id)
+        .where(Submission.exercise == exercise_id)
+        .group_by(Submission.id, Submission.student_pk, Submission.created_at)
+        .subquery("per_submission"))
+    current, counted = aliased(GradingRun, name="current_run"), aliased(GradingRun,
+                                                                          name="counted_run")
+    student = per_submission.c.student_pk
+    newest_first = (per_submission.c.created_at.desc(), per_submission.c.id.desc())
+    live = case((current.state.in_([RunState.QUEUED, RunState.RUNNING]), 1), else_=0)
+    failed = case((current.state == RunState.FAILED, 1), else_=0)
+    ranked = (
+        select(
+            per_submission.c.id, student, per_submission.c.created_at,
+            per_submission.c.current_id, current.state.label("current_state"),
+            current.outcome.label("current_outcome"), current.score.label("current_score"),
+            current.measured_accuracy.label("current_accuracy"),
+            per_submission.c.counted_id, counted.outcome.label("counted_outcome"),
+            counted.score.label("counted_score"),
+            counted.measured_accuracy.label("counted_accuracy"),
+            func.row_number().over(partition_by=student, order_by=newest_first)
+            .label("latest_rank"),
+            func.row_number().over(
+                partition_by=student,
+                order_by=(counted.score.is_(None), counted.score.desc(), *newest_first))
+            .label("best_rank"),
+            func.count().over(partition_by=student).label("attempts"),
+            func.sum(live).over(partition_by=student).label("live"),
+            func.max(failed).over(partition_by=student).label("any_failed"))
+        .outerjoin(current, current.id == per_submission.c.current_id)
+        .outerjoin(counted, counted.id == per_submission.c.counted_id)
+        .subquery("ranked"))
+    return select(ranked).where((ranked.c.latest_rank == 1) | (ranked.c.best_rank == 1))
+
+
 def _attach_items(session: DbSession, rows: list[GradeRow]) -> None:
+    """The best runs' item results, in the order of each run's items."""
     by_run = {row.best.counted.id: row for row in rows
               if row.best is not None and row.best.counted is not None}
     if not by_run:
         return
-    ids = list(by_run)
+    ids = sorted(by_run)
     for chunk in range(0, len(ids), 900):  # SQLite binds at most 999 parameters
         for run_id, item_id, score, status in session.execute(
             select(ItemScore.run_id, ItemScore.item_id, ItemScore.score, ItemScore.status)
             .where(ItemScore.run_id.in_(ids[chunk:chunk + 900]))
+            .order_by(ItemScore.run_id, ItemScore.position)
         ):
             by_run[run_id].items[item_id] = ItemFacts(item_id, score, status)
 

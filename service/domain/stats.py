@@ -16,17 +16,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
-from collections.abc import Sequence
-from typing import TypedDict
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from grader.spec import Exercise
 from service.domain.gradebook import GradeRow, exercise_rows
-from service.extensions import db
-from service.models import ItemScore, Submission
-from service.states import ItemStatus, RunState
+from service.extensions import DbSession, db
+from service.models import Submission
+from service.states import ItemStatus
 
 #: Up to this many hourly buckets the submissions are counted per hour, beyond it per day.
 MAX_HOURLY_BUCKETS = 72
@@ -97,56 +97,47 @@ def exercise_stats(exercise_id: str, deadline: dt.datetime | None = None,
     # their submissions, each judged by its latest graded run (a regrade replaces a score).
     if rows is None:
         rows = exercise_rows(session, exercise_id)
-    rows = [row for row in rows if row.submissions]
+    rows = [row for row in rows if row.attempts]
     best = {row.student.id: row.best.counted for row in rows
             if row.best is not None and row.best.counted is not None}
-    failed = {row.student.id for row in rows if row.student.id not in best
-              and any(grade.current is not None and grade.current.state == RunState.FAILED
-                      for grade in row.submissions)}
+    failed = {row.student.id for row in rows if row.student.id not in best and row.any_failed}
     students = {row.student.id for row in rows}
-    student_of_submission = {grade.submission.id: row.student.id
-                             for row in rows for grade in row.submissions}
 
     scores = sorted(run.score for run in best.values() if run.score is not None)  # graded: set
     accuracies = sorted(run.measured_accuracy for run in best.values()
                         if run.measured_accuracy is not None)
-    created = session.scalars(
-        select(Submission.created_at).where(Submission.exercise == exercise_id)).all()
+    created = hourly_submissions(session, exercise_id)
     return ExerciseStats(
         exercise=exercise_id,
         title={"ja": exercise.title.ja, "en": exercise.title.en},
         max_score=exercise.max_score,
         counts=Counts(students=len(students), graded=len(best), failed=len(failed),
                       pending=len(students) - len(best) - len(failed),
-                      submissions=len(student_of_submission)),
+                      submissions=sum(row.attempts for row in rows)),
         scores=scores,
         score_edges=score_edges(exercise.max_score),
         accuracies=accuracies,
         accuracy_edges=accuracy_edges(exercise),
         accuracy_threshold=exercise.accuracy.threshold if exercise.accuracy else None,
-        items=item_stats(exercise, [run.id for run in best.values()]),
+        items=item_stats(exercise, [row for row in rows if row.student.id in best]),
         submissions=submission_series(created),
         deadline=deadline,
     )
 
 
-def item_stats(exercise: Exercise, best_run_ids: list[int]) -> list[ItemStats]:
-    """Pass rate of each item over the best runs: the spec's items in its order, then any item
-    the runs scored that the spec no longer has."""
+def item_stats(exercise: Exercise, rows: list[GradeRow]) -> list[ItemStats]:
+    """Pass rate of each item over the best runs (``rows``: the students who have one, with
+    their items): the spec's items in its order, then any item the runs scored that the spec no
+    longer has."""
     passed: Counter[str] = Counter()
-    seen: list[str] = []
-    if best_run_ids:
-        rows = db.session.execute(
-            select(ItemScore.item_id, ItemScore.status, ItemScore.max_score)
-            .where(ItemScore.run_id.in_(best_run_ids))
-            .order_by(ItemScore.run_id, ItemScore.position)
-        ).all()
-        for row in rows:
-            if row.item_id not in seen:
-                seen.append(row.item_id)
-            if row.status == ItemStatus.CORRECT:
-                passed[row.item_id] += 1
-    graded = len(best_run_ids)
+    seen: dict[str, None] = {}
+    for row in sorted(rows, key=lambda row: row.best.counted.id if row.best and row.best.counted
+                      else 0):
+        for item_id, result in row.items.items():
+            seen.setdefault(item_id)
+            if result.status == ItemStatus.CORRECT:
+                passed[item_id] += 1
+    graded = len(rows)
     points = {item.id: item.points for item in exercise.items}
     titles = {item.id: {"ja": item.title.ja, "en": item.title.en} for item in exercise.items}
     order = [item.id for item in exercise.items] + [i for i in seen if i not in points]
@@ -158,9 +149,27 @@ def item_stats(exercise: Exercise, best_run_ids: list[int]) -> list[ItemStats]:
     ]
 
 
-def submission_series(created: Sequence[dt.datetime]) -> SubmissionSeries:
+def hourly_submissions(session: DbSession, exercise_id: str) -> Counter[dt.datetime]:
+    """How many submissions of ``exercise_id`` began each hour (naive UTC), counted in SQL: a
+    class's ten thousand timestamps never leave the database."""
+    column = Submission.created_at
+    if session.get_bind().dialect.name == "sqlite":
+        hour: Any = func.strftime("%Y-%m-%d %H:00:00", column)
+    else:
+        hour = func.date_trunc("hour", column)
+    counts: Counter[dt.datetime] = Counter()
+    for start, count in session.execute(
+            select(hour, func.count()).where(Submission.exercise == exercise_id).group_by(hour)):
+        counts[start if isinstance(start, dt.datetime) else dt.datetime.fromisoformat(start)] \
+            += count
+    return counts
+
+
+def submission_series(created: Mapping[dt.datetime, int]) -> SubmissionSeries:
     """Submissions per hour, or per day once that would take more than
-    :data:`MAX_HOURLY_BUCKETS` hours; empty buckets in between are kept (a gap is news)."""
+    :data:`MAX_HOURLY_BUCKETS` hours; ``created``: how many submissions were made at each moment
+    (any moment: it is put in its bucket here). Empty buckets in between are kept (a gap is
+    news)."""
     if not created:
         return SubmissionSeries(bucket="hour", step=dt.timedelta(hours=1), series=[])
     hours = {moment.replace(minute=0, second=0, microsecond=0) for moment in created}
@@ -171,7 +180,9 @@ def submission_series(created: Sequence[dt.datetime]) -> SubmissionSeries:
         moment = moment.replace(minute=0, second=0, microsecond=0)
         return moment if hourly else moment.replace(hour=0)
 
-    counts = Counter(bucket(moment) for moment in created)
+    counts: Counter[dt.datetime] = Counter()
+    for moment, count in created.items():
+        counts[bucket(moment)] += count
     first, last = min(counts), max(counts)
     series = []
     moment = first

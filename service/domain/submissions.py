@@ -9,13 +9,17 @@ Order matters for "nothing acknowledged is lost" and for what an upload may cost
 3. the notebook is read within :func:`upload_limits` (``grader.notebook.read_notebook``: bytes,
    nesting, values, cells, sizes, then the schema under a deadline), outside any lock: the
    request thread spends bounded time on it, and other students' uploads do not wait;
-4. under the student's lock (:func:`_lock_student`), the answers of step 2 and the rate limit
-   are checked again, the bytes stored durably, the submission, its first run and the key
-   committed in one transaction that also releases the lock;
-5. the run is handed to the queue. If that fails the run stays ``queued`` in the database and
+4. a new notebook's bytes are stored durably (fsync), still outside any lock: on SQLite the
+   lock of step 5 is the whole database's write lock, and a disk flush held under it made every
+   other upload wait (``make bench-service``). The store is content-addressed, so a notebook
+   refused in step 5 (a race lost to the rate limit) leaves at most one unreferenced file;
+5. under the student's lock (:func:`_lock_student`), the answers of step 2 and the rate limit
+   are checked again, the submission, its first run and the key committed in one transaction
+   that also releases the lock;
+6. the run is handed to the queue. If that fails the run stays ``queued`` in the database and
    is picked up by the embedded workers or re-sent by ``flask requeue``.
 
-Step 4 is why the duplicate window and the rate limit hold under concurrent requests: looking
+Step 5 is why the duplicate window and the rate limit hold under concurrent requests: looking
 and inserting happen in one transaction that holds a per-student lock, so the second of two
 simultaneous requests looks only after the first committed. A per-student lock rather than a
 unique constraint because neither rule is a uniqueness: "at most N in a sliding window" and "the
@@ -124,6 +128,8 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
     if earlier is None:
         _check_rate(request.student_pk)
     _check_notebook(data)  # a duplicate sent with a new key too: its key is stored below
+    if earlier is None:
+        _put_blob(data)
     _lock_student(request.student_pk)
     try:
         accepted, run_id = _store(request, data)
@@ -195,8 +201,8 @@ def _lock_student(student_pk: int) -> None:
 
 
 def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
-    """Under the student's lock: the earlier answer, or the rate limit and then the bytes, the
-    rows and the key, committed together. Returns the answer and the new run's id, if any."""
+    """Under the student's lock: the earlier answer, or the rate limit and then the rows and
+    the key, committed together (the bytes are already stored). Returns the answer and the new run's id, if any."""
     earlier = _earlier_answer(request)
     if earlier is not None and earlier.replayed:
         db.session.commit()
@@ -204,7 +210,7 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
     run = None
     if earlier is None:
         _check_rate(request.student_pk)
-        _put_blob(data)
+        _put_blob(data)  # stored before the lock: this only finds it (a stat), no flush
         submission = Submission(student_pk=request.student_pk, exercise=request.exercise,
                                 filename=request.filename[:255],
                                 notebook_sha256=request.sha256, size=len(data))

@@ -74,8 +74,7 @@ def exercise(exercise_id: str) -> str:
     shown = query.apply(rows)
     pages = max(1, math.ceil(len(shown) / PER_PAGE))
     page = min(max(1, request.args.get("page", 1, type=int) or 1), pages)
-    pending = sum(1 for row in rows for grade in row.submissions
-                  if grade.current is not None and grade.current.is_live)
+    pending = sum(row.live for row in rows)
     return render_template(
         "dashboard/exercise.html", exercise=spec,
         rows=shown[(page - 1) * PER_PAGE:page * PER_PAGE], matched=len(shown), total=len(rows),
