@@ -1,9 +1,11 @@
-"""Shared fixtures: the real exercise, notebooks built from cells, the real sandbox."""
+"""Shared fixtures: the real exercise, notebooks built from cells, the real sandbox, and the
+PostgreSQL and Redis servers of the tests that need them."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -12,9 +14,39 @@ import pytest
 from grader.config import PROJECT_ROOT, GraderConfig
 from grader.reference import read_expected
 from grader.spec import Exercise, load_exercise
+from tests.servers import ThrowawayPostgres, ThrowawayRedis
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+
+# --- servers ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A libpq connection string with the right to create databases: ``GRADER_TEST_POSTGRES``
+    when set, otherwise a throwaway cluster started for this session (when first asked for) and
+    removed at its end. Tests make their own databases on it."""
+    configured = os.environ.get("GRADER_TEST_POSTGRES")
+    if configured:
+        yield configured
+        return
+    with ThrowawayPostgres() as server:
+        yield server.admin_url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database the tests may flush: ``GRADER_TEST_REDIS`` when set, otherwise database
+    0 of a throwaway ``redis-server`` started for this session and removed at its end."""
+    configured = os.environ.get("GRADER_TEST_REDIS")
+    if configured:
+        yield configured
+        return
+    with ThrowawayRedis() as server:
+        yield server.url
+
+
+# --- the exercise and its notebooks ------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def config() -> GraderConfig:

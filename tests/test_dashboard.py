@@ -51,14 +51,13 @@ from service.queue.embedded import EmbeddedWorkers
 from service.storage import BlobStore
 from service.views.frame import NOTEBOOK_CSP
 from tests.catalogs import messages
+from tests.servers import sqlalchemy_url
 
 EXERCISE = "chap06_cnn"
 ROSTER = ("student_id,name,email\n"
           "s001,Aoi Tanaka,aoi@example.org\ns002,Ben Carter,ben@example.org\n"
           "s003,Chie Sato,chie@example.org\ns004,Daiki Ito,\n")
 PASSWORD = "correct horse battery"
-POSTGRES_ADMIN = os.environ.get("GRADER_TEST_POSTGRES",
-                                "postgresql://root@127.0.0.1:5432/postgres")
 
 AppFactory = Callable[..., Flask]
 
@@ -66,20 +65,13 @@ AppFactory = Callable[..., Flask]
 # --- databases and apps -------------------------------------------------------------------------
 
 
-def _postgres_url(name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(POSTGRES_ADMIN)
-    user = info.get("user") or os.environ.get("USER", "postgres")
-    return (f"postgresql+psycopg://{user}@{info.get('host', '127.0.0.1')}:"
-            f"{info.get('port', '5432')}/{name}")
-
-
 @pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
+def postgres_database(postgres_admin_url: str) -> Iterator[str]:
     """A database of its own for this test session, dropped at the end."""
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5)
+        admin = psycopg.connect(postgres_admin_url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is needed for the dashboard tests ({POSTGRES_ADMIN}): {exc}")
+        pytest.fail(f"PostgreSQL is needed for the dashboard tests ({postgres_admin_url}): {exc}")
     name = f"grader_dashboard_{os.getpid()}"
     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.execute(f'CREATE DATABASE "{name}"')
@@ -95,11 +87,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'dashboard.db'}"
     name = request.getfixturevalue("postgres_database")
-    conninfo = psycopg.conninfo.make_conninfo(POSTGRES_ADMIN, dbname=name)
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    conninfo = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
     with psycopg.connect(conninfo, autocommit=True) as conn:  # a clean slate for this test
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
-    return _postgres_url(name)
+    return sqlalchemy_url(admin_url, name)
 
 
 @pytest.fixture

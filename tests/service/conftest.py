@@ -2,10 +2,10 @@
 PostgreSQL database (the schema made by the real migrations), with students holding real
 tokens, and, where a test needs them, worker processes that are always stopped afterwards.
 
-PostgreSQL is reached through ``GRADER_TEST_POSTGRES`` (an admin connection string, default
-``postgresql://root@127.0.0.1:5432/postgres``); each test gets its own database
-``grader_test_<pid>_<n>``, dropped after it. Redis for the Celery tests is
-``GRADER_TEST_REDIS`` (default ``redis://127.0.0.1:6379/5``), flushed before and after.
+PostgreSQL is the session's server of ``postgres_admin_url`` (``GRADER_TEST_POSTGRES``, or a
+throwaway cluster: ``tests/conftest.py``); each test gets its own database
+``grader_test_<pid>_<n>``, dropped after it. Redis for the Celery tests is ``redis_url``
+(``GRADER_TEST_REDIS``, or a throwaway ``redis-server``), flushed before and after.
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ from flask_migrate import upgrade
 from service import create_app
 from service.domain.roster import import_roster
 from service.extensions import db
+from tests.servers import sqlalchemy_url
 from tests.service.service_support import Processes, bearer, upload
-
-POSTGRES_ADMIN = os.environ.get("GRADER_TEST_POSTGRES",
-                                "postgresql://root@127.0.0.1:5432/postgres")
 
 _database_numbers = itertools.count()
 
@@ -35,11 +33,11 @@ _database_numbers = itertools.count()
 # --- databases ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[psycopg.Connection]:
+def postgres_admin(postgres_admin_url: str) -> Iterator[psycopg.Connection]:
     try:
-        conn = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5)
+        conn = psycopg.connect(postgres_admin_url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is needed for the service tests ({POSTGRES_ADMIN}): {exc}")
+        pytest.fail(f"PostgreSQL is needed for the service tests ({postgres_admin_url}): {exc}")
     prefix = f"grader_test_{os.getpid()}_"
     try:
         yield conn
@@ -49,13 +47,6 @@ def postgres_admin() -> Iterator[psycopg.Connection]:
         for (name,) in names:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
-
-
-def _postgres_url(name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(POSTGRES_ADMIN)
-    user = info.get("user") or os.environ.get("USER", "postgres")
-    host, port = info.get("host", "127.0.0.1"), info.get("port", "5432")
-    return f"postgresql+psycopg://{user}@{host}:{port}/{name}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -69,7 +60,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     name = f"grader_test_{os.getpid()}_{next(_database_numbers)}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _postgres_url(name)
+        yield sqlalchemy_url(request.getfixturevalue("postgres_admin_url"), name)
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -25,8 +25,6 @@ from service.models import GradingRun, ItemScore, Student, Submission
 T = TypeVar("T")
 
 EXERCISE = "chap06_cnn"
-#: Redis database of the Celery tests, flushed before and after each.
-REDIS_URL = os.environ.get("GRADER_TEST_REDIS", "redis://127.0.0.1:6379/5")
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -11,19 +11,17 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -35,6 +33,7 @@ from service.queue import grading
 from service.queue.embedded import EmbeddedWorkers
 from service.queue.janitor import sweep
 from service.states import RunState
+from tests.servers import ThrowawayPostgres, ThrowawayRedis, free_port
 from tests.service.service_support import (
     EXERCISE,
     VENV_BIN,
@@ -52,12 +51,6 @@ pytestmark = pytest.mark.timeout(300)
 
 def files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def multipart(data: bytes, exercise: str = EXERCISE) -> tuple[bytes, str]:
@@ -294,58 +287,11 @@ def test_a_burst_of_uploads_is_stored_once_and_graded_once(make_app, processes, 
 
 # --- PostgreSQL restarted while a run is graded -------------------------------------------
 
-class ThrowawayPostgres:
-    """A PostgreSQL cluster of the test's own (initdb as the ``postgres`` user, trust auth, a
-    free port, a temporary directory), so that it can be stopped: the machine's is never
-    touched."""
-
-    def __init__(self) -> None:
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        if not bins:
-            pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)")
-        if os.geteuid() != 0:
-            pytest.skip("a throwaway PostgreSQL cluster is started as 'postgres' from root")
-        self.bin = bins[-1].parent
-        self.dir = Path(tempfile.mkdtemp(prefix="grader-pg-"))
-        self.dir.chmod(0o755)
-        shutil.chown(self.dir, "postgres", "postgres")
-        self.data, self.port = self.dir / "data", free_port()
-        self._as_postgres(self.bin / "initdb", "-D", str(self.data), "-A", "trust",
-                          "-U", "postgres", "--no-sync")
-
-    def _as_postgres(self, *argv: str | Path) -> None:
-        done = subprocess.run(["runuser", "-u", "postgres", "--", *map(str, argv)],
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        self._as_postgres(self.bin / "pg_ctl", "-D", self.data, "-l", self.dir / "log", "-w",
-                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                          "-c fsync=off", "start")
-
-    def stop(self) -> None:
-        self._as_postgres(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
-
-    def remove(self) -> None:
-        try:
-            self.stop()
-        except AssertionError:
-            pass  # not running
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
-def throwaway_postgres():
-    server = ThrowawayPostgres()
-    try:
-        server.start()
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """A cluster of this test's own, so that it can be stopped: the session's is left alone."""
+    with ThrowawayPostgres() as server:
         yield server
-    finally:
-        server.remove()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # unused: ours is below
@@ -418,49 +364,20 @@ def test_postgresql_restarted_during_grading_the_run_ends_graded(
 
 # --- Redis restarted under Celery ---------------------------------------------------------
 
-class ThrowawayRedis:
-    """A ``redis-server`` of the test's own on a free port, without persistence: a restart
-    loses every message it held (the worst case). The machine's Redis is never touched."""
-
-    def __init__(self, processes: Processes):
-        if shutil.which("redis-server") is None:
-            pytest.skip("no redis-server")
-        self.processes, self.port, self.starts = processes, free_port(), 0
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.starts += 1
-        self.proc = self.processes.start(
-            f"redis-{self.starts}", ["redis-server", "--port", str(self.port), "--bind",
-                                     "127.0.0.1", "--save", "", "--appendonly", "no"],
-            dict(os.environ))
-
-        def answers() -> bool:
-            try:
-                return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
-            except redis.RedisError:
-                return False
-
-        wait_for(answers, timeout=30, what="redis-server to answer",
-                 describe=self.processes.logs)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.processes.kill_group(self.proc)
-        self.proc.wait(timeout=10)
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A ``redis-server`` of this test's own (no persistence), so that it can be killed."""
+    with ThrowawayRedis() as server:
+        yield server
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_redis_restarted_under_celery_no_run_is_lost(make_app, tokens, processes):
+def test_redis_restarted_under_celery_no_run_is_lost(make_app, tokens, throwaway_redis,
+                                                      processes):
     """Runs are sent to a real Celery worker (its grader a stub), Redis is killed (its messages gone: no persistence),
     more runs are submitted while it is down (accepted, queued, not sent), Redis comes back
     empty. The janitor's sweep sends again what sits queued: every run ends graded, once."""
-    broker = ThrowawayRedis(processes)
-    broker.start()
+    broker = throwaway_redis
     app = make_app(QUEUE="celery", CELERY_BROKER_URL=broker.url, LEASE_SECONDS=6)
     env = service_env(app)
     processes.start("celery", [str(VENV_BIN / "celery"), "-A", "tests.service.stub_celery_worker",

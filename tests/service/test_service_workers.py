@@ -14,7 +14,6 @@ import redis
 
 from service.models import ItemScore
 from tests.service.service_support import (
-    REDIS_URL,
     VENV_BIN,
     Processes,
     child_pids,
@@ -117,15 +116,16 @@ def test_a_worker_killed_mid_grading_is_replaced_and_the_run_graded_once(
 # --- Celery and Redis ---------------------------------------------------------------------
 
 @pytest.fixture
-def redis_broker() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
+def redis_broker(redis_url: str) -> Iterator[str]:
+    """The session's Redis database, flushed before and after the test."""
+    client = redis.Redis.from_url(redis_url)
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis is needed for the Celery tests ({REDIS_URL}): {exc}")
+        pytest.fail(f"Redis is needed for the Celery tests ({redis_url}): {exc}")
     client.flushdb()
     try:
-        yield REDIS_URL
+        yield redis_url
     finally:
         client.flushdb()
         client.close()
@@ -151,14 +151,14 @@ def celery_worker(redis_broker: str, processes: Processes) -> Callable:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_celery_worker_grades_a_submission(make_app, submit, short_notebook, celery_worker,
-                                             processes):
-    app = make_app(QUEUE="celery", CELERY_BROKER_URL=REDIS_URL, LEASE_SECONDS=6)
+def test_a_celery_worker_grades_a_submission(make_app, submit, short_notebook, redis_broker,
+                                             celery_worker, processes):
+    app = make_app(QUEUE="celery", CELERY_BROKER_URL=redis_broker, LEASE_SECONDS=6)
 
     submission_id = submit(short_notebook, via=app).get_json()["id"]
     sent = only_run(app, submission_id)
     assert sent["status"] == "queued" and sent["task_id"] and sent["dispatched_at"], sent
-    assert redis.Redis.from_url(REDIS_URL).llen("gpu") == 1  # on this test's broker
+    assert redis.Redis.from_url(redis_broker).llen("gpu") == 1  # on this test's broker
     celery_worker(app)
     run = wait_until_finished(app, submission_id, processes)
 
@@ -169,10 +169,11 @@ def test_a_celery_worker_grades_a_submission(make_app, submit, short_notebook, c
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_celery_pool_process_killed_mid_task_is_replaced(make_app, submit, slow_notebook,
-                                                           celery_worker, processes):
+                                                           redis_broker, celery_worker,
+                                                           processes):
     """acks_late + reject_on_worker_lost put the message back; the new delivery waits for the
     dead process's lease to run out, claims the run and grades it (attempt 2)."""
-    app = make_app(QUEUE="celery", CELERY_BROKER_URL=REDIS_URL, LEASE_SECONDS=6)
+    app = make_app(QUEUE="celery", CELERY_BROKER_URL=redis_broker, LEASE_SECONDS=6)
     worker = celery_worker(app)
 
     submission_id = submit(slow_notebook, via=app).get_json()["id"]
