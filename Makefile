@@ -69,13 +69,14 @@ dry-run: data
 	$(BIN)/grader dry-run
 
 # Neither is part of make test: speed goals are measured here, not asserted by timed tests.
-bench: data sysdeps
+bench: data sysdeps-test
 	$(BIN)/python benchmarks/grading.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/serving.py $(BENCH_SERVICE_ARGS)
 
-# Seeds throwaway SQLite and PostgreSQL databases (1,000 students, 10,000 graded submissions),
+# Seeds throwaway SQLite and PostgreSQL databases (a cluster of its own unless
+# GRADER_BENCH_POSTGRES names one) (1,000 students, 10,000 graded submissions),
 # starts gunicorn on each (no grading worker) and prints upload, dashboard and CSV figures.
-bench-service: deps
+bench-service: deps sysdeps-test
 	$(BIN)/python benchmarks/serving.py $(BENCH_SERVICE_ARGS)
 
 lint: deps

@@ -104,7 +104,9 @@ class ThrowawayPostgres:
     ``postgres``) when made, then ``start``/``stop`` as often as a test likes, and ``remove``.
     As a context manager: started on entry, removed on exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        #: Flush to disk as a production server does (benchmarks); tests throw the data away.
+        self.durable = durable
         initdbs = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
                          key=lambda p: int(p.parent.parent.name))
         if not initdbs:
@@ -149,8 +151,9 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         """Start the server and return once it accepts connections."""
-        settings = [arg for key, value in POSTGRES_SETTINGS.items()
-                    for arg in ("-c", f"{key}={value}")]
+        chosen = ({"listen_addresses": POSTGRES_SETTINGS["listen_addresses"]} if self.durable
+                  else POSTGRES_SETTINGS)
+        settings = [arg for key, value in chosen.items() for arg in ("-c", f"{key}={value}")]
         argv = [*self._as_owner(pdeathsig="INT"), str(self.bin / "postgres"), "-D",
                 str(self.data), "-p", str(self.port), "-k", str(self.dir), *settings]
         with open(self.log, "ab") as log:  # the child keeps its own copy
