@@ -2,7 +2,9 @@
 # Installs the Debian packages the grader needs, where missing: bubblewrap, util-linux (setpriv,
 # nsenter) and libseccomp2 for the sandbox; with
 # --test also Chromium and CJK fonts for the browser tests (Playwright drives Debian's Chromium:
-# never `playwright install`). As root it installs them; otherwise it says exactly what to run.
+# never `playwright install`), and Docker (docker.io: the docker backend's tests start dockerd
+# when no daemon answers) with debootstrap (the runtime image's base where no registry is
+# reachable). As root it installs them; otherwise it says exactly what to run.
 set -eu
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
@@ -13,6 +15,8 @@ command -v nsenter >/dev/null 2>&1 || missing="$missing util-linux"
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
   [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing="$missing fonts-noto-cjk"
+  [ -x /usr/sbin/dockerd ] || missing="$missing docker.io"
+  [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
