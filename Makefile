@@ -21,7 +21,7 @@ help:
 	@echo "make test-fast set up and run the tests that do not train the CNN"
 	@echo "make dry-run   grade the reference solutions and blank templates"
 	@echo "make image     build the docker backend's runtime image (VARIANT=cpu|gpu, BASE=auto|local|IMAGE)"
-	@echo "make bench     what grading costs, phase by phase (the clean room's share)"
+	@echo "make bench     sandbox start-up per backend (docker vs bwrap), then what grading costs, phase by phase"
 	@echo "make bench-service  the web service at course scale, SQLite and PostgreSQL (not in make test)"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
 	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
@@ -77,6 +77,7 @@ image: deps
 	$(BIN)/grader image build --variant $(VARIANT) --base $(BASE)
 
 bench: data sysdeps
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/grading.py $(BENCH_ARGS)
 
 # Seeds throwaway SQLite and PostgreSQL databases (1,000 students, 10,000 graded submissions),

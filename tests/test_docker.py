@@ -304,3 +304,22 @@ def test_the_reaper_removes_only_containers_of_graders_that_are_gone(docker_sand
                 client.remove_container(container, force=True)
             except Exception:
                 pass
+
+
+@pytest.mark.sandbox
+@pytest.mark.docker
+def test_doctor_says_which_backends_work_and_the_image(docker_sandbox):
+    done = subprocess.run([sys.executable, "-m", "grader", "doctor", "--sandbox", "docker"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    lines = done.stdout.splitlines()
+    assert "sandbox docker (selected): ok" in lines
+    assert any(line.startswith("sandbox bwrap: ") for line in lines)
+    assert f"image {image_tag(Variant.CPU)}: present" in lines
+
+
+def test_doctor_says_why_docker_cannot_run_without_a_daemon():
+    from grader.sandbox.docker import DockerSandbox
+
+    reason = DockerSandbox(base_url="unix:///nonexistent/docker.sock").check()
+    assert reason is not None and "no Docker daemon answers" in reason
