@@ -26,11 +26,16 @@ def _client() -> Any:
     return docker.APIClient(version="auto", timeout=60, **kwargs_from_env())
 
 
-def _answers(client: Any) -> bool:
+def _answering_client() -> Any | None:
+    """A client of the daemon, or ``None`` while none answers (the client asks for the API
+    version as it is made)."""
     try:
-        return bool(client.ping())
+        client = _client()
+        return client if client.ping() else None
+    except ImportError:
+        raise
     except Exception:
-        return False
+        return None
 
 
 @contextmanager
@@ -38,10 +43,10 @@ def running_daemon() -> Iterator[Any]:
     """A client of a daemon that answers; starts ``dockerd`` (and stops it after) when none
     does. Skips when none answers and this is not root; fails when dockerd is missing."""
     try:
-        client = _client()
+        client = _answering_client()
     except ImportError:
         pytest.fail("the Docker SDK is missing: pip install -e '.[docker]' (make does)")
-    if _answers(client):
+    if client is not None:
         yield client
         return
     if os.geteuid() != 0:
@@ -56,7 +61,7 @@ def running_daemon() -> Iterator[Any]:
                                   start_new_session=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(client):
+        while (client := _answering_client()) is None:
             if daemon.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"dockerd did not start: see {STATE_DIR / 'dockerd.log'}")
             time.sleep(0.2)

@@ -139,7 +139,8 @@ class DockerSandbox:
         return start_launched(self._launch(request), on_line)
 
     def client(self) -> Any:
-        """The low-level Docker client (made on first use; thread-safe for our calls)."""
+        """The low-level Docker client (made on first use; thread-safe for our calls). Raises
+        ``docker.errors.DockerException`` when no daemon answers (it asks for the API version)."""
         if self._client is None:
             import docker
             from docker.utils import kwargs_from_env
@@ -164,6 +165,8 @@ class DockerSandbox:
             client = self.client()
         except ImportError:
             return error_result("the Docker SDK is not installed", started)
+        except Exception as exc:  # the client asks the daemon for its API version
+            return error_result(f"no Docker daemon answers ({_short(exc)})", started)
         owner = owner_tag()
         if not self._reaped:
             reap_containers(client)

@@ -107,7 +107,10 @@ def _watch(owner: str) -> None:
 
     while sys.stdin.buffer.read(4096):
         pass
-    remove_owned(docker.APIClient(version="auto", **kwargs_from_env()), owner)
+    try:
+        remove_owned(docker.APIClient(version="auto", **kwargs_from_env()), owner)
+    except docker.errors.DockerException:  # no daemon any more: nothing of ours runs
+        pass
 
 
 if __name__ == "__main__":
