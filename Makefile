@@ -14,14 +14,15 @@ BENCH_SERVICE_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast bench bench-service deps sysdeps sysdeps-test data dry-run lint catalogs clean help
+.PHONY: run test test-fast bench bench-service deps sysdeps sysdeps-test data dry-run image lint catalogs clean help
 
 help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
 	@echo "make test      set up and run every test (includes a full 10-epoch dry-run)"
 	@echo "make test-fast set up and run the tests that do not train the CNN"
 	@echo "make dry-run   grade the reference solutions and blank templates"
-	@echo "make bench     what grading costs phase by phase, then the service at course scale"
+	@echo "make image     build the docker backend's runtime image (VARIANT=cpu|gpu, BASE=auto|local|IMAGE)"
+	@echo "make bench     sandbox start-up per backend, what grading costs phase by phase, then the service at course scale"
 	@echo "make bench-service  only the web service at course scale, SQLite and PostgreSQL"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
 	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found %s)" % sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,runtime]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,runtime,docker]'
 	$(MAKE) --no-print-directory compile-catalogs
 	@touch $@
 
@@ -68,8 +69,18 @@ test-fast: data sysdeps-test
 dry-run: data
 	$(BIN)/grader dry-run
 
-# Neither is part of make test: speed goals are measured here, not asserted by timed tests.
+# The docker backend's runtime image (docker/Dockerfile), tagged with a hash of what goes in:
+# a no-op when that tag is present. Needs a Docker daemon (Debian's docker.io, `make
+# sysdeps-test` installs it); without a registry the base is made locally with debootstrap.
+VARIANT ?= cpu
+BASE ?= auto
+image: deps
+	$(BIN)/grader image build --variant $(VARIANT) --base $(BASE)
+
+# None of the benchmarks is part of make test: speed goals are measured here, not asserted
+# by timed tests.
 bench: data sysdeps-test
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/grading.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/serving.py $(BENCH_SERVICE_ARGS)
 

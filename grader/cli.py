@@ -21,9 +21,16 @@ from grader.pipeline import grade_notebook
 from grader.reference import require_reference
 from grader.render import default_lang, render_text
 from grader.report import RunStatus
+from grader.sandbox.docker_image import Variant
 from grader.spec import Exercise, SpecError, parse_size
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_SANDBOX = 0, 1, 2, 3
+#: Backends, and what each needs (``grader doctor`` checks them all).
+SANDBOXES = {
+    "bwrap": "bubblewrap, cgroups and root (the default; no daemon)",
+    "docker": "a Docker daemon and the runtime image (`make image`)",
+    "unsafe": "nothing: no isolation, for development only",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,14 +38,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="grader",
         description="Grade Jupyter notebook exercises in a sandbox.",
         epilog="Environment: GRADER_EXERCISES, GRADER_REFERENCE, GRADER_DATA_DIR, "
-        "GRADER_SANDBOX (bwrap | unsafe).",
+        "GRADER_SANDBOX (bwrap | docker | unsafe).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def sandbox_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--sandbox", choices=["bwrap", "unsafe"], default=None,
-                       help="isolation backend (default: bwrap; 'unsafe' runs the notebook "
-                       "directly on this machine, for development only)")
+        p.add_argument("--sandbox", choices=list(SANDBOXES), default=None,
+                       help="isolation backend (default: bwrap; 'docker' runs each sandbox in "
+                       "a container of the runtime image (`grader image build`); 'unsafe' runs "
+                       "the notebook directly on this machine, for development only)")
 
     grade = sub.add_parser("grade", help="grade one notebook and print the report",
                            description="Grade one notebook. Exit 0 once graded (any score), "
@@ -90,6 +98,23 @@ def _parser() -> argparse.ArgumentParser:
                         "training set from the sandbox (docs/data.md)")
     data_sub.add_parser("verify", help="verify MNIST and its held-out split by checksum")
 
+    image = sub.add_parser("image", help="the docker backend's runtime image",
+                           description="Build the runtime image of the docker backend "
+                           "(docker/Dockerfile), tagged with a hash of what goes in, or say "
+                           "whether it is present.")
+    image_sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    for action, text in (("build", "build and tag the image unless it is present"),
+                         ("status", "print the image's tag; exit 1 when it is missing")):
+        p = image_sub.add_parser(action, help=text)
+        p.add_argument("--variant", choices=[v.value for v in Variant], default="cpu",
+                       help="cpu (no GPU: small) or gpu (tensorflow[and-cuda])")
+        if action == "build":
+            p.add_argument("--base", default="auto",
+                           help="base image: auto (python:3.11-slim-bookworm if it can be "
+                           "had, else local), local (Debian made here with debootstrap) or "
+                           "an image name")
+            p.add_argument("--force", action="store_true", help="build even when present")
+
     sub.add_parser("exercises", help="list the exercises")
     doctor = sub.add_parser("doctor", help="check that this machine can grade")
     sandbox_options(doctor)
@@ -105,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "grade": cmd_grade, "dry-run": cmd_dry_run, "build-reference": cmd_build_reference,
         "calibrate": cmd_calibrate, "data": cmd_data, "exercises": cmd_exercises,
-        "doctor": cmd_doctor,
+        "doctor": cmd_doctor, "image": cmd_image,
     }
     try:
         return handlers[args.command](args, config)
@@ -299,12 +324,22 @@ def cmd_exercises(args: argparse.Namespace, config: GraderConfig) -> int:
 
 def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
     from grader.data import DataError, verify_data_dir
+    from grader.sandbox import get_sandbox
+    from grader.sandbox.docker_image import image_present, image_tag
 
     problems = 0
-    sandbox = _sandbox(config)
-    reason = sandbox.check()
-    print(f"sandbox ({config.sandbox}): " + ("ok" if reason is None else reason))
-    problems += reason is not None
+    for name, needs in SANDBOXES.items():
+        chosen = " (selected)" if name == config.sandbox else ""
+        if name == "unsafe":
+            print(f"sandbox unsafe{chosen}: works anywhere, isolates nothing (development only)")
+            continue
+        reason = get_sandbox(name).check()
+        print(f"sandbox {name}{chosen}: " + ("ok" if reason is None else
+                                             f"unavailable: {reason} (needs {needs})"))
+        problems += bool(chosen) and reason is not None
+    tag = image_tag(Variant.CPU)
+    print(f"image {tag}: " + ("present" if image_present(tag) else
+                              "missing (run `make image` for the docker backend)"))
     try:
         verify_data_dir(config.data_dir)
         print(f"data: {config.data_dir} verified (MNIST and its held-out split)")
@@ -318,6 +353,27 @@ def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
               f"no reference (run `grader build-reference {exercise_id}`)"))
         problems += not ok
     return EXIT_OK if problems == 0 else EXIT_FAIL
+
+
+def cmd_image(args: argparse.Namespace, config: GraderConfig) -> int:
+    from grader.sandbox.docker_image import build_image, image_present, image_tag
+
+    variant = Variant(args.variant)
+    if args.image_command == "status":
+        tag = image_tag(variant)
+        present = image_present(tag)
+        print(f"{tag} " + ("present" if present else "missing (run `grader image build`)"))
+        return EXIT_OK if present else EXIT_FAIL
+    outcome = build_image(variant, args.base, force=args.force, log=_stderr)
+    if outcome.error:
+        _stderr(f"grader: {outcome.error}")
+        return EXIT_FAIL
+    if outcome.built:
+        _stderr(f"built {outcome.tag} on {outcome.base} in {outcome.seconds:.0f} s")
+    else:
+        _stderr(f"{outcome.tag} is present (same inputs): nothing to build")
+    print(outcome.tag)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ class GraderConfig:
     reference_root: Path
     #: Holds ``mnist.npz`` (``grader data fetch`` puts it there).
     data_dir: Path
-    #: Sandbox backend name: ``bwrap`` (default) or ``unsafe`` (development only, no isolation).
+    #: Sandbox backend name: ``bwrap`` (default), ``docker`` or ``unsafe`` (development only, no
+    #: isolation).
     sandbox: str = "bwrap"
 
     @classmethod

@@ -1,11 +1,14 @@
 #!/bin/sh
 # Installs the Debian packages the grader needs, where missing: bubblewrap, util-linux (setpriv,
 # nsenter) and libseccomp2 for the sandbox; with --test also Chromium and CJK fonts for the
-# browser tests (Playwright drives Debian's Chromium: never `playwright install`), and
+# browser tests (Playwright drives Debian's Chromium: never `playwright install`),
 # postgresql and redis-server, whose binaries the tests run as throwaway servers of their own
-# (tests/servers.py). As root it installs them; otherwise it says exactly what to run.
+# (tests/servers.py), and Docker (docker.io: the docker backend's tests start dockerd when no
+# daemon answers) with debootstrap (the runtime image's base where no registry is reachable).
+# As root it installs them; otherwise it says exactly what to run.
 #
-# Installing postgresql or redis-server leaves no server running that was not running before:
+# Installing postgresql, redis-server or docker.io leaves no server running that was not
+# running before:
 # their services are kept from starting (a policy-rc.d, unless the machine has one already),
 # a cluster the install created is dropped (one that existed before is never touched), and the
 # redis-server service it made is stopped (disabled where systemd runs).
@@ -27,6 +30,8 @@ if [ "${1:-}" = "--test" ]; then
     servers="$servers redis-server"
     new_redis=yes
   fi
+  [ -x /usr/sbin/dockerd ] || missing="$missing docker.io"
+  [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
 fi
 [ -z "$missing$servers" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -42,9 +47,10 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   # asked by invoke-rc.d ([--quiet] ID ACTION) and deb-systemd-invoke (UNIT ACTION): 101 forbids
   cat >/usr/sbin/policy-rc.d <<'POLICY'
 #!/bin/sh
-# left by scripts/install-sysdeps.sh while it installs: the tests' servers are not started
+# left by scripts/install-sysdeps.sh while it installs: the tests' servers and dockerd are not
+# started (the tests start their own)
 [ "${1:-}" = --quiet ] && shift
-case "${1:-}" in postgresql*|redis-server*) exit 101 ;; esac
+case "${1:-}" in postgresql*|redis-server*|docker*|containerd*) exit 101 ;; esac
 exit 0
 POLICY
   chmod 755 /usr/sbin/policy-rc.d

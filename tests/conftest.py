@@ -128,3 +128,31 @@ def sandbox(config: GraderConfig):
 
 
 __all__ = ["FIXTURES", "PROJECT_ROOT"]
+
+
+@pytest.fixture(scope="session")
+def docker_daemon():
+    """A Docker daemon for the docker tests: the one that answers, else one started here (as
+    root: `dockerd` from Debian's docker.io, which `make sysdeps-test` installs) and stopped
+    when the session ends. Its images persist (the default data root), so the runtime image is
+    built once, not once per session."""
+    from tests.docker_support import running_daemon
+
+    with running_daemon() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox(docker_daemon):
+    """The docker backend with this checkout's runtime image (built when missing)."""
+    from grader.sandbox.docker import DockerSandbox
+    from grader.sandbox.docker_image import build_image
+
+    outcome = build_image()
+    if outcome.error:
+        pytest.fail(f"the runtime image cannot be built: {outcome.error}")
+    box = DockerSandbox()
+    reason = box.check()
+    if reason is not None:
+        pytest.fail(f"the docker sandbox cannot run here: {reason}")
+    return box

@@ -100,8 +100,8 @@ def last_json(result: SandboxResult) -> Any:
 
 
 def test_unknown_backend_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="bwrap, unsafe"):
-        get_sandbox("docker")
+    with pytest.raises(ValueError, match="bwrap, docker, unsafe"):
+        get_sandbox("firecracker")
 
 
 def test_get_sandbox_passes_options() -> None:

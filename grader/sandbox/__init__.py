@@ -2,6 +2,8 @@
 
 * ``bwrap``: :class:`BubblewrapSandbox`, namespaces + an unprivileged user + a per-run cgroup
   + a seccomp filter.
+* ``docker``: :class:`~grader.sandbox.docker.DockerSandbox`, a fresh container of the runtime
+  image per run (imported on first use: the Docker SDK is the ``docker`` extra).
 * ``unsafe``: :class:`UnsafeLocalSandbox`, no isolation, for development only.
 
 A backend runs a :class:`SandboxRequest` to its end (``run``) or starts it (``start``, giving a
@@ -12,7 +14,8 @@ another host user (:class:`SandboxUser`).
 directories. :func:`sweep_leftovers` removes what graders killed with SIGKILL left on the host
 (run cgroups, staging and run directories); every bubblewrap run calls it first.
 
-A ``docker`` backend is planned; it will register in :data:`BACKENDS` like the others.
+The docker backend's containers left by a killed grader are removed by its watchdog and by
+:func:`~grader.sandbox.docker_reaper.reap_containers`.
 """
 
 from __future__ import annotations
@@ -36,9 +39,17 @@ from grader.sandbox.cgroups import CgroupError
 from grader.sandbox.staging import create_run_dir
 from grader.sandbox.unsafe import UnsafeLocalSandbox, UnsafeSandboxWarning
 
+
+def _docker_sandbox(**options: Any) -> Sandbox:
+    from grader.sandbox.docker import DockerSandbox
+
+    return DockerSandbox(**options)
+
+
 #: Backend name -> factory taking the backend's options as keyword arguments.
 BACKENDS: dict[str, Callable[..., Sandbox]] = {
     "bwrap": BubblewrapSandbox,
+    "docker": _docker_sandbox,
     "unsafe": UnsafeLocalSandbox,
 }
 

@@ -1,4 +1,4 @@
-"""The seam between the grader and whatever isolates a run (bubblewrap today, Docker later).
+"""The seam between the grader and whatever isolates a run (bubblewrap, Docker).
 
 A backend takes a :class:`SandboxRequest` (a command, the files it may see, limits, the host
 identity it runs as) and returns a :class:`SandboxResult`. It never interprets what the command
@@ -72,6 +72,8 @@ class NetworkPeer:
     pid: int | None = None
     #: Inode of the namespace, so that a recycled pid is never mistaken for the run.
     namespace: int | None = None
+    #: Id of the container whose network it is (docker).
+    container: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,8 @@ class SandboxRun(Protocol):
 
 
 class Sandbox(Protocol):
-    """A way to run one command in isolation. Implementations: bubblewrap, unsafe (dev only)."""
+    """A way to run one command in isolation. Implementations: bubblewrap, docker, unsafe (dev
+    only)."""
 
     name: str
 

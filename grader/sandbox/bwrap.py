@@ -47,10 +47,10 @@ from grader.sandbox.launch import (
     LaunchFds,
     data_fd,
     launch_argv,
-    under_any,
     write_args,
 )
 from grader.sandbox.process import MAX_LINE_BYTES, error_result
+from grader.sandbox.request_checks import give_workdir, request_problem
 from grader.sandbox.runs import run_launched, start_launched
 from grader.sandbox.seccomp import SeccompError, seccomp_program
 from grader.sandbox.staging import create_stage, sweep_run_dirs, sweep_stages
@@ -134,7 +134,7 @@ class BubblewrapSandbox(BwrapSettings):
         """Make the run's cgroup and staging directory and start ``bwrap``; or say why not."""
         started = time.monotonic()
         as_root = os.geteuid() == 0
-        problem = self._missing_tools() or _request_problem(request)
+        problem = self._missing_tools() or request_problem(request, RESERVED_TARGETS)
         if not problem and request.join_network is not None and not as_root:
             problem = "joining another sandbox's network needs root (nsenter)"
         if problem:
@@ -146,7 +146,7 @@ class BubblewrapSandbox(BwrapSettings):
             cgroup = self._enter_cgroup(resources, request.limits)
             stage = resources.enter_context(create_stage(self.stage_root))
             if as_root and request.workdir is not None:
-                _give_workdir(request.workdir, *self.host_ids(request.user))
+                give_workdir(request.workdir, *self.host_ids(request.user))
             with ExitStack() as parent_copies:  # closed once the child has its own
                 fds, info_read = self._open_fds(parent_copies, request)
                 argv, options = launch_argv(self, request, cgroup, stage, as_root, fds)
@@ -241,32 +241,3 @@ def sweep_leftovers(
     for path in removed:
         logger.info("removed the leftover of a killed grader: %s", path)
     return removed
-
-
-def _request_problem(request: SandboxRequest) -> str | None:
-    if not request.argv:
-        return "empty command"
-    if request.workdir is not None and not request.workdir.is_dir():
-        return f"work directory does not exist: {request.workdir}"
-    for target in [request.workdir_target, *(m.target for m in request.mounts)]:
-        if not target.startswith("/") or os.path.normpath(target) != target or target == "/":
-            return f"mount target must be a normalised absolute path below /: {target!r}"
-        if under_any(target, RESERVED_TARGETS):
-            return f"mount target is reserved by the sandbox: {target}"
-    for mount in request.mounts:
-        if not os.path.exists(mount.source):
-            return f"mount source does not exist: {mount.source}"
-    return None
-
-
-def _give_workdir(root: Path, uid: int, gid: int) -> None:
-    """Give the work directory to the run's user, mode 0700 (never following symlinks).
-
-    Root binds it in through the staging mounts, which bypass its parents' modes; so the run
-    directory around it can stay 0700 and the grader's, and no other host user reads it.
-    """
-    os.lchown(root, uid, gid)
-    os.chmod(root, 0o700)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, gid)

@@ -59,6 +59,7 @@ from grader.sandbox.base import SandboxRequest
 from grader.sandbox.bwrap_settings import BwrapSettings
 from grader.sandbox.cgroups import RunCgroup
 from grader.sandbox.process import base_env, runtime_paths
+from grader.sandbox.request_checks import under_any
 from grader.sandbox.staging import write_etc
 
 #: ``sh`` exits with this when joining the cgroup or a staging mount fails (before bwrap).
@@ -261,8 +262,3 @@ def _write_etc(sandbox: BwrapSettings, stage: Path) -> Path:
 def tool(name: str) -> str:
     """The host tool ``name`` as an absolute path (from :data:`TOOL_PATH`) when found."""
     return shutil.which(name, path=TOOL_PATH) or name
-
-
-def under_any(path: str, roots: tuple[str, ...]) -> bool:
-    """Whether ``path`` is one of ``roots`` or lies below one."""
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)

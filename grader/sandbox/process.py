@@ -50,7 +50,7 @@ class StreamOutcome:
     stopped: bool = False
 
 
-class _Capped:
+class CappedBuffer:
     """Keeps the first ``limit`` bytes of a stream and remembers whether more came."""
 
     def __init__(self, limit: int) -> None:
@@ -66,7 +66,7 @@ class _Capped:
             self.data += chunk[:room]
 
 
-class _Lines:
+class LineSplitter:
     """Splits a byte stream into lines for ``on_line``, cutting lines at ``max_bytes``."""
 
     def __init__(self, on_line: LineCallback | None, max_bytes: int) -> None:
@@ -126,8 +126,8 @@ def stream_process(
     """
     assert proc.stdout is not None and proc.stderr is not None
     ending = _Ending(started + timeout, kill, stop)
-    caps = {"stdout": _Capped(log_bytes), "stderr": _Capped(log_bytes)}
-    lines = _Lines(on_line, max_line_bytes)
+    caps = {"stdout": CappedBuffer(log_bytes), "stderr": CappedBuffer(log_bytes)}
+    lines = LineSplitter(on_line, max_line_bytes)
     with selectors.DefaultSelector() as selector:
         for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
             os.set_blocking(pipe.fileno(), False)
