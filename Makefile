@@ -34,11 +34,13 @@ sysdeps:
 sysdeps-test:
 	@scripts/install-sysdeps.sh --test
 
-$(STAMP): pyproject.toml
+# The packages the sandboxes import are held to docker/requirements.txt, the runtime image's
+# pins, so that the bwrap backend (this venv) and the docker one run the same versions.
+$(STAMP): pyproject.toml docker/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found %s)" % sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,runtime,docker]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,runtime,docker]' -c docker/requirements.txt
 	$(MAKE) --no-print-directory compile-catalogs
 	@touch $@
 
