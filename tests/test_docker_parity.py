@@ -47,6 +47,9 @@ def test_same_status_and_scores_as_bwrap(case, make_notebook, exercise, config, 
 
 @pytest.mark.slow
 def test_dry_run_through_docker(docker_sandbox):
+    """`grader dry-run` as the course's CI runs it: the reference trained for its ten epochs
+    earns 100 and the template 0. The suite's one full dry-run (each costs two minutes); the
+    full ten-epoch path through bubblewrap is test_grading's copy of the course notebook."""
     done = subprocess.run([sys.executable, "-m", "grader", "dry-run", "--sandbox", "docker"],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
