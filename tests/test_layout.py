@@ -21,7 +21,7 @@ SERVICE = Path(__file__).resolve().parents[1] / "service"
 VIEWS = "service.views"
 #: Modules of ``service.views`` shared by every view (the rest are view modules).
 FRAME = {f"{VIEWS}.{name}" for name in ("frame", "forms", "schemas", "openapi", "plots",
-                                            "language", "numbers")} | {VIEWS}
+                                            "language", "numbers", "notices")} | {VIEWS}
 FACTORY = "service"
 
 

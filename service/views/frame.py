@@ -43,6 +43,7 @@ from service.models import GradingRun
 from service.storage import BlobStore
 from service.views import language
 from service.views.language import N_
+from service.views.notices import executed_omitted
 from service.views.numbers import format_accuracy, format_duration, format_number, format_shape
 from service.views.schemas import Error
 
@@ -202,7 +203,8 @@ def csrf_failed(exc: CSRFError) -> Page | HTTPException | Response:
 
 def _template_helpers() -> dict[str, object]:
     return {"num": format_number, "shape": format_shape, "accuracy": format_accuracy,
-            "duration": format_duration, "is_instructor": is_instructor()}
+            "duration": format_duration, "is_instructor": is_instructor(),
+            "executed_omitted": executed_omitted}
 
 
 def size_text(n: int) -> str:

@@ -10,16 +10,18 @@ newer grader adds pass through untouched).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
 from grader import spec
 from service import models
 from service.extensions import db
 from service.queue import claims
 from service.states import ItemStatus, RunState, RunStatus
+from service.views import notices
 
 #: The largest row id every supported database holds (PostgreSQL's ``INTEGER``): routes take
 #: ids with ``<int(max=MAX_ID):...>``, so a larger one is an unknown address (404), never a
@@ -74,6 +76,21 @@ class Item(BaseModel):
     cell_index: int | None = None
 
 
+class ExecutedOmitted(BaseModel):
+    """Why a finished run has no executed notebook to show; its score is not affected."""
+
+    #: ``too_large`` (over the display caps), ``too_slow`` (rendering ran past its deadline),
+    #: ``render_error``.
+    reason: Literal["too_large", "too_slow", "render_error"]
+    message: LocalizedText
+
+    @classmethod
+    def of(cls, omitted: dict[str, Any]) -> ExecutedOmitted:
+        reason = omitted.get("reason")
+        return cls(reason=reason if reason in ("too_large", "too_slow") else "render_error",
+                   message=LocalizedText(**notices.executed_omitted_both(omitted)))
+
+
 class Submission(BaseModel):
     """A submission with its latest grading run: status, score, feedback, queue position."""
 
@@ -99,6 +116,8 @@ class Submission(BaseModel):
     progress: dict[str, Any] | None = None
     #: Set only once the run has an executed notebook to show.
     executed_notebook_url: Annotated[str | None, WithJsonSchema({"type": "string"})] = None
+    #: Set only when the run finished without one: why (the score is not affected).
+    executed_notebook_omitted: ExecutedOmitted | SkipJsonSchema[None] = None
 
     @classmethod
     def of(cls, submission: models.Submission) -> Submission:
@@ -117,6 +136,9 @@ class Submission(BaseModel):
         if run.executed_html_sha256:
             extra["executed_notebook_url"] = url_for(
                 "web.executed_notebook", submission_id=submission.id, _external=True)
+        elif isinstance(report.get("executed_html_omitted"), dict):
+            extra["executed_notebook_omitted"] = ExecutedOmitted.of(
+                report["executed_html_omitted"])
         return cls(
             id=submission.id, exercise=submission.exercise, filename=submission.filename,
             status=run.state, run_status=run.outcome, reason=run.reason, score=run.score,
@@ -169,4 +191,5 @@ class Exercise(BaseModel):
 
 
 #: The models published as ``#/components/schemas/<name>``.
-COMPONENTS: tuple[type[BaseModel], ...] = (Error, Item, Submission, Accepted, Exercise)
+COMPONENTS: tuple[type[BaseModel], ...] = (Error, Item, ExecutedOmitted, Submission, Accepted,
+                                           Exercise)

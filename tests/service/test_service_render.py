@@ -14,11 +14,12 @@ from sqlalchemy import update
 
 from grader import RunStatus
 from grader.report import GradeReport
+from service.domain.instructors import change_password, create_instructor
 from service.extensions import db
 from service.models import GradingRun, utcnow
 from service.queue import claims, grading
 from service.storage import BlobStore
-from tests.service.service_support import in_session, only_run, tiny_notebook
+from tests.service.service_support import bearer, in_session, only_run, tiny_notebook
 
 
 def _executed(cells: int) -> str:
@@ -113,3 +114,23 @@ def test_a_notebook_over_the_cell_cap_is_graded_without_html_and_the_page_says_w
     assert client.post("/login", data={"token": tokens["alice"]}).status_code == 303
     page = client.get(f"/submissions/{submission_id}").get_data(as_text=True)
     assert 'id="executed-omitted"' in page and "51 cells" in page and "50 cells" in page
+
+    # the API says why as well, in both languages, and has no notebook URL
+    answer = app.test_client().get(f"/api/submissions/{submission_id}",
+                                   headers=bearer(tokens["alice"])).get_json()
+    assert "executed_notebook_url" not in answer
+    omitted = answer["executed_notebook_omitted"]
+    assert omitted["reason"] == "too_large"
+    assert "51 cells" in omitted["message"]["en"] and "51" in omitted["message"]["ja"]
+    assert omitted["message"]["ja"] != omitted["message"]["en"]
+
+    # and so does the instructor's page of the submission
+    with app.app_context():
+        instructor, once = create_instructor("teacher")
+        change_password(instructor, once, "a long enough password", "a long enough password")
+    staff = app.test_client()
+    staff.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    assert staff.post("/dashboard/login", data={
+        "username": "teacher", "password": "a long enough password"}).status_code == 303
+    page = staff.get(f"/dashboard/submissions/{submission_id}").get_data(as_text=True)
+    assert 'id="executed-omitted"' in page and "51 cells" in page
