@@ -32,6 +32,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import CSRFError
@@ -44,7 +45,13 @@ from service.storage import BlobStore
 from service.views import language
 from service.views.language import N_
 from service.views.notices import executed_omitted
-from service.views.numbers import format_accuracy, format_duration, format_number, format_shape
+from service.views.numbers import (
+    format_accuracy,
+    format_duration,
+    format_number,
+    format_shape,
+    format_size,
+)
 from service.views.schemas import Error
 
 #: The executed notebook holds the student's outputs: no scripts, no requests, an opaque origin.
@@ -146,7 +153,8 @@ def _api_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     message = exc.description or exc.name
     if status == 413:
-        message = f"the upload is larger than {size_text(current_app.config['MAX_CONTENT_LENGTH'])}"
+        with force_locale("en"):  # the API's ``message`` is English (``message_ja`` aside)
+            message = f"the upload is larger than {upload_limit()}"
     response = json_error(status, API_CODES.get(status, "error"), message)
     # werkzeug's own headers (a 405's ``Allow``) belong to the answer too, its body aside
     for name, value in exc.get_headers():
@@ -207,17 +215,9 @@ def _template_helpers() -> dict[str, object]:
             "executed_omitted": executed_omitted}
 
 
-def size_text(n: int) -> str:
-    """``20 MiB``, ``4 KiB``, ``500 bytes``: a size as people write it (never ``0 MiB``)."""
-    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
-        if n >= factor:
-            return f"{n / factor:.3g} {unit}"
-    return f"{n} bytes"
-
-
 def upload_limit() -> str:
-    """The upload limit (``MAX_CONTENT_LENGTH``) as people write it."""
-    return size_text(current_app.config["MAX_CONTENT_LENGTH"])
+    """The upload limit (``MAX_CONTENT_LENGTH``) as people write it, in the page's language."""
+    return format_size(current_app.config["MAX_CONTENT_LENGTH"])
 
 
 # --- the executed notebook ---------------------------------------------------------------------

@@ -32,6 +32,21 @@ def format_accuracy(value: float | None) -> str:
     return MISSING if value is None else format_decimal(value, format="0.0000")
 
 
+def format_size(n: int) -> str:
+    """``20 MiB``, ``4 KiB``, ``500 bytes`` (``500 バイト``): a size as people write it, at most
+    three significant digits, never ``0 MiB``."""
+
+    def short(value: float) -> str:
+        return format_decimal(value, format="0.##" if value < 10 else "0.#" if value < 100
+                              else "0")
+
+    if n >= 1024 * 1024:
+        return _("size.mib", n=short(n / (1024 * 1024)))
+    if n >= 1024:
+        return _("size.kib", n=short(n / 1024))
+    return _("size.bytes", n=format_decimal(n, format="0"))
+
+
 def format_duration(seconds: float | None) -> str:
     """``0.42 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min`` (in the page's language)."""
     if seconds is None:
