@@ -14,10 +14,11 @@ Two kinds of numbers, kept apart on purpose:
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Iterator
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -89,9 +90,25 @@ def registry_for(app: Flask) -> CollectorRegistry:
     return registry
 
 
+def scraper_allowed(app: Flask, authorization: str | None) -> bool:
+    """Whether a scrape may read the metrics: always without ``METRICS_TOKEN``, else only with
+    ``Authorization: Bearer <METRICS_TOKEN>`` (compared in constant time). Each scrape queries
+    the database, so a public ``/metrics`` is also work anyone can make the service do."""
+    token = app.config.get("METRICS_TOKEN")
+    if not token:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              token.encode())
+
+
 def init_app(app: Flask) -> None:
     registry = registry_for(app)
 
     @app.get("/metrics")
     def metrics() -> Response:
+        if not scraper_allowed(app, request.headers.get("Authorization")):
+            return Response("metrics need Authorization: Bearer <METRICS_TOKEN>\n", status=401,
+                            mimetype="text/plain",
+                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

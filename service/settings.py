@@ -23,6 +23,7 @@
 | ``HTML_MAX_CELLS`` | 2000 | an executed notebook with more cells is not rendered as HTML |
 | ``HTML_MAX_BYTES`` | 8 MiB | ... nor one larger than this (its JSON) |
 | ``HTML_RENDER_SECONDS`` | 60 | rendering is stopped after this long (it runs in a child process) |
+| ``METRICS_TOKEN`` | unset | when set, ``/metrics`` answers only ``Authorization: Bearer <it>`` (else 401) |
 
 The ``UPLOAD_*`` limits bound the work one upload costs a request thread before anything is
 stored (``service.domain.submissions``, ``grader.notebook.ReadLimits``); each is capped at the
@@ -77,6 +78,7 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "HTML_MAX_CELLS": int(env.get("HTML_MAX_CELLS", "2000")),
         "HTML_MAX_BYTES": int(env.get("HTML_MAX_BYTES", str(8 * 1024 * 1024))),
         "HTML_RENDER_SECONDS": float(env.get("HTML_RENDER_SECONDS", "60")),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "UPLOAD_MAX_CELLS": int(env.get("UPLOAD_MAX_CELLS", "1000")),
         "UPLOAD_MAX_CELL_BYTES": int(env.get("UPLOAD_MAX_CELL_BYTES", str(4 * 1024 * 1024))),
         "UPLOAD_MAX_OUTPUT_BYTES": int(env.get("UPLOAD_MAX_OUTPUT_BYTES",

@@ -208,6 +208,21 @@ def test_an_upload_rejection_moves_its_metric_and_queue_depth_is_exported(api_ap
     assert _metric(text, "grader_runs_finished", 'outcome="timeout"') == 1
 
 
+def test_metrics_with_a_token_answer_only_the_scraper_that_sends_it(api_app):
+    app, student_token = api_app
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 200  # no METRICS_TOKEN: open, as documented
+    app.config["METRICS_TOKEN"] = "scrape-secret-0123456789"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {student_token}"},
+                    {"Authorization": "Basic scrape-secret-0123456789"}):
+        answer = client.get("/metrics", headers=headers)
+        assert answer.status_code == 401, headers
+        assert "grader_queue_runs" not in answer.get_data(as_text=True)
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    answer = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-0123456789"})
+    assert answer.status_code == 200 and "grader_queue_runs" in answer.get_data(as_text=True)
+
+
 def test_a_log_record_made_while_grading_carries_the_run_id_as_json():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
