@@ -63,6 +63,10 @@ TOKEN_ACCOUNT = "#token"
 KEY_LENGTH = 64
 
 
+#: Wrong tokens one address may send in ``LOGIN_WINDOW`` before its waits start.
+TOKEN_ATTEMPTS = 100
+
+
 @dataclass(frozen=True)
 class Attempt:
     """An attempt let through (``wait == 0``, its row ``row_id`` holds it as a failure until it
@@ -97,8 +101,13 @@ class Throttle:
 
     @classmethod
     def for_tokens(cls, config: Mapping[str, Any]) -> Throttle:
-        """The students' token throttle (login form and API bearer), from ``TOKEN_*``."""
-        attempts = config.get("TOKEN_ATTEMPTS", 10)
+        """The students' token throttle (login form and API bearer), from ``TOKEN_*``.
+
+        The default allowance, 100 wrong tokens per address in the window, is ten times the
+        passwords': a token is 192 random bits (``service.domain.tokens``), so no allowance
+        makes guessing one thinkable, while a class behind one NAT address shares the
+        allowance, and ten typos must not lock a lecture hall out."""
+        attempts = config.get("TOKEN_ATTEMPTS", TOKEN_ATTEMPTS)
         return cls(limit=attempts, window=config.get("LOGIN_WINDOW", 15 * 60),
                    backoff=config.get("TOKEN_BACKOFF", 30),
                    address_limit=max(attempts, config.get("LOGIN_ADDRESS_ATTEMPTS", 20)),
