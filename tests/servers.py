@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import psycopg
 import redis
@@ -99,7 +100,30 @@ def _stop(proc: subprocess.Popen | None, sig: int) -> None:
         proc.wait(timeout=10)
 
 
-class ThrowawayPostgres:
+class _Throwaway:
+    """A server of the tests' own: started on entering a ``with``, removed on leaving it (and
+    removed too when it fails to start)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.remove()
+
+
+class ThrowawayPostgres(_Throwaway):
     """A PostgreSQL cluster of its own: ``initdb`` (trust authentication, superuser
     ``postgres``) when made, then ``start``/``stop`` as often as a test likes, and ``remove``.
     As a context manager: started on entry, removed on exit."""
@@ -179,20 +203,8 @@ class ThrowawayPostgres:
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> ThrowawayPostgres:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.remove()
-
-
-class ThrowawayRedis:
+class ThrowawayRedis(_Throwaway):
     """A ``redis-server`` of its own without persistence: killed and started again, it comes
     back empty (every message it held is lost: the worst case for a broker). As a context
     manager: started on entry, removed on exit."""
@@ -238,15 +250,3 @@ class ThrowawayRedis:
             _stop(self.proc, signal.SIGTERM)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> ThrowawayRedis:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.remove()
