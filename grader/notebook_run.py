@@ -211,8 +211,10 @@ def run_notebook(
             runner = read_runner_result(workdir / "out" / "result.json")
         except ResultError as exc:
             problem = str(exc)
+    # a backend lending GPUs says so (DockerSandbox.gpu_devices); the others have none
+    gpu = bool(getattr(sandbox, "gpu_devices", ()))
     outcome = classify_run(kernel_sandbox, runner_sandbox, runner, problem, last_cell[0],
-                           limits.notebook_timeout)
+                           limits.notebook_timeout, gpu=gpu)
     timings = {"sandbox": seconds}
     if runner is not None:
         for key in ("kernel_start", "bootstrap", "cells", "exports"):

@@ -6,6 +6,8 @@
     ├── graded            every cell ran (cells may have raised: that is the student's answer)
     ├── timeout           a cell ran past the per-cell limit, or the notebook past its limit
     ├── out_of_memory     the run's cgroup hit its memory limit (the OOM killer ran)
+    ├── gpu_out_of_memory a cell raised ResourceExhausted on a run given a GPU (the model or
+    │                     batch does not fit the device's memory)
     ├── kernel_died       the kernel process ended (segfault, os._exit, killed)
     ├── invalid_notebook  the file is not a notebook (decided before any sandbox)
     └── sandbox_error     the sandbox could not run, or the runner wrote nothing usable
@@ -16,6 +18,11 @@ the runner's: whether it could run at all), and :func:`classify_run` merges them
 other module guesses a status from a string. The runner is the grader's: anything wrong with
 it (killed, out of memory, no result, a result that does not parse) is ``sandbox_error``, which
 the service retries, never ``graded`` from what was left behind.
+
+``gpu_out_of_memory`` is read from the kernel's own error (the runner's record of the cell:
+its exception's name), so the student can fake it by raising such an error. That only hurts
+them: the status changes nothing of the scores (items are judged as on a ``graded`` run), and
+the service does not run it again.
 """
 
 from __future__ import annotations
@@ -44,6 +51,21 @@ def _cell_text(index: int | None) -> Text:
     return bilingual("outcome.in_cell", cell=index + 1)
 
 
+#: What an exception's name or message holds when a device's memory ran out (TensorFlow's
+#: ``ResourceExhaustedError``, XLA's ``RESOURCE_EXHAUSTED``, CUDA's out-of-memory error).
+GPU_OOM_MARKERS = ("ResourceExhausted", "RESOURCE_EXHAUSTED", "CUDA_ERROR_OUT_OF_MEMORY")
+
+
+def gpu_oom_cell(runner: RunnerResult) -> int | None:
+    """The first cell that failed for want of device memory, if any."""
+    for record in runner.cells:
+        if record.status == "error" and any(
+                marker in (record.ename or "") or (record.evalue or "").startswith(marker)
+                for marker in GPU_OOM_MARKERS):
+            return record.index
+    return None
+
+
 def classify_run(
     sandbox: SandboxResult,
     runner_sandbox: SandboxResult | None,
@@ -51,9 +73,11 @@ def classify_run(
     result_problem: str | None,
     last_cell: int | None,
     notebook_timeout: float,
+    gpu: bool = False,
 ) -> RunOutcome:
     """Status and reason of a run. ``sandbox`` is the kernel's, ``runner_sandbox`` the
-    runner's; ``last_cell`` is the last cell the runner's progress stream started."""
+    runner's; ``last_cell`` is the last cell the runner's progress stream started; ``gpu``
+    whether the kernel was given a GPU (only then is a ``ResourceExhausted`` a GPU's)."""
     for box in (sandbox, runner_sandbox):
         if box is not None and box.sandbox_error:
             return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
@@ -87,4 +111,7 @@ def classify_run(
             detail += f" (signal {runner_sandbox.signal})"
         return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
             "outcome.no_result", detail=detail), last_cell)
+    if gpu and (oom_cell := gpu_oom_cell(runner)) is not None:
+        return RunOutcome(RunStatus.GPU_OUT_OF_MEMORY, bilingual(
+            "outcome.gpu_out_of_memory", where=_cell_text(oom_cell)), oom_cell)
     return RunOutcome(RunStatus.GRADED, None)

@@ -18,6 +18,8 @@ class RunStatus(StrEnum):
     GRADED = "graded"
     TIMEOUT = "timeout"
     OUT_OF_MEMORY = "out_of_memory"
+    #: A cell ran out of GPU memory (TensorFlow's ``ResourceExhaustedError``) on a lent GPU.
+    GPU_OUT_OF_MEMORY = "gpu_out_of_memory"
     KERNEL_DIED = "kernel_died"
     INVALID_NOTEBOOK = "invalid_notebook"
     SANDBOX_ERROR = "sandbox_error"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -47,6 +47,8 @@ class Text:
         return self.ja if lang == "ja" else self.en
 
 
+#: ``[runtime] gpu``: what a run of the exercise asks of the GPUs (``docs/gpus.md``).
+GpuNeed = Literal["required", "preferred", "none"]
 #: What the kernel can export (``grader/kernel/exporter.py``).
 EXPORTS = ("tensor", "layer", "model")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
@@ -278,6 +280,9 @@ class Runtime(_Table):
     tf1: bool = False
     #: Data sets served offline to the notebook (names known to ``grader.data``).
     datasets: Strings = ()
+    #: Whether a run needs a GPU: ``required`` (only a worker with a free GPU takes it),
+    #: ``preferred`` (any worker; a GPU when one is free) or ``none`` (never given one).
+    gpu: GpuNeed = "none"
 
 
 class _Head(_Table):

@@ -18,11 +18,11 @@ from enum import StrEnum
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.extensions import Model
-from service.states import ItemStatus, RunState, RunStatus, WorkerKind
+from service.states import GpuNeed, ItemStatus, RunState, RunStatus, WorkerKind
 
 
 def utcnow() -> dt.datetime:
@@ -146,6 +146,10 @@ class GradingRun(Model):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: Content address of the executed notebook rendered to HTML.
     executed_html_sha256: Mapped[str | None] = mapped_column(String(64))
+    #: What the run asks of the GPUs (its exercise's ``[runtime] gpu`` when it was made): the
+    #: claims route it by this (``service.queue.claims``, ``service.queue.gpu_leases``).
+    gpu: Mapped[GpuNeed] = mapped_column(enum_column(GpuNeed, 16), default=GpuNeed.NONE,
+                                         server_default=GpuNeed.NONE.value)
 
     submission: Mapped[Submission] = relationship(back_populates="runs")
     items: Mapped[list[ItemScore]] = relationship(
@@ -156,6 +160,31 @@ class GradingRun(Model):
     def is_live(self) -> bool:
         """Queued or running: no result yet."""
         return self.state.is_live
+
+
+class GpuLease(Model):
+    """One GPU (or MIG instance) of one grading host, and the run it is lent to, if any
+    (``service.queue.gpu_leases``). A device is lent to one run at a time: taken by
+    compare-and-set, renewed with the run's lease, given back when the run ends; the lease of
+    a worker that died runs out and the device can be taken again. ``dirty``: its memory was
+    not free after a run, so it is not lent again until a check finds it free."""
+
+    __tablename__ = "gpu_leases"
+    __table_args__ = (UniqueConstraint("host", "device", name="uq_gpu_leases_host_device"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The grading host (``GPU_HOST``, default its hostname): UUIDs are per machine.
+    host: Mapped[str] = mapped_column(String(255))
+    #: ``GPU-…`` or ``MIG-…`` UUID, as ``nvidia-smi -L`` prints it.
+    device: Mapped[str] = mapped_column(String(128))
+    #: The worker holding the device, the run it grades on it (``None`` while choosing one).
+    worker: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[int | None]
+    expires_at: Mapped[dt.datetime | None]
+    dirty: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: MiB in use at the last check (after a run, or while dirty), for the people looking.
+    used_mib: Mapped[int | None]
+    checked_at: Mapped[dt.datetime | None]
 
 
 class ItemScore(Model):

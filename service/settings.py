@@ -24,6 +24,9 @@
 | ``HTML_MAX_BYTES`` | 8 MiB | ... nor one larger than this (its JSON) |
 | ``HTML_RENDER_SECONDS`` | 60 | rendering is stopped after this long (it runs in a child process) |
 | ``METRICS_TOKEN`` | unset | when set, ``/metrics`` answers only ``Authorization: Bearer <it>`` (else 401) |
+| ``GPUS`` | (none) | the GPUs this host's workers lend to runs: ``auto`` (``nvidia-smi -L``) or GPU/MIG UUIDs, comma-separated; needs ``GRADER_SANDBOX=docker`` (docs/gpus.md) |
+| ``GPU_HOST`` | the hostname | names this host in the GPU leases (the same UUIDs on two hosts are two devices) |
+| ``GPU_FREE_MIB`` | 256 | a device using more memory than this after a run is not lent again until it uses less |
 
 The ``UPLOAD_*`` limits bound the work one upload costs a request thread before anything is
 stored (``service.domain.submissions``, ``grader.notebook.ReadLimits``); each is capped at the
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from typing import Any
 
 from grader.config import PROJECT_ROOT
@@ -86,6 +90,9 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "UPLOAD_MAX_DEPTH": int(env.get("UPLOAD_MAX_DEPTH", "64")),
         "UPLOAD_MAX_VALUES": int(env.get("UPLOAD_MAX_VALUES", "200000")),
         "UPLOAD_CHECK_SECONDS": float(env.get("UPLOAD_CHECK_SECONDS", "2")),
+        "GPUS": env.get("GPUS", ""),
+        "GPU_HOST": env.get("GPU_HOST") or socket.gethostname(),
+        "GPU_FREE_MIB": int(env.get("GPU_FREE_MIB", "256")),
         "PRODUCTION": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

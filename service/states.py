@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from grader import ItemStatus, RunStatus
 
-__all__ = ["FINISHED", "LIVE", "ItemStatus", "RunState", "RunStatus", "WorkerKind"]
+__all__ = ["FINISHED", "LIVE", "GpuNeed", "ItemStatus", "RunState", "RunStatus", "WorkerKind"]
 
 
 class RunState(StrEnum):
@@ -58,3 +58,19 @@ class WorkerKind(StrEnum):
     EMBEDDED = "embedded"
     #: A Celery task, fed by the broker.
     CELERY = "celery"
+
+
+class GpuNeed(StrEnum):
+    """What a run asks of the GPUs (``GradingRun.gpu``), copied from its exercise's
+    ``[runtime] gpu`` when the run is made (the values of ``grader.spec.GpuNeed``)."""
+
+    #: Only a worker holding a free GPU takes it (the Celery ``gpu`` queue).
+    REQUIRED = "required"
+    #: Any worker takes it; one with a free GPU lends it the device.
+    PREFERRED = "preferred"
+    #: Never given a GPU.
+    NONE = "none"
+
+    @property
+    def wants_gpu(self) -> bool:
+        return self is not GpuNeed.NONE

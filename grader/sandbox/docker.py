@@ -54,6 +54,7 @@ from grader.sandbox.docker_reaper import (
     reap_containers,
 )
 from grader.sandbox.docker_run import ContainerRun
+from grader.sandbox.gpus import check_device_id
 from grader.sandbox.process import MAX_LINE_BYTES, base_env, error_result, owner_tag
 from grader.sandbox.request_checks import give_workdir, request_problem
 from grader.sandbox.runs import run_launched, start_launched
@@ -91,8 +92,11 @@ class DockerSandbox:
     home: str = "/home/sandbox"
     #: CPUs the run may use at once (CPU quota); ``None``: every CPU of the host.
     cpus: float | None = None
-    #: Give the run every GPU (``--gpus all``; needs the NVIDIA container toolkit).
-    gpus: bool = False
+    #: GPU or MIG UUIDs lent to this grading (the service leases them, one run per device):
+    #: the student's kernel gets exactly these through a ``DeviceRequest`` (needs the NVIDIA
+    #: container toolkit), never ``all``; the runner and the clean room get none. Implies the
+    #: ``gpu`` image variant when ``image`` is ``None`` (``tensorflow-cpu`` sees no GPU).
+    gpu_devices: tuple[str, ...] = ()
     #: Longest stdout line handed to ``on_line``.
     max_line_bytes: int = MAX_LINE_BYTES
     name: str = field(default="docker", init=False)
@@ -103,6 +107,9 @@ class DockerSandbox:
         if self.grader_uid == self.host_uid:
             raise ValueError(f"grader_uid must differ from host_uid (both {self.host_uid}): "
                              "the student's code must not run as the grader's user")
+        self.gpu_devices = tuple(check_device_id(uuid) for uuid in self.gpu_devices)
+        if self.gpu_devices and self.image is None:
+            self.variant = Variant.GPU
 
     @property
     def image_name(self) -> str:
@@ -203,6 +210,7 @@ class DockerSandbox:
 
         limits = request.limits
         uid, gid = self.host_ids(request.user)
+        gpus = list(self.gpu_devices) if request.user == SandboxUser.STUDENT else []
         scratch = int(limits.scratch_bytes)
         tmpfs = {
             "/tmp": f"rw,nosuid,nodev,size={scratch},mode=1777",
@@ -243,14 +251,16 @@ class DockerSandbox:
                             hard=int(limits.file_size_bytes)),
                      Ulimit(name="core", soft=0, hard=0)],
             log_config=LogConfig(type="none"),
-            device_requests=([DeviceRequest(count=-1, capabilities=[["gpu"]])]
-                             if self.gpus else None),
+            device_requests=([DeviceRequest(device_ids=gpus, capabilities=[["gpu"]])]
+                             if gpus else None),
         )
         argv = list(request.argv)
         if argv[0] == self.host_python:
             argv[0] = self.python
         env = base_env(self.home, "/tmp", self.python)
         env.update(request.env)
+        # the NVIDIA runtime reads this too: exactly the lent devices, or none ("void")
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus) or "void"
         spec: dict[str, Any] = {
             "image": self.image_name,
             "command": argv,

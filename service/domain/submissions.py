@@ -43,11 +43,11 @@ from sqlalchemy.exc import IntegrityError
 
 from grader.messages import N_
 from grader.notebook import DEFAULT_LIMITS, LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
-from grader.spec import Text
+from grader.spec import SpecError, Text
 from service.extensions import db
 from service.models import GradingRun, IdempotencyKey, Student, Submission, utcnow
 from service.queue.dispatch import enqueue
-from service.states import RunState
+from service.states import GpuNeed, RunState
 from service.storage import BlobStore
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
         submission = Submission(student_pk=request.student_pk, exercise=request.exercise,
                                 filename=request.filename[:255],
                                 notebook_sha256=request.sha256, size=len(data))
-        run = GradingRun(submission=submission, state=RunState.QUEUED)
+        run = new_run(submission)
         db.session.add_all([submission, run])
         accepted = Accepted(submission)
     else:
@@ -269,9 +269,24 @@ def _check_rate(student_pk: int) -> None:
                            minutes=window // 60)
 
 
+def new_run(submission: Submission) -> GradingRun:
+    """A queued run of ``submission``, asking of the GPUs what its exercise says."""
+    return GradingRun(submission=submission, state=RunState.QUEUED,
+                      gpu=gpu_need(submission.exercise))
+
+
+def gpu_need(exercise_id: str) -> GpuNeed:
+    """The exercise's ``[runtime] gpu`` (``none`` for an exercise no longer there: its runs
+    fail when graded, whoever takes them)."""
+    try:
+        return GpuNeed(current_app.config["GRADER"].exercise(exercise_id).runtime.gpu)
+    except SpecError:
+        return GpuNeed.NONE
+
+
 def regrade(submission: Submission) -> GradingRun:
     """A new run for an existing submission; old runs are kept."""
-    run = GradingRun(submission=submission, state=RunState.QUEUED)
+    run = new_run(submission)
     db.session.add(run)
     db.session.commit()
     enqueue(run.id)

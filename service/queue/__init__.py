@@ -25,6 +25,12 @@ with the reason, so a notebook that kills its worker every time cannot stall the
 error is retried the same way. Workers requeue before they claim, and the ``janitor`` does so
 every 30 s in the service process in case no worker is left to.
 
+**GPUs are leased the same way** (``gpu_leases``). A worker of a host with GPUs (``GPUS``)
+leases a free device by compare-and-set before it claims, renews it with the run's lease and
+gives it back when the run ends (kept out of use while its memory is not free); one without
+claims only the runs that can do without (a run's ``gpu``: ``required``, ``preferred``,
+``none``). With Celery, runs requiring a GPU go on the ``gpu`` queue, the others on ``cpu``.
+
 **One path, two carriers.** :func:`grading.take` claims, keeps the lease, grades and stores
 under the fence; it is all either carrier calls:
 
@@ -43,8 +49,8 @@ to a dead worker retries after it runs out). And a broker outage never loses a s
 service acknowledged: the run is committed before the message is sent, and the janitor sends
 again the runs that sit queued (``dispatch.resend_stale``).
 
-Modules: ``claims`` (the row's SQL), ``leases``, ``progress`` (live progress on the row),
-``grading`` (``take``), ``embedded``, ``celery_app`` (the broker settings, which ``dispatch``
-sends through by task name), ``celery_worker`` (the task), ``dispatch``, ``janitor``, ``heartbeats``
-(which workers are alive, for the dashboard).
+Modules: ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds which GPU),
+``progress`` (live progress on the row), ``grading`` (``take``), ``embedded``, ``celery_app``
+(the broker settings, which ``dispatch`` sends through by task name), ``celery_worker`` (the
+task), ``dispatch``, ``janitor``, ``heartbeats`` (which workers are alive, for the dashboard).
 """

@@ -13,6 +13,10 @@ import os
 
 from celery import Celery
 
+#: Runs that ask for no GPU, or would take one if free (``none``, ``preferred``): every worker
+#: consumes it (``-Q cpu`` without GPUs, ``-Q gpu,cpu`` with).
+CPU_QUEUE = "cpu"
+#: Runs that require a GPU: only workers of hosts with ``GPUS`` consume it.
 GPU_QUEUE = "gpu"
 #: The task's name on the wire (kept from the first release: queued messages still match).
 GRADE_TASK = "service.grade_run"
@@ -23,7 +27,7 @@ celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_default_queue=GPU_QUEUE,
+    task_default_queue=CPU_QUEUE,
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": 3600},
     task_ignore_result=True,

@@ -2,7 +2,13 @@
 
 Start a worker with::
 
-    celery -A service.queue.celery_worker worker -Q gpu --concurrency 1
+    celery -A service.queue.celery_worker worker -Q cpu --concurrency 1            # no GPU
+    GPUS=auto GRADER_SANDBOX=docker \
+      celery -A service.queue.celery_worker worker -Q gpu,cpu --concurrency <GPUs>  # GPU host
+
+Runs that require a GPU come on the ``gpu`` queue, the others on ``cpu``
+(``service.queue.dispatch.queue_for``). A delivery of a run requiring a GPU to a worker with
+none free is sent again on the ``gpu`` queue a little later (:data:`GPU_WAIT_SECONDS`).
 
 A message only names a run; the task hands it to :func:`service.queue.grading.take`, the same
 claim, lease and fenced store as the embedded workers, so the database decides who grades. The
@@ -23,14 +29,17 @@ from celery import Task
 from flask import Flask
 
 from service.models import utcnow
-from service.queue.celery_app import GRADE_TASK, celery_app
-from service.queue.grading import take
+from service.queue import gpu_leases
+from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, celery_app
+from service.queue.grading import WAIT_GPU, take
 from service.queue.heartbeats import Heartbeat
 from service.states import WorkerKind
 
 __all__ = ["celery_app", "grade"]
 
 _flask_app: Flask | None = None
+#: Seconds before a run that found no free GPU is delivered again.
+GPU_WAIT_SECONDS = 15
 
 
 def flask_app() -> Flask:
@@ -40,6 +49,7 @@ def flask_app() -> Flask:
         from service import create_app
 
         _flask_app = create_app()
+        gpu_leases.inventory(_flask_app)  # a bad GPUS setting fails the first task loudly
     return _flask_app
 
 
@@ -61,6 +71,8 @@ def grade(self: Task, run_id: int) -> str:
         finally:
             heartbeat.working(node, None)
     if taken.run_id is None:
+        if taken.result == WAIT_GPU:  # every GPU busy here, or none: ask again on the gpu queue
+            raise self.retry(countdown=GPU_WAIT_SECONDS, queue=GPU_QUEUE)
         if taken.leased_until is not None:  # maybe a dead worker: ask again after its lease
             wait = max(1.0, (taken.leased_until - utcnow()).total_seconds() + 1)
             raise self.retry(countdown=wait)

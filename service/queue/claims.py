@@ -4,7 +4,9 @@ Each function is one statement the database decides atomically, so they hold wha
 the job and however many workers race (the story is told in ``service.queue``):
 
 - :func:`claim` / :func:`claim_next`: ``UPDATE … SET state = 'running' WHERE state = 'queued'``
-  (or a lease that ran out); the row count says who won;
+  (or a lease that ran out); the row count says who won. A worker claims only runs whose
+  ``gpu`` it can serve (:func:`takeable_needs`): ``required`` ones only while it holds a GPU
+  (``service.queue.gpu_leases``);
 - :func:`renew`: extend the lease, only while this worker still owns the run;
 - :func:`owned`: the fence, read with ``FOR UPDATE`` inside the transaction that stores a result;
 - :func:`requeue_expired`: a run whose lease ran out goes back to ``queued``, or to ``failed``
@@ -14,12 +16,22 @@ the job and however many workers race (the story is told in ``service.queue``):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 from sqlalchemy import and_, func, or_, select, update
 
 from service.extensions import DbSession, rowcount
 from service.models import GradingRun, utcnow
-from service.states import RunState
+from service.states import GpuNeed, RunState
+
+#: Every run, whatever it asks of the GPUs.
+ALL_NEEDS: tuple[GpuNeed, ...] = tuple(GpuNeed)
+
+
+def takeable_needs(holds_gpu: bool) -> tuple[GpuNeed, ...]:
+    """The runs a worker may claim: any when it holds a free GPU's lease (a ``none`` run is
+    then graded without it), else those that can do without one."""
+    return ALL_NEEDS if holds_gpu else (GpuNeed.PREFERRED, GpuNeed.NONE)
 
 
 def _lease(seconds: int) -> dt.datetime:
@@ -45,9 +57,11 @@ def requeue_expired(session: DbSession, max_attempts: int) -> int:
     return failed + requeued
 
 
-def claim(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> bool:
+def claim(session: DbSession, run_id: int, worker: str, lease_seconds: int,
+          needs: Collection[GpuNeed] = ALL_NEEDS) -> bool:
     """Claim one given run (a Celery message names it): ``True`` when this worker now owns it.
-    A queued run, or a running one whose lease ran out (its worker died), can be claimed."""
+    A queued run, or a running one whose lease ran out (its worker died), can be claimed, if it
+    asks of the GPUs one of ``needs`` (what this worker can give: :func:`takeable_needs`)."""
     now = utcnow()
     claimable = or_(
         GradingRun.state == RunState.QUEUED,
@@ -55,7 +69,7 @@ def claim(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> b
     )
     changed = rowcount(session.execute(
         update(GradingRun)
-        .where(GradingRun.id == run_id, claimable)
+        .where(GradingRun.id == run_id, claimable, GradingRun.gpu.in_(list(needs)))
         .values(state=RunState.RUNNING, worker=worker, lease_expires_at=_lease(lease_seconds),
                 started_at=now, attempts=GradingRun.attempts + 1)
     ))
@@ -63,18 +77,20 @@ def claim(session: DbSession, run_id: int, worker: str, lease_seconds: int) -> b
     return changed == 1
 
 
-def claim_next(session: DbSession, worker: str, lease_seconds: int) -> int | None:
-    """Claim the oldest queued run (the embedded workers poll this way); its id, or ``None``.
-    Losing the race for a candidate just means trying the next one."""
+def claim_next(session: DbSession, worker: str, lease_seconds: int,
+               needs: Collection[GpuNeed] = ALL_NEEDS) -> int | None:
+    """Claim the oldest queued run asking one of ``needs`` (the embedded workers poll this
+    way); its id, or ``None``. Losing the race for a candidate just means trying the next."""
     for _ in range(5):
         candidate = session.execute(
-            select(GradingRun.id).where(GradingRun.state == RunState.QUEUED)
+            select(GradingRun.id).where(GradingRun.state == RunState.QUEUED,
+                                        GradingRun.gpu.in_(list(needs)))
             .order_by(GradingRun.id).limit(1)
         ).scalar_one_or_none()
         session.rollback()
         if candidate is None:
             return None
-        if claim(session, candidate, worker, lease_seconds):
+        if claim(session, candidate, worker, lease_seconds, needs):
             return candidate
     return None
 

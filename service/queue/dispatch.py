@@ -1,5 +1,6 @@
 """Handing a committed run to whatever carries jobs: waking the embedded workers, or sending a
-message to the Celery broker (and sending it again when the run still sits queued)."""
+message to the Celery broker (and sending it again when the run still sits queued), on the
+``gpu`` queue for a run that requires a GPU and the ``cpu`` queue for the others."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import or_, select, update
 
 from service.extensions import db
 from service.models import GradingRun, utcnow
-from service.states import RunState, WorkerKind
+from service.states import GpuNeed, RunState, WorkerKind
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,28 @@ def enqueue(run_id: int) -> None:
 
 
 def send_run(run_id: int) -> None:
-    """Send a committed run to the broker and note when (see :func:`resend_stale`)."""
-    from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, celery_app
+    """Send a committed run to the broker, on the queue of what it asks of the GPUs
+    (:func:`queue_for`), and note when (see :func:`resend_stale`)."""
+    from service.queue.celery_app import GRADE_TASK, celery_app
 
+    need = db.session.execute(select(GradingRun.gpu).where(GradingRun.id == run_id)
+                              ).scalar_one_or_none() or GpuNeed.NONE
     # The app's broker, not the one the Celery module read from the environment at import.
     with celery_app.connection_for_write(current_app.config["CELERY_BROKER_URL"]) as broker:
-        result = celery_app.send_task(GRADE_TASK, args=(run_id,), queue=GPU_QUEUE,
+        result = celery_app.send_task(GRADE_TASK, args=(run_id,), queue=queue_for(need),
                                       connection=broker)
     db.session.execute(update(GradingRun).where(GradingRun.id == run_id)
                        .values(task_id=result.id, dispatched_at=utcnow()))
     db.session.commit()
+
+
+def queue_for(need: GpuNeed) -> str:
+    """The Celery queue of a run: ``gpu`` when it requires a GPU (only workers with GPUs read
+    it), else ``cpu`` (every worker reads it; one with a free GPU lends it to a ``preferred``
+    run)."""
+    from service.queue.celery_app import CPU_QUEUE, GPU_QUEUE
+
+    return GPU_QUEUE if need is GpuNeed.REQUIRED else CPU_QUEUE
 
 
 def resend_stale(older_than: dt.timedelta) -> int:

@@ -11,7 +11,7 @@ import uuid
 from flask import Flask
 
 from service.extensions import db
-from service.queue import heartbeats
+from service.queue import gpu_leases, heartbeats
 from service.queue.grading import take
 from service.states import WorkerKind
 
@@ -38,6 +38,7 @@ class EmbeddedWorkers:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        gpu_leases.inventory(self.app)  # a bad GPUS setting stops the start, saying why
         names = [worker_name() for _ in range(self.count)]
         for name in names:
             self.heartbeat.working(name, None)

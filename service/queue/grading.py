@@ -29,10 +29,10 @@ from service.extensions import db
 from service.logs import run_context
 from service.metrics import run_taken
 from service.models import GradingRun, ItemScore, utcnow
-from service.queue import claims
+from service.queue import claims, gpu_leases
 from service.queue.leases import LeaseKeeper
 from service.queue.progress import ProgressWriter
-from service.states import RunState
+from service.states import GpuNeed, RunState
 from service.storage import BlobStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 LOST = "lost"
 #: ... and when there is no such run.
 MISSING = "missing"
+#: ... and when the run needs a GPU and this worker has none free (a Celery message asks again
+#: on the ``gpu`` queue).
+WAIT_GPU = "waiting for a GPU"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Taken:
     #: Not claimed because another worker holds the run's lease until then (it may have died:
     #: a Celery message asks again after that).
     leased_until: dt.datetime | None = None
+    #: The GPU the run was graded on, if any.
+    device: str | None = None
 
 
 def take(app: Flask, run_id: int | None, worker: str,
@@ -65,38 +70,93 @@ def take(app: Flask, run_id: int | None, worker: str,
     the run. Expired leases are requeued (or failed) first, so that a run which used up its
     attempts is failed rather than claimed once more. ``on_claim`` hears the run's id once it is
     ours (the heartbeat shows it). Database errors propagate: the caller logs them, and a run
-    claimed meanwhile is queued again once its lease runs out."""
+    claimed meanwhile is queued again once its lease runs out.
+
+    A worker of a host with GPUs (``GPUS``) first leases a free one, then claims any run; one
+    without claims only the runs that do without (``claims.takeable_needs``). A run that asks
+    for none is graded without the device, which is given back at once; the others are graded
+    on it, and it is given back when the run ends (dirty if its memory is not free then)."""
+    devices = gpu_leases.inventory(app)
+    host = app.config["GPU_HOST"]
+    lease_seconds = app.config["LEASE_SECONDS"]
+    device: str | None = None
     with app.app_context():
         try:
             claims.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
-            lease_seconds = app.config["LEASE_SECONDS"]
+            if devices:
+                device = _lease_gpu(app, devices, worker)
+            needs = claims.takeable_needs(device is not None)
             if run_id is None:
-                claimed = claims.claim_next(db.session, worker, lease_seconds)
-                if claimed is None:
-                    return Taken(None, None)
-            elif claims.claim(db.session, run_id, worker, lease_seconds):
+                claimed = claims.claim_next(db.session, worker, lease_seconds, needs)
+            elif claims.claim(db.session, run_id, worker, lease_seconds, needs):
                 claimed = run_id
             else:
-                run = db.session.get(GradingRun, run_id)
-                if run is None:
-                    return Taken(None, MISSING)
-                leased = run.lease_expires_at if run.state == RunState.RUNNING else None
-                return Taken(None, run.state, leased)
+                claimed = None
+            asked = claimed if claimed is not None else run_id
+            run = db.session.get(GradingRun, asked) if asked is not None else None
+            if device is not None and (claimed is None or run is None
+                                       or not run.gpu.wants_gpu):
+                gpu_leases.release(db.session, host, device, worker)
+                device = None
+            elif device is not None and claimed is not None:
+                gpu_leases.attach(db.session, host, device, worker, claimed)
+            if claimed is None:
+                return _not_taken(run_id, run)
         finally:
             db.session.remove()
     if on_claim is not None:
         on_claim(claimed)
     with run_context(claimed):  # every log record of this run carries its id
         started = time.monotonic()
-        result = grade_run(app, claimed, worker)
+        try:
+            result = grade_run(app, claimed, worker, device)
+        finally:
+            if device is not None:
+                _give_back_gpu(app, device, worker)
         run_taken(result, time.monotonic() - started)
-    return Taken(claimed, result)
+    return Taken(claimed, result, device=device)
 
 
-def grade_run(app: Flask, run_id: int, worker: str) -> str:
-    """Grade a run ``worker`` has claimed: the run's state when done, :data:`LOST` or
-    :data:`MISSING`. A grader that raises fails the run with the reason; a sandbox error (a busy
-    machine, maybe) queues it again, up to ``MAX_ATTEMPTS`` claims."""
+def _not_taken(run_id: int | None, run: GradingRun | None) -> Taken:
+    """What :func:`take` says when it claimed nothing (``run_id`` asked for, ``run`` its row)."""
+    if run_id is None:
+        return Taken(None, None)
+    if run is None:
+        return Taken(None, MISSING)
+    if run.state == RunState.QUEUED and run.gpu is GpuNeed.REQUIRED:
+        return Taken(None, WAIT_GPU)
+    leased = run.lease_expires_at if run.state == RunState.RUNNING else None
+    return Taken(None, run.state, leased)
+
+
+def _lease_gpu(app: Flask, devices: tuple[str, ...], worker: str) -> str | None:
+    """A free GPU of this host leased to ``worker``, or ``None`` (needs an app context)."""
+    host, smi, free_mib = app.config["GPU_HOST"], gpu_leases.probe(app), app.config["GPU_FREE_MIB"]
+    gpu_leases.register(db.session, host, devices)
+    gpu_leases.refresh_dirty(db.session, host, smi, free_mib)
+    return gpu_leases.acquire(db.session, host, devices, worker, app.config["LEASE_SECONDS"],
+                              smi, free_mib)
+
+
+def _give_back_gpu(app: Flask, device: str, worker: str) -> None:
+    """Release the run's GPU, dirty unless its memory is free now. Never raises: a lease not
+    given back runs out, and is taken again only once the device is found free."""
+    with app.app_context():
+        try:
+            gpu_leases.release_after_run(db.session, app.config["GPU_HOST"], device, worker,
+                                         gpu_leases.probe(app), app.config["GPU_FREE_MIB"])
+        except Exception:
+            log.exception("GPU %s not given back; its lease will run out", device)
+            db.session.rollback()
+        finally:
+            db.session.remove()
+
+
+def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -> str:
+    """Grade a run ``worker`` has claimed, on GPU ``device`` when one is lent: the run's state
+    when done, :data:`LOST` or :data:`MISSING`. A grader that raises fails the run with the
+    reason; a sandbox error (a busy machine, maybe) queues it again, up to ``MAX_ATTEMPTS``
+    claims."""
     with app.app_context():
         run = db.session.get(GradingRun, run_id)
         if run is None:
@@ -111,11 +171,14 @@ def grade_run(app: Flask, run_id: int, worker: str) -> str:
         return _finish_failed(app, run_id, worker, "the submitted notebook is missing from "
                               f"the upload store ({type(exc).__name__}: {exc})")
     config: GraderConfig = app.config["GRADER"]
-    with LeaseKeeper(app, run_id, worker) as lease:  # until the result is stored
+    gpu_host = app.config["GPU_HOST"] if device else None
+    with LeaseKeeper(app, run_id, worker, gpu_host) as lease:  # until the result is stored
         try:
             exercise = config.exercise(exercise_id)
+            options = {"gpu_devices": (device,)} if device else {}
             with ProgressWriter(app, run_id, worker) as progress:
-                report = grade_notebook(data, exercise, config, get_sandbox(config.sandbox),
+                report = grade_notebook(data, exercise, config,
+                                        get_sandbox(config.sandbox, **options),
                                         on_progress=progress)
         except Exception as exc:  # the grader itself failed: record it, never lose the job
             log.exception("run %s failed", run_id)

@@ -7,7 +7,8 @@ it) :attr:`LeaseKeeper.lost` is set and the grade is dropped; the fence in
 ``service.queue.grading`` refuses the write even if nobody looked. A run that was only requeued
 (nobody claimed it yet) is taken back (``claims.reclaim``): a slow host loses no result.
 
-The keeper is held from the claim until the result is stored, rendering included.
+The keeper is held from the claim until the result is stored, rendering included. A run graded
+on a GPU has that device's lease renewed with its own (``service.queue.gpu_leases``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from flask import Flask
 
 from service.extensions import db
-from service.queue import claims
+from service.queue import claims, gpu_leases
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 class LeaseKeeper:
     """Renews a run's lease in the background while it is graded."""
 
-    def __init__(self, app: Flask, run_id: int, worker: str):
+    def __init__(self, app: Flask, run_id: int, worker: str, gpu_host: str | None = None):
         self.app, self.run_id, self.worker = app, run_id, worker
+        #: The host whose GPU this run holds (its lease is renewed with the run's), if any.
+        self.gpu_host = gpu_host
         #: Set when a renewal found the run taken over: the result will not be stored.
         self.lost = threading.Event()
         self._stop = threading.Event()
@@ -50,6 +53,9 @@ class LeaseKeeper:
                             or claims.reclaim(db.session, self.run_id, self.worker, seconds)):
                         self.lost.set()
                         return
+                    if self.gpu_host is not None and not gpu_leases.renew(
+                            db.session, self.gpu_host, self.worker, seconds):
+                        log.error("run %s: its GPU lease ran out and was taken", self.run_id)
                 except Exception:  # a database hiccup: try again next period
                     log.exception("lease renewal of run %s failed", self.run_id)
                     db.session.rollback()

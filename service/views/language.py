@@ -40,7 +40,7 @@ BUILT_KEYS = (
     N_("status.none"),
     N_("run_status.graded"), N_("run_status.timeout"), N_("run_status.out_of_memory"),
     N_("run_status.kernel_died"), N_("run_status.invalid_notebook"),
-    N_("run_status.sandbox_error"),
+    N_("run_status.sandbox_error"), N_("run_status.gpu_out_of_memory"),
     N_("item.correct"), N_("item.partial"), N_("item.incorrect"), N_("item.error"),
     N_("item.missing"), N_("item.not_reached"),
     N_("dash.phase.queued"), N_("dash.phase.sandbox"), N_("dash.phase.kernel_start"),

@@ -381,7 +381,7 @@ def test_redis_restarted_under_celery_no_run_is_lost(make_app, tokens, throwaway
     app = make_app(QUEUE="celery", CELERY_BROKER_URL=broker.url, LEASE_SECONDS=6)
     env = service_env(app)
     processes.start("celery", [str(VENV_BIN / "celery"), "-A", "tests.service.stub_celery_worker",
-                               "worker", "-Q", "gpu", "--pool", "prefork", "--concurrency", "1",
+                               "worker", "-Q", "cpu", "--pool", "prefork", "--concurrency", "1",
                                "-n", f"grader-faults-{os.getpid()}@%h", "--without-heartbeat",
                                "--without-gossip", "--without-mingle", "-l", "info"], env)
     from tests.service.service_support import bearer, upload

@@ -139,7 +139,7 @@ def celery_worker(redis_broker: str, processes: Processes) -> Callable:
 
     def start(app):
         name = f"celery-{len(started) + 1}"
-        argv = [str(VENV_BIN / "celery"), "-A", "service.queue.celery_worker", "worker", "-Q", "gpu",
+        argv = [str(VENV_BIN / "celery"), "-A", "service.queue.celery_worker", "worker", "-Q", "cpu",
                 "--pool", "prefork", "--concurrency", "1", "-l", "info", "-n",
                 f"grader-test-{os.getpid()}-{name}@%h",
                 "--without-heartbeat", "--without-gossip", "--without-mingle"]
@@ -158,7 +158,7 @@ def test_a_celery_worker_grades_a_submission(make_app, submit, short_notebook, r
     submission_id = submit(short_notebook, via=app).get_json()["id"]
     sent = only_run(app, submission_id)
     assert sent["status"] == "queued" and sent["task_id"] and sent["dispatched_at"], sent
-    assert redis.Redis.from_url(redis_broker).llen("gpu") == 1  # on this test's broker
+    assert redis.Redis.from_url(redis_broker).llen("cpu") == 1  # on this test's broker (no GPU asked)
     celery_worker(app)
     run = wait_until_finished(app, submission_id, processes)
 
