@@ -26,11 +26,17 @@ class GraderConfig:
     #: Sandbox backend name: ``bwrap`` (default), ``docker`` or ``unsafe`` (development only, no
     #: isolation).
     sandbox: str = "bwrap"
+    #: Where each grading makes its run directory (the sandboxes' work folders); ``None``: the
+    #: system's temporary folder. A worker in a container whose sandboxes are sibling
+    #: containers sets a folder mounted at the same path on the host, so that the paths it
+    #: hands the daemon exist there (docs/deployment.md).
+    work_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GraderConfig:
-        """``GRADER_EXERCISES``, ``GRADER_REFERENCE``, ``GRADER_DATA_DIR``, ``GRADER_SANDBOX``;
-        defaults are the folders of this checkout and ``var/data``."""
+        """``GRADER_EXERCISES``, ``GRADER_REFERENCE``, ``GRADER_DATA_DIR``, ``GRADER_SANDBOX``,
+        ``GRADER_WORK_DIR``; defaults are the folders of this checkout, ``var/data`` and the
+        system's temporary folder."""
         env = os.environ if environ is None else environ
 
         def path(name: str, default: Path) -> Path:
@@ -42,6 +48,8 @@ class GraderConfig:
             reference_root=path("GRADER_REFERENCE", PROJECT_ROOT / "reference"),
             data_dir=path("GRADER_DATA_DIR", PROJECT_ROOT / "var" / "data"),
             sandbox=env.get("GRADER_SANDBOX", "") or "bwrap",
+            work_dir=Path(env["GRADER_WORK_DIR"]).resolve() if env.get("GRADER_WORK_DIR")
+            else None,
         )
 
     def exercise_ids(self) -> list[str]:

@@ -102,7 +102,7 @@ def execute_notebook(
                           limits.cell_timeout)
     from grader.sandbox.staging import create_run_dir
 
-    with create_run_dir() as rundir:
+    with create_run_dir(None if config.work_dir is None else str(config.work_dir)) as rundir:
         ran = run_notebook(nb, exercise, config, sandbox, limits, located, rundir, started,
                            on_progress, budget)
         run = Execution(ran.outcome, located, notes, ran.runner, ran.sandbox, ran.executed,

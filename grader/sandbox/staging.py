@@ -65,7 +65,10 @@ def create_stage(root: str | None = None) -> Iterator[Path]:
 def create_run_dir(root: str | None = None) -> Iterator[Path]:
     """A fresh directory for one submission's sandboxes under ``root`` (default:
     :func:`tempfile.gettempdir`), mode 0700, the grader's; removed with everything in it when
-    the block ends. Make it in the sandbox's ``stage_root`` so every run's sweep finds it."""
+    the block ends. Make it in the sandbox's ``stage_root`` so every run's sweep finds it.
+    A ``root`` that does not exist yet is made (a deployment's empty work folder)."""
+    if root is not None:
+        os.makedirs(root, mode=0o711, exist_ok=True)
     with tempfile.TemporaryDirectory(
         prefix=f"{RUN_DIR_PREFIX}{owner_tag()}-", dir=root, ignore_cleanup_errors=True
     ) as run_dir:
