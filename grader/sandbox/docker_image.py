@@ -128,11 +128,11 @@ def build_image(
     tag = image_tag(variant)
     if not force and image_present(tag):
         return BuildOutcome(tag=tag)
-    cli = _buildkit_cli()
+    cli = buildkit_cli()
     if isinstance(cli, str):
         return BuildOutcome(tag=tag, error=cli)
     try:
-        base_image = _resolve_base(base, log)
+        base_image = resolve_base(base, log)
     except BaseImageError as exc:
         return BuildOutcome(tag=tag, error=str(exc))
     log(f"building {tag} on {base_image} ...")
@@ -163,7 +163,9 @@ class BaseImageError(Exception):
     """No base image could be found, pulled or made."""
 
 
-def _resolve_base(base: str, log: Log) -> str:
+def resolve_base(base: str, log: Log) -> str:
+    """The base image to build on: ``base`` itself when it names one, else as
+    :func:`build_image` says (the service's image, scripts/service_image.py, uses it too)."""
     if base not in ("auto", "local"):
         return base
     if base == "auto":
@@ -264,7 +266,7 @@ def _cli() -> list[str]:
     return [shutil.which("docker") or "docker"]
 
 
-def _buildkit_cli() -> list[str] | str:
+def buildkit_cli() -> list[str] | str:
     """A docker command line that builds with BuildKit (secrets): one with the buildx plugin,
     or a client older than 23 (built-in BuildKit, as Debian's ``docker.io``); else why not."""
     candidates = [c for c in dict.fromkeys([shutil.which("docker"), "/usr/bin/docker"])
