@@ -14,7 +14,7 @@ BENCH_SERVICE_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast bench bench-service deps sysdeps sysdeps-test data dry-run image lint catalogs clean help
+.PHONY: run test test-fast test-compose bench bench-service deps sysdeps sysdeps-test data dry-run image service-image lint catalogs clean help
 
 help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
@@ -22,6 +22,8 @@ help:
 	@echo "make test-fast set up and run the tests that do not train the CNN"
 	@echo "make dry-run   grade the reference solutions and blank templates"
 	@echo "make image     build the docker backend's runtime image (VARIANT=cpu|gpu, BASE=auto|local|IMAGE)"
+	@echo "make service-image  build the service's image for docker-compose.yml (BASE=auto|local|IMAGE)"
+	@echo "make test-compose   only the docker-compose.yml tests (the stack up, a notebook graded)"
 	@echo "make bench     sandbox start-up per backend, what grading costs phase by phase, then the service at course scale"
 	@echo "make bench-service  only the web service at course scale, SQLite and PostgreSQL"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
@@ -68,6 +70,11 @@ test: data sysdeps-test
 test-fast: data sysdeps-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# docker-compose.yml alone: its parts, then the stack brought up with tests/compose/override.yml
+# (about a minute once the images are built; part of make test too).
+test-compose: data sysdeps-test
+	$(BIN)/python -m pytest tests/test_compose.py $(PYTEST_ARGS)
+
 dry-run: data
 	$(BIN)/grader dry-run
 
@@ -78,6 +85,11 @@ VARIANT ?= cpu
 BASE ?= auto
 image: deps
 	$(BIN)/grader image build --variant $(VARIANT) --base $(BASE)
+
+# docker-compose.yml's image for the web and the workers (docker/service.Dockerfile), built with
+# this machine's pip settings and CA bundle (`docker compose build` works where pip needs none).
+service-image: deps
+	$(BIN)/python scripts/service_image.py --base $(BASE)
 
 # None of the benchmarks is part of make test: speed goals are measured here, not asserted
 # by timed tests.

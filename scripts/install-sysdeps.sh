@@ -32,6 +32,10 @@ if [ "${1:-}" = "--test" ]; then
   fi
   [ -x /usr/sbin/dockerd ] || missing="$missing docker.io"
   [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
+  # docker-compose.yml's end-to-end test: the compose v2 plugin where the docker command has
+  # it, else Debian's docker-compose (v1; bookworm has no v2 package)
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 ||
+    missing="$missing docker-compose"
 fi
 [ -z "$missing$servers" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -25,6 +25,8 @@ import yaml
 
 from grader.config import PROJECT_ROOT, GraderConfig
 from grader.pipeline import execute_notebook
+from grader.sandbox.docker_image import image_tag
+from grader.sandbox.docker_reaper import OWNER_LABEL, SANDBOX_LABEL
 from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.sandbox.process import error_result
 from grader.sandbox.runs import start_launched
@@ -226,7 +228,6 @@ def test_work_dir_setting_holds_the_run_folders(tmp_path: Path, exercise, soluti
 # --- the stack on this machine -------------------------------------------------------------
 
 LABEL_PROJECT = "com.docker.compose.project"
-SANDBOX_LABEL = "org.notebook-grader.sandbox"
 GRADE_TIMEOUT = 300.0
 
 
@@ -375,10 +376,8 @@ def test_stack_grades_an_uploaded_notebook_in_a_container(compose_stack: Stack, 
     made = [event["Actor"]["Attributes"] for event in client.events(
         since=since, until=int(time.time()) + 1, decode=True,
         filters={"type": "container", "event": "create", "label": f"{SANDBOX_LABEL}=1"})]
-    ours = [a for a in made if a.get(f"{SANDBOX_LABEL}.owner", "").startswith(f"{namespace}-")]
+    ours = [a for a in made if a.get(OWNER_LABEL, "").startswith(f"{namespace}-")]
     assert len(ours) >= 3, made  # the kernel, the runner, the clean room
-    from grader.sandbox.docker_image import image_tag
-
     assert {a["image"] for a in ours} == {image_tag()}
     # the work folders were on the host folder, and are gone
     assert list((stack.host / "jobs").iterdir()) == []
