@@ -25,9 +25,9 @@ import yaml
 
 from grader.config import PROJECT_ROOT, GraderConfig
 from grader.pipeline import execute_notebook
+from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.sandbox.docker_image import image_tag
 from grader.sandbox.docker_reaper import OWNER_LABEL, SANDBOX_LABEL
-from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.sandbox.process import error_result
 from grader.sandbox.runs import start_launched
 from tests.compose_support import COMPOSE_FILE, OVERRIDE_FILE, Stack, compose_command
@@ -342,12 +342,12 @@ def test_stack_grades_an_uploaded_notebook_in_a_container(compose_stack: Stack, 
     ready = _wait(lambda: (r := _get(f"{base}/readyz")) is not None and r.status_code == 200,
                   120, "/readyz did not answer 200", stack)
     assert ready
-    roster = stack.run("exec", "-T", "web", "sh", "-c",
-                       "cat > /tmp/roster.csv && flask --app service roster import "
-                       "/tmp/roster.csv", input="student_id,name,email\ns1,Student One,\n")
+    roster = stack.run("exec", "-T", "web", "flask", "--app", "service", "roster", "import",
+                       "/dev/stdin", input="student_id,name,email\ns1,Student One,\n")
     token = next(line.split(",")[2] for line in roster.stdout.splitlines()
                  if line.startswith("s1,"))
-    assert "notebook" in _log_in_and_see_upload_page(base, token)
+    page = _log_in_and_see_upload_page(base, token)
+    assert re.search(r"<input[^>]*name=\"notebook\"[^>]*type=\"file\"", page), page[:2000]
 
     since = int(time.time()) - 1
     started = time.monotonic()
