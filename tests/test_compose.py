@@ -346,6 +346,9 @@ def test_stack_grades_an_uploaded_notebook_in_a_container(compose_stack: Stack, 
                        "/dev/stdin", input="student_id,name,email\ns1,Student One,\n")
     token = next(line.split(",")[2] for line in roster.stdout.splitlines()
                  if line.startswith("s1,"))
+    no_tf = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)"
+    assert stack.run("exec", "-T", "web", "python", "-c", no_tf, check=False).returncode == 0, \
+        "TensorFlow is in the service's image"
     page = _log_in_and_see_upload_page(base, token)
     assert re.search(r"<input[^>]*name=\"notebook\"[^>]*type=\"file\"", page), page[:2000]
 
