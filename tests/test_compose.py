@@ -105,6 +105,19 @@ def check_services(config: dict[str, Any]) -> None:
         assert len(same_path) == 1, volumes
         for setting in ("GRADER_WORK_DIR", "GRADER_DATA_DIR"):
             assert env[setting].startswith(same_path[0].rstrip("/") + "/"), setting
+    # Celery: the CPU workers read the `cpu` queue, the GPU worker `gpu` (and `cpu`) and lends
+    # its devices under a fixed host name (docs/gpus.md)
+    def queues(name: str) -> list[str]:
+        command = services[name]["command"]
+        command = command if isinstance(command, list) else command.split()
+        assert command[:3] == ["celery", "-A", "service.queue.celery_worker"], command
+        return command[command.index("-Q") + 1].split(",")
+
+    assert queues("worker") == ["cpu"]
+    assert "gpu" in queues("gpu-worker")
+    assert "GPUS" not in _env_of(services["worker"])
+    assert _env_of(services["gpu-worker"])["GPUS"] and _env_of(services["gpu-worker"])["GPU_HOST"]
+    assert all(_env_of(services[name])["QUEUE"] == "celery" for name in ("web", *GRADING))
     # the GPU: reserved for the GPU worker only
     devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in device["capabilities"] for device in devices)
