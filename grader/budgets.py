@@ -5,7 +5,7 @@ training cell (minutes), so an endless loop in the first convolution cell held a
 whole of it. ``grader build-reference`` records each code cell's seconds in ``expected.json``
 (:func:`grader.reference.write_expected`); each cell of a submission then gets
 
-    budget = min(cell_timeout, max(FLOOR, FACTOR x reference + MARGIN))
+    budget = min(cell_timeout, max(budget_floor, FACTOR x reference + MARGIN))
 
 where *reference* is the longest reference cell of the **segment** the submission's cell falls
 in. The graded cells cut both notebooks into segments: segment *k* runs from just after the
@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-#: No cell gets less: TensorFlow's first import and a cold cache on a busy machine take
-#: tens of seconds in a cell the reference ran in one.
+#: No cell gets less (the default of the exercise's ``budget_floor``): TensorFlow's first
+#: import and a cold cache on a busy machine take tens of seconds in a cell the reference ran
+#: in one.
 FLOOR = 60.0
 #: Multiple of the reference's seconds: two workers on two cores, an older laptop's algorithm.
 FACTOR = 3.0
@@ -45,10 +46,10 @@ class CellTiming:
     seconds: float
 
 
-def budget_for(reference_seconds: float, ceiling: float) -> float:
-    """The budget of a cell whose segment took ``reference_seconds`` in the reference, capped
-    by the exercise's ``cell_timeout``."""
-    return min(ceiling, max(FLOOR, FACTOR * reference_seconds + MARGIN))
+def budget_for(reference_seconds: float, ceiling: float, floor: float = FLOOR) -> float:
+    """The budget of a cell whose segment took ``reference_seconds`` in the reference, at
+    least ``floor`` and capped by the exercise's ``cell_timeout``."""
+    return min(ceiling, max(floor, FACTOR * reference_seconds + MARGIN))
 
 
 def segment_seconds(timings: Sequence[CellTiming]) -> dict[str, float]:
@@ -67,7 +68,8 @@ def segment_seconds(timings: Sequence[CellTiming]) -> dict[str, float]:
 
 
 def cell_budgets(code_cells: Sequence[int], graded: Mapping[str, int],
-                 timings: Sequence[CellTiming] | None, ceiling: float) -> dict[int, float]:
+                 timings: Sequence[CellTiming] | None, ceiling: float,
+                 floor: float = FLOOR) -> dict[int, float]:
     """Notebook cell index -> seconds, for each of a submission's ``code_cells``; ``graded``
     maps item ids to the cell the submission answers them in (located cells only). Every cell
     gets ``ceiling`` when there are no ``timings``."""
@@ -91,7 +93,7 @@ def cell_budgets(code_cells: Sequence[int], graded: Mapping[str, int],
     for index in code_cells:
         later = [end for end in ends if end >= index]
         seconds = ends[min(later)] if later else tail
-        budgets[index] = budget_for(seconds, ceiling)
+        budgets[index] = budget_for(seconds, ceiling, floor)
     return budgets
 
 

@@ -18,6 +18,9 @@ GiB = 1024 * MiB
 class Limits:
     #: Wall-clock seconds one cell may run before the run stops with status ``timeout``.
     cell_timeout: float = 600.0
+    #: The least time budget a cell gets from the reference's timings (``grader.budgets``:
+    #: ``min(cell_timeout, max(budget_floor, 3 x reference + 30))``).
+    budget_floor: float = 60.0
     #: Wall-clock seconds for the whole notebook, kernel start and answer extraction included.
     notebook_timeout: float = 1500.0
     #: CPU seconds for every process of the run together (RLIMIT_CPU on each process; TensorFlow

@@ -99,7 +99,7 @@ def execute_notebook(
     budget = cell_budgets(code_cells,
                           {item_id: w.index for item_id, w in located.items() if w is not None},
                           reference_timings(exercise) if budgets else None,
-                          limits.cell_timeout)
+                          limits.cell_timeout, limits.budget_floor)
     from grader.sandbox.staging import create_run_dir
 
     with create_run_dir(None if config.work_dir is None else str(config.work_dir)) as rundir:

@@ -132,6 +132,7 @@ class _LimitsTable(_Table):
     """``[limits]``: every key optional; defaults in :class:`~grader.limits.Limits`."""
 
     cell_timeout: float | None = None
+    budget_floor: float | None = None
     notebook_timeout: float | None = None
     cpu_seconds: float | None = None
     memory: Size | None = None
@@ -146,6 +147,7 @@ class _LimitsTable(_Table):
 #: Table key -> (:class:`Limits` field, conversion).
 LIMIT_KEYS = {
     "cell_timeout": ("cell_timeout", float),
+    "budget_floor": ("budget_floor", float),
     "notebook_timeout": ("notebook_timeout", float),
     "cpu_seconds": ("cpu_seconds", int),
     "memory": ("memory_bytes", int),
