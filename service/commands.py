@@ -65,7 +65,10 @@ def requeue_command() -> None:
 @click.command("worker", help="Run embedded grading workers in the foreground (the database "
                "is the queue); stop with Ctrl-C.")
 @click.option("--threads", default=1, show_default=True, help="worker threads")
-def worker_command(threads: int) -> None:
+@click.option("--poll-seconds", default=1.0, show_default=True,
+              help="seconds between looks at the queue when nothing wakes the workers (on "
+              "PostgreSQL a NOTIFY wakes them at once; on SQLite this is the wait)")
+def worker_command(threads: int, poll_seconds: float) -> None:
     import time
 
     from flask import current_app
@@ -77,9 +80,11 @@ def worker_command(threads: int) -> None:
     upgrade()
     # Flask types current_app as the app itself; it is a proxy, and the threads need the app
     app = cast("LocalProxy[Flask]", current_app)._get_current_object()
-    workers = EmbeddedWorkers(app, threads)
+    workers = EmbeddedWorkers(app, threads, poll_seconds=poll_seconds)
     workers.start()
-    click.echo(f"{threads} grading worker(s) polling the database queue", err=True)
+    woken = "woken by NOTIFY, " if workers.listener is not None else ""
+    click.echo(f"{threads} grading worker(s) on the database queue ({woken}polling every "
+               f"{poll_seconds:g} s)", err=True)
     try:
         while True:
             time.sleep(3600)

@@ -47,6 +47,7 @@ from grader.spec import SpecError, Text
 from service.extensions import db
 from service.models import GradingRun, IdempotencyKey, Student, Submission, utcnow
 from service.queue.dispatch import enqueue
+from service.queue.wakeup import notify_queued
 from service.states import GpuNeed, RunState
 from service.storage import BlobStore
 
@@ -216,6 +217,7 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
                                 notebook_sha256=request.sha256, size=len(data))
         run = new_run(submission)
         db.session.add_all([submission, run])
+        notify_queued(db.session)  # delivered at the commit, to workers of other processes
         accepted = Accepted(submission)
     else:
         accepted = earlier
@@ -288,6 +290,7 @@ def regrade(submission: Submission) -> GradingRun:
     """A new run for an existing submission; old runs are kept."""
     run = new_run(submission)
     db.session.add(run)
+    notify_queued(db.session)
     db.session.commit()
     enqueue(run.id)
     return run

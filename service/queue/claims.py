@@ -22,6 +22,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from service.extensions import DbSession, rowcount
 from service.models import GradingRun, utcnow
+from service.queue.wakeup import notify_queued
 from service.states import GpuNeed, RunState
 
 #: Every run, whatever it asks of the GPUs.
@@ -53,6 +54,8 @@ def requeue_expired(session: DbSession, max_attempts: int) -> int:
         update(GradingRun).where(expired).values(state=RunState.QUEUED, worker=None,
                                                  lease_expires_at=None)
     ))
+    if requeued:
+        notify_queued(session)
     session.commit()
     return failed + requeued
 

@@ -1,4 +1,5 @@
-"""Handing a committed run to whatever carries jobs: waking the embedded workers, or sending a
+"""Handing a committed run to whatever carries jobs: waking the embedded workers of this process
+(those of others were woken by the commit, ``service.queue.wakeup``), or sending a
 message to the Celery broker (and sending it again when the run still sits queued), on the
 ``gpu`` queue for a run that requires a GPU and the ``cpu`` queue for the others."""
 
@@ -28,8 +29,8 @@ def enqueue(run_id: int) -> None:
             log.exception("run %s not sent to the broker; it stays queued", run_id)
         return
     workers = current_app.extensions.get("grader_workers")
-    if workers is not None:
-        workers.wake.set()
+    if workers is not None:  # this process's threads; other processes heard the NOTIFY
+        workers.wake.ring()
 
 
 def send_run(run_id: int) -> None:

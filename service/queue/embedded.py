@@ -1,5 +1,7 @@
-"""The embedded carrier: worker threads that poll the database, no broker needed (one machine,
-``QUEUE=embedded``: ``python -m service`` starts them, ``flask worker`` adds processes)."""
+"""The embedded carrier: worker threads that take runs from the database, no broker needed (one
+machine, ``QUEUE=embedded``: ``python -m service`` starts them, ``flask worker`` adds processes).
+An idle thread waits on a :class:`~service.queue.wakeup.Doorbell`, rung by an upload in the same
+process or, on PostgreSQL, by a ``NOTIFY`` from any process; it also polls, as a fallback."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from flask import Flask
 from service.extensions import db
 from service.queue import gpu_leases, heartbeats
 from service.queue.grading import take
+from service.queue.wakeup import Doorbell, Listener, is_postgresql
 from service.states import WorkerKind
 
 log = logging.getLogger(__name__)
@@ -25,14 +28,17 @@ def worker_name(prefix: str = WorkerKind.EMBEDDED) -> str:
 
 class EmbeddedWorkers:
     """Worker threads inside the service process, each taking the oldest queued run with
-    :func:`~service.queue.grading.take` whenever it is idle (woken at once by
-    ``service.queue.dispatch.enqueue``, else every ``poll_seconds``). Each thread is a worker
-    with its own name, kept alive on the dashboard by one :class:`~heartbeats.Heartbeat`."""
+    :func:`~service.queue.grading.take` whenever it is idle: woken at once by ``wake`` (rung by
+    ``service.queue.dispatch.enqueue`` in this process, and on PostgreSQL by a
+    :class:`~service.queue.wakeup.Listener` for every process), else every ``poll_seconds``.
+    Each thread is a worker with its own name, kept alive on the dashboard by one
+    :class:`~heartbeats.Heartbeat`."""
 
     def __init__(self, app: Flask, count: int, poll_seconds: float = 1.0,
                  heartbeat_seconds: float = heartbeats.BEAT_SECONDS):
         self.app, self.count, self.poll_seconds = app, count, poll_seconds
-        self.wake = threading.Event()
+        self.wake = Doorbell()
+        self.listener: Listener | None = None
         self.heartbeat = heartbeats.Heartbeat(app, WorkerKind.EMBEDDED, heartbeat_seconds)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -48,6 +54,9 @@ class EmbeddedWorkers:
                 heartbeats.forget(db.session, older_than=heartbeats.FORGET_AFTER)
             finally:
                 db.session.remove()
+            if is_postgresql(db.engine):
+                self.listener = Listener(db.engine, self.wake)
+                self.listener.start()
         for n, name in enumerate(names):
             thread = threading.Thread(target=self._loop, args=(name,),
                                       name=f"grader-worker-{n}", daemon=True)
@@ -56,9 +65,11 @@ class EmbeddedWorkers:
 
     def stop(self) -> None:
         self._stop.set()
-        self.wake.set()
+        self.wake.ring()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self.listener is not None:
+            self.listener.stop()
         self.heartbeat.stop(forget_workers=True)
 
     def _loop(self, name: str) -> None:
@@ -69,9 +80,9 @@ class EmbeddedWorkers:
 
     def _poll(self, name: str) -> None:
         while not self._stop.is_set():
+            seen = self.wake.rings  # before looking: a ring after it is not missed
             if not self._take_one(name):
-                self.wake.wait(self.poll_seconds)
-                self.wake.clear()
+                self.wake.wait(seen, self.poll_seconds)
 
     def _take_one(self, name: str) -> bool:
         """Take one run as worker ``name``; ``False`` when there was none (or no database)."""
