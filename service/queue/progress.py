@@ -20,15 +20,24 @@ log = logging.getLogger(__name__)
 CELLS_PHASE = "running"
 
 
-class ProgressWriter:
-    """Keeps the run's live progress: every event updates the state in memory, and a background
-    thread stores it on the run at most once a second, so the last state is never dropped. Only
-    the worker that owns the run writes (a worker that lost it stays silent)."""
+#: The least time between two writes of a run's progress: each event is stored at once unless
+#: the last write was more recent than this (a cell printing a line per batch would otherwise
+#: write the row hundreds of times a second).
+MIN_PERIOD = 0.2
 
-    def __init__(self, app: Flask, run_id: int, worker: str, period: float = 1.0):
+
+class ProgressWriter:
+    """Keeps the run's live progress: every event updates the state in memory and wakes a
+    background thread that stores it on the run at once, then waits ``period`` before the next
+    write (events meanwhile are merged into it), so the pages see a cell end within ``period``
+    and the last state is never dropped. Only the worker that owns the run writes (a worker
+    that lost it stays silent)."""
+
+    def __init__(self, app: Flask, run_id: int, worker: str, period: float = MIN_PERIOD):
         self.app, self.run_id, self.worker, self.period = app, run_id, worker, period
         self.state: dict[str, Any] = {}
-        self._dirty = threading.Event()
+        self._unsaved = False  # under _lock: an event not yet stored
+        self._changed = threading.Event()  # wakes the thread: an event, or the end
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True,
@@ -40,8 +49,9 @@ class ProgressWriter:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        self._changed.set()
         self._thread.join(timeout=5)
-        if self._dirty.is_set():
+        if self._unsaved:
             self._store()
 
     def __call__(self, event: Progress) -> None:
@@ -55,17 +65,23 @@ class ProgressWriter:
                 self.state["text"] = event.text
             elif event.kind == "kernel_ready":
                 self.state["phase"] = CELLS_PHASE
-        self._dirty.set()
+            self._unsaved = True
+        self._changed.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            if self._dirty.is_set():
-                self._dirty.clear()
-                self._store()
+        while True:
+            self._changed.wait()
+            if self._stop.is_set():
+                return  # __exit__ stores what is left
+            self._changed.clear()
+            self._store()
+            if self._stop.wait(self.period):
+                return
 
     def _store(self) -> None:
         with self._lock:
             progress = dict(self.state)
+            self._unsaved = False
         with self.app.app_context():
             try:
                 run = db.session.get(GradingRun, self.run_id)

@@ -1,13 +1,15 @@
-// Live progress of a submission waiting for its grade: polls the page's status.json every 2 s,
-// updates queue position and cell progress, and reloads the page when the status changes (the
-// server then renders the running view, or the feedback). Without JavaScript the page refreshes
-// itself through <noscript><meta http-equiv=refresh>.
+// Live progress of a submission waiting for its grade: polls the page's status.json every second
+// (the worker stores a run's progress within 0.2 s of each cell; a stream would hold a web thread
+// per waiting student, so the page polls), updates queue position and cell progress, and
+// reloads the page when the status changes (the server then renders the running view, or the
+// feedback). Without JavaScript the page refreshes itself through <noscript><meta
+// http-equiv=refresh>.
 "use strict";
 
 (function () {
   const panel = document.querySelector("[data-status-url]");
   if (!panel) return;
-  const PERIOD_MS = 2000;
+  const PERIOD_MS = 1000;
   const texts = panel.dataset;
   const shownStatus = panel.dataset.status;
   const field = (name) => panel.querySelector(`[data-${name}]`);

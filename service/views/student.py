@@ -3,7 +3,7 @@
 Server-rendered Jinja with a little vanilla JavaScript from ``service/static`` (nothing from a
 CDN). Every page works without JavaScript: the upload is a plain multipart form and a page
 waiting for its grade refreshes itself with ``<meta http-equiv=refresh>``; with JavaScript the
-drop zone accepts a dragged file and the page polls ``status.json`` every 2 s. Forms carry
+drop zone accepts a dragged file and the page polls ``status.json`` every second. Forms carry
 Flask-WTF's CSRF token (checked app-wide by ``CSRFProtect``) and are read through the classes of
 ``service.views.forms``. Texts come from the gettext catalogs (Flask-Babel); headers, error
 pages and the template helpers from ``service.views.frame``.
