@@ -35,10 +35,19 @@ claims only the runs that can do without (a run's ``gpu``: ``required``, ``prefe
 under the fence; it is all either carrier calls:
 
 - *embedded* (``embedded``, ``QUEUE=embedded``, one machine, no broker server): threads in the
-  service (or ``flask worker`` processes) call ``take`` for the oldest queued run, woken by
-  ``dispatch.enqueue`` or polling every second;
+  service (or ``flask worker`` processes) call ``take`` for the oldest queued run whenever they
+  are woken (``wakeup``): in the service's own process ``dispatch.enqueue`` rings them after the
+  commit; across processes, on PostgreSQL, the transaction that queues a run sends ``NOTIFY``
+  (delivered at the commit, so no worker wakes before the row is visible) and each worker
+  process listens (``LISTEN``). They still poll every second, the fallback for a lost notification
+  and all a ``flask worker`` process on SQLite has (no message between processes there);
 - *Celery* (``celery_worker``, ``QUEUE=celery``, Redis or RabbitMQ at scale): ``dispatch`` sends a
   message naming the run after the commit, and the task calls ``take`` for that run.
+
+No idle waits: a run reaches an idle worker in milliseconds (``make bench``'s queue wait:
+10-40 ms in the service's threads, a ``flask worker`` on PostgreSQL or Celery; a ``flask
+worker`` on SQLite finds it at its next poll), and a running run's progress is on its row within
+0.2 s of each cell (``progress``).
 
 **Why the database stays the source of truth**, even with a broker. The pages and the API read
 the run row, never the broker. Broker messages can be lost, duplicated or redelivered: they are
@@ -50,7 +59,8 @@ service acknowledged: the run is committed before the message is sent, and the j
 again the runs that sit queued (``dispatch.resend_stale``).
 
 Modules: ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds which GPU),
-``progress`` (live progress on the row), ``grading`` (``take``), ``embedded``, ``celery_app``
+``progress`` (live progress on the row), ``grading`` (``take``), ``embedded``, ``wakeup``
+(waking idle workers), ``celery_app``
 (the broker settings, which ``dispatch`` sends through by task name), ``celery_worker`` (the
 task), ``dispatch``, ``janitor``, ``heartbeats`` (which workers are alive, for the dashboard).
 """

@@ -7,7 +7,7 @@ Two bells, one for each distance:
 - across processes (``flask worker`` beside gunicorn), on PostgreSQL only: the transaction that
   queues a run also sends ``NOTIFY`` on :data:`CHANNEL` (:func:`notify_queued`), which the
   database delivers at the commit, so a worker is never woken before the row is visible; each
-  worker process keeps one connection that ``LISTEN``\\ s and rings its threads' bell
+  worker process keeps one connection listening (``LISTEN``) that rings its threads' bell
   (:class:`Listener`).
 
 SQLite has no such message between processes: there, a ``flask worker`` process still finds a
@@ -34,7 +34,7 @@ CHANNEL = "grader_queue"
 
 class Doorbell:
     """Rung when runs may be waiting. A thread notes :attr:`rings` *before* it looks for work,
-    then :meth:`wait`\\ s on that number: a ring between the look and the wait is never missed,
+    then waits on that number (:meth:`wait`): a ring between the look and the wait is never missed,
     and one ring wakes every idle thread (each then races for the run by compare-and-set)."""
 
     def __init__(self) -> None:
@@ -69,11 +69,11 @@ def notify_queued(session: DbSession) -> None:
 
 
 class Listener:
-    """A thread holding a PostgreSQL connection of its own that ``LISTEN``\\ s on
+    """A thread holding a PostgreSQL connection of its own that listens on
     :data:`CHANNEL` and rings ``bell`` at each notification. When the connection breaks it
     reconnects after ``retry_seconds`` and rings once (a notification may have been missed)."""
 
-    def __init__(self, engine: Engine, bell: Doorbell, retry_seconds: float = 1.0,
+    def __init__(self, engine: Engine, bell: Doorbell, retry_seconds: float = 5.0,
                  check_stop_seconds: float = 1.0):
         self.engine, self.bell = engine, bell
         self.retry_seconds, self.check_stop_seconds = retry_seconds, check_stop_seconds
@@ -95,8 +95,9 @@ class Listener:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.bell.ring()  # whatever was queued while we were not listening
                     self._listen(conn)
-            except Exception:
-                log.exception("listening for queued runs failed; polling until reconnected")
+            except Exception as exc:  # the database restarting, say: the poll goes on meanwhile
+                log.warning("listening for queued runs failed (%s: %s); polling until "
+                            "reconnected", type(exc).__name__, exc)
                 self._stop.wait(self.retry_seconds)
 
     def _listen(self, conn: Any) -> None:
