@@ -64,8 +64,9 @@ def requeue_command() -> None:
 
 @click.command("worker", help="Run embedded grading workers in the foreground (the database "
                "is the queue); stop with Ctrl-C.")
-@click.option("--threads", default=1, show_default=True, help="worker threads")
-def worker_command(threads: int) -> None:
+@click.option("--threads", type=int, default=None,
+              help="worker threads  [default: RUNS_PER_HOST, the usable CPUs // CORES_PER_RUN]")
+def worker_command(threads: int | None) -> None:
     import time
 
     from flask import current_app
@@ -77,6 +78,7 @@ def worker_command(threads: int) -> None:
     upgrade()
     # Flask types current_app as the app itself; it is a proxy, and the threads need the app
     app = cast("LocalProxy[Flask]", current_app)._get_current_object()
+    threads = threads or app.config["RUNS_PER_HOST"]
     workers = EmbeddedWorkers(app, threads)
     workers.start()
     click.echo(f"{threads} grading worker(s) polling the database queue", err=True)
