@@ -240,3 +240,42 @@ def test_the_container_is_confined_to_its_slot() -> None:
     assert host["NanoCpus"] == 2 * 10**9  # the quota follows the slot
     host = DockerSandbox()._spec(client, request, "owner-1")["host_config"]
     assert "CpusetCpus" not in host
+
+
+@pytest.mark.docker
+def test_a_student_cannot_widen_the_cpus_of_its_container(docker_sandbox: object,
+                                                          tmp_path: Path) -> None:
+    from grader.sandbox.docker import DockerSandbox
+
+    cpus = usable_cpus()
+    if len(cpus) < 2:
+        pytest.skip("one usable CPU: there is nothing to widen to")
+    slot, other = cpus[-1], cpus[0]
+    sandbox = DockerSandbox(cpu_set=(slot,))
+    code = textwrap.dedent(WIDEN % {"other": other, "last": max(cpus)})
+    result = sandbox.run(SandboxRequest(argv=[sys.executable, "-c", code], workdir=None,
+                                        limits=Limits(notebook_timeout=60.0)))
+    assert result.sandbox_error is None, result.sandbox_error
+    assert result.exit_code == 0, result.stderr.decode()
+    seen = json.loads(result.stdout.decode().splitlines()[-1])
+    assert (seen["before"], seen["after"], seen["child"]) == (str(slot),) * 3, seen
+    assert 22 in seen["errors"]
+
+
+def test_a_killed_graders_cpuset_is_swept(cgroup_parent: str) -> None:
+    from grader.sandbox.cgroups import sweep_cgroups
+    from tests.test_sandbox import dead_pid, require_root, tag_of
+
+    require_root()
+    layout = find_layout()
+    if layout.cpuset_root is None:
+        pytest.skip("no cpuset controller on this machine")
+    with create_cgroup(64 * MiB, 8, parent=cgroup_parent, cpus=usable_cpus()[:1]) as live:
+        dead = f"run-{tag_of(dead_pid())}-0123456789ab"
+        with create_cgroup(64 * MiB, 8, parent=cgroup_parent, cpus=usable_cpus()[:1],
+                           name=dead) as left:
+            assert left.cpuset_dir is not None and left.cpuset_dir.is_dir()
+            removed = sweep_cgroups(cgroup_parent)
+            assert left.cpuset_dir in removed and not left.cpuset_dir.exists()
+            assert set(left.dirs) == set(removed)
+        assert live.cpuset_dir is not None and live.cpuset_dir.is_dir()  # its grader lives
