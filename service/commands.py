@@ -64,11 +64,12 @@ def requeue_command() -> None:
 
 @click.command("worker", help="Run embedded grading workers in the foreground (the database "
                "is the queue); stop with Ctrl-C.")
-@click.option("--threads", default=1, show_default=True, help="worker threads")
+@click.option("--threads", type=int, default=None,
+              help="worker threads  [default: RUNS_PER_HOST, the usable CPUs // CORES_PER_RUN]")
 @click.option("--poll-seconds", default=1.0, show_default=True,
               help="seconds between looks at the queue when nothing wakes the workers (on "
               "PostgreSQL a NOTIFY wakes them at once; on SQLite this is the wait)")
-def worker_command(threads: int, poll_seconds: float) -> None:
+def worker_command(threads: int | None, poll_seconds: float) -> None:
     import time
 
     from flask import current_app
@@ -80,6 +81,7 @@ def worker_command(threads: int, poll_seconds: float) -> None:
     upgrade()
     # Flask types current_app as the app itself; it is a proxy, and the threads need the app
     app = cast("LocalProxy[Flask]", current_app)._get_current_object()
+    threads = threads or app.config["RUNS_PER_HOST"]
     workers = EmbeddedWorkers(app, threads, poll_seconds=poll_seconds)
     workers.start()
     woken = "woken by NOTIFY, " if workers.listener is not None else ""

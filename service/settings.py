@@ -8,7 +8,11 @@
 | ``UPLOAD_DIR`` | ``<repo>/var/uploads`` | content-addressed notebooks and executed HTML |
 | ``MAX_UPLOAD_BYTES`` | 20 MiB | larger uploads get 413 |
 | ``QUEUE`` | ``embedded`` | ``embedded`` (database as queue, workers in the service) or ``celery`` |
-| ``WORKERS`` | 1 | embedded worker threads |
+| ``CORES_PER_RUN`` | 1 | CPUs each grading run gets (its slot: docs/sandbox.md, "Parallel runs") |
+| ``RUNS_PER_HOST`` | the usable CPUs // ``CORES_PER_RUN`` (at least 1) | grading runs at once on this host, each pinned to a slot of its own; more workers wait for a slot |
+| ``PIN_CPUS`` | 1 | ``0``: runs are not pinned (every run on every CPU) |
+| ``CPU_SLOTS_DIR`` | ``/run/grader-cpus`` (root) | the slots' lock files; the same for every worker of the host |
+| ``WORKERS`` | ``RUNS_PER_HOST`` | embedded worker threads |
 | ``CELERY_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | for ``QUEUE=celery`` |
 | ``RATE_LIMIT`` | ``10/600`` | submissions per student per seconds |
 | ``DUPLICATE_WINDOW`` | 120 | the same notebook from the same student within this many seconds is the earlier submission |
@@ -42,6 +46,7 @@ import socket
 from typing import Any
 
 from grader.config import PROJECT_ROOT
+from grader.sandbox.cpus import runs_per_host, usable_cpus
 from service.states import WorkerKind
 
 
@@ -65,6 +70,11 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         count, window = (int(part) for part in rate.split("/"))
     except ValueError:
         raise SettingsError(f"RATE_LIMIT must look like 10/600, got {rate!r}") from None
+    cores_per_run = int(env.get("CORES_PER_RUN", "1"))
+    try:
+        runs = int(env.get("RUNS_PER_HOST") or runs_per_host(len(usable_cpus()), cores_per_run))
+    except ValueError as exc:
+        raise SettingsError(f"CORES_PER_RUN / RUNS_PER_HOST: {exc}") from None
     return {
         "SECRET_KEY": secret or secrets.token_hex(32),
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{var / 'grader.db'}",
@@ -72,7 +82,11 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "UPLOAD_DIR": env.get("UPLOAD_DIR") or str(var / "uploads"),
         "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
         "QUEUE": env.get("QUEUE", WorkerKind.EMBEDDED),
-        "WORKERS": int(env.get("WORKERS", "1")),
+        "WORKERS": int(env.get("WORKERS") or runs),
+        "CORES_PER_RUN": cores_per_run,
+        "RUNS_PER_HOST": runs,
+        "PIN_CPUS": env.get("PIN_CPUS", "1") not in ("0", "false", "no", ""),
+        "CPU_SLOTS_DIR": env.get("CPU_SLOTS_DIR") or None,
         "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
         "RATE_LIMIT_COUNT": count,
         "RATE_LIMIT_WINDOW": window,

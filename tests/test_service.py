@@ -33,3 +33,31 @@ def test_settings_from_environment():
     assert (settings["RATE_LIMIT_COUNT"], settings["RATE_LIMIT_WINDOW"]) == (3, 60)
     with pytest.raises(SettingsError, match="RATE_LIMIT"):
         load_settings({"RATE_LIMIT": "lots"})
+
+
+def test_workers_follow_the_cores_unless_set(monkeypatch):
+    monkeypatch.setattr("service.settings.usable_cpus", lambda: (0, 1, 2, 3, 4, 5, 6, 7))
+    settings = load_settings({})
+    assert (settings["RUNS_PER_HOST"], settings["WORKERS"]) == (8, 8)
+    settings = load_settings({"CORES_PER_RUN": "3"})
+    assert (settings["RUNS_PER_HOST"], settings["WORKERS"]) == (2, 2)
+    settings = load_settings({"CORES_PER_RUN": "3", "WORKERS": "5", "RUNS_PER_HOST": "3"})
+    assert (settings["RUNS_PER_HOST"], settings["WORKERS"]) == (3, 5)
+    with pytest.raises(SettingsError, match="CORES_PER_RUN"):
+        load_settings({"CORES_PER_RUN": "0"})
+
+
+def test_runs_of_a_host_hold_distinct_cpu_slots(tmp_path):
+    from flask import Flask
+
+    from service.queue import cpu_slots
+
+    app = Flask(__name__)
+    app.config.update(PIN_CPUS=True, RUNS_PER_HOST=2, CPU_SLOTS_DIR=str(tmp_path))
+    pool = cpu_slots.slots(app)
+    assert pool is not None and len(pool.slots) == 2
+    with cpu_slots.held(app) as first, cpu_slots.held(app) as second:
+        assert first and second and not set(first) & set(second)
+    app.config["PIN_CPUS"] = False
+    with cpu_slots.held(app) as cpus:
+        assert cpus == ()

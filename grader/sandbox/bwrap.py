@@ -201,7 +201,8 @@ class BubblewrapSandbox(BwrapSettings):
     def _enter_cgroup(self, stack: ExitStack, limits: Limits) -> RunCgroup | None:
         try:
             return stack.enter_context(create_cgroup(
-                int(limits.memory_bytes), int(limits.max_processes), parent=self.cgroup_parent))
+                int(limits.memory_bytes), int(limits.max_processes), parent=self.cgroup_parent,
+                cpus=self.cpu_set))
         except CgroupError:
             if self.require_cgroup:
                 raise
@@ -210,7 +211,7 @@ class BubblewrapSandbox(BwrapSettings):
     def _missing_tools(self) -> str | None:
         if shutil.which(self.bwrap) is None:
             return "bubblewrap is not installed: apt-get install bubblewrap"
-        tools = ["prlimit"]
+        tools = ["prlimit"] + (["taskset"] if self.cpu_set else [])
         if os.geteuid() == 0:
             tools += ["unshare", "nsenter", "mount", "setpriv"]
         for tool in tools:

@@ -65,6 +65,11 @@ class BwrapSettings:
     #: Device nodes passed through when present, e.g. ``("/dev/nvidia0", "/dev/nvidiactl",
     #: "/dev/nvidia-uvm")`` for GPU runs. Nothing by default.
     devices: tuple[str, ...] = ()
+    #: CPUs the run is confined to (a slot of :class:`~grader.sandbox.cpus.CpuSlots`): the
+    #: run's cgroup cpuset, which a process inside cannot widen, and ``taskset`` before the
+    #: exec (the only pin where no cgroup is made, ``require_cgroup=False``). Empty: every CPU.
+    cpu_set: tuple[int, ...] = ()
+
     def __post_init__(self) -> None:
         if self.grader_uid == self.host_uid:
             raise ValueError(f"grader_uid must differ from host_uid (both {self.host_uid}): "

@@ -17,6 +17,12 @@ Both layouts are handled:
 * cgroup v2 (unified): one hierarchy; ``memory`` and ``pids`` are enabled in the
   ``cgroup.subtree_control`` of every ancestor of the run's directory.
 
+A run given CPUs (``create_cgroup(cpus=...)``, a slot of :mod:`grader.sandbox.cpus`) is also
+confined to them by the ``cpuset`` controller (v1: a directory in the ``cpuset`` hierarchy,
+whose ``cpuset.cpus`` and ``cpuset.mems`` are filled from the parent's before the run's are
+set; v2: ``cpuset`` enabled like ``memory``). The kernel intersects any ``sched_setaffinity``
+of a process inside with its cpuset, so the run cannot widen it.
+
 Errors:
 
     CgroupError      cgroups cannot be used here (not root, read-only, controller missing...);
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from grader.sandbox.cpus import format_cpus
 from grader.sandbox.process import owner_gone, owner_tag
 
 logger = logging.getLogger(__name__)
@@ -72,6 +79,9 @@ class CgroupLayout:
     memory_root: Path
     #: Mount point of the hierarchy holding ``pids`` (v2: the same as ``memory_root``).
     pids_root: Path
+    #: Mount point of the hierarchy holding ``cpuset``, or ``None`` where it is not available
+    #: (v2: ``memory_root`` when the controller is listed there).
+    cpuset_root: Path | None = None
 
 
 def parse_mounts(text: str) -> tuple[dict[str, Path], list[Path]]:
@@ -98,14 +108,15 @@ def find_layout(mounts_file: Path = MOUNTS_FILE) -> CgroupLayout:
     except OSError as exc:
         raise CgroupError(f"cannot read the mount table ({exc.strerror})", mounts_file) from exc
     if "memory" in v1 and "pids" in v1:
-        return CgroupLayout(1, v1["memory"], v1["pids"])
+        return CgroupLayout(1, v1["memory"], v1["pids"], v1.get("cpuset"))
     for mount_point in v2:
         try:
             controllers = (mount_point / "cgroup.controllers").read_text().split()
         except OSError:
             continue
         if {"memory", "pids"} <= set(controllers):
-            return CgroupLayout(2, mount_point, mount_point)
+            cpuset = mount_point if "cpuset" in controllers else None
+            return CgroupLayout(2, mount_point, mount_point, cpuset)
     raise CgroupError("no cgroup hierarchy with the memory and pids controllers is mounted")
 
 
@@ -122,15 +133,19 @@ def parse_keyed(text: str) -> dict[str, int]:
 class RunCgroup:
     """The cgroup of one run (one directory per hierarchy; one in all on v2)."""
 
-    def __init__(self, layout: CgroupLayout, memory_dir: Path, pids_dir: Path) -> None:
+    def __init__(self, layout: CgroupLayout, memory_dir: Path, pids_dir: Path,
+                 cpuset_dir: Path | None = None) -> None:
         self.layout = layout
         self.memory_dir = memory_dir
         self.pids_dir = pids_dir
+        #: The directory confining the run to its CPUs, or ``None`` (not confined).
+        self.cpuset_dir = cpuset_dir
 
     @property
     def dirs(self) -> tuple[Path, ...]:
-        """Every directory of this cgroup (two on v1, one on v2)."""
-        return tuple(dict.fromkeys((self.memory_dir, self.pids_dir)))
+        """Every directory of this cgroup (two or three on v1, one on v2)."""
+        cpuset = (self.cpuset_dir,) if self.cpuset_dir is not None else ()
+        return tuple(dict.fromkeys((self.memory_dir, self.pids_dir, *cpuset)))
 
     @property
     def procs_files(self) -> tuple[Path, ...]:
@@ -235,28 +250,40 @@ def create_cgroup(
     parent: str = DEFAULT_PARENT,
     name: str | None = None,
     layout: CgroupLayout | None = None,
+    cpus: tuple[int, ...] = (),
 ) -> Iterator[RunCgroup]:
-    """A fresh cgroup limited to ``memory_bytes`` (swap included) and ``max_processes`` tasks.
+    """A fresh cgroup limited to ``memory_bytes`` (swap included) and ``max_processes`` tasks,
+    and to the CPUs ``cpus`` when given (empty: every CPU of the parent).
 
     ``parent`` is a path relative to each hierarchy's root (e.g. a directory delegated to the
     grader's service); ``name`` defaults to a random id. Raises :class:`CgroupError` when the
-    cgroup cannot be made. On exit every process in it is killed and its directories removed.
+    cgroup cannot be made (also when ``cpus`` are asked for and no ``cpuset`` controller is
+    mounted). On exit every process in it is killed and its directories removed.
     """
     run_name = name or f"run-{owner_tag()}-{uuid.uuid4().hex[:12]}"
     if not _NAME.fullmatch(run_name) or run_name in (".", ".."):
         raise CgroupError(f"invalid cgroup name {run_name!r}")
     parent_parts = _parent_parts(parent)
     layout = layout or find_layout()
+    cpuset_dir = None
+    if cpus:
+        if layout.cpuset_root is None:
+            raise CgroupError("no cgroup hierarchy with the cpuset controller is mounted: "
+                              "runs cannot be pinned to their CPUs")
+        cpuset_dir = layout.cpuset_root.joinpath(*parent_parts, run_name)
     cgroup = RunCgroup(
         layout,
         layout.memory_root.joinpath(*parent_parts, run_name),
         layout.pids_root.joinpath(*parent_parts, run_name),
+        cpuset_dir,
     )
     try:
         if layout.version == 1:
             _make_v1(cgroup, memory_bytes, max_processes)
         else:
             _make_v2(cgroup, parent_parts, memory_bytes, max_processes)
+        if cpus:
+            _confine_cpus(cgroup, parent_parts, cpus)
         yield cgroup
     finally:
         try:
@@ -282,7 +309,8 @@ def sweep_cgroups(
     except CgroupError:
         return []
     removed: list[Path] = []
-    for root in dict.fromkeys((layout.memory_root, layout.pids_root)):
+    cpuset = (layout.cpuset_root,) if layout.cpuset_root is not None else ()
+    for root in dict.fromkeys((layout.memory_root, layout.pids_root, *cpuset)):
         try:
             entries = list(os.scandir(root.joinpath(*parent_parts)))
         except OSError:
@@ -315,6 +343,8 @@ def _parent_parts(parent: str) -> list[str]:
 
 def _make_v1(cgroup: RunCgroup, memory_bytes: int, max_processes: int) -> None:
     for directory in cgroup.dirs:
+        if directory == cgroup.cpuset_dir:
+            continue  # made by _confine_cpus, parents first
         _mkdir(directory)
     _write(cgroup.memory_dir / "memory.limit_in_bytes", str(memory_bytes))
     # Without swap accounting (``swapaccount=0``) these files are missing: then only RAM is
@@ -339,13 +369,48 @@ def _make_v2(
     _write(cgroup.memory_dir / "pids.max", str(max_processes))
 
 
-def _enable_controllers(directory: Path) -> None:
+def _confine_cpus(cgroup: RunCgroup, parent_parts: list[str], cpus: tuple[int, ...]) -> None:
+    """Pin the run's cgroup to ``cpus`` (before any process joins it)."""
+    root, directory = cgroup.layout.cpuset_root, cgroup.cpuset_dir
+    assert root is not None and directory is not None
+    if cgroup.layout.version == 2:
+        _enable_controllers(root, {"cpuset"})
+        for n in range(len(parent_parts)):
+            _enable_controllers(root.joinpath(*parent_parts[:n + 1]), {"cpuset"})
+        _write(directory / "cpuset.cpus", format_cpus(cpus))
+        return
+    # v1: a new cpuset is empty (no CPU, no memory node) and takes no task until both are
+    # set, and a child's must lie within its parent's: fill each new ancestor from its parent
+    current = root
+    for part in parent_parts:
+        current = current / part
+        _mkdir(current, exist_ok=True)
+        _inherit_cpuset(current)
+    _mkdir(directory)
+    _write(directory / "cpuset.mems", _read(directory.parent / "cpuset.mems"))
+    _write(directory / "cpuset.cpus", format_cpus(cpus))
+
+
+def _inherit_cpuset(directory: Path) -> None:
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not _read(directory / name):
+            _write(directory / name, _read(directory.parent / name))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise CgroupError(f"cannot read ({exc.strerror})", path) from exc
+
+
+def _enable_controllers(directory: Path, wanted: set[str] | None = None) -> None:
     control = directory / "cgroup.subtree_control"
     try:
         enabled = set(control.read_text().split())
     except OSError as exc:
         raise CgroupError(f"cannot read cgroup controls ({exc.strerror})", control) from exc
-    missing = {"memory", "pids"} - enabled
+    missing = (wanted or {"memory", "pids"}) - enabled
     if missing:
         # EBUSY here means processes live in ``directory`` itself (v2 forbids controllers on a
         # cgroup with processes); the fix is a dedicated parent, e.g. a systemd Delegate= unit.

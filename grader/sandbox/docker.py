@@ -14,8 +14,8 @@ One request, one container (Docker SDK for Python, low-level ``APIClient``), mad
 * only the job's own files: its work directory (given to the run's user, mode 0700) and the
   request's mounts, except the in-sandbox code, which the image carries (same bytes: the tag is
   their hash);
-* memory with swap equal to memory (no swap), pids, a CPU quota, ulimits (CPU seconds, file
-  size, no core files);
+* memory with swap equal to memory (no swap), pids, a CPU quota, the CPUs of its slot
+  (``cpuset_cpus``), ulimits (CPU seconds, file size, no core files);
 * the wall-clock limit enforced from outside by killing the container, output capped while it
   streams, ``OOMKilled`` read from the daemon (:mod:`grader.sandbox.docker_run`);
 * labels naming the run and its grader; a watchdog removes the containers of a grader killed
@@ -45,6 +45,7 @@ from grader.sandbox.base import (
     SandboxRun,
     SandboxUser,
 )
+from grader.sandbox.cpus import format_cpus
 from grader.sandbox.docker_image import IMAGE_PYTHON, Variant, baked_mounts, image_tag
 from grader.sandbox.docker_reaper import (
     OWNER_LABEL,
@@ -90,8 +91,12 @@ class DockerSandbox:
     host_python: str = sys.executable
     hostname: str = "sandbox"
     home: str = "/home/sandbox"
-    #: CPUs the run may use at once (CPU quota); ``None``: every CPU of the host.
+    #: CPUs the run may use at once (CPU quota); ``None``: as many as ``cpu_set`` has, or every
+    #: CPU of the host.
     cpus: float | None = None
+    #: The host CPUs the container is confined to (``cpuset_cpus``; a slot of
+    #: :class:`~grader.sandbox.cpus.CpuSlots`). Empty: every CPU.
+    cpu_set: tuple[int, ...] = ()
     #: GPU or MIG UUIDs lent to this grading (the service leases them, one run per device):
     #: the student's kernel gets exactly these through a ``DeviceRequest`` (needs the NVIDIA
     #: container toolkit), never ``all``; the runner and the clean room get none. Implies the
@@ -244,7 +249,8 @@ class DockerSandbox:
             mem_limit=int(limits.memory_bytes),
             memswap_limit=int(limits.memory_bytes),
             pids_limit=int(limits.max_processes),
-            nano_cpus=int((self.cpus or os.cpu_count() or 1) * 1e9),
+            nano_cpus=int((self.cpus or len(self.cpu_set) or os.cpu_count() or 1) * 1e9),
+            cpuset_cpus=format_cpus(self.cpu_set) if self.cpu_set else None,
             ulimits=[Ulimit(name="cpu", soft=int(limits.cpu_seconds),
                             hard=int(limits.cpu_seconds)),
                      Ulimit(name="fsize", soft=int(limits.file_size_bytes),

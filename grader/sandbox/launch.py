@@ -4,10 +4,10 @@ When the grader runs as root, one run is launched as::
 
     [nsenter --net=/proc/self/fd/N --]                # only to join another run's network
     unshare --mount --propagation private -- sh -c '
-        echo $$ > <run cgroup>/cgroup.procs       # join the cgroup before anything can fork
+        echo $$ > <run cgroup>/cgroup.procs       # join the cgroup (and its cpuset) before forking
         mount --rbind <host source> <stage>/mN    # in the private namespace only, see below
         unset PWD
-        exec prlimit --cpu=.. --fsize=.. --core=0 -- \
+        exec prlimit --cpu=.. --fsize=.. --core=0 -- [taskset --cpu-list <slot>] \
              setpriv --reuid=<uid> --regid=<gid> --clear-groups --inh-caps=-all \
                      --bounding-set=-all -- \
              bwrap --args 3 -- \
@@ -58,6 +58,7 @@ from pathlib import Path
 from grader.sandbox.base import SandboxRequest
 from grader.sandbox.bwrap_settings import BwrapSettings
 from grader.sandbox.cgroups import RunCgroup
+from grader.sandbox.cpus import format_cpus
 from grader.sandbox.process import base_env, runtime_paths
 from grader.sandbox.request_checks import under_any
 from grader.sandbox.staging import write_etc
@@ -148,6 +149,8 @@ def launch_argv(
         "--core=0",
         "--",
     ]
+    if sandbox.cpu_set:  # the cgroup's cpuset already pins it; this is the pin without one
+        command += [tool("taskset"), "--cpu-list", format_cpus(sandbox.cpu_set)]
     if as_root:
         uid, gid = sandbox.host_ids(request.user)
         command += [

@@ -32,6 +32,7 @@ from grader.sandbox.base import (
     SandboxResult,
     SandboxRun,
 )
+from grader.sandbox.cpus import format_cpus
 from grader.sandbox.process import (
     MAX_LINE_BYTES,
     base_env,
@@ -72,15 +73,17 @@ class UnsafeLocalSandbox:
     the real sandbox binds the runtime over any target that contains it.
 
     Enforced: the whole-run wall clock and the output caps. Not enforced: memory, processes,
-    CPU, file size, scratch sizes, network, file system visibility, identities (every request
-    runs as the caller), system calls. A request without a work directory gets a temporary
-    one on the host.
+    CPU (``cpu_set`` is only where the command starts), file size, scratch sizes, network,
+    file system visibility, identities (every request runs as the caller), system calls. A
+    request without a work directory gets a temporary one on the host.
     """
 
     #: Interpreter whose ``bin`` directory leads ``PATH`` (as inside the bubblewrap sandbox).
     python: str | None = sys.executable
     #: Longest stdout line handed to ``on_line``.
     max_line_bytes: int = MAX_LINE_BYTES
+    #: CPUs the command starts pinned to (``taskset``; the command may widen it). Empty: all.
+    cpu_set: tuple[int, ...] = ()
     name: str = field(default="unsafe", init=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +128,8 @@ class UnsafeLocalSandbox:
         env = base_env(home, tmpdir, self.python)
         env.update({k: translate_paths(v, mapping) for k, v in request.env.items()})
         argv = [translate_paths(arg, mapping) for arg in request.argv]
+        if self.cpu_set:
+            argv = ["taskset", "--cpu-list", format_cpus(self.cpu_set), *argv]
         try:
             proc = subprocess.Popen(
                 argv,

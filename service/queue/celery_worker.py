@@ -2,7 +2,7 @@
 
 Start a worker with::
 
-    celery -A service.queue.celery_worker worker -Q cpu --concurrency 1            # no GPU
+    celery -A service.queue.celery_worker worker -Q cpu --concurrency <RUNS_PER_HOST>  # no GPU
     GPUS=auto GRADER_SANDBOX=docker \
       celery -A service.queue.celery_worker worker -Q gpu,cpu --concurrency <GPUs>  # GPU host
 

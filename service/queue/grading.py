@@ -29,7 +29,7 @@ from service.extensions import db
 from service.logs import run_context
 from service.metrics import run_taken
 from service.models import GradingRun, ItemScore, utcnow
-from service.queue import claims, gpu_leases
+from service.queue import claims, cpu_slots, gpu_leases
 from service.queue.leases import LeaseKeeper
 from service.queue.progress import ProgressWriter
 from service.states import GpuNeed, RunState
@@ -175,8 +175,10 @@ def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -
     with LeaseKeeper(app, run_id, worker, gpu_host) as lease:  # until the result is stored
         try:
             exercise = config.exercise(exercise_id)
-            options = {"gpu_devices": (device,)} if device else {}
-            with ProgressWriter(app, run_id, worker) as progress:
+            options: dict[str, Any] = {"gpu_devices": (device,)} if device else {}
+            with cpu_slots.held(app) as cpus, ProgressWriter(app, run_id, worker) as progress:
+                if cpus:
+                    options["cpu_set"] = cpus
                 report = grade_notebook(data, exercise, config,
                                         get_sandbox(config.sandbox, **options),
                                         on_progress=progress)

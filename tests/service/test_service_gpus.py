@@ -24,7 +24,7 @@ from grader import GraderConfig, GradeReport, RunStatus
 from grader.sandbox.gpus import GpuProbeError, NvidiaSmi
 from service.extensions import db
 from service.models import GpuLease, GradingRun, Student, Submission, utcnow
-from service.queue import claims, grading
+from service.queue import claims, cpu_slots, grading
 from service.queue import gpu_leases as leases
 from service.queue.dispatch import queue_for
 from service.settings import SettingsError
@@ -322,3 +322,18 @@ def test_the_specs_values_are_the_services(tmp_path: Path):
     from grader.spec import GpuNeed as SpecNeed
 
     assert set(get_args(SpecNeed)) == {need.value for need in GpuNeed}
+
+
+def test_a_gpu_run_gets_a_cpu_slot_too_and_gives_it_back(gpu_app, grade, tmp_path):
+    app = gpu_app(RUNS_PER_HOST=1, CPU_SLOTS_DIR=str(tmp_path / "slots"))
+    fake = grade(app)
+    (run_id,) = add_runs(app, GpuNeed.REQUIRED)
+
+    taken = grading.take(app, None, "gpu-worker")
+
+    assert taken.run_id == run_id and taken.device == GPU_A
+    (sandbox,) = fake.sandboxes
+    assert sandbox.gpu_devices == (GPU_A,)
+    assert set(sandbox.cpu_set) == os.sched_getaffinity(0)  # one run per host: every CPU
+    with cpu_slots.slots(app).lease(timeout=0) as lease:  # given back after the run
+        assert lease.cpus == sandbox.cpu_set
