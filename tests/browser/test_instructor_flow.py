@@ -37,6 +37,7 @@ def submit_as_student(page: Page, service: LiveService, notebook: Path) -> int:
     page.fill("#token", service.token)
     page.click("button[type=submit]")
     expect(page.locator("h1")).to_have_text("ノートブックの提出")
+    page.wait_for_load_state("load")  # app.js wires the file input on DOMContentLoaded
     page.set_input_files("#notebook", notebook)
     page.click("form.upload button[type=submit]")
     expect(page).to_have_url(re.compile(r"/submissions/\d+$"))

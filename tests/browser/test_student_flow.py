@@ -84,6 +84,7 @@ def test_a_student_submits_follows_the_grading_and_reads_the_feedback(
     page.fill("#token", live_service.token)
     page.click("button[type=submit]")
     expect(page.locator("h1")).to_have_text("ノートブックの提出")
+    page.wait_for_load_state("load")  # app.js wires the file input on DOMContentLoaded
 
     # Upload through the file input.
     page.set_input_files("#notebook", notebook)
