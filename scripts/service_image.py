@@ -16,22 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from grader.config import PROJECT_ROOT
-from grader.sandbox.docker_image import (
-    BaseImageError,
-    BuildOutcome,
-    Log,
-    buildkit_cli,
-    ca_bundle,
-    pip_config_text,
-    resolve_base,
-)
+from grader.sandbox.docker_image import BuildOutcome, Log, buildkit_build
 
 SERVICE_IMAGE = "notebook-grader-service:latest"
 DOCKERFILE = PROJECT_ROOT / "docker" / "service.Dockerfile"
@@ -40,31 +29,8 @@ DOCKERFILE = PROJECT_ROOT / "docker" / "service.Dockerfile"
 def build_service_image(base: str = "auto", tag: str = SERVICE_IMAGE,
                         log: Log = print) -> BuildOutcome:
     """Build ``tag`` from the checkout; ``error`` says why not (errors as data)."""
-    started = time.monotonic()
-    cli = buildkit_cli()
-    if isinstance(cli, str):
-        return BuildOutcome(tag=tag, error=cli)
-    try:
-        base_image = resolve_base(base, log)
-    except BaseImageError as exc:
-        return BuildOutcome(tag=tag, error=str(exc))
-    log(f"building {tag} on {base_image} ...")
-    with tempfile.TemporaryDirectory(prefix="grader-service-image-") as tmp:
-        pipconf = Path(tmp) / "pip.conf"
-        pipconf.write_text(pip_config_text())
-        argv = [*cli, "build", "--tag", tag, "--file", str(DOCKERFILE),
-                "--build-arg", f"BASE={base_image}", "--secret", f"id=pipconf,src={pipconf}"]
-        cacert = ca_bundle()
-        if cacert is not None:
-            argv += ["--secret", f"id=cacert,src={cacert}"]
-        done = subprocess.run([*argv, str(PROJECT_ROOT)],
-                              env={**os.environ, "DOCKER_BUILDKIT": "1"},
-                              capture_output=True, text=True)
-    if done.returncode != 0:
-        return BuildOutcome(tag=tag, base=base_image, error="docker build failed: "
-                            + " | ".join(done.stderr.strip().splitlines()[-8:]))
-    return BuildOutcome(tag=tag, built=True, base=base_image,
-                        seconds=time.monotonic() - started)
+    return buildkit_build(tag, PROJECT_ROOT, base, log, time.monotonic(),
+                          ["--file", str(DOCKERFILE)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -122,12 +123,26 @@ def build_image(
     ``base``: an image name, ``local`` (:data:`LOCAL_BASE`, made when missing) or ``auto``
     (:data:`REGISTRY_BASE` if present or pullable, else the local one).
     """
-    import time
-
     started = time.monotonic()
     tag = image_tag(variant)
     if not force and image_present(tag):
         return BuildOutcome(tag=tag)
+    with tempfile.TemporaryDirectory(prefix="grader-image-") as tmp:
+        context = Path(tmp) / "context"
+        for name, data in image_inputs(variant).items():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            (context / name).write_bytes(data)
+        return buildkit_build(tag, context, base, log, started,
+                              ["--label", f"{INPUTS_LABEL}={inputs_hash(variant)}",
+                               "--build-arg", f"VARIANT={variant}"])
+
+
+def buildkit_build(tag: str, context: Path, base: str, log: Log, started: float,
+                   options: list[str]) -> BuildOutcome:
+    """``docker build`` of ``context`` with BuildKit, on the base :func:`resolve_base` picks
+    (``--build-arg BASE``), with this machine's pip settings and CA bundle as the secrets
+    ``pipconf`` and ``cacert`` (never baked into a layer); ``options``: more build options.
+    Shared by the runtime image and the service's image (scripts/service_image.py)."""
     cli = buildkit_cli()
     if isinstance(cli, str):
         return BuildOutcome(tag=tag, error=cli)
@@ -136,16 +151,10 @@ def build_image(
     except BaseImageError as exc:
         return BuildOutcome(tag=tag, error=str(exc))
     log(f"building {tag} on {base_image} ...")
-    with tempfile.TemporaryDirectory(prefix="grader-image-") as tmp:
-        context = Path(tmp) / "context"
-        for name, data in image_inputs(variant).items():
-            (context / name).parent.mkdir(parents=True, exist_ok=True)
-            (context / name).write_bytes(data)
+    with tempfile.TemporaryDirectory(prefix="grader-build-") as tmp:
         pipconf = Path(tmp) / "pip.conf"
         pipconf.write_text(pip_config_text())
-        argv = [*cli, "build", "--tag", tag,
-                "--label", f"{INPUTS_LABEL}={inputs_hash(variant)}",
-                "--build-arg", f"BASE={base_image}", "--build-arg", f"VARIANT={variant}",
+        argv = [*cli, "build", "--tag", tag, *options, "--build-arg", f"BASE={base_image}",
                 "--secret", f"id=pipconf,src={pipconf}"]
         cacert = ca_bundle()
         if cacert is not None:
