@@ -328,18 +328,22 @@ def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
     from grader.sandbox.docker_image import image_present, image_tag
 
     problems = 0
+    reasons: dict[str, str | None] = {}
     for name, needs in SANDBOXES.items():
         chosen = " (selected)" if name == config.sandbox else ""
         if name == "unsafe":
             print(f"sandbox unsafe{chosen}: works anywhere, isolates nothing (development only)")
             continue
-        reason = get_sandbox(name).check()
+        reason = reasons[name] = get_sandbox(name).check()
         print(f"sandbox {name}{chosen}: " + ("ok" if reason is None else
                                              f"unavailable: {reason} (needs {needs})"))
         problems += bool(chosen) and reason is not None
     tag = image_tag(Variant.CPU)
-    print(f"image {tag}: " + ("present" if image_present(tag) else
-                              "missing (run `make image` for the docker backend)"))
+    if reasons.get("docker") and "no Docker daemon answers" in str(reasons["docker"]):
+        print(f"image {tag}: unknown (no Docker daemon answers to ask)")
+    else:
+        print(f"image {tag}: " + ("present" if image_present(tag) else
+                                  "missing (run `make image` for the docker backend)"))
     try:
         verify_data_dir(config.data_dir)
         print(f"data: {config.data_dir} verified (MNIST and its held-out split)")

@@ -323,3 +323,12 @@ def test_doctor_says_why_docker_cannot_run_without_a_daemon():
 
     reason = DockerSandbox(base_url="unix:///nonexistent/docker.sock").check()
     assert reason is not None and "no Docker daemon answers" in reason
+    # and the image's line does not claim it missing: without a daemon nobody can tell
+    done = subprocess.run([sys.executable, "-m", "grader", "doctor"], capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT),
+                               "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("sandbox docker: unavailable: no Docker daemon answers")
+               for line in lines), lines
+    assert f"image {image_tag(Variant.CPU)}: unknown (no Docker daemon answers to ask)" in lines
