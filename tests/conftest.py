@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,6 +45,28 @@ def redis_url() -> Iterator[str]:
         return
     with ThrowawayRedis() as server:
         yield server.url
+
+
+# --- sandboxes -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cgroup_parent() -> Iterator[str]:
+    """A cgroup parent of the module's own, so a test can see its run's cgroups come and go;
+    removed afterwards from every hierarchy it was made in (memory, pids, cpuset)."""
+    from grader.sandbox.cgroups import CgroupError, find_layout
+
+    parent = f"grader-test-{uuid.uuid4().hex[:8]}"
+    yield parent
+    try:
+        layout = find_layout()
+    except CgroupError:
+        return
+    for root in {layout.memory_root, layout.pids_root, layout.cpuset_root}:
+        if root is not None:
+            try:
+                (root / parent).rmdir()
+            except FileNotFoundError:
+                pass
 
 
 # --- the exercise and its notebooks ------------------------------------------------------------

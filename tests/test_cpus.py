@@ -11,8 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,19 +161,6 @@ def test_the_launch_pins_with_taskset_before_the_exec(tmp_path: Path) -> None:
     script = argv[-1]
     assert "taskset --cpu-list 1 /" in script
     assert script.index("taskset") < script.index("bwrap")
-
-
-@pytest.fixture(scope="module")
-def cgroup_parent() -> Iterator[str]:
-    parent = f"grader-test-{uuid.uuid4().hex[:8]}"
-    yield parent
-    try:
-        layout = find_layout()
-    except CgroupError:
-        return
-    for root in {layout.memory_root, layout.pids_root, layout.cpuset_root}:
-        if root is not None and (root / parent).is_dir():
-            (root / parent).rmdir()
 
 
 #: The student's attack: widen its CPU set to every CPU of the machine, by the syscall and by

@@ -313,22 +313,6 @@ def test_unsafe_start_follows_in_the_background_and_stops(unsafe: UnsafeLocalSan
 
 
 @pytest.fixture(scope="module")
-def cgroup_parent() -> Iterator[str]:
-    """A parent of its own, so the test can see its run's cgroup come and go."""
-    parent = f"grader-test-{uuid.uuid4().hex[:8]}"
-    yield parent
-    try:
-        layout = find_layout()
-    except CgroupError:
-        return
-    for root in {layout.memory_root, layout.pids_root}:
-        try:
-            (root / parent).rmdir()
-        except FileNotFoundError:
-            pass
-
-
-@pytest.fixture(scope="module")
 def bwrap(cgroup_parent: str) -> BubblewrapSandbox:
     """Fails, not skips, where the machine lacks what the backend needs: `make test` installs
     bubblewrap and runs as root, and a grader that cannot sandbox must not look green."""
