@@ -17,6 +17,7 @@ in a new clean room (:func:`measure_artefacts`).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import time
@@ -30,7 +31,15 @@ import numpy as np
 from grader.limits import GiB, Limits
 from grader.measurements import MeasurementError, MeasurementFailure, parse_measurement
 from grader.results import read_capped_json
-from grader.sandbox.base import Mount, Sandbox, SandboxRequest, SandboxResult, SandboxUser
+from grader.sandbox.base import (
+    Mount,
+    Sandbox,
+    SandboxRequest,
+    SandboxResult,
+    SandboxRun,
+    SandboxUser,
+)
+from grader.sandbox.runs import LineRelay, wait_within
 from grader.spec import Exercise, Item
 
 CLEANROOM_DIR = Path(__file__).resolve().parent / "cleanroom"
@@ -69,6 +78,30 @@ class Measured:
 
     def get(self, item_id: str, side: str) -> Any:
         return self.results.get(f"{item_id}/{side}")
+
+
+@dataclass(frozen=True)
+class WarmCleanRoom:
+    """A clean room started ahead (TensorFlow imported), waiting for its plan in ``workdir``;
+    its output goes to ``relay``, whose target :func:`measure_artefacts` sets."""
+
+    run: SandboxRun
+    relay: LineRelay
+    workdir: Path
+
+
+def cleanroom_request(workdir: Path, limits: Limits = LIMITS) -> SandboxRequest:
+    """The clean room's sandbox: its code, its folder, no student code, no network."""
+    return SandboxRequest(
+        argv=[sys.executable, f"{CLEANROOM_TARGET}/main.py", "plan.json"],
+        workdir=workdir,
+        workdir_target=WORK_TARGET,
+        mounts=[Mount(CLEANROOM_DIR, CLEANROOM_TARGET)],
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1",
+             "OMP_NUM_THREADS": "2"},
+        limits=limits,
+        user=SandboxUser.GRADER,
+    )
 
 
 @dataclass(frozen=True)
@@ -146,8 +179,12 @@ def measure_artefacts(
     images: ImageSets | None = None,
     seed: int | None = None,
     limits: Limits = LIMITS,
+    warm: WarmCleanRoom | None = None,
 ) -> Measured:
-    """Run the jobs in clean rooms until each has a result (or is blamed for a crash)."""
+    """Run the jobs in clean rooms until each has a result (or is blamed for a crash).
+
+    ``warm``: a clean room started ahead in ``workdir``, used for the first attempt (a new one
+    for each attempt after a crash). Without jobs it is left as it is (its kit stops it)."""
     started = time.monotonic()
     measured = Measured()
     if not jobs:
@@ -182,7 +219,8 @@ def measure_artefacts(
             plan["images"][name] = f"in/images-{name}.npy"
     pending = [e for e in entries if e["id"] not in measured.results]
     while pending:
-        result, crashed = _run_once(plan, pending, sandbox, workdir, limits)
+        result, crashed = _run_once(plan, pending, sandbox, workdir, limits, warm)
+        warm = None
         measured.runs += 1
         measured.sandbox = result
         kinds = {e["id"]: e["measure"] for e in pending}
@@ -225,8 +263,8 @@ def _tensor_inputs(job: Job, references: Mapping[str, Path], inputs_dir: Path,
 
 
 def _run_once(plan: dict[str, Any], pending: list[dict[str, Any]], sandbox: Sandbox,
-              workdir: Path, limits: Limits) -> tuple[SandboxResult, str | None]:
-    (workdir / "plan.json").write_text(json.dumps({**plan, "jobs": pending}))
+              workdir: Path, limits: Limits, warm: WarmCleanRoom | None
+              ) -> tuple[SandboxResult, str | None]:
     current: list[str | None] = [None]
 
     def on_line(line: str) -> None:
@@ -239,17 +277,16 @@ def _run_once(plan: dict[str, Any], pending: list[dict[str, Any]], sandbox: Sand
         elif isinstance(event, dict) and event.get("event") == "measured":
             current[0] = None
 
-    request = SandboxRequest(
-        argv=[sys.executable, f"{CLEANROOM_TARGET}/main.py", "plan.json"],
-        workdir=workdir,
-        workdir_target=WORK_TARGET,
-        mounts=[Mount(CLEANROOM_DIR, CLEANROOM_TARGET)],
-        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1",
-             "OMP_NUM_THREADS": "2"},
-        limits=limits,
-        user=SandboxUser.GRADER,
-    )
-    result = sandbox.run(request, on_line=on_line)
+    text = json.dumps({**plan, "jobs": pending})
+    if warm is None:
+        (workdir / "plan.json").write_text(text)
+        result = sandbox.run(cleanroom_request(workdir, limits), on_line=on_line)
+    else:
+        warm.relay.target = on_line
+        partial = workdir / "plan.json.part"  # a warm clean room reads the plan once it exists
+        partial.write_text(text)
+        os.replace(partial, workdir / "plan.json")
+        result = wait_within(warm.run, limits.notebook_timeout)
     ended_badly = result.sandbox_error or result.timed_out or result.oom_killed or (
         result.exit_code != 0)
     return result, current[0] if ended_badly else None

@@ -27,15 +27,16 @@ import nbformat
 
 from grader.artefacts import ArtefactError, GraphExport, ValueExport, read_artefact
 from grader.budgets import cell_budgets
-from grader.clean_room import ImageSets, Measured, measure_artefacts, plan_jobs
+from grader.clean_room import ImageSets, Measured, WarmCleanRoom, measure_artefacts, plan_jobs
 from grader.comparators import prepare_inputs
 from grader.config import GraderConfig
 from grader.data import evaluation_images
+from grader.kit import Kit, start_kit
 from grader.limits import Limits
 from grader.locate import Located, locate_items
 from grader.messages import bilingual
 from grader.notebook import NotebookError, read_notebook, strip_outputs
-from grader.notebook_run import Progress, ProgressCallback, run_notebook
+from grader.notebook_run import Progress, ProgressCallback, build_plan, run_notebook
 from grader.outcome import RunOutcome
 from grader.reference import reference_artefacts, reference_timings, require_reference
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
@@ -81,13 +82,16 @@ def execute_notebook(
     keep_exports: Path | None = None,
     self_reference: bool = False,
     budgets: bool = True,
+    kit: Kit | None = None,
 ) -> Execution:
     """Run a (parsed) notebook and measure its exports in the clean room.
 
     ``keep_exports``: a folder to copy the checked exports into; ``self_reference``: measure
     them against themselves instead of the reference's; ``budgets=False``: every cell gets the
     exercise's ``cell_timeout`` rather than a budget from the reference's timings (all three
-    for ``build-reference``, which makes those timings)."""
+    for ``build-reference``, which makes those timings). ``kit``: sandboxes started ahead for
+    this exercise (:mod:`grader.warm_pool`), used and closed here; without one a kit is started
+    now, on ``sandbox``."""
     limits = limits or exercise.limits
     started = time.monotonic()
     nb = strip_outputs(nb)
@@ -100,13 +104,20 @@ def execute_notebook(
                           {item_id: w.index for item_id, w in located.items() if w is not None},
                           reference_timings(exercise) if budgets else None,
                           limits.cell_timeout, limits.budget_floor)
-    from grader.sandbox.staging import create_run_dir
-
-    with create_run_dir(None if config.work_dir is None else str(config.work_dir)) as rundir:
-        ran = run_notebook(nb, exercise, config, sandbox, limits, located, rundir, started,
-                           on_progress, budget)
+    plan = build_plan(exercise, limits, located, budget)
+    # a kit started ahead: how long it waited (for the benchmarks' phase costs).
+    waited = None if kit is None else time.monotonic() - kit.created
+    if kit is None:
+        kit = start_kit(exercise, config, sandbox, limits)
+    with kit:
+        rundir = kit.rundir
+        # a backend lending GPUs says so (DockerSandbox.gpu_devices); the others have none
+        gpu = bool(getattr(sandbox, "gpu_devices", ()))
+        ran = run_notebook(nb, kit, plan, limits, started, on_progress, gpu=gpu)
         run = Execution(ran.outcome, located, notes, ran.runner, ran.sandbox, ran.executed,
                         ran.timings, sources)
+        if waited is not None:
+            run.timings["kit_age"] = waited
         _check_exports(run, rundir / "runner" / "out" / "artefacts")
         if keep_exports is not None:
             keep_exports.mkdir(parents=True, exist_ok=True)
@@ -116,7 +127,8 @@ def execute_notebook(
             if on_progress is not None:
                 on_progress(Progress("measuring", elapsed=time.monotonic() - started))
             run.measured = measure_execution(run, exercise, config, sandbox, rundir,
-                                             self_reference=self_reference)
+                                             self_reference=self_reference,
+                                             warm=kit.cleanroom)
             run.timings["cleanroom"] = run.measured.seconds
     return run
 
@@ -140,9 +152,10 @@ def _check_exports(run: Execution, folder: Path) -> None:
 
 
 def measure_execution(run: Execution, exercise: Exercise, config: GraderConfig,
-                      sandbox: Sandbox, rundir: Path, *, self_reference: bool = False
-                      ) -> Measured:
-    """Measure the run's graph exports, beside the reference's, in the clean room."""
+                      sandbox: Sandbox, rundir: Path, *, self_reference: bool = False,
+                      warm: WarmCleanRoom | None = None) -> Measured:
+    """Measure the run's graph exports, beside the reference's, in the clean room (``warm``:
+    one started ahead in ``rundir / "cleanroom"``)."""
     student = {item_id: path for item_id, path in run.export_files.items()
                if isinstance(run.exports.get(item_id), GraphExport)
                and _cell_can_answer(run, item_id)}
@@ -151,7 +164,7 @@ def measure_execution(run: Execution, exercise: Exercise, config: GraderConfig,
     images = None
     if any(job.measure == "predictions" for job in jobs):
         images = ImageSets(evaluation_images(config.data_dir))
-    return measure_artefacts(jobs, sandbox, rundir / "cleanroom", images=images)
+    return measure_artefacts(jobs, sandbox, rundir / "cleanroom", images=images, warm=warm)
 
 
 def _cell_can_answer(run: Execution, item_id: str) -> bool:
@@ -167,21 +180,27 @@ def grade_notebook(
     *,
     limits: Limits | None = None,
     on_progress: ProgressCallback | None = None,
+    kit: Kit | None = None,
 ) -> GradeReport:
-    """Grade a submission given as the bytes of a .ipynb file."""
+    """Grade a submission given as the bytes of a .ipynb file; ``kit``: sandboxes started
+    ahead for it (closed here whatever happens)."""
     started = time.monotonic()
-    require_reference(exercise)
     try:
-        nb = read_notebook(data)
-    except NotebookError as exc:
-        return invalid_report(exercise, exc)
-    try:
-        run = execute_notebook(nb, exercise, config, sandbox, limits=limits,
-                               on_progress=on_progress)
-        return score_execution(run, exercise, config, started)
-    except Exception as exc:  # a grader bug must still end in a report, never a traceback
-        logger.exception("grading failed inside the grader")
-        return failed_report(exercise, f"{type(exc).__name__}: {exc}")
+        require_reference(exercise)
+        try:
+            nb = read_notebook(data)
+        except NotebookError as exc:
+            return invalid_report(exercise, exc)
+        try:
+            run = execute_notebook(nb, exercise, config, sandbox, limits=limits,
+                                   on_progress=on_progress, kit=kit)
+            return score_execution(run, exercise, config, started)
+        except Exception as exc:  # a grader bug must still end in a report, never a traceback
+            logger.exception("grading failed inside the grader")
+            return failed_report(exercise, f"{type(exc).__name__}: {exc}")
+    finally:
+        if kit is not None:
+            kit.close()
 
 
 def score_execution(

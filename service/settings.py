@@ -13,6 +13,9 @@
 | ``PIN_CPUS`` | 1 | ``0``: runs are not pinned (every run on every CPU) |
 | ``CPU_SLOTS_DIR`` | ``/run/grader-cpus`` (root) | the slots' lock files; the same for every worker of the host |
 | ``WORKERS`` | ``RUNS_PER_HOST`` | embedded worker threads |
+| ``WARM_POOL`` | 1 | warm kits (sandboxes with the kernel, TensorFlow and the clean room ready) kept per exercise and CPU slot by each worker process; ``0``: every run starts cold (docs/sandbox.md, "Warm pool") |
+| ``WARM_POOL_MAX_IDLE`` | 900 | seconds a warm kit may wait for a submission before it is replaced |
+| ``WARM_POOL_MIN_FREE_MB`` | 4096 | no warm kit is started unless the host's available memory stays above this |
 | ``CELERY_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | for ``QUEUE=celery`` |
 | ``RATE_LIMIT`` | ``10/600`` | submissions per student per seconds |
 | ``DUPLICATE_WINDOW`` | 120 | the same notebook from the same student within this many seconds is the earlier submission |
@@ -87,6 +90,9 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RUNS_PER_HOST": runs,
         "PIN_CPUS": env.get("PIN_CPUS", "1") not in ("0", "false", "no", ""),
         "CPU_SLOTS_DIR": env.get("CPU_SLOTS_DIR") or None,
+        "WARM_POOL": int(env.get("WARM_POOL", "1")),
+        "WARM_POOL_MAX_IDLE": float(env.get("WARM_POOL_MAX_IDLE", "900")),
+        "WARM_POOL_MIN_FREE_MB": int(env.get("WARM_POOL_MIN_FREE_MB", "4096")),
         "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
         "RATE_LIMIT_COUNT": count,
         "RATE_LIMIT_WINDOW": window,

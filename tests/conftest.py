@@ -19,6 +19,11 @@ from tests.servers import ThrowawayPostgres, ThrowawayRedis
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# The service's warm pool starts kits (TensorFlow imported, ~1 GiB each) beside every set of
+# workers; the tests that are about it turn it on (tests/test_warm_pool.py,
+# tests/service/test_service_warm.py), the others keep their workers cold and light.
+os.environ.setdefault("WARM_POOL", "0")
+
 
 # --- servers ----------------------------------------------------------------------------------
 

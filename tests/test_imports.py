@@ -28,7 +28,7 @@ def test_sandboxed_code_imports_nothing_from_grader():
     """The runner, the code sent into the kernel and the clean room see only their own
     folder (each is mounted alone)."""
     from grader.clean_room import CLEANROOM_DIR
-    from grader.notebook_run import KERNEL_DIR
+    from grader.kit import KERNEL_DIR
 
     files = [*KERNEL_DIR.glob("*.py"), *CLEANROOM_DIR.glob("*.py")]
     assert {p.name for p in files} >= {"runner.py", "exporter.py", "main.py", "graphs.py"}

@@ -1,9 +1,12 @@
-"""The run plan: what the host tells the runner to do, as one typed model both sides share.
+"""What the host tells the runner, in two typed models both sides share.
 
-The mirror of :mod:`grader.results` (what the runner tells the host). The host builds a
-:class:`RunPlan` (:func:`grader.notebook_run.run_notebook`) and writes it as ``plan.json`` into
-the runner's folder; the runner (``runner.py``, beside this file) reads it back with the same
-model, so a field renamed on one side fails at once on the other instead of reading ``None``.
+The mirror of :mod:`grader.results` (what the runner tells the host). A run's sandboxes can be
+started before any submission exists (a warm kit, :mod:`grader.kit`), so the runner learns its
+work in two steps: :class:`SessionPlan` (``session.json``, written when the kit starts: which
+kernel to drive and what to install in it) and :class:`RunPlan` (``plan.json``, written when a
+submission is handed over: the notebook, the budgets, the exports). The runner (``runner.py``,
+beside this file) reads both back with the same models, so a field renamed on one side fails at
+once on the other instead of reading ``None``.
 
 This module lives in ``grader/kernel/`` because that folder is all the runner's sandbox
 mounts: the runner imports it as ``plan``, the host as ``grader.kernel.plan``. It therefore
@@ -59,22 +62,30 @@ class ExportStep(_Model):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class SessionPlan(_Model):
+    """The kernel the runner drives and what it installs there before any notebook comes."""
+
+    connection: KernelConnection
+    #: Seconds the kernel may take to answer ``kernel_info``.
+    startup_timeout: float = 120.0
+    #: Seconds for the bootstrap cell.
+    bootstrap_timeout: float = 300.0
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    #: The run plan's file name; the runner waits for it once the kernel is ready.
+    plan: str = "plan.json"
+    out: str = "out"
+
+
 class RunPlan(_Model):
-    """Everything the runner needs; paths are relative to its working directory."""
+    """One submission's work; paths are relative to the runner's working directory."""
 
     notebook: str = "submission.ipynb"
-    out: str = "out"
-    connection: KernelConnection
     cell_timeout: float = Field(gt=0)
     #: Notebook cell index -> seconds that cell may run (its budget, derived from the
     #: reference's timings on the host: ``grader/budgets.py``); ``cell_timeout`` for the others.
     cell_budgets: dict[int, float] = Field(default_factory=dict)
     cell_output_bytes: int = Field(gt=0)
     notebook_output_bytes: int = Field(gt=0)
-    #: Seconds the kernel may take to answer ``kernel_info``.
-    startup_timeout: float = 120.0
-    #: Seconds for the bootstrap cell, and for each export.
-    bootstrap_timeout: float = 300.0
+    #: Seconds for each export.
     export_timeout: float = 300.0
-    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     exports: list[ExportStep] = Field(default_factory=list)

@@ -1,11 +1,16 @@
 """The runner: executes a notebook in the student's kernel and collects the exports.
 
-Usage (inside the grader's sandbox): ``python runner.py PLAN.json``. The student's kernel runs
-in *another* sandbox, under another user, started by the host; this process connects to it over
-the loopback network the two sandboxes share, drives it with nbclient, and writes what it saw
-into its own folder, which the kernel cannot see or write. It imports nothing from the
-``grader`` package (only this folder is mounted: the plan's model, ``plan.py``, is imported
+Usage (inside the grader's sandbox): ``python runner.py SESSION.json``. The student's kernel
+runs in *another* sandbox, under another user, started by the host; this process connects to it
+over the loopback network the two sandboxes share, drives it with nbclient, and writes what it
+saw into its own folder, which the kernel cannot see or write. It imports nothing from the
+``grader`` package (only this folder is mounted: the plans' models, ``plan.py``, are imported
 from beside this file) and never sees reference answers.
+
+Two steps, so that a kit can be warm before any submission exists (``grader/kit.py``): with the
+session plan the runner connects to the kernel and runs the bootstrap (TensorFlow imported),
+says ``{"event": "warm"}``, then waits for the run plan (``plan.json``, written by the host in
+one rename when a submission is handed over) and only then reads the notebook and runs it.
 
 What it records is the runner's own observation (which cells ran, how long, what they printed,
 whether they raised) and, per graded item, the export the kernel answered with: untrusted data
@@ -32,7 +37,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from plan import ExportStep, KernelConnection, RunPlan
+from plan import ExportStep, KernelConnection, RunPlan, SessionPlan
 
 HERE = Path(__file__).resolve().parent
 EXPORT_MIME = "application/x-grader-artefact+json"
@@ -43,6 +48,12 @@ MAX_EXPORT_BYTES = 48 * 1024 * 1024
 #: the rest of the run, so it is set far above any honest output (which the caps cut anyway)
 #: and below what would exhaust the runner's memory while decoding it.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: How often the warm runner looks for its run plan.
+PLAN_POLL_SECONDS = 0.005
+
+
+class KernelGone(RuntimeError):
+    """The kernel's sandbox ended while the runner waited for a notebook."""
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -167,11 +178,12 @@ class CappedClient(NotebookClient):
 
 
 class Runner:
-    def __init__(self, plan: RunPlan):
-        self.plan = plan
-        self.out = Path(plan.out)
+    def __init__(self, session: SessionPlan):
+        self.session = session
+        self.plan: RunPlan | None = None
+        self.out = Path(session.out)
         (self.out / "artefacts").mkdir(parents=True, exist_ok=True)
-        self.nb = nbformat.read(plan.notebook, as_version=4)
+        self.nb = nbformat.v4.new_notebook()  # the submission's, once the run plan came
         self.result: dict[str, Any] = {
             "version": RESULT_VERSION,
             "status": "running",
@@ -185,14 +197,33 @@ class Runner:
         self.replies: dict[int, dict[str, Any]] = {}
         self.client = CappedClient(
             self.nb,
-            timeout=int(plan.cell_timeout),
+            timeout=int(session.bootstrap_timeout),
             kernel_name="python3",
             allow_errors=True,
             record_timing=False,
-            cell_output_bytes=plan.cell_output_bytes,
-            notebook_output_bytes=plan.notebook_output_bytes,
+            cell_output_bytes=1,  # the run plan's caps replace these before any cell runs
+            notebook_output_bytes=1,
             on_cell_executed=self._on_cell_executed,
         )
+
+    def wait_for_plan(self) -> RunPlan:
+        """The run plan, once the host has handed a submission over; :class:`KernelGone` when
+        the kernel's sandbox ends first."""
+        path = Path(self.session.plan)
+        while not path.exists():
+            if not ExternalKernelClient.exit_marker.parent.exists() or (
+                    ExternalKernelClient.exit_marker.exists()):
+                raise KernelGone("the kernel ended before a notebook was handed over")
+            time.sleep(PLAN_POLL_SECONDS)
+        plan = RunPlan.model_validate_json(path.read_text())
+        self.plan = plan
+        self.nb = nbformat.read(plan.notebook, as_version=4)
+        self.client.nb = self.nb
+        self.client.visible_cells = len(self.nb.cells)
+        self.client.timeout = int(plan.cell_timeout)
+        self.client.cell_output_bytes = plan.cell_output_bytes
+        self.client.notebook_output_bytes = plan.notebook_output_bytes
+        return plan
 
     def _on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
         if execute_reply is not None:
@@ -227,6 +258,7 @@ class Runner:
             f"__import__('_grader_exporter').run({name!r}, "
             f"__import__('json').loads({json.dumps(args)!r}))"
         )
+        assert self.plan is not None
         outputs = self.hidden(code, self.plan.export_timeout)
         for out in outputs:
             data = out.get("data", {}) if out.get("output_type") == "display_data" else {}
@@ -243,7 +275,7 @@ class Runner:
             "_grader_boot": (HERE / "bootstrap.py").read_text(),
             "_grader_exporter": (HERE / "exporter.py").read_text(),
         }
-        config = self.plan.bootstrap.model_dump()
+        config = self.session.bootstrap.model_dump()
         code = (
             "def __grader_install(sources, config):\n"
             "    import sys, types\n"
@@ -257,30 +289,35 @@ class Runner:
             "print('\\n'.join(__grader_notes))\n"
             "del __grader_notes\n"
         )
-        outputs = self.hidden(code, self.plan.bootstrap_timeout)
+        outputs = self.hidden(code, self.session.bootstrap_timeout)
         for out in outputs:
             if out.get("output_type") == "stream" and out.get("name") == "stdout":
                 self.result["bootstrap"].extend(out.get("text", "").split("\n"))
         self.result["bootstrap"] = [n for n in self.result["bootstrap"] if n][:100]
 
     def run(self) -> None:
-        exports_by_cell: dict[int, list[ExportStep]] = {}
-        for step in self.plan.exports:
-            exports_by_cell.setdefault(step.cell, []).append(step)
-        code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
         started = time.monotonic()
         timings = self.result["timings"]
         try:
             ExternalKernelClient.exit_marker = self.out / "control" / "kernel-exited"
-            kc = connect_kernel(self.plan.connection, self.plan.startup_timeout)
+            kc = connect_kernel(self.session.connection, self.session.startup_timeout)
             self.client.km = ExternalKernel(kc)  # type: ignore[assignment]
             self.client.kc = kc
             with self.client.setup_kernel():
                 timings["kernel_start"] = round(time.monotonic() - started, 3)
-                emit("kernel_ready", cells=len(code_cells))
                 t0 = time.monotonic()
                 self.bootstrap()
                 timings["bootstrap"] = round(time.monotonic() - t0, 3)
+                emit("warm")
+                t0 = time.monotonic()
+                plan = self.wait_for_plan()
+                timings["wait"] = round(time.monotonic() - t0, 3)
+                started = time.monotonic()  # the run's own time starts with its notebook
+                exports_by_cell: dict[int, list[ExportStep]] = {}
+                for step in plan.exports:
+                    exports_by_cell.setdefault(step.cell, []).append(step)
+                code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
+                emit("kernel_ready", cells=len(code_cells))
                 timings["cells"] = 0.0
                 timings["exports"] = 0.0
                 for position, index in enumerate(code_cells):
@@ -325,6 +362,7 @@ class Runner:
         t0 = time.monotonic()
         record: dict[str, Any] = {"index": index, "status": "ok"}
         self.result["cells"].append(record)
+        assert self.plan is not None
         budget = self.plan.cell_budgets.get(index, self.plan.cell_timeout)
         self.client.timeout = max(1, int(budget))
         try:
@@ -393,10 +431,10 @@ class Runner:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: runner.py PLAN.json", file=sys.stderr)
+        print("usage: runner.py SESSION.json", file=sys.stderr)
         return 2
-    plan = RunPlan.model_validate_json(Path(argv[1]).read_text())
-    Runner(plan).run()
+    session = SessionPlan.model_validate_json(Path(argv[1]).read_text())
+    Runner(session).run()
     return 0
 
 

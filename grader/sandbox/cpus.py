@@ -131,12 +131,16 @@ class CpuSlots:
         self._guard = threading.Lock()
 
     @contextmanager
-    def lease(self, timeout: float | None = None) -> Iterator[CpuLease]:
-        """Hold the first free slot until the block ends; wait for one up to ``timeout``
-        seconds (``None``: as long as it takes). Raises :class:`NoFreeSlot` on the timeout."""
+    def lease(self, timeout: float | None = None,
+              prefer: Sequence[tuple[int, ...]] = ()) -> Iterator[CpuLease]:
+        """Hold the first free slot until the block ends, trying the slots in ``prefer`` first
+        (those with a warm kit); wait for one up to ``timeout`` seconds (``None``: as long as
+        it takes). Raises :class:`NoFreeSlot` on the timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        order = [s for s in prefer if s in self.slots]
+        order += [s for s in self.slots if s not in order]
         while True:
-            for slot in self.slots:
+            for slot in order:
                 fds = self._try_slot(slot)
                 if fds is not None:
                     try:
@@ -147,6 +151,18 @@ class CpuSlots:
             if deadline is not None and time.monotonic() >= deadline:
                 raise NoFreeSlot(f"no CPU slot of {len(self.slots)} came free in {timeout} s")
             time.sleep(POLL_SECONDS)
+
+    @contextmanager
+    def hold(self, slot: tuple[int, ...]) -> Iterator[CpuLease | None]:
+        """Hold ``slot`` until the block ends if it is free now, else ``None`` (no wait)."""
+        fds = self._try_slot(slot)
+        if fds is None:
+            yield None
+            return
+        try:
+            yield CpuLease(slot)
+        finally:
+            _close_all(fds)
 
     def _try_slot(self, slot: tuple[int, ...]) -> list[int] | None:
         """The locked files of every CPU of ``slot``, or ``None`` (nothing kept) when one of

@@ -14,7 +14,9 @@ A sandbox that could not be made is still a run, :class:`EndedRun`, whose result
 
 from __future__ import annotations
 
+import json
 import threading
+from dataclasses import replace
 from types import TracebackType
 from typing import Protocol
 
@@ -24,7 +26,34 @@ from grader.sandbox.base import (
     NetworkPeer,
     SandboxError,
     SandboxResult,
+    SandboxRun,
 )
+
+
+class LineRelay:
+    """An ``on_line`` for a run started before anybody listens (a warm sandbox): lines go to
+    :attr:`target` when one is set, and are dropped before. Setting it is thread-safe (one
+    attribute); the run's following thread calls the relay."""
+
+    def __init__(self) -> None:
+        self.target: LineCallback | None = None
+        #: The ``event`` names of JSON lines seen before a target was set (``warm``, ``ready``).
+        self.early: set[str] = set()
+        self.event = threading.Event()
+
+    def __call__(self, line: str) -> None:
+        target = self.target
+        if target is not None:
+            target(line)
+            return
+        if line.startswith("{"):
+            try:
+                name = json.loads(line).get("event")
+            except (ValueError, AttributeError):
+                return
+            if isinstance(name, str):
+                self.early.add(name[:40])
+                self.event.set()
 
 
 class Launched(Protocol):
@@ -121,6 +150,17 @@ class EndedRun:
         traceback: TracebackType | None,
     ) -> None:
         pass
+
+
+def wait_within(run: SandboxRun, seconds: float) -> SandboxResult:
+    """``run``'s result within ``seconds`` from now, else it is stopped and its result marked
+    timed out: the host's clock for a run whose sandbox started before its work was handed over
+    (a warm kit's), whose own wall clock began too early to be the limit."""
+    try:
+        return run.wait(timeout=seconds)
+    except TimeoutError:
+        run.stop()
+        return replace(run.wait(), timed_out=True, stopped=False)
 
 
 def run_launched(launched: Launched | SandboxResult, on_line: LineCallback | None

@@ -22,20 +22,24 @@ import; nothing in the app imports this module (it imports the app factory).
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
 from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from flask import Flask
 
 from service.models import utcnow
-from service.queue import gpu_leases
+from service.queue import gpu_leases, warm_kits
 from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, celery_app
 from service.queue.grading import WAIT_GPU, take
 from service.queue.heartbeats import Heartbeat
 from service.states import WorkerKind
 
 __all__ = ["celery_app", "grade"]
+
+log = logging.getLogger(__name__)
 
 _flask_app: Flask | None = None
 #: Seconds before a run that found no free GPU is delivered again.
@@ -50,7 +54,26 @@ def flask_app() -> Flask:
 
         _flask_app = create_app()
         gpu_leases.inventory(_flask_app)  # a bad GPUS setting fails the first task loudly
+        warm_kits.start(_flask_app)
     return _flask_app
+
+
+@worker_process_init.connect
+def _warm_up(**_: object) -> None:
+    """A prefork child starts its warm pool before its first task (``WARM_POOL``); an app that
+    cannot be made now fails the first task instead, saying why."""
+    try:
+        flask_app()
+    except Exception:
+        log.exception("the worker process could not warm up")
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _cool_down(**_: object) -> None:
+    """Close the process's warm kits when it stops (nothing left behind)."""
+    if _flask_app is not None:
+        warm_kits.close(_flask_app)
 
 
 @celery_app.task(bind=True, name=GRADE_TASK, max_retries=20)

@@ -12,7 +12,7 @@ lease gets a CPU slot too: the GPU count only caps how many GPU runs go at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,11 +38,12 @@ def slots(app: Flask) -> CpuSlots | None:
 
 
 @contextmanager
-def held(app: Flask) -> Iterator[tuple[int, ...]]:
-    """The CPUs of a slot held until the block ends (waits for one); ``()`` when not pinned."""
+def held(app: Flask, prefer: Sequence[tuple[int, ...]] = ()) -> Iterator[tuple[int, ...]]:
+    """The CPUs of a slot held until the block ends (waits for one; the slots in ``prefer``,
+    those with a warm kit, are tried first); ``()`` when not pinned."""
     pool = slots(app)
     if pool is None:
         yield ()
         return
-    with pool.lease() as lease:
+    with pool.lease(prefer=prefer) as lease:
         yield lease.cpus

@@ -13,7 +13,7 @@ import uuid
 from flask import Flask
 
 from service.extensions import db
-from service.queue import gpu_leases, heartbeats
+from service.queue import gpu_leases, heartbeats, warm_kits
 from service.queue.grading import take
 from service.queue.wakeup import Doorbell, Listener, is_postgresql
 from service.states import WorkerKind
@@ -45,6 +45,7 @@ class EmbeddedWorkers:
 
     def start(self) -> None:
         gpu_leases.inventory(self.app)  # a bad GPUS setting stops the start, saying why
+        warm_kits.start(self.app)  # kits warm while the threads wait for the first upload
         names = [worker_name() for _ in range(self.count)]
         for name in names:
             self.heartbeat.working(name, None)
@@ -70,6 +71,7 @@ class EmbeddedWorkers:
             thread.join(timeout=10)
         if self.listener is not None:
             self.listener.stop()
+        warm_kits.close(self.app)
         self.heartbeat.stop(forget_workers=True)
 
     def _loop(self, name: str) -> None:

@@ -29,7 +29,7 @@ from service.extensions import db
 from service.logs import run_context
 from service.metrics import run_taken
 from service.models import GradingRun, ItemScore, utcnow
-from service.queue import claims, cpu_slots, gpu_leases
+from service.queue import claims, cpu_slots, gpu_leases, warm_kits
 from service.queue.leases import LeaseKeeper
 from service.queue.progress import ProgressWriter
 from service.states import GpuNeed, RunState
@@ -176,12 +176,15 @@ def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -
         try:
             exercise = config.exercise(exercise_id)
             options: dict[str, Any] = {"gpu_devices": (device,)} if device else {}
-            with cpu_slots.held(app) as cpus, ProgressWriter(app, run_id, worker) as progress:
+            warm = [] if device else warm_kits.ready_slots(app, exercise_id)
+            with cpu_slots.held(app, prefer=warm) as cpus, \
+                    ProgressWriter(app, run_id, worker) as progress:
                 if cpus:
                     options["cpu_set"] = cpus
+                kit = None if device else warm_kits.take(app, exercise_id, cpus)
                 report = grade_notebook(data, exercise, config,
                                         get_sandbox(config.sandbox, **options),
-                                        on_progress=progress)
+                                        on_progress=progress, kit=kit)
         except Exception as exc:  # the grader itself failed: record it, never lose the job
             log.exception("run %s failed", run_id)
             return _finish_failed(app, run_id, worker, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,41 @@
+"""The service's warm pool (``WARM_POOL``, service/queue/warm_kits.py) with the real sandbox:
+a worker grades in a kit warmed before the upload, the pool refills, and stopping the workers
+leaves no kit behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.models import GradingRun
+from service.queue import warm_kits
+from tests.service.service_support import in_session, only_run, wait_for
+from tests.service.test_service_embedded import start_workers
+
+
+@pytest.mark.sandbox
+@pytest.mark.timeout(420)
+def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
+                                                             short_notebook):
+    app = make_app(WARM_POOL=1, RUNS_PER_HOST=1)
+    workers = start_workers(app)
+    pool = warm_kits.pool(app)
+    assert pool is not None and pool.wait_ready(timeout=240), pool and pool.stats()
+    (ready,) = pool.idle_kits()
+    submission_id = submit(short_notebook, via=app).get_json()["id"]
+
+    def finished() -> dict | None:
+        run = only_run(app, submission_id)
+        return run if run["status"] not in ("queued", "running") else None
+
+    run = wait_for(finished, timeout=180, what="the submission to be graded")
+    assert run["status"] == "graded" and run["score"] == 36, run
+    timings = in_session(app, lambda s: s.get(GradingRun, run["id"]).report["timings"])
+    assert timings["kit_age"] > 0 and timings["wait"] > 0, timings  # graded in the warm kit
+    assert ready.closed and not ready.rundir.exists()  # used once, then destroyed
+    assert pool.stats().taken == 1
+    assert pool.wait_ready(timeout=240)  # another one warmed for the next upload
+    waiting = [kit.rundir for kit in pool.idle_kits()]
+    assert waiting and ready.rundir not in waiting
+    workers.stop()
+    assert warm_kits.pool(app) is None
+    assert not any(folder.exists() for folder in waiting)  # the workers' stop closed it
