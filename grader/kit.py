@@ -109,11 +109,11 @@ class Kit:
             return False
         return self.cleanroom is None or "ready" in self.cleanroom.relay.early
 
-    def wait_ready(self, timeout: float) -> bool:
-        """Block until :meth:`ready` (``True``) or until the kit cannot become ready or the
-        timeout passes (``False``)."""
+    def wait_ready(self, timeout: float, cancel: threading.Event | None = None) -> bool:
+        """Block until :meth:`ready` (``True``) or until the kit cannot become ready, the
+        timeout passes or ``cancel`` is set (``False``)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (cancel is not None and cancel.is_set()):
             if self.ready():
                 return True
             if self.failure is not None or not self.alive():

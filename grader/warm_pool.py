@@ -247,7 +247,7 @@ class WarmPool:
         try:
             kit = start_kit(exercise, self.config, self.sandbox_for(key.cpus), exercise.limits,
                             key=key, hold_seconds=self.settings.max_idle, cleanroom=True)
-            ready = kit.wait_ready(WARM_UP_TIMEOUT)
+            ready = kit.wait_ready(WARM_UP_TIMEOUT, cancel=self._closing)
         finally:
             with self._lock:
                 self._warming -= 1
