@@ -109,7 +109,7 @@ def execute_notebook(
     waited = None if kit is None else time.monotonic() - kit.created
     if kit is None:
         kit = start_kit(exercise, config, sandbox, limits)
-    with kit:
+    try:
         rundir = kit.rundir
         # a backend lending GPUs says so (DockerSandbox.gpu_devices); the others have none
         gpu = bool(getattr(sandbox, "gpu_devices", ()))
@@ -130,6 +130,8 @@ def execute_notebook(
                                              self_reference=self_reference,
                                              warm=kit.cleanroom)
             run.timings["cleanroom"] = run.measured.seconds
+    finally:  # a warm kit's pool waits for its closing (grader.kit.wait_closed)
+        kit.close(background=waited is not None)
     return run
 
 

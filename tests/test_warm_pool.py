@@ -22,6 +22,7 @@ import pytest
 
 from grader.config import GraderConfig
 from grader.kernel.plan import RunPlan
+from grader.kit import wait_closed
 from grader.limits import GiB
 from grader.notebook_run import run_notebook
 from grader.pipeline import grade_notebook
@@ -75,7 +76,7 @@ def test_a_kit_serves_one_submission_and_is_destroyed(pool_of, exercise, config,
     assert "42" in printed(report)
     assert report.timings["kit_age"] > 0  # it ran in the warm kit
     assert report.timings["wait"] > 0  # ... whose runner had bootstrapped before it came
-    assert kit.closed and not rundir.exists()
+    assert kit.closed and wait_closed() and not rundir.exists()  # closed off the verdict's path
     assert not kit.alive()
     with pytest.raises(ValueError, match="one submission"):  # a used kit is never run again
         run_notebook(nbformat.v4.new_notebook(), kit, RunPlan(
@@ -138,6 +139,7 @@ def test_nothing_of_one_student_reaches_the_next(pool_of, exercise, config, sand
     """)
     report = grade_notebook(notebook(look), exercise, config, sandbox, kit=second)
     assert "FOUND [] SLEEPERS [] ENV False" in printed(report), printed(report)
+    assert wait_closed()
     host_sleepers = subprocess.run(["pgrep", "-f", "^sleep 1000$"], capture_output=True,
                                    text=True).stdout.split()
     assert host_sleepers == []  # A's background process died with its kit

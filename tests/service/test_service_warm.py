@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from grader.kit import wait_closed
 from service.models import GradingRun
 from service.queue import warm_kits
 from tests.service.service_support import in_session, only_run, wait_for
@@ -31,7 +32,7 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
     assert run["status"] == "graded" and run["score"] == 36, run
     timings = in_session(app, lambda s: s.get(GradingRun, run["id"]).report["timings"])
     assert timings["kit_age"] > 0 and timings["wait"] > 0, timings  # graded in the warm kit
-    assert ready.closed and not ready.rundir.exists()  # used once, then destroyed
+    assert ready.closed and wait_closed() and not ready.rundir.exists()  # used once, destroyed
     assert pool.stats().taken == 1
     assert pool.wait_ready(timeout=240)  # another one warmed for the next upload
     waiting = [kit.rundir for kit in pool.idle_kits()]
