@@ -194,10 +194,13 @@ def start_kit(
     key: KitKey | None = None,
     hold_seconds: float = 0.0,
     cleanroom: bool = False,
+    preload: bool = False,
 ) -> Kit:
     """Start the kernel and the runner (and, with ``cleanroom``, a clean room) for one
-    submission of ``exercise``; returns at once with the runner bootstrapping. Never raises
-    for a sandbox that cannot be made: the kit's :attr:`~Kit.failure` says why."""
+    submission of ``exercise``; returns at once with the runner bootstrapping. ``preload``:
+    the bootstrap imports TensorFlow now (a warm kit) rather than on the notebook's first
+    import of it. Never raises for a sandbox that cannot be made: the kit's
+    :attr:`~Kit.failure` says why."""
     stack = ExitStack()
     try:
         rundir = stack.enter_context(create_run_dir(
@@ -210,6 +213,7 @@ def start_kit(
             bootstrap=BootstrapConfig(
                 tf1=exercise.runtime.tf1,
                 datasets={n: f"{DATA_TARGET}/{n}.npz" for n in exercise.runtime.datasets},
+                preload=preload,
             ),
         )
         (workdir / "session.json").write_text(session.model_dump_json())

@@ -260,7 +260,8 @@ class WarmPool:
             self._warming += 1
         try:
             kit = start_kit(exercise, self.config, self.sandbox_for(key.cpus), exercise.limits,
-                            key=key, hold_seconds=self.settings.max_idle, cleanroom=True)
+                            key=key, hold_seconds=self.settings.max_idle, cleanroom=True,
+                            preload=True)
             ready = kit.wait_ready(WARM_UP_TIMEOUT, cancel=self._closing)
         finally:
             with self._lock:

@@ -36,17 +36,52 @@ class OfflineDownloadError(RuntimeError):
     """Raised instead of downloading: grading runs with no network."""
 
 
+#: Top-level packages whose first import installs the adaptations when they are not preloaded.
+LAZY_TRIGGERS = ("tensorflow", "keras", "tf_keras")
+
+
 def install(config: dict[str, Any]) -> list[str]:
-    """Apply the configured adaptations; return one note per adaptation for the log."""
+    """Apply the configured adaptations; return one note per adaptation for the log.
+
+    ``preload`` (a warm kit, waiting anyway): import TensorFlow and install everything now.
+    Otherwise (a cold run, where the import would be waited for): install on the first import
+    of TensorFlow or Keras, from any module, so a notebook that never imports them does not pay
+    for them, and one that does finds them adapted before its first use."""
     notes: list[str] = []
-    if config.get("tf1"):
-        _install_tf1()
-        notes.append("tensorflow: TF1 API through tf.compat.v1, v2 behaviour disabled")
+    tf1 = bool(config.get("tf1"))
     datasets = config.get("datasets") or {}
+    when = "" if config.get("preload", True) else " (on the first import)"
+    if tf1:
+        notes.append(f"tensorflow: TF1 API through tf.compat.v1, v2 behaviour disabled{when}")
+    if datasets:
+        notes.append(f"datasets: served from local files{when}: " + ", ".join(sorted(datasets)))
+    if not (tf1 or datasets):
+        return notes
+    if when:
+        _install_on_first_import(tf1, datasets)
+    else:
+        _install_now(tf1, datasets)
+    return notes
+
+
+def _install_now(tf1: bool, datasets: dict[str, str]) -> None:
+    if tf1:
+        _install_tf1()
     if datasets:
         _install_datasets(datasets)
-        notes.append("datasets: served from local files: " + ", ".join(sorted(datasets)))
-    return notes
+
+
+def _install_on_first_import(tf1: bool, datasets: dict[str, str]) -> None:
+    original = builtins.__import__
+
+    def first_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and name.partition(".")[0] in LAZY_TRIGGERS:
+            builtins.__import__ = original  # once: the TF1 hook wraps the original import
+            _install_now(tf1, datasets)
+            return builtins.__import__(name, globals, locals, fromlist, level)
+        return original(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = first_import
 
 
 # --- TensorFlow 1.x -------------------------------------------------------------------------

@@ -47,6 +47,9 @@ class BootstrapConfig(_Model):
     tf1: bool = False
     #: Data set name -> its file as the kernel sees it (``/data/<name>.npz``).
     datasets: dict[str, str] = Field(default_factory=dict)
+    #: Import TensorFlow and install at once (a warm kit); ``False``: on the first import of
+    #: TensorFlow or Keras (a cold run, where nobody should wait for an unused import).
+    preload: bool = True
 
 
 class ExportStep(_Model):
