@@ -28,7 +28,7 @@ import math
 import random
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,12 +150,15 @@ def load_inputs(path: Path) -> Inputs:
 def with_grading_bench(inputs: Inputs, path: Path) -> Inputs:
     """The inputs with this machine's phases taken from ``benchmarks/grading.py``'s latest JSON
     (medians over its runs). The training is the cells less ``cells_other``."""
-    runs = json.loads(path.read_text()).get("runs") or []
-    if not runs:
+    try:
+        runs = json.loads(path.read_text()).get("runs") or []
+        phase = {key: statistics.median(float(r[key]) for r in runs)
+                 for key in ("sandbox", "kernel_start", "bootstrap", "cells", "exports",
+                             "cleanroom", "total")} if runs else {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InputsError(f"{path}: not benchmarks/grading.py's results ({exc!r})") from exc
+    if not phase:
         return inputs
-    phase = {key: statistics.median(float(r[key]) for r in runs)
-             for key in ("sandbox", "kernel_start", "bootstrap", "cells", "exports",
-                         "cleanroom", "total")}
     measured = {
         "sandbox_overhead": phase["sandbox"] - phase["kernel_start"] - phase["bootstrap"]
         - phase["cells"] - phase["exports"],
@@ -237,7 +240,7 @@ def arrivals(pattern: str, n: int, rng: random.Random, window: float = WINDOW) -
 
 @dataclass(frozen=True)
 class WorkerClass:
-    """Workers that cost the same: a heap of their (free at, warm kernel ready at, index)."""
+    """``count`` workers that cost the same; ``warm``: each keeps a warm kernel (the pool)."""
 
     costs: Costs
     warm: bool
@@ -255,10 +258,10 @@ def simulate(times: Sequence[float], classes: Sequence[WorkerClass],
         heapq.heapify(heap)
     verdicts = []
     for j, arrived in enumerate(times):
-        busy = [h[0][0] for h in heaps if h]
-        if not busy:
+        free = [heap[0][0] for heap in heaps if heap]  # each class's first free worker
+        if not free:
             raise ValueError("no worker")
-        start = max(arrived, min(busy))
+        start = max(arrived, min(free))
         best: tuple[float, int, float] | None = None
         for k, (heap, cls) in enumerate(zip(heaps, classes, strict=True)):
             if not heap or heap[0][0] > start:
@@ -345,7 +348,7 @@ def meets_all(inputs: Inputs, config: Config, seeds: Sequence[int], mig_scaling:
     return all(run_config(inputs, config, p, seeds, mig_scaling).meets for p in PATTERNS)
 
 
-def fewest(inputs: Inputs, make: Any, top: int, seeds: Sequence[int],
+def fewest(inputs: Inputs, make: Callable[[int], Config], top: int, seeds: Sequence[int],
            mig_scaling: str) -> int | None:
     """The fewest workers ``n`` (1..top) for which ``make(n)`` meets the goal in every pattern
     (bisection: more workers never finish later, ``tests/test_capacity.py``); None if even
@@ -405,7 +408,8 @@ def minimums(inputs: Inputs, seeds: Sequence[int], mig_scaling: str) -> list[Min
     return rows
 
 
-def _minimum(inputs: Inputs, devices: str, cores: int, pooled: bool, make: Any, top: int,
+def _minimum(inputs: Inputs, devices: str, cores: int, pooled: bool,
+             make: Callable[[int], Config], top: int,
              seeds: Sequence[int], mig_scaling: str) -> Minimum:
     n = fewest(inputs, make, top, seeds, mig_scaling)
     config = make(n or top)
@@ -463,8 +467,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"capacity: {exc}", file=sys.stderr)
         return 2
     if not args.no_bench and args.grading_json.is_file():
-        inputs = with_grading_bench(inputs, args.grading_json)
-        print(f"this machine's phases from {args.grading_json}")
+        try:
+            inputs = with_grading_bench(inputs, args.grading_json)
+            print(f"this machine's phases from {args.grading_json}")
+        except InputsError as exc:
+            print(f"capacity: ignored, the inputs file's phases are used: {exc}",
+                  file=sys.stderr)
     seeds = range(args.seeds)
     results = [run_config(inputs, config, pattern, seeds, args.mig_scaling)
                for config in default_configs(inputs) for pattern in PATTERNS]

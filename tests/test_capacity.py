@@ -221,6 +221,15 @@ def test_the_grading_bench_replaces_this_machines_phases(inputs: Any, tmp_path: 
     assert updated.figures["gpu_compute"] == inputs.figures["gpu_compute"]
 
 
+def test_a_grading_bench_file_of_another_shape_is_refused(inputs: Any, tmp_path: Path) -> None:
+    path = tmp_path / "grading.json"
+    path.write_text(json.dumps({"runs": [{"total": 1.0}]}))
+    with pytest.raises(capacity.InputsError, match=r"not benchmarks/grading\.py's results"):
+        capacity.with_grading_bench(inputs, path)
+    path.write_text(json.dumps({"runs": []}))
+    assert capacity.with_grading_bench(inputs, path) is inputs
+
+
 def test_the_cli_is_deterministic_and_writes_json(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     outs = []
