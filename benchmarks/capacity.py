@@ -11,9 +11,12 @@ CPU slot, and takes the oldest queued run when it is idle, as ``service.queue`` 
 device until the run's result is stored. A run costs: the claim, a start (cold: the sandboxes, the
 kernel, TensorFlow's import, the GPU's context; warm: a kernel made beforehand is handed over),
 the notebook's cells (the training on the device, or on the CPU), the exports, the clean room,
-the host's steps, the rendering of the executed notebook and the store. A worker of the warm
-pool makes its next kernel, on a core of its own, while its current run goes on: a warm kernel
-belongs to one worker because Docker gives a container its GPU when the container is made.
+the host's steps, the rendering of the executed notebook and the store. A warm kit (kernel,
+runner after the bootstrap, clean room with TensorFlow imported) saves the start and the clean
+room's import. Two pools: ``slot``, the service's (``grader/warm_pool.py``: a worker's CPU slot
+warms its next kit while no run holds it; GPU runs are not warmed), and ``spare``, a pool the
+service does not have: each GPU worker makes its next kit on a core of its own while its run goes
+on (a kit per device, because Docker gives a container its GPU when the container is made).
 
 Met means (``meets``): in every pattern and seed, each verdict within ``VERDICT_WITHIN`` seconds of
 its upload and the last verdict within ``LAST_AFTER_WINDOW`` seconds of the window's end.
@@ -51,8 +54,9 @@ FIGURES = {
     "train_cpu": "s", "exports": "s", "cleanroom": "s", "host_steps": "s", "claim": "s",
     "render": "s", "store": "s", "docker_extra_per_sandbox": "s", "warm_handover": "s",
     "one_core_factor": "x", "one_core_train_factor": "x", "gpu_compute": "s", "gpu_host": "s",
-    "gpu_init": "s", "train_jitter": "sd", "kernel_memory": "GiB", "runner_memory": "GiB",
-    "cleanroom_memory": "GiB", "host_cores": "cores", "host_memory": "GiB",
+    "gpu_init": "s", "train_jitter": "sd", "cleanroom_import": "s", "kernel_memory": "GiB",
+    "runner_memory": "GiB", "cleanroom_memory": "GiB", "kit_memory": "GiB",
+    "host_cores": "cores", "host_memory": "GiB",
 }
 PROFILE_KEYS = {"per_gpu", "sms", "slowdown", "source"}
 TOP_KEYS = {"about", "figures", "profiles", "node"}
@@ -175,12 +179,17 @@ def with_grading_bench(inputs: Inputs, path: Path) -> Inputs:
 
 @dataclass(frozen=True)
 class Costs:
-    """Seconds of one run on a kind of worker: start cold or warm, training, and the rest."""
+    """Seconds of one run on a kind of worker: start cold or warm, training, and the rest
+    (``rest_warm`` with a warm kit: its clean room has imported TensorFlow)."""
 
     cold: float
     warm: float
     train: float
     rest: float
+    rest_warm: float = -1.0  # below 0: as ``rest``
+
+    def after(self, warm: bool) -> float:
+        return self.rest_warm if warm and self.rest_warm >= 0 else self.rest
 
 
 def worker_costs(inputs: Inputs, profile: Profile | None, cores: int,
@@ -198,20 +207,22 @@ def worker_costs(inputs: Inputs, profile: Profile | None, cores: int,
         train = f["gpu_compute"] * scale + f["gpu_host"]
     rest = ((f["cells_other"] + f["exports"] + f["cleanroom"] + f["host_steps"]) * slower
             + docker + f["claim"] + f["render"] + f["store"])
-    return Costs(cold, min(f["warm_handover"], cold), train, rest)
+    return Costs(cold, min(f["warm_handover"], cold), train, rest,
+                 max(0.0, rest - f["cleanroom_import"] * slower))
 
 
 @dataclass(frozen=True)
 class Config:
     """Workers on one node: ``gpu_workers`` each holding one ``profile`` device, ``cpu_workers``
-    with none, ``cores`` CPUs per run, and ``pool`` workers (GPU ones first) keeping a warm
-    kernel."""
+    with none, ``cores`` CPUs per run, and ``pool`` workers (GPU ones first) keeping a warm kit,
+    made on a ``spare`` core during the run or on the worker's ``slot`` between runs."""
 
     profile: str | None
     gpu_workers: int
     cpu_workers: int = 0
     cores: int = 1
     pool: int = 0
+    pool_mode: str = "spare"
 
     @property
     def workers(self) -> int:
@@ -240,11 +251,15 @@ def arrivals(pattern: str, n: int, rng: random.Random, window: float = WINDOW) -
 
 @dataclass(frozen=True)
 class WorkerClass:
-    """``count`` workers that cost the same; ``warm``: each keeps a warm kernel (the pool)."""
+    """``count`` workers that cost the same; ``warm``: each keeps a warm kit, made from the
+    claim on (``spare``: a core of its own) or, ``spare=False``, from the end of its run on (the
+    service's pool: the slot warms it while no run holds the slot, ``warmup`` seconds)."""
 
     costs: Costs
     warm: bool
     count: int
+    spare: bool = True
+    warmup: float = -1.0  # below 0: ``costs.cold``
 
 
 def simulate(times: Sequence[float], classes: Sequence[WorkerClass],
@@ -268,12 +283,18 @@ def simulate(times: Sequence[float], classes: Sequence[WorkerClass],
                 continue
             ready = heap[0][1] if cls.warm else math.inf
             c = cls.costs
-            begin = c.warm if ready <= start else min(c.cold, ready - start + c.warm)
-            done = start + begin + c.train * (jitter[j] if jitter else 1.0) + c.rest
+            # a spare kit can be passed over for a cold start; the slot's cannot (it holds
+            # the slot while it warms up)
+            warm = cls.warm and (not cls.spare or ready - start + c.warm < c.cold)
+            begin = max(0.0, ready - start) + c.warm if warm else c.cold
+            done = start + begin + c.train * (jitter[j] if jitter else 1.0) + c.after(warm)
             if best is None or done < best[0]:
-                best = (done, k, start + c.cold)
+                best = (done, k, start)
         assert best is not None
-        done, k, next_ready = best
+        done, k, claimed = best
+        cls = classes[k]
+        warmup = cls.warmup if cls.warmup >= 0 else cls.costs.cold
+        next_ready = claimed + warmup if cls.spare else done + warmup
         _, _, index = heapq.heappop(heaps[k])
         heapq.heappush(heaps[k], (done, next_ready, index))
         verdicts.append(done)
@@ -290,6 +311,8 @@ def worker_classes(inputs: Inputs, config: Config, mig_scaling: str) -> list[Wor
                              f"{inputs.gpus * profile.per_gpu} {profile.name} devices")
     gpu_pool = min(config.pool, config.gpu_workers)
     cpu_pool = min(config.pool - gpu_pool, config.cpu_workers)
+    if config.pool_mode not in ("spare", "slot"):
+        raise ValueError(f"unknown pool mode {config.pool_mode!r}")
     parts = []
     if config.gpu_workers:
         gpu = worker_costs(inputs, inputs.profiles[str(config.profile)], config.cores,
@@ -298,7 +321,10 @@ def worker_classes(inputs: Inputs, config: Config, mig_scaling: str) -> list[Wor
     if config.cpu_workers:
         cpu = worker_costs(inputs, None, config.cores, mig_scaling)
         parts += [(cpu, True, cpu_pool), (cpu, False, config.cpu_workers - cpu_pool)]
-    return [WorkerClass(c, warm, n) for c, warm, n in parts if n > 0]
+    slower = 1.0 if config.cores >= 2 else inputs.figures["one_core_factor"]
+    warmup = inputs.figures["cleanroom_import"] * slower  # the kit's clean room too
+    return [WorkerClass(c, warm, n, config.pool_mode == "spare", c.cold + warmup)
+            for c, warm, n in parts if n > 0]
 
 
 @dataclass
@@ -315,11 +341,16 @@ class Result:
 
 
 def needs(inputs: Inputs, config: Config) -> tuple[int, float]:
-    """The node's CPU cores and memory (GiB, the sandboxes' limits) for ``config``."""
+    """The node's CPU cores and memory (GiB) for ``config``: each run at its sandboxes' limits
+    (a warm kit's clean room waits beside its kernel and runner; a cold run's starts after
+    them), each spare kit at what a waiting kit holds (``kit_memory``, as the pool counts it)."""
     f = inputs.figures
-    per_run = max(f["kernel_memory"] + f["runner_memory"], f["cleanroom_memory"])
-    cores = config.workers * config.cores + config.pool + int(f["host_cores"])
-    memory = config.workers * per_run + config.pool * f["kernel_memory"] + f["host_memory"]
+    cold = max(f["kernel_memory"] + f["runner_memory"], f["cleanroom_memory"])
+    kit = f["kernel_memory"] + f["runner_memory"] + f["cleanroom_memory"]
+    spare = config.pool if config.pool_mode == "spare" else 0
+    cores = config.workers * config.cores + spare + int(f["host_cores"])
+    memory = ((config.workers - config.pool) * cold + config.pool * kit
+              + spare * f["kit_memory"] + f["host_memory"])
     return cores, memory
 
 
@@ -382,7 +413,8 @@ def default_configs(inputs: Inputs) -> list[Config]:
     for name, profile in inputs.profiles.items():
         n = inputs.gpus * profile.per_gpu
         configs += [Config(name, n, cores=c, pool=p) for c in (1, 2) for p in (0, n)]
-    configs += [Config(None, 0, n, cores=2) for n in (32, 64)]
+    configs += [Config(None, 0, n, cores=2, pool=p, pool_mode="slot")
+                for n in (32, 64) for p in (0, n)]
     return configs
 
 
@@ -401,7 +433,8 @@ def minimums(inputs: Inputs, seeds: Sequence[int], mig_scaling: str) -> list[Min
     for cores in (1, 2):
         for pooled in (False, True):
             def make_cpu(n: int, cores: int = cores, pooled: bool = pooled) -> Config:
-                return Config(None, 0, n, cores=cores, pool=n if pooled else 0)
+                return Config(None, 0, n, cores=cores, pool=n if pooled else 0,
+                              pool_mode="slot")
 
             rows.append(_minimum(inputs, "CPU only", cores, pooled, make_cpu, 256, seeds,
                                  mig_scaling))
@@ -415,10 +448,11 @@ def _minimum(inputs: Inputs, devices: str, cores: int, pooled: bool,
     config = make(n or top)
     costs = worker_classes(inputs, config, mig_scaling)[0].costs
     start = costs.warm if pooled else costs.cold
-    row = Minimum(devices, cores, "all" if pooled else "none", n, top,
+    rest = costs.after(pooled)
+    row = Minimum(devices, cores, f"all ({config.pool_mode})" if pooled else "none", n, top,
                   per_run_seconds={"start": round(start, 1), "train": round(costs.train, 1),
-                                   "rest": round(costs.rest, 1),
-                                   "total": round(start + costs.train + costs.rest, 1)})
+                                   "rest": round(rest, 1),
+                                   "total": round(start + costs.train + rest, 1)})
     if n is not None:
         row.node_cores, row.node_memory_gib = needs(inputs, config)
     return row
@@ -428,11 +462,12 @@ def print_results(results: list[Result], mins: list[Minimum]) -> None:
     print(f"{STUDENTS} uploads in {WINDOW / 60:.0f} minutes; met: every verdict within "
           f"{VERDICT_WITHIN / 60:.0f} min of its upload and the last by minute "
           f"{(WINDOW + LAST_AFTER_WINDOW) / 60:.0f}, in every seed\n")
-    print(f"{'workers':<18}{'cores':>6}{'pool':>5}  {'arrivals':<12}{'p50 s':>7}{'p95 s':>7}"
+    print(f"{'workers':<18}{'cores':>6}{'pool':>10}  {'arrivals':<12}{'p50 s':>7}{'p95 s':>7}"
           f"{'max s':>7}{'last s':>8}  {'met':<4}{'node cores':>11}{'GiB':>6}")
     for r in results:
         c = r.config
-        print(f"{c.label():<18}{c.cores:>6}{c.pool:>5}  {r.pattern:<12}{r.p50:>7.0f}"
+        pool = f"{c.pool} {c.pool_mode}" if c.pool else "0"
+        print(f"{c.label():<18}{c.cores:>6}{pool:>10}  {r.pattern:<12}{r.p50:>7.0f}"
               f"{r.p95:>7.0f}{r.worst:>7.0f}{r.last:>8.0f}  {'yes' if r.meets else 'NO':<4}"
               f"{r.cores:>11}{r.memory_gib:>6.0f}")
     print("\nfewest workers meeting the goal in every arrival pattern (a run's seconds: "
@@ -441,7 +476,7 @@ def print_results(results: list[Result], mins: list[Minimum]) -> None:
         secs = m.per_run_seconds
         found = (f"{m.fewest:>3} of {m.of:<3} node {m.node_cores} cores, "
                  f"{m.node_memory_gib:.0f} GiB" if m.fewest else f"none of {m.of}")
-        print(f"  {m.devices:<24} cores {m.cores}  pool {m.pool:<5} {found:<34} "
+        print(f"  {m.devices:<24} cores {m.cores}  pool {m.pool:<12} {found:<34} "
               f"run {secs['start']:.1f} + {secs['train']:.1f} + {secs['rest']:.1f} "
               f"= {secs['total']:.1f} s")
 

@@ -78,6 +78,17 @@ def test_a_pooled_worker_makes_its_next_kernel_while_its_run_goes_on() -> None:
     assert capacity.simulate([0.0, 0.0], [capacity.WorkerClass(quick, True, 1)]) == [2.0, 7.0]
 
 
+def test_the_services_pool_warms_on_the_slot_between_runs() -> None:
+    """``grader/warm_pool.py`` warms a slot's next kit only while no run holds the slot: a
+    queue that never empties gains nothing, an idle slot's next run starts warm."""
+    costs = capacity.Costs(cold=5.0, warm=0.0, train=10.0, rest=1.0, rest_warm=1.0)
+    slot = capacity.WorkerClass(costs, True, 1, spare=False, warmup=5.0)
+    # the first kit was warm before the window; then each run waits for the next warm-up
+    assert capacity.simulate([0.0] * 3, [slot]) == [11.0, 27.0, 43.0]
+    # a run uploaded after the warm-up finds its kit ready
+    assert capacity.simulate([0.0, 100.0], [slot]) == [11.0, 111.0]
+
+
 def test_one_worker_with_poisson_arrivals_matches_the_md1_queue() -> None:
     """M/D/1: mean wait in the queue = rho * S / (2 (1 - rho)) (Pollaczek-Khinchine)."""
     service, rate = 5.0, 0.12  # rho = 0.6: mean wait 3.75 s
@@ -114,8 +125,11 @@ def test_a_warm_pool_saves_the_cold_start_and_never_delays(inputs: Any) -> None:
     cold = capacity.simulate(times, [capacity.WorkerClass(costs, False, 40)])
     warm = capacity.simulate(times, [capacity.WorkerClass(costs, True, 40)])
     assert all(w <= c + 1e-9 for w, c in zip(warm, cold, strict=True))
-    # an idle pooled worker starts warm: the first run saves exactly cold - warm
-    assert cold[0] - warm[0] == pytest.approx(costs.cold - costs.warm)
+    # an idle pooled worker starts warm: the first run saves the start and the clean room's
+    # TensorFlow import, exactly
+    saved = costs.cold - costs.warm + costs.rest - costs.after(True)
+    assert saved > costs.cold - costs.warm
+    assert cold[0] - warm[0] == pytest.approx(saved)
 
 
 def test_arrivals_stay_in_the_window_and_the_rush_is_late() -> None:
@@ -175,10 +189,15 @@ def test_a_config_needs_a_device_the_node_has(inputs: Any) -> None:
 
 def test_node_needs_count_slots_pool_and_host(inputs: Any) -> None:
     f = inputs.figures
+    cold = f["kernel_memory"] + f["runner_memory"]  # the clean room comes after them
+    kit = cold + f["cleanroom_memory"]  # a warm kit's clean room waits beside them
     cores, memory = capacity.needs(inputs, capacity.Config("1g.10gb", 10, cores=2, pool=4))
-    assert cores == 10 * 2 + 4 + int(f["host_cores"])
-    per_run = f["kernel_memory"] + f["runner_memory"]  # the clean room comes after them
-    assert memory == pytest.approx(10 * per_run + 4 * f["kernel_memory"] + f["host_memory"])
+    assert cores == 10 * 2 + 4 + int(f["host_cores"])  # a spare core per pooled worker
+    assert memory == pytest.approx(6 * cold + 4 * kit + 4 * f["kit_memory"] + f["host_memory"])
+    cores, memory = capacity.needs(inputs, capacity.Config(None, 0, 10, pool=10,
+                                                           pool_mode="slot"))
+    assert cores == 10 + int(f["host_cores"])  # the slot warms its own kit
+    assert memory == pytest.approx(10 * kit + f["host_memory"])
 
 
 # --- inputs ----------------------------------------------------------------------------------
