@@ -332,3 +332,73 @@ def test_doctor_says_why_docker_cannot_run_without_a_daemon():
     assert any(line.startswith("sandbox docker: unavailable: no Docker daemon answers")
                for line in lines), lines
     assert f"image {image_tag(Variant.CPU)}: unknown (no Docker daemon answers to ask)" in lines
+
+
+WARM_HOLDER = """
+import sys, time
+from grader.config import GraderConfig
+from grader.sandbox.docker import DockerSandbox
+from grader.warm_pool import PoolSettings, WarmPool
+box = DockerSandbox()
+pool = WarmPool(GraderConfig.from_env(), ["chap06_cnn"], lambda cpus: box,
+                settings=PoolSettings(size=1, min_available_bytes=0)).start()
+assert pool.wait_ready(timeout=300)
+print("ready", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.sandbox
+@pytest.mark.docker
+def test_a_warm_kit_of_containers_serves_one_submission(docker_sandbox, config, exercise):
+    """The warm pool on the docker backend: a kit's three containers wait, one submission
+    runs in them, and none of them is left once the kit is used and the pool closed."""
+    import nbformat
+
+    from grader.kit import wait_closed
+    from grader.pipeline import grade_notebook
+    from grader.report import RunStatus
+    from grader.warm_pool import PoolSettings, WarmPool
+
+    client = docker_sandbox.client()
+    before = {c["Id"] for c in _our_containers(client)}
+    pool = WarmPool(config, ["chap06_cnn"], lambda cpus: docker_sandbox,
+                    settings=PoolSettings(size=1, min_available_bytes=0))
+    with pool:
+        assert pool.wait_ready(timeout=300), pool.stats()
+        kit = pool.take("chap06_cnn")
+        assert kit is not None
+        waiting = {c["Id"] for c in _our_containers(client)} - before
+        assert len(waiting) >= 3  # kernel, runner and clean room, before any notebook
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+        report = grade_notebook(nbformat.writes(nb).encode(), exercise, config,
+                                docker_sandbox, kit=kit)
+        assert report.status is RunStatus.GRADED, report.reason
+        assert "42" in (report.executed_notebook or "")
+        assert report.timings["kit_age"] > 0
+        assert wait_closed()
+        assert not waiting & {c["Id"] for c in _our_containers(client)}
+    deadline = time.monotonic() + 30
+    while {c["Id"] for c in _our_containers(client)} - before:
+        assert time.monotonic() < deadline, "the closed pool's containers are still there"
+        time.sleep(0.5)
+
+
+@pytest.mark.sandbox
+@pytest.mark.docker
+def test_no_warm_container_outlives_a_pool_killed_with_sigkill(docker_sandbox):
+    client = docker_sandbox.client()
+    before = {c["Id"] for c in _our_containers(client)}
+    holder = subprocess.Popen([sys.executable, "-c", WARM_HOLDER], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().decode().strip() == "ready"
+        assert len({c["Id"] for c in _our_containers(client)} - before) >= 3
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 30
+    while {c["Id"] for c in _our_containers(client)} - before:
+        assert time.monotonic() < deadline, "the killed pool's containers are still there"
+        time.sleep(0.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import nbformat
 
 from service.domain.notebook_html import render_notebook_html, sanitize_html
@@ -82,3 +84,22 @@ def test_bounded_rendering_within_the_caps_is_the_sanitised_html():
     assert rendered.omitted is None and rendered.html is not None
     assert "Title" in rendered.html and "<script" not in rendered.html
     assert rendered.html == render_notebook_html(nbformat.writes(nb))
+
+
+def test_each_render_uses_a_child_started_ahead_and_only_once():
+    """The spare child was started before the notebook came (its imports done); it renders
+    one notebook and a new spare takes its place, so no notebook meets another's child."""
+    from service.domain import notebook_html
+
+    notebook_html.start_spare()
+    spare = notebook_html._spare
+    assert spare is not None
+    time.sleep(3)  # its imports and template warm-up done meanwhile
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# One")])
+    rendered = notebook_html.render_bounded(nbformat.writes(nb), max_bytes=1024 * 1024,
+                                            max_cells=10, seconds=120)
+    assert rendered.html is not None and "One" in rendered.html
+    assert spare.returncode == 0  # it rendered, then ended
+    assert notebook_html._spare is not None and notebook_html._spare is not spare
+    notebook_html.stop_spare()
+    assert notebook_html._spare is None

@@ -11,6 +11,8 @@ Rendering costs about 3 ms a cell whatever the cell holds, so a notebook of 60,0
 took minutes: the worker renders with :func:`render_bounded`, which refuses a notebook over the
 size or cell caps before starting and renders the rest in a child process killed at a deadline
 (``HTML_MAX_BYTES``, ``HTML_MAX_CELLS``, ``HTML_RENDER_SECONDS`` in ``service.settings``). The
+child is started ahead (one spare per process, used once): its imports and template are ready
+when the notebook comes. The
 executed notebook is a courtesy: a run without it keeps its report, and the page says why.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,20 +106,69 @@ def render_bounded(notebook_json: str, *, max_bytes: int, max_cells: int,
         return Rendered(None, RENDER_ERROR, 0, len(data))
     if len(data) > max_bytes or count > max_cells:
         return Rendered(None, TOO_LARGE, count, len(data))
+    child = _take_child()
     try:
-        done = subprocess.run([sys.executable, "-P", str(_THIS_FILE)], input=data,
-                              capture_output=True, timeout=seconds, check=False)
-    except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+        stdout, _ = child.communicate(input=data, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
         return Rendered(None, TOO_SLOW, count, len(data))
-    if done.returncode != 0 or len(done.stdout) > 4 * max_bytes:
-        return Rendered(None, RENDER_ERROR if done.returncode else TOO_LARGE, count, len(data))
-    return Rendered(done.stdout.decode("utf-8"), None, count, len(data))
+    if child.returncode != 0 or len(stdout) > 4 * max_bytes:
+        return Rendered(None, RENDER_ERROR if child.returncode else TOO_LARGE, count, len(data))
+    return Rendered(stdout.decode("utf-8"), None, count, len(data))
+
+
+# A render child is started ahead: by the time a notebook comes it has imported nbconvert and
+# loaded its template (about 1.5 s of a cold child's 1.7 s here), so only the rendering itself
+# is waited for. Each child renders one notebook; taking one starts the next.
+_spare: subprocess.Popen[bytes] | None = None
+_spare_lock = threading.Lock()
+
+
+def _start_child() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-P", str(_THIS_FILE)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def _take_child() -> subprocess.Popen[bytes]:
+    """The spare child (a fresh one if it is gone), and a new spare started in its place."""
+    global _spare
+    with _spare_lock:
+        child, _spare = _spare, _start_child()
+    if child is None or child.poll() is not None:
+        child = _start_child()
+    return child
+
+
+def start_spare() -> None:
+    """Start this process's spare render child now (workers call it when they start), so the
+    first render is warm too."""
+    global _spare
+    with _spare_lock:
+        if _spare is None or _spare.poll() is not None:
+            _spare = _start_child()
+
+
+def stop_spare() -> None:
+    """End the spare child (it would end by itself at EOF once this process is gone)."""
+    global _spare
+    with _spare_lock:
+        child, _spare = _spare, None
+    if child is not None:
+        child.kill()
+        child.communicate()
 
 
 def _main() -> int:
-    """The child of :func:`render_bounded`: a notebook on stdin, its sanitised HTML on
-    stdout."""
-    html = render_notebook_html(sys.stdin.buffer.read().decode("utf-8"))
+    """The child of :func:`render_bounded`: warms its template on a notebook of its own, then
+    reads a notebook on stdin and writes its sanitised HTML on stdout (nothing on an empty
+    stdin: the service stopped before it needed this child)."""
+    render_notebook_html(nbformat.writes(nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("warm"), nbformat.v4.new_code_cell("1")])))
+    data = sys.stdin.buffer.read()
+    if not data:
+        return 0
+    html = render_notebook_html(data.decode("utf-8"))
     sys.stdout.buffer.write(html.encode("utf-8"))
     return 0
 

@@ -30,6 +30,7 @@ from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from flask import Flask
 
+from service.domain import notebook_html
 from service.models import utcnow
 from service.queue import gpu_leases, warm_kits
 from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, celery_app
@@ -55,6 +56,7 @@ def flask_app() -> Flask:
         _flask_app = create_app()
         gpu_leases.inventory(_flask_app)  # a bad GPUS setting fails the first task loudly
         warm_kits.start(_flask_app)
+        notebook_html.start_spare()
     return _flask_app
 
 
@@ -74,6 +76,7 @@ def _cool_down(**_: object) -> None:
     """Close the process's warm kits when it stops (nothing left behind)."""
     if _flask_app is not None:
         warm_kits.close(_flask_app)
+    notebook_html.stop_spare()
 
 
 @celery_app.task(bind=True, name=GRADE_TASK, max_retries=20)

@@ -12,6 +12,7 @@ import uuid
 
 from flask import Flask
 
+from service.domain import notebook_html
 from service.extensions import db
 from service.queue import gpu_leases, heartbeats, warm_kits
 from service.queue.grading import take
@@ -46,6 +47,7 @@ class EmbeddedWorkers:
     def start(self) -> None:
         gpu_leases.inventory(self.app)  # a bad GPUS setting stops the start, saying why
         warm_kits.start(self.app)  # kits warm while the threads wait for the first upload
+        notebook_html.start_spare()  # and a render child
         names = [worker_name() for _ in range(self.count)]
         for name in names:
             self.heartbeat.working(name, None)
@@ -72,6 +74,7 @@ class EmbeddedWorkers:
         if self.listener is not None:
             self.listener.stop()
         warm_kits.close(self.app)
+        notebook_html.stop_spare()
         self.heartbeat.stop(forget_workers=True)
 
     def _loop(self, name: str) -> None:
