@@ -8,7 +8,8 @@ turns round by round (interleaved: a machine that slows down slows every side al
   the same notebook run by ``jupyter nbconvert --to notebook --execute``, set up as a student
   would by hand: a first cell prepended that makes TF1 run through ``tf.compat.v1`` and points
   MNIST to the local copy (``grader/kernel/bootstrap.py``'s ``install``, as the grader's kernel
-  has it). Goal: ratio <= 1.0.
+  has it), and the rewrites the grader makes too (``grader/sanitize.py``: the course's
+  ``%%writefile /root/userspace/...`` written beside the notebook). Goal: ratio <= 1.0.
 - P2: a one-cell notebook (``print(1)``): upload to verdict through the service (warm) and
   ``grader grade`` (cold, a process of its own), each minus nbconvert's time for the same
   notebook. Goals: <= 0.3 s warm, <= 1.5 s cold.
@@ -59,6 +60,7 @@ from grader.config import GraderConfig  # noqa: E402
 from grader.data.split import sandbox_data_dir  # noqa: E402
 from grader.reference import solution_path  # noqa: E402
 from grader.sandbox.cpus import usable_cpus  # noqa: E402
+from grader.sanitize import sanitize_notebook  # noqa: E402
 from grader.spec import Exercise  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -101,8 +103,12 @@ def one_cell() -> nbformat.NotebookNode:
 
 def by_hand(nb: nbformat.NotebookNode, exercise: Exercise, config: GraderConfig
             ) -> nbformat.NotebookNode:
-    """``nb`` with the cell a student would prepend to run it outside the grader: TF1 through
-    ``tf.compat.v1`` and the data sets from the local copy, as the grader's kernel has them."""
+    """``nb`` as a student would run it outside the grader: rewritten as the grader rewrites
+    it before running it (``grader/sanitize.py``: no ``!pip``, ``%%writefile`` of an absolute
+    path made relative), with a first cell that makes TF1 run through ``tf.compat.v1`` and
+    reads the data sets from the local copy, as the grader's kernel has them."""
+    nb = nbformat.reads(nbformat.writes(nb), as_version=4)
+    sanitize_notebook(nb)
     runtime = exercise.runtime
     if not (runtime.tf1 or runtime.datasets):
         return nb
@@ -111,15 +117,14 @@ def by_hand(nb: nbformat.NotebookNode, exercise: Exercise, config: GraderConfig
                          for n in runtime.datasets}}
     cell = nbformat.v4.new_code_cell(BOOT_CELL.format(
         path=str(ROOT / "grader" / "kernel" / "bootstrap.py"), config=boot), id="by-hand-boot")
-    out = nbformat.from_dict(json.loads(nbformat.writes(nb)))
-    out.cells.insert(0, cell)
-    return out
+    nb.cells.insert(0, cell)
+    return nb
 
 
 def unique(nb: nbformat.NotebookNode) -> bytes:
     """The notebook's bytes with a nonce in its metadata: the service takes the same notebook
     from the same student again within ``DUPLICATE_WINDOW`` as the earlier submission."""
-    nb = nbformat.from_dict(json.loads(nbformat.writes(nb)))
+    nb = nbformat.reads(nbformat.writes(nb), as_version=4)
     nb.metadata["bench_nonce"] = secrets.token_hex(8)
     return nbformat.writes(nb).encode()
 
