@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ def execute_notebook(
     self_reference: bool = False,
     budgets: bool = True,
     kit: Kit | None = None,
+    on_executed: Callable[[nbformat.NotebookNode], None] | None = None,
 ) -> Execution:
     """Run a (parsed) notebook and measure its exports in the clean room.
 
@@ -91,7 +93,9 @@ def execute_notebook(
     exercise's ``cell_timeout`` rather than a budget from the reference's timings (all three
     for ``build-reference``, which makes those timings). ``kit``: sandboxes started ahead for
     this exercise (:mod:`grader.warm_pool`), used and closed here; without one a kit is started
-    now, on ``sandbox``."""
+    now, on ``sandbox``. ``on_executed`` hears the executed notebook as soon as the run ends,
+    before the clean room measures (the service renders it meanwhile); it must not change it,
+    and its failure is logged, not the grading's."""
     limits = limits or exercise.limits
     started = time.monotonic()
     nb = strip_outputs(nb)
@@ -119,6 +123,11 @@ def execute_notebook(
         if waited is not None:
             run.timings["kit_age"] = waited
         _check_exports(run, rundir / "runner" / "out" / "artefacts")
+        if on_executed is not None and run.executed is not None:
+            try:
+                on_executed(run.executed)
+            except Exception:  # a listener's failure is not the student's
+                logger.exception("on_executed failed; grading goes on")
         if keep_exports is not None:
             keep_exports.mkdir(parents=True, exist_ok=True)
             for item_id, path in run.export_files.items():
@@ -183,9 +192,11 @@ def grade_notebook(
     limits: Limits | None = None,
     on_progress: ProgressCallback | None = None,
     kit: Kit | None = None,
+    on_executed: Callable[[nbformat.NotebookNode], None] | None = None,
 ) -> GradeReport:
     """Grade a submission given as the bytes of a .ipynb file; ``kit``: sandboxes started
-    ahead for it (closed here whatever happens)."""
+    ahead for it (closed here whatever happens); ``on_executed``: see
+    :func:`execute_notebook`."""
     started = time.monotonic()
     try:
         require_reference(exercise)
@@ -195,7 +206,8 @@ def grade_notebook(
             return invalid_report(exercise, exc)
         try:
             run = execute_notebook(nb, exercise, config, sandbox, limits=limits,
-                                   on_progress=on_progress, kit=kit)
+                                   on_progress=on_progress, kit=kit,
+                                   on_executed=on_executed)
             return score_execution(run, exercise, config, started)
         except Exception as exc:  # a grader bug must still end in a report, never a traceback
             logger.exception("grading failed inside the grader")

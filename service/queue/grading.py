@@ -8,7 +8,13 @@ happens while its lease is renewed: work done after the lease is let go can outl
 run whose lease ran out is requeued and its result dropped (a notebook of 60,000 empty cells
 took minutes to render and was graded three times so). The rendering is also bounded
 (``service.domain.notebook_html.render_bounded``): over its caps the report is stored without
-the HTML, with a note saying why.
+the HTML, with a note saying why. It starts as soon as the notebook has run, beside the clean
+room's measurements (``service.queue.rendering``), and the store waits for it.
+
+The stored report's ``timings`` gain the service's phases: ``queue_wait`` (the run's insert to
+its claim), ``render`` (the rendering's own seconds), ``render_wait`` (how long the store waited
+for it: 0 when it was done before the grading) and ``store`` (the store's own work up to the
+commit, the wait left out).
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from typing import Any
 from flask import Flask
 
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
-from service.domain.notebook_html import render_bounded
 from service.extensions import db
 from service.logs import run_context
 from service.metrics import run_taken
@@ -32,6 +37,7 @@ from service.models import GradingRun, ItemScore, utcnow
 from service.queue import claims, cpu_slots, gpu_leases, warm_kits
 from service.queue.leases import LeaseKeeper
 from service.queue.progress import ProgressWriter
+from service.queue.rendering import RenderAhead, RenderCaps
 from service.states import GpuNeed, RunState
 from service.storage import BlobStore
 
@@ -172,7 +178,8 @@ def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -
                               f"the upload store ({type(exc).__name__}: {exc})")
     config: GraderConfig = app.config["GRADER"]
     gpu_host = app.config["GPU_HOST"] if device else None
-    with LeaseKeeper(app, run_id, worker, gpu_host) as lease:  # until the result is stored
+    with (LeaseKeeper(app, run_id, worker, gpu_host) as lease,  # until the result is stored
+          RenderAhead(RenderCaps.of(app.config)) as render):  # left first: within the lease
         try:
             exercise = config.exercise(exercise_id)
             options: dict[str, Any] = {"gpu_devices": (device,)} if device else {}
@@ -184,7 +191,8 @@ def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -
                 kit = None if device else warm_kits.take(app, exercise_id, cpus)
                 report = grade_notebook(data, exercise, config,
                                         get_sandbox(config.sandbox, **options),
-                                        on_progress=progress, kit=kit)
+                                        on_progress=progress, kit=kit,
+                                        on_executed=render.start)
         except Exception as exc:  # the grader itself failed: record it, never lose the job
             log.exception("run %s failed", run_id)
             return _finish_failed(app, run_id, worker, f"{type(exc).__name__}: {exc}")
@@ -194,7 +202,7 @@ def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -
         if report.status is RunStatus.SANDBOX_ERROR:
             reason = report.reason.en if report.reason else "sandbox error"
             return _requeue_or_fail(app, run_id, worker, reason)
-        return _store_report(app, run_id, worker, report)
+        return _store_report(app, run_id, worker, report, render)
 
 
 @contextmanager
@@ -213,15 +221,18 @@ def _owned_run(app: Flask, run_id: int, worker: str) -> Iterator[GradingRun | No
             db.session.remove()
 
 
-def _store_report(app: Flask, run_id: int, worker: str, report: Any) -> str:
-    """Render the executed notebook within the caps, then store the report under the fence.
-    Called with the lease still kept."""
+def _store_report(app: Flask, run_id: int, worker: str, report: Any,
+                  render: RenderAhead | None = None) -> str:
+    """Take the executed notebook's rendering (started ahead by ``render``, or made now) within
+    the caps, then store the report under the fence. Called with the lease still kept."""
+    began = time.monotonic()
     html_sha, omitted = None, None
+    timings: dict[str, float] = {}
     if report.executed_notebook:
-        rendered = render_bounded(report.executed_notebook,
-                                  max_bytes=app.config["HTML_MAX_BYTES"],
-                                  max_cells=app.config["HTML_MAX_CELLS"],
-                                  seconds=app.config["HTML_RENDER_SECONDS"])
+        timed = (render or RenderAhead(RenderCaps.of(app.config))).result(
+            report.executed_notebook)
+        rendered = timed.rendered
+        timings["render"], timings["render_wait"] = timed.seconds, timed.waited
         if rendered.html is not None:
             html_sha = BlobStore(app.config["UPLOAD_DIR"]).put(rendered.html.encode("utf-8"))
         else:
@@ -237,13 +248,14 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any) -> str:
         payload = report.to_dict()
         if omitted is not None:
             payload["executed_html_omitted"] = omitted
+        if run.started_at is not None:
+            timings["queue_wait"] = (run.started_at - run.queued_at).total_seconds()
         run.state = RunState.GRADED
         run.outcome = RunStatus(report.status)
         run.reason = report.reason.en if report.reason else None
         run.score, run.max_score = report.score, report.max_score
         run.measured_accuracy = report.measured_accuracy
         run.claimed_accuracy = report.claimed_accuracy
-        run.report = payload
         run.executed_html_sha256 = html_sha
         run.finished_at = utcnow()
         run.lease_expires_at = None
@@ -254,6 +266,9 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any) -> str:
                 feedback_ja=item["feedback"]["ja"], feedback_en=item["feedback"]["en"],
                 details=item["details"],
             ))
+        timings["store"] = time.monotonic() - began - timings.get("render_wait", 0.0)
+        payload["timings"].update({k: round(v, 3) for k, v in timings.items()})
+        run.report = payload
         return run.state
 
 

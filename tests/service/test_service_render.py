@@ -1,10 +1,12 @@
 """Bounded work after grading: the executed notebook is rendered and the result stored while the
 run's lease is still renewed, within caps; a notebook too large or too slow to render keeps its
-report, without the HTML, and the feedback page says why. The grader is replaced by a stub that
-returns a report at once (the sandbox is not what these tests are about)."""
+report, without the HTML, and the feedback page says why. The rendering starts as soon as the
+grader hands the executed notebook over, while the clean room measures. The grader is replaced
+by a stub that returns a report at once (the sandbox is not what these tests are about)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -17,7 +19,7 @@ from grader.report import GradeReport
 from service.domain.instructors import change_password, create_instructor
 from service.extensions import db
 from service.models import GradingRun, utcnow
-from service.queue import claims, grading
+from service.queue import claims, grading, rendering
 from service.storage import BlobStore
 from tests.service.service_support import bearer, in_session, only_run, tiny_notebook
 
@@ -134,3 +136,62 @@ def test_a_notebook_over_the_cell_cap_is_graded_without_html_and_the_page_says_w
         "username": "teacher", "password": "a long enough password"}).status_code == 303
     page = staff.get(f"/dashboard/submissions/{submission_id}").get_data(as_text=True)
     assert 'id="executed-omitted"' in page and "51 cells" in page
+
+
+def test_the_render_runs_while_the_clean_room_measures(make_app, submit, monkeypatch):
+    """Part 4 of issue 11: the grader hands the executed notebook over (``on_executed``) before
+    its clean room measures; the stub's "measurement" waits for the rendering to start, which it
+    would do only after grading if the render were not started ahead. The stored report then
+    has the HTML and the service's phase timings."""
+    app = make_app()
+    render_started = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, *,
+              on_executed: Any = None, **kw: Any) -> GradeReport:
+        executed = nbformat.reads(_executed(3), as_version=4)
+        if on_executed is not None:
+            on_executed(executed)
+        # the clean room measuring: the rendering has started meanwhile, or never will here
+        seen["render_started_while_measuring"] = render_started.wait(10)
+        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score,
+                           executed_notebook=nbformat.writes(executed))
+
+    real_render = rendering.render_bounded
+
+    def watched_render(*args: Any, **kw: Any) -> Any:
+        render_started.set()
+        return real_render(*args, **kw)
+
+    monkeypatch.setattr(grading, "grade_notebook", grade)
+    monkeypatch.setattr(rendering, "render_bounded", watched_render)
+    submission_id, run_id = _claimed_run(app, submit)
+    assert grading.grade_run(app, run_id, "worker-A") == "graded"
+    assert seen["render_started_while_measuring"] is True
+    run = only_run(app, submission_id)
+    assert run["executed_html_sha256"] is not None
+    html = BlobStore(app.config["UPLOAD_DIR"]).get(run["executed_html_sha256"])
+    assert b"cell 2" in html
+    timings = in_session(app, lambda s: s.get(GradingRun, run_id).report["timings"])
+    assert {"queue_wait", "render", "render_wait", "store"} <= set(timings)
+    assert timings["render"] > 0 and timings["queue_wait"] >= 0 and timings["store"] >= 0
+
+
+def test_a_notebook_changed_after_it_was_handed_over_is_rendered_again(
+        make_app, submit, monkeypatch):
+    """The HTML is always that of the report's executed notebook: one that differs from what
+    ``on_executed`` heard (a grader that changed it) is rendered again at the store."""
+    app = make_app()
+
+    def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, *,
+              on_executed: Any = None, **kw: Any) -> GradeReport:
+        on_executed(nbformat.reads(_executed(1), as_version=4))
+        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score,
+                           executed_notebook=_executed(4))
+
+    monkeypatch.setattr(grading, "grade_notebook", grade)
+    submission_id, run_id = _claimed_run(app, submit)
+    assert grading.grade_run(app, run_id, "worker-A") == "graded"
+    html = BlobStore(app.config["UPLOAD_DIR"]).get(
+        only_run(app, submission_id)["executed_html_sha256"])
+    assert b"cell 3" in html
