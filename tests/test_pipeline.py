@@ -4,6 +4,7 @@ room's measurement are replaced, the steps between them are real."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -16,10 +17,21 @@ from grader.outcome import RunOutcome
 from grader.report import RunStatus
 
 
+class FakeKit:
+    """What the pipeline asks of a kit when the run itself is faked: a folder, no clean room."""
+
+    def __init__(self, rundir: Path) -> None:
+        self.rundir, self.cleanroom, self.closed = rundir, None, False
+
+    def close(self, background: bool = False) -> None:
+        self.closed = True
+
+
 @pytest.fixture
-def steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def steps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """The steps as they happen: ``run`` (the notebook ran) and ``measure`` (the clean room)."""
     seen: list[str] = []
+    monkeypatch.setattr(pipeline, "start_kit", lambda *args, **kw: FakeKit(tmp_path))
 
     def run_notebook(nb: nbformat.NotebookNode, *args: Any, **kw: Any) -> NotebookRun:
         seen.append("run")
