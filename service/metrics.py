@@ -38,6 +38,11 @@ WORKER_RESULTS = Counter(
     "grader_worker_results", "Runs a worker of this host took, by what became of them "
     "(graded, failed, queued again, lost)", ["result"])
 
+KIT_STARTS = Counter(
+    "grader_kit_starts", "Runs a worker of this host graded, by how their sandboxes started: "
+    "warm (a kit of the warm pool) or cold (none was ready, WARM_POOL=0, or a GPU run)",
+    ["start"])
+
 
 def upload_rejected(code: str) -> None:
     """An upload was refused (``Rejection.code``: ``rate_limited``, ``invalid_notebook``...)."""
@@ -48,6 +53,11 @@ def run_taken(result: str, seconds: float) -> None:
     """A worker finished with a run (``grading.take``): its result and how long it took."""
     WORKER_RESULTS.labels(result=result).inc()
     GRADING_SECONDS.observe(seconds)
+
+
+def kit_started(warm: bool) -> None:
+    """A run got a warm kit, or started its sandboxes cold."""
+    KIT_STARTS.labels(start="warm" if warm else "cold").inc()
 
 
 class DatabaseCollector:

@@ -32,7 +32,7 @@ from flask import Flask
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
 from service.extensions import db
 from service.logs import run_context
-from service.metrics import run_taken
+from service.metrics import kit_started, run_taken
 from service.models import GradingRun, ItemScore, utcnow
 from service.queue import claims, cpu_slots, gpu_leases, warm_kits
 from service.queue.leases import LeaseKeeper
@@ -189,6 +189,7 @@ def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -
                 if cpus:
                     options["cpu_set"] = cpus
                 kit = None if device else warm_kits.take(app, exercise_id, cpus)
+                kit_started(kit is not None)
                 report = grade_notebook(data, exercise, config,
                                         get_sandbox(config.sandbox, **options),
                                         on_progress=progress, kit=kit,

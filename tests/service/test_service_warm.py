@@ -4,6 +4,8 @@ leaves no kit behind."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from grader.kit import wait_closed
@@ -11,6 +13,13 @@ from service.models import GradingRun
 from service.queue import warm_kits
 from tests.service.service_support import in_session, only_run, wait_for
 from tests.service.test_service_embedded import start_workers
+
+
+def warm_starts(app) -> float:
+    """``grader_kit_starts_total{start="warm"}`` as ``/metrics`` says it (0 before any)."""
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    found = re.search(r'^grader_kit_starts_total\{start="warm"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 @pytest.mark.sandbox
@@ -22,6 +31,7 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
     pool = warm_kits.pool(app)
     assert pool is not None and pool.wait_ready(timeout=240), pool and pool.stats()
     (ready,) = pool.idle_kits()
+    warm_before = warm_starts(app)
     submission_id = submit(short_notebook, via=app).get_json()["id"]
 
     def finished() -> dict | None:
@@ -34,6 +44,7 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
     assert timings["kit_age"] > 0 and timings["wait"] > 0, timings  # graded in the warm kit
     assert ready.closed and wait_closed() and not ready.rundir.exists()  # used once, destroyed
     assert pool.stats().taken == 1
+    assert warm_starts(app) == warm_before + 1  # counted on /metrics
     assert pool.wait_ready(timeout=240)  # another one warmed for the next upload
     waiting = [kit.rundir for kit in pool.idle_kits()]
     assert waiting and ready.rundir not in waiting
