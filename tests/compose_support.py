@@ -30,11 +30,16 @@ def compose_command() -> tuple[str, ...] | None:
     return (legacy,) if legacy is not None else None
 
 
+#: Variables of this process that the compose file reads, left out so that the stack's env
+#: file decides (tests/conftest.py sets ``WARM_POOL=0`` for the other tests' workers).
+STACK_SETTINGS = ("WARM_POOL",)
+
+
 def compose_env() -> dict[str, str]:
     """This process's environment without the variables that would change what compose reads
-    (profiles, project name, files): the test says those itself."""
+    (profiles, project name, files; the stack's settings): the test says those itself."""
     return {key: value for key, value in os.environ.items()
-            if not key.startswith("COMPOSE_")}
+            if not key.startswith("COMPOSE_") and key not in STACK_SETTINGS}
 
 
 @dataclass

@@ -327,7 +327,8 @@ def compose_stack(tmp_path_factory, docker_sandbox, docker_daemon, config: Grade
     env_file = host / "stack.env"
     env_file.write_text(f"SECRET_KEY={secrets.token_hex(24)}\n"
                         f"POSTGRES_PASSWORD={secrets.token_hex(12)}\n"
-                        f"GRADER_HOST_DIR={host}\nWEB_PORT={port}\nWEB_CONCURRENCY=2\n")
+                        f"GRADER_HOST_DIR={host}\nWEB_PORT={port}\nWEB_CONCURRENCY=2\n"
+                        "WARM_POOL=1\n")  # the deployment's default: the worker keeps kits
     env_file.chmod(0o600)
     stack = Stack(f"grader-e2e-{os.getpid()}", env_file)
     try:
