@@ -94,7 +94,7 @@ def registry_for(app: Flask) -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (UPLOAD_REJECTIONS, GRADING_SECONDS, WORKER_RESULTS):
+        for collector in (UPLOAD_REJECTIONS, GRADING_SECONDS, WORKER_RESULTS, KIT_STARTS):
             registry.register(collector)
     registry.register(DatabaseCollector(app))
     return registry

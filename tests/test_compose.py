@@ -216,6 +216,7 @@ def test_work_dir_setting_holds_the_run_folders(tmp_path: Path, exercise, soluti
     """GRADER_WORK_DIR: a grading's run folder (its sandboxes' work folders) is made there,
     and the setting's folder itself when missing, then removed: the folder a compose worker
     shares with the host at the same path."""
+    from grader import kit
     from grader.sandbox import staging
 
     work = tmp_path / "jobs"
@@ -232,7 +233,7 @@ def test_work_dir_setting_holds_the_run_folders(tmp_path: Path, exercise, soluti
             made.append(run_dir)
             yield run_dir
 
-    monkeypatch.setattr(staging, "create_run_dir", recording)
+    monkeypatch.setattr(kit, "create_run_dir", recording)  # where a kit makes its folder
     execute_notebook(solution_nb, exercise, config, FailingSandbox(), measure=False)
     assert len(made) == 1 and made[0].parent == work
     assert work.is_dir() and list(work.iterdir()) == []
