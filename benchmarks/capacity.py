@@ -54,7 +54,8 @@ FIGURES = {
     "train_cpu": "s", "exports": "s", "cleanroom": "s", "host_steps": "s", "claim": "s",
     "render": "s", "store": "s", "docker_extra_per_sandbox": "s", "warm_handover": "s",
     "one_core_factor": "x", "one_core_train_factor": "x", "gpu_compute": "s", "gpu_host": "s",
-    "gpu_init": "s", "train_jitter": "sd", "cleanroom_import": "s", "kernel_memory": "GiB",
+    "gpu_init": "s", "train_jitter": "sd", "cleanroom_import": "s", "tf_import": "s",
+    "kernel_memory": "GiB",
     "runner_memory": "GiB", "cleanroom_memory": "GiB", "kit_memory": "GiB",
     "host_cores": "cores", "host_memory": "GiB",
 }
@@ -163,11 +164,16 @@ def with_grading_bench(inputs: Inputs, path: Path) -> Inputs:
         raise InputsError(f"{path}: not benchmarks/grading.py's results ({exc!r})") from exc
     if not phase:
         return inputs
+    # A cold run imports TensorFlow on the notebook's first import of it (grader/kernel/
+    # bootstrap.py), so the bench's cells hold that import: it belongs to the start, which a
+    # GPU run pays whatever its training costs and a warm kit has paid before the upload.
+    lazy = phase["bootstrap"] < inputs.figures["tf_import"] / 2
+    moved = inputs.figures["tf_import"] if lazy else 0.0
     measured = {
         "sandbox_overhead": phase["sandbox"] - phase["kernel_start"] - phase["bootstrap"]
         - phase["cells"] - phase["exports"],
-        "kernel_start": phase["kernel_start"], "bootstrap": phase["bootstrap"],
-        "train_cpu": phase["cells"] - inputs.figures["cells_other"],
+        "kernel_start": phase["kernel_start"], "bootstrap": phase["bootstrap"] + moved,
+        "train_cpu": phase["cells"] - inputs.figures["cells_other"] - moved,
         "exports": phase["exports"], "cleanroom": phase["cleanroom"],
         "host_steps": phase["total"] - phase["sandbox"] - phase["cleanroom"],
     }
