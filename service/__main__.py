@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 from flask import Flask
 from flask_migrate import upgrade
@@ -76,13 +77,19 @@ def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
     settle()  # the loaded app out of the garbage collector's walks (service.heap)
     print(f"serving on http://{host}:{port} (queue: {app.config['QUEUE']})", flush=True)
+    signal.signal(signal.SIGTERM, _stop)  # a clean stop, as Ctrl-C (docker stop, systemd)
     try:
         serve(app, host=host, port=port, threads=8, max_request_body_size=
               app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)
     finally:
         janitor.stop()
-        if "grader_workers" in app.extensions:  # a clean stop: not a death for the dashboard
-            app.extensions["grader_workers"].heartbeat.stop(forget_workers=True)
+        if "grader_workers" in app.extensions:  # a clean stop: not a death for the dashboard;
+            app.extensions["grader_workers"].stop()  # the warm kits are closed, none left
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM ends the service as Ctrl-C does: through ``main``'s clean-up."""
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

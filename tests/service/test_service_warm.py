@@ -5,13 +5,22 @@ leaves no kit behind."""
 from __future__ import annotations
 
 import re
+import signal
+import time
 
 import pytest
 
 from grader.kit import wait_closed
 from service.models import GradingRun
 from service.queue import warm_kits
-from tests.service.service_support import in_session, only_run, wait_for
+from tests.servers import free_port
+from tests.service.service_support import (
+    VENV_BIN,
+    in_session,
+    only_run,
+    service_env,
+    wait_for,
+)
 from tests.service.test_service_embedded import start_workers
 
 
@@ -51,3 +60,29 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
     workers.stop()
     assert warm_kits.pool(app) is None
     assert not any(folder.exists() for folder in waiting)  # the workers' stop closed it
+
+
+@pytest.mark.sandbox
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sigterm_stops_the_service_cleanly_and_closes_its_warm_kits(make_app, processes,
+                                                                  tmp_path):
+    """``python -m service`` told to stop (SIGTERM: ``docker stop``, systemd) closes its warm
+    kits on the way out: no run folder is left for a later sweep, no sandbox process runs."""
+    app = make_app()
+    jobs = tmp_path / "jobs"
+    env = service_env(app, PORT=str(free_port()), WARM_POOL="1", RUNS_PER_HOST="1",
+                      GRADER_WORK_DIR=str(jobs))
+    proc = processes.start("service", [str(VENV_BIN / "python"), "-m", "service"], env)
+
+    def kit_waiting() -> bool:
+        assert proc.poll() is None, processes.logs()
+        return jobs.is_dir() and any((d / "cleanroom").is_dir() for d in jobs.iterdir())
+
+    wait_for(kit_waiting, timeout=120, what="a warm kit's run folder", describe=processes.logs)
+    folders = list(jobs.iterdir())
+    time.sleep(5)  # its sandboxes up and warming
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, processes.logs()
+    assert not any(folder.exists() for folder in folders), processes.logs()
+    assert list(jobs.iterdir()) == []
