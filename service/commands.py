@@ -63,13 +63,14 @@ def requeue_command() -> None:
 
 
 @click.command("worker", help="Run embedded grading workers in the foreground (the database "
-               "is the queue); stop with Ctrl-C.")
+               "is the queue); stop with Ctrl-C or SIGTERM.")
 @click.option("--threads", type=int, default=None,
               help="worker threads  [default: RUNS_PER_HOST, the usable CPUs // CORES_PER_RUN]")
 @click.option("--poll-seconds", default=1.0, show_default=True,
               help="seconds between looks at the queue when nothing wakes the workers (on "
               "PostgreSQL a NOTIFY wakes them at once; on SQLite this is the wait)")
 def worker_command(threads: int | None, poll_seconds: float) -> None:
+    import signal
     import time
 
     from flask import current_app
@@ -87,10 +88,16 @@ def worker_command(threads: int | None, poll_seconds: float) -> None:
     woken = "woken by NOTIFY, " if workers.listener is not None else ""
     click.echo(f"{threads} grading worker(s) on the database queue ({woken}polling every "
                f"{poll_seconds:g} s)", err=True)
+    def stop_on_sigterm(signum: int, frame: object) -> None:  # docker stop, systemd
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        pass
+    finally:  # the threads stop taking runs, the warm kits are closed
         workers.stop()
 
 

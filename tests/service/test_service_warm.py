@@ -65,15 +65,18 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
 @pytest.mark.sandbox
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_sigterm_stops_the_service_cleanly_and_closes_its_warm_kits(make_app, processes,
-                                                                  tmp_path):
-    """``python -m service`` told to stop (SIGTERM: ``docker stop``, systemd) closes its warm
-    kits on the way out: no run folder is left for a later sweep, no sandbox process runs."""
+@pytest.mark.parametrize("command", ["python -m service", "flask worker"])
+def test_sigterm_stops_the_workers_cleanly_and_closes_their_warm_kits(make_app, processes,
+                                                                    tmp_path, command):
+    """``python -m service`` or ``flask worker`` told to stop (SIGTERM: ``docker stop``,
+    systemd) closes its warm kits on the way out: no run folder is left for a later sweep."""
     app = make_app()
     jobs = tmp_path / "jobs"
     env = service_env(app, PORT=str(free_port()), WARM_POOL="1", RUNS_PER_HOST="1",
                       GRADER_WORK_DIR=str(jobs))
-    proc = processes.start("service", [str(VENV_BIN / "python"), "-m", "service"], env)
+    argv = ([str(VENV_BIN / "python"), "-m", "service"] if command == "python -m service"
+            else [str(VENV_BIN / "flask"), "--app", "service", "worker"])
+    proc = processes.start("service", argv, env)
 
     def kit_waiting() -> bool:
         assert proc.poll() is None, processes.logs()
