@@ -263,6 +263,11 @@ class WarmPool:
                             key=key, hold_seconds=self.settings.max_idle, cleanroom=True,
                             preload=True)
             ready = kit.wait_ready(WARM_UP_TIMEOUT, cancel=self._closing)
+        except Exception:  # no folder, no backend: tried again after RETRY_AFTER, not at once
+            self._failed += 1
+            self._failed_at[key] = time.monotonic()
+            logger.exception("warm kit %s could not be started", key)
+            return
         finally:
             with self._lock:
                 self._warming -= 1

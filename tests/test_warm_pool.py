@@ -201,6 +201,23 @@ def test_memory_bounds_the_pool(config, sandbox):
         assert pool.wait_ready(timeout=WARM)
 
 
+def test_a_backend_that_cannot_start_a_kit_is_tried_again_later_not_at_once(config):
+    class Broken:
+        name = "broken"
+        starts = 0
+
+        def start(self, request, on_line=None):
+            Broken.starts += 1
+            raise OSError("no sandbox today")
+
+    pool = WarmPool(config, ["chap06_cnn"], lambda cpus: Broken(),
+                    settings=PoolSettings(size=1, min_available_bytes=0))
+    with pool:
+        time.sleep(3)
+        assert pool.stats().failed == 1 and Broken.starts == 1  # waits RETRY_AFTER seconds
+        assert pool.stats().ready == 0 and pool.take("chap06_cnn") is None
+
+
 def test_stale_kits_are_replaced_and_close_leaves_nothing(pool_of, config):
     pool = pool_of(max_idle=1.0)
     deadline = time.monotonic() + WARM
