@@ -391,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     results["p2_overhead"] = {"warm": warm - nb2, "cold": cold - nb2}
     results["phases"] = {}
     print("\nphases of the warm service runs, median seconds (the stored report's timings; "
-          "'verdict' is upload to verdict)\n")
+          "'verdict' is upload to verdict; with a warm kit, kernel_start and bootstrap were "
+          "spent before the upload, while the kit waited)\n")
     labels = [label for label in ("p2", "p1") if any(r["label"] == label for r in runs)]
     print(f"{'phase':<14}" + "".join(f"{label.upper():>10}" for label in labels))
     tables = {label: phase_table([r for r in runs if r["label"] == label]) for label in labels}
