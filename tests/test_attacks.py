@@ -920,3 +920,18 @@ def test_an_oversized_message_costs_only_its_own_output(make_notebook, exercise,
     assert report.status is RunStatus.GRADED, report.reason
     assert report.item("conv1").score == 6
     assert report.item("conv2").score == 6, en(report, "conv2")
+
+
+# --- the cold run's first-import hook (grader/kernel/bootstrap.py) ------------------------------
+
+def test_undoing_the_first_import_hook_earns_nothing(make_notebook, exercise, config, sandbox):
+    """A cold run installs the TF1 shim on the notebook's first ``import tensorflow``. A student
+    who puts the original ``__import__`` back first gets TensorFlow 2 as it is: the TF1 answers
+    fail, and nothing the kernel does instead is believed (the clean room measures)."""
+    nb = nbformat.reads(make_notebook(keep_until="pool3").decode(), as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(
+        "import builtins, importlib\nbuiltins.__import__ = importlib.__import__"))
+    report = grade_notebook(nbformat.writes(nb).encode(), exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED, report.reason
+    assert {i: report.item(i).score for i in CONV_POOL} == dict.fromkeys(CONV_POOL, 0)
+    assert report.score == 0
