@@ -263,7 +263,7 @@ def measure_artefacts(
         if min(wall, cpu) < MIN_ATTEMPT_SECONDS:
             for entry in pending:
                 measured.results[entry["id"]] = MeasurementFailure(
-                    code="budget", detail=BUDGET_BEFORE.format(**budget.spent(limits)))
+                    code="budget", detail=BUDGET_BEFORE.format(**budget.totals(limits)))
             break
         attempt = _run_once(plan, pending, sandbox, workdir, limits, warm, wall, cpu)
         budget.charge(attempt.cpu_seconds)
@@ -280,7 +280,7 @@ def measure_artefacts(
         if blamed is not None and blamed not in measured.results:
             if attempt.out_of_budget:
                 measured.results[blamed] = MeasurementFailure(
-                    code="budget", detail=BUDGET_DURING.format(**budget.spent(limits)))
+                    code="budget", detail=BUDGET_DURING.format(**budget.totals(limits)))
             else:
                 reason = result.sandbox_error or _ending(result)
                 measured.results[blamed] = MeasurementFailure(code="crashed",
@@ -296,10 +296,9 @@ def measure_artefacts(
     return measured
 
 
-BUDGET_DURING = ("the clean room's budget for this submission ({wall:.0f} s, {cpu:.0f} CPU s) "
-                 "ran out while measuring this answer")
-BUDGET_BEFORE = ("the clean room's budget for this submission ({wall:.0f} s, {cpu:.0f} CPU s) "
-                 "ran out before this answer was measured")
+#: The ``detail`` of a ``budget`` failure (the feedback text says the rest, in both languages).
+BUDGET_DURING = "{wall:.0f} s and {cpu:.0f} CPU s in all, spent while measuring this answer"
+BUDGET_BEFORE = "{wall:.0f} s and {cpu:.0f} CPU s in all, spent before this answer was measured"
 
 
 @dataclass
@@ -317,7 +316,7 @@ class _Budget:
         self.cpu_spent += cpu_seconds
         self.cpu_left -= cpu_seconds
 
-    def spent(self, limits: Limits) -> dict[str, float]:
+    def totals(self, limits: Limits) -> dict[str, float]:
         return {"wall": limits.notebook_timeout, "cpu": limits.cpu_seconds}
 
 

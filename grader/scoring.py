@@ -56,6 +56,34 @@ def score_items(exercise: Exercise, evidence: Evidence) -> list[ItemResult]:
 
 
 def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResult:
+    out = _judge_item(exercise, item, evidence)
+    if not out.details.get(JUDGED):
+        _add_unjudged(out, evidence.prepared.get(item.id))
+    out.details.pop(JUDGED, None)
+    return out
+
+
+#: Set in an item's details while scoring when its comparator judged it.
+JUDGED = "_judged"
+
+
+def _add_unjudged(out: ItemResult, prepared: Prepared | None) -> None:
+    """What was found instead of an answer the comparator could judge (for the accuracy: that
+    the training cell is not there, the figure the notebook printed and in which cell), from
+    the comparator's ``prepare`` hook; feedback and details only, never the score."""
+    if prepared is None:
+        return
+    if prepared.unjudged:
+        if out.status is ItemStatus.MISSING:  # says more than "the cell was not found"
+            out.feedback = list(prepared.unjudged)
+        else:  # after the reason, before the hint
+            out.feedback[1:1] = prepared.unjudged
+    if prepared.claimed_accuracy is not None:
+        out.details["claimed_accuracy"] = prepared.claimed_accuracy
+        out.details["claimed_cell_index"] = prepared.claimed_cell
+
+
+def _judge_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResult:
     out = ItemResult(item.id, item.title, 0.0, item.points, ItemStatus.MISSING)
     where = evidence.located.get(item.id)
     if where is None:
@@ -100,6 +128,7 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
     out.status = judgement.status
     out.feedback.extend(judgement.feedback)
     out.details.update(judgement.details)
+    out.details[JUDGED] = True
     if judgement.fraction < 1:
         _add_hint(out, item)
     return out
@@ -162,6 +191,8 @@ FAILURES = {
     "too_many_parameters": N_("scoring.failure.too_many_parameters"),
     "untrained": N_("scoring.failure.untrained"),
     "no_input": N_("scoring.failure.no_input"),
+    "budget": N_("scoring.failure.budget"),
+    "wrong_shape": N_("scoring.failure.wrong_shape"),
 }
 
 
