@@ -440,3 +440,59 @@ def test_crashing_exports_share_one_budget_across_re_runs(exercise, sandbox, tmp
     crashed = measured.results["crash0/student"]
     assert "out of memory" in crashed.detail
     assert elapsed < 25 + 15
+
+
+# --- measurements held to their expected shapes (issue 17, part 3) --------------------------
+
+
+@pytest.mark.sandbox
+def test_huge_outputs_are_refused_in_the_clean_room(exercise, sandbox, tmp_path):
+    """Answers whose output holds 1,000,000 values (a static shape, refused before evaluation;
+    a shape known only when run, refused before it is written): the host gets a small failure
+    record, and the honest answer beside them is measured."""
+    references = reference_artefacts(exercise)
+    filt = unpack_array(json.loads(references["conv1"].read_text())["context"]["W"])
+    exports = {
+        "static": graph_export(lambda x: tf.fill([1000, 1000], tf.reduce_mean(x))),
+        "dynamic": graph_export(lambda x: tf.zeros(tf.cast(tf.stack(
+            [1000 + 0 * tf.reduce_sum(x), 1000.0]), tf.int32)) + tf.reduce_mean(x)),
+        "wide": graph_export(lambda x: tf.tile(tf.nn.conv2d(x, filt, [1, 1, 1, 1], "VALID"),
+                                               [1, 1, 1, 8])),  # 200 values: 8 x the reference
+        "right": graph_export(lambda x: tf.nn.conv2d(x, filt, [1, 1, 1, 1], "VALID")),
+    }
+    item = exercise.item("conv1")
+    jobs = [Job("conv1/reference", item, "reference", "tensor", references["conv1"])]
+    for name, export in exports.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(export))
+        jobs.append(Job(f"{name}/student", item, "student", "tensor", path))
+    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=2)
+    assert measured.runs == 1
+    for name in ("static", "dynamic", "wide"):
+        failure = measured.results[f"{name}/student"]
+        assert isinstance(failure, MeasurementFailure) and failure.code == "wrong_shape", name
+    assert "1000000 values" in measured.results["static/student"].detail
+    assert "at most 100 were expected" in measured.results["wide/student"].detail  # 4 x 25
+    assert isinstance(measured.results["right/student"], TensorMeasurement)
+    out = tmp_path / "room" / "out"
+    assert max(path.stat().st_size for path in out.glob("*.json")) < 20_000
+
+
+def test_the_host_reads_no_more_than_the_expected_shapes_need(tmp_path):
+    """A measurement file larger than its job's expected shapes need is not read (a clean room
+    that was subverted could write one); an array over the expected size is ``wrong_shape``."""
+    from grader.clean_room import _read_result
+
+    path = tmp_path / "0.json"
+    path.write_text(json.dumps({"ok": True, "fed": True, "outputs": [
+        {"shape": [1000, 1000], "values": [0.5] * 1_000_000}]}))
+    failure = _read_result(path, {"measure": "tensor", "max_values": 100}, {})
+    assert failure.code == "bad_measurement" and "over the" in failure.detail
+    small = {"ok": True, "fed": True, "outputs": [{"shape": [11, 11], "values": [0.5] * 121}]}
+    path.write_text(json.dumps(small))
+    assert _read_result(path, {"measure": "tensor", "max_values": 100}, {}).code == "wrong_shape"
+    assert isinstance(_read_result(path, {"measure": "tensor", "max_values": 121}, {}),
+                      TensorMeasurement)
+    predictions = {"ok": True, "parameters": 1, "predictions": {"test": [1] * 10}}
+    path.write_text(json.dumps(predictions) + " " * 5_000_000)
+    assert _read_result(path, {"measure": "predictions"}, {"test": 10}).code == "bad_measurement"
