@@ -71,7 +71,8 @@ MEASURES = {"op_output": "tensor", "layer": "layer", "graph": "graph", "accuracy
 #: Fresh images per convolution or pooling answer, besides the exercise's own.
 FRESH_IMAGES = 4
 #: A tensor answer's output may hold this many times the values of the exercise's input (per
-#: output channel of its filter): every stride and padding mistake fits, a flood does not.
+#: output channel of its filter), and a student's answer this many times the reference's
+#: output for the same input: every stride and padding mistake fits, a flood does not.
 SHAPE_SLACK = 4
 #: A layer's output may hold this many times the values of its input (channels may grow).
 LAYER_SLACK = 64
@@ -329,13 +330,18 @@ def _expectation(job: Job, measured: Measured) -> dict[str, Any]:
         channels = int(weights.shape[-1]) if isinstance(weights, np.ndarray) and (
             weights.ndim == 4) else 1
         size = max((int(np.size(image)) for image in images), default=1)
-        return {"max_values": SHAPE_SLACK * size * max(channels, 1),
-                "like": f"{job.item.id}/reference" if job.side == "student" else None}
+        return {"max_values": SHAPE_SLACK * size * max(channels, 1), **_like(job)}
     if job.measure == "layer":
         shape = [int(d) for d in job.options.get("input_shape") or [1]]
-        return {"max_values": LAYER_SLACK * max(math.prod(shape), 1),
-                "like": f"{job.item.id}/reference" if job.side == "student" else None}
+        return {"max_values": LAYER_SLACK * max(math.prod(shape), 1), **_like(job)}
     return {}
+
+
+def _like(job: Job) -> dict[str, Any]:
+    """A student's job is also held to :data:`SHAPE_SLACK` times the reference's output."""
+    if job.side != "student":
+        return {}
+    return {"like": f"{job.item.id}/reference", "like_factor": SHAPE_SLACK}
 
 
 def _tighten(pending: list[dict[str, Any]], measured: Measured) -> None:
@@ -348,7 +354,7 @@ def _tighten(pending: list[dict[str, Any]], measured: Measured) -> None:
         if arrays:
             largest = max(len(a.values) for a in arrays)
             entry["max_values"] = min(int(entry["max_values"]),
-                                      SHAPE_SLACK * max(largest, 1))
+                                      int(entry["like_factor"]) * max(largest, 1))
 
 
 def _tensor_inputs(job: Job, references: Mapping[str, Path], inputs_dir: Path,

@@ -47,9 +47,6 @@ from measure import (
 
 #: How often the CPU time spent on the plan is reported to the host.
 CPU_REPORT_SECONDS = 0.5
-#: A student's output may hold this many times the values of the reference's output for the
-#: same input (room for an honest mistake of stride or padding, which the host explains).
-SHAPE_SLACK = 4
 _emit_lock = threading.Lock()
 
 
@@ -72,12 +69,12 @@ def report_cpu(since: float, stop: threading.Event) -> None:
 
 
 def expected_values(job: dict[str, Any], measured: dict[str, int]) -> dict[str, Any]:
-    """``job`` with its ``max_values`` tightened by the output of the job named ``like`` (the
-    reference's, for the same inputs) when this plan measured it already."""
+    """``job`` with its ``max_values`` tightened to ``like_factor`` times the output of the job
+    named ``like`` (the reference's, for the same inputs) when this plan measured it already."""
     like = measured.get(str(job.get("like")))
     if like is None:
         return job
-    limit = SHAPE_SLACK * max(like, 1)
+    limit = int(job.get("like_factor", 1)) * max(like, 1)
     return {**job, "max_values": min(int(job.get("max_values", limit)), limit)}
 
 
