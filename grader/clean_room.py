@@ -12,13 +12,27 @@ always compares two measurements of the same kind.
 A student's graph can crash TensorFlow: the clean room announces each job before it starts,
 so when it dies the job it was in is recorded as a failure and the rest are measured again
 in a new clean room (:func:`measure_artefacts`).
+
+One budget per submission: :data:`LIMITS`' ``notebook_timeout`` (wall) and ``cpu_seconds``
+hold for every clean room of the submission together, however many jobs it has and however
+often it crashes. Each new clean room gets only what is left (the deadline's remaining wall,
+the CPU allowance less what the earlier ones reported); when nothing is left, the jobs not
+measured yet are failures with code ``budget``.
+
+What each job may hand back is bounded by what it is expected to be: an answer's outputs by
+the exercise's input and filter (and in the clean room by the reference's output for the same
+input), a layer's by its input shape, the predictions by the number of images. The clean room
+refuses a larger output (``wrong_shape``) before writing it, and the host reads no measurement
+file larger than its job's expected shapes need (:func:`grader.measurements.max_measurement_bytes`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -29,7 +43,14 @@ from typing import Any
 import numpy as np
 
 from grader.limits import GiB, Limits
-from grader.measurements import MeasurementError, MeasurementFailure, parse_measurement
+from grader.measurements import (
+    LayerMeasurement,
+    MeasurementError,
+    MeasurementFailure,
+    TensorMeasurement,
+    max_measurement_bytes,
+    parse_measurement,
+)
 from grader.results import read_capped_json
 from grader.sandbox.base import (
     Mount,
@@ -49,8 +70,20 @@ WORK_TARGET = "/job"
 MEASURES = {"op_output": "tensor", "layer": "layer", "graph": "graph", "accuracy": "predictions"}
 #: Fresh images per convolution or pooling answer, besides the exercise's own.
 FRESH_IMAGES = 4
-#: Largest measurement file read back.
-MAX_MEASUREMENT_BYTES = 64 * 1024 * 1024
+#: A tensor answer's output may hold this many times the values of the exercise's input (per
+#: output channel of its filter), and a student's answer this many times the reference's
+#: output for the same input: every stride and padding mistake fits, a flood does not.
+SHAPE_SLACK = 4
+#: A layer's output may hold this many times the values of its input (channels may grow).
+LAYER_SLACK = 64
+#: A new clean room is not started with less than this left of the budget (it could not even
+#: import TensorFlow): its jobs are failures with code ``budget`` at once.
+MIN_ATTEMPT_SECONDS = 2.0
+#: CPU seconds short of the allowance at which a clean room killed by ``RLIMIT_CPU`` counts as
+#: having spent it (its last report comes up to one report interval before the kill).
+CPU_SLACK = 2.0
+#: The submission's one clean-room budget, for every clean room it needs together:
+#: ``notebook_timeout`` (wall seconds from the start of the measuring) and ``cpu_seconds``.
 LIMITS = Limits(cell_timeout=300.0, notebook_timeout=300.0, cpu_seconds=1200,
                 memory_bytes=3 * GiB, max_processes=128, log_bytes=256 * 1024)
 
@@ -73,6 +106,8 @@ class Measured:
     #: Extra facts per item the comparators need (the inputs the grader chose).
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    #: CPU seconds the clean rooms reported (charged to the budget).
+    cpu_seconds: float = 0.0
     runs: int = 0
     sandbox: SandboxResult | None = None
 
@@ -181,11 +216,13 @@ def measure_artefacts(
     limits: Limits = LIMITS,
     warm: WarmCleanRoom | None = None,
 ) -> Measured:
-    """Run the jobs in clean rooms until each has a result (or is blamed for a crash).
+    """Run the jobs in clean rooms until each has a result (or is blamed for a crash), all of
+    them within one budget: ``limits.notebook_timeout`` and ``limits.cpu_seconds``.
 
     ``warm``: a clean room started ahead in ``workdir``, used for the first attempt (a new one
     for each attempt after a crash). Without jobs it is left as it is (its kit stops it)."""
     started = time.monotonic()
+    budget = _Budget(started + limits.notebook_timeout, float(limits.cpu_seconds))
     measured = Measured()
     if not jobs:
         return measured
@@ -210,36 +247,114 @@ def measure_artefacts(
         if job.measure == "layer":
             entry["seed"] = measured.inputs.setdefault(job.item.id, {}).setdefault(
                 "seed", int(rng.integers(0, 2**31 - 1)))
+        entry.update(_expectation(job, measured))
         entries.append(entry)
+    # the reference's outputs first: the clean room holds a student's output to their size
+    entries.sort(key=lambda e: e["id"].endswith("/student"))
     plan: dict[str, Any] = {"out": "out", "jobs": entries}
     if images is not None and any(j.measure == "predictions" for j in jobs):
         plan["images"] = {}
         for name, array in images.sets.items():
             np.save(inputs_dir / f"images-{name}.npy", np.ascontiguousarray(array))
             plan["images"][name] = f"in/images-{name}.npy"
+    counts = {name: len(array) for name, array in images.sets.items()} if images else {}
     pending = [e for e in entries if e["id"] not in measured.results]
     while pending:
-        result, crashed = _run_once(plan, pending, sandbox, workdir, limits, warm)
+        wall, cpu = budget.left()
+        if min(wall, cpu) < MIN_ATTEMPT_SECONDS:
+            for entry in pending:
+                measured.results[entry["id"]] = MeasurementFailure(
+                    code="budget", detail=BUDGET_BEFORE.format(**budget.totals(limits)))
+            break
+        attempt = _run_once(plan, pending, sandbox, workdir, limits, warm, wall, cpu)
+        budget.charge(attempt.cpu_seconds)
+        result, crashed = attempt.result, attempt.crashed
         warm = None
         measured.runs += 1
         measured.sandbox = result
-        kinds = {e["id"]: e["measure"] for e in pending}
         for entry in pending:
             path = workdir / "out" / f"{entry['index']}.json"
             if path.is_file():
-                measured.results[entry["id"]] = _read_result(path, kinds[entry["id"]])
+                measured.results[entry["id"]] = _read_result(path, entry, counts)
         blamed = crashed or next((e["id"] for e in pending
                                   if e["id"] not in measured.results), None)
         if blamed is not None and blamed not in measured.results:
-            reason = result.sandbox_error or _ending(result)
-            measured.results[blamed] = MeasurementFailure(code="crashed", detail=reason[:500])
+            if attempt.out_of_budget:
+                measured.results[blamed] = MeasurementFailure(
+                    code="budget", detail=BUDGET_DURING.format(**budget.totals(limits)))
+            else:
+                reason = result.sandbox_error or _ending(result)
+                measured.results[blamed] = MeasurementFailure(code="crashed",
+                                                              detail=reason[:500])
         if result.sandbox_error and measured.runs >= 2:
             for entry in pending:
                 measured.results.setdefault(entry["id"], MeasurementFailure(
                     code="sandbox_error", detail=result.sandbox_error[:500]))
         pending = [e for e in pending if e["id"] not in measured.results]
+        _tighten(pending, measured)
     measured.seconds = time.monotonic() - started
+    measured.cpu_seconds = budget.cpu_spent
     return measured
+
+
+#: The ``detail`` of a ``budget`` failure (the feedback text says the rest, in both languages).
+BUDGET_DURING = "{wall:.0f} s and {cpu:.0f} CPU s in all, spent while measuring this answer"
+BUDGET_BEFORE = "{wall:.0f} s and {cpu:.0f} CPU s in all, spent before this answer was measured"
+
+
+@dataclass
+class _Budget:
+    """What is left of the submission's clean-room budget: a deadline and CPU seconds."""
+
+    deadline: float
+    cpu_left: float
+    cpu_spent: float = 0.0
+
+    def left(self) -> tuple[float, float]:
+        return self.deadline - time.monotonic(), self.cpu_left
+
+    def charge(self, cpu_seconds: float) -> None:
+        self.cpu_spent += cpu_seconds
+        self.cpu_left -= cpu_seconds
+
+    def totals(self, limits: Limits) -> dict[str, float]:
+        return {"wall": limits.notebook_timeout, "cpu": limits.cpu_seconds}
+
+
+def _expectation(job: Job, measured: Measured) -> dict[str, Any]:
+    """What the job's outputs may hold (``max_values``; ``like``: the job whose output, measured
+    earlier in the same clean room, tightens it)."""
+    if job.measure == "tensor":
+        images = (measured.inputs.get(job.item.id) or {}).get("images") or []
+        weights = (measured.inputs.get(job.item.id) or {}).get("W")
+        channels = int(weights.shape[-1]) if isinstance(weights, np.ndarray) and (
+            weights.ndim == 4) else 1
+        size = max((int(np.size(image)) for image in images), default=1)
+        return {"max_values": SHAPE_SLACK * size * max(channels, 1), **_like(job)}
+    if job.measure == "layer":
+        shape = [int(d) for d in job.options.get("input_shape") or [1]]
+        return {"max_values": LAYER_SLACK * max(math.prod(shape), 1), **_like(job)}
+    return {}
+
+
+def _like(job: Job) -> dict[str, Any]:
+    """A student's job is also held to :data:`SHAPE_SLACK` times the reference's output."""
+    if job.side != "student":
+        return {}
+    return {"like": f"{job.item.id}/reference", "like_factor": SHAPE_SLACK}
+
+
+def _tighten(pending: list[dict[str, Any]], measured: Measured) -> None:
+    """Before a re-run: a student's job whose reference was measured by an earlier clean room
+    is held to that output's size on the host too (the new clean room will not measure it)."""
+    for entry in pending:
+        reference = measured.results.get(str(entry.get("like")))
+        arrays = (reference.outputs if isinstance(reference, TensorMeasurement) else
+                  [reference.output] if isinstance(reference, LayerMeasurement) else [])
+        if arrays:
+            largest = max(len(a.values) for a in arrays)
+            entry["max_values"] = min(int(entry["max_values"]),
+                                      int(entry["like_factor"]) * max(largest, 1))
 
 
 def _tensor_inputs(job: Job, references: Mapping[str, Path], inputs_dir: Path,
@@ -262,34 +377,103 @@ def _tensor_inputs(job: Job, references: Mapping[str, Path], inputs_dir: Path,
     return f"in/{path.name}"
 
 
-def _run_once(plan: dict[str, Any], pending: list[dict[str, Any]], sandbox: Sandbox,
-              workdir: Path, limits: Limits, warm: WarmCleanRoom | None
-              ) -> tuple[SandboxResult, str | None]:
-    current: list[str | None] = [None]
+@dataclass
+class _Attempt:
+    """One clean room's run: its result, the job it was in when it ended badly, the CPU
+    seconds to charge, and whether it was ended by the budget (time or CPU)."""
 
-    def on_line(line: str) -> None:
+    result: SandboxResult
+    crashed: str | None
+    cpu_seconds: float
+    out_of_budget: bool
+
+
+class _Watch:
+    """Follows a clean room's lines: the job it is in, the CPU it reports, and for a warm one
+    (whose ``RLIMIT_CPU`` was set when it started) the stop once its allowance is spent."""
+
+    def __init__(self, allowance: float, warm: WarmCleanRoom | None) -> None:
+        self.current: str | None = None
+        self.allowance = allowance
+        self.warm = warm
+        self.before = 0.0  # CPU spent before the plan (importing TensorFlow)
+        self.cpu = 0.0  # CPU spent on the plan, as last reported
+        self.cpus = 1
+        self.reported_at: float | None = None
+        self.stopped = False
+
+    def __call__(self, line: str) -> None:
         try:
             event = json.loads(line)
         except ValueError:
             return
-        if isinstance(event, dict) and event.get("event") == "job":
-            current[0] = str(event.get("id"))[:200]
-        elif isinstance(event, dict) and event.get("event") == "measured":
-            current[0] = None
+        if not isinstance(event, dict):
+            return
+        name = event.get("event")
+        if name == "job":
+            self.current = str(event.get("id"))[:200]
+        elif name == "measured":
+            self.current = None
+        elif name == "plan":
+            self.before = _number(event.get("before"))
+            self.reported_at = time.monotonic()
+        elif name in ("cpu", "done"):
+            self.cpu = max(self.cpu, _number(event.get("seconds" if name == "cpu" else "cpu")))
+            self.cpus = max(1, min(int(_number(event.get("cpus", self.cpus))), 1024))
+            self.reported_at = time.monotonic() if name == "cpu" else None
+            if self.warm is not None and self.charge() > self.allowance and not self.stopped:
+                self.stopped = True
+                self.warm.run.stop()
 
+    def charge(self, ended_at: float | None = None) -> float:
+        """CPU seconds this clean room spent for the submission: what it reported, its import
+        too when it was started for it (cold), and for one that ended without its last
+        report, the CPUs it could use times the time since its last report."""
+        spent = self.cpu + (0.0 if self.warm is not None else self.before)
+        if ended_at is not None and self.reported_at is not None:
+            spent += self.cpus * max(0.0, ended_at - self.reported_at)
+        return spent
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) and number >= 0 else 0.0
+
+
+def _run_once(plan: dict[str, Any], pending: list[dict[str, Any]], sandbox: Sandbox,
+              workdir: Path, limits: Limits, warm: WarmCleanRoom | None,
+              wall: float, cpu: float) -> _Attempt:
+    """One clean room for ``pending``, within ``wall`` seconds and ``cpu`` CPU seconds (what
+    is left of the budget)."""
+    watch = _Watch(cpu, warm)
     text = json.dumps({**plan, "jobs": pending})
     if warm is None:
         (workdir / "plan.json").write_text(text)
-        result = sandbox.run(cleanroom_request(workdir, limits), on_line=on_line)
+        room = limits.replace(notebook_timeout=wall, cell_timeout=min(limits.cell_timeout, wall),
+                              cpu_seconds=max(1, math.ceil(cpu)))
+        started = time.monotonic()
+        result = sandbox.run(cleanroom_request(workdir, room), on_line=watch)
     else:
-        warm.relay.target = on_line
+        warm.relay.target = watch
         partial = workdir / "plan.json.part"  # a warm clean room reads the plan once it exists
         partial.write_text(text)
+        started = time.monotonic()
         os.replace(partial, workdir / "plan.json")
-        result = wait_within(warm.run, limits.notebook_timeout)
-    ended_badly = result.sandbox_error or result.timed_out or result.oom_killed or (
-        result.exit_code != 0)
-    return result, current[0] if ended_badly else None
+        result = wait_within(warm.run, wall)
+    ended = time.monotonic()
+    ended_badly = bool(result.sandbox_error or result.timed_out or result.oom_killed or (
+        result.exit_code != 0))
+    if ended_badly and watch.reported_at is None and warm is None and not result.sandbox_error:
+        watch.reported_at = started  # died before its first report: charge all its time
+    spent = watch.charge(ended if ended_badly else None)
+    killed = result.signal in (signal.SIGXCPU, signal.SIGKILL) and not result.oom_killed
+    cpu_limit = watch.stopped or spent >= cpu or (killed and spent >= cpu - CPU_SLACK)
+    out_of_budget = bool(result.timed_out or cpu_limit)
+    return _Attempt(result, watch.current if ended_badly else None,
+                    cpu if cpu_limit else spent, out_of_budget)
 
 
 def _ending(result: SandboxResult) -> str:
@@ -302,9 +486,14 @@ def _ending(result: SandboxResult) -> str:
     return f"the clean room exited with {result.exit_code}"
 
 
-def _read_result(path: Path, kind: str) -> Any:
+def _read_result(path: Path, entry: Mapping[str, Any], images: Mapping[str, int]) -> Any:
+    """The job's measurement, read only if its file is no larger than its expected shapes
+    need (a tensor's outputs, a layer's output, one prediction per image)."""
+    kind = str(entry["measure"])
+    limit = max_measurement_bytes(kind, max_values=entry.get("max_values"),
+                                  outputs=FRESH_IMAGES + 1, images=sum(images.values()))
     try:
-        data = read_capped_json(path, MAX_MEASUREMENT_BYTES, "the measurement")
-        return parse_measurement(kind, data)
+        data = read_capped_json(path, limit, "the measurement")
+        return parse_measurement(kind, data, max_values=entry.get("max_values"))
     except (ValueError, MeasurementError) as exc:
         return MeasurementFailure(code="bad_measurement", detail=str(exc)[:500])

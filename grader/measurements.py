@@ -95,14 +95,51 @@ MODELS: dict[str, type[_Model]] = {
 }
 
 
-def parse_measurement(kind: str, data: Any) -> _Model | MeasurementFailure:
-    """The validated measurement of ``kind`` from the clean room's JSON for one job."""
+#: Bytes of JSON one measured value may take (``-1.2345678901234567e-300, ``).
+BYTES_PER_VALUE = 32
+#: Bytes of JSON one prediction may take (``7, ``).
+BYTES_PER_PREDICTION = 4
+#: Bytes for what a measurement holds besides its arrays: the error, the variables' statistics
+#: (at most 1,000 of about 600 bytes), the graph facts (at most 200 ops).
+BYTES_OVERHEAD = {"tensor": 64 * 1024, "layer": 1024 * 1024, "graph": 4 * 1024 * 1024,
+                  "predictions": 4 * 1024 * 1024}
+
+
+def max_measurement_bytes(kind: str, *, max_values: Any = None, outputs: int = 1,
+                          images: int = 0) -> int:
+    """The largest measurement file of ``kind`` the host reads: what the expected shapes need
+    (``max_values`` per output array, ``outputs`` of them for a tensor answer; one prediction
+    per image), never more than a tensor of :data:`MAX_VALUES` values per output."""
+    values = MAX_VALUES if not isinstance(max_values, int) else min(max(max_values, 1),
+                                                                        MAX_VALUES)
+    overhead = BYTES_OVERHEAD.get(kind, 64 * 1024)
+    if kind == "tensor":
+        return overhead + outputs * values * BYTES_PER_VALUE
+    if kind == "layer":
+        return overhead + values * BYTES_PER_VALUE
+    if kind == "predictions":
+        return overhead + images * BYTES_PER_PREDICTION
+    return overhead
+
+
+def parse_measurement(kind: str, data: Any, *, max_values: Any = None
+                      ) -> _Model | MeasurementFailure:
+    """The validated measurement of ``kind`` from the clean room's JSON for one job; an output
+    array over ``max_values`` values (the job's expected shape) is a ``wrong_shape`` failure,
+    as the clean room itself would have made it."""
     if not isinstance(data, dict):
         raise MeasurementError("the measurement is not an object")
     try:
         if data.get("ok") is not True:
             return MeasurementFailure.model_validate(data.get("error") or {"code": "unknown"})
-        return MODELS[kind].model_validate(data)
+        measurement = MODELS[kind].model_validate(data)
     except (ValidationError, KeyError) as exc:
         raise MeasurementError(f"the {kind} measurement does not follow its schema: "
                                f"{str(exc)[:300]}") from None
+    arrays = (measurement.outputs if isinstance(measurement, TensorMeasurement) else
+              [measurement.output] if isinstance(measurement, LayerMeasurement) else [])
+    largest = max((len(a.values) for a in arrays), default=0)
+    if isinstance(max_values, int) and largest > max_values:
+        return MeasurementFailure(code="wrong_shape", detail=f"an output of {largest} values; "
+                                  f"at most {max_values} were expected")
+    return measurement

@@ -246,6 +246,7 @@ def score_execution(
     }
     if run.measured is not None:
         diagnostics["cleanroom_runs"] = run.measured.runs
+        diagnostics["cleanroom_cpu_seconds"] = round(run.measured.cpu_seconds, 3)
     if sandbox is not None:
         diagnostics.update(
             exit_code=sandbox.exit_code, signal=sandbox.signal,

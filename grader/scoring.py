@@ -10,7 +10,10 @@ For each item, in order, the first fact that settles it:
 5. otherwise the comparator for the item's kind judges the student's measurement against the
    reference's (both taken in the same clean room, on the same inputs).
 
-A comparator that trips over an odd value makes its item an error, never a failed run.
+A comparator that trips over an odd value makes its item an error, never a failed run. When
+1 to 4 settle an item, what its comparator's ``prepare`` hook found instead is said too (the
+accuracy item: that no cell trains the network, the figure the notebook printed and in which
+cell); it never scores.
 """
 
 from __future__ import annotations
@@ -55,11 +58,29 @@ def score_items(exercise: Exercise, evidence: Evidence) -> list[ItemResult]:
     return [_score_item(exercise, item, evidence) for item in exercise.items]
 
 
+def _add_unjudged(out: ItemResult, prepared: Prepared | None) -> None:
+    """What was found instead of an answer the comparator could judge (for the accuracy: that
+    the training cell is not there, the figure the notebook printed and in which cell), from
+    the comparator's ``prepare`` hook; feedback and details only, never the score."""
+    if prepared is None:
+        return
+    if prepared.unjudged:
+        if out.status is ItemStatus.MISSING:  # says more than "the cell was not found"
+            out.feedback = list(prepared.unjudged)
+        else:
+            out.feedback.extend(prepared.unjudged)
+    if prepared.claimed_accuracy is not None:
+        out.details["claimed_accuracy"] = prepared.claimed_accuracy
+        out.details["claimed_cell_index"] = prepared.claimed_cell
+
+
 def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResult:
     out = ItemResult(item.id, item.title, 0.0, item.points, ItemStatus.MISSING)
+    found = evidence.prepared.get(item.id)
     where = evidence.located.get(item.id)
     if where is None:
         out.feedback.append(bilingual("scoring.cell_not_found"))
+        _add_unjudged(out, found)
         return out
     out.cell_index = where.index
     runner = evidence.runner
@@ -67,24 +88,27 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
     if cell is None or cell.status in ("timeout", "kernel_died"):
         out.status = ItemStatus.NOT_REACHED
         out.feedback.append(evidence.stop_reason or bilingual("scoring.cell_not_run"))
+        _add_unjudged(out, found)
         return out
     cell_error = (cell.ename or "", cell.evalue or "") if cell.status == "error" else None
     facts = evidence.sources.get(item.id)
     if facts is not None and facts.syntax_error is not None:
-        return _error(out, item, bilingual("scoring.syntax_error", error=facts.syntax_error))
+        return _error(out, item, found, bilingual("scoring.syntax_error", error=facts.syntax_error))
     export = evidence.exports.get(item.id)
     if export is None or isinstance(export, str):
-        return _error(out, item, _export_text(item, cell_error, export))
+        return _error(out, item, found, _export_text(item, cell_error, export))
     if isinstance(export, ValueExport):
         name = item.extract.args.get("expr", "")
-        return _error(out, item, bilingual("scoring.not_a_tensor", name=name, type=export.type))
+        return _error(out, item, found,
+                      bilingual("scoring.not_a_tensor", name=name, type=export.type))
     measured = evidence.measured
     mine = measured.get(item.id, "student") if measured is not None else None
     if mine is None or isinstance(mine, MeasurementFailure):
-        return _error(out, item, _failure_text(mine))
+        return _error(out, item, found, _failure_text(mine))
     theirs = measured.get(item.id, "reference") if measured is not None else None
     if isinstance(theirs, MeasurementFailure):
-        return _error(out, item, bilingual("scoring.reference_unmeasured", detail=theirs.detail))
+        return _error(out, item, found,
+                      bilingual("scoring.reference_unmeasured", detail=theirs.detail))
     view, expected = _comparator_views(item, mine, theirs, export, evidence, measured)
     prepared = evidence.prepared.get(item.id) or Prepared()
     try:
@@ -95,7 +119,7 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
         ))
     except Exception:  # a comparator must never turn an odd answer into a failed run
         logger.exception("comparator %s failed on item %s", item.compare.kind, item.id)
-        return _error(out, item, bilingual("scoring.comparator_failed"))
+        return _error(out, item, found, bilingual("scoring.comparator_failed"))
     out.score = round(item.points * max(0.0, min(1.0, float(judgement.fraction))), 4)
     out.status = judgement.status
     out.feedback.extend(judgement.feedback)
@@ -149,9 +173,10 @@ def _reference_context(measured: Measured | None, item: Item) -> dict[str, Any]:
     return context
 
 
-def _error(out: ItemResult, item: Item, text: Text) -> ItemResult:
+def _error(out: ItemResult, item: Item, found: Prepared | None, text: Text) -> ItemResult:
     out.status = ItemStatus.ERROR
     out.feedback.append(text)
+    _add_unjudged(out, found)
     _add_hint(out, item)
     return out
 
@@ -162,6 +187,8 @@ FAILURES = {
     "too_many_parameters": N_("scoring.failure.too_many_parameters"),
     "untrained": N_("scoring.failure.untrained"),
     "no_input": N_("scoring.failure.no_input"),
+    "budget": N_("scoring.failure.budget"),
+    "wrong_shape": N_("scoring.failure.wrong_shape"),
 }
 
 

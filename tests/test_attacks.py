@@ -935,3 +935,27 @@ def test_undoing_the_first_import_hook_earns_nothing(make_notebook, exercise, co
     assert report.status is RunStatus.GRADED, report.reason
     assert {i: report.item(i).score for i in CONV_POOL} == dict.fromkeys(CONV_POOL, 0)
     assert report.score == 0
+
+
+# --- issue 17 part 6: feedback that tells the truth when the work is missing ------------------
+
+def test_a_printed_accuracy_without_training_is_reported_not_scored(exercise, config, sandbox):
+    """The training cell replaced by a loop that prints a fine figure: no points, and the
+    feedback says that no trained model was found and which cell printed what (not that a
+    heading changed)."""
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("## 5. 学習"),
+        v4.new_code_cell("for epoch in range(10):\n    print('EPOCH:', epoch + 1, "
+                         "'Valid Accuracy: 0.995')"),
+    ])
+    report = grade_notebook(nbformat.writes(nb).encode(), exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED, report.reason
+    assert report.score == 0
+    item = report.item("accuracy")
+    assert item.status is ItemStatus.MISSING
+    assert "No trained model was found" in en(report, "accuracy")
+    assert "printed accuracy 0.995 in cell 2" in en(report, "accuracy")
+    assert "heading changed" not in en(report, "accuracy")
+    assert report.claimed_accuracy == pytest.approx(0.995)
+    assert item.details["claimed_cell_index"] == 1

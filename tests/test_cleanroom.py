@@ -4,6 +4,8 @@ crash attribution, and the host's own reading of cell sources."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import itertools
 import json
 from pathlib import Path
 
@@ -280,3 +282,217 @@ def test_the_host_reads_syntax_and_assignments_from_the_source() -> None:
     assert magic.syntax_error is None
     assert "convoluted_image" not in read_cell("print(convoluted_image)").bound
     assert {"Conv", "np"} <= read_cell("import numpy as np\nclass Conv:\n    pass").bound
+
+
+# --- one clean-room budget per submission (issue 17, part 5) --------------------------------
+
+
+class ExpensiveSandbox:
+    """A clean room that spends ``seconds`` of wall time and reports ``cpu`` CPU seconds on the
+    first job it is given, then dies on it (as a graph crashing TensorFlow does): without one
+    budget for the submission every job would get a clean room of its own."""
+
+    name = "fake"
+
+    def __init__(self, seconds: float, cpu: float) -> None:
+        self.seconds, self.cpu = seconds, cpu
+        self.requests: list[SandboxRequest] = []
+        self.runs: list[list[str]] = []
+
+    def run(self, request: SandboxRequest, on_line=None) -> SandboxResult:
+        import time
+
+        plan = json.loads((request.workdir / "plan.json").read_text())
+        self.requests.append(request)
+        self.runs.append([job["id"] for job in plan["jobs"]])
+        on_line(json.dumps({"event": "plan", "before": 0.0}))
+        on_line(json.dumps({"event": "job", "id": plan["jobs"][0]["id"]}))
+        time.sleep(self.seconds)
+        on_line(json.dumps({"event": "cpu", "seconds": self.cpu, "cpus": 2}))
+        return SandboxResult(exit_code=None, signal=11, wall_seconds=self.seconds,
+                             timed_out=False, oom_killed=False, stdout=b"", stderr=b"")
+
+
+def layer_jobs(exercise, tmp_path: Path, count: int) -> list[Job]:
+    references = reference_artefacts(exercise)
+    item = exercise.item("dense_layer")
+    return [Job(f"j{n}/student", item, "student", "layer", references["dense_layer"],
+                {"input_shape": [4, 64]}) for n in range(count)]
+
+
+def test_re_runs_share_one_wall_budget(exercise, tmp_path):
+    from grader.clean_room import LIMITS
+
+    box = ExpensiveSandbox(seconds=1.0, cpu=0.1)
+    limits = LIMITS.replace(notebook_timeout=4.5)
+    measured = measure_artefacts(layer_jobs(exercise, tmp_path, 8), box, tmp_path, seed=1,
+                                 limits=limits)
+    timeouts = [r.limits.notebook_timeout for r in box.requests]
+    assert 2 <= len(box.runs) <= 3  # not 8 clean rooms: each crash used up a second
+    assert timeouts[0] <= 4.5 and all(b <= a - 0.9 for a, b in itertools.pairwise(timeouts))
+    codes = [measured.results[f"j{n}/student"].code for n in range(8)]
+    assert codes[:len(box.runs)] == ["crashed"] * len(box.runs)
+    assert set(codes[len(box.runs):]) == {"budget"}
+    assert "spent before this answer was measured" in measured.results["j7/student"].detail
+    assert measured.seconds < 4.5 + 1.0
+
+
+def test_re_runs_share_one_cpu_allowance(exercise, tmp_path):
+    from grader.clean_room import LIMITS
+
+    box = ExpensiveSandbox(seconds=0.0, cpu=30.0)
+    limits = LIMITS.replace(cpu_seconds=70)
+    measured = measure_artefacts(layer_jobs(exercise, tmp_path, 5), box, tmp_path, seed=1,
+                                 limits=limits)
+    allowances = [r.limits.cpu_seconds for r in box.requests]
+    assert allowances[0] == 70 and 38 <= allowances[1] <= 40 and 8 <= allowances[2] <= 10
+    assert len(box.runs) == 3
+    codes = [measured.results[f"j{n}/student"].code for n in range(5)]
+    assert codes == ["crashed", "crashed", "budget", "budget", "budget"]
+    assert 69 <= measured.cpu_seconds <= 70
+
+
+def stalling_answer(filt: np.ndarray) -> dict:
+    """A convolution answer (right shape and values) that first multiplies 1500x1500 matrices
+    400 times: minutes of CPU from ops on the allow-list (Fill, MatMul), tied to ``x`` so
+    that nothing can be folded ahead."""
+    def build(x):
+        a = tf.fill([1500, 1500], tf.reduce_mean(x))
+        for _ in range(400):
+            a = tf.matmul(a, a) * 1e-3
+        return tf.nn.conv2d(x, filt, [1, 1, 1, 1], "VALID") + 0 * tf.reduce_sum(a)
+
+    return graph_export(build)
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("warm", [False, True])
+def test_stalling_exports_hold_the_clean_room_at_most_one_budget(exercise, sandbox, tmp_path,
+                                                                 warm):
+    """Three exports that each stall for minutes: cold, the deadline (20 s) ends the one clean
+    room and the rest are not tried; warm, the CPU allowance (8 s) stops it. The reference
+    (measured first) is unharmed."""
+    import time
+
+    from grader.clean_room import LIMITS, WarmCleanRoom, cleanroom_request
+    from grader.sandbox.runs import LineRelay
+
+    references = reference_artefacts(exercise)
+    filt = unpack_array(json.loads(references["conv1"].read_text())["context"]["W"])
+    item = exercise.item("conv1")
+    jobs = [Job("conv1/reference", item, "reference", "tensor", references["conv1"])]
+    for n in range(3):
+        path = tmp_path / f"stall{n}.json"
+        path.write_text(json.dumps(stalling_answer(filt)))
+        jobs.append(Job(f"stall{n}/student", item, "student", "tensor", path))
+    limits = LIMITS.replace(notebook_timeout=120, cpu_seconds=8) if warm else LIMITS.replace(
+        notebook_timeout=20)
+    room = tmp_path / "room"
+    room.mkdir()
+    with contextlib.ExitStack() as stack:
+        ahead = None
+        if warm:
+            relay = LineRelay()
+            run = stack.enter_context(sandbox.start(cleanroom_request(room), on_line=relay))
+            assert relay.event.wait(60) and "ready" in relay.early
+            ahead = WarmCleanRoom(run, relay, room)
+        started = time.monotonic()
+        measured = measure_artefacts(jobs, sandbox, room, seed=3, limits=limits, warm=ahead)
+        elapsed = time.monotonic() - started
+    assert measured.runs == 1
+    assert isinstance(measured.get("conv1", "reference"), TensorMeasurement)
+    codes = {f"stall{n}": measured.results[f"stall{n}/student"].code for n in range(3)}
+    assert codes == {"stall0": "budget", "stall1": "budget", "stall2": "budget"}
+    assert "spent while measuring this answer" in measured.results["stall0/student"].detail
+    assert elapsed < limits.notebook_timeout + 15  # generous; without the budget: 3 x 300 s
+    assert measured.sandbox is not None
+    if warm:  # stopped by the host once it reported 8 CPU seconds, not by the clock
+        assert measured.sandbox.stopped and not measured.sandbox.timed_out
+        assert measured.cpu_seconds == 8
+
+
+@pytest.mark.sandbox
+def test_crashing_exports_share_one_budget_across_re_runs(exercise, sandbox, tmp_path):
+    """Six exports that each fill 1.6 GB (Fill is on the allow-list) in a clean room of 1 GiB:
+    each kills its clean room (out of memory), and the re-runs share one 25 s budget instead of
+    getting 300 s each; what is left unmeasured is ``budget``."""
+    import time
+
+    from grader.clean_room import LIMITS
+    from grader.limits import GiB
+
+    item = exercise.item("conv1")
+    jobs = []
+    for n in range(6):
+        path = tmp_path / f"crash{n}.json"
+        path.write_text(json.dumps(graph_export(
+            lambda x: x + 0 * tf.reduce_sum(tf.fill([20000, 20000], tf.reduce_mean(x))))))
+        jobs.append(Job(f"crash{n}/student", item, "student", "tensor", path))
+    jobs.append(Job("conv1/reference", item, "reference", "tensor",
+                    reference_artefacts(exercise)["conv1"]))
+    limits = LIMITS.replace(notebook_timeout=25, memory_bytes=1 * GiB)
+    started = time.monotonic()
+    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=5, limits=limits)
+    elapsed = time.monotonic() - started
+    codes = [measured.results[f"crash{n}/student"].code for n in range(6)]
+    assert measured.runs < 6 and codes[-1] == "budget"
+    assert set(codes) <= {"crashed", "budget"} and "crashed" in codes
+    crashed = measured.results["crash0/student"]
+    assert "out of memory" in crashed.detail
+    assert elapsed < 25 + 15
+
+
+# --- measurements held to their expected shapes (issue 17, part 3) --------------------------
+
+
+@pytest.mark.sandbox
+def test_huge_outputs_are_refused_in_the_clean_room(exercise, sandbox, tmp_path):
+    """Answers whose output holds 1,000,000 values (a static shape, refused before evaluation;
+    a shape known only when run, refused before it is written): the host gets a small failure
+    record, and the honest answer beside them is measured."""
+    references = reference_artefacts(exercise)
+    filt = unpack_array(json.loads(references["conv1"].read_text())["context"]["W"])
+    exports = {
+        "static": graph_export(lambda x: tf.fill([1000, 1000], tf.reduce_mean(x))),
+        "dynamic": graph_export(lambda x: tf.zeros(tf.cast(tf.stack(
+            [1000 + 0 * tf.reduce_sum(x), 1000.0]), tf.int32)) + tf.reduce_mean(x)),
+        "wide": graph_export(lambda x: tf.tile(tf.nn.conv2d(x, filt, [1, 1, 1, 1], "VALID"),
+                                               [1, 1, 1, 8])),  # 200 values: 8 x the reference
+        "right": graph_export(lambda x: tf.nn.conv2d(x, filt, [1, 1, 1, 1], "VALID")),
+    }
+    item = exercise.item("conv1")
+    jobs = [Job("conv1/reference", item, "reference", "tensor", references["conv1"])]
+    for name, export in exports.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(export))
+        jobs.append(Job(f"{name}/student", item, "student", "tensor", path))
+    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=2)
+    assert measured.runs == 1
+    for name in ("static", "dynamic", "wide"):
+        failure = measured.results[f"{name}/student"]
+        assert isinstance(failure, MeasurementFailure) and failure.code == "wrong_shape", name
+    assert "1000000 values" in measured.results["static/student"].detail
+    assert "at most 100 were expected" in measured.results["wide/student"].detail  # 4 x 25
+    assert isinstance(measured.results["right/student"], TensorMeasurement)
+    out = tmp_path / "room" / "out"
+    assert max(path.stat().st_size for path in out.glob("*.json")) < 20_000
+
+
+def test_the_host_reads_no_more_than_the_expected_shapes_need(tmp_path):
+    """A measurement file larger than its job's expected shapes need is not read (a clean room
+    that was subverted could write one); an array over the expected size is ``wrong_shape``."""
+    from grader.clean_room import _read_result
+
+    path = tmp_path / "0.json"
+    path.write_text(json.dumps({"ok": True, "fed": True, "outputs": [
+        {"shape": [1000, 1000], "values": [0.5] * 1_000_000}]}))
+    failure = _read_result(path, {"measure": "tensor", "max_values": 100}, {})
+    assert failure.code == "bad_measurement" and "over the" in failure.detail
+    small = {"ok": True, "fed": True, "outputs": [{"shape": [11, 11], "values": [0.5] * 121}]}
+    path.write_text(json.dumps(small))
+    assert _read_result(path, {"measure": "tensor", "max_values": 100}, {}).code == "wrong_shape"
+    assert isinstance(_read_result(path, {"measure": "tensor", "max_values": 121}, {}),
+                      TensorMeasurement)
+    predictions = {"ok": True, "parameters": 1, "predictions": {"test": [1] * 10}}
+    path.write_text(json.dumps(predictions) + " " * 5_000_000)
+    assert _read_result(path, {"measure": "predictions"}, {"test": 10}).code == "bad_measurement"

@@ -13,13 +13,22 @@ For each job of the plan it writes ``out/<n>.json``: ``{"id", "ok": true, ...mea
 ``{"id", "ok": false, "error": {"code", "detail", "ops"}}``, and announces the job on stdout
 first (``{"event": "job", "id": ...}``) so that the host can tell which job a crash belongs to
 and run the rest again without it. Measurements are data; the host compares and scores.
+
+Once it has its plan it also reports, every :data:`CPU_REPORT_SECONDS`, the CPU time it spent
+on the plan (``{"event": "cpu", "seconds", "cpus"}``; the import before it is in the
+``plan`` event's ``before``): the host charges it to the submission's one clean-room budget.
+An output larger than the job expects (``max_values``, tightened by the reference's output
+measured earlier in the same plan, see :func:`expected_values`) is refused before it is
+serialised.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,10 +45,44 @@ from measure import (
     measure_tensor,
 )
 
+#: How often the CPU time spent on the plan is reported to the host.
+CPU_REPORT_SECONDS = 0.5
+_emit_lock = threading.Lock()
+
 
 def emit(event: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
+    with _emit_lock:  # the CPU reporter writes from its own thread
+        sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+        sys.stdout.flush()
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, every thread included (what ``RLIMIT_CPU`` counts)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def report_cpu(since: float, stop: threading.Event) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    while not stop.wait(CPU_REPORT_SECONDS):
+        emit("cpu", seconds=round(cpu_seconds() - since, 3), cpus=cpus)
+
+
+def expected_values(job: dict[str, Any], measured: dict[str, int]) -> dict[str, Any]:
+    """``job`` with its ``max_values`` tightened to ``like_factor`` times the output of the job
+    named ``like`` (the reference's, for the same inputs) when this plan measured it already."""
+    like = measured.get(str(job.get("like")))
+    if like is None:
+        return job
+    limit = int(job.get("like_factor", 1)) * max(like, 1)
+    return {**job, "max_values": min(int(job.get("max_values", limit)), limit)}
+
+
+def largest_output(result: dict[str, Any]) -> int | None:
+    """The values of the largest array a tensor or layer measurement holds."""
+    arrays = result.get("outputs") or ([result["output"]] if "output" in result else [])
+    sizes = [len(a.get("values") or []) for a in arrays if isinstance(a, dict)]
+    return max(sizes) if sizes else None
 
 
 def _load_artefact(path: str) -> dict[str, Any]:
@@ -84,17 +127,26 @@ def main(argv: list[str]) -> int:
     while not path.exists():  # a warm clean room: the host hands the plan over later
         time.sleep(PLAN_POLL_SECONDS)
     started = time.monotonic()
+    before = cpu_seconds()
+    emit("plan", before=round(before, 3))
+    stop = threading.Event()
+    threading.Thread(target=report_cpu, args=(before, stop), daemon=True).start()
     plan = json.loads(path.read_text())
     out = Path(plan["out"])
     out.mkdir(parents=True, exist_ok=True)
     images = {}
     for name, path in (plan.get("images") or {}).items():
         images[name] = np.load(path, allow_pickle=False)
+    sizes: dict[str, int] = {}  # job id -> values of its largest output (references first)
     for job in plan["jobs"]:
         emit("job", id=job["id"])
         t0 = time.monotonic()
         try:
-            result = {"id": job["id"], "ok": True, **run_job(job, images)}
+            result = {"id": job["id"], "ok": True,
+                      **run_job(expected_values(job, sizes), images)}
+            largest = largest_output(result)
+            if largest is not None:
+                sizes[job["id"]] = largest
         except GraphRefused as exc:
             result = {"id": job["id"], "ok": False,
                       "error": {"code": exc.code, "detail": exc.detail[:1000], "ops": exc.ops}}
@@ -105,7 +157,9 @@ def main(argv: list[str]) -> int:
         result["seconds"] = round(time.monotonic() - t0, 3)
         (out / f"{job['index']}.json").write_text(json.dumps(result))
         emit("measured", id=job["id"])
-    emit("done", seconds=round(time.monotonic() - started, 3))
+    stop.set()
+    emit("done", seconds=round(time.monotonic() - started, 3),
+         cpu=round(cpu_seconds() - before, 3))
     return 0
 
 

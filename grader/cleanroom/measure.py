@@ -55,12 +55,34 @@ def _placeholders(graph: Any) -> list[Any]:
             if op.type in ("Placeholder", "PlaceholderWithDefault")]
 
 
-def _array(value: Any) -> dict[str, Any]:
-    array = np.asarray(value, dtype=np.float64)
-    if array.size > MAX_OUTPUT_VALUES:
-        raise GraphRefused("too_large", f"the output has {array.size} values")
+def _array(value: Any, max_values: int = MAX_OUTPUT_VALUES) -> dict[str, Any]:
+    array = np.asarray(value)
+    _expect_size(list(array.shape), max_values)
+    array = array.astype(np.float64)
     return {"shape": list(array.shape),
             "values": [v if np.isfinite(v) else None for v in array.ravel().tolist()]}
+
+
+def _max_values(job: dict[str, Any]) -> int:
+    """The most values one output of this job may hold: what the host expects of it (from
+    the inputs, or the reference's output for the same input), never over the hard cap."""
+    try:
+        expected = int(job.get("max_values", MAX_OUTPUT_VALUES))
+    except (TypeError, ValueError):
+        expected = MAX_OUTPUT_VALUES
+    return max(1, min(expected, MAX_OUTPUT_VALUES))
+
+
+def _expect_size(shape: list[int | None] | None, max_values: int) -> None:
+    """Refuse an output whose (static or actual) shape holds more values than expected, before
+    it is evaluated or serialised (the host reads only what the expected shape needs)."""
+    dims = [d for d in shape or [] if d is not None]
+    if shape is None or len(dims) != len(shape):
+        return
+    size = int(np.prod(dims, dtype=np.float64)) if dims else 1
+    if size > max_values:
+        raise GraphRefused("wrong_shape", f"the output has shape {shape[:8]} ({size} values); "
+                           f"at most {max_values} were expected")
 
 
 def _run(sess: Any, fetch: Any, feed: dict[Any, Any]) -> Any:
@@ -87,11 +109,13 @@ def measure_tensor(artefact: dict[str, Any], job: dict[str, Any],
         placeholder = placeholders[0]
     else:
         placeholder = None  # the answer does not depend on the exercise's input
+    limit = _max_values(job)
+    _expect_size(_shape(output), limit)
     outputs = []
     with _session(graph) as sess:
         for image in inputs:
             feed = {placeholder: image.astype(np.float32)} if placeholder is not None else {}
-            outputs.append(_array(_run(sess, output, feed)))
+            outputs.append(_array(_run(sess, output, feed), limit))
     return {"outputs": outputs, "fed": placeholder is not None}
 
 
@@ -136,11 +160,13 @@ def measure_layer(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, An
     placeholder = _tensor(graph, (artefact.get("inputs") or {}).get("x"))
     input_shape = [int(d) for d in job["input_shape"]]
     x = np.random.RandomState(seed + 1).uniform(-1, 1, size=input_shape).astype(np.float32)
+    limit = _max_values(job)
+    _expect_size(_shape(output), limit)
     with _session(graph) as sess:
         out = _run(sess, output, {placeholder: x})
     return {
         "variables": [_stats(names[i], initial[names[i]]) for i in order],
-        "output": _array(out),
+        "output": _array(out, limit),
     }
 
 

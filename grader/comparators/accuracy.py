@@ -49,8 +49,27 @@ def claimed_accuracy(
     """The last accuracy the notebook printed in the item's cell (never used for the score)."""
     if executed is None or cell_index is None or cell_index >= len(executed.cells):
         return None
+    return _printed_accuracy(executed.cells[cell_index], pattern)
+
+
+def claimed_anywhere(executed: nbformat.NotebookNode | None, pattern: str
+                     ) -> tuple[float, int] | None:
+    """The last accuracy the notebook printed in any code cell, and that cell's index: where
+    the item's cell is missing, the figure is reported (never scored) with where it came from."""
+    if executed is None:
+        return None
+    for index in range(len(executed.cells) - 1, -1, -1):
+        cell = executed.cells[index]
+        if cell.get("cell_type") == "code":
+            value = _printed_accuracy(cell, pattern)
+            if value is not None:
+                return value, index
+    return None
+
+
+def _printed_accuracy(cell: nbformat.NotebookNode, pattern: str) -> float | None:
     text = []
-    for output in executed.cells[cell_index].get("outputs", []):
+    for output in cell.get("outputs", []):
         if output.get("output_type") == "stream":
             text.append(output.get("text", ""))
         elif "data" in output:
@@ -68,11 +87,33 @@ def claimed_accuracy(
 
 def prepare_accuracy(run: RunFacts) -> Prepared:
     """The labels (by image set) and, when the exercise has an ``[accuracy]`` table, the
-    accuracy printed in the item's cell."""
+    accuracy printed in the item's cell, or in any cell when that cell is missing; and what to
+    say when no trained model is measured (:func:`unjudged_feedback`)."""
     rule = run.exercise.accuracy
-    claimed = (claimed_accuracy(run.executed, run.cell_index, rule.claimed_pattern)
-               if rule is not None else None)
-    return Prepared(labels=evaluation_labels(run.config.data_dir), claimed_accuracy=claimed)
+    labels = evaluation_labels(run.config.data_dir)
+    if rule is None:
+        return Prepared(labels=labels)
+    if run.cell_index is not None:
+        claimed = claimed_accuracy(run.executed, run.cell_index, rule.claimed_pattern)
+        where = run.cell_index if claimed is not None else None
+    else:
+        found = claimed_anywhere(run.executed, rule.claimed_pattern)
+        claimed, where = found if found is not None else (None, None)
+    return Prepared(labels=labels, claimed_accuracy=claimed, claimed_cell=where,
+                    unjudged=unjudged_feedback(run, claimed, where))
+
+
+def unjudged_feedback(run: RunFacts, claimed: float | None, where: int | None
+                      ) -> tuple[Text, ...]:
+    """What the feedback says when no trained model could be measured: that the training cell
+    is not there (when it is not), and the figure the notebook printed, with its cell."""
+    texts = []
+    if run.cell_index is None:
+        contains = ", ".join(f"`{text}`" for text in run.item.cell.contains) or "?"
+        texts.append(bilingual("accuracy.no_training_cell", contains=contains))
+    if claimed is not None and where is not None:
+        texts.append(bilingual("accuracy.printed_unbacked", claimed=claimed, cell=where + 1))
+    return tuple(texts)
 
 
 @register("accuracy", prepare=prepare_accuracy)

@@ -35,6 +35,11 @@ class Prepared:
 
     labels: Mapping[str, np.ndarray] | None = None
     claimed_accuracy: float | None = None
+    #: The index of the cell that printed ``claimed_accuracy``.
+    claimed_cell: int | None = None
+    #: Feedback for when the comparator cannot judge the item (its cell missing, nothing
+    #: measured): what was found instead (the accuracy printed with no trained model).
+    unjudged: tuple[Text, ...] = ()
 
 
 @dataclass(frozen=True)
