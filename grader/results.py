@@ -10,7 +10,10 @@ kernel's, untrusted: see :mod:`grader.artefacts`. Nothing is unpickled.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,16 +74,28 @@ class RunnerResult(_Model):
 
 
 def read_capped_json(path: Path, limit: int, what: str) -> Any:
-    """The JSON in ``path`` if it holds at most ``limit`` bytes; ``ValueError`` saying what is
-    wrong with ``what`` otherwise (missing, too large, not JSON, nested too deep)."""
+    """The JSON in ``path`` if it is a regular file of at most ``limit`` bytes; ``ValueError``
+    saying what is wrong with ``what`` otherwise (missing, not a plain file, too large, not
+    JSON, nested too deep). The file is written by a sandbox: a link is not followed (it could
+    point at a host file whose text an error would quote) and a FIFO or device is not read
+    (it could block or never end)."""
     try:
-        size = path.stat().st_size
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{what} is a link, not a file") from None
         raise ValueError(f"{what} is missing") from None
-    if size > limit:
-        raise ValueError(f"{what} is {size} bytes, over the {limit} limit")
+    with os.fdopen(fd, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise ValueError(f"{what} is not a plain file")
+        if status.st_size > limit:
+            raise ValueError(f"{what} is {status.st_size} bytes, over the {limit} limit")
+        raw = handle.read(limit + 1)
+    if len(raw) > limit:  # grew after the check
+        raise ValueError(f"{what} is over the {limit} limit")
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{what} is not JSON: {str(exc)[:200]}") from None
 
