@@ -356,3 +356,19 @@ def test_the_data_path_is_bounded_and_needs_an_image():
     with pytest.raises(MeasurementError):
         parse_measurement("graph", {"ok": True, "op": "Relu", "ops": [],
                                     "data_path": dict(path, ops=path["ops"] * 2)})
+
+
+#: The rule ``max_parameters`` follows (exercises/chap06_cnn/exercise.toml says why).
+PARAMETER_FACTOR = 4
+
+
+def test_the_parameter_budget_is_a_small_multiple_of_the_references_count(exercise):
+    """Counted as the clean room counts a trained model (``measure_predictions``): every
+    constant's elements and every variable's exported values."""
+    artefact = json.loads(reference_artefacts(exercise)["accuracy"].read_text())
+    graph_def = graphs.parse_graph(artefact["graph_def"])
+    count = graphs.check_graph(graph_def) + sum(
+        graphs.unpack_array(artefact["variables"][node.name]).size
+        for node in graphs.variable_nodes(graph_def))
+    assert count == 33_582  # the issue's figure: 5x5x1x20 + 5x5x20x50 + 800x10, biases, shape
+    assert exercise.accuracy.max_parameters == PARAMETER_FACTOR * count
