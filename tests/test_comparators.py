@@ -350,3 +350,10 @@ def test_a_model_whose_data_path_was_not_measured_earns_nothing(exercise, expect
     unfed = copy.deepcopy(expected["model"])
     unfed["data_path"].update(reaches_output=False, ops=[])
     assert "does not depend on the images" in both(judge(exercise, "model", unfed, expected))
+
+
+def test_a_table_written_in_the_networks_own_kinds_is_left_to_the_budget(exercise, expected):
+    """Residual (docs/security.md): images as a dense layer's weights, one chain of the
+    network's kinds, pass the path checks; only the parameter budget bounds how many."""
+    j = judge(exercise, "model", _with_path(expected, "table_via_variable"), expected)
+    assert j.fraction == 1.0 and "data_path_ok" not in j.details
