@@ -325,7 +325,7 @@ def test_honest_variants_of_the_network_keep_their_points(exercise, expected, mo
 def test_an_honest_slip_in_the_last_layer_keeps_partial_credit(exercise, expected):
     j = judge(exercise, "model", _with_path(expected, "without_bias"), expected)
     assert j.fraction == pytest.approx(2 / 3) and "800" in both(j)
-    assert "data_path_ok" not in j.details
+    assert j.details["data_path_ok"] is True
 
 
 def test_the_students_kinds_must_be_kinds_of_the_references_path(exercise, expected):
@@ -356,4 +356,4 @@ def test_a_table_written_in_the_networks_own_kinds_is_left_to_the_budget(exercis
     """Residual (docs/security.md): images as a dense layer's weights, one chain of the
     network's kinds, pass the path checks; only the parameter budget bounds how many."""
     j = judge(exercise, "model", _with_path(expected, "table_via_variable"), expected)
-    assert j.fraction == 1.0 and "data_path_ok" not in j.details
+    assert j.fraction == 1.0 and j.details["data_path_ok"] is True

@@ -27,8 +27,8 @@ def compare_graph(given: CompareInput) -> Judgement:
     details = {"output_op": facts.get("op"), "shape": facts.get("shape") or [],
                "data_path_kinds": sorted(path_kinds(path)) if path is not None else []}
     problems = data_path_problems(facts, given.expected)
+    details["data_path_ok"] = not problems
     if problems:
-        details["data_path_ok"] = False
         return Judgement(0.0, ItemStatus.INCORRECT,
                          [bilingual("datapath.wrong_network"), *problems, *feedback], details)
     return Judgement(fraction, status, feedback, details)
