@@ -142,12 +142,12 @@ def dense_logits_ok(facts: Mapping[str, Any], dense_in: int, classes: int) -> bo
     weights = matmul.get("weights")
     if not isinstance(weights, Mapping):
         return False
-    h_shape = matmul.get("h_shape") or []
+    h_shape = matmul.get("h_shape") or [None]  # unknown: W's shape makes it dense_in
     b_shape = [d for d in bias.get("shape") or [] if d != 1]
     return bool(matmul.get("h_on_path") and not matmul.get("transpose_a")
                 and not matmul.get("transpose_b")
                 and weights.get("shape") == [dense_in, classes]
-                and h_shape and h_shape[-1] == dense_in and b_shape == [classes])
+                and h_shape[-1] in (dense_in, None) and b_shape == [classes])
 
 
 def _logits_problems(logits: Mapping[str, Any]) -> list[Text]:

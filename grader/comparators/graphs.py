@@ -49,7 +49,9 @@ def graph_checks(facts: Mapping[str, Any], options: Mapping[str, Any]) -> list[t
     matmul = any(
         o.get("type") == "MatMul"
         and len(o.get("inputs") or []) == 2
-        and (o["inputs"][0] or [None])[-1] == dense_in
+        # h's width may be unknown statically (dropout with a keep_prob of unknown shape);
+        # W's [dense_in, classes] makes it dense_in whenever the product runs
+        and (o["inputs"][0] or [None])[-1] in (dense_in, None)
         and o["inputs"][1] == [dense_in, classes]
         for o in ops
     ) and dense_logits_ok(facts, dense_in, classes)
