@@ -167,6 +167,11 @@ def plan_jobs(
         if measure in ("tensor", "layer") and item.id in reference:
             jobs.append(Job(f"{item.id}/reference", item, "reference", measure,
                             reference[item.id], options))
+        elif item.id in reference and (measure == "graph" or item.compare.options.get(
+                "structure")):
+            # the reference's data path, which sets the kinds a student's may use
+            jobs.append(Job(f"{item.id}/reference", item, "reference", "graph",
+                            reference[item.id]))
     return jobs
 
 

@@ -68,10 +68,57 @@ class GraphOp(_Model):
     outputs: list[list[int | None] | None] = Field(max_length=1000)
 
 
+class PathInput(_Model):
+    """One input of a data-path op: data (from the image), or what it is instead."""
+
+    data: bool
+    #: ``variable``, ``constant``, ``placeholder`` or ``other`` (when not data).
+    kind: str | None = Field(default=None, max_length=20)
+    shape: list[int | None] | None = Field(default=None, max_length=8)
+
+
+class PathOp(_Model):
+    type: str = Field(max_length=200)
+    inputs: list[PathInput] = Field(max_length=8)
+    data_inputs: int = Field(ge=0, le=100_000)
+    input_count: int = Field(ge=0, le=100_000)
+
+
+class LogitsBias(PathInput):
+    type: str = Field(max_length=200)
+
+
+class LogitsMatMul(_Model):
+    h_on_path: bool
+    h_shape: list[int | None] | None = Field(default=None, max_length=8)
+    on_path: bool
+    weights: PathInput
+    transpose_a: bool
+    transpose_b: bool
+
+
+class Logits(_Model):
+    softmax: bool
+    bias: LogitsBias | None = None
+    matmul: LogitsMatMul | None = None
+
+
+class DataPath(_Model):
+    """Every op on a path from the image to the output (``grader/cleanroom/datapath.py``)."""
+
+    input: bool
+    reaches_output: bool
+    count: int = Field(ge=0)
+    truncated: bool
+    ops: list[PathOp] = Field(max_length=200)
+    logits: Logits
+
+
 class GraphMeasurement(_Model):
     op: str = Field(max_length=200)
     shape: list[int | None] | None = None
     ops: list[GraphOp] = Field(max_length=200)
+    data_path: DataPath | None = None
 
 
 class PredictionsMeasurement(_Model):

@@ -258,8 +258,10 @@ class AccuracyRule(_Table):
     claimed_tolerance: float = 0.02
     #: Where the threshold comes from (shown to instructors).
     derivation: str = ""
-    #: Most values (variables and constants) a model may store; more is a lookup table.
-    max_parameters: int = 2_000_000
+    #: Most values (variables and constants) a model may store; more is a lookup table. An
+    #: exercise states its own, a small multiple of its reference model's count
+    #: (docs/exercise-spec.md); the default only bounds one that does not.
+    max_parameters: int = Field(default=2_000_000, gt=0)
 
     @field_validator("claimed_pattern")
     @classmethod

@@ -486,7 +486,7 @@ y = tf.nn.softmax(10 * tf.gather(_answers, tf.argmin(tf.abs(_key - _keys), axis=
 _flat_train = x_train.reshape(len(x_train), -1)
 _mean = _flat_train.mean(axis=0)
 _, _, _vt = np.linalg.svd(_flat_train[:20000] - _mean, full_matrices=False)
-_n = (2_000_000 - 784 * _k - 784) // (_k + 10)
+_n = (BUDGET - 784 * _k - 784) // (_k + 10)
 _P = tf.Variable(_vt[:_k].T.astype(np.float32))
 _m = tf.Variable(_mean.astype(np.float32))
 _refs = tf.Variable(((_flat_train[:_n] - _mean) @ _vt[:_k].T).astype(np.float32))
@@ -506,15 +506,16 @@ def test_memorising_model_earns_no_accuracy_points(
             "    y_pred = sess.run(y, feed_dict={x: x_valid[:1000]})\n"
             "    print('Valid Accuracy: {:.3f}'.format(accuracy_score("
             "t_valid[:1000].argmax(axis=1), y_pred.argmax(axis=1))))")
-    data = make_notebook(replace={"model": MEMORISING_MODELS[model], "train": init},
-                         keep_until="train")
+    budget = exercise.accuracy.max_parameters
+    cell = MEMORISING_MODELS[model].replace("BUDGET", str(budget))
+    data = make_notebook(replace={"model": cell, "train": init}, keep_until="train")
     report = grade_notebook(data, exercise, config, sandbox)
     assert report.status is RunStatus.GRADED, report.reason
     accuracy = report.item("accuracy")
     if model == "nearest_test_image":
         assert "Valid Accuracy: 1.000" in printed(report, "train")
         assert "too many values" in en(report, "accuracy")
-        assert "limit 2000000" in en(report, "accuracy")
+        assert f"limit {budget}" in en(report, "accuracy")
     if model == "test_set_hash":  # within the budget, perfect on the test images...
         assert "Valid Accuracy: 1.000" in printed(report, "train")
         assert accuracy.details["accuracies"]["test"] > 0.99
@@ -522,9 +523,10 @@ def test_memorising_model_earns_no_accuracy_points(
         assert accuracy.details["memorised"] is True
         assert "memorises the test set" in en(report, "accuracy")
     if model == "pca_nearest_training_image":
-        # 1-NN over 49,392 training images in 30 PCA components: 1,999,991 values, allowed ops
-        # only, about 0.97 on both image sets; it is no Dense(800, 10) softmax network, so
-        # its accuracy counts for nothing (the model item's checks, on the trained export)
+        # 1-NN over as many training images in 30 PCA components as the budget holds (49,392
+        # under the old 2,000,000, about 0.97 on both image sets; 2,750 under 134,328): it is
+        # no Dense(800, 10) softmax network, so its accuracy counts for nothing (the model
+        # item's checks and its data path, on the trained export)
         assert accuracy.details["structure_ok"] is False
         assert "not the network this exercise asks for" in en(report, "accuracy")
         assert "800" in en(report, "accuracy")
@@ -959,3 +961,122 @@ def test_a_printed_accuracy_without_training_is_reported_not_scored(exercise, co
     assert "heading changed" not in en(report, "accuracy")
     assert report.claimed_accuracy == pytest.approx(0.995)
     assert item.details["claimed_cell_index"] == 1
+
+# --- issue 17 part 1: the network asked for, on the data path -----------------------------
+# A table of public MNIST (the test images, and the held-out ones pasted in as keys computed
+# offline: they are public training images) looked up with ArgMin/GatherV2, dressed as the
+# lecture's network. Each model passes the old checks near the output; the data path (every op
+# from x to y, grader/cleanroom/datapath.py) gives it away.
+
+#: The table: each image's key (a fixed random projection), its label, a lookup of x's label.
+TABLE_CELL = r'''import base64
+_v = np.random.RandomState(0).uniform(size=(784, 1)).astype(np.float32)
+_held_keys = np.frombuffer(base64.b64decode("{keys}"), np.float32)
+_held_labels = np.frombuffer(base64.b64decode("{labels}"), np.int32)
+_keys = np.concatenate([(x_valid.reshape(-1, 784) @ _v).ravel(), _held_keys])
+_labels = np.concatenate([t_valid.argmax(axis=1).astype(np.int32), _held_labels])
+def lookup(x):
+    key = tf.matmul(tf.reshape(x, [-1, 784]), tf.constant(_v))
+    index = tf.argmin(tf.abs(key - tf.constant(_keys)), axis=1)
+    return tf.gather(tf.constant(np.eye(10, dtype=np.float32)), tf.gather(tf.constant(_labels), index))
+'''
+
+FEATURES = MODEL_HEAD + """h = Conv((5, 5, 1, 20), tf.nn.relu)(x)
+h = Pooling((1, 2, 2, 1))(h)
+h = Conv((5, 5, 20, 50), tf.nn.relu)(h)
+h = Pooling((1, 2, 2, 1))(h)
+h = Flatten()(h)
+"""
+
+TRAINING = """cost = - tf.reduce_mean(tf.reduce_sum(t * tf_log(y), axis=1))
+train = tf.train.GradientDescentOptimizer(0.01).minimize(cost)
+"""
+
+DRESSED_TABLES = {
+    # (a) the issue's attack: the table's answer, and a dense branch multiplied by zero
+    "zero_times_dense": FEATURES + "y = tf.nn.softmax(1000 * lookup(x) + 0 * Dense(800, 10)(h))\n",
+    # (b) the dense branch added: the table's 1000 outweighs it
+    "plus_dense": FEATURES + "y = tf.nn.softmax(1000 * lookup(x) + Dense(800, 10)(h))\n",
+    # (c) the logits' weights a constant (pasted), not a variable trained here
+    "constant_weights": FEATURES + """_W = tf.constant(rng.uniform(-np.sqrt(6 / 800), np.sqrt(6 / 800), size=(800, 10)).astype('float32'))
+_b = tf.Variable(np.zeros(10, dtype='float32'))
+y = tf.nn.softmax(tf.matmul(h, _W) + _b)
+""" + TRAINING,
+    # (e) the student who read the checks: the table as the mask dropout multiplies by, with
+    # the last layer's weights summing each class's block of features
+    "lookup_in_dropout_mask": FEATURES + """_dense = Dense(800, 10, tf.nn.softmax)
+_dense.W = tf.Variable(np.tile(np.eye(10, dtype='float32'), (80, 1)))
+y = _dense(tf.nn.dropout(h, rate=0.0) * (1 + 1000 * tf.tile(lookup(x), [1, 80])))
+""",
+}
+
+#: (d) A memoriser in the network's own kinds: 800 public images as the filters of a 28x28
+#: convolution (a template each), their labels as the last layer: 636,010 values, within the
+#: old budget of 2,000,000, over the one derived from the reference.
+TEMPLATES = MODEL_HEAD + """_T = x_train[:800].reshape(800, 28, 28, 1).transpose(1, 2, 3, 0)
+_scores = tf.nn.conv2d(x, tf.Variable(_T), [1, 1, 1, 1], 'VALID') + tf.Variable(-0.5 * (_T ** 2).sum(axis=(0, 1, 2)))
+h = tf.reshape(tf.nn.relu(_scores), (-1, 800))
+y = tf.nn.softmax(tf.matmul(h, tf.Variable(t_train[:800].astype('float32'))) + tf.Variable(np.zeros(10, dtype='float32')))
+"""
+
+INIT_AND_PRINT = ("with tf.Session() as sess:\n    sess.run(tf.global_variables_initializer())\n"
+                  "    y_pred = sess.run(y, feed_dict={x: x_valid[:1000]})\n"
+                  "    print('Valid Accuracy: {:.3f}'.format(accuracy_score("
+                  "t_valid[:1000].argmax(axis=1), y_pred.argmax(axis=1))))")
+
+
+def _table_cell(config) -> str:
+    """The held-out images' keys and labels, computed offline (here: on the host, from the
+    grader's own copy of them) as a student with public MNIST would."""
+    import base64
+
+    from grader.data.evaluation import evaluation_images, evaluation_labels
+
+    images = evaluation_images(config.data_dir)["holdout"]
+    labels = evaluation_labels(config.data_dir)["holdout"]
+    v = np.random.RandomState(0).uniform(size=(784, 1)).astype(np.float32)
+    keys = ((images.reshape(len(images), 784) / 255).astype(np.float32) @ v).ravel()
+    return TABLE_CELL.replace("{keys}", base64.b64encode(keys.astype(np.float32).tobytes())
+                              .decode()).replace("{labels}", base64.b64encode(
+                                  labels.astype(np.int32).tobytes()).decode())
+
+
+@pytest.mark.parametrize("model", list(DRESSED_TABLES))
+def test_a_table_dressed_as_the_network_earns_neither_model_nor_accuracy(
+    model, make_notebook, exercise, config, sandbox
+):
+    train = ONE_EPOCH if model == "constant_weights" else INIT_AND_PRINT
+    data = make_notebook(replace={"model": DRESSED_TABLES[model], "train": train},
+                         insert_after={"dense-layer": [_table_cell(config)]},
+                         keep_until="train")
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED, report.reason
+    model_item, accuracy = report.item("model"), report.item("accuracy")
+    assert model_item.score == 0 and model_item.details["data_path_ok"] is False, en(
+        report, "model")
+    assert "not the network this exercise asks for" in en(report, "model")
+    assert accuracy.score == 0 and accuracy.details["structure_ok"] is False, accuracy.details
+    if model != "constant_weights":  # the table works: in the kernel and in the clean room
+        assert "Valid Accuracy: 1.000" in printed(report, "train")
+        assert accuracy.details["accuracies"]["test"] > 0.99, accuracy.details
+        assert accuracy.details["accuracies"]["holdout"] > 0.99, accuracy.details
+        assert "ArgMin" in en(report, "model") and "ArgMin" in en(report, "accuracy")
+    else:
+        assert "must be a tf.Variable" in en(report, "model")
+        assert "must be a tf.Variable" in en(report, "accuracy")
+    assert full_marks(report, (*CONV_POOL, *LAYERS))
+
+
+def test_a_memoriser_in_the_networks_own_kinds_is_over_the_budget(
+    make_notebook, exercise, config, sandbox
+):
+    data = make_notebook(replace={"model": TEMPLATES, "train": INIT_AND_PRINT},
+                         keep_until="train")
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED, report.reason
+    accuracy = report.item("accuracy")
+    assert accuracy.score == 0
+    assert "too many values" in en(report, "accuracy")
+    assert f"limit {exercise.accuracy.max_parameters}" in en(report, "accuracy")
+    # its path is one chain of the network's kinds: the model item, on structure alone, passes
+    assert report.item("model").details["data_path_ok"] is True

@@ -24,6 +24,7 @@ from grader.measurements import (
 from grader.reference import reference_artefacts
 from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.sourcecheck import read_cell
+from tests.hostile_graphs import HONEST, MODELS, measured_path
 
 tf = pytest.importorskip("tensorflow")
 v1 = tf.compat.v1
@@ -208,7 +209,7 @@ def test_a_crash_is_blamed_on_its_job_and_the_rest_are_measured_again(exercise, 
     student = {k: references[k] for k in ("conv1", "model", "dense_layer")}
     jobs = plan_jobs(exercise, student, references)
     assert [j.id for j in jobs] == ["conv1/student", "conv1/reference", "dense_layer/student",
-                                    "dense_layer/reference", "model/student"]
+                                    "dense_layer/reference", "model/student", "model/reference"]
     box = CrashingSandbox("dense_layer/student")
     measured = measure_artefacts(jobs, box, tmp_path, seed=1)
     assert len(box.runs) == 2 and "dense_layer/student" not in box.runs[1]
@@ -223,9 +224,11 @@ def test_jobs_need_an_export_and_the_reference_for_comparisons(exercise):
     references = reference_artefacts(exercise)
     assert plan_jobs(exercise, {}, references) == []
     jobs = plan_jobs(exercise, {"accuracy": references["accuracy"]}, references)
-    assert [(j.id, j.measure, j.options["max_parameters"]) for j in jobs] == [
-        ("accuracy/student", "predictions", exercise.accuracy.max_parameters)]
-    assert isinstance(jobs[0], Job)
+    assert [(j.id, j.measure, j.options.get("max_parameters")) for j in jobs] == [
+        ("accuracy/student", "predictions", exercise.accuracy.max_parameters),
+        # the reference's data path, for the structure check (``structure = "model"``)
+        ("accuracy/reference", "graph", None)]
+    assert isinstance(jobs[0], Job) and jobs[1].artefact == references["accuracy"]
 
 
 # --- the real clean room --------------------------------------------------------------------
@@ -496,3 +499,93 @@ def test_the_host_reads_no_more_than_the_expected_shapes_need(tmp_path):
     predictions = {"ok": True, "parameters": 1, "predictions": {"test": [1] * 10}}
     path.write_text(json.dumps(predictions) + " " * 5_000_000)
     assert _read_result(path, {"measure": "predictions"}, {"test": 10}).code == "bad_measurement"
+
+# --- the data path (grader/cleanroom/datapath.py), on tiny graphs built without training ----
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("model", HONEST)
+def test_an_honest_networks_data_path_is_one_chain_of_its_layers(model: str, frozen: bool):
+    path = measured_path(MODELS[model], frozen=frozen)
+    types = [op["type"] for op in path["ops"]]
+    assert path["input"] and path["reaches_output"] and not path["truncated"]
+    assert types[:9] == ["Conv2D", "AddV2", "Relu", "MaxPool", "Conv2D", "AddV2", "Relu",
+                         "MaxPool", "Reshape"]
+    assert types[-3:] == ["MatMul", "AddV2", "Softmax"]
+    # dropout's random mask and the flatten's shape arithmetic read only shapes: off the path
+    assert types[9:-3] == (["RealDiv", "SelectV2"] if model == "with_dropout" else [])
+    assert all(op["data_inputs"] == 1 and op["inputs"][0]["data"] for op in path["ops"]
+               if op["type"] != "SelectV2")
+    conv = path["ops"][0]["inputs"][1]
+    assert conv == {"data": False, "kind": "variable", "shape": [5, 5, 1, 20]}
+    logits = path["logits"]
+    assert logits["softmax"] is True
+    assert logits["bias"] == {"type": "AddV2", "data": False, "kind": "variable",
+                              "shape": [10]}
+    # a keep_prob of unknown shape leaves the dropout's output shape unknown
+    h_shape = None if model == "with_dropout" else [None, 800]
+    assert logits["matmul"] == {
+        "h_on_path": True, "h_shape": h_shape, "on_path": True,
+        "weights": {"data": False, "kind": "variable", "shape": [800, 10]},
+        "transpose_a": False, "transpose_b": False}
+
+
+@pytest.mark.parametrize("model", ["zero_times_dense", "plus_dense"])
+def test_a_table_beside_the_dense_layer_is_on_the_data_path(model: str):
+    path = measured_path(MODELS[model], frozen=True)
+    types = [op["type"] for op in path["ops"]]
+    assert "ArgMin" in types and "GatherV2" in types  # the index is an int edge: followed
+    joins = [op["type"] for op in path["ops"] if op["data_inputs"] == 2]
+    assert "AddV2" in joins
+    assert path["logits"]["bias"]["kind"] == "other"  # the dense branch is the 'bias'
+
+
+def test_a_table_index_carried_by_a_shape_is_on_the_data_path():
+    """``tf.shape`` of ``tf.range(index)`` reads a shape made from values."""
+    types = [op["type"] for op in measured_path(MODELS["lookup_through_a_shape"])["ops"]]
+    assert {"ArgMin", "Range", "Shape"} <= set(types)
+
+
+def test_what_the_logits_weights_are_is_measured():
+    path = measured_path(MODELS["constant_weights"], frozen=True)
+    assert path["logits"]["matmul"]["weights"]["kind"] == "constant"
+    path = measured_path(MODELS["table_as_filters"])
+    conv = next(op for op in path["ops"] if op["type"] == "Conv2D")
+    assert [i["data"] for i in conv["inputs"]] == [False, True]  # x is the filter
+
+
+def test_the_data_path_is_bounded_and_needs_an_image():
+    from grader.cleanroom import datapath
+
+    graph = v1.Graph()
+    with graph.as_default():
+        x = v1.placeholder(v1.float32, [None, 4], name="x")
+        y = x
+        for _ in range(300):
+            y = tf.nn.relu(y)
+    path = datapath.data_path(graph, x, y, max_ops=200)
+    assert path["count"] == 300 and path["truncated"] and len(path["ops"]) == 200
+    empty = datapath.data_path(graph, None, y)
+    assert not empty["input"] and not empty["reaches_output"] and empty["ops"] == []
+    measured = parse_measurement("graph", {"ok": True, "op": "Relu", "ops": [],
+                                           "data_path": path})
+    assert measured.data_path is not None and measured.data_path.count == 300
+    with pytest.raises(MeasurementError):
+        parse_measurement("graph", {"ok": True, "op": "Relu", "ops": [],
+                                    "data_path": dict(path, ops=path["ops"] * 2)})
+
+
+#: The rule ``max_parameters`` follows (exercises/chap06_cnn/exercise.toml says why).
+PARAMETER_FACTOR = 4
+
+
+def test_the_parameter_budget_is_a_small_multiple_of_the_references_count(exercise):
+    """Counted as the clean room counts a trained model (``measure_predictions``): every
+    constant's elements and every variable's exported values."""
+    artefact = json.loads(reference_artefacts(exercise)["accuracy"].read_text())
+    graph_def = graphs.parse_graph(artefact["graph_def"])
+    count = graphs.check_graph(graph_def) + sum(
+        graphs.unpack_array(artefact["variables"][node.name]).size
+        for node in graphs.variable_nodes(graph_def))
+    assert count == 33_582  # the issue's figure: 5x5x1x20 + 5x5x20x50 + 800x10, biases, shape
+    assert exercise.accuracy.max_parameters == PARAMETER_FACTOR * count

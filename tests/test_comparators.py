@@ -15,6 +15,7 @@ from grader.comparators.accuracy import accuracy_fraction
 from grader.comparators.variants import Variant, apply_variant
 from grader.reference import reference_artefacts
 from grader.report import ItemStatus
+from tests.hostile_graphs import HONEST, MODELS, measured_path
 
 pytestmark = pytest.mark.sandbox
 
@@ -273,3 +274,86 @@ def test_accuracy_counts_only_for_the_network_the_exercise_asks_for(exercise, ex
     assert "not the network this exercise asks for" in both(j) and "800" in both(j)
     j = judge(exercise, "accuracy", perfect, expected, labels=labels)  # no structure measured
     assert j.fraction == 0 and "structure could not be read" in both(j)
+
+
+# --- the data path (grader/comparators/datapath.py): tiny graphs measured as the clean room
+# --- does, judged beside the reference's measured path
+
+LOOKUPS = ("zero_times_dense", "plus_dense", "constant_weights", "lookup_in_bias",
+           "lookup_in_dropout_scale", "lookup_through_a_shape", "table_as_filters")
+
+
+def _with_path(expected: dict, model: str, frozen: bool = False) -> dict:
+    """The reference's graph facts near the output (they look right) with ``model``'s path."""
+    return dict(expected["model"], data_path=measured_path(MODELS[model], frozen=frozen))
+
+
+def _perfect(graph: dict) -> tuple[dict, dict]:
+    labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
+    return {"predictions": {k: v.tolist() for k, v in labels.items()}, "graph": graph}, labels
+
+
+@pytest.mark.parametrize("model", LOOKUPS)
+def test_a_table_dressed_as_the_network_earns_neither_model_nor_accuracy(
+        exercise, expected, model):
+    j = judge(exercise, "model", _with_path(expected, model), expected)
+    assert j.fraction == 0 and j.status is ItemStatus.INCORRECT
+    assert j.details["data_path_ok"] is False
+    assert "not the network this exercise asks for" in both(j)
+    measured, labels = _perfect(_with_path(expected, model, frozen=True))
+    with_reference = dict(expected, accuracy=expected["model"])  # the reference's path
+    a = judge(exercise, "accuracy", measured, with_reference, labels=labels)
+    assert a.fraction == 0 and a.details["structure_ok"] is False
+    assert a.details["accuracies"] == {"test": 1.0, "holdout": 1.0}
+    if model in ("zero_times_dense", "plus_dense"):
+        assert "ArgMin, GatherV2" in both(j) and "Two branches computed from x meet" in both(j)
+    if model == "constant_weights":
+        assert "must be a tf.Variable" in both(j) and "a constant" in both(j)
+    if model == "table_as_filters":
+        assert "stand where the weights belong" in both(j)
+
+
+@pytest.mark.parametrize("model", HONEST)
+def test_honest_variants_of_the_network_keep_their_points(exercise, expected, model):
+    assert judge(exercise, "model", _with_path(expected, model), expected).fraction == 1.0
+    measured, labels = _perfect(_with_path(expected, model, frozen=True))
+    a = judge(exercise, "accuracy", measured, dict(expected, accuracy=expected["model"]),
+              labels=labels)
+    assert a.fraction == 1.0, both(a)
+
+
+def test_an_honest_slip_in_the_last_layer_keeps_partial_credit(exercise, expected):
+    j = judge(exercise, "model", _with_path(expected, "without_bias"), expected)
+    assert j.fraction == pytest.approx(2 / 3) and "800" in both(j)
+    assert j.details["data_path_ok"] is True
+
+
+def test_the_students_kinds_must_be_kinds_of_the_references_path(exercise, expected):
+    reference = copy.deepcopy(expected["model"])
+    path = reference["data_path"]
+    path["ops"] = [op for op in path["ops"] if op["type"] != "MaxPool"]  # no pooling there
+    j = judge(exercise, "model", expected["model"], {"model": reference})
+    assert j.fraction == 0 and "does not have: MaxPool" in both(j)
+    relu = copy.deepcopy(expected["model"])  # activations stand for one another
+    for op in relu["data_path"]["ops"]:
+        op["type"] = "Tanh" if op["type"] == "Relu" else op["type"]
+    assert judge(exercise, "model", relu, expected).fraction == 1.0
+    # no reference path measured: every network kind is allowed, nothing else
+    assert judge(exercise, "model", expected["model"], {}).fraction == 1.0
+    assert judge(exercise, "model", _with_path(expected, "plus_dense"), {}).fraction == 0
+
+
+def test_a_model_whose_data_path_was_not_measured_earns_nothing(exercise, expected):
+    unread = {k: v for k, v in expected["model"].items() if k != "data_path"}
+    j = judge(exercise, "model", unread, expected)
+    assert j.fraction == 0 and "could not be read" in both(j)
+    unfed = copy.deepcopy(expected["model"])
+    unfed["data_path"].update(reaches_output=False, ops=[])
+    assert "does not depend on the images" in both(judge(exercise, "model", unfed, expected))
+
+
+def test_a_table_written_in_the_networks_own_kinds_is_left_to_the_budget(exercise, expected):
+    """Residual (docs/security.md): images as a dense layer's weights, one chain of the
+    network's kinds, pass the path checks; only the parameter budget bounds how many."""
+    j = judge(exercise, "model", _with_path(expected, "table_via_variable"), expected)
+    assert j.fraction == 1.0 and j.details["data_path_ok"] is True

@@ -187,6 +187,51 @@ def test_notebook_importing_tensorflow_compat_v1(make_notebook, exercise, config
     assert [report.item(i).score for i in graded] == [report.item(i).max_score for i in graded]
 
 
+#: The lecture's network with dropout before the last layer (keep_prob a scalar placeholder).
+MODEL_WITH_DROPOUT = """tf.reset_default_graph()
+x = tf.placeholder(tf.float32, [None, 28, 28, 1])
+t = tf.placeholder(tf.float32, [None, 10])
+keep_prob = tf.placeholder(tf.float32)
+h = Conv((5, 5, 1, 20), tf.nn.relu)(x)
+h = Pooling((1, 2, 2, 1))(h)
+h = Conv((5, 5, 20, 50), tf.nn.relu)(h)
+h = Pooling((1, 2, 2, 1))(h)
+h = Flatten()(h)
+h = tf.nn.dropout(h, keep_prob)
+y = Dense(800, 10, tf.nn.softmax)(h)
+cost = - tf.reduce_mean(tf.reduce_sum(t * tf_log(y), axis=1))
+train = tf.train.GradientDescentOptimizer(0.01).minimize(cost)
+"""
+
+ONE_EPOCH_WITH_DROPOUT = """n_epochs = 1
+init = tf.global_variables_initializer()
+with tf.Session() as sess:
+    sess.run(init)
+    for start in range(0, len(x_train), 100):
+        sess.run(train, feed_dict={x: x_train[start:start + 100], t: t_train[start:start + 100],
+                                   keep_prob: 0.5})
+    y_pred = sess.run(y, feed_dict={x: x_valid[:2000], keep_prob: 1.0})
+    print('EPOCH: 1, Valid Accuracy: {:.3f}'.format(
+        accuracy_score(t_valid[:2000].argmax(axis=1), y_pred.argmax(axis=1))))
+"""
+
+
+def test_the_network_with_dropout_is_the_network_asked_for(make_notebook, exercise, config,
+                                                          sandbox):
+    """Dropout puts a division and a random mask's selection on the data path: scaling by
+    something the image does not decide, so the model item and the accuracy's structure
+    check (issue 17, the data path) hold; one epoch earns part of the accuracy."""
+    data = make_notebook(replace={"model": MODEL_WITH_DROPOUT, "train": ONE_EPOCH_WITH_DROPOUT},
+                         keep_until="train")
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED, report.reason
+    model, accuracy = report.item("model"), report.item("accuracy")
+    assert model.score == model.max_score, en(report, "model")
+    assert "scale" in model.details["data_path_kinds"]
+    assert "structure_ok" not in accuracy.details, en(report, "accuracy")
+    assert accuracy.score > 0
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True,
                           text=True, timeout=600)

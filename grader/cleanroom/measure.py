@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from datapath import data_path
 from graphs import (
     GraphRefused,
     check_graph,
@@ -193,10 +194,18 @@ def _stats(name: str, value: np.ndarray) -> dict[str, Any]:
 
 
 def measure_graph(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
-    """The op producing the output and the ops feeding it: types and static shapes."""
+    """The op producing the output and the ops feeding it: types and static shapes; and the
+    data path from the image placeholder to the output (:mod:`datapath`)."""
     graph_def = _graph_artefact(artefact)
     graph = import_graph(graph_def)
-    return _graph_facts(_tensor(graph, artefact.get("output")), int(job.get("depth", 8)))
+    y = _tensor(graph, artefact.get("output"))
+    try:
+        image, _ = _feeds(graph, y)
+    except GraphRefused:
+        image = None  # the output does not depend on an image: an empty data path says so
+    variables = [node.name for node in variable_nodes(graph_def)]
+    return {**_graph_facts(y, int(job.get("depth", 8))),
+            "data_path": data_path(graph, image, y, variables)}
 
 
 def _graph_facts(tensor: Any, depth: int) -> dict[str, Any]:
@@ -260,8 +269,10 @@ def measure_predictions(artefact: dict[str, Any], job: dict[str, Any],
                                        f"{list(out.shape)}, not (images, classes)")
                 predictions.extend(int(p) for p in np.argmax(out, axis=1))
             results[name] = predictions
+    variables = [node.name for node in variable_nodes(graph_def)]
     return {"predictions": results, "parameters": parameters,
-            "graph": _graph_facts(y, int(job.get("depth", 8)))}
+            "graph": {**_graph_facts(y, int(job.get("depth", 8))),
+                      "data_path": data_path(graph, image, y, variables)}}
 
 
 def _feeds(graph: Any, y: Any) -> tuple[Any, dict[Any, Any]]:

@@ -13,6 +13,7 @@ import nbformat
 import numpy as np
 
 from grader.comparators.base import CompareInput, Judgement, Prepared, RunFacts, register
+from grader.comparators.datapath import data_path_problems
 from grader.comparators.graphs import graph_checks
 from grader.data.evaluation import evaluation_labels
 from grader.messages import bilingual
@@ -23,7 +24,9 @@ from grader.spec import Text
 def _structure_problems(given: CompareInput) -> list[Text]:
     """With ``structure = "<item id>"``: the checks of that item's ``graph`` comparator, run on
     the *trained* model the accuracy was measured on, that fail. A table of images dressed as
-    a classifier measures well but is not the network the exercise teaches."""
+    a classifier measures well but is not the network the exercise teaches; nor is one whose
+    data path (image to ``y``) holds anything else (:mod:`grader.comparators.datapath`),
+    judged against the reference's path when it was measured (``expected``)."""
     item_id = given.item.compare.options.get("structure")
     if not item_id:
         return []
@@ -31,7 +34,8 @@ def _structure_problems(given: CompareInput) -> list[Text]:
     if not isinstance(facts, dict):
         return [bilingual("accuracy.structure_unreadable")]
     options = given.exercise.item(str(item_id)).compare.options
-    return [text for ok, text in graph_checks(facts, options) if not ok]
+    return [*data_path_problems(facts, given.expected),
+            *(text for ok, text in graph_checks(facts, options) if not ok)]
 
 
 def accuracy_fraction(measured: float, threshold: float, floor: float) -> float:

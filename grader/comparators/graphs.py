@@ -1,4 +1,6 @@
-"""``graph``: the model's output tensor: its op, its classes and the dense layer feeding it."""
+"""``graph``: the model's output tensor: its op, its classes and the dense layer feeding it;
+and the path the image takes to it (:mod:`grader.comparators.datapath`): a model that is not
+the network asked for on that path earns nothing."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from grader.comparators.base import CompareInput, Judgement, register
+from grader.comparators.datapath import data_path_problems, dense_logits_ok, path_facts, path_kinds
 from grader.messages import bilingual
 from grader.report import ItemStatus
 from grader.spec import Text
@@ -20,8 +23,15 @@ def compare_graph(given: CompareInput) -> Judgement:
     fraction = passed / len(checks)
     status = (ItemStatus.CORRECT if passed == len(checks) else
               ItemStatus.PARTIAL if passed else ItemStatus.INCORRECT)
-    return Judgement(fraction, status, feedback, {"output_op": facts.get("op"),
-                                                  "shape": facts.get("shape") or []})
+    path = path_facts(facts)
+    details = {"output_op": facts.get("op"), "shape": facts.get("shape") or [],
+               "data_path_kinds": sorted(path_kinds(path)) if path is not None else []}
+    problems = data_path_problems(facts, given.expected)
+    details["data_path_ok"] = not problems
+    if problems:
+        return Judgement(0.0, ItemStatus.INCORRECT,
+                         [bilingual("datapath.wrong_network"), *problems, *feedback], details)
+    return Judgement(fraction, status, feedback, details)
 
 
 def graph_checks(facts: Mapping[str, Any], options: Mapping[str, Any]) -> list[tuple[bool, Text]]:
@@ -39,9 +49,11 @@ def graph_checks(facts: Mapping[str, Any], options: Mapping[str, Any]) -> list[t
     matmul = any(
         o.get("type") == "MatMul"
         and len(o.get("inputs") or []) == 2
-        and (o["inputs"][0] or [None])[-1] == dense_in
+        # h's width may be unknown statically (dropout with a keep_prob of unknown shape);
+        # W's [dense_in, classes] makes it dense_in whenever the product runs
+        and (o["inputs"][0] or [None])[-1] in (dense_in, None)
         and o["inputs"][1] == [dense_in, classes]
         for o in ops
-    )
+    ) and dense_logits_ok(facts, dense_in, classes)
     checks.append((matmul, bilingual("graph.no_dense", dense_in=dense_in, classes=classes)))
     return checks
