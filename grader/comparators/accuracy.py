@@ -2,8 +2,8 @@
 host's labels.
 
 Its ``prepare`` hook reads, on the host, the labels of the image sets the clean room predicted
-(:mod:`grader.data.evaluation`) and the accuracy the notebook printed (feedback only, never the
-score)."""
+(:mod:`grader.data.evaluation`; a moved copy has its source's labels) and the accuracy the
+notebook printed (feedback only, never the score)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ import numpy as np
 from grader.comparators.base import CompareInput, Judgement, Prepared, RunFacts, register
 from grader.comparators.graphs import graph_checks
 from grader.data.evaluation import evaluation_labels
+from grader.data.perturb import source_name
 from grader.messages import bilingual
 from grader.report import ItemStatus
 from grader.spec import Text
+
+#: Counted accuracy this far below the plain images' (the moved copies pulled it down): named.
+COLLAPSE_GAP = 0.05
 
 
 def _structure_problems(given: CompareInput) -> list[Text]:
@@ -41,6 +45,18 @@ def accuracy_fraction(measured: float, threshold: float, floor: float) -> float:
     if measured <= floor:
         return 0.0
     return (measured - floor) / (threshold - floor)
+
+
+def counted_accuracy(accuracies: dict[str, float], moved_allowance: float) -> float:
+    """The figure that is scored: the lowest accuracy on the plain image sets, lowered further
+    when the moved copies (:mod:`grader.data.perturb`) fall more than ``moved_allowance`` below
+    it, as a table of exact pixels does and a CNN does not."""
+    plain = [a for name, a in accuracies.items() if source_name(name) == name]
+    moved = [a for name, a in accuracies.items() if source_name(name) != name]
+    counted = min(plain) if plain else min(moved, default=0.0)
+    if moved:
+        counted = min(counted, min(moved) + moved_allowance)
+    return counted
 
 
 def claimed_accuracy(
@@ -77,8 +93,10 @@ def prepare_accuracy(run: RunFacts) -> Prepared:
 
 @register("accuracy", prepare=prepare_accuracy)
 def compare_accuracy(given: CompareInput) -> Judgement:
-    """Accuracy on every image set the clean room measured (the test images and the held-out
-    ones the student's sandbox never had); the lowest one counts."""
+    """Accuracy on every image set the clean room measured (the test images, the held-out
+    ones the student's sandbox never had, and moved copies of both); the lowest plain one
+    counts, unless the moved copies fall further than the calibrated allowance below it
+    (:func:`counted_accuracy`)."""
     rule = given.exercise.accuracy
     if rule is None:
         raise ValueError(f"{given.exercise.id}: an accuracy item needs an [accuracy] table")
@@ -96,11 +114,12 @@ def compare_accuracy(given: CompareInput) -> Judgement:
             return Judgement(0.0, ItemStatus.ERROR, [bilingual(
                 "accuracy.prediction_count", n=n, images=len(truth), name=name)])
         accuracies[name] = float(np.mean(np.asarray(got, dtype=np.int64) == truth))
-    measured = min(accuracies.values())
+    measured = counted_accuracy(accuracies, rule.moved_allowance)
     fraction = accuracy_fraction(measured, rule.threshold, rule.floor)
     details: dict = {"measured_accuracy": measured, "threshold": rule.threshold,
                      "floor": rule.floor, "claimed_accuracy": given.claimed_accuracy,
-                     "accuracies": accuracies, "parameters": given.measured.get("parameters")}
+                     "accuracies": accuracies, "moved_allowance": rule.moved_allowance,
+                     "parameters": given.measured.get("parameters")}
     feedback: list[Text] = []
     structure = _structure_problems(given)
     if structure:
@@ -114,6 +133,11 @@ def compare_accuracy(given: CompareInput) -> Judgement:
     if test is not None and held_out is not None and test - held_out > 0.05:
         details["memorised"] = True
         feedback.append(bilingual("accuracy.memorised", test=test, held_out=held_out))
+    plain = min((a for n, a in accuracies.items() if source_name(n) == n), default=measured)
+    moved = min((a for n, a in accuracies.items() if source_name(n) != n), default=None)
+    if moved is not None and plain - measured > COLLAPSE_GAP:
+        details["collapsed"] = True
+        feedback.append(bilingual("accuracy.collapsed", plain=plain, moved=moved))
     claimed = given.claimed_accuracy
     if claimed is not None and abs(claimed - measured) > rule.claimed_tolerance:
         details["claimed_mismatch"] = True
