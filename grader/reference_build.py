@@ -26,6 +26,7 @@ import numpy as np
 from grader.artefacts import GraphExport
 from grader.budgets import CellTiming
 from grader.config import GraderConfig
+from grader.data.perturb import source_name
 from grader.measurements import MeasurementFailure
 from grader.notebook import read_notebook
 from grader.pipeline import Execution, ProgressCallback, execute_notebook, score_execution
@@ -130,6 +131,27 @@ class Calibration:
     accuracies: list[float]
     #: The solution's total score in each run (full marks expected every time).
     scores: list[float] = field(default_factory=list)
+    #: Each run's accuracy on every image set measured (plain and moved, by set name).
+    sets: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def drops(self) -> list[float]:
+        """Per run, how far the moved copies' lowest accuracy fell below the plain sets'
+        lowest (:mod:`grader.data.perturb`): what an honest CNN loses to a moved pixel."""
+        return [min(a for n, a in run.items() if source_name(n) == n)
+                - min(a for n, a in run.items() if source_name(n) != n)
+                for run in self.sets if any(source_name(n) != n for n in run)]
+
+    def suggested_moved_allowance(self, margin_stdevs: float = 3.0, step: float = 0.005
+                                  ) -> float | None:
+        """``max(mean + k*stdev, max + step)`` of the drops, rounded up to ``step``: the
+        reference's moved copies stay within it in nearly every run, a lookup's do not."""
+        drops = self.drops
+        if not drops:
+            return None
+        spread = statistics.stdev(drops) if len(drops) > 1 else 0.0
+        raw = max(statistics.fmean(drops) + margin_stdevs * spread, max(drops) + step)
+        return float(np.ceil(round(raw / step, 6)) * step)
 
     @property
     def summary(self) -> dict[str, float]:
@@ -160,10 +182,13 @@ def calibrate_accuracy(
     on_progress: ProgressCallback | None = None,
 ) -> Calibration:
     """Grade the solution ``runs`` times with shifted seeds: the measured accuracies (the
-    accuracy item's measure: the lower of test and held-out) and the scores."""
+    accuracy item's counted figure: the lower of test and held-out, unless the moved copies
+    fell further than the allowance), each image set's accuracy, and the scores."""
     nb = read_notebook(solution_path(exercise).read_bytes())
     accuracies: list[float] = []
     scores: list[float] = []
+    sets: list[dict[str, float]] = []
+    accuracy_ids = [i.id for i in exercise.items if i.compare.kind == "accuracy"]
     for offset in range(runs):
         variant = copy.deepcopy(nb)
         for cell in variant.cells:
@@ -177,6 +202,8 @@ def calibrate_accuracy(
             raise ReferenceError(f"run {offset + 1}: no accuracy was measured")
         accuracies.append(report.measured_accuracy)
         scores.append(report.score)
+        found = report.item(accuracy_ids[0]).details.get("accuracies") if accuracy_ids else None
+        sets.append(dict(found) if isinstance(found, dict) else {})
         if on_run is not None:
             on_run(offset, report.measured_accuracy, report)
-    return Calibration(accuracies, scores)
+    return Calibration(accuracies, scores, sets)
