@@ -222,6 +222,36 @@ def test_the_lower_of_test_and_held_out_counts_and_memorising_is_named(exercise,
     assert "memorises the test set" in both(j)
 
 
+def test_moved_copies_count_beyond_the_allowance_and_a_collapse_is_named(exercise, expected):
+    """Plain sets right, moved copies as an honest CNN reads them: the plain figure counts. The
+    moved copies at chance (a table of exact pixels): their figure plus the allowance counts,
+    nothing is earned, and the feedback says the model collapsed on altered copies."""
+    plain = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
+    labels = {**plain, "test-moved": plain["test"], "holdout-moved": plain["holdout"]}
+    allowance = exercise.accuracy.moved_allowance
+    assert 0 < allowance < 0.1
+    honest = {name: truth.copy() for name, truth in labels.items()}
+    honest["holdout-moved"][:15] = (honest["holdout-moved"][:15] + 1) % 10  # 0.97: a CNN's drop
+    measured = {"predictions": {k: v.tolist() for k, v in honest.items()},
+                "graph": expected["model"]}
+    j = judge(exercise, "accuracy", measured, expected, labels=labels)
+    assert j.details["measured_accuracy"] == 1.0 and j.fraction == 1.0
+    assert "collapsed" not in j.details
+    table = {**{k: plain[k].tolist() for k in plain},
+             "test-moved": ((np.arange(1000) // 10) % 10).tolist(),  # chance: 1 in 10
+             "holdout-moved": ((np.arange(500) // 10) % 10).tolist()}
+    j = judge(exercise, "accuracy", {"predictions": table, "graph": expected["model"]},
+              expected, labels=labels)
+    assert j.details["accuracies"]["test"] == 1.0 and j.details["accuracies"]["holdout"] == 1.0
+    assert j.details["measured_accuracy"] == pytest.approx(0.1 + allowance)
+    assert j.fraction == 0 and j.details["collapsed"] is True
+    assert "slightly altered copies" in both(j) and "少しだけ変えたコピー" in both(j)
+    missing = {"predictions": {k: v.tolist() for k, v in plain.items()},
+               "graph": expected["model"]}
+    j = judge(exercise, "accuracy", missing, expected, labels=labels)  # moved sets unmeasured
+    assert j.status is ItemStatus.ERROR and j.fraction == 0
+
+
 def test_accuracy_with_wrong_number_of_predictions(exercise, expected):
     labels = {"test": np.zeros(10, dtype=int)}
     j = judge(exercise, "accuracy", {"predictions": {"test": [1, 2]}}, expected, labels=labels)
