@@ -285,8 +285,8 @@ def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
                       "scores": calibration.scores,
                       "full_marks": sum(s >= exercise.max_score for s in calibration.scores),
                       "suggested_threshold": calibration.suggested_threshold(),
-                      "sets": calibration.sets, "moved_drops": calibration.drops,
-                      "suggested_moved_allowance": calibration.suggested_moved_allowance()},
+                      "sets": calibration.sets, "moved_error_ratios": calibration.error_ratios,
+                      "suggested_moved_error_ratio": calibration.suggested_error_ratio()},
                      indent=1))
     return EXIT_OK
 

@@ -135,22 +135,27 @@ class Calibration:
     sets: list[dict[str, float]] = field(default_factory=list)
 
     @property
-    def drops(self) -> list[float]:
-        """Per run, how far the moved copies' lowest accuracy fell below the plain sets'
-        lowest (:mod:`grader.data.perturb`): what an honest CNN loses to a moved pixel."""
-        return [min(a for n, a in run.items() if source_name(n) == n)
-                - min(a for n, a in run.items() if source_name(n) != n)
-                for run in self.sets if any(source_name(n) != n for n in run)]
+    def error_ratios(self) -> list[float]:
+        """Per run, the moved copies' error (of the lower moved set) over the plain sets' (of
+        the lower plain set), :mod:`grader.data.perturb`: what a moved pixel does to an honest
+        CNN."""
+        ratios = []
+        for run in self.sets:
+            plain = [a for n, a in run.items() if source_name(n) == n]
+            moved = [a for n, a in run.items() if source_name(n) != n]
+            if plain and moved and min(plain) < 1:
+                ratios.append((1 - min(moved)) / (1 - min(plain)))
+        return ratios
 
-    def suggested_moved_allowance(self, margin_stdevs: float = 3.0, step: float = 0.005
-                                  ) -> float | None:
-        """``max(mean + k*stdev, max + step)`` of the drops, rounded up to ``step``: the
-        reference's moved copies stay within it in nearly every run, a lookup's do not."""
-        drops = self.drops
-        if not drops:
+    def suggested_error_ratio(self, margin_stdevs: float = 3.0, step: float = 0.25
+                              ) -> float | None:
+        """``max(mean + k*stdev, max + step)`` of the error ratios, rounded up to ``step``:
+        the reference's moved copies stay within it in nearly every run, a lookup's do not."""
+        ratios = self.error_ratios
+        if not ratios:
             return None
-        spread = statistics.stdev(drops) if len(drops) > 1 else 0.0
-        raw = max(statistics.fmean(drops) + margin_stdevs * spread, max(drops) + step)
+        spread = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+        raw = max(statistics.fmean(ratios) + margin_stdevs * spread, max(ratios) + step)
         return float(np.ceil(round(raw / step, 6)) * step)
 
     @property
@@ -183,7 +188,8 @@ def calibrate_accuracy(
 ) -> Calibration:
     """Grade the solution ``runs`` times with shifted seeds: the measured accuracies (the
     accuracy item's counted figure: the lower of test and held-out, unless the moved copies
-    fell further than the allowance), each image set's accuracy, and the scores."""
+    got more than ``moved_error_ratio`` times the plain error wrong), each image set's accuracy,
+    and the scores."""
     nb = read_notebook(solution_path(exercise).read_bytes())
     accuracies: list[float] = []
     scores: list[float] = []

@@ -260,11 +260,11 @@ class AccuracyRule(_Table):
     derivation: str = ""
     #: Most values (variables and constants) a model may store; more is a lookup table.
     max_parameters: int = 2_000_000
-    #: How far below the plain images' accuracy the accuracy on the moved copies (shifted by
-    #: a pixel, light noise: :mod:`grader.data.perturb`) may fall before it lowers the counted
-    #: figure: ``counted = min(plain sets, moved sets + moved_allowance)``. Calibrated from
-    #: the reference (docs/accuracy-threshold.md); 0 counts the moved copies as they are.
-    moved_allowance: float = Field(default=0.0, ge=0.0, le=0.5)
+    #: How many times the plain images' error an honest CNN may make on the moved copies
+    #: (shifted by a pixel, light noise: :mod:`grader.data.perturb`) before they lower the
+    #: counted figure: ``counted = min(plain, 1 - (1 - moved) / moved_error_ratio)``.
+    #: Calibrated from the reference (docs/accuracy-threshold.md); 1 counts them as they are.
+    moved_error_ratio: float = Field(default=1.0, ge=1.0, le=10.0)
 
     @field_validator("claimed_pattern")
     @classmethod

@@ -93,9 +93,12 @@ def test_each_set_gets_its_own_copy_under_its_moved_name(digits):
     assert np.array_equal(copies["test-moved"], moved_copies(sets, 99)["test-moved"])
 
 
-def test_the_counted_figure_follows_the_moved_copies_only_beyond_the_allowance():
+def test_the_counted_figure_follows_the_moved_copies_only_beyond_the_error_ratio():
     honest = {"test": 0.979, "holdout": 0.977, "test-moved": 0.955, "holdout-moved": 0.948}
-    assert counted_accuracy(honest, 0.05) == pytest.approx(0.977)
+    assert counted_accuracy(honest, 2.75) == pytest.approx(0.977)
+    one_epoch = {"test": 0.934, "holdout": 0.925, "test-moved": 0.870, "holdout-moved": 0.860}
+    assert counted_accuracy(one_epoch, 2.75) == pytest.approx(0.925)
     table = {"test": 1.0, "holdout": 1.0, "test-moved": 0.11, "holdout-moved": 0.10}
-    assert counted_accuracy(table, 0.05) == pytest.approx(0.15)
-    assert counted_accuracy({"test": 0.9, "holdout": 0.95}, 0.05) == pytest.approx(0.9)
+    assert counted_accuracy(table, 2.75) == pytest.approx(1 - 0.9 / 2.75)
+    assert counted_accuracy(table, 1.0) == pytest.approx(0.10)
+    assert counted_accuracy({"test": 0.9, "holdout": 0.95}, 2.75) == pytest.approx(0.9)

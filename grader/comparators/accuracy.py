@@ -47,15 +47,16 @@ def accuracy_fraction(measured: float, threshold: float, floor: float) -> float:
     return (measured - floor) / (threshold - floor)
 
 
-def counted_accuracy(accuracies: dict[str, float], moved_allowance: float) -> float:
+def counted_accuracy(accuracies: dict[str, float], moved_error_ratio: float) -> float:
     """The figure that is scored: the lowest accuracy on the plain image sets, lowered further
-    when the moved copies (:mod:`grader.data.perturb`) fall more than ``moved_allowance`` below
-    it, as a table of exact pixels does and a CNN does not."""
+    when the moved copies (:mod:`grader.data.perturb`) get more than ``moved_error_ratio``
+    times that error wrong, as a table of exact pixels does and a CNN, trained fully or not,
+    does not: then the plain accuracy their error implies, ``1 - (1 - moved) / ratio``."""
     plain = [a for name, a in accuracies.items() if source_name(name) == name]
     moved = [a for name, a in accuracies.items() if source_name(name) != name]
     counted = min(plain) if plain else min(moved, default=0.0)
     if moved:
-        counted = min(counted, min(moved) + moved_allowance)
+        counted = min(counted, 1.0 - (1.0 - min(moved)) / moved_error_ratio)
     return counted
 
 
@@ -95,7 +96,7 @@ def prepare_accuracy(run: RunFacts) -> Prepared:
 def compare_accuracy(given: CompareInput) -> Judgement:
     """Accuracy on every image set the clean room measured (the test images, the held-out
     ones the student's sandbox never had, and moved copies of both); the lowest plain one
-    counts, unless the moved copies fall further than the calibrated allowance below it
+    counts, unless the moved copies fall further below it than an honest CNN's ever do
     (:func:`counted_accuracy`)."""
     rule = given.exercise.accuracy
     if rule is None:
@@ -114,11 +115,11 @@ def compare_accuracy(given: CompareInput) -> Judgement:
             return Judgement(0.0, ItemStatus.ERROR, [bilingual(
                 "accuracy.prediction_count", n=n, images=len(truth), name=name)])
         accuracies[name] = float(np.mean(np.asarray(got, dtype=np.int64) == truth))
-    measured = counted_accuracy(accuracies, rule.moved_allowance)
+    measured = counted_accuracy(accuracies, rule.moved_error_ratio)
     fraction = accuracy_fraction(measured, rule.threshold, rule.floor)
     details: dict = {"measured_accuracy": measured, "threshold": rule.threshold,
                      "floor": rule.floor, "claimed_accuracy": given.claimed_accuracy,
-                     "accuracies": accuracies, "moved_allowance": rule.moved_allowance,
+                     "accuracies": accuracies, "moved_error_ratio": rule.moved_error_ratio,
                      "parameters": given.measured.get("parameters")}
     feedback: list[Text] = []
     structure = _structure_problems(given)
