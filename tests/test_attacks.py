@@ -316,7 +316,7 @@ def test_untrained_model_earns_no_accuracy_points(
     assert accuracy.score == 0 and accuracy.status is ItemStatus.INCORRECT
     # measured in the clean room on the untrained values: about chance, whatever was claimed
     assert report.measured_accuracy < 0.3
-    assert set(accuracy.details["accuracies"]) == {"test", "holdout"}
+    assert set(accuracy.details["accuracies"]) == {"test", "holdout", "test-moved", "holdout-moved"}
     if attack != "forged_result_files":
         assert report.claimed_accuracy >= 0.99  # the notebook printed a fine accuracy
         assert "but the grader measured" in en(report, "accuracy")
