@@ -102,3 +102,22 @@ def test_the_counted_figure_follows_the_moved_copies_only_beyond_the_error_ratio
     assert counted_accuracy(table, 2.75) == pytest.approx(1 - 0.9 / 2.75)
     assert counted_accuracy(table, 1.0) == pytest.approx(0.10)
     assert counted_accuracy({"test": 0.9, "holdout": 0.95}, 2.75) == pytest.approx(0.9)
+
+
+def test_the_calibration_suggests_the_error_ratio_of_the_recorded_runs():
+    """The ten runs of docs/accuracy-threshold.md (2026-12-05) give the exercise's ratio."""
+    from grader.reference_build import Calibration
+
+    rows = [(0.9785, 0.9762, 0.9533, 0.9468), (0.9800, 0.9776, 0.9577, 0.9532),
+            (0.9823, 0.9790, 0.9590, 0.9580), (0.9813, 0.9794, 0.9584, 0.9590),
+            (0.9808, 0.9782, 0.9584, 0.9536), (0.9808, 0.9790, 0.9557, 0.9542),
+            (0.9808, 0.9806, 0.9581, 0.9530), (0.9812, 0.9776, 0.9566, 0.9500),
+            (0.9777, 0.9782, 0.9492, 0.9450), (0.9803, 0.9756, 0.9588, 0.9520)]
+    sets = [dict(zip(("test", "holdout", "test-moved", "holdout-moved"), row, strict=True))
+            for row in rows]
+    calibration = Calibration([min(r[:2]) for r in rows], [100.0] * 10, sets)
+    assert min(calibration.error_ratios) == pytest.approx(1.967, abs=1e-3)
+    assert max(calibration.error_ratios) == pytest.approx(2.466, abs=1e-3)
+    assert calibration.suggested_error_ratio() == 2.75
+    assert calibration.suggested_threshold() == pytest.approx(0.970)
+    assert all(counted_accuracy(s, 2.75) == min(s["test"], s["holdout"]) for s in sets)
