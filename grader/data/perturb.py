@@ -2,8 +2,8 @@
 
 The evaluation images are public MNIST (docs/data.md), so a model can be a table of their
 pixels and labels. Each run therefore also measures the trained model on copies made on the
-host from that run's secret seed: every image shifted by a pixel or two (never by nothing),
-with zeros filling the edge it leaves, and light integer noise added to every pixel. The digit
+host from that run's secret seed: every image shifted by a pixel (``max_shift``; never by
+nothing), zeros filling the edge it leaves, and light integer noise added to every pixel. The digit
 is the same digit, so a convolutional network reads it about as well as the original, while
 any key computed from exact pixel values (a hash, an equality, a lookup), even one that tries
 every shift, no longer matches: the noise changes most of the 784 values.
