@@ -5,7 +5,8 @@ After the student's notebook has run, the exports it left (untrusted data, alrea
 ``grader/cleanroom/main.py`` in a new interpreter, as the grader's sandbox user, with no
 network. The grader chooses the inputs here, per run and from a secret seed: the exercise's own
 image plus fresh images for each convolution and pooling answer, weights and inputs for the
-layer classes, the MNIST test images and the held-out images for the trained model. The
+layer classes, the MNIST test images and the held-out images for the trained model, and moved
+copies of both (shifted, noisy) made from the same seed, which never leaves the host. The
 reference solution's artefacts are measured alongside on the same inputs, so a comparator
 always compares two measurements of the same kind.
 
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from grader.data.perturb import DEFAULT_PERTURBATION, Perturbation, moved_copies
 from grader.limits import GiB, Limits
 from grader.measurements import (
     LayerMeasurement,
@@ -141,9 +143,21 @@ def cleanroom_request(workdir: Path, limits: Limits = LIMITS) -> SandboxRequest:
 
 @dataclass(frozen=True)
 class ImageSets:
-    """The images the trained model is measured on (uint8 (n, 28, 28)); never their labels."""
+    """The images the trained model is measured on (uint8 (n, 28, 28)); never their labels.
+
+    ``moved``: how :func:`measure_artefacts` adds a moved copy of each set (a pixel's shift and
+    light noise, from the run's secret seed: :mod:`grader.data.perturb`), which an exact-pixel
+    table of public MNIST cannot read; ``None`` adds none."""
 
     sets: Mapping[str, np.ndarray]
+    moved: Perturbation | None = DEFAULT_PERTURBATION
+
+    def with_moved_copies(self, seed: int) -> dict[str, np.ndarray]:
+        """The sets and, unless ``moved`` is ``None``, their moved copies made from ``seed``."""
+        sets = dict(self.sets)
+        if self.moved is not None:
+            sets.update(moved_copies(sets, seed, self.moved))
+        return sets
 
 
 def plan_jobs(
@@ -259,8 +273,11 @@ def measure_artefacts(
     plan: dict[str, Any] = {"out": "out", "jobs": entries}
     if images is not None and any(j.measure == "predictions" for j in jobs):
         plan["images"] = {}
-        for name, array in images.sets.items():
-            np.save(inputs_dir / f"images-{name}.npy", np.ascontiguousarray(array))
+        sets = images.with_moved_copies(int(rng.integers(0, 2**31 - 1)))
+        names = list(sets)
+        for position in rng.permutation(len(names)):  # no set is recognisable by its turn
+            name = names[position]
+            np.save(inputs_dir / f"images-{name}.npy", np.ascontiguousarray(sets[name]))
             plan["images"][name] = f"in/images-{name}.npy"
     counts = {name: len(array) for name, array in images.sets.items()} if images else {}
     pending = [e for e in entries if e["id"] not in measured.results]

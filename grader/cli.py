@@ -284,7 +284,10 @@ def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
     print(json.dumps({**calibration.summary, "accuracies": calibration.accuracies,
                       "scores": calibration.scores,
                       "full_marks": sum(s >= exercise.max_score for s in calibration.scores),
-                      "suggested_threshold": calibration.suggested_threshold()}, indent=1))
+                      "suggested_threshold": calibration.suggested_threshold(),
+                      "sets": calibration.sets, "moved_error_ratios": calibration.error_ratios,
+                      "suggested_moved_error_ratio": calibration.suggested_error_ratio()},
+                     indent=1))
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from grader.artefacts import GraphExport
 from grader.budgets import CellTiming
 from grader.config import GraderConfig
+from grader.data.perturb import source_name
 from grader.measurements import MeasurementFailure
 from grader.notebook import read_notebook
 from grader.pipeline import Execution, ProgressCallback, execute_notebook, score_execution
@@ -130,6 +131,32 @@ class Calibration:
     accuracies: list[float]
     #: The solution's total score in each run (full marks expected every time).
     scores: list[float] = field(default_factory=list)
+    #: Each run's accuracy on every image set measured (plain and moved, by set name).
+    sets: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def error_ratios(self) -> list[float]:
+        """Per run, the moved copies' error (of the lower moved set) over the plain sets' (of
+        the lower plain set), :mod:`grader.data.perturb`: what a moved pixel does to an honest
+        CNN."""
+        ratios = []
+        for run in self.sets:
+            plain = [a for n, a in run.items() if source_name(n) == n]
+            moved = [a for n, a in run.items() if source_name(n) != n]
+            if plain and moved and min(plain) < 1:
+                ratios.append((1 - min(moved)) / (1 - min(plain)))
+        return ratios
+
+    def suggested_error_ratio(self, margin_stdevs: float = 3.0, step: float = 0.25
+                              ) -> float | None:
+        """``max(mean + k*stdev, max + step)`` of the error ratios, rounded up to ``step``:
+        the reference's moved copies stay within it in nearly every run, a lookup's do not."""
+        ratios = self.error_ratios
+        if not ratios:
+            return None
+        spread = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+        raw = max(statistics.fmean(ratios) + margin_stdevs * spread, max(ratios) + step)
+        return float(np.ceil(round(raw / step, 6)) * step)
 
     @property
     def summary(self) -> dict[str, float]:
@@ -160,10 +187,14 @@ def calibrate_accuracy(
     on_progress: ProgressCallback | None = None,
 ) -> Calibration:
     """Grade the solution ``runs`` times with shifted seeds: the measured accuracies (the
-    accuracy item's measure: the lower of test and held-out) and the scores."""
+    accuracy item's counted figure: the lower of test and held-out, unless the moved copies
+    got more than ``moved_error_ratio`` times the plain error wrong), each image set's accuracy,
+    and the scores."""
     nb = read_notebook(solution_path(exercise).read_bytes())
     accuracies: list[float] = []
     scores: list[float] = []
+    sets: list[dict[str, float]] = []
+    accuracy_ids = [i.id for i in exercise.items if i.compare.kind == "accuracy"]
     for offset in range(runs):
         variant = copy.deepcopy(nb)
         for cell in variant.cells:
@@ -177,6 +208,8 @@ def calibrate_accuracy(
             raise ReferenceError(f"run {offset + 1}: no accuracy was measured")
         accuracies.append(report.measured_accuracy)
         scores.append(report.score)
+        found = report.item(accuracy_ids[0]).details.get("accuracies") if accuracy_ids else None
+        sets.append(dict(found) if isinstance(found, dict) else {})
         if on_run is not None:
             on_run(offset, report.measured_accuracy, report)
-    return Calibration(accuracies, scores)
+    return Calibration(accuracies, scores, sets)

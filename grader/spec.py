@@ -262,6 +262,11 @@ class AccuracyRule(_Table):
     #: exercise states its own, a small multiple of its reference model's count
     #: (docs/exercise-spec.md); the default only bounds one that does not.
     max_parameters: int = Field(default=2_000_000, gt=0)
+    #: How many times the plain images' error an honest CNN may make on the moved copies
+    #: (shifted by a pixel, light noise: :mod:`grader.data.perturb`) before they lower the
+    #: counted figure: ``counted = min(plain, 1 - (1 - moved) / moved_error_ratio)``.
+    #: Calibrated from the reference (docs/accuracy-threshold.md); 1 counts them as they are.
+    moved_error_ratio: float = Field(default=1.0, ge=1.0, le=10.0)
 
     @field_validator("claimed_pattern")
     @classmethod

@@ -316,7 +316,7 @@ def test_untrained_model_earns_no_accuracy_points(
     assert accuracy.score == 0 and accuracy.status is ItemStatus.INCORRECT
     # measured in the clean room on the untrained values: about chance, whatever was claimed
     assert report.measured_accuracy < 0.3
-    assert set(accuracy.details["accuracies"]) == {"test", "holdout"}
+    assert set(accuracy.details["accuracies"]) == {"test", "holdout", "test-moved", "holdout-moved"}
     if attack != "forged_result_files":
         assert report.claimed_accuracy >= 0.99  # the notebook printed a fine accuracy
         assert "but the grader measured" in en(report, "accuracy")
@@ -1080,3 +1080,63 @@ def test_a_memoriser_in_the_networks_own_kinds_is_over_the_budget(
     assert f"limit {exercise.accuracy.max_parameters}" in en(report, "accuracy")
     # its path is one chain of the network's kinds: the model item, on structure alone, passes
     assert report.item("model").details["data_path_ok"] is True
+
+# --- issue 17 part 2: memorisers of public MNIST collapse on moved copies ----------------------
+# (grader/data/perturb.py; the counted figure in grader/comparators/accuracy.py)
+
+
+def exact_pixel_memoriser(images: dict[str, np.ndarray], labels: dict[str, np.ndarray]
+                          ) -> dict:
+    """A "model" that knows every evaluation image by its pixels, built directly (no training):
+    each image is hashed by a fixed projection and the nearest known hash's label is looked up
+    (``ArgMin``, ``GatherV2``, ops the clean room admits). Public MNIST is all it needs: the
+    held-out images are the training images missing from ``/data``."""
+    import base64
+
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    known = np.concatenate([images["test"], images["holdout"]]).reshape(-1, 784) / 255.0
+    truth = np.concatenate([labels["test"], labels["holdout"]]).astype(np.int32)
+    projection = np.random.default_rng(17).standard_normal((784, 2)).astype(np.float32)
+    keys = (known.astype(np.float32) @ projection).T  # (2, known images)
+    graph = v1.Graph()
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [None, 784], name="x")
+        hashed = tf.matmul(x, projection)
+        distance = (tf.square(hashed[:, :1] - keys[None, 0])
+                    + tf.square(hashed[:, 1:] - keys[None, 1]))
+        label = tf.gather(truth, tf.argmin(distance, axis=1))
+        y = tf.gather(np.eye(10, dtype=np.float32), label, name="y")
+    sub = v1.graph_util.extract_sub_graph(graph.as_graph_def(), [y.op.name])
+    return {"kind": "graph", "graph_def": base64.b64encode(sub.SerializeToString()).decode(),
+            "output": y.name, "inputs": {"x": x.name}, "variables": {}}
+
+
+def test_an_exact_pixel_memoriser_collapses_on_moved_copies(exercise, config, sandbox, tmp_path):
+    """Right on every plain evaluation image (test and held-out: 1.000 each), near chance on
+    the moved copies the clean room gets per run, and so no accuracy points. The parameter
+    budget is lifted for this job, so that only the moved copies stand in its way."""
+    from grader.clean_room import ImageSets, Job, measure_artefacts
+    from grader.comparators import CompareInput, get_comparator
+    from grader.data import evaluation_images, evaluation_labels
+
+    images, labels = evaluation_images(config.data_dir), evaluation_labels(config.data_dir)
+    artefact = tmp_path / "memoriser.json"
+    artefact.write_text(json.dumps(exact_pixel_memoriser(images, labels)))
+    item = exercise.item("accuracy")
+    job = Job("accuracy/student", item, "student", "predictions", artefact,
+              {"max_parameters": 10_000_000})
+    measured = measure_artefacts([job], sandbox, tmp_path / "room", images=ImageSets(images))
+    result = measured.get("accuracy", "student")
+    assert set(result.predictions) == {"test", "holdout", "test-moved", "holdout-moved"}, result
+    judgement = get_comparator("accuracy")(CompareInput(
+        item=item, exercise=exercise, measured=result.model_dump(), expected=None,
+        labels=labels))
+    accuracies = judgement.details["accuracies"]
+    assert accuracies["test"] > 0.995 and accuracies["holdout"] > 0.995, accuracies
+    assert accuracies["test-moved"] < 0.3 and accuracies["holdout-moved"] < 0.3, accuracies
+    assert judgement.details["measured_accuracy"] < exercise.accuracy.floor
+    assert judgement.fraction == 0 and judgement.details["collapsed"] is True
+    feedback = " ".join(t.en for t in judgement.feedback)
+    assert "slightly altered copies" in feedback

@@ -223,6 +223,37 @@ def test_the_lower_of_test_and_held_out_counts_and_memorising_is_named(exercise,
     assert "memorises the test set" in both(j)
 
 
+def test_moved_copies_count_beyond_the_error_ratio_and_a_collapse_is_named(exercise, expected):
+    """Moved copies read as an honest CNN reads them (about twice the plain error): the plain
+    figure counts. Moved copies at chance (a table of exact pixels): the plain accuracy their
+    error implies counts, nothing is earned, and the feedback says the model collapsed."""
+    plain = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
+    labels = {**plain, "test-moved": plain["test"], "holdout-moved": plain["holdout"]}
+    ratio = exercise.accuracy.moved_error_ratio
+    assert 2 < ratio < 4
+    honest = {name: truth.copy() for name, truth in labels.items()}
+    honest["holdout"][:10] = (honest["holdout"][:10] + 1) % 10  # 0.98
+    honest["holdout-moved"][:22] = (honest["holdout-moved"][:22] + 1) % 10  # 0.956: 2.2 x
+    measured = {"predictions": {k: v.tolist() for k, v in honest.items()},
+                "graph": expected["model"]}
+    j = judge(exercise, "accuracy", measured, expected, labels=labels)
+    assert j.details["measured_accuracy"] == pytest.approx(0.98) and j.fraction == 1.0
+    assert "collapsed" not in j.details
+    table = {**{k: plain[k].tolist() for k in plain},
+             "test-moved": ((np.arange(1000) // 10) % 10).tolist(),  # chance: 1 in 10
+             "holdout-moved": ((np.arange(500) // 10) % 10).tolist()}
+    j = judge(exercise, "accuracy", {"predictions": table, "graph": expected["model"]},
+              expected, labels=labels)
+    assert j.details["accuracies"]["test"] == 1.0 and j.details["accuracies"]["holdout"] == 1.0
+    assert j.details["measured_accuracy"] == pytest.approx(1 - 0.9 / ratio)
+    assert j.fraction == 0 and j.details["collapsed"] is True
+    assert "slightly altered copies" in both(j) and "少しだけ変えたコピー" in both(j)
+    missing = {"predictions": {k: v.tolist() for k, v in plain.items()},
+               "graph": expected["model"]}
+    j = judge(exercise, "accuracy", missing, expected, labels=labels)  # moved sets unmeasured
+    assert j.status is ItemStatus.ERROR and j.fraction == 0
+
+
 def test_accuracy_with_wrong_number_of_predictions(exercise, expected):
     labels = {"test": np.zeros(10, dtype=int)}
     j = judge(exercise, "accuracy", {"predictions": {"test": [1, 2]}}, expected, labels=labels)

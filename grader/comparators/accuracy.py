@@ -2,8 +2,8 @@
 host's labels.
 
 Its ``prepare`` hook reads, on the host, the labels of the image sets the clean room predicted
-(:mod:`grader.data.evaluation`) and the accuracy the notebook printed (feedback only, never the
-score)."""
+(:mod:`grader.data.evaluation`; a moved copy has its source's labels) and the accuracy the
+notebook printed (feedback only, never the score)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,13 @@ from grader.comparators.base import CompareInput, Judgement, Prepared, RunFacts,
 from grader.comparators.datapath import data_path_problems
 from grader.comparators.graphs import graph_checks
 from grader.data.evaluation import evaluation_labels
+from grader.data.perturb import source_name
 from grader.messages import bilingual
 from grader.report import ItemStatus
 from grader.spec import Text
+
+#: Counted accuracy this far below the plain images' (the moved copies pulled it down): named.
+COLLAPSE_GAP = 0.05
 
 
 def _structure_problems(given: CompareInput) -> list[Text]:
@@ -45,6 +49,19 @@ def accuracy_fraction(measured: float, threshold: float, floor: float) -> float:
     if measured <= floor:
         return 0.0
     return (measured - floor) / (threshold - floor)
+
+
+def counted_accuracy(accuracies: dict[str, float], moved_error_ratio: float) -> float:
+    """The figure that is scored: the lowest accuracy on the plain image sets, lowered further
+    when the moved copies (:mod:`grader.data.perturb`) get more than ``moved_error_ratio``
+    times that error wrong, as a table of exact pixels does and a CNN, trained fully or not,
+    does not: then the plain accuracy their error implies, ``1 - (1 - moved) / ratio``."""
+    plain = [a for name, a in accuracies.items() if source_name(name) == name]
+    moved = [a for name, a in accuracies.items() if source_name(name) != name]
+    counted = min(plain) if plain else min(moved, default=0.0)
+    if moved:
+        counted = min(counted, 1.0 - (1.0 - min(moved)) / moved_error_ratio)
+    return counted
 
 
 def claimed_accuracy(
@@ -122,8 +139,10 @@ def unjudged_feedback(run: RunFacts, claimed: float | None, where: int | None
 
 @register("accuracy", prepare=prepare_accuracy)
 def compare_accuracy(given: CompareInput) -> Judgement:
-    """Accuracy on every image set the clean room measured (the test images and the held-out
-    ones the student's sandbox never had); the lowest one counts."""
+    """Accuracy on every image set the clean room measured (the test images, the held-out
+    ones the student's sandbox never had, and moved copies of both); the lowest plain one
+    counts, unless the moved copies fall further below it than an honest CNN's ever do
+    (:func:`counted_accuracy`)."""
     rule = given.exercise.accuracy
     if rule is None:
         raise ValueError(f"{given.exercise.id}: an accuracy item needs an [accuracy] table")
@@ -141,11 +160,12 @@ def compare_accuracy(given: CompareInput) -> Judgement:
             return Judgement(0.0, ItemStatus.ERROR, [bilingual(
                 "accuracy.prediction_count", n=n, images=len(truth), name=name)])
         accuracies[name] = float(np.mean(np.asarray(got, dtype=np.int64) == truth))
-    measured = min(accuracies.values())
+    measured = counted_accuracy(accuracies, rule.moved_error_ratio)
     fraction = accuracy_fraction(measured, rule.threshold, rule.floor)
     details: dict = {"measured_accuracy": measured, "threshold": rule.threshold,
                      "floor": rule.floor, "claimed_accuracy": given.claimed_accuracy,
-                     "accuracies": accuracies, "parameters": given.measured.get("parameters")}
+                     "accuracies": accuracies, "moved_error_ratio": rule.moved_error_ratio,
+                     "parameters": given.measured.get("parameters")}
     feedback: list[Text] = []
     structure = _structure_problems(given)
     if structure:
@@ -159,6 +179,11 @@ def compare_accuracy(given: CompareInput) -> Judgement:
     if test is not None and held_out is not None and test - held_out > 0.05:
         details["memorised"] = True
         feedback.append(bilingual("accuracy.memorised", test=test, held_out=held_out))
+    plain = min((a for n, a in accuracies.items() if source_name(n) == n), default=measured)
+    moved = min((a for n, a in accuracies.items() if source_name(n) != n), default=None)
+    if moved is not None and plain - measured > COLLAPSE_GAP:
+        details["collapsed"] = True
+        feedback.append(bilingual("accuracy.collapsed", plain=plain, moved=moved))
     claimed = given.claimed_accuracy
     if claimed is not None and abs(claimed - measured) > rule.claimed_tolerance:
         details["claimed_mismatch"] = True

@@ -4,7 +4,8 @@ MNIST (docs/data.md): ``data_dir/mnist.npz`` is the full set, host side only;
 ``sandbox_data_dir(data_dir)`` is the only folder a sandbox may mount (the training set without
 ``HOLDOUT_SIZE`` held-out images, the full test set); ``load_holdout`` gives the held-out images
 for measuring the trained model outside the sandbox; :mod:`grader.data.evaluation` serves them
-(and the test images) with their labels, cached.
+(and the test images) with their labels, cached; :mod:`grader.data.perturb` makes the moved
+copies of both that each run also measures (what a table of public MNIST cannot read).
 """
 
 from grader.data.evaluation import evaluation_images, evaluation_labels, mnist_test_labels

@@ -1,6 +1,7 @@
 """The images the trained model is measured on, and their labels, read once per data file.
 
-Host side only: the images go to the clean room, the labels never leave the host (the accuracy
+Host side only: the images go to the clean room (with moved copies made per run from the clean
+room's secret seed, :mod:`grader.data.perturb`), the labels never leave the host (the accuracy
 comparator's ``prepare`` hook reads them). ``mnist.npz`` is about 55 MB; it is read once per
 change of the file (its mtime is part of the cache key), not once per submission.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from grader.data.mnist import NPZ_NAME, MnistArrays, load_mnist
+from grader.data.perturb import moved_name
 from grader.data.split import load_holdout
 
 
@@ -28,8 +30,10 @@ def evaluation_images(data_dir: Path) -> dict[str, np.ndarray]:
 
 
 def evaluation_labels(data_dir: Path) -> dict[str, np.ndarray]:
-    """Their labels, by the same image set names."""
-    return {"test": mnist_test_labels(data_dir), "holdout": load_holdout(data_dir)[1]}
+    """Their labels, by the same image set names, and again under the name of each set's moved
+    copy (:mod:`grader.data.perturb`: moving an image does not change its digit)."""
+    labels = {"test": mnist_test_labels(data_dir), "holdout": load_holdout(data_dir)[1]}
+    return {**labels, **{moved_name(name): truth for name, truth in labels.items()}}
 
 
 def _mnist(path: Path) -> MnistArrays:

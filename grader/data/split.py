@@ -3,8 +3,10 @@
 The trained model is measured on the 10,000 test images and on ``HOLDOUT_SIZE`` training images
 kept back from the sandbox, so memorising the test set does not pass. Which images are kept
 back follows from a grader secret, ``holdout.key``, made once and never overwritten: the split
-is the same on every fetch, and a student who reads this code still cannot tell which images
-are missing without the key (they can tell *that* 5,000 are missing, not which).
+is the same on every fetch. The key hides the choice only from a sandbox without MNIST of its
+own: MNIST is public, and its training images missing from ``/data`` are exactly the held-out
+ones. What a copy of MNIST cannot read are the moved copies measured beside them
+(:mod:`grader.data.perturb`, docs/data.md "What is and is not secret").
 
 Files under the data folder (docs/data.md):
 

@@ -1,0 +1,123 @@
+"""The moved copies of the evaluation images (``grader/data/perturb.py``): made from the run's
+seed, the same for the same seed, different for another, every image moved, labels kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grader.comparators.accuracy import counted_accuracy
+from grader.data.perturb import (
+    MOVED_SUFFIX,
+    Perturbation,
+    moved_copies,
+    moved_name,
+    perturb_images,
+    source_name,
+)
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    """Digit-like images: a block of ink away from the edges, in a different place per image."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((300, 28, 28), dtype=np.uint8)
+    for image in images:
+        top, left = rng.integers(4, 12, size=2)
+        image[top:top + 12, left:left + 8] = rng.integers(100, 256, size=(12, 8))
+    images.setflags(write=False)
+    return images
+
+
+def test_the_same_seed_gives_the_same_copies_and_another_seed_others(digits):
+    first = perturb_images(digits, 1234)
+    assert np.array_equal(first, perturb_images(digits, 1234))
+    other = perturb_images(digits, 1235)
+    assert np.mean(np.any(first != other, axis=(1, 2))) == 1.0
+
+
+def test_every_image_is_moved_and_no_pixel_survives_an_exact_lookup(digits):
+    moved = perturb_images(digits, 7)
+    assert moved.dtype == np.uint8 and moved.shape == digits.shape
+    assert not np.any(np.all(moved == digits, axis=(1, 2)))
+    # an exact-pixel key (the image's bytes) of each moved copy matches no original image
+    originals = {image.tobytes() for image in digits}
+    assert not any(image.tobytes() in originals for image in moved)
+    # nor does any shift of the original by up to the perturbation's range
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            shifted = np.roll(digits, (dy, dx), axis=(1, 2))
+            assert not np.any(np.all(moved == shifted, axis=(1, 2)))
+
+
+def test_the_digit_stays_where_a_cnn_reads_it(digits):
+    """Without noise a copy is its original shifted by one pixel (never by nothing), zeros
+    filling the edge it left; with noise every pixel is within ``noise`` of that."""
+    still = perturb_images(digits, 3, Perturbation(max_shift=1, noise=0))
+    noisy = perturb_images(digits, 3, Perturbation(max_shift=1, noise=16))
+    shifts = set()
+    for original, copy, with_noise in zip(digits, still, noisy, strict=True):
+        matches = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                   if np.array_equal(np.roll(original, (dy, dx), axis=(0, 1)), copy)]
+        assert len(matches) == 1 and matches[0] != (0, 0)
+        shifts.add(matches[0])
+        assert np.abs(with_noise.astype(int) - copy.astype(int)).max() <= 16
+    assert len(shifts) == 8  # every direction is used
+    assert np.abs(noisy.astype(int) - still.astype(int)).mean() > 4
+
+
+def test_zero_fill_at_the_edge():
+    edge = np.full((1, 28, 28), 200, dtype=np.uint8)
+    moved = perturb_images(edge, 5, Perturbation(max_shift=1, noise=0))
+    assert (moved == 0).sum() in (28, 28 + 27)  # one row or column, or one of each
+
+
+def test_the_input_is_not_changed_and_bad_input_is_refused(digits):
+    before = digits.copy()
+    perturb_images(digits, 1)
+    assert np.array_equal(digits, before)
+    with pytest.raises(ValueError):
+        perturb_images(digits.astype(np.float32), 1)
+    with pytest.raises(ValueError):
+        Perturbation(max_shift=0)
+
+
+def test_each_set_gets_its_own_copy_under_its_moved_name(digits):
+    sets = {"test": digits, "holdout": digits[:100]}
+    copies = moved_copies(sets, 99)
+    assert list(copies) == ["test" + MOVED_SUFFIX, "holdout" + MOVED_SUFFIX]
+    assert [source_name(name) for name in copies] == ["test", "holdout"]
+    assert source_name("test") == "test" and moved_name("test") == "test-moved"
+    # the two sets are moved independently: the same image is not moved the same way in both
+    assert not np.array_equal(copies["test-moved"][:100], copies["holdout-moved"])
+    assert np.array_equal(copies["test-moved"], moved_copies(sets, 99)["test-moved"])
+
+
+def test_the_counted_figure_follows_the_moved_copies_only_beyond_the_error_ratio():
+    honest = {"test": 0.979, "holdout": 0.977, "test-moved": 0.955, "holdout-moved": 0.948}
+    assert counted_accuracy(honest, 2.75) == pytest.approx(0.977)
+    one_epoch = {"test": 0.934, "holdout": 0.925, "test-moved": 0.870, "holdout-moved": 0.860}
+    assert counted_accuracy(one_epoch, 2.75) == pytest.approx(0.925)
+    table = {"test": 1.0, "holdout": 1.0, "test-moved": 0.11, "holdout-moved": 0.10}
+    assert counted_accuracy(table, 2.75) == pytest.approx(1 - 0.9 / 2.75)
+    assert counted_accuracy(table, 1.0) == pytest.approx(0.10)
+    assert counted_accuracy({"test": 0.9, "holdout": 0.95}, 2.75) == pytest.approx(0.9)
+
+
+def test_the_calibration_suggests_the_error_ratio_of_the_recorded_runs():
+    """The ten runs of docs/accuracy-threshold.md (2026-12-05) give the exercise's ratio."""
+    from grader.reference_build import Calibration
+
+    rows = [(0.9785, 0.9762, 0.9533, 0.9468), (0.9800, 0.9776, 0.9577, 0.9532),
+            (0.9823, 0.9790, 0.9590, 0.9580), (0.9813, 0.9794, 0.9584, 0.9590),
+            (0.9808, 0.9782, 0.9584, 0.9536), (0.9808, 0.9790, 0.9557, 0.9542),
+            (0.9808, 0.9806, 0.9581, 0.9530), (0.9812, 0.9776, 0.9566, 0.9500),
+            (0.9777, 0.9782, 0.9492, 0.9450), (0.9803, 0.9756, 0.9588, 0.9520)]
+    sets = [dict(zip(("test", "holdout", "test-moved", "holdout-moved"), row, strict=True))
+            for row in rows]
+    calibration = Calibration([min(r[:2]) for r in rows], [100.0] * 10, sets)
+    assert min(calibration.error_ratios) == pytest.approx(1.967, abs=1e-3)
+    assert max(calibration.error_ratios) == pytest.approx(2.466, abs=1e-3)
+    assert calibration.suggested_error_ratio() == 2.75
+    assert calibration.suggested_threshold() == pytest.approx(0.970)
+    assert all(counted_accuracy(s, 2.75) == min(s["test"], s["holdout"]) for s in sets)
