@@ -22,20 +22,26 @@ import nbformat
 from grader.messages import bilingual
 from grader.spec import Text
 
-#: Matched against one line (no line end in it), so no ``\s`` can cross into the next.
-PIP_LINE = re.compile(r"[!%]\s*(pip3?|conda|apt(-get)?)\b")
-PYTHON_PIP = re.compile(r"!\s*python3?\s+-m\s+pip\b")
-COLAB_MAGIC = re.compile(r"%tensorflow_version\b")
+#: Each pattern finds whole lines under ``re.M``, and no part of it can cross a line end
+#: (``[^\S\n]`` is a blank that is not one), so a search is linear in the cell. Group 1 is the
+#: line without its leading and trailing blanks.
+_LINE = r"^[^\S\n]*({})[^\S\n]*"
+_REST = r"(?:[^\n]*\S)?"
+PIP_LINE = re.compile(_LINE.format(r"[!%][^\S\n]*(?:pip3?|conda|apt(?:-get)?)\b" + _REST), re.M)
+PYTHON_PIP = re.compile(_LINE.format(
+    r"![^\S\n]*python3?[^\S\n]+-m[^\S\n]+pip\b" + _REST), re.M)
+COLAB_MAGIC = re.compile(_LINE.format(r"%tensorflow_version\b" + _REST), re.M)
 #: In the order notes are given (every pip line of a cell, then python -m pip, then Colab's).
 NOT_RUN = (PIP_LINE, PYTHON_PIP, COLAB_MAGIC)
 WRITEFILE = re.compile(r"^(\s*%%writefile(?:\s+-a)?\s+)(\S+)\s*$")
 SKIPPED = "# [grader] skipped: "
-#: A line that may be a magic or a shell escape: blanks (never a line end), then ``!`` or ``%``.
-CANDIDATE = re.compile(r"^[^\S\n]*[!%]", re.M)
+#: Notes kept per notebook; further lines are rewritten too, and counted in one last note.
+MAX_NOTES = 20
 
 
 @dataclass(frozen=True)
 class Neutralised:
+    #: The cell's index; -1 for the note counting lines beyond :data:`MAX_NOTES`.
     cell_index: int
     original: str
     message: Text
@@ -46,15 +52,16 @@ def sanitize_notebook(nb: nbformat.NotebookNode, check: Callable[[], None] | Non
     """Rewrite cells in place; return what was changed. ``check`` is called before each code
     cell (a deadline's, :mod:`grader.preparation`)."""
     notes: list[Neutralised] = []
+    more = 0
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         if check is not None:
             check()
-        source, skipped = _skip_lines(cell.source)
+        source, texts, beyond = _skip_lines(cell.source, MAX_NOTES - len(notes))
         notes += [Neutralised(index, text, bilingual("sanitize.not_run", cell=index + 1,
-                                                     line=text))
-                  for texts in skipped for text in texts]
+                                                     line=text)) for text in texts]
+        more += beyond
         lines = source.split("\n", 1)
         writefile = WRITEFILE.match(lines[0]) if lines else None
         if writefile and writefile.group(2).startswith(("/", "~")):
@@ -62,34 +69,28 @@ def sanitize_notebook(nb: nbformat.NotebookNode, check: Callable[[], None] | Non
             local = target.rstrip("/").rsplit("/", 1)[-1] or "writefile.txt"
             lines[0] = writefile.group(1) + local
             source = "\n".join(lines)
-            notes.append(
-                Neutralised(
-                    index,
-                    lines[0],
-                    bilingual("sanitize.writefile", cell=index + 1, target=target, local=local),
-                )
-            )
+            if len(notes) < MAX_NOTES:
+                notes.append(Neutralised(index, lines[0], bilingual(
+                    "sanitize.writefile", cell=index + 1, target=target, local=local)))
+            else:
+                more += 1
         cell.source = source
+    if more:
+        notes.append(Neutralised(-1, "", bilingual("sanitize.more_not_run", count=more)))
     return notes
 
 
-def _skip_lines(source: str) -> tuple[str, list[list[str]]]:
-    """``source`` with the lines that must not run commented out, and those lines (stripped),
-    by pattern of :data:`NOT_RUN`. Only lines starting with ``!`` or ``%`` are looked at."""
-    skipped: list[list[str]] = [[] for _ in NOT_RUN]
-    pieces: list[str] = []
-    done = 0
-    for candidate in CANDIDATE.finditer(source):
-        start = candidate.start()
-        end = source.find("\n", start)
-        end = len(source) if end < 0 else end
-        text = source[start:end].strip()
-        kind = next((k for k, pattern in enumerate(NOT_RUN) if pattern.match(text)), None)
-        if kind is not None:
-            skipped[kind].append(text)
-            pieces += [source[done:start], SKIPPED, text]
-            done = end
-    if not pieces:
-        return source, skipped
-    pieces.append(source[done:])
-    return "".join(pieces), skipped
+def _skip_lines(source: str, keep: int) -> tuple[str, list[str], int]:
+    """``source`` with the lines that must not run commented out; the first ``keep`` of those
+    lines (stripped) in the order of :data:`NOT_RUN`, and how many more there were. Each
+    pattern is a C-speed substitution: no Python step per line."""
+    texts: list[str] = []
+    more = 0
+    for pattern in NOT_RUN:
+        for match in pattern.finditer(source):
+            if len(texts) >= keep:
+                break
+            texts.append(match.group(1))
+        source, count = pattern.subn(SKIPPED + r"\1", source)
+        more += count
+    return source, texts, more - len(texts)
