@@ -115,10 +115,13 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "heading cells": headings, "outputs at limit": huge_outputs, "1,000 cells": many_cells}
 
 
-def _prepare(nb: nbformat.NotebookNode) -> None:
+def _exercise() -> Any:
     from grader.config import GraderConfig
 
-    exercise = GraderConfig.from_env().exercise("chap06_cnn")
+    return GraderConfig.from_env().exercise("chap06_cnn")
+
+
+def _prepare(nb: nbformat.NotebookNode, exercise: Any) -> None:
     try:
         from grader.preparation import prepare_submission
     except ImportError:  # the code before issue 17: the steps one by one
@@ -146,6 +149,7 @@ def _prepare(nb: nbformat.NotebookNode) -> None:
 def _run_case(name: str, queue: Any) -> None:
     nb = CASES[name]()
     data = json.dumps(nb, ensure_ascii=False).encode()
+    exercise = _exercise()
     t0 = time.monotonic()
     try:
         parsed = read_notebook(data, UPLOAD)
@@ -155,7 +159,7 @@ def _run_case(name: str, queue: Any) -> None:
     t1 = time.monotonic()
     outcome = "prepared"
     try:
-        _prepare(parsed)
+        _prepare(parsed, exercise)
     except Exception as exc:
         outcome = f"{type(exc).__name__}: {str(exc)[:80]}"
     t2 = time.monotonic()

@@ -86,11 +86,15 @@ def _skip_lines(source: str, keep: int) -> tuple[str, list[str], int]:
     pattern is a C-speed substitution: no Python step per line."""
     texts: list[str] = []
     more = 0
+    if "!" not in source and "%" not in source:
+        return source, texts, 0
     for pattern in NOT_RUN:
-        for match in pattern.finditer(source):
+        rewritten, count = pattern.subn(SKIPPED + r"\1", source)
+        if not count:
+            continue
+        for match in pattern.finditer(source):  # only as far as the notes kept
             if len(texts) >= keep:
                 break
             texts.append(match.group(1))
-        source, count = pattern.subn(SKIPPED + r"\1", source)
-        more += count
+        source, more = rewritten, more + count
     return source, texts, more - len(texts)
