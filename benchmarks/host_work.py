@@ -3,10 +3,11 @@
 
 Builds notebooks at the service's upload limits (``service/settings.py``: 20 MiB, 1,000
 cells, 4 MiB a cell, 16 MiB of outputs, 200,000 JSON values) from the seed notebook: cells of
-blank lines, a graded cell padded with magics, markdown made of headings, outputs at their
-limit, the most cells. Each case runs in a child process (so that its peak memory is its own
-and a case that would take hours is cut at ``--timeout``), which reads the notebook with the
-service's bounds and then prepares it as :func:`grader.pipeline.execute_notebook` does
+blank lines, cells of ``!pip`` lines, graded cells padded with magics, markdown made of
+headings, outputs at their limit, the most cells. Each case runs in a child process (so that
+its peak memory is its own and a case that would take hours is cut at ``--timeout``), which
+reads the notebook with the service's bounds and then prepares it as
+:func:`grader.pipeline.execute_notebook` does
 (strip, sanitise, locate, read the graded sources, budgets, plan). Then the results side: the
 runner's record, an export and the executed notebook at their size caps, read back as the
 host does, and the claimed-accuracy pattern over the most output a cell keeps.
@@ -70,6 +71,14 @@ def blank_lines() -> dict[str, Any]:
     return nb
 
 
+def pip_lines() -> dict[str, Any]:
+    """Four cells of ``!pip install x`` lines, 4 MiB each: every line rewritten, each a note
+    (notes are capped)."""
+    nb = _seed()
+    nb["cells"] += [_code("!pip install x\n" * (CELL_BYTES // 16)) for _ in range(4)]
+    return nb
+
+
 def magic_padded() -> dict[str, Any]:
     """The graded training cell and a convolution cell, each padded to 4 MiB with magics."""
     nb = _seed()
@@ -111,7 +120,8 @@ def seed() -> dict[str, Any]:
 
 
 CASES: dict[str, Callable[[], dict[str, Any]]] = {
-    "seed (honest)": seed, "blank-line cells": blank_lines, "magic-padded cells": magic_padded,
+    "seed (honest)": seed, "blank-line cells": blank_lines, "pip-line cells": pip_lines,
+    "magic-padded cells": magic_padded,
     "heading cells": headings, "outputs at limit": huge_outputs, "1,000 cells": many_cells}
 
 
