@@ -14,8 +14,9 @@ re-tokenises the whole cell once per magic or shell line it rewrites, so a cell 
 1. a cell beyond :class:`SourceLimits` (bytes, lines) is not parsed at all: its facts say why
    (``refused``) and scoring gives its item an error saying the cell is too large to check;
 2. a cell that parses as plain Python (``ast.parse``, linear) is taken as it is: IPython's
-   transformers change only what plain Python cannot hold (magics, ``!``, ``?``, prompts,
-   a cell indented as a whole);
+   transformers change only what plain Python cannot hold (magics, ``!``, ``?``, a cell
+   indented as a whole), except prompts, so a cell that starts with one (:data:`PROMPT`)
+   skips this step;
 3. only a cell that does not, and is small (``max_ipython_bytes``, ``max_escape_lines``),
    goes through ``TransformerManager``: at most 4 passes over 8 KiB, about 0.3 s.
 
@@ -36,6 +37,12 @@ KiB = 1024
 #: A line IPython may rewrite: one that starts with ``%``, ``!`` or ``?``, assigns the result of
 #: one (``x = !ls``), or ends with ``?`` (help). An upper bound: ``"x=%d"`` in a string counts.
 ESCAPE_LINE = re.compile(r"^[^\S\n]*[%!?]|=[^\S\n]*[%!]|\?[^\S\n]*$", re.M)
+#: IPython strips prompts (``>>>``, ``...``, ``In [1]:``, ``...:``) from every line of a cell
+#: whose first or second line (after blank ones) starts with one (its ``classic_prompt`` and
+#: ``ipython_prompt``): such a cell may be plain Python that IPython runs differently
+#: (``In [1]:  x = 1`` is an annotated assignment; stripped, an indentation error).
+PROMPT = re.compile(r"(?:>>>|\.\.\.)(?: |$)|(?:(?:\[nav\]|\[ins\])? )?In \[\d+\]: |\s*\.{3,}:")
+LEADING_BLANK_LINES = re.compile(r"(?:[^\S\n]*\n)*")
 
 
 @dataclass(frozen=True)
@@ -76,14 +83,17 @@ def read_cell(source: str, limits: SourceLimits = DEFAULT_SOURCE_LIMITS) -> Sour
     lines = source.count("\n") + (not source.endswith("\n"))
     if size > limits.max_bytes or lines > limits.max_lines:
         return _refused(source, limits, size=size, lines=lines)
-    try:
-        return SourceFacts(None, frozenset(_bound_names(ast.parse(source))))
-    except SyntaxError as exc:  # not plain Python: perhaps IPython's
-        plain = f"{exc.msg} (line {exc.lineno})"
-    except (ValueError, RecursionError, MemoryError) as exc:
-        plain = f"{type(exc).__name__}: {exc}"[:200]
+    prompts = _has_prompts(source)
+    plain: str | None = None
+    if not prompts:
+        try:
+            return SourceFacts(None, frozenset(_bound_names(ast.parse(source))))
+        except SyntaxError as exc:  # not plain Python: perhaps IPython's
+            plain = f"{exc.msg} (line {exc.lineno})"
+        except (ValueError, RecursionError, MemoryError) as exc:
+            plain = f"{type(exc).__name__}: {exc}"[:200]
     escapes = len(ESCAPE_LINE.findall(source))
-    if escapes == 0 and size > limits.max_ipython_bytes:
+    if plain is not None and escapes == 0 and size > limits.max_ipython_bytes:
         return SourceFacts(plain, frozenset())  # no magic to rewrite: Python's word stands
     if size > limits.max_ipython_bytes or escapes > limits.max_escape_lines:
         return _refused(source, limits, size=size, lines=lines, escapes=escapes)
@@ -97,6 +107,13 @@ def read_cell(source: str, limits: SourceLimits = DEFAULT_SOURCE_LIMITS) -> Sour
     except Exception as exc:  # IPython's transformers on odd input
         return SourceFacts(f"{type(exc).__name__}: {exc}"[:200], frozenset())
     return SourceFacts(None, frozenset(_bound_names(tree)))
+
+
+def _has_prompts(source: str) -> bool:
+    """Whether IPython would strip prompts from ``source`` (:data:`PROMPT`)."""
+    start = LEADING_BLANK_LINES.match(source)
+    lines = source[start.end() if start else 0:].split("\n", 2)[:2]
+    return any(PROMPT.match(line) for line in lines)
 
 
 def _refused(source: str, limits: SourceLimits, *, size: int, lines: int,

@@ -303,3 +303,15 @@ def test_plain_python_cells_read_as_ipython_reads_them():
                 assert facts.syntax_error is not None
                 continue
             assert facts.syntax_error is None and facts.bound == want, cell.source[:60]
+
+
+def test_a_cell_ipython_strips_prompts_from_is_read_as_ipython_runs_it():
+    """``In [2]:  w = 2`` is an annotated assignment in plain Python, and an indentation error
+    once IPython strips the prompts: the fast path must not take the plain reading, or a
+    cell that never runs would count as one that binds the answer."""
+    from grader.sourcecheck import read_cell
+
+    trick = read_cell("In [1]: z = 1\nIn [2]:  w = 2\nconvoluted_image = tf.nn.conv2d(x, W)\n")
+    assert trick.syntax_error is not None and "convoluted_image" not in trick.bound
+    assert read_cell("\n>>> x = 1\n>>> y = 2").bound == {"x", "y"}
+    assert read_cell("def f():\n    ...\ny = 2").bound == {"f", "y"}  # an Ellipsis is no prompt
