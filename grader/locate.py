@@ -30,8 +30,10 @@ OTHER_LINE_ENDS = re.compile("[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
 def _heading_lines(source: str) -> list[str]:
+    """The lines of ``source`` (as ``str.splitlines`` cuts them) that start, after blanks,
+    with ``#``."""
     if OTHER_LINE_ENDS.search(source):
-        return [line for line in source.splitlines() if line.lstrip().startswith("#")]
+        source = OTHER_LINE_ENDS.sub("\n", source.replace("\r\n", "\n"))
     return HEADING.findall(source)
 
 
