@@ -26,7 +26,7 @@ help:
 	@echo "make image     build the docker backend's runtime image (VARIANT=cpu|gpu, BASE=auto|local|IMAGE)"
 	@echo "make service-image  build the service's image for docker-compose.yml (BASE=auto|local|IMAGE)"
 	@echo "make test-compose   only the docker-compose.yml tests (the stack up, a notebook graded)"
-	@echo "make bench     sandbox start-up per backend, grading phase by phase, the service at course scale, the queue wait, notebooks per hour with 1 and 2 pinned runs, the grader vs jupyter nbconvert --execute (P1, P2 warm and cold, each phase), then the 8-GPU node's capacity on paper (docs/capacity.md)"
+	@echo "make bench     sandbox start-up per backend, grading phase by phase, the host's work on pathological notebooks at the upload limits, the service at course scale, the queue wait, notebooks per hour with 1 and 2 pinned runs, the grader vs jupyter nbconvert --execute (P1, P2 warm and cold, each phase), then the 8-GPU node's capacity on paper (docs/capacity.md)"
 	@echo "make bench-service  only the web service at course scale, SQLite and PostgreSQL"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
 	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
@@ -98,6 +98,7 @@ service-image: deps
 bench: data sysdeps-test
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/grading.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/host_work.py
 	$(BIN)/python benchmarks/serving.py $(BENCH_SERVICE_ARGS)
 	$(BIN)/python benchmarks/queue_wait.py
 	$(BIN)/python benchmarks/throughput.py $(BENCH_THROUGHPUT_ARGS)

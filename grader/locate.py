@@ -1,9 +1,14 @@
 """Finding each graded item's cell: by cell id in notebooks made from our template, else by the
 headings before it and the names in it (a student's copy of the original course notebook has no
-ids of ours)."""
+ids of ours).
+
+Linear in the notebook: each markdown cell's headings are read once, by a pattern that never
+crosses a line end, whatever the number of locators."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nbformat
@@ -18,33 +23,63 @@ class Located:
     how: str
 
 
+#: A heading line: blanks (never a line end), then ``#``; matched per line, so linear.
+HEADING = re.compile(r"^[^\S\n]*#.*", re.M)
+#: Line ends other than ``\n`` that ``str.splitlines`` also splits on.
+OTHER_LINE_ENDS = re.compile("[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
 def _heading_lines(source: str) -> list[str]:
-    return [line for line in source.splitlines() if line.lstrip().startswith("#")]
+    """The lines of ``source`` (as ``str.splitlines`` cuts them) that start, after blanks,
+    with ``#``."""
+    if OTHER_LINE_ENDS.search(source):
+        source = OTHER_LINE_ENDS.sub("\n", source.replace("\r\n", "\n"))
+    return HEADING.findall(source)
 
 
-def _matches_heading(cell: nbformat.NotebookNode, texts: tuple[str, ...]) -> bool:
-    if cell.cell_type != "markdown":
-        return False
-    return any(text in line for line in _heading_lines(cell.source) for text in texts)
+class Headings:
+    """Each markdown cell's heading lines, read once (a cell's lines joined by ``\n``, or
+    ``None`` without headings) however many locators ask: a notebook of heading-only cells
+    cost every locator a pass over every line."""
+
+    def __init__(self, nb: nbformat.NotebookNode, check: Callable[[], None] | None = None):
+        self._cells = nb.cells
+        self._joined: dict[int, str | None] = {}
+        self._check = check
+
+    def match(self, index: int, texts: tuple[str, ...]) -> bool:
+        """Whether cell ``index`` is markdown with a heading line holding one of ``texts``."""
+        if index not in self._joined:
+            cell = self._cells[index]
+            lines = _heading_lines(cell.source) if cell.cell_type == "markdown" else []
+            self._joined[index] = "\n".join(lines) if lines else None
+            if self._check is not None:
+                self._check()
+        joined = self._joined[index]
+        # a text holding a line end is in no single line
+        return joined is not None and any("\n" not in text and text in joined
+                                          for text in texts)
 
 
-def locate_cell(nb: nbformat.NotebookNode, locator: CellLocator) -> Located | None:
+def locate_cell(nb: nbformat.NotebookNode, locator: CellLocator,
+                headings: Headings | None = None) -> Located | None:
     """The cell for ``locator``, or ``None`` when neither its id nor its content is found."""
     cells = nb.cells
+    headings = headings or Headings(nb)
     if locator.id is not None:
         for index, cell in enumerate(cells):
             if cell.get("id") == locator.id and cell.cell_type == "code":
                 return Located(index, "id")
     start = 0
     if locator.after:
-        anchors = [i for i, c in enumerate(cells) if _matches_heading(c, locator.after)]
-        if not anchors:
+        anchor = next((i for i in range(len(cells)) if headings.match(i, locator.after)), None)
+        if anchor is None:
             return None
-        start = anchors[0] + 1
+        start = anchor + 1
     seen = 0
     for index in range(start, len(cells)):
         cell = cells[index]
-        if locator.before and _matches_heading(cell, locator.before):
+        if locator.before and headings.match(index, locator.before):
             break
         if cell.cell_type != "code":
             continue
@@ -55,6 +90,9 @@ def locate_cell(nb: nbformat.NotebookNode, locator: CellLocator) -> Located | No
     return None
 
 
-def locate_items(nb: nbformat.NotebookNode, exercise: Exercise) -> dict[str, Located | None]:
-    """Item id -> located cell (or None) for every item of the exercise."""
-    return {item.id: locate_cell(nb, item.cell) for item in exercise.items}
+def locate_items(nb: nbformat.NotebookNode, exercise: Exercise,
+                 check: Callable[[], None] | None = None) -> dict[str, Located | None]:
+    """Item id -> located cell (or None) for every item of the exercise; ``check`` is called
+    after each cell's headings are read (a deadline's, :mod:`grader.preparation`)."""
+    headings = Headings(nb, check)
+    return {item.id: locate_cell(nb, item.cell, headings) for item in exercise.items}

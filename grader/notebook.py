@@ -318,10 +318,8 @@ def _one_line(message: str) -> str:
 
 
 def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy without outputs: what runs in the sandbox (old outputs prove nothing)."""
-    copy = nbformat.from_dict(json.loads(json.dumps(nb)))
-    for cell in copy.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    return copy
+    """A copy without outputs: what runs in the sandbox (old outputs prove nothing). The
+    outputs are left behind before the copy (they may be most of an upload's bytes)."""
+    cells = [{**cell, "outputs": [], "execution_count": None} if cell.cell_type == "code"
+             else cell for cell in nb.cells]
+    return nbformat.from_dict(json.loads(json.dumps({**nb, "cells": cells})))

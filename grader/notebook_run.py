@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 
+from grader.deadline import Deadline
 from grader.kernel.plan import ExportStep, RunPlan
 from grader.kit import RUNNER_GRACE, Kit
 from grader.limits import Limits
@@ -94,11 +95,14 @@ def run_notebook(
     on_progress: ProgressCallback | None,
     *,
     gpu: bool = False,
+    deadline: Deadline | None = None,
 ) -> NotebookRun:
     """Hand ``nb`` and its ``plan`` over to ``kit`` (started cold or warm, :mod:`grader.kit`)
     and follow the run to its end; what both sandboxes saw, classified. The notebook's wall
     clock (``limits.notebook_timeout``) runs from the hand-over: the host stops the kernel then,
-    and the runner ``RUNNER_GRACE`` seconds later. ``gpu``: the kernel had a GPU lent."""
+    and the runner ``RUNNER_GRACE`` seconds later. ``gpu``: the kernel had a GPU lent.
+    ``deadline``: for reading the results back, restarted when the run ends; the executed
+    notebook (a courtesy) is not read once it has passed."""
     if kit.handed_over:
         raise ValueError("a kit serves one submission only")
     kit.handed_over = True
@@ -146,6 +150,8 @@ def run_notebook(
     if kernel_late.is_set():
         kernel_sandbox = replace(kernel_sandbox, timed_out=True, stopped=False)
     seconds = time.monotonic() - t0
+    if deadline is not None:
+        deadline.restart()
     runner, problem = None, None
     if runner_sandbox.sandbox_error is None:
         try:
@@ -159,8 +165,9 @@ def run_notebook(
         for key in ("kernel_start", "bootstrap", "wait", "cells", "exports"):
             if key in runner.timings:
                 timings[key] = runner.timings[key]
-    return NotebookRun(outcome, runner, kernel_sandbox,
-                       _read_executed(workdir / "out" / "executed.ipynb"), timings)
+    executed = (None if deadline is not None and deadline.passed
+                else _read_executed(workdir / "out" / "executed.ipynb"))
+    return NotebookRun(outcome, runner, kernel_sandbox, executed, timings)
 
 
 def _failed(reason: str) -> SandboxResult:

@@ -27,25 +27,26 @@ from typing import Any
 import nbformat
 
 from grader.artefacts import ArtefactError, GraphExport, ValueExport, read_artefact
-from grader.budgets import cell_budgets
 from grader.clean_room import ImageSets, Measured, WarmCleanRoom, measure_artefacts, plan_jobs
 from grader.comparators import prepare_inputs
 from grader.config import GraderConfig
 from grader.data import evaluation_images
+from grader.deadline import Deadline
 from grader.kit import Kit, start_kit
 from grader.limits import Limits
-from grader.locate import Located, locate_items
+from grader.locate import Located
 from grader.messages import bilingual
-from grader.notebook import NotebookError, read_notebook, strip_outputs
-from grader.notebook_run import Progress, ProgressCallback, build_plan, run_notebook
+from grader.notebook import NotebookError, read_notebook
+from grader.notebook_run import Progress, ProgressCallback, run_notebook
 from grader.outcome import RunOutcome
+from grader.preparation import DEFAULT_HOST_LIMITS, HostLimits, prepare_submission, results_deadline
 from grader.reference import reference_artefacts, reference_timings, require_reference
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.results import RunnerResult
 from grader.sandbox.base import Sandbox, SandboxResult
-from grader.sanitize import Neutralised, sanitize_notebook
+from grader.sanitize import Neutralised
 from grader.scoring import Evidence, score_items
-from grader.sourcecheck import SourceFacts, read_cell
+from grader.sourcecheck import SourceFacts
 from grader.spec import Exercise, Text
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def execute_notebook(
     budgets: bool = True,
     kit: Kit | None = None,
     on_executed: Callable[[nbformat.NotebookNode], None] | None = None,
+    host: HostLimits = DEFAULT_HOST_LIMITS,
 ) -> Execution:
     """Run a (parsed) notebook and measure its exports in the clean room.
 
@@ -95,20 +97,16 @@ def execute_notebook(
     this exercise (:mod:`grader.warm_pool`), used and closed here; without one a kit is started
     now, on ``sandbox``. ``on_executed`` hears the executed notebook as soon as the run ends,
     before the clean room measures (the service renders it meanwhile); it must not change it,
-    and its failure is logged, not the grading's."""
+    and its failure is logged, not the grading's. ``host``: bounds on the host's own work
+    (:mod:`grader.preparation`); a preparation past its deadline raises
+    :class:`~grader.notebook.NotebookError`, before any sandbox starts (a ``kit`` given is
+    the caller's to close)."""
     limits = limits or exercise.limits
     started = time.monotonic()
-    nb = strip_outputs(nb)
-    notes = sanitize_notebook(nb)
-    located = locate_items(nb, exercise)
-    sources = {item_id: read_cell(nb.cells[where.index].source)
-               for item_id, where in located.items() if where is not None}
-    code_cells = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
-    budget = cell_budgets(code_cells,
-                          {item_id: w.index for item_id, w in located.items() if w is not None},
-                          reference_timings(exercise) if budgets else None,
-                          limits.cell_timeout, limits.budget_floor)
-    plan = build_plan(exercise, limits, located, budget)
+    prepared = prepare_submission(nb, exercise, limits,
+                                  reference_timings(exercise) if budgets else None, host)
+    nb, notes, located, sources = (prepared.nb, prepared.notes, prepared.located,
+                                   prepared.sources)
     # a kit started ahead: how long it waited (for the benchmarks' phase costs).
     waited = None if kit is None else time.monotonic() - kit.created
     if kit is None:
@@ -117,12 +115,14 @@ def execute_notebook(
         rundir = kit.rundir
         # a backend lending GPUs says so (DockerSandbox.gpu_devices); the others have none
         gpu = bool(getattr(sandbox, "gpu_devices", ()))
-        ran = run_notebook(nb, kit, plan, limits, started, on_progress, gpu=gpu)
+        ran = run_notebook(nb, kit, prepared.plan, limits, started, on_progress, gpu=gpu,
+                           deadline=(reading := results_deadline(host)))
         run = Execution(ran.outcome, located, notes, ran.runner, ran.sandbox, ran.executed,
                         ran.timings, sources)
+        run.timings["prepare"] = prepared.seconds
         if waited is not None:
             run.timings["kit_age"] = waited
-        _check_exports(run, rundir / "runner" / "out" / "artefacts")
+        _check_exports(run, rundir / "runner" / "out" / "artefacts", reading)
         if on_executed is not None and run.executed is not None:
             try:
                 on_executed(run.executed)
@@ -144,11 +144,16 @@ def execute_notebook(
     return run
 
 
-def _check_exports(run: Execution, folder: Path) -> None:
-    """Check each export the runner recorded; keep the usable ones, the reason for the rest."""
+def _check_exports(run: Execution, folder: Path, deadline: Deadline) -> None:
+    """Check each export the runner recorded; keep the usable ones, the reason for the rest
+    (an export not read before ``deadline`` is unusable too)."""
     if run.runner is None:
         return
     for item_id, record in run.runner.exports.items():
+        if deadline.passed:
+            run.exports[item_id] = (f"not read: reading the run's results took more than "
+                                    f"{deadline.seconds:g} s")
+            continue
         if record.file is None:
             error = record.error
             run.exports[item_id] = f"{error.ename}: {error.evalue}" if error else "no export"
@@ -180,7 +185,7 @@ def measure_execution(run: Execution, exercise: Exercise, config: GraderConfig,
 
 def _cell_can_answer(run: Execution, item_id: str) -> bool:
     facts = run.sources.get(item_id)
-    return facts is not None and facts.syntax_error is None
+    return facts is not None and facts.syntax_error is None and facts.refused is None
 
 
 def grade_notebook(
@@ -193,21 +198,25 @@ def grade_notebook(
     on_progress: ProgressCallback | None = None,
     kit: Kit | None = None,
     on_executed: Callable[[nbformat.NotebookNode], None] | None = None,
+    host: HostLimits = DEFAULT_HOST_LIMITS,
 ) -> GradeReport:
     """Grade a submission given as the bytes of a .ipynb file; ``kit``: sandboxes started
-    ahead for it (closed here whatever happens); ``on_executed``: see
+    ahead for it (closed here whatever happens); ``on_executed``, ``host``: see
     :func:`execute_notebook`."""
     started = time.monotonic()
     try:
         require_reference(exercise)
         try:
             nb = read_notebook(data)
-        except NotebookError as exc:
-            return invalid_report(exercise, exc)
-        try:
             run = execute_notebook(nb, exercise, config, sandbox, limits=limits,
                                    on_progress=on_progress, kit=kit,
-                                   on_executed=on_executed)
+                                   on_executed=on_executed, host=host)
+        except NotebookError as exc:  # unreadable, or too costly to prepare
+            return invalid_report(exercise, exc)
+        except Exception as exc:  # a grader bug must still end in a report, never a traceback
+            logger.exception("grading failed inside the grader")
+            return failed_report(exercise, f"{type(exc).__name__}: {exc}")
+        try:
             return score_execution(run, exercise, config, started)
         except Exception as exc:  # a grader bug must still end in a report, never a traceback
             logger.exception("grading failed inside the grader")

@@ -3,7 +3,8 @@
 For each item, in order, the first fact that settles it:
 
 1. no cell found, or the run stopped before the cell: missing / not reached;
-2. the cell's source does not parse (read on the host): error, whatever the kernel said;
+2. the cell's source is too large for the host to read (:mod:`grader.sourcecheck`'s limits),
+   or does not parse (read on the host): error, whatever the kernel said;
 3. no usable export (none, malformed, or no tensor at all): error;
 4. the clean room refused or failed to measure it (an op off the allow-list, a crash...):
    error, with the reason;
@@ -92,6 +93,8 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
         return out
     cell_error = (cell.ename or "", cell.evalue or "") if cell.status == "error" else None
     facts = evidence.sources.get(item.id)
+    if facts is not None and facts.refused is not None:
+        return _error(out, item, found, facts.refused)
     if facts is not None and facts.syntax_error is not None:
         return _error(out, item, found, bilingual("scoring.syntax_error", error=facts.syntax_error))
     export = evidence.exports.get(item.id)

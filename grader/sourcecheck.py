@@ -5,12 +5,64 @@ notebook can make it report anything. What the cell's *source* says is measured 
 a cell that does not even parse cannot have produced an answer (the blank template's
 ``#WRITE ME``), and a cell that never assigns the answer's name did not compute it (whatever
 the kernel claims about an answer left over from an earlier cell).
+
+Reading is bounded, since the cell is the student's: IPython's ``TransformerManager``
+re-tokenises the whole cell once per magic or shell line it rewrites, so a cell padded with
+``%time`` lines cost time proportional to magics x size (20 magics over 10,000 lines: 6 s; a
+4 MiB cell: about an hour). So:
+
+1. a cell beyond :class:`SourceLimits` (bytes, lines) is not parsed at all: its facts say why
+   (``refused``) and scoring gives its item an error saying the cell is too large to check;
+2. a cell that parses as plain Python (``ast.parse``, linear) is taken as it is: IPython's
+   transformers change only what plain Python cannot hold (magics, ``!``, ``?``, a cell
+   indented as a whole), except prompts, so a cell that starts with one (:data:`PROMPT`)
+   skips this step;
+3. only a cell that does not, and is small (``max_ipython_bytes``, ``max_escape_lines``),
+   goes through ``TransformerManager``: at most 4 passes over 8 KiB, about 0.3 s.
+
+The limits are far above the course's cells: the largest graded cell of the reference and of
+the seed notebook has 1,507 bytes, 39 lines and one magic.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
+
+from grader.messages import bilingual
+from grader.spec import Text
+
+KiB = 1024
+#: A line IPython may rewrite: one that starts with ``%``, ``!`` or ``?``, assigns the result of
+#: one (``x = !ls``), or ends with ``?`` (help). An upper bound: ``"x=%d"`` in a string counts.
+ESCAPE_LINE = re.compile(r"^[^\S\n]*[%!?]|=[^\S\n]*[%!]|\?[^\S\n]*$", re.M)
+#: IPython strips prompts (``>>>``, ``...``, ``In [1]:``, ``...:``) from every line of a cell
+#: whose first or second line (after blank ones) starts with one (its ``classic_prompt`` and
+#: ``ipython_prompt``): such a cell may be plain Python that IPython runs differently
+#: (``In [1]:  x = 1`` is an annotated assignment; stripped, an indentation error).
+PROMPT = re.compile(r"(?:>>>|\.\.\.)(?: |$)|(?:(?:\[nav\]|\[ins\])? )?In \[\d+\]: |\s*\.{3,}:")
+LEADING_BLANK_LINES = re.compile(r"(?:[^\S\n]*\n)*")
+
+
+@dataclass(frozen=True)
+class SourceLimits:
+    """How much of a graded cell the host reads; beyond, the item is an error (too large to
+    check). The course's largest graded cell: 1,507 bytes, 39 lines, one magic."""
+
+    #: UTF-8 bytes of the cell's source.
+    max_bytes: int = 64 * KiB
+    #: Lines of the cell's source.
+    max_lines: int = 1000
+    #: A cell that is not plain Python goes through IPython's transformers, which pass over the
+    #: whole cell once per magic or shell line: such a cell may hold at most this many UTF-8
+    #: bytes (a pass over 8 KiB costs about 0.08 s)...
+    max_ipython_bytes: int = 8 * KiB
+    #: ... and this many lines that may be magics or shell commands (:data:`ESCAPE_LINE`).
+    max_escape_lines: int = 4
+
+
+DEFAULT_SOURCE_LIMITS = SourceLimits()
 
 
 @dataclass(frozen=True)
@@ -20,10 +72,31 @@ class SourceFacts:
     #: Names bound at the cell's top level (assignments, class and function definitions,
     #: imports, for/with targets).
     bound: frozenset[str]
+    #: Why the host did not read the cell (it is beyond :class:`SourceLimits`), else ``None``.
+    refused: Text | None = None
 
 
-def read_cell(source: str) -> SourceFacts:
-    """Parse ``source`` as IPython would run it (magics and ``!`` lines turned into calls)."""
+def read_cell(source: str, limits: SourceLimits = DEFAULT_SOURCE_LIMITS) -> SourceFacts:
+    """Parse ``source`` as IPython would run it (magics and ``!`` lines turned into calls),
+    within ``limits``."""
+    size = len(source.encode("utf-8", "surrogatepass"))
+    lines = source.count("\n") + (not source.endswith("\n"))
+    if size > limits.max_bytes or lines > limits.max_lines:
+        return _refused(source, limits, size=size, lines=lines)
+    prompts = _has_prompts(source)
+    plain: str | None = None
+    if not prompts:
+        try:
+            return SourceFacts(None, frozenset(_bound_names(ast.parse(source))))
+        except SyntaxError as exc:  # not plain Python: perhaps IPython's
+            plain = f"{exc.msg} (line {exc.lineno})"
+        except (ValueError, RecursionError, MemoryError) as exc:
+            plain = f"{type(exc).__name__}: {exc}"[:200]
+    escapes = len(ESCAPE_LINE.findall(source))
+    if plain is not None and escapes == 0 and size > limits.max_ipython_bytes:
+        return SourceFacts(plain, frozenset())  # no magic to rewrite: Python's word stands
+    if size > limits.max_ipython_bytes or escapes > limits.max_escape_lines:
+        return _refused(source, limits, size=size, lines=lines, escapes=escapes)
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:
@@ -34,6 +107,24 @@ def read_cell(source: str) -> SourceFacts:
     except Exception as exc:  # IPython's transformers on odd input
         return SourceFacts(f"{type(exc).__name__}: {exc}"[:200], frozenset())
     return SourceFacts(None, frozenset(_bound_names(tree)))
+
+
+def _has_prompts(source: str) -> bool:
+    """Whether IPython would strip prompts from ``source`` (:data:`PROMPT`)."""
+    start = LEADING_BLANK_LINES.match(source)
+    lines = source[start.end() if start else 0:].split("\n", 2)[:2]
+    return any(PROMPT.match(line) for line in lines)
+
+
+def _refused(source: str, limits: SourceLimits, *, size: int, lines: int,
+             escapes: int | None = None) -> SourceFacts:
+    if escapes is None:
+        escapes = len(ESCAPE_LINE.findall(source))
+    return SourceFacts(None, frozenset(), refused=bilingual(
+        "sourcecheck.too_large", size=f"{size:,}", lines=f"{lines:,}", escapes=f"{escapes:,}",
+        max_size=f"{limits.max_bytes:,}", max_lines=f"{limits.max_lines:,}",
+        max_ipython_size=f"{limits.max_ipython_bytes:,}",
+        max_escapes=limits.max_escape_lines))
 
 
 def _bound_names(tree: ast.Module) -> set[str]:

@@ -30,6 +30,7 @@
 | ``HTML_MAX_CELLS`` | 2000 | an executed notebook with more cells is not rendered as HTML |
 | ``HTML_MAX_BYTES`` | 8 MiB | ... nor one larger than this (its JSON) |
 | ``HTML_RENDER_SECONDS`` | 60 | rendering is stopped after this long (it runs in a child process) |
+| ``HTML_RENDER_MEMORY`` | 2 GiB | address space of that child (beyond, no HTML); it runs at niceness 19 |
 | ``METRICS_TOKEN`` | unset | when set, ``/metrics`` answers only ``Authorization: Bearer <it>`` (else 401) |
 | ``GPUS`` | (none) | the GPUs this host's workers lend to runs: ``auto`` (``nvidia-smi -L``) or GPU/MIG UUIDs, comma-separated; needs ``GRADER_SANDBOX=docker`` (docs/gpus.md) |
 | ``GPU_HOST`` | the hostname | names this host in the GPU leases (the same UUIDs on two hosts are two devices) |
@@ -102,6 +103,7 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "HTML_MAX_CELLS": int(env.get("HTML_MAX_CELLS", "2000")),
         "HTML_MAX_BYTES": int(env.get("HTML_MAX_BYTES", str(8 * 1024 * 1024))),
         "HTML_RENDER_SECONDS": float(env.get("HTML_RENDER_SECONDS", "60")),
+        "HTML_RENDER_MEMORY": int(env.get("HTML_RENDER_MEMORY", str(2 * 1024 * 1024 * 1024))),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "UPLOAD_MAX_CELLS": int(env.get("UPLOAD_MAX_CELLS", "1000")),
         "UPLOAD_MAX_CELL_BYTES": int(env.get("UPLOAD_MAX_CELL_BYTES", str(4 * 1024 * 1024))),

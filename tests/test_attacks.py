@@ -1140,3 +1140,32 @@ def test_an_exact_pixel_memoriser_collapses_on_moved_copies(exercise, config, sa
     assert judgement.fraction == 0 and judgement.details["collapsed"] is True
     feedback = " ".join(t.en for t in judgement.feedback)
     assert "slightly altered copies" in feedback
+
+# --- issue 17 part 3: host work on student content bounded --------------------------------
+
+def _sources_as_strings(data: bytes) -> bytes:
+    """The notebook with each source one JSON string (as an upload may hold it: a source
+    written as lines costs a JSON value a line, and the values are capped)."""
+    nb = json.loads(data)
+    for cell in nb["cells"]:
+        if isinstance(cell["source"], list):
+            cell["source"] = "".join(cell["source"])
+    return json.dumps(nb).encode()
+
+
+def test_blank_lines_and_magic_padding_cost_the_host_nothing_and_the_padded_item_only(
+        make_notebook, solution_nb, exercise, config, sandbox):
+    """A 4 MiB cell of blank lines (the sanitiser's ``^\\s*`` under ``re.M`` made it hours of
+    host CPU) and conv1's graded cell padded with magics (IPython's transformers on the host:
+    magics x size): the grading ends, conv1 is an error that says its cell is too large to
+    check, and the other cells earn their points."""
+    conv1 = next(c.source for c in solution_nb.cells if c.get("id") == "conv1")
+    data = make_notebook(replace={"conv1": "%pwd\n" * 5 + conv1},
+                         insert_after={"conv-setup": ["padded = 1\n" + "\n" * 2_000_000]},
+                         keep_until="conv3")
+    report = grade_notebook(_sources_as_strings(data), exercise, config, sandbox)
+    assert report.status is RunStatus.GRADED, report.reason
+    assert report.item("conv1").status is ItemStatus.ERROR
+    assert "too large for the grader to check" in en(report, "conv1")
+    assert report.item("conv2").score == 6 and report.item("conv3").score == 6
+    assert report.timings["prepare"] < report.timings["total"]  # the host's share, recorded

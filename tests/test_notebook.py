@@ -211,3 +211,107 @@ def test_missing_and_repeated_cell_ids_are_repaired():
     nb = read_notebook(notebook_bytes(cells, nbformat_minor=4))
     ids = [cell.id for cell in nb.cells]
     assert ids[0] == "cell-0" and len(set(ids)) == 3 and all(ids)
+
+
+# --- issue 17 part 3: linear sanitiser and locator, graded sources read within limits -------
+
+def test_blank_lines_do_not_reach_across_to_a_pip_line():
+    """The patterns match within one line: blank lines before a pip line stay where they are
+    (``^\\s*`` under ``re.M`` used to swallow them, scanning to the cell's end from each)."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "\n" * 200_000 + "  !pip install x  \nimport os\n\t%tensorflow_version 1.x\n!ls")])
+    notes = sanitize_notebook(nb)
+    lines = nb.cells[0].source.split("\n")
+    assert len(lines) == 200_004
+    assert lines[200_000:] == ["# [grader] skipped: !pip install x", "import os",
+                               "# [grader] skipped: %tensorflow_version 1.x", "!ls"]
+    assert [n.original for n in notes] == ["!pip install x", "%tensorflow_version 1.x"]
+
+
+def test_sanitiser_notes_are_capped_and_the_rest_counted():
+    from grader.sanitize import MAX_NOTES
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("!pip install x\n" * 500)
+                                         for _ in range(3)])
+    notes = sanitize_notebook(nb)
+    assert len(notes) == MAX_NOTES + 1
+    assert "1480 more lines" in notes[-1].message.en and "1480" in notes[-1].message.ja
+    assert all(line.startswith("# [grader] skipped:")
+               for cell in nb.cells for line in cell.source.splitlines())
+
+
+def test_headings_are_read_once_and_found_as_before(exercise):
+    from grader.locate import Headings
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("text\n  ## 畳み込みの演習 (1)\nmore"),
+        nbformat.v4.new_markdown_cell("a\r# Pooling exercise"),  # splitlines' line ends too
+        nbformat.v4.new_markdown_cell("no heading: 畳み込みの演習"),
+        nbformat.v4.new_code_cell("# 畳み込みの演習")])
+    calls: list[int] = []
+    headings = Headings(nb, check=lambda: calls.append(1))
+    assert headings.match(0, ("畳み込みの演習",))
+    assert headings.match(1, ("Pooling exercise",))
+    assert not headings.match(2, ("畳み込みの演習",))
+    assert not headings.match(3, ("畳み込みの演習",))
+    assert not headings.match(0, ("演習 (1)\nmore",))  # a text is looked for within one line
+    assert headings.match(0, ("Pooling", "演習"))
+    assert len(calls) == 4  # once per cell, however often asked
+
+
+def test_a_graded_cell_beyond_the_source_limits_is_refused_not_parsed():
+    from grader.sourcecheck import SourceLimits, read_cell
+
+    limits = SourceLimits()
+    plain = read_cell("x = 1\n" * limits.max_lines)
+    assert plain.refused is None and plain.bound == {"x"}
+    for source in ("x = 1\n" * (limits.max_lines + 1),
+                   "#" * (limits.max_bytes + 1),
+                   "%time\n" * (limits.max_escape_lines + 1) + "x = 1",
+                   "%time x = 1\n" + "y = 2  # padding\n" * 500):  # IPython's, over 8 KiB
+        facts = read_cell(source)
+        assert facts.refused is not None and facts.bound == frozenset(), source[:20]
+        assert "too large for the grader to check" in facts.refused.en
+        assert "65,536 bytes and 1,000 lines" in facts.refused.en
+    # within the limits, magics still go through IPython's transformers
+    magics = read_cell("%time\n" * (limits.max_escape_lines - 1) + "x = !ls\ny = 1")
+    assert magics.refused is None and magics.syntax_error is None and {"x", "y"} <= magics.bound
+    # a plain-Python syntax error in a large cell is reported as such
+    broken = read_cell("x = (\n" + "1,\n" * 900)
+    assert broken.refused is None and "never closed" in broken.syntax_error
+
+
+def test_plain_python_cells_read_as_ipython_reads_them():
+    """The fast path (``ast.parse`` first) gives what IPython's transformers gave, on every
+    code cell of the course's notebooks."""
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from grader.sourcecheck import _bound_names, read_cell
+
+    for path in (FIXTURES / "chap06_seed_copy.ipynb",
+                 FIXTURES.parent.parent / "reference" / "chap06_cnn" / "solution.ipynb"):
+        nb = read_notebook(path.read_bytes())
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            facts = read_cell(cell.source)
+            try:
+                want = _bound_names(ast.parse(TransformerManager().transform_cell(cell.source)))
+            except SyntaxError:
+                assert facts.syntax_error is not None
+                continue
+            assert facts.syntax_error is None and facts.bound == want, cell.source[:60]
+
+
+def test_a_cell_ipython_strips_prompts_from_is_read_as_ipython_runs_it():
+    """``In [2]:  w = 2`` is an annotated assignment in plain Python, and an indentation error
+    once IPython strips the prompts: the fast path must not take the plain reading, or a
+    cell that never runs would count as one that binds the answer."""
+    from grader.sourcecheck import read_cell
+
+    trick = read_cell("In [1]: z = 1\nIn [2]:  w = 2\nconvoluted_image = tf.nn.conv2d(x, W)\n")
+    assert trick.syntax_error is not None and "convoluted_image" not in trick.bound
+    assert read_cell("\n>>> x = 1\n>>> y = 2").bound == {"x", "y"}
+    assert read_cell("def f():\n    ...\ny = 2").bound == {"f", "y"}  # an Ellipsis is no prompt

@@ -103,3 +103,45 @@ def test_each_render_uses_a_child_started_ahead_and_only_once():
     assert notebook_html._spare is not None and notebook_html._spare is not spare
     notebook_html.stop_spare()
     assert notebook_html._spare is None
+
+
+# --- issue 17 part 3: the render child bounded as a run is ----------------------------------
+
+def _long_output(lines: int) -> str:
+    return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "x", outputs=[nbformat.v4.new_output("stream", name="stdout", text="a\n" * lines)])]))
+
+
+def test_a_render_child_past_its_memory_ends_with_no_html_and_runs_below_the_runs():
+    import os
+
+    from service.domain import notebook_html
+    from service.domain.notebook_html import RENDER_ERROR, RENDER_NICE, render_bounded
+
+    notebook_html.start_spare()
+    assert notebook_html._spare is not None
+    assert os.getpriority(os.PRIO_PROCESS, notebook_html._spare.pid) == RENDER_NICE
+    source = _long_output(600_000)
+    starved = render_bounded(source, max_bytes=64 * 1024 * 1024, max_cells=10, seconds=120,
+                             memory_bytes=120 * 1024 * 1024)
+    assert starved.omitted == RENDER_ERROR and starved.html is None
+    fed = render_bounded(source, max_bytes=64 * 1024 * 1024, max_cells=10, seconds=120)
+    assert fed.omitted is None and fed.html is not None  # the same notebook, the default room
+    notebook_html.stop_spare()
+
+
+def test_a_pathological_executed_notebook_within_the_caps_is_not_rendered_not_waited_for():
+    """2,000 cells of 300 lines each (under the caps) took the renderer minutes and 4 GiB:
+    the worker's render ahead ends at its deadline with the "too slow" note."""
+    from service.domain.notebook_html import TOO_SLOW
+    from service.queue.rendering import RenderAhead, RenderCaps
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1\n" * 300)
+                                         for _ in range(2000)])
+    caps = RenderCaps(max_bytes=64 * 1024 * 1024, max_cells=2000, seconds=3.0)
+    began = time.monotonic()
+    with RenderAhead(caps) as render:
+        render.start(nb)
+        timed = render.result(nbformat.writes(nb))
+    assert timed.rendered.omitted == TOO_SLOW and timed.rendered.html is None
+    assert time.monotonic() - began < 60  # killed at its deadline, not rendered for minutes

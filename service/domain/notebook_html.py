@@ -14,11 +14,21 @@ size or cell caps before starting and renders the rest in a child process killed
 child is started ahead (one spare per process, used once): its imports and template are ready
 when the notebook comes. The
 executed notebook is a courtesy: a run without it keeps its report, and the page says why.
+
+The child is bounded as a run is, by the kernel: a notebook within the caps can still cost a
+lot (2,000 cells of 300 lines each: minutes and 4 GiB), so when it is handed a notebook it
+gets an address-space limit (``HTML_RENDER_MEMORY``; past it, a ``MemoryError`` ends it with
+no HTML) and a CPU-time limit just above its deadline (a backstop: it is single-threaded and
+killed at the deadline), and from its start it runs at the lowest priority
+(:data:`RENDER_NICE`), so that it takes CPU from no run: it is not pinned to a run's CPU slot,
+it yields to them.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 import threading
@@ -39,6 +49,12 @@ RENDER_ERROR = "render_error"
 #: import path): it imports nbconvert and nh3 only, never the ``service`` package and its web
 #: stack, which took the child 0.7 s more per run.
 _THIS_FILE = Path(__file__).resolve()
+#: Niceness of a render child: below every run.
+RENDER_NICE = 19
+#: A render child's address space when none is given (``HTML_RENDER_MEMORY``).
+RENDER_MEMORY = 2 * 1024 * 1024 * 1024
+#: CPU seconds a render child may use beyond its deadline (its imports and template warm-up).
+CPU_SLACK = 30
 
 TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1",
@@ -94,11 +110,14 @@ class Rendered:
 
 
 def render_bounded(notebook_json: str, *, max_bytes: int, max_cells: int,
-                   seconds: float) -> Rendered:
+                   seconds: float, memory_bytes: int = RENDER_MEMORY) -> Rendered:
     """Render within caps: a notebook over ``max_bytes`` or ``max_cells`` is not rendered, and
-    the rendering runs in a child process killed after ``seconds`` (its output, the HTML, may
-    be at most four times ``max_bytes``: markup around large outputs)."""
+    the rendering runs in a child process killed after ``seconds``, with at most
+    ``memory_bytes`` of address space (its output, the HTML, may be at most four times
+    ``max_bytes``: markup around large outputs)."""
     data = notebook_json.encode("utf-8")
+    if len(data) > max_bytes:  # before parsing it; its cells counted roughly, linearly
+        return Rendered(None, TOO_LARGE, data.count(b'"cell_type"'), len(data))
     try:
         cells = json.loads(data).get("cells", [])
         count = len(cells) if isinstance(cells, list) else 0
@@ -107,6 +126,7 @@ def render_bounded(notebook_json: str, *, max_bytes: int, max_cells: int,
     if len(data) > max_bytes or count > max_cells:
         return Rendered(None, TOO_LARGE, count, len(data))
     child = _take_child()
+    _limit(child, memory_bytes, seconds)
     try:
         stdout, _ = child.communicate(input=data, timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -126,8 +146,24 @@ _spare_lock = threading.Lock()
 
 
 def _start_child() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-P", str(_THIS_FILE)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, "-P", str(_THIS_FILE)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        os.setpriority(os.PRIO_PROCESS, child.pid, RENDER_NICE)
+    except OSError:  # it has already ended: taking it will say so
+        pass
+    return child
+
+
+def _limit(child: subprocess.Popen[bytes], memory_bytes: int, seconds: float) -> None:
+    """Bound a child about to render (``prlimit``, not a ``preexec_fn``: the worker has
+    threads): its address space, and its CPU time a little above its deadline."""
+    cpu = int(seconds) + CPU_SLACK
+    try:
+        resource.prlimit(child.pid, resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.prlimit(child.pid, resource.RLIMIT_CPU, (cpu, cpu))
+    except (OSError, ValueError):  # it has already ended: communicate() will say so
+        pass
 
 
 def _take_child() -> subprocess.Popen[bytes]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import nbformat
 
-from service.domain.notebook_html import Rendered, render_bounded
+from service.domain.notebook_html import RENDER_MEMORY, Rendered, render_bounded
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,18 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RenderCaps:
     """``render_bounded``'s caps (``HTML_MAX_BYTES``, ``HTML_MAX_CELLS``,
-    ``HTML_RENDER_SECONDS``)."""
+    ``HTML_RENDER_SECONDS``, ``HTML_RENDER_MEMORY``)."""
 
     max_bytes: int
     max_cells: int
     seconds: float
+    memory_bytes: int = RENDER_MEMORY
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> RenderCaps:
         return cls(config["HTML_MAX_BYTES"], config["HTML_MAX_CELLS"],
-                   config["HTML_RENDER_SECONDS"])
+                   config["HTML_RENDER_SECONDS"],
+                   config.get("HTML_RENDER_MEMORY", RENDER_MEMORY))
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class RenderAhead:
 
     def _bounded(self, source: str) -> Rendered:
         return render_bounded(source, max_bytes=self.caps.max_bytes,
-                              max_cells=self.caps.max_cells, seconds=self.caps.seconds)
+                              max_cells=self.caps.max_cells, seconds=self.caps.seconds,
+                              memory_bytes=self.caps.memory_bytes)
 
     def result(self, notebook_json: str) -> Timed:
         """The rendering of ``notebook_json``: the one started ahead, waited for, when it is of
