@@ -28,6 +28,7 @@ of ``grader``.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -197,23 +198,43 @@ class GuardedChannel(AsyncZMQSocketChannel):
                 return msg
 
     def _accept(self, frames: list[bytes]) -> dict[str, Any] | None:
+        """The message in ``frames`` if the runner can use it, else ``None`` (counted). The
+        header is read first, so a message of a type the runner does not use is dropped
+        without decoding (nor verifying) the rest: a flood of those costs little."""
+        problem = self._problem(frames)
+        if isinstance(problem, dict):
+            return problem
+        if problem:
+            self.dropped[problem] += 1
+        return None
+
+    def _problem(self, frames: list[bytes]) -> dict[str, Any] | str:
+        """The message, or why it is dropped (``""``: without counting it)."""
         if len(frames) > MAX_FRAMES:
-            self.dropped["too many frames"] += 1
-            return None
-        if any(decoded_cost(frame) > MAX_DECODED_BYTES for frame in frames[:6]):
-            self.dropped["would decode too large"] += 1
-            return None
+            return "too many frames"
         try:
-            _, wire = self.session.feed_identities(frames)
+            _, parts = self.session.feed_identities(frames)
+            wire = [part if isinstance(part, bytes) else part.bytes for part in parts]
+            header = json.loads(wire[1]) if decoded_cost(wire[1]) <= MAX_DECODED_BYTES else None
+        except Exception:
+            return "does not decode"
+        msg_type = header.get("msg_type") if isinstance(header, dict) else None
+        if not isinstance(msg_type, str):
+            return "bad header"
+        if msg_type not in ALLOWED_TYPES[self.name]:
+            return "" if msg_type in UNCOUNTED_TYPES else f"{msg_type[:40]} not used"
+        if any(decoded_cost(frame) > MAX_DECODED_BYTES for frame in wire[2:5]):
+            return "would decode too large"
+        try:
             msg = self.session.deserialize(wire)
         except Exception:  # bad signature, JSON, header, version, nesting: all the kernel's
-            self.dropped["does not decode"] += 1
-            return None
-        problem = message_problem(msg, ALLOWED_TYPES[self.name])
+            return "does not decode"
+        try:
+            problem = message_problem(msg, ALLOWED_TYPES[self.name])
+        except Exception:  # a case message_problem did not foresee: dropped all the same
+            problem = "unforeseen"
         if problem is not None:
-            if msg.get("msg_type") not in UNCOUNTED_TYPES:
-                self.dropped[problem] += 1
-            return None
+            return problem
         msg["buffers"] = []  # nothing the runner reads comes in buffers
         return msg
 
