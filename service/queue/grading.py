@@ -283,11 +283,14 @@ def _finish_failed(app: Flask, run_id: int, worker: str, reason: str) -> str:
 
 
 def _requeue_or_fail(app: Flask, run_id: int, worker: str, reason: str) -> str:
-    """A sandbox error may pass (a busy machine): retry, up to MAX_ATTEMPTS runs in all."""
+    """A sandbox error may pass (a busy machine): retry, up to MAX_ATTEMPTS runs in all. One
+    that repeats the previous attempt's reason word for word (the same failure in the same
+    cell: ``grader/outcome.py``) will not pass: the run fails at once."""
     with _owned_run(app, run_id, worker) as run:
         if run is None:
             return LOST
-        if run.attempts >= app.config["MAX_ATTEMPTS"]:
+        if run.attempts >= app.config["MAX_ATTEMPTS"] or (
+                run.attempts > 1 and run.reason == reason):
             run.state, run.finished_at = RunState.FAILED, utcnow()
             run.reason = f"{reason} (after {run.attempts} attempts)"
         else:
