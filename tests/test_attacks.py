@@ -1109,3 +1109,31 @@ def test_comm_and_widget_floods_are_not_kept(make_notebook, exercise, config, sa
     report = grade_notebook(data, exercise, config, sandbox)
     _runner_survives(report, exercise, "conv1-extra0", "after the comms")
     assert report.diagnostics["dropped_messages"]["comm_open not used"] == 40
+
+
+#: One message of 40 frames of 60 MB (2.4 GB): ZMQ holds every frame of a message until the
+#: last, so this is the one flood the runner cannot bound (sent without copies: the kernel
+#: itself holds one 60 MB buffer).
+MANY_FRAMES = KERNEL_SENDS + r'''
+import json
+_blob = b"f" * (60 * 1024 * 1024)
+_parts = [json.dumps(_session.msg_header("stream"), default=str).encode(),
+          json.dumps(_parent["header"], default=str).encode(), b"{}",
+          b'{"name": "stdout", "text": "t"}']
+_iopub.send_multipart([b"<IDS|MSG>", _session.sign(_parts), *_parts] + [_blob] * 40,
+                      copy=False)
+import time; time.sleep(10)
+print("after the frames")
+'''
+
+
+def test_a_runner_pushed_past_its_memory_is_the_students_outcome(make_notebook, exercise, config,
+                                                                 sandbox):
+    """Before issue 17 this ended ``sandbox_error`` and the service ran it three times."""
+    data = make_notebook(insert_after={"conv1": [MANY_FRAMES]}, keep_until="conv2")
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status in (RunStatus.OUT_OF_MEMORY, RunStatus.GRADED), report.reason
+    assert report.item("conv1").score == 6, en(report, "conv1")  # reached before: kept
+    if report.status is RunStatus.OUT_OF_MEMORY:  # as on this machine: ZMQ holds it all
+        assert report.reason is not None and "grader" in report.reason.en
+        assert report.item("conv2").status is ItemStatus.NOT_REACHED
