@@ -142,6 +142,14 @@ def test_a_json_bomb_is_dropped_before_it_is_decoded():
     assert _dropped_for(_frames("stream", bomb)) == "would decode too large"
     export = json.dumps({"graph_def": "A" * 48_000_000}).encode()  # an export's shape
     assert decoded_cost(export) < MAX_DECODED_BYTES
+    # one emoji in 40 MB of text: Python holds all of it at 4 bytes a character, twice
+    text = "a" * 40_000_000 + "\U0001F600"
+    for wide in ('"' + text + '"', json.dumps(text)):  # as UTF-8, and as an escape
+        frame = json.dumps({"name": "stdout", "text": "x"}).encode()[:-1] + b', "t": ' + (
+            wide.encode() + b"}")
+        assert decoded_cost(frame) > MAX_DECODED_BYTES
+        assert _dropped_for(_frames("stream", frame)) == "would decode too large"
+    assert decoded_cost(("日本語" * 1000).encode()) < 2 * 2 * 9000 + 200
 
 
 def test_uncounted_greeting_and_buffers_released():

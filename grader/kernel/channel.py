@@ -73,12 +73,21 @@ class Dropped(Counter[str]):
     """Messages dropped, by reason (the runner's record keeps them for diagnostics)."""
 
 
+#: What in a frame's bytes makes Python hold its text at 4 bytes a character (a 4-byte UTF-8
+#: sequence, a surrogate escape) or at 2 (a 3-byte sequence, any other escape): one emoji in
+#: 60 MB of ASCII makes both the decoded text and the string 240 MB.
+WIDE_4 = re.compile(rb"[\xf0-\xf4]|\\u[dD][89abAB]")
+WIDE_2 = re.compile(rb"[\xe0-\xef]|\\u")
+
+
 def decoded_cost(frame: bytes) -> int:
-    """An upper estimate of the memory ``json.loads`` of ``frame`` takes: the decoded text,
-    plus :data:`COST_PER_VALUE` for each value a container can hold (one per comma, plus the
-    first of each container). Strings holding commas only make the estimate larger."""
+    """An upper estimate of the memory ``json.loads`` of ``frame`` takes: the decoded text and
+    its strings at the widest character's width, plus :data:`COST_PER_VALUE` for each value a
+    container can hold (one per comma, plus the first of each container). Strings holding
+    commas or escapes only make the estimate larger."""
+    width = 4 if WIDE_4.search(frame) else 2 if WIDE_2.search(frame) else 1
     containers = frame.count(b"[") + frame.count(b"{")
-    return 2 * len(frame) + COST_PER_VALUE * (containers + frame.count(b",") + 1)
+    return 2 * width * len(frame) + COST_PER_VALUE * (containers + frame.count(b",") + 1)
 
 
 def _is_text(value: Any) -> bool:
