@@ -18,9 +18,15 @@ queues at most :data:`RECEIVE_HWM` messages (ZMQ ``RCVHWM``; the kernel's side h
 and a frame whose JSON would decode into more than :data:`MAX_DECODED_BYTES` of Python objects
 (``[{},{},...]`` costs about 25 times its bytes) is dropped before it is decoded
 (:func:`decoded_cost`). Only ``shell`` and ``iopub`` are connected (no ``stdin``, ``control``
-or heartbeat socket: nothing there is read, so nothing may pile up there). What ZMQ cannot
-bound is one message of many frames (ZMQ holds every frame until the last arrived):
-``grader/outcome.py`` says what a runner killed by the memory it was pushed becomes.
+or heartbeat socket: nothing there is read, so nothing may pile up there). At worst the runner
+then holds, per socket, its queued messages and one being received (2 x 5 x 64 MiB), one
+message being decoded (its frames and what they decode into: 64 + 256 MiB), one decoded
+message waiting in the other polling task (as much again), one export (48 MB, written out after
+its cell), the capped outputs (2 MiB) and itself (about 150 MiB): about 1.6 GiB, under the
+2 GiB. Measured: 522 MiB at the peak of ten 240 MB and ten 60 MB display updates
+(``tests/test_attacks.py``). What ZMQ cannot bound is one message of many frames (ZMQ holds
+every frame until the last arrived): ``grader/outcome.py`` says what a runner killed by the
+memory it was pushed becomes.
 
 This module lives in ``grader/kernel/`` (mounted in the runner's sandbox): it imports nothing
 of ``grader``.
