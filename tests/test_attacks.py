@@ -1011,6 +1011,7 @@ _wire(_hdr(), "parent", _text)
 _wire(_hdr(), _head, _text, metadata=[1])
 _wire(_hdr(), _head, ("[" * 100_000 + "]" * 100_000).encode())
 _wire(_hdr(), _head, b"\xff\xfe{")
+_wire(_hdr(), _head, b'{"name": "stdout", "text": "half a pair: \\ud800"}')  # no UTF-8 for it
 _wire(_hdr(), _head, ("[" + "{}," * (4 * 1024 * 1024) + "{}]").encode())  # 12 MB: ~350 MB decoded
 _iopub.send_multipart([b"<IDS|MSG>", b"not a signature", b"{}", b"{}", b"{}", b"{}"])
 _iopub.send_multipart([b"no delimiter", b"x"])
@@ -1084,7 +1085,8 @@ def test_malformed_kernel_messages_are_dropped(make_notebook, exercise, config, 
     if attack is MALFORMED_ZOO:
         assert sum(dropped.values()) >= 40, dropped
         for reason in ("does not decode", "would decode too large", "too many frames",
-                       "comm_open not used", "bad parent_header", "content is not an object"):
+                       "comm_open not used", "bad parent_header", "content is not an object",
+                       "lone surrogate"):
             assert reason in dropped, (reason, dropped)
 
 

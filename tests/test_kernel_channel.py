@@ -158,3 +158,16 @@ def test_uncounted_greeting_and_buffers_released():
     assert not channel.dropped
     msg = channel._accept([*_frames("stream", {"name": "stdout", "text": "t"}), b"buffer"])
     assert msg is not None and msg["buffers"] == []
+
+
+def test_half_a_surrogate_pair_is_dropped():
+    """It decodes into a string no UTF-8 writer takes (the executed notebook, the database);
+    an honest kernel never sends one (its JSON escapes no character above U+007F)."""
+    for text in (rb'"\ud800"', rb'"a\udfff"', rb'"\ud83d x"'):
+        frame = b'{"name": "stdout", "text": ' + text + b"}"
+        assert _dropped_for(_frames("stream", frame)) == "lone surrogate"
+    assert _dropped_for(_frames("execute_reply", b'{"status": "error", "evalue": "\\udc00"}'),
+                        GuardedShellChannel) == "lone surrogate"
+    for text in (rb'"\ud83d\ude00"', rb'"\u00e9"', '"😀"'.encode()):
+        frame = b'{"name": "stdout", "text": ' + text + b"}"
+        assert _dropped_for(_frames("stream", frame)) is None

@@ -85,6 +85,12 @@ class Dropped(Counter[str]):
 WIDE_4 = re.compile(rb"[\xf0-\xf4]|\\u[dD][89abAB]")
 WIDE_2 = re.compile(rb"[\xe0-\xef]|\\u")
 
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+#: A JSON escape of half a surrogate pair: it decodes into a string no UTF-8 writer accepts
+#: (the executed notebook, the report's database), so such a message is dropped.
+LONE_SURROGATE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
+
 
 def decoded_cost(frame: bytes) -> int:
     """An upper estimate of the memory ``json.loads`` of ``frame`` takes: the decoded text and
@@ -240,6 +246,8 @@ class GuardedChannel(AsyncZMQSocketChannel):
             return "" if msg_type in UNCOUNTED_TYPES else f"{msg_type[:40]} not used"
         if any(decoded_cost(frame) > MAX_DECODED_BYTES for frame in wire[2:5]):
             return "would decode too large"
+        if any(b"\\u" in frame and LONE_SURROGATE.search(frame) for frame in wire[3:5]):
+            return "lone surrogate"
         try:
             msg = self.session.deserialize(wire)
         except Exception:  # bad signature, JSON, header, version, nesting: all the kernel's

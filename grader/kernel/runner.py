@@ -391,7 +391,11 @@ class Runner:
             self.result["error"] = {"ename": type(exc).__name__, "evalue": str(exc)[:4000]}
         finally:
             timings["total"] = round(time.monotonic() - started, 3)
-            nbformat.write(self.nb, self.out / "executed.ipynb")
+            try:  # the outputs are the kernel's: a text no UTF-8 takes must not cost the record
+                text = nbformat.writes(self.nb)
+                (self.out / "executed.ipynb").write_bytes(text.encode("utf-8", "replace"))
+            except Exception as exc:
+                self.result["executed_error"] = f"{type(exc).__name__}: {exc}"[:400]
             self.write()
             emit("done", status=self.result["status"])
 
