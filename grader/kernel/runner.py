@@ -152,7 +152,7 @@ class CappedClient(NotebookClient):
         now = time.monotonic()
         if lines and now - self._last_emit >= 0.5:
             self._last_emit = now
-            emit("output", index=cell_index, text=lines[-1][:200])
+            emit("output", index=cell_index, text=lines[-1][:200].replace("\x00", "\ufffd"))
 
     def _room(self, cell_index: int) -> int:
         return min(self.cell_output_bytes - self._cell_bytes.get(cell_index, 0),

@@ -88,3 +88,25 @@ def test_sandbox_errors_that_differ_are_retried_up_to_max_attempts(app, submit, 
     run_id = only_run(app, submission_id)["id"]
     assert [_attempt(app, run_id) for _ in range(3)] == ["queued", "queued", "failed"]
     assert only_run(app, submission_id)["attempts"] == 3 == len(calls)
+
+
+def test_a_report_holding_nul_characters_is_stored(app, submit, monkeypatch):
+    """The kernel's words reach the report (an exception's message in an item's feedback, the
+    diagnostics); PostgreSQL stores no NUL character in text or JSON, and a store that failed
+    left the run to be taken again and again."""
+    from grader.report import ItemResult, ItemStatus
+    from grader.spec import Text
+
+    def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
+        said = Text(ja="ValueError: a\x00b", en="ValueError: a\x00b")
+        item = ItemResult("conv1", Text(ja="c", en="c"), 0.0, 6.0, ItemStatus.ERROR, [said],
+                          details={"evalue": "a\x00b"})
+        return GradeReport(exercise.id, RunStatus.GRADED, [item], exercise.max_score,
+                           diagnostics={"log_tail": "x\x00y"})
+
+    monkeypatch.setattr(grading, "grade_notebook", grade)
+    submission_id = submit(tiny_notebook("nul"), via=app).get_json()["id"]
+    run_id = only_run(app, submission_id)["id"]
+    assert _attempt(app, run_id) == "graded"
+    run = only_run(app, submission_id)
+    assert (run["status"], run["attempts"]) == ("graded", 1)
