@@ -56,7 +56,8 @@ KERNEL_DIR = Path(__file__).resolve().parent / "kernel"
 KERNEL_TARGET = "/opt/grader/kernel"
 DATA_TARGET = "/data"
 WORK_TARGET = "/job"
-#: The runner is the grader's own small process: it needs little, whatever the exercise.
+#: The runner is the grader's own small process: it needs little, whatever the exercise, and
+#: what the kernel can make it hold is bounded below this (``grader/kernel/channel.py``).
 RUNNER_MEMORY = 2 * GiB
 #: Seconds the runner may outlive the kernel's notebook limit (to write what it saw).
 RUNNER_GRACE = 60.0

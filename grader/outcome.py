@@ -5,7 +5,8 @@
     RunStatus
     ├── graded            every cell ran (cells may have raised: that is the student's answer)
     ├── timeout           a cell ran past the per-cell limit, or the notebook past its limit
-    ├── out_of_memory     the run's cgroup hit its memory limit (the OOM killer ran)
+    ├── out_of_memory     the run's cgroup hit its memory limit (the OOM killer ran), or the
+    │                     runner's did while a notebook cell ran (what the kernel sent it)
     ├── gpu_out_of_memory a cell raised ResourceExhausted on a run given a GPU (the model or
     │                     batch does not fit the device's memory)
     ├── kernel_died       the kernel process ended (segfault, os._exit, killed)
@@ -16,8 +17,25 @@ Like httpx's transport seam: nbclient's exceptions are turned into data by the r
 sandbox, the backends report OS facts of both sandboxes (the kernel's: signal, OOM, wall clock;
 the runner's: whether it could run at all), and :func:`classify_run` merges them here, so no
 other module guesses a status from a string. The runner is the grader's: anything wrong with
-it (killed, out of memory, no result, a result that does not parse) is ``sandbox_error``, which
-the service retries, never ``graded`` from what was left behind.
+it (killed, no result, a result that does not parse) is ``sandbox_error``, which the service
+retries, never ``graded`` from what was left behind, with one exception below.
+
+**What the kernel can do to the runner is the student's outcome.** The kernel talks to the
+runner over ZMQ and can send anything there. The runner handles or drops every message
+(``grader/kernel/channel.py``: malformed ones are dropped and counted, never raised), keeps
+outputs, display updates and nothing of comms within the caps, and bounds its own memory
+(message size, queue length, decoded size): with an honest or hostile kernel alike it ends with
+a record, and the run is ``graded`` (or ``timeout``, ...) with the items reached. One thing ZMQ
+cannot bound is a message of many frames, which it holds whole: a kernel can still push the
+runner past its memory limit. A runner killed by its memory limit *while a notebook cell (or that
+cell's export) ran* is therefore ``out_of_memory`` for that cell, the student's: the runner's
+record up to the cell before is kept (items reached keep their scores), and the service does not
+run it again. Killed that way anywhere else (bootstrap, waiting for the notebook), or failing in
+any other way, the runner stays ``sandbox_error``: a bug of the grader's, which the tests would
+show on honest notebooks too. Its reason names the cell that ran, and the service
+(``service/queue/grading.py``) takes a sandbox error that repeats the previous attempt's reason
+word for word as final, so even an unforeseen kernel-caused failure holds a worker at most
+twice.
 
 ``gpu_out_of_memory`` is read from the kernel's own error (the runner's record of the cell:
 its exception's name), so the student can fake it by raising such an error. That only hurts
@@ -100,6 +118,10 @@ def classify_run(
         index = runner.died_cell if runner.died_cell is not None else last_cell
         return RunOutcome(RunStatus.KERNEL_DIED, bilingual(
             "outcome.kernel_died", where=_cell_text(index)), index)
+    if (runner_sandbox is not None and runner_sandbox.oom_killed and runner is not None
+            and last_cell is not None):  # what the kernel sent it: the student's (docstring)
+        return RunOutcome(RunStatus.OUT_OF_MEMORY, bilingual(
+            "outcome.runner_flooded", where=_cell_text(last_cell)), last_cell)
     runner_broke = runner_sandbox is not None and (
         runner_sandbox.oom_killed or runner_sandbox.timed_out or runner_sandbox.exit_code != 0)
     if runner is None or runner.status in ("runner_error", "running") or runner_broke:
@@ -109,6 +131,10 @@ def classify_run(
         )
         if runner_sandbox is not None and runner_sandbox.signal is not None:
             detail += f" (signal {runner_sandbox.signal})"
+        if last_cell is not None:
+            return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
+                "outcome.no_result_in_cell", detail=detail, where=_cell_text(last_cell)),
+                last_cell)
         return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
             "outcome.no_result", detail=detail), last_cell)
     if gpu and (oom_cell := gpu_oom_cell(runner)) is not None:

@@ -253,6 +253,8 @@ def score_execution(
         "bootstrap": run.runner.bootstrap if run.runner else [],
         "located": {k: (v.how if v else None) for k, v in run.located.items()},
     }
+    if run.runner is not None and run.runner.dropped_messages:
+        diagnostics["dropped_messages"] = run.runner.dropped_messages
     if run.measured is not None:
         diagnostics["cleanroom_runs"] = run.measured.runs
         diagnostics["cleanroom_cpu_seconds"] = round(run.measured.cpu_seconds, 3)

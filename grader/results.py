@@ -65,6 +65,9 @@ class RunnerResult(_Model):
     #: Seconds the cell that timed out was allowed (its budget), when the runner says.
     timeout_budget: float | None = Field(default=None, gt=0, le=1e7)
     died_cell: int | None = None
+    #: Kernel messages the runner dropped (malformed, unused, too large), by reason, and how
+    #: often a channel reconnected: diagnostics only (``grader/kernel/channel.py``).
+    dropped_messages: dict[str, int] = Field(default_factory=dict, max_length=100)
 
     def cell(self, index: int) -> CellRecord | None:
         for record in self.cells:

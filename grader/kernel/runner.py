@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from channel import MAX_MESSAGE_BYTES, RECEIVE_HWM, GuardedChannel, GuardedShellChannel
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
@@ -44,10 +45,6 @@ EXPORT_MIME = "application/x-grader-artefact+json"
 RESULT_VERSION = 2
 #: Largest export kept for one item (its base64 JSON); a larger one is recorded as an error.
 MAX_EXPORT_BYTES = 48 * 1024 * 1024
-#: Largest message the kernel may send; a bigger one drops the connection (ZMQ MAXMSGSIZE) for
-#: the rest of the run, so it is set far above any honest output (which the caps cut anyway)
-#: and below what would exhaust the runner's memory while decoding it.
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: How often the warm runner looks for its run plan.
 PLAN_POLL_SECONDS = 0.005
 
@@ -67,9 +64,23 @@ class HiddenCellError(RuntimeError):
 
 
 class ExternalKernelClient(AsyncKernelClient):
-    """A client of a kernel this process did not start: alive until the host says it ended."""
+    """A client of a kernel this process did not start: alive until the host says it ended.
+    Its messages come through :class:`channel.GuardedChannel`, checked and bounded."""
 
     exit_marker: Path = Path("out/control/kernel-exited")
+    shell_channel_class = GuardedShellChannel
+    iopub_channel_class = GuardedChannel
+
+    def dropped(self) -> dict[str, int]:
+        """Messages dropped so far, by reason, and the channels' reconnections."""
+        counts: dict[str, int] = {}
+        for channel in (self._iopub_channel, self._shell_channel):
+            if isinstance(channel, GuardedChannel):
+                for reason, n in channel.dropped.items():
+                    counts[reason] = counts.get(reason, 0) + n
+                if channel.reconnections:
+                    counts[f"{channel.name} reconnected"] = channel.reconnections
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:40])
 
     def is_alive(self) -> bool:  # type: ignore[override]
         return not self.exit_marker.exists()
@@ -108,8 +119,10 @@ def connect_kernel(connection: KernelConnection, timeout: float) -> ExternalKern
 
     client = ExternalKernelClient()
     client.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    client.context.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
     client.load_connection_info(connection.model_dump())
-    client.start_channels(hb=False)
+    # shell and iopub only: nothing reads stdin or control, so nothing may pile up there
+    client.start_channels(hb=False, stdin=False, control=False)
     run_sync(client.wait_for_ready)(timeout=timeout)
     client.allow_stdin = False
     return client
@@ -117,10 +130,13 @@ def connect_kernel(connection: KernelConnection, timeout: float) -> ExternalKern
 
 class CappedClient(NotebookClient):
     """A NotebookClient that keeps at most ``cell_output_bytes`` of output per cell and
-    ``notebook_output_bytes`` in all, so a cell printing in a loop cannot flood the host."""
+    ``notebook_output_bytes`` in all, so a cell printing in a loop cannot flood the host.
+    Display updates (``update_display_data``, a display reusing a ``display_id``) count against
+    the same caps as new outputs; nothing of comms or widgets is kept (their messages never get
+    here: :mod:`channel` drops them, and the executed notebook has no use for widget state)."""
 
     def __init__(self, nb: Any, *, cell_output_bytes: int, notebook_output_bytes: int, **kw: Any):
-        super().__init__(nb, **kw)
+        super().__init__(nb, store_widget_state=False, **kw)
         self.cell_output_bytes = cell_output_bytes
         self.notebook_output_bytes = notebook_output_bytes
         self._cell_bytes: dict[int, int] = {}
@@ -136,7 +152,21 @@ class CappedClient(NotebookClient):
         now = time.monotonic()
         if lines and now - self._last_emit >= 0.5:
             self._last_emit = now
-            emit("output", index=cell_index, text=lines[-1][:200])
+            emit("output", index=cell_index, text=lines[-1][:200].replace("\x00", "\ufffd"))
+
+    def _room(self, cell_index: int) -> int:
+        return min(self.cell_output_bytes - self._cell_bytes.get(cell_index, 0),
+                   self.notebook_output_bytes - self._total_bytes)
+
+    def _charge(self, cell_index: int, size: int) -> None:
+        self._cell_bytes[cell_index] = self._cell_bytes.get(cell_index, 0) + size
+        self._total_bytes += size
+
+    def _mark_truncated(self, cell_index: int, outs: list[Any]) -> None:
+        if cell_index not in self._truncated:
+            self._truncated.add(cell_index)
+            outs.append(nbformat.v4.new_output(
+                "stream", name="stderr", text="\n[grader] output truncated here\n"))
 
     def output(self, outs, msg, display_id, cell_index):
         """Keep an output within the caps; a message the kernel malformed is dropped (the
@@ -151,30 +181,55 @@ class CappedClient(NotebookClient):
         if msg.get("msg_type") == "stream" and cell_index < self.visible_cells:
             self._emit_output(cell_index, str(content.get("text", "")))
         hidden = cell_index >= self.visible_cells
+        if hidden:  # a hidden cell's index is reused by the next: no display may point there
+            display_id = None
         if hidden and msg.get("msg_type") == "display_data" and EXPORT_MIME in content.get(
                 "data", {}):
             if any(EXPORT_MIME in out.get("data", {}) for out in outs):
                 return None  # one export per hidden cell, the first: more would only fill memory
             return super().output(outs, msg, display_id, cell_index)  # the runner's own cells
         size = len(json.dumps(content, default=str))
-        used = self._cell_bytes.get(cell_index, 0)
-        room = min(self.cell_output_bytes - used, self.notebook_output_bytes - self._total_bytes)
+        room = self._room(cell_index)
         if size > room:
             if msg.get("msg_type") == "stream" and room > 200:
                 content = dict(content, text=content.get("text", "")[: room - 200])
                 msg = dict(msg, content=content)
                 size = room
             else:
-                if cell_index not in self._truncated:
-                    self._truncated.add(cell_index)
-                    marker = nbformat.v4.new_output(
-                        "stream", name="stderr", text="\n[grader] output truncated here\n"
-                    )
-                    outs.append(marker)
+                self._mark_truncated(cell_index, outs)
                 return None
-        self._cell_bytes[cell_index] = used + size
-        self._total_bytes += size
+        self._charge(cell_index, size)
         return super().output(outs, msg, display_id, cell_index)
+
+    def _update_display_id(self, display_id: str, msg: dict[str, Any]) -> None:
+        """Replace the outputs shown under ``display_id`` within the caps: what an update adds
+        to an output counts against that output's cell and the notebook, and an update that
+        does not fit is dropped (the cell marked truncated), the output left as it was."""
+        try:
+            self._capped_update(display_id, msg)
+        except Exception:  # the kernel's message; the output stays as it was
+            return None
+
+    def _capped_update(self, display_id: str, msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        new = {"data": content["data"], "metadata": content.get("metadata", {})}
+        size = len(json.dumps(new, default=str))
+        for cell_index, positions in self._display_id_map.get(display_id, {}).items():
+            if cell_index >= self.visible_cells:
+                continue
+            outs = self.nb.cells[cell_index].outputs
+            for position in positions:
+                if position >= len(outs) or "data" not in outs[position]:
+                    continue
+                out = outs[position]
+                old = len(json.dumps({"data": out.get("data"), "metadata": out.get("metadata")},
+                                     default=str))
+                if size - old > self._room(cell_index):
+                    self._mark_truncated(cell_index, outs)
+                    continue
+                self._charge(cell_index, size - old)
+                out["data"] = nbformat.from_dict(new["data"])
+                out["metadata"] = nbformat.from_dict(new["metadata"])
 
 
 class Runner:
@@ -230,6 +285,9 @@ class Runner:
             self.replies[cell_index] = execute_reply.get("content", {})
 
     def write(self) -> None:
+        kc = self.client.kc
+        if isinstance(kc, ExternalKernelClient) and (dropped := kc.dropped()):
+            self.result["dropped_messages"] = dropped
         path = self.out / "result.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.result))
@@ -333,7 +391,11 @@ class Runner:
             self.result["error"] = {"ename": type(exc).__name__, "evalue": str(exc)[:4000]}
         finally:
             timings["total"] = round(time.monotonic() - started, 3)
-            nbformat.write(self.nb, self.out / "executed.ipynb")
+            try:  # the outputs are the kernel's: a text no UTF-8 takes must not cost the record
+                text = nbformat.writes(self.nb)
+                (self.out / "executed.ipynb").write_bytes(text.encode("utf-8", "replace"))
+            except Exception as exc:
+                self.result["executed_error"] = f"{type(exc).__name__}: {exc}"[:400]
             self.write()
             emit("done", status=self.result["status"])
 

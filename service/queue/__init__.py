@@ -22,8 +22,11 @@ overwrite the result of the worker that took over: its result is dropped.
 **Requeued after its worker dies, failed after max attempts** (``claims.requeue_expired``). A
 run whose lease ran out goes back to ``queued``; after ``MAX_ATTEMPTS`` claims it is ``failed``
 with the reason, so a notebook that kills its worker every time cannot stall the queue. A sandbox
-error is retried the same way. Workers requeue before they claim, and the ``janitor`` does so
-every 30 s in the service process in case no worker is left to.
+error is retried the same way, unless it repeats the previous attempt's reason word for word
+(then it is final: a deterministic failure holds a worker at most twice); what the student's
+kernel does to the grader's runner is never a sandbox error (``grader/outcome.py``). Workers
+requeue before they claim, and the ``janitor`` does so every 30 s in the service process in case
+no worker is left to.
 
 **GPUs are leased the same way** (``gpu_leases``). A worker of a host with GPUs (``GPUS``)
 leases a free device by compare-and-set before it claims, renews it with the run's lease and

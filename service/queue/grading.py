@@ -246,14 +246,14 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any,
     with _owned_run(app, run_id, worker) as run:
         if run is None:
             return LOST
-        payload = report.to_dict()
+        payload = storable(report.to_dict())
         if omitted is not None:
             payload["executed_html_omitted"] = omitted
         if run.started_at is not None:
             timings["queue_wait"] = (run.started_at - run.queued_at).total_seconds()
         run.state = RunState.GRADED
         run.outcome = RunStatus(report.status)
-        run.reason = report.reason.en if report.reason else None
+        run.reason = storable(report.reason.en) if report.reason else None
         run.score, run.max_score = report.score, report.max_score
         run.measured_accuracy = report.measured_accuracy
         run.claimed_accuracy = report.claimed_accuracy
@@ -273,21 +273,39 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any,
         return run.state
 
 
+def storable(value: Any) -> Any:
+    """``value`` with every NUL character replaced: the kernel's words reach the report (an
+    exception's message in feedback, its stderr in the diagnostics), and PostgreSQL stores no
+    NUL in text or JSON; a store that failed would leave the run to be taken again."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
 def _finish_failed(app: Flask, run_id: int, worker: str, reason: str) -> str:
     with _owned_run(app, run_id, worker) as run:
         if run is None:
             return LOST
-        run.state, run.reason, run.finished_at = RunState.FAILED, reason[:4000], utcnow()
+        run.state, run.finished_at = RunState.FAILED, utcnow()
+        run.reason = storable(reason[:4000])
         run.lease_expires_at = None
         return run.state
 
 
 def _requeue_or_fail(app: Flask, run_id: int, worker: str, reason: str) -> str:
-    """A sandbox error may pass (a busy machine): retry, up to MAX_ATTEMPTS runs in all."""
+    """A sandbox error may pass (a busy machine): retry, up to MAX_ATTEMPTS runs in all. One
+    that repeats the previous attempt's reason word for word (the same failure in the same
+    cell: ``grader/outcome.py``) will not pass: the run fails at once."""
+    reason = storable(reason)
     with _owned_run(app, run_id, worker) as run:
         if run is None:
             return LOST
-        if run.attempts >= app.config["MAX_ATTEMPTS"]:
+        if run.attempts >= app.config["MAX_ATTEMPTS"] or (
+                run.attempts > 1 and run.reason == reason):
             run.state, run.finished_at = RunState.FAILED, utcnow()
             run.reason = f"{reason} (after {run.attempts} attempts)"
         else:

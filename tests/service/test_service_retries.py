@@ -1,0 +1,112 @@
+"""Which failures the service runs again (issue 17): a sandbox error may pass (a busy machine),
+so it is retried, but one that repeats the previous attempt's reason is final; a runner the
+kernel pushed past its memory is the student's outcome (``grader/outcome.py``), stored at once.
+``grade_notebook`` is replaced by a stub whose report comes from the real ``classify_run``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from grader import RunStatus
+from grader.outcome import classify_run
+from grader.report import GradeReport
+from grader.results import RunnerResult
+from grader.sandbox.base import SandboxResult
+from service.queue import claims, grading
+from tests.service.service_support import in_session, only_run, tiny_notebook
+
+
+def _ended(**changes: Any) -> SandboxResult:
+    values = dict(exit_code=0, signal=None, wall_seconds=1.0, timed_out=False,
+                  oom_killed=False, stdout=b"", stderr=b"")
+    return SandboxResult(**{**values, **changes})  # type: ignore[arg-type]
+
+
+#: The runner's record after cell 3, killed by its memory limit while cell 4 ran.
+PARTIAL = RunnerResult.model_validate({"version": 2, "status": "running",
+                                       "cells": [{"index": 3, "status": "ok"}]})
+
+
+def _stub(monkeypatch: pytest.MonkeyPatch, outcomes: list[Any]) -> list[int]:
+    calls: list[int] = []
+
+    def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
+        outcome = outcomes[min(len(calls), len(outcomes) - 1)]
+        calls.append(1)
+        return GradeReport(exercise.id, outcome.status, [], exercise.max_score,
+                           reason=outcome.reason)
+
+    monkeypatch.setattr(grading, "grade_notebook", grade)
+    return calls
+
+
+def _attempt(app: Any, run_id: int) -> str:
+    assert in_session(app, lambda s: claims.claim(s, run_id, "worker-A",
+                                                  app.config["LEASE_SECONDS"])) is True
+    return grading.grade_run(app, run_id, "worker-A")
+
+
+def test_a_runner_flooded_by_the_kernel_is_stored_not_retried(app, submit, monkeypatch):
+    flooded = classify_run(_ended(), _ended(exit_code=-9, signal=9, oom_killed=True), PARTIAL,
+                           None, 4, 600.0)
+    assert flooded.status is RunStatus.OUT_OF_MEMORY
+    calls = _stub(monkeypatch, [flooded])
+    submission_id = submit(tiny_notebook("flood"), via=app).get_json()["id"]
+    run_id = only_run(app, submission_id)["id"]
+    assert _attempt(app, run_id) == "graded"
+    run = only_run(app, submission_id)
+    assert (run["status"], run["run_status"], run["attempts"]) == ("graded", "out_of_memory", 1)
+    assert "cell 5" in run["reason"]
+    assert len(calls) == 1
+
+
+def test_a_sandbox_error_that_repeats_is_final(app, submit, monkeypatch):
+    """A runner that fails the same way in the same cell twice is not run a third time."""
+    broken = classify_run(_ended(), _ended(exit_code=1), RunnerResult.model_validate(
+        {"version": 2, "status": "runner_error", "cells": [],
+         "error": {"ename": "KeyError", "evalue": "'execution_state'"}}), None, 4, 600.0)
+    assert broken.status is RunStatus.SANDBOX_ERROR and broken.reason is not None
+    assert "cell 5" in broken.reason.en
+    calls = _stub(monkeypatch, [broken])
+    submission_id = submit(tiny_notebook("repeat"), via=app).get_json()["id"]
+    run_id = only_run(app, submission_id)["id"]
+    assert _attempt(app, run_id) == "queued"  # once may be the machine's
+    assert _attempt(app, run_id) == "failed"  # the same again: final
+    run = only_run(app, submission_id)
+    assert (run["status"], run["attempts"]) == ("failed", 2)
+    assert len(calls) == 2
+
+
+def test_sandbox_errors_that_differ_are_retried_up_to_max_attempts(app, submit, monkeypatch):
+    busy = [classify_run(_ended(sandbox_error=f"sandbox did not start: try {n}"), None, None,
+                         None, None, 600.0) for n in range(3)]
+    assert {o.status for o in busy} == {RunStatus.SANDBOX_ERROR}
+    calls = _stub(monkeypatch, busy)
+    submission_id = submit(tiny_notebook("busy"), via=app).get_json()["id"]
+    run_id = only_run(app, submission_id)["id"]
+    assert [_attempt(app, run_id) for _ in range(3)] == ["queued", "queued", "failed"]
+    assert only_run(app, submission_id)["attempts"] == 3 == len(calls)
+
+
+def test_a_report_holding_nul_characters_is_stored(app, submit, monkeypatch):
+    """The kernel's words reach the report (an exception's message in an item's feedback, the
+    diagnostics); PostgreSQL stores no NUL character in text or JSON, and a store that failed
+    left the run to be taken again and again."""
+    from grader.report import ItemResult, ItemStatus
+    from grader.spec import Text
+
+    def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
+        said = Text(ja="ValueError: a\x00b", en="ValueError: a\x00b")
+        item = ItemResult("conv1", Text(ja="c", en="c"), 0.0, 6.0, ItemStatus.ERROR, [said],
+                          details={"evalue": "a\x00b"})
+        return GradeReport(exercise.id, RunStatus.GRADED, [item], exercise.max_score,
+                           diagnostics={"log_tail": "x\x00y"})
+
+    monkeypatch.setattr(grading, "grade_notebook", grade)
+    submission_id = submit(tiny_notebook("nul"), via=app).get_json()["id"]
+    run_id = only_run(app, submission_id)["id"]
+    assert _attempt(app, run_id) == "graded"
+    run = only_run(app, submission_id)
+    assert (run["status"], run["attempts"]) == ("graded", 1)
