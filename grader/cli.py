@@ -85,8 +85,9 @@ def _parser() -> argparse.ArgumentParser:
 
     calibrate = sub.add_parser("calibrate", help="spread of the solution's accuracy over seeds",
                                description="Grade the solution RUNS times with shifted seeds, "
-                               "print each run's score and measured accuracy (the lower of the "
-                               "test and held-out images) and suggest an accuracy threshold "
+                               "print each run's score, its accuracy on each image set (test, "
+                               "held-out, and their moved copies) and the counted figure, then "
+                               "suggest an accuracy threshold and a moved_error_ratio "
                                "(docs/accuracy-threshold.md).")
     calibrate.add_argument("exercise")
     calibrate.add_argument("--runs", type=int, default=5)
