@@ -258,7 +258,9 @@ def test_the_trained_model_gets_moved_copies_made_from_the_runs_seed(exercise, t
         measure_artefacts(jobs, box, tmp_path / str(n), images=ImageSets(sets), seed=seed)
     first, again, other = box.images
     assert set(first) == {"test", "holdout", "test-moved", "holdout-moved"}
-    assert all(np.array_equal(first[name], sets[name]) for name in sets)
+    # the same images, in an order of their own (test_no_image_is_recognisable_by_its_place)
+    assert all(np.array_equal(np.unique(first[name], axis=0), np.unique(sets[name], axis=0))
+               for name in sets)
     assert all(np.array_equal(first[n], again[n]) for n in first)
     assert not np.array_equal(first["test-moved"], other["test-moved"])
     assert not np.array_equal(first["test-moved"], sets["test"])
@@ -272,6 +274,58 @@ def test_the_trained_model_gets_moved_copies_made_from_the_runs_seed(exercise, t
     box = PlanReadingSandbox()
     measure_artefacts(jobs, box, tmp_path / "plain", images=ImageSets(sets, moved=None), seed=5)
     assert set(box.images[0]) == {"test", "holdout"}
+
+
+class PredictingSandbox(PlanReadingSandbox):
+    """A clean room whose trained model answers ``predict(set name, images)``."""
+
+    def __init__(self, predict) -> None:
+        super().__init__()
+        self.predict = predict
+
+    def run(self, request: SandboxRequest, on_line=None) -> SandboxResult:
+        result = super().run(request, on_line)
+        plan, images = self.plans[-1], self.images[-1]
+        for job in plan["jobs"]:
+            if job["measure"] == "predictions":
+                (request.workdir / "out" / f"{job['index']}.json").write_text(json.dumps(
+                    {"id": job["id"], "ok": True, "parameters": 1,
+                     "predictions": {name: [int(p) for p in self.predict(name, batch)]
+                                     for name, batch in images.items()}}))
+        return result
+
+
+def test_no_image_is_recognisable_by_its_place(exercise, tmp_path):
+    """Issue 17, attacking the moved copies: the clean room fed each set in its public order
+    (MNIST's test order, the held-out images in index order) and each moved copy in its
+    source's order, in batches of 500. A model that reads its batch-mates (a reshape across
+    the batch dimension passes the data path check) can name the batch from statistics that
+    survive the move (the batch's summed pixels) and answer each image by its place from a
+    table of 15,000 public labels (about 940 packed int64 constants, decoded with allowed ops
+    off the path): full marks on plain and moved sets alike. Each set now comes in its own
+    order drawn per run, and the host puts the predictions back: answering by place is chance,
+    answering by the image is unchanged."""
+    from grader.clean_room import ImageSets
+
+    rng = np.random.default_rng(1)
+    labels = {"test": rng.integers(0, 10, 600), "holdout": rng.integers(0, 10, 400)}
+    # each image carries its label in its first pixel, so an honest model can read it
+    sets = {name: np.concatenate([truth.astype(np.uint8)[:, None],
+                                  rng.integers(0, 256, (len(truth), 783), dtype=np.uint8)],
+                                 axis=1).reshape(-1, 28, 28) for name, truth in labels.items()}
+    references = reference_artefacts(exercise)
+    jobs = plan_jobs(exercise, {"accuracy": references["accuracy"]}, references)
+
+    def accuracies(predict) -> dict[str, float]:
+        measured = measure_artefacts(jobs, PredictingSandbox(predict), tmp_path / str(id(predict)),
+                                     images=ImageSets(sets, moved=None), seed=3)
+        got = measured.get("accuracy", "student").predictions
+        return {name: float(np.mean(np.asarray(got[name]) == labels[name])) for name in labels}
+
+    by_place = accuracies(lambda name, images: labels[name])  # the public order's labels
+    assert all(a < 0.3 for a in by_place.values()), by_place
+    by_image = accuracies(lambda name, images: images.reshape(len(images), -1)[:, 0])
+    assert by_image == {"test": 1.0, "holdout": 1.0}
 
 
 def test_jobs_need_an_export_and_the_reference_for_comparisons(exercise):
