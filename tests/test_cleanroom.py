@@ -626,17 +626,20 @@ def test_an_honest_networks_data_path_is_one_chain_of_its_layers(model: str, fro
     assert all(op["data_inputs"] == 1 and op["inputs"][0]["data"] for op in path["ops"]
                if op["type"] != "SelectV2")
     conv = path["ops"][0]["inputs"][1]
-    assert conv == {"data": False, "kind": "variable", "shape": [5, 5, 1, 20]}
+    assert conv == {"data": False, "kind": "variable", "shape": [5, 5, 1, 20], "sources": 500}
     logits = path["logits"]
     assert logits["softmax"] is True
     assert logits["bias"] == {"type": "AddV2", "data": False, "kind": "variable",
-                              "shape": [10]}
+                              "shape": [10], "sources": 10}
     # a keep_prob of unknown shape leaves the dropout's output shape unknown
     h_shape = None if model == "with_dropout" else [None, 800]
     assert logits["matmul"] == {
         "h_on_path": True, "h_shape": h_shape, "on_path": True,
-        "weights": {"data": False, "kind": "variable", "shape": [800, 10]},
+        "weights": {"data": False, "kind": "variable", "shape": [800, 10], "sources": 8000},
         "transpose_a": False, "transpose_b": False}
+    # dropout's scaling is made of a keep probability and a few constants of its mask
+    assert all(0 < i["sources"] <= 8 for op in path["ops"] if op["type"] in ("RealDiv",
+               "SelectV2") for i in op["inputs"] if not i["data"])
 
 
 @pytest.mark.parametrize("model", ["zero_times_dense", "plus_dense"])
@@ -661,6 +664,20 @@ def test_what_the_logits_weights_are_is_measured():
     path = measured_path(MODELS["table_as_filters"])
     conv = next(op for op in path["ops"] if op["type"] == "Conv2D")
     assert [i["data"] for i in conv["inputs"]] == [False, True]  # x is the filter
+
+
+@pytest.mark.parametrize("model", ["table_unpacked_into_weights", "table_as_a_scale",
+                                   "table_selected_in"])
+def test_what_a_computed_weight_is_made_of_is_measured(model: str):
+    """Issue 17, attacking the budget: a table packed 16 bits to an int32 word and unpacked
+    off the data path is applied whole while the budget counts its words; the facts say the
+    weight is computed (``other``) and how many values it is made of."""
+    path = measured_path(MODELS[model], frozen=True)
+    computed = [i for op in path["ops"] if op["type"] in ("MatMul", "Mul", "SelectV2")
+                for i in op["inputs"] if not i["data"] and i["kind"] == "other"]
+    assert computed and all(i["sources"] > 64 for i in computed)
+    applied = max(int(np.prod([d or 1 for d in i["shape"]])) for i in computed)
+    assert max(i["sources"] for i in computed) < applied  # the words, not the table
 
 
 def test_the_data_path_is_bounded_and_needs_an_image():
