@@ -404,6 +404,24 @@ def test_weights_computed_in_the_graph_earn_neither_model_nor_accuracy(exercise,
     assert a.fraction == 0 and a.details["structure_ok"] is False
 
 
+@pytest.mark.parametrize(("kind", "sources", "passes"), [
+    ("constant", 784, True),  # a per-feature scale the budget counts
+    ("variable", 800, True),
+    ("other", 3, True),  # dropout's keep probability and its mask's constants
+    ("other", 65, False), ("other", None, False), ("placeholder", 800, False)])
+def test_a_scaling_is_counted_or_made_of_a_few_values(exercise, expected, kind, sources,
+                                                     passes):
+    facts = copy.deepcopy(expected["model"])
+    ops = facts["data_path"]["ops"]
+    at = next(n for n, op in enumerate(ops) if op["type"] == "Reshape") + 1
+    ops.insert(at, {"type": "Mul", "data_inputs": 1, "input_count": 2, "inputs": [
+        {"data": True},
+        {"data": False, "kind": kind, "shape": [800], "sources": sources}]})
+    j = judge(exercise, "model", facts, expected)
+    assert (j.fraction == 1.0) is passes, both(j)
+    assert ("computed in the graph" in both(j)) is not passes
+
+
 def test_a_table_written_in_the_networks_own_kinds_is_left_to_the_budget(exercise, expected):
     """Residual (docs/security.md): images as a dense layer's weights, one chain of the
     network's kinds, pass the path checks; only the parameter budget bounds how many."""

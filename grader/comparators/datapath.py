@@ -16,8 +16,8 @@ well; what gives it away is the path the data takes:
 - what each op applies to the data is what the parameter budget counts: a convolution's filter,
   a weight matrix and a bias are variables or constants themselves, never computed in the graph
   (unpacked from packed words, tiled, filled: a table the budget would see a fraction of), and a
-  scaling is made of a few values (dropout's: a keep probability, the data's shape, a random
-  mask), never of a table.
+  scaling is a variable, a constant, or computed from a few values (dropout's: a keep
+  probability, the data's shape, a random mask), never from a table.
 
 Any of these failing is a model that earns neither the ``model`` item's points nor the
 accuracy's (``graph_checks`` keeps the partial credit of an honest network's slips: the
@@ -59,8 +59,8 @@ TRAINED = "variable"
 WEIGHTED = frozenset({"convolution", "bias", "matmul"})
 #: What those weights may be.
 COUNTED = frozenset({"variable", "constant"})
-#: Most values of constants, variables and placeholders a scaling's other inputs may be made
-#: of (dropout's: a keep probability and a few constants of its random mask, about ten).
+#: Most values of constants, variables and placeholders a computed scaling may be made of
+#: (dropout's: a keep probability and a few constants of its random mask, at most 3 here).
 MAX_SCALE_SOURCES = 64
 #: Most op types named in one feedback text.
 NAMED = 6
@@ -169,10 +169,12 @@ def dense_logits_ok(facts: Mapping[str, Any], dense_in: int, classes: int) -> bo
 
 def _uncounted(kind: str, operand: Mapping[str, Any]) -> bool:
     """Whether a non-data input applies values the parameter budget does not count: a layer's
-    weight computed in the graph, or a scaling made of more than a few values (unknown
-    counts as more)."""
+    weight computed in the graph, or a scaling computed from more than a few values (unknown
+    counts as more; a variable or constant, which the budget counts, may scale)."""
+    if operand.get("kind") in COUNTED:
+        return False
     if kind in WEIGHTED:
-        return operand.get("kind") not in COUNTED
+        return True
     if kind == "scale":
         sources = operand.get("sources")
         return not isinstance(sources, int) or sources > MAX_SCALE_SOURCES
