@@ -49,6 +49,7 @@ from grader.measurements import (
     LayerMeasurement,
     MeasurementError,
     MeasurementFailure,
+    PredictionsMeasurement,
     TensorMeasurement,
     max_measurement_bytes,
     parse_measurement,
@@ -271,13 +272,18 @@ def measure_artefacts(
     # the reference's outputs first: the clean room holds a student's output to their size
     entries.sort(key=lambda e: e["id"].endswith("/student"))
     plan: dict[str, Any] = {"out": "out", "jobs": entries}
+    orders: dict[str, np.ndarray] = {}
     if images is not None and any(j.measure == "predictions" for j in jobs):
         plan["images"] = {}
         sets = images.with_moved_copies(int(rng.integers(0, 2**31 - 1)))
         names = list(sets)
         for position in rng.permutation(len(names)):  # no set is recognisable by its turn
             name = names[position]
-            np.save(inputs_dir / f"images-{name}.npy", np.ascontiguousarray(sets[name]))
+            # nor an image by its place: each set in its own secret order (a model that reads
+            # its batch-mates could otherwise name the batch and answer by position)
+            orders[name] = rng.permutation(len(sets[name]))
+            np.save(inputs_dir / f"images-{name}.npy",
+                    np.ascontiguousarray(sets[name][orders[name]]))
             plan["images"][name] = f"in/images-{name}.npy"
     counts = {name: len(array) for name, array in images.sets.items()} if images else {}
     pending = [e for e in entries if e["id"] not in measured.results]
@@ -297,7 +303,8 @@ def measure_artefacts(
         for entry in pending:
             path = workdir / "out" / f"{entry['index']}.json"
             if path.is_file():
-                measured.results[entry["id"]] = _read_result(path, entry, counts)
+                measured.results[entry["id"]] = in_set_order(
+                    _read_result(path, entry, counts), orders)
         blamed = crashed or next((e["id"] for e in pending
                                   if e["id"] not in measured.results), None)
         if blamed is not None and blamed not in measured.results:
@@ -506,6 +513,24 @@ def _ending(result: SandboxResult) -> str:
     if result.signal is not None:
         return f"the clean room was killed by signal {result.signal}"
     return f"the clean room exited with {result.exit_code}"
+
+
+def in_set_order(measurement: Any, orders: Mapping[str, np.ndarray]) -> Any:
+    """A predictions measurement with each set's predictions put back in the set's own order
+    (the clean room saw the images in ``orders[name]``'s order); any other result unchanged.
+    A list of the wrong length is left as it is (the comparator reports its count)."""
+    if not isinstance(measurement, PredictionsMeasurement):
+        return measurement
+    predictions = {}
+    for name, got in measurement.predictions.items():
+        order = orders.get(name)
+        if order is not None and len(got) == len(order):
+            restored = list(got)  # plain ints: a prediction out of int64's range stays one
+            for place, index in enumerate(order.tolist()):
+                restored[index] = got[place]
+            got = restored
+        predictions[name] = got
+    return measurement.model_copy(update={"predictions": predictions})
 
 
 def _read_result(path: Path, entry: Mapping[str, Any], images: Mapping[str, int]) -> Any:

@@ -75,6 +75,9 @@ class PathInput(_Model):
     #: ``variable``, ``constant``, ``placeholder`` or ``other`` (when not data).
     kind: str | None = Field(default=None, max_length=20)
     shape: list[int | None] | None = Field(default=None, max_length=8)
+    #: Values of the constants, variables and placeholders it is computed from (``None``:
+    #: not measured, or too far to read).
+    sources: int | None = Field(default=None, ge=0)
 
 
 class PathOp(_Model):

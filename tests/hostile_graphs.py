@@ -142,6 +142,53 @@ def table_via_variable(x: Any) -> Any:
     return v1.nn.softmax(dense(v1.nn.relu(v1.matmul(flat, table))))
 
 
+#: Bits packed into one int32 constant element by :func:`unpacked`.
+PACKED_BITS = 16
+#: The table's images binarised: 0/1 pixels are all a nearest neighbour needs.
+BINARY = (TABLE > 0.5).astype(np.int32)
+
+
+def unpacked(bits: np.ndarray) -> Any:
+    """A 0/1 table packed :data:`PACKED_BITS` to an int32 constant (so the parameter budget,
+    which counts constant elements, sees a 16th of it), unpacked off the data path with
+    allowed ops (FloorDiv, FloorMod, Cast): the weight applied to the data is computed."""
+    v1 = _v1()
+    rows, cols = bits.shape
+    powers = (2 ** np.arange(PACKED_BITS)).astype(np.int32)
+    words = (bits.reshape(rows, cols // PACKED_BITS, PACKED_BITS) * powers).sum(-1)
+    table = v1.floormod(v1.floordiv(v1.expand_dims(v1.constant(words.astype(np.int32)), -1),
+                                    v1.constant(powers)), 2)
+    return v1.cast(v1.reshape(table, (rows, cols)), v1.float32)
+
+
+def table_unpacked_into_weights(x: Any) -> Any:
+    """Issue 17, attacking the budget: binarised images as a dense layer's weights, unpacked
+    from int32 words (784 x 800 applied, 784 x 50 counted), one chain of network kinds."""
+    v1 = _v1()
+    flat = v1.reshape(x, (-1, 784))
+    weights = unpacked(np.tile(BINARY.T, (1, 25)))  # [784, 800]
+    return v1.nn.softmax(dense(v1.nn.relu(v1.matmul(flat, weights))))
+
+
+def table_as_a_scale(x: Any) -> Any:
+    """The table as dropout's kind of scaling: the image times 800 unpacked binary images
+    (broadcast), averaged over the pixels: 800 dot products, no weight counted but 800."""
+    v1 = _v1()
+    images = v1.reshape(v1.transpose(unpacked(np.tile(BINARY, (25, 1)))), (28, 28, 800))
+    scores = v1.nn.avg_pool(x * images, [1, 28, 28, 1], [1, 1, 1, 1], "VALID")
+    return v1.nn.softmax(dense(v1.reshape(scores, (-1, 800))))
+
+
+def table_selected_in(x: Any) -> Any:
+    """A computed table put in the data's place by a select (dropout's form), where a later
+    layer reads it beside the image's features."""
+    v1 = _v1()
+    h = features(x)
+    keep = v1.cast(unpacked(np.tile(BINARY[:1], (1, 2))[:, :800]), v1.bool)  # [1, 800]
+    other = unpacked(np.tile(BINARY[1:2], (1, 2))[:, :800])
+    return v1.nn.softmax(dense(v1.where_v2(keep, h, other)))
+
+
 MODELS: dict[str, Callable[[Any], Any]] = {
     "reference": reference, "with_dropout": with_dropout, "flatten_by_shape": flatten_by_shape,
     "without_bias": without_bias,
@@ -150,6 +197,8 @@ MODELS: dict[str, Callable[[Any], Any]] = {
     "lookup_in_dropout_scale": lookup_in_dropout_scale,
     "lookup_through_a_shape": lookup_through_a_shape, "table_as_filters": table_as_filters,
     "table_via_variable": table_via_variable,
+    "table_unpacked_into_weights": table_unpacked_into_weights,
+    "table_as_a_scale": table_as_a_scale, "table_selected_in": table_selected_in,
 }
 
 

@@ -258,7 +258,9 @@ def test_the_trained_model_gets_moved_copies_made_from_the_runs_seed(exercise, t
         measure_artefacts(jobs, box, tmp_path / str(n), images=ImageSets(sets), seed=seed)
     first, again, other = box.images
     assert set(first) == {"test", "holdout", "test-moved", "holdout-moved"}
-    assert all(np.array_equal(first[name], sets[name]) for name in sets)
+    # the same images, in an order of their own (test_no_image_is_recognisable_by_its_place)
+    assert all(np.array_equal(np.unique(first[name], axis=0), np.unique(sets[name], axis=0))
+               for name in sets)
     assert all(np.array_equal(first[n], again[n]) for n in first)
     assert not np.array_equal(first["test-moved"], other["test-moved"])
     assert not np.array_equal(first["test-moved"], sets["test"])
@@ -272,6 +274,58 @@ def test_the_trained_model_gets_moved_copies_made_from_the_runs_seed(exercise, t
     box = PlanReadingSandbox()
     measure_artefacts(jobs, box, tmp_path / "plain", images=ImageSets(sets, moved=None), seed=5)
     assert set(box.images[0]) == {"test", "holdout"}
+
+
+class PredictingSandbox(PlanReadingSandbox):
+    """A clean room whose trained model answers ``predict(set name, images)``."""
+
+    def __init__(self, predict) -> None:
+        super().__init__()
+        self.predict = predict
+
+    def run(self, request: SandboxRequest, on_line=None) -> SandboxResult:
+        result = super().run(request, on_line)
+        plan, images = self.plans[-1], self.images[-1]
+        for job in plan["jobs"]:
+            if job["measure"] == "predictions":
+                (request.workdir / "out" / f"{job['index']}.json").write_text(json.dumps(
+                    {"id": job["id"], "ok": True, "parameters": 1,
+                     "predictions": {name: [int(p) for p in self.predict(name, batch)]
+                                     for name, batch in images.items()}}))
+        return result
+
+
+def test_no_image_is_recognisable_by_its_place(exercise, tmp_path):
+    """Issue 17, attacking the moved copies: the clean room fed each set in its public order
+    (MNIST's test order, the held-out images in index order) and each moved copy in its
+    source's order, in batches of 500. A model that reads its batch-mates (a reshape across
+    the batch dimension passes the data path check) can name the batch from statistics that
+    survive the move (sums of 7x7 blocks over the batch named all 30 batches of real MNIST,
+    moved by one seed) and answer each image by its place from a table of 15,000 public labels
+    (15,000 values: within the budget as they are): full marks on plain and moved sets alike.
+    Each set now comes in its own order drawn per run, and the host puts the predictions back:
+    answering by place is chance, answering by the image is unchanged."""
+    from grader.clean_room import ImageSets
+
+    rng = np.random.default_rng(1)
+    labels = {"test": rng.integers(0, 10, 600), "holdout": rng.integers(0, 10, 400)}
+    # each image carries its label in its first pixel, so an honest model can read it
+    sets = {name: np.concatenate([truth.astype(np.uint8)[:, None],
+                                  rng.integers(0, 256, (len(truth), 783), dtype=np.uint8)],
+                                 axis=1).reshape(-1, 28, 28) for name, truth in labels.items()}
+    references = reference_artefacts(exercise)
+    jobs = plan_jobs(exercise, {"accuracy": references["accuracy"]}, references)
+
+    def accuracies(predict) -> dict[str, float]:
+        measured = measure_artefacts(jobs, PredictingSandbox(predict), tmp_path / str(id(predict)),
+                                     images=ImageSets(sets, moved=None), seed=3)
+        got = measured.get("accuracy", "student").predictions
+        return {name: float(np.mean(np.asarray(got[name]) == labels[name])) for name in labels}
+
+    by_place = accuracies(lambda name, images: labels[name])  # the public order's labels
+    assert all(a < 0.3 for a in by_place.values()), by_place
+    by_image = accuracies(lambda name, images: images.reshape(len(images), -1)[:, 0])
+    assert by_image == {"test": 1.0, "holdout": 1.0}
 
 
 def test_jobs_need_an_export_and_the_reference_for_comparisons(exercise):
@@ -572,17 +626,20 @@ def test_an_honest_networks_data_path_is_one_chain_of_its_layers(model: str, fro
     assert all(op["data_inputs"] == 1 and op["inputs"][0]["data"] for op in path["ops"]
                if op["type"] != "SelectV2")
     conv = path["ops"][0]["inputs"][1]
-    assert conv == {"data": False, "kind": "variable", "shape": [5, 5, 1, 20]}
+    assert conv == {"data": False, "kind": "variable", "shape": [5, 5, 1, 20], "sources": 500}
     logits = path["logits"]
     assert logits["softmax"] is True
     assert logits["bias"] == {"type": "AddV2", "data": False, "kind": "variable",
-                              "shape": [10]}
+                              "shape": [10], "sources": 10}
     # a keep_prob of unknown shape leaves the dropout's output shape unknown
     h_shape = None if model == "with_dropout" else [None, 800]
     assert logits["matmul"] == {
         "h_on_path": True, "h_shape": h_shape, "on_path": True,
-        "weights": {"data": False, "kind": "variable", "shape": [800, 10]},
+        "weights": {"data": False, "kind": "variable", "shape": [800, 10], "sources": 8000},
         "transpose_a": False, "transpose_b": False}
+    # dropout's scaling is made of a keep probability and a few constants of its mask
+    assert all(0 < i["sources"] <= 8 for op in path["ops"] if op["type"] in ("RealDiv",
+               "SelectV2") for i in op["inputs"] if not i["data"])
 
 
 @pytest.mark.parametrize("model", ["zero_times_dense", "plus_dense"])
@@ -607,6 +664,20 @@ def test_what_the_logits_weights_are_is_measured():
     path = measured_path(MODELS["table_as_filters"])
     conv = next(op for op in path["ops"] if op["type"] == "Conv2D")
     assert [i["data"] for i in conv["inputs"]] == [False, True]  # x is the filter
+
+
+@pytest.mark.parametrize("model", ["table_unpacked_into_weights", "table_as_a_scale",
+                                   "table_selected_in"])
+def test_what_a_computed_weight_is_made_of_is_measured(model: str):
+    """Issue 17, attacking the budget: a table packed 16 bits to an int32 word and unpacked
+    off the data path is applied whole while the budget counts its words; the facts say the
+    weight is computed (``other``) and how many values it is made of."""
+    path = measured_path(MODELS[model], frozen=True)
+    computed = [i for op in path["ops"] if op["type"] in ("MatMul", "Mul", "SelectV2")
+                for i in op["inputs"] if not i["data"] and i["kind"] == "other"]
+    assert computed and all(i["sources"] > 64 for i in computed)
+    applied = max(int(np.prod([d or 1 for d in i["shape"]])) for i in computed)
+    assert max(i["sources"] for i in computed) < applied  # the words, not the table
 
 
 def test_the_data_path_is_bounded_and_needs_an_image():

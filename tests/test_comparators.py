@@ -383,6 +383,45 @@ def test_a_model_whose_data_path_was_not_measured_earns_nothing(exercise, expect
     assert "does not depend on the images" in both(judge(exercise, "model", unfed, expected))
 
 
+# --- issue 17, attacking the budget: weights computed in the graph --------------------------
+
+
+@pytest.mark.parametrize("model", ["table_unpacked_into_weights", "table_as_a_scale",
+                                   "table_selected_in"])
+def test_weights_computed_in_the_graph_earn_neither_model_nor_accuracy(exercise, expected,
+                                                                      model):
+    """The budget counts variables and constants; a table of binarised images packed 16 to
+    an int32 word and unpacked off the data path (FloorDiv, FloorMod, Cast: allowed ops) is
+    applied whole, as a weight matrix, as dropout's kind of scaling, or selected into the data
+    by dropout's select, and counted a 16th (784 x 800 applied, 784 x 50 counted: 16 x the
+    171 images the budget is said to allow). Each passed the path checks before."""
+    j = judge(exercise, "model", _with_path(expected, model), expected)
+    assert j.fraction == 0 and j.details["data_path_ok"] is False
+    assert "computed in the graph" in both(j)
+    measured, labels = _perfect(_with_path(expected, model, frozen=True))
+    a = judge(exercise, "accuracy", measured, dict(expected, accuracy=expected["model"]),
+              labels=labels)
+    assert a.fraction == 0 and a.details["structure_ok"] is False
+
+
+@pytest.mark.parametrize(("kind", "sources", "passes"), [
+    ("constant", 784, True),  # a per-feature scale the budget counts
+    ("variable", 800, True),
+    ("other", 3, True),  # dropout's keep probability and its mask's constants
+    ("other", 65, False), ("other", None, False), ("placeholder", 800, False)])
+def test_a_scaling_is_counted_or_made_of_a_few_values(exercise, expected, kind, sources,
+                                                     passes):
+    facts = copy.deepcopy(expected["model"])
+    ops = facts["data_path"]["ops"]
+    at = next(n for n, op in enumerate(ops) if op["type"] == "Reshape") + 1
+    ops.insert(at, {"type": "Mul", "data_inputs": 1, "input_count": 2, "inputs": [
+        {"data": True},
+        {"data": False, "kind": kind, "shape": [800], "sources": sources}]})
+    j = judge(exercise, "model", facts, expected)
+    assert (j.fraction == 1.0) is passes, both(j)
+    assert ("computed in the graph" in both(j)) is not passes
+
+
 def test_a_table_written_in_the_networks_own_kinds_is_left_to_the_budget(exercise, expected):
     """Residual (docs/security.md): images as a dense layer's weights, one chain of the
     network's kinds, pass the path checks; only the parameter budget bounds how many."""

@@ -14,7 +14,9 @@ shape arithmetic depend on the image's shape, never on its pixels, so they stay 
 For each op on the path (in graph order, at most :data:`MAX_OPS`): its type and, input by
 input, either ``{"data": true}`` or what the input is when it is not data: a ``variable``
 (a variable op, or a constant that was one before freezing), a ``constant``, a
-``placeholder``, or ``other`` (computed), with its static shape. Beside them, the logits:
+``placeholder``, or ``other`` (computed), with its static shape and how many values the
+constants, variables and placeholders it is computed from hold (``sources``: a weight unpacked
+from packed words, tiled or filled holds more than it is made of). Beside them, the logits:
 ``y = Softmax(Add|AddV2|BiasAdd(MatMul(h, W), b))`` read off the graph, with what ``W`` and
 ``b`` are.
 """
@@ -37,6 +39,9 @@ MAX_OPS = 200
 MAX_INPUTS = 8
 #: Most dimensions of a shape reported.
 MAX_RANK = 8
+#: Most ops visited in all while reading what the operands are made of (``sources``); past
+#: it, an operand's ``sources`` is ``None`` (unknown).
+MAX_SOURCE_VISITS = 100_000
 
 
 def shape_of(tensor: Any) -> list[int | None] | None:
@@ -118,19 +123,71 @@ def operand_kind(tensor: Any, variables: frozenset[str]) -> str:
     return "other"
 
 
-def _operand(tensor: Any, variables: frozenset[str]) -> dict[str, Any]:
-    return {"data": False, "kind": operand_kind(tensor, variables), "shape": shape_of(tensor)}
+def _elements(tensor: Any) -> int:
+    """Values in a tensor by its static shape (an unknown dimension or rank counted as 1)."""
+    count = 1
+    for dim in shape_of(tensor) or []:
+        count *= dim if dim is not None else 1
+    return count
 
 
-def _describe(op: Any, on_path: set[str], variables: frozenset[str]) -> dict[str, Any]:
-    inputs = [{"data": True} if t.op.name in on_path else _operand(t, variables)
+def _declared_elements(op: Any) -> int:
+    """Values in a resource variable by its declared shape (unknown dimensions as 1)."""
+    try:
+        sizes = [int(dim.size) for dim in op.get_attr("shape").dim]
+    except (ValueError, TypeError, AttributeError):
+        return 1
+    count = 1
+    for size in sizes[:MAX_RANK]:
+        count *= max(size, 1)
+    return count
+
+
+class _Sources:
+    """How many values of constants, variables and placeholders a non-data operand is computed
+    from: its ancestors, not entering the data path (a shape read off the data is no source).
+    All operands share :data:`MAX_SOURCE_VISITS`."""
+
+    def __init__(self, on_path: set[str]) -> None:
+        self.on_path = on_path
+        self.visits = MAX_SOURCE_VISITS
+
+    def __call__(self, tensor: Any) -> int | None:
+        seen = {tensor.op.name}
+        frontier = [tensor.op]
+        total = 0
+        while frontier:
+            op = frontier.pop()
+            self.visits -= 1
+            if self.visits < 0:
+                return None
+            if op.type == "VarHandleOp":  # its output is a handle: the shape is an attr
+                total += _declared_elements(op)
+            elif op.type == "Const" or op.type in VARIABLE_OPS or op.type in PLACEHOLDER_OPS:
+                total += _elements(op.outputs[0])
+            for t in op.inputs:
+                if t.op.name not in seen and t.op.name not in self.on_path:
+                    seen.add(t.op.name)
+                    frontier.append(t.op)
+        return total
+
+
+def _operand(tensor: Any, variables: frozenset[str], sources: _Sources) -> dict[str, Any]:
+    return {"data": False, "kind": operand_kind(tensor, variables), "shape": shape_of(tensor),
+            "sources": sources(tensor)}
+
+
+def _describe(op: Any, on_path: set[str], variables: frozenset[str],
+              sources: _Sources) -> dict[str, Any]:
+    inputs = [{"data": True} if t.op.name in on_path else _operand(t, variables, sources)
               for t in list(op.inputs)[:MAX_INPUTS]]
     return {"type": str(op.type)[:100], "inputs": inputs,
             "data_inputs": sum(t.op.name in on_path for t in op.inputs),
             "input_count": len(op.inputs)}
 
 
-def _logits(y: Any, on_path: set[str], variables: frozenset[str]) -> dict[str, Any]:
+def _logits(y: Any, on_path: set[str], variables: frozenset[str],
+            sources: _Sources) -> dict[str, Any]:
     """``y = Softmax(Add|AddV2|BiasAdd(MatMul(h, W), b))``, piece by piece as found."""
     softmax = y.op.type == "Softmax" and len(y.op.inputs) == 1
     logits = y.op.inputs[0] if softmax else y
@@ -142,7 +199,7 @@ def _logits(y: Any, on_path: set[str], variables: frozenset[str]) -> dict[str, A
         # BiasAdd(value, bias); Add(a, b) either way round
         first = 0 if op.type == "BiasAdd" or not data else data[0]
         product, bias = op.inputs[first], op.inputs[1 - first]
-        facts["bias"] = {"type": op.type, **_operand(bias, variables)}
+        facts["bias"] = {"type": op.type, **_operand(bias, variables, sources)}
     if product.op.type == "MatMul" and len(product.op.inputs) == 2:
         mm = product.op
         h, w = mm.inputs
@@ -156,7 +213,7 @@ def _logits(y: Any, on_path: set[str], variables: frozenset[str]) -> dict[str, A
         facts["matmul"] = {
             "h_on_path": h.op.name in on_path, "h_shape": shape_of(h),
             "on_path": mm.name in on_path,
-            "weights": _operand(w, variables),
+            "weights": _operand(w, variables, sources),
             "transpose_a": flag("transpose_a"), "transpose_b": flag("transpose_b"),
         }
     return facts
@@ -171,6 +228,7 @@ def data_path(graph: Any, image: Any, y: Any, variables: Iterable[str] = (),
         on_path: set[str] = set()
     else:
         on_path = _tainted(image.op) & _ancestors(y.op)
+    sources = _Sources(on_path)
     ordered = [op for op in graph.get_operations()
                if op.name in on_path and op.name != (image.op.name if image is not None
                                                       else None)]
@@ -179,6 +237,6 @@ def data_path(graph: Any, image: Any, y: Any, variables: Iterable[str] = (),
         "reaches_output": y.op.name in on_path,
         "count": len(ordered),
         "truncated": len(ordered) > max_ops,
-        "ops": [_describe(op, on_path, names) for op in ordered[:max_ops]],
-        "logits": _logits(y, on_path, names),
+        "ops": [_describe(op, on_path, names, sources) for op in ordered[:max_ops]],
+        "logits": _logits(y, on_path, names, sources),
     }

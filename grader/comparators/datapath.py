@@ -12,7 +12,12 @@ well; what gives it away is the path the data takes:
 - each takes the image's data in the data's place (a convolution's input, never its filter)
   and from one branch only: where two branches computed from the image meet, one can be
   multiplied away or added on;
-- the logits are ``MatMul(h, W)`` plus a bias with ``W`` and the bias variables.
+- the logits are ``MatMul(h, W)`` plus a bias with ``W`` and the bias variables;
+- what each op applies to the data is what the parameter budget counts: a convolution's filter,
+  a weight matrix and a bias are variables or constants themselves, never computed in the graph
+  (unpacked from packed words, tiled, filled: a table the budget would see a fraction of), and a
+  scaling is a variable, a constant, or computed from a few values (dropout's: a keep
+  probability, the data's shape, a random mask), never from a table.
 
 Any of these failing is a model that earns neither the ``model`` item's points nor the
 accuracy's (``graph_checks`` keeps the partial credit of an honest network's slips: the
@@ -50,6 +55,13 @@ DATA_PLACES: Mapping[str, frozenset[int]] = {
 }
 #: What the logits' weights and bias must be.
 TRAINED = "variable"
+#: Kinds whose other inputs are weights the budget counts: variables or constants themselves.
+WEIGHTED = frozenset({"convolution", "bias", "matmul"})
+#: What those weights may be.
+COUNTED = frozenset({"variable", "constant"})
+#: Most values of constants, variables and placeholders a computed scaling may be made of
+#: (dropout's: a keep probability and a few constants of its random mask, at most 3 here).
+MAX_SCALE_SOURCES = 64
 #: Most op types named in one feedback text.
 NAMED = 6
 
@@ -96,6 +108,7 @@ def data_path_problems(facts: Mapping[str, Any] | None,
     unlike: list[str] = []
     joins: list[str] = []
     misplaced: list[str] = []
+    computed: list[str] = []
     softmaxes = 0
     for op in ops:
         kind_type = str(op.get("type"))[:60]
@@ -112,6 +125,8 @@ def data_path_problems(facts: Mapping[str, Any] | None,
             joins.append(kind_type)
         elif not places <= DATA_PLACES.get(kind_type, frozenset({0})):
             misplaced.append(kind_type)
+        if any(_uncounted(kind, i) for i in inputs if not i.get("data")):
+            computed.append(kind_type)
     problems: list[Text] = []
     if foreign:
         problems.append(bilingual("datapath.foreign_ops", ops=_named(foreign)))
@@ -119,6 +134,8 @@ def data_path_problems(facts: Mapping[str, Any] | None,
         problems.append(bilingual("datapath.join", ops=_named(joins)))
     if misplaced:
         problems.append(bilingual("datapath.data_as_weights", ops=_named(misplaced)))
+    if computed:
+        problems.append(bilingual("datapath.computed_weights", ops=_named(computed)))
     if unlike:
         problems.append(bilingual("datapath.unlike_reference", ops=_named(unlike)))
     if softmaxes > softmax_allowed:
@@ -148,6 +165,20 @@ def dense_logits_ok(facts: Mapping[str, Any], dense_in: int, classes: int) -> bo
                 and not matmul.get("transpose_b")
                 and weights.get("shape") == [dense_in, classes]
                 and h_shape[-1] in (dense_in, None) and b_shape == [classes])
+
+
+def _uncounted(kind: str, operand: Mapping[str, Any]) -> bool:
+    """Whether a non-data input applies values the parameter budget does not count: a layer's
+    weight computed in the graph, or a scaling computed from more than a few values (unknown
+    counts as more; a variable or constant, which the budget counts, may scale)."""
+    if operand.get("kind") in COUNTED:
+        return False
+    if kind in WEIGHTED:
+        return True
+    if kind == "scale":
+        sources = operand.get("sources")
+        return not isinstance(sources, int) or sources > MAX_SCALE_SOURCES
+    return False
 
 
 def _logits_problems(logits: Mapping[str, Any]) -> list[Text]:
