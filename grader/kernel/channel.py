@@ -34,6 +34,7 @@ of ``grader``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -73,6 +74,10 @@ UNCOUNTED_TYPES = frozenset({"iopub_welcome"})
 JSON_MIME = re.compile(r"^application/(.*\+)?json$")
 #: Longest display id kept (an identifier, not a payload).
 MAX_DISPLAY_ID = 256
+#: Numbers the monitors' endpoints. pyzmq's default endpoint is named after the socket's file
+#: descriptor, which a new socket may reuse while the closed one's monitor is still bound
+#: (``EADDRINUSE`` after about 200 quick reconnections, raised out of :meth:`get_msg`).
+_MONITORS = itertools.count()
 
 
 class Dropped(Counter[str]):
@@ -90,6 +95,14 @@ _LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 #: A JSON escape of half a surrogate pair: it decodes into a string no UTF-8 writer accepts
 #: (the executed notebook, the report's database), so such a message is dropped.
 LONE_SURROGATE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
+
+
+def has_lone_surrogate(frame: bytes) -> bool:
+    """Whether JSON ``frame`` escapes half a surrogate pair. Escaped backslashes are masked
+    first (left to right, as a JSON reader pairs them), so that ``\\\\ud800\\udc00`` (a
+    backslash, the text ``ud800``, then half a pair) is not read as a whole pair, nor
+    ``\\ud800\\\\\\udc00`` (a backslash between two halves)."""
+    return b"\\u" in frame and LONE_SURROGATE.search(frame.replace(b"\\\\", b"__")) is not None
 
 
 def decoded_cost(frame: bytes) -> int:
@@ -192,8 +205,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
         self.dropped = Dropped()
         self.reconnections = 0
         self._endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._monitor: zmq.asyncio.Socket | None = socket.get_monitor_socket(
-            zmq.EVENT_DISCONNECTED)
+        self._monitor: zmq.asyncio.Socket | None = _monitor(socket)
 
     async def get_msg(  # type: ignore[override]
         self, timeout: float | None = None
@@ -246,7 +258,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
             return "" if msg_type in UNCOUNTED_TYPES else f"{msg_type[:40]} not used"
         if any(decoded_cost(frame) > MAX_DECODED_BYTES for frame in wire[2:5]):
             return "would decode too large"
-        if any(b"\\u" in frame and LONE_SURROGATE.search(frame) for frame in wire[3:5]):
+        if any(has_lone_surrogate(frame) for frame in wire[3:5]):
             return "lone surrogate"
         try:
             msg = self.session.deserialize(wire)
@@ -276,7 +288,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
             socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.connect(self._endpoint)
         self.socket = socket
-        self._monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = _monitor(socket)
         self.reconnections += 1
 
     def close(self) -> None:
@@ -284,6 +296,12 @@ class GuardedChannel(AsyncZMQSocketChannel):
             self._monitor.close(linger=0)
             self._monitor = None
         super().close()
+
+
+def _monitor(socket: zmq.asyncio.Socket) -> zmq.asyncio.Socket:
+    """A socket that tells when ``socket`` lost its connection, on an endpoint of its own."""
+    return socket.get_monitor_socket(zmq.EVENT_DISCONNECTED,
+                                     addr=f"inproc://guarded-monitor-{next(_MONITORS)}")
 
 
 class GuardedShellChannel(GuardedChannel):
