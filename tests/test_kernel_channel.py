@@ -246,3 +246,24 @@ def test_a_kernel_that_drops_the_connection_again_and_again_is_reconnected_to(tm
         stop.set()
         thread.join()
         server.close()
+
+
+def test_message_types_the_runner_drops_are_counted_within_bounds():
+    """A message type is the kernel's text, and each one the runner does not use was a reason
+    of its own: half a surrogate pair there reached the report (which no UTF-8 encoder nor
+    PostgreSQL takes), and a million types grew the count without bound."""
+    from grader.kernel.channel import MAX_REASONS, OTHER_REASONS
+
+    channel = _channel()
+    for n in range(3 * MAX_REASONS):
+        header = {**Session().msg_header("x"), "msg_type": f"type {n}"}
+        assert channel._accept(_frames("x", {}, header=header)) is None
+    assert len(channel.dropped) == MAX_REASONS
+    assert channel.dropped[OTHER_REASONS] == 2 * MAX_REASONS + 1
+    assert sum(channel.dropped.values()) == 3 * MAX_REASONS
+    channel = _channel()
+    header = {**Session().msg_header("x"), "msg_type": "\udc00x"}
+    assert channel._accept(_frames("x", {}, header=header)) is None
+    (reason,) = channel.dropped
+    reason.encode("utf-8")
+    assert reason == "?x not used"

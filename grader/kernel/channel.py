@@ -80,8 +80,27 @@ MAX_DISPLAY_ID = 256
 _MONITORS = itertools.count()
 
 
+#: Distinct reasons a channel counts; a message type the runner does not use is a reason of
+#: its own, so a kernel sending a million types would otherwise grow the count without bound.
+MAX_REASONS = 64
+OTHER_REASONS = "other reasons"
+
+
 class Dropped(Counter[str]):
-    """Messages dropped, by reason (the runner's record keeps them for diagnostics)."""
+    """Messages dropped, by reason (the runner's record keeps them for diagnostics), at most
+    :data:`MAX_REASONS` reasons, :data:`OTHER_REASONS` among them."""
+
+    def add(self, reason: str) -> None:
+        if reason not in self and len(self) >= MAX_REASONS - 1:
+            reason = OTHER_REASONS
+        self[reason] += 1
+
+
+def _unused(msg_type: str) -> str:
+    """The reason for dropping a message of a type the runner does not use. The type is the
+    kernel's text: half a surrogate pair in it would reach the report, which neither UTF-8
+    nor PostgreSQL's JSON takes."""
+    return msg_type[:40].encode("utf-8", "replace").decode("utf-8") + " not used"
 
 
 #: What in a frame's bytes makes Python hold its text at 4 bytes a character (a 4-byte UTF-8
@@ -164,7 +183,7 @@ def message_problem(msg: Any, allowed: frozenset[str]) -> str | None:
     if not isinstance(msg_type, str) or header.get("msg_type") != msg_type:
         return "bad msg_type"
     if msg_type not in allowed:
-        return f"{msg_type[:40]} not used"
+        return _unused(msg_type)
     if not isinstance(parent, dict):
         return "bad parent_header"
     if not isinstance(content, dict):
@@ -238,7 +257,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
         if isinstance(problem, dict):
             return problem
         if problem:
-            self.dropped[problem] += 1
+            self.dropped.add(problem)
         return None
 
     def _problem(self, frames: list[bytes]) -> dict[str, Any] | str:
@@ -255,7 +274,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
         if not isinstance(msg_type, str):
             return "bad header"
         if msg_type not in ALLOWED_TYPES[self.name]:
-            return "" if msg_type in UNCOUNTED_TYPES else f"{msg_type[:40]} not used"
+            return "" if msg_type in UNCOUNTED_TYPES else _unused(msg_type)
         if any(decoded_cost(frame) > MAX_DECODED_BYTES for frame in wire[2:5]):
             return "would decode too large"
         if any(has_lone_surrogate(frame) for frame in wire[3:5]):
