@@ -315,3 +315,33 @@ def test_a_cell_ipython_strips_prompts_from_is_read_as_ipython_runs_it():
     assert trick.syntax_error is not None and "convoluted_image" not in trick.bound
     assert read_cell("\n>>> x = 1\n>>> y = 2").bound == {"x", "y"}
     assert read_cell("def f():\n    ...\ny = 2").bound == {"f", "y"}  # an Ellipsis is no prompt
+
+
+# --- issue 17 part 7 (red team 2): what IPython rewrites, counted as IPython sees it ---------
+
+
+@pytest.mark.timeout(60)
+def test_every_line_ipython_may_rewrite_counts_against_the_source_limits():
+    """IPython's escapes are ``% ! ? , ; /`` (``/f x`` is ``f(x)``), its lines end at every
+    line end ``str.splitlines`` knows, and its prompts are stripped before its passes; the
+    host counted ``% ! ?`` at the start of ``\\n`` lines only. Each cell below fits
+    ``SourceLimits`` as counted before and cost IPython 500 passes over it (4 to 10 s of host
+    CPU a graded cell; a notebook of such cells went past the preparation's deadline)."""
+    import time
+
+    from grader.sourcecheck import SourceLimits, read_cell
+
+    limits = SourceLimits()
+    for source in ("/f\n" * 999, ",f\n" * 999, ";f\n" * 999, "/f x\n" * 999,
+                   "\x1c/f" * 2700, "\u2028%pwd" * 1100, ">>> %pwd\n" * 900,
+                   "In [1]: !ls\n" * 600):
+        assert len(source.encode()) <= limits.max_ipython_bytes
+        started = time.process_time()
+        facts = read_cell(source)
+        assert time.process_time() - started < 1.0, source[:10]
+        assert facts.refused is not None and facts.bound == frozenset(), source[:10]
+        assert "too large for the grader to check" in facts.refused.en
+    # what IPython rewrites within the limits is still read as IPython runs it
+    assert read_cell("/print 1\n" * limits.max_escape_lines + "x = 1").bound == {"x"}
+    assert read_cell(">>> %pwd\n>>> y = 2\n").bound == {"y"}
+    assert read_cell("%%time\n" + "/f\n" * 100 + "x = 1\n").refused is None  # a cell magic
