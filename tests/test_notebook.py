@@ -345,3 +345,23 @@ def test_every_line_ipython_may_rewrite_counts_against_the_source_limits():
     assert read_cell("/print 1\n" * limits.max_escape_lines + "x = 1").bound == {"x"}
     assert read_cell(">>> %pwd\n>>> y = 2\n").bound == {"y"}
     assert read_cell("%%time\n" + "/f\n" * 100 + "x = 1\n").refused is None  # a cell magic
+
+
+def test_sanitiser_notes_quote_a_line_not_a_cell():
+    """A ``!pip`` line or a ``%%writefile`` path is the student's text, up to the 4 MiB of a
+    cell: quoted whole in both languages, six such cells made 56 MB of notes (the report
+    stored and sent with every view of it). The cell itself is still rewritten whole."""
+    from grader.sanitize import MAX_QUOTE, SKIPPED, sanitize_notebook
+
+    pip = "!pip install " + "x" * 4_000_000
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(pip),
+        nbformat.v4.new_code_cell("%%writefile /" + "y" * 4_000_000 + "\nz = 1")])
+    notes = sanitize_notebook(nb)
+    assert len(notes) == 2
+    for note in notes:
+        assert len(note.original) <= MAX_QUOTE
+        assert len(note.message.en) < 3 * MAX_QUOTE + 300 and len(note.message.ja) < 4 * MAX_QUOTE
+    assert "!pip install xxx" in notes[0].message.en and "…" in notes[0].message.en
+    assert nb.cells[0].source == SKIPPED + pip
+    assert nb.cells[1].source == "%%writefile " + "y" * 4_000_000 + "\nz = 1"
