@@ -135,3 +135,20 @@ def test_a_printed_text_cut_at_the_cap_is_within_it_as_json(runner_module):
                                cell, 0)
         assert cell.outputs[0]["text"], repr(char)
         assert len(json.dumps(cell.outputs[0]["text"])) <= 2000, repr(char)
+
+
+def test_a_cells_reply_is_kept_as_its_status_and_a_short_error(runner_module):
+    """Every cell's execute_reply was kept whole for the run: the kernel's, up to a frame
+    (64 MiB), so a thousand cells of 60 MB replies held the runner past its memory."""
+    from types import SimpleNamespace
+
+    holder = SimpleNamespace(replies={})
+    reply = {"content": {"status": "error", "ename": "E" * 10_000, "evalue": "v" * 10_000_000,
+                         "traceback": ["t" * 1_000_000], "payload": [{"x": "y" * 1_000_000}]}}
+    runner_module.Runner._on_cell_executed(holder, None, 3, reply)
+    kept = holder.replies[3]
+    assert kept["status"] == "error"
+    assert len(json.dumps(kept)) < 2_400
+    runner_module.Runner._on_cell_executed(holder, None, 4, {"content": {
+        "status": ["error"], "ename": {"a": 1}, "evalue": None}})
+    assert holder.replies[4] == {"status": "list", "ename": "dict", "evalue": "NoneType"}

@@ -239,6 +239,16 @@ class CappedClient(NotebookClient):
                 out["metadata"] = nbformat.from_dict(new["metadata"])
 
 
+#: Characters of a failed cell's exception name and message the runner keeps.
+MAX_ENAME = 200
+MAX_EVALUE = 2000
+
+
+def _short(value: Any, limit: int) -> str:
+    """A string the kernel sent, cut to ``limit``; anything else by its type's name."""
+    return value[:limit] if isinstance(value, str) else type(value).__name__
+
+
 def _json_prefix(text: str, limit: int) -> str:
     """The longest prefix of ``text`` (to a halving) whose JSON takes at most ``limit``
     characters: a character can take up to 12 (``\\u0001``, a surrogate pair), so cutting at
@@ -298,8 +308,16 @@ class Runner:
         return plan
 
     def _on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        """Keep what the runner reads of a cell's reply: its status and error, short. The
+        reply is the kernel's, up to a frame (64 MiB): kept whole for every cell, a thousand
+        cells of 60 MB replies held the runner past its memory."""
         if execute_reply is not None:
-            self.replies[cell_index] = execute_reply.get("content", {})
+            content = execute_reply.get("content", {})
+            self.replies[cell_index] = {
+                "status": _short(content.get("status"), 20),
+                "ename": _short(content.get("ename", ""), MAX_ENAME),
+                "evalue": _short(content.get("evalue", ""), MAX_EVALUE),
+            }
 
     def write(self) -> None:
         kc = self.client.kc
