@@ -1404,3 +1404,26 @@ def test_odd_message_types_and_long_streams_cost_the_runner_little(make_notebook
     assert "?x not used" in dropped or "other reasons" in dropped, dropped
     assert dropped.get("other reasons", 0) >= 100, dropped
     json.dumps(dropped, ensure_ascii=False).encode("utf-8")  # what the store needs
+
+
+#: A reply to the running cell on the shell channel, of the other type the runner reads there:
+#: nbclient takes any shell message answering the cell as its reply and reads
+#: ``content["status"]`` (``KeyError``: the runner ended ``runner_error``, ``sandbox_error``).
+KERNEL_INFO_AS_REPLY = r'''
+_k = get_ipython().kernel
+_parent = _k.get_parent("shell")
+if getattr(_k, "_supports_kernel_subshells", False):
+    _stream = _k.shell_channel_thread.manager.get_subshell_to_shell_channel_socket(None)
+else:
+    _stream = _k.shell_stream
+_k.session.send(_stream, "kernel_info_reply", {}, _parent, ident=_k._parent_ident["shell"])
+import time; time.sleep(2)
+print("after the reply")
+'''
+
+
+def test_a_kernel_info_reply_to_a_cell_is_dropped(make_notebook, exercise, config, sandbox):
+    data = make_notebook(insert_after={"conv1": [KERNEL_INFO_AS_REPLY]}, keep_until="conv2")
+    report = grade_notebook(data, exercise, config, sandbox)
+    _runner_survives(report, exercise, "conv1-extra0", "after the reply")
+    assert report.diagnostics["dropped_messages"].get("kernel_info_reply without status") == 1

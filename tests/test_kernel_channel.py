@@ -267,3 +267,15 @@ def test_message_types_the_runner_drops_are_counted_within_bounds():
     (reason,) = channel.dropped
     reason.encode("utf-8")
     assert reason == "?x not used"
+
+
+def test_a_kernel_info_reply_without_status_is_dropped():
+    """nbclient takes any shell message whose parent is the running cell as that cell's
+    reply, and reads its ``status``: a ``kernel_info_reply`` without one raised ``KeyError``
+    out of the runner (``sandbox_error``, retried; ``tests/test_attacks.py``)."""
+    assert _dropped_for(_frames("kernel_info_reply", {}), GuardedShellChannel) == (
+        "kernel_info_reply without status")
+    assert _dropped_for(_frames("kernel_info_reply", {"status": 1}), GuardedShellChannel) == (
+        "kernel_info_reply without status")
+    honest = {"status": "ok", "protocol_version": "5.3", "implementation": "ipython"}
+    assert _dropped_for(_frames("kernel_info_reply", honest), GuardedShellChannel) is None

@@ -195,8 +195,9 @@ def message_problem(msg: Any, allowed: frozenset[str]) -> str | None:
         return problem
     if msg_type == "status" and not isinstance(content.get("execution_state"), str):
         return "status without execution_state"
-    if msg_type == "execute_reply" and not isinstance(content.get("status"), str):
-        return "execute_reply without status"
+    if msg_type in ("execute_reply", "kernel_info_reply") and not isinstance(
+            content.get("status"), str):  # nbclient takes either as a cell's reply
+        return f"{msg_type} without status"
     if msg_type == "stream" and not (
             content.get("name") in ("stdout", "stderr") and isinstance(content.get("text"), str)):
         return "bad stream"
