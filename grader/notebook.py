@@ -24,6 +24,7 @@ which are at least the service's, so a notebook the service accepted is read aga
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -49,6 +50,13 @@ _SCAN_CHUNK = 1 * MiB
 _NOT_SYNTAX = bytes(code for code in range(256) if code not in b'"[]{},')
 #: Longest schema message shown to the student (jsonschema quotes the offending value whole).
 _DETAIL_CHARS = 300
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+#: A JSON escape of half a surrogate pair (as ``grader/kernel/channel.py`` finds them, escaped
+#: backslashes masked first): it decodes into a string no UTF-8 writer takes, so the notebook
+#: parsed and was checked, and writing it for the runner raised ``UnicodeEncodeError``: the
+#: grading ended ``sandbox_error``, which the service ran again.
+_LONE_SURROGATE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,8 @@ def read_notebook(data: bytes, limits: ReadLimits = DEFAULT_LIMITS) -> nbformat.
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise _refusal(N_("notebook.not_utf8")) from None
+    if b"\\u" in data and _LONE_SURROGATE.search(data.replace(b"\\\\", b"__")):
+        raise _refusal(N_("notebook.not_utf8"))
     shape = scan_json(data, limits.max_depth, limits.max_values)
     if shape.depth > limits.max_depth:
         raise _refusal(N_("notebook.too_deep"), limit=limits.max_depth)

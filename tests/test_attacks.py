@@ -1427,3 +1427,14 @@ def test_a_kernel_info_reply_to_a_cell_is_dropped(make_notebook, exercise, confi
     report = grade_notebook(data, exercise, config, sandbox)
     _runner_survives(report, exercise, "conv1-extra0", "after the reply")
     assert report.diagnostics["dropped_messages"].get("kernel_info_reply without status") == 1
+
+
+def test_half_a_surrogate_pair_in_a_cell_is_an_invalid_notebook(make_notebook, exercise,
+                                                                 config, sandbox):
+    """It parsed and passed every check; writing the notebook for the runner raised
+    ``UnicodeEncodeError`` (``sandbox_error``, run again by the service)."""
+    data = make_notebook(insert_after={"conv1": ["half = 'HALF_A_PAIR'"]}, keep_until="conv2")
+    data = data.replace(b"HALF_A_PAIR", b"\\udc00")
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.INVALID_NOTEBOOK, report.reason
+    assert "UTF-8" in report.reason.en

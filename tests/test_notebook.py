@@ -365,3 +365,19 @@ def test_sanitiser_notes_quote_a_line_not_a_cell():
     assert "!pip install xxx" in notes[0].message.en and "…" in notes[0].message.en
     assert nb.cells[0].source == SKIPPED + pip
     assert nb.cells[1].source == "%%writefile " + "y" * 4_000_000 + "\nz = 1"
+
+
+def test_half_a_surrogate_pair_in_a_notebook_is_refused_when_read():
+    """``"x = '\\ud800'"`` in a cell's JSON parses, passes every check, and no UTF-8 writer
+    takes it: writing the notebook for the runner raised ``UnicodeEncodeError``, and the
+    grading ended ``sandbox_error``, which the service ran again."""
+    import json as jsonlib
+
+    for source in ("x = '\ud800'", "# \udc00", "s = '\\\\' + '\udc00'"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        with pytest.raises(NotebookError) as refused:
+            read_notebook(jsonlib.dumps(nb).encode())
+        assert refused.value.key == "notebook.not_utf8"
+    for source in ("x = '\U0001F600'", "path = 'C:\\\\ud800'", "é"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        assert read_notebook(jsonlib.dumps(nb).encode()).cells[0].source == source
