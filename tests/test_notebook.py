@@ -381,3 +381,38 @@ def test_half_a_surrogate_pair_in_a_notebook_is_refused_when_read():
     for source in ("x = '\U0001F600'", "path = 'C:\\\\ud800'", "é"):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
         assert read_notebook(jsonlib.dumps(nb).encode()).cells[0].source == source
+
+
+@pytest.mark.timeout(60)
+def test_a_large_invalid_cell_costs_its_compiled_check_not_jsonschema():
+    """jsonschema, for a readable message, validated about 2,000 values a second: a cell of
+    45,000 outputs with one bad field (2.6 MB, within the upload's limits) held the upload's
+    request 26 s, past its 2 s deadline (checked between cells)."""
+    import json as jsonlib
+    import time
+
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "a"}] * 45_000
+    cell = {"cell_type": "code", "id": "c1", "metadata": {}, "execution_count": "x",
+            "source": "", "outputs": outputs}
+    data = jsonlib.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                          "cells": [cell]}).encode()
+    limits = ReadLimits(max_bytes=20 * 2**20, max_depth=64, max_values=200_000,
+                        max_cells=1000, max_cell_bytes=4 * 2**20, max_output_bytes=16 * 2**20,
+                        validate_seconds=2)
+    started = time.process_time()
+    with pytest.raises(NotebookError) as refused:
+        read_notebook(data, limits)
+    assert time.process_time() - started < 3.0
+    assert refused.value.key == "notebook.invalid_cell"
+    assert "'x' is not of type 'integer', 'null'" in refused.value.text.en  # jsonschema's words
+    # one bad output among 45,000: found by halving, and only it checked by jsonschema
+    cell["execution_count"] = 1
+    cell["outputs"] = [*outputs[:40_000], {"output_type": "stream", "text": "a"},
+                       *outputs[40_000:]]
+    data = jsonlib.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                          "cells": [cell]}).encode()
+    started = time.process_time()
+    with pytest.raises(NotebookError) as refused:
+        read_notebook(data, limits)
+    assert time.process_time() - started < 3.0
+    assert refused.value.key == "notebook.invalid_cell"
