@@ -15,7 +15,8 @@ So reading is bounded in steps, each cheap enough to run before the next is paid
 4. the schema, with nbformat's compiled (``fastjsonschema``) validator, the top level first and
    then cell by cell under a deadline; only the first failing cell is re-checked with
    ``jsonschema``, for its message, so a bad cell costs one cell's slow check, not the whole
-   notebook's.
+   notebook's; and a large one is narrowed to its first bad output first (one cell can hold
+   tens of thousands of outputs: :func:`_narrowed`).
 
 The service passes tighter bounds (``service/settings.py``); the grader reads with the defaults,
 which are at least the service's, so a notebook the service accepted is read again unchanged.
