@@ -11,7 +11,14 @@ import math
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MAX_VALUES = 1_000_000
 
@@ -131,10 +138,24 @@ class PredictionsMeasurement(_Model):
     graph: GraphMeasurement | None = None
 
 
+#: Characters of one op's type a failure keeps: the type is the student's text (a GraphDef
+#: node's ``op``), quoted in the item's feedback in both languages; ten refused types of
+#: megabytes each filled the report with what the measurement file's cap let through.
+MAX_OP_NAME = 100
+
+
 class MeasurementFailure(_Model):
     code: str = Field(max_length=60)
     detail: str = Field(default="", max_length=2000)
     ops: list[str] = Field(default_factory=list, max_length=20)
+
+    @field_validator("ops", mode="before")
+    @classmethod
+    def _short_names(cls, ops: Any) -> Any:
+        if not isinstance(ops, list):
+            return ops
+        return [op[:MAX_OP_NAME - 1] + "…" if isinstance(op, str) and len(op) > MAX_OP_NAME
+                else op for op in ops]
 
 
 MODELS: dict[str, type[_Model]] = {

@@ -15,7 +15,8 @@ So reading is bounded in steps, each cheap enough to run before the next is paid
 4. the schema, with nbformat's compiled (``fastjsonschema``) validator, the top level first and
    then cell by cell under a deadline; only the first failing cell is re-checked with
    ``jsonschema``, for its message, so a bad cell costs one cell's slow check, not the whole
-   notebook's.
+   notebook's; and a large one is narrowed to its first bad output first (one cell can hold
+   tens of thousands of outputs: :func:`_narrowed`).
 
 The service passes tighter bounds (``service/settings.py``); the grader reads with the defaults,
 which are at least the service's, so a notebook the service accepted is read again unchanged.
@@ -24,6 +25,7 @@ which are at least the service's, so a notebook the service accepted is read aga
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -49,6 +51,13 @@ _SCAN_CHUNK = 1 * MiB
 _NOT_SYNTAX = bytes(code for code in range(256) if code not in b'"[]{},')
 #: Longest schema message shown to the student (jsonschema quotes the offending value whole).
 _DETAIL_CHARS = 300
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+#: A JSON escape of half a surrogate pair (as ``grader/kernel/channel.py`` finds them, escaped
+#: backslashes masked first): it decodes into a string no UTF-8 writer takes, so the notebook
+#: parsed and was checked, and writing it for the runner raised ``UnicodeEncodeError``: the
+#: grading ended ``sandbox_error``, which the service ran again.
+_LONE_SURROGATE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,8 @@ def read_notebook(data: bytes, limits: ReadLimits = DEFAULT_LIMITS) -> nbformat.
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise _refusal(N_("notebook.not_utf8")) from None
+    if b"\\u" in data and _LONE_SURROGATE.search(data.replace(b"\\\\", b"__")):
+        raise _refusal(N_("notebook.not_utf8"))
     shape = scan_json(data, limits.max_depth, limits.max_values)
     if shape.depth > limits.max_depth:
         raise _refusal(N_("notebook.too_deep"), limit=limits.max_depth)
@@ -271,14 +282,14 @@ def _check_schema(nb: nbformat.NotebookNode, deadline: float, limits: ReadLimits
         raise _refusal(N_("notebook.unsupported_format"),
                        format=f"{nb.nbformat}.{nb.nbformat_minor}")
     top = {**nb, "cells": []}
-    if fast.iter_errors(top):
-        raise _refusal(N_("notebook.invalid"), detail=_schema_message(top))
+    if errors := fast.iter_errors(top):
+        raise _refusal(N_("notebook.invalid"), detail=_schema_message(top, errors))
     for number, cell in enumerate(nb.cells, 1):
         _check_deadline(deadline, limits)
         alone = {**top, "cells": [cell]}
-        if fast.iter_errors(alone):
+        if errors := fast.iter_errors(alone):
             raise _refusal(N_("notebook.invalid_cell"), cell=number,
-                           detail=_schema_message(alone))
+                           detail=_schema_message(_narrowed(alone, fast), errors))
 
 
 def _check_v3_schema(raw: dict[str, Any]) -> None:
@@ -290,8 +301,42 @@ def _check_v3_schema(raw: dict[str, Any]) -> None:
         raise _refusal(N_("notebook.invalid"), detail=_one_line(errors[0].message))
 
 
-def _schema_message(part: dict[str, Any]) -> str:
-    """nbformat's (jsonschema's) message for a part known to be invalid; one short line."""
+#: Largest part (the notebook without its cells, or one cell) whose message is jsonschema's:
+#: it validates about 2,000 values a second (a cell of 45,000 outputs, 2.6 MB within the
+#: upload's limits, took 26 s of the upload's request with one bad field), so a larger part
+#: gets the compiled validator's message (the path, no value).
+MAX_SLOW_MESSAGE_BYTES = 64 * 1024
+
+
+def _narrowed(part: dict[str, Any], fast: Any) -> dict[str, Any]:
+    """``part`` (one invalid cell) with only what makes it invalid, when that is small: the
+    cell without its outputs, or with only its first invalid output (found by halving, with
+    the compiled validator), so that jsonschema's message costs one output, not thousands."""
+    cell = part["cells"][0]
+    outputs = list(cell.get("outputs") or [])
+    if len(_json_bytes(part)) <= MAX_SLOW_MESSAGE_BYTES or not outputs:
+        return part
+
+    def with_outputs(chosen: list[Any]) -> dict[str, Any]:
+        return {**part, "cells": [{**cell, "outputs": chosen}]}
+
+    if fast.iter_errors(with_outputs([])):
+        return with_outputs([])
+    low, high = 0, len(outputs)  # the first invalid output is in outputs[low:high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fast.iter_errors(with_outputs(outputs[low:middle])):
+            high = middle
+        else:
+            low = middle
+    return with_outputs(outputs[low:high])
+
+
+def _schema_message(part: dict[str, Any], errors: Any = ()) -> str:
+    """nbformat's (jsonschema's) message for a part known to be invalid, or, for a part over
+    :data:`MAX_SLOW_MESSAGE_BYTES`, the compiled validator's first error; one short line."""
+    if errors and len(_json_bytes(part)) > MAX_SLOW_MESSAGE_BYTES:
+        return _one_line(str(errors[0].message))
     try:
         nbformat.validate(nbformat.from_dict(part))
     except nbformat.ValidationError as exc:

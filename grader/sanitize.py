@@ -37,6 +37,15 @@ WRITEFILE = re.compile(r"^(\s*%%writefile(?:\s+-a)?\s+)(\S+)\s*$")
 SKIPPED = "# [grader] skipped: "
 #: Notes kept per notebook; further lines are rewritten too, and counted in one last note.
 MAX_NOTES = 20
+#: Characters of the student's line (or path) a note quotes: a ``!pip`` line of 4 MiB was
+#: quoted whole, in both languages, and twenty of them made 56 MB of feedback from a 24 MB
+#: upload (stored with the report, sent with every view of it).
+MAX_QUOTE = 200
+
+
+def quote(text: str) -> str:
+    """``text`` as a note quotes it: at most :data:`MAX_QUOTE` characters."""
+    return text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ def sanitize_notebook(nb: nbformat.NotebookNode, check: Callable[[], None] | Non
             check()
         source, texts, beyond = _skip_lines(cell.source, MAX_NOTES - len(notes))
         notes += [Neutralised(index, text, bilingual("sanitize.not_run", cell=index + 1,
-                                                     line=text)) for text in texts]
+                                                     line=text)) for text in map(quote, texts)]
         more += beyond
         lines = source.split("\n", 1)
         writefile = WRITEFILE.match(lines[0]) if lines else None
@@ -70,8 +79,9 @@ def sanitize_notebook(nb: nbformat.NotebookNode, check: Callable[[], None] | Non
             lines[0] = writefile.group(1) + local
             source = "\n".join(lines)
             if len(notes) < MAX_NOTES:
-                notes.append(Neutralised(index, lines[0], bilingual(
-                    "sanitize.writefile", cell=index + 1, target=target, local=local)))
+                notes.append(Neutralised(index, quote(lines[0]), bilingual(
+                    "sanitize.writefile", cell=index + 1, target=quote(target),
+                    local=quote(local))))
             else:
                 more += 1
         cell.source = source

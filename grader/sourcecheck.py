@@ -18,7 +18,9 @@ re-tokenises the whole cell once per magic or shell line it rewrites, so a cell 
    indented as a whole), except prompts, so a cell that starts with one (:data:`PROMPT`)
    skips this step;
 3. only a cell that does not, and is small (``max_ipython_bytes``, ``max_escape_lines``),
-   goes through ``TransformerManager``: at most 4 passes over 8 KiB, about 0.3 s.
+   goes through ``TransformerManager``: at most 4 passes over 8 KiB, about 0.3 s. The lines
+   it may rewrite are counted as its passes see them (:data:`TRANSFORMED_LINE`: every escape
+   it knows, after its own line splitting and prompt stripping), before the first pass.
 
 The limits are far above the course's cells: the largest graded cell of the reference and of
 the seed notebook has 1,507 bytes, 39 lines and one magic.
@@ -28,10 +30,15 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from grader.messages import bilingual
 from grader.spec import Text
+
+if TYPE_CHECKING:
+    from IPython.core.inputtransformer2 import TransformerManager
 
 KiB = 1024
 #: A line IPython may rewrite: one that starts with ``%``, ``!`` or ``?``, assigns the result of
@@ -43,6 +50,14 @@ ESCAPE_LINE = re.compile(r"^[^\S\n]*[%!?]|=[^\S\n]*[%!]|\?[^\S\n]*$", re.M)
 #: (``In [1]:  x = 1`` is an annotated assignment; stripped, an indentation error).
 PROMPT = re.compile(r"(?:>>>|\.\.\.)(?: |$)|(?:(?:\[nav\]|\[ins\])? )?In \[\d+\]: |\s*\.{3,}:")
 LEADING_BLANK_LINES = re.compile(r"(?:[^\S\n]*\n)*")
+#: One line as IPython's token transformers see it (after its clean-up: prompts stripped, a
+#: cell magic folded), which each pass may rewrite: one whose first token is an escape
+#: (IPython's ``ESCAPE_SINGLES``: ``% ! ? , ; /``; ``/f x`` is ``f(x)``), an assignment from a
+#: magic or shell command, or one ending in ``?`` (help), perhaps before a backslash and a
+#: blank line. :data:`ESCAPE_LINE` read the cell's own lines for ``% ! ?`` only: 999 lines of
+#: ``/f``, or ``>>> %pwd``, or ``/f`` separated by ``\x1c`` (a line end to IPython, not to a
+#: pattern), cost IPython 500 passes over the cell (5 to 10 s each).
+TRANSFORMED_LINE = re.compile(r"^[^\S\n]*[%!?,;/]|=[^\S\n]*[%!]|\?(?:[^\S\n]|\\\n)*$")
 
 
 @dataclass(frozen=True)
@@ -99,14 +114,33 @@ def read_cell(source: str, limits: SourceLimits = DEFAULT_SOURCE_LIMITS) -> Sour
         return _refused(source, limits, size=size, lines=lines, escapes=escapes)
     from IPython.core.inputtransformer2 import TransformerManager
 
+    manager = TransformerManager()
     try:
-        python = TransformerManager().transform_cell(source)
+        cleaned = _cleaned_lines(manager, source)
+        rewritable = sum(1 for line in cleaned if TRANSFORMED_LINE.search(line))
+        if rewritable > limits.max_escape_lines:
+            return _refused(source, limits, size=size, lines=max(lines, len(cleaned)),
+                            escapes=max(escapes, rewritable))
+        python = "".join(manager.do_token_transforms(cleaned))
         tree = ast.parse(python)
     except SyntaxError as exc:
         return SourceFacts(f"{exc.msg} (line {exc.lineno})", frozenset())
     except Exception as exc:  # IPython's transformers on odd input
         return SourceFacts(f"{type(exc).__name__}: {exc}"[:200], frozenset())
     return SourceFacts(None, frozenset(_bound_names(tree)))
+
+
+def _cleaned_lines(manager: TransformerManager, source: str) -> list[str]:
+    """The cell's lines as IPython's ``transform_cell`` hands them to its token transformers:
+    split at every line end ``str.splitlines`` knows, prompts stripped, a cell magic folded
+    (each step one pass over the lines)."""
+    cell = source if source.endswith("\n") else source + "\n"
+    lines = cell.splitlines(keepends=True)
+    steps = cast(list[Callable[[list[str]], list[str]]],
+                 [*manager.cleanup_transforms, *manager.line_transforms])
+    for step in steps:
+        lines = step(lines)
+    return lines
 
 
 def _has_prompts(source: str) -> bool:

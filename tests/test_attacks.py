@@ -1372,3 +1372,69 @@ def test_a_runner_pushed_past_its_memory_is_the_students_outcome(make_notebook, 
     if report.status is RunStatus.OUT_OF_MEMORY:  # as on this machine: ZMQ holds it all
         assert report.reason is not None and "grader" in report.reason.en
         assert report.item("conv2").status is ItemStatus.NOT_REACHED
+
+
+# --- issue 17 part 7 (red team 2): the runner's own checks, attacked -------------------------
+
+#: Message types the runner drops, one of them half a surrogate pair (each type was a reason of
+#: its own, quoted in the report's diagnostics, which PostgreSQL then refused to store), two
+#: hundred more, then one 60 MB stream of short lines (the progress line was sought by
+#: splitting all of it: 1.5 GiB of the runner's 2 GiB for one message).
+ODD_TYPES_AND_LINES = KERNEL_SENDS + r'''
+import json, time
+def _raw(header, content=b"{}"):
+    parts = [header, json.dumps(_parent["header"], default=str).encode(), b"{}", content]
+    _iopub.send_multipart([b"<IDS|MSG>", _session.sign(parts), *parts])
+_raw(b'{"msg_type": "\\udc00x", "msg_id": "m1", "session": "s", "username": "u", '
+     b'"date": "2020-01-01T00:00:00Z", "version": "5.3"}')
+for _n in range(200):
+    _raw(json.dumps(_session.msg_header(f"type {_n}"), default=str).encode())
+_send("stream", {"name": "stdout", "text": "ab\n" * 20_000_000})
+time.sleep(2)
+print("after the types")
+'''
+
+
+def test_odd_message_types_and_long_streams_cost_the_runner_little(make_notebook, exercise,
+                                                                   config, sandbox):
+    data = make_notebook(insert_after={"conv1": [ODD_TYPES_AND_LINES]}, keep_until="conv2")
+    report = grade_notebook(data, exercise, config, sandbox)
+    _runner_survives(report, exercise, "conv1-extra0", None)  # the 60 MB filled the cell
+    dropped = report.diagnostics["dropped_messages"]
+    assert "?x not used" in dropped or "other reasons" in dropped, dropped
+    assert dropped.get("other reasons", 0) >= 100, dropped
+    json.dumps(dropped, ensure_ascii=False).encode("utf-8")  # what the store needs
+
+
+#: A reply to the running cell on the shell channel, of the other type the runner reads there:
+#: nbclient takes any shell message answering the cell as its reply and reads
+#: ``content["status"]`` (``KeyError``: the runner ended ``runner_error``, ``sandbox_error``).
+KERNEL_INFO_AS_REPLY = r'''
+_k = get_ipython().kernel
+_parent = _k.get_parent("shell")
+if getattr(_k, "_supports_kernel_subshells", False):
+    _stream = _k.shell_channel_thread.manager.get_subshell_to_shell_channel_socket(None)
+else:
+    _stream = _k.shell_stream
+_k.session.send(_stream, "kernel_info_reply", {}, _parent, ident=_k._parent_ident["shell"])
+import time; time.sleep(2)
+print("after the reply")
+'''
+
+
+def test_a_kernel_info_reply_to_a_cell_is_dropped(make_notebook, exercise, config, sandbox):
+    data = make_notebook(insert_after={"conv1": [KERNEL_INFO_AS_REPLY]}, keep_until="conv2")
+    report = grade_notebook(data, exercise, config, sandbox)
+    _runner_survives(report, exercise, "conv1-extra0", "after the reply")
+    assert report.diagnostics["dropped_messages"].get("kernel_info_reply without status") == 1
+
+
+def test_half_a_surrogate_pair_in_a_cell_is_an_invalid_notebook(make_notebook, exercise,
+                                                                 config, sandbox):
+    """It parsed and passed every check; writing the notebook for the runner raised
+    ``UnicodeEncodeError`` (``sandbox_error``, run again by the service)."""
+    data = make_notebook(insert_after={"conv1": ["half = 'HALF_A_PAIR'"]}, keep_until="conv2")
+    data = data.replace(b"HALF_A_PAIR", b"\\udc00")
+    report = grade_notebook(data, exercise, config, sandbox)
+    assert report.status is RunStatus.INVALID_NOTEBOOK, report.reason
+    assert "UTF-8" in report.reason.en

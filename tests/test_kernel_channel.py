@@ -171,3 +171,111 @@ def test_half_a_surrogate_pair_is_dropped():
     for text in (rb'"\ud83d\ude00"', rb'"\u00e9"', '"😀"'.encode()):
         frame = b'{"name": "stdout", "text": ' + text + b"}"
         assert _dropped_for(_frames("stream", frame)) is None
+
+
+# --- issue 17 part 7 (red team 2): attacks on the channel's own checks ---------------------
+
+
+def test_half_a_pair_behind_an_escaped_backslash_is_dropped():
+    r"""``\\ud800\udc00`` is a backslash, the text ``ud800`` and half a pair: the pattern read
+    it as a whole pair, and the evalue went into ``result.json``, which the host's schema
+    refuses (``string_unicode``): no record, ``sandbox_error``, retried."""
+    for text in (rb'"\\ud800\udc00"', rb'"\ud800\\\udc00"', rb'"\\\\\ud800"',
+                 rb'"\\\ud83d\ude00\\ud83d\udc00"'):
+        frame = b'{"status": "error", "ename": "E", "evalue": ' + text + b"}"
+        assert _dropped_for(_frames("execute_reply", frame), GuardedShellChannel) == (
+            "lone surrogate"), text
+    for text in (rb'"\\ud800"', rb'"\\\ud83d\ude00"', rb'"\\\\ud800\\udc00"'):
+        frame = b'{"name": "stdout", "text": ' + text + b"}"
+        assert _dropped_for(_frames("stream", frame)) is None, text
+
+
+def test_a_kernel_that_drops_the_connection_again_and_again_is_reconnected_to(tmp_path):
+    """The kernel owns its ports: closing its socket and accepting then closing each
+    connection on the port makes the runner reconnect hundreds of times a second. pyzmq names
+    a monitor's endpoint after the socket's descriptor, which a new socket reuses: after about
+    200 reconnections ``EADDRINUSE`` was raised out of ``get_msg`` into nbclient (the run
+    ended ``runner_error``: ``sandbox_error``, retried)."""
+    import asyncio
+    import socket
+    import threading
+    import time
+    from queue import Empty
+
+    import zmq
+    import zmq.asyncio
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(128)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def accept_and_close() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=accept_and_close, daemon=True)
+    thread.start()
+
+    async def follow() -> int:
+        context = zmq.asyncio.Context()
+        sub = context.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.linger = 0
+        sub.connect(f"tcp://127.0.0.1:{port}")
+        channel = GuardedChannel(sub, Session(key=KEY))
+        started = time.monotonic()
+        try:
+            while channel.reconnections < 1000 and time.monotonic() - started < 20:
+                with pytest.raises(Empty):
+                    await channel.get_msg(timeout=0.5)
+        finally:
+            channel.close()
+            context.term()
+        return channel.reconnections
+
+    try:
+        assert asyncio.run(follow()) >= 1000
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def test_message_types_the_runner_drops_are_counted_within_bounds():
+    """A message type is the kernel's text, and each one the runner does not use was a reason
+    of its own: half a surrogate pair there reached the report (which no UTF-8 encoder nor
+    PostgreSQL takes), and a million types grew the count without bound."""
+    from grader.kernel.channel import MAX_REASONS, OTHER_REASONS
+
+    channel = _channel()
+    for n in range(3 * MAX_REASONS):
+        header = {**Session().msg_header("x"), "msg_type": f"type {n}"}
+        assert channel._accept(_frames("x", {}, header=header)) is None
+    assert len(channel.dropped) == MAX_REASONS
+    assert channel.dropped[OTHER_REASONS] == 2 * MAX_REASONS + 1
+    assert sum(channel.dropped.values()) == 3 * MAX_REASONS
+    channel = _channel()
+    header = {**Session().msg_header("x"), "msg_type": "\udc00x"}
+    assert channel._accept(_frames("x", {}, header=header)) is None
+    (reason,) = channel.dropped
+    reason.encode("utf-8")
+    assert reason == "?x not used"
+
+
+def test_a_kernel_info_reply_without_status_is_dropped():
+    """nbclient takes any shell message whose parent is the running cell as that cell's
+    reply, and reads its ``status``: a ``kernel_info_reply`` without one raised ``KeyError``
+    out of the runner (``sandbox_error``, retried; ``tests/test_attacks.py``)."""
+    assert _dropped_for(_frames("kernel_info_reply", {}), GuardedShellChannel) == (
+        "kernel_info_reply without status")
+    assert _dropped_for(_frames("kernel_info_reply", {"status": 1}), GuardedShellChannel) == (
+        "kernel_info_reply without status")
+    honest = {"status": "ok", "protocol_version": "5.3", "implementation": "ipython"}
+    assert _dropped_for(_frames("kernel_info_reply", honest), GuardedShellChannel) is None

@@ -315,3 +315,104 @@ def test_a_cell_ipython_strips_prompts_from_is_read_as_ipython_runs_it():
     assert trick.syntax_error is not None and "convoluted_image" not in trick.bound
     assert read_cell("\n>>> x = 1\n>>> y = 2").bound == {"x", "y"}
     assert read_cell("def f():\n    ...\ny = 2").bound == {"f", "y"}  # an Ellipsis is no prompt
+
+
+# --- issue 17 part 7 (red team 2): what IPython rewrites, counted as IPython sees it ---------
+
+
+@pytest.mark.timeout(60)
+def test_every_line_ipython_may_rewrite_counts_against_the_source_limits():
+    """IPython's escapes are ``% ! ? , ; /`` (``/f x`` is ``f(x)``), its lines end at every
+    line end ``str.splitlines`` knows, and its prompts are stripped before its passes; the
+    host counted ``% ! ?`` at the start of ``\\n`` lines only. Each cell below fits
+    ``SourceLimits`` as counted before and cost IPython 500 passes over it (4 to 10 s of host
+    CPU a graded cell; a notebook of such cells went past the preparation's deadline)."""
+    import time
+
+    from grader.sourcecheck import SourceLimits, read_cell
+
+    limits = SourceLimits()
+    for source in ("/f\n" * 999, ",f\n" * 999, ";f\n" * 999, "/f x\n" * 999,
+                   "\x1c/f" * 2700, "\u2028%pwd" * 1100, ">>> %pwd\n" * 900,
+                   "In [1]: !ls\n" * 600):
+        assert len(source.encode()) <= limits.max_ipython_bytes
+        started = time.process_time()
+        facts = read_cell(source)
+        assert time.process_time() - started < 1.0, source[:10]
+        assert facts.refused is not None and facts.bound == frozenset(), source[:10]
+        assert "too large for the grader to check" in facts.refused.en
+    # what IPython rewrites within the limits is still read as IPython runs it
+    assert read_cell("/print 1\n" * limits.max_escape_lines + "x = 1").bound == {"x"}
+    assert read_cell(">>> %pwd\n>>> y = 2\n").bound == {"y"}
+    assert read_cell("%%time\n" + "/f\n" * 100 + "x = 1\n").refused is None  # a cell magic
+
+
+def test_sanitiser_notes_quote_a_line_not_a_cell():
+    """A ``!pip`` line or a ``%%writefile`` path is the student's text, up to the 4 MiB of a
+    cell: quoted whole in both languages, six such cells made 56 MB of notes (the report
+    stored and sent with every view of it). The cell itself is still rewritten whole."""
+    from grader.sanitize import MAX_QUOTE, SKIPPED, sanitize_notebook
+
+    pip = "!pip install " + "x" * 4_000_000
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(pip),
+        nbformat.v4.new_code_cell("%%writefile /" + "y" * 4_000_000 + "\nz = 1")])
+    notes = sanitize_notebook(nb)
+    assert len(notes) == 2
+    for note in notes:
+        assert len(note.original) <= MAX_QUOTE
+        assert len(note.message.en) < 3 * MAX_QUOTE + 300 and len(note.message.ja) < 4 * MAX_QUOTE
+    assert "!pip install xxx" in notes[0].message.en and "…" in notes[0].message.en
+    assert nb.cells[0].source == SKIPPED + pip
+    assert nb.cells[1].source == "%%writefile " + "y" * 4_000_000 + "\nz = 1"
+
+
+def test_half_a_surrogate_pair_in_a_notebook_is_refused_when_read():
+    """``"x = '\\ud800'"`` in a cell's JSON parses, passes every check, and no UTF-8 writer
+    takes it: writing the notebook for the runner raised ``UnicodeEncodeError``, and the
+    grading ended ``sandbox_error``, which the service ran again."""
+    import json as jsonlib
+
+    for source in ("x = '\ud800'", "# \udc00", "s = '\\\\' + '\udc00'"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        with pytest.raises(NotebookError) as refused:
+            read_notebook(jsonlib.dumps(nb).encode())
+        assert refused.value.key == "notebook.not_utf8"
+    for source in ("x = '\U0001F600'", "path = 'C:\\\\ud800'", "é"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        assert read_notebook(jsonlib.dumps(nb).encode()).cells[0].source == source
+
+
+@pytest.mark.timeout(60)
+def test_a_large_invalid_cell_costs_its_compiled_check_not_jsonschema():
+    """jsonschema, for a readable message, validated about 2,000 values a second: a cell of
+    45,000 outputs with one bad field (2.6 MB, within the upload's limits) held the upload's
+    request 26 s, past its 2 s deadline (checked between cells)."""
+    import json as jsonlib
+    import time
+
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "a"}] * 45_000
+    cell = {"cell_type": "code", "id": "c1", "metadata": {}, "execution_count": "x",
+            "source": "", "outputs": outputs}
+    data = jsonlib.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                          "cells": [cell]}).encode()
+    limits = ReadLimits(max_bytes=20 * 2**20, max_depth=64, max_values=200_000,
+                        max_cells=1000, max_cell_bytes=4 * 2**20, max_output_bytes=16 * 2**20,
+                        validate_seconds=2)
+    started = time.process_time()
+    with pytest.raises(NotebookError) as refused:
+        read_notebook(data, limits)
+    assert time.process_time() - started < 3.0
+    assert refused.value.key == "notebook.invalid_cell"
+    assert "'x' is not of type 'integer', 'null'" in refused.value.text.en  # jsonschema's words
+    # one bad output among 45,000: found by halving, and only it checked by jsonschema
+    cell["execution_count"] = 1
+    cell["outputs"] = [*outputs[:40_000], {"output_type": "stream", "text": "a"},
+                       *outputs[40_000:]]
+    data = jsonlib.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                          "cells": [cell]}).encode()
+    started = time.process_time()
+    with pytest.raises(NotebookError) as refused:
+        read_notebook(data, limits)
+    assert time.process_time() - started < 3.0
+    assert refused.value.key == "notebook.invalid_cell"

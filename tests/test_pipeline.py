@@ -172,3 +172,34 @@ def test_results_not_read_before_their_deadline_are_item_errors(
     run = pipeline.execute_notebook(nb, exercise, config, None, measure=False,
                                     host=HostLimits(results_seconds=60.0))
     assert run.exports["conv1"].kind == "value"
+
+
+# --- issue 17 part 7 (red team 2): lines IPython rewrites that the source limits missed -----
+
+
+@pytest.mark.timeout(120)
+def test_graded_cells_of_autocall_escapes_are_item_errors_within_the_preparations_bound(
+        ran_cells, exercise, config):
+    """Every graded cell of the seed padded with 900 lines of ``/f`` (IPython's autocall:
+    ``f()``), within 8 KiB and 1,000 lines: the host counted only ``% ! ?`` as lines IPython
+    rewrites, and IPython took 500 passes over each such cell (about 4 s each here): the
+    preparation went past its 10 s and the whole notebook was refused (``invalid_notebook``),
+    where the promise is a few seconds and an item error for the cell too large to check."""
+    from grader.locate import locate_items
+    from tests.conftest import FIXTURES
+
+    nb = nbformat.read(FIXTURES / "chap06_seed_copy.ipynb", as_version=4)
+    padded = []
+    for item_id, where in locate_items(nb, exercise).items():
+        if where is not None and nb.cells[where.index].cell_type == "code":
+            nb.cells[where.index].source = "/f\n" * 900 + nb.cells[where.index].source
+            padded.append(item_id)
+    assert len(padded) >= 3
+    run = pipeline.execute_notebook(
+        nbformat.reads(json.dumps(nb), as_version=4), exercise, config, None, measure=False)
+    assert run.timings["prepare"] < 3.0
+    report = pipeline.grade_notebook(json.dumps(nb).encode(), exercise, config, None)
+    assert report.status is RunStatus.GRADED, report.reason
+    for item_id in padded:
+        text = report.item(item_id).feedback[0].en
+        assert "too large for the grader to check" in text, (item_id, text)

@@ -98,3 +98,57 @@ def test_hidden_cells_leave_no_display_behind(runner_module):
     cell = client.nb.cells[0]
     client.process_message(_display("x", display_id="h", update=True), cell, 0)  # no IndexError
     assert cell.outputs == []
+
+
+# --- issue 17 part 7 (red team 2): one stream message and the runner's own memory ----------
+
+
+def test_a_long_printed_text_costs_the_runner_no_more_than_its_size(runner_module, capsys):
+    """The progress event's last line was sought by splitting the whole text: one stream
+    message of 60 MB of ``ab\\n`` (within the frame and decoded-size limits) made 20 million
+    strings, 1.5 GiB, and took the runner past its 2 GiB before the caps cut the output
+    (``out_of_memory``, where one message was documented to cost its own size)."""
+    import tracemalloc
+
+    client = _client(runner_module)
+    cell = client.nb.cells[0]
+    text = "ab\n" * 1_000_000 + "epoch 9: accuracy 0.99\n"
+    message = _message("stream", {"name": "stdout", "text": text})
+    tracemalloc.start()
+    try:
+        client.process_message(message, cell, 0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(text), peak  # a JSON copy to measure it; 17 times before
+    assert len(json.dumps(cell.outputs)) < 2100  # the cell's cap, 2000, and the envelope
+    assert "epoch 9: accuracy 0.99" in capsys.readouterr().out
+
+
+def test_a_printed_text_cut_at_the_cap_is_within_it_as_json(runner_module):
+    """A stream over the room left was cut at that many characters, but a character takes up
+    to 12 in the JSON the cap counts (``\\u0001``; a surrogate pair): 12 times the cap kept."""
+    for char in ("\x01", "\U0001F600", "a\n"):
+        client = _client(runner_module)
+        cell = client.nb.cells[0]
+        client.process_message(_message("stream", {"name": "stdout", "text": char * 10_000}),
+                               cell, 0)
+        assert cell.outputs[0]["text"], repr(char)
+        assert len(json.dumps(cell.outputs[0]["text"])) <= 2000, repr(char)
+
+
+def test_a_cells_reply_is_kept_as_its_status_and_a_short_error(runner_module):
+    """Every cell's execute_reply was kept whole for the run: the kernel's, up to a frame
+    (64 MiB), so a thousand cells of 60 MB replies held the runner past its memory."""
+    from types import SimpleNamespace
+
+    holder = SimpleNamespace(replies={})
+    reply = {"content": {"status": "error", "ename": "E" * 10_000, "evalue": "v" * 10_000_000,
+                         "traceback": ["t" * 1_000_000], "payload": [{"x": "y" * 1_000_000}]}}
+    runner_module.Runner._on_cell_executed(holder, None, 3, reply)
+    kept = holder.replies[3]
+    assert kept["status"] == "error"
+    assert len(json.dumps(kept)) < 2_400
+    runner_module.Runner._on_cell_executed(holder, None, 4, {"content": {
+        "status": ["error"], "ename": {"a": 1}, "evalue": None}})
+    assert holder.replies[4] == {"status": "list", "ename": "dict", "evalue": "NoneType"}

@@ -81,3 +81,20 @@ def test_an_item_the_budget_left_unmeasured_says_so(exercise, config):
     assert "clean room's time for this submission ran out while measuring it" in \
         item.feedback[0].en and "300 s" in item.feedback[0].en
     assert "測定する時間" in item.feedback[0].ja
+
+
+def test_refused_op_types_are_quoted_short():
+    """Issue 17 part 7 (red team 2): a refused op's type is the student's text (a GraphDef
+    node's ``op``): ten types of a megabyte each, within the measurement file's cap, were
+    quoted whole in the item's feedback in both languages."""
+    from grader.measurements import MAX_OP_NAME, parse_measurement
+    from grader.scoring import _failure_text
+
+    ops = [chr(ord("A") + k) * 1_000_000 for k in range(10)]
+    failure = parse_measurement("tensor", {"ok": False, "error": {
+        "code": "op_not_allowed", "detail": "ops outside the allow-list", "ops": ops}})
+    assert isinstance(failure, MeasurementFailure) and failure.code == "op_not_allowed"
+    assert len(failure.ops) == 10 and all(len(op) <= MAX_OP_NAME for op in failure.ops)
+    text = _failure_text(failure)
+    assert len(text.en) < 20 * MAX_OP_NAME and len(text.ja) < 20 * MAX_OP_NAME
+    assert "AAAA" in text.en

@@ -114,7 +114,7 @@ def check_graph(graph_def: Any, *, max_const_elements: int = MAX_CONST_ELEMENTS)
 
     if len(graph_def.library.function) or len(graph_def.library.gradient):
         raise GraphRefused("op_not_allowed", "the graph carries functions", ["<function>"])
-    refused = sorted({node.op for node in graph_def.node if node.op not in ALLOWED_OPS})
+    refused = sorted({node.op[:100] for node in graph_def.node if node.op not in ALLOWED_OPS})
     if refused:
         raise GraphRefused("op_not_allowed", "ops outside the allow-list: " + ", ".join(
             refused[:10]), refused[:10])

@@ -34,6 +34,7 @@ of ``grader``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -73,10 +74,33 @@ UNCOUNTED_TYPES = frozenset({"iopub_welcome"})
 JSON_MIME = re.compile(r"^application/(.*\+)?json$")
 #: Longest display id kept (an identifier, not a payload).
 MAX_DISPLAY_ID = 256
+#: Numbers the monitors' endpoints. pyzmq's default endpoint is named after the socket's file
+#: descriptor, which a new socket may reuse while the closed one's monitor is still bound
+#: (``EADDRINUSE`` after about 200 quick reconnections, raised out of :meth:`get_msg`).
+_MONITORS = itertools.count()
+
+
+#: Distinct reasons a channel counts; a message type the runner does not use is a reason of
+#: its own, so a kernel sending a million types would otherwise grow the count without bound.
+MAX_REASONS = 64
+OTHER_REASONS = "other reasons"
 
 
 class Dropped(Counter[str]):
-    """Messages dropped, by reason (the runner's record keeps them for diagnostics)."""
+    """Messages dropped, by reason (the runner's record keeps them for diagnostics), at most
+    :data:`MAX_REASONS` reasons, :data:`OTHER_REASONS` among them."""
+
+    def add(self, reason: str) -> None:
+        if reason not in self and len(self) >= MAX_REASONS - 1:
+            reason = OTHER_REASONS
+        self[reason] += 1
+
+
+def _unused(msg_type: str) -> str:
+    """The reason for dropping a message of a type the runner does not use. The type is the
+    kernel's text: half a surrogate pair in it would reach the report, which neither UTF-8
+    nor PostgreSQL's JSON takes."""
+    return msg_type[:40].encode("utf-8", "replace").decode("utf-8") + " not used"
 
 
 #: What in a frame's bytes makes Python hold its text at 4 bytes a character (a 4-byte UTF-8
@@ -90,6 +114,14 @@ _LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 #: A JSON escape of half a surrogate pair: it decodes into a string no UTF-8 writer accepts
 #: (the executed notebook, the report's database), so such a message is dropped.
 LONE_SURROGATE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
+
+
+def has_lone_surrogate(frame: bytes) -> bool:
+    """Whether JSON ``frame`` escapes half a surrogate pair. Escaped backslashes are masked
+    first (left to right, as a JSON reader pairs them), so that ``\\\\ud800\\udc00`` (a
+    backslash, the text ``ud800``, then half a pair) is not read as a whole pair, nor
+    ``\\ud800\\\\\\udc00`` (a backslash between two halves)."""
+    return b"\\u" in frame and LONE_SURROGATE.search(frame.replace(b"\\\\", b"__")) is not None
 
 
 def decoded_cost(frame: bytes) -> int:
@@ -151,7 +183,7 @@ def message_problem(msg: Any, allowed: frozenset[str]) -> str | None:
     if not isinstance(msg_type, str) or header.get("msg_type") != msg_type:
         return "bad msg_type"
     if msg_type not in allowed:
-        return f"{msg_type[:40]} not used"
+        return _unused(msg_type)
     if not isinstance(parent, dict):
         return "bad parent_header"
     if not isinstance(content, dict):
@@ -163,8 +195,9 @@ def message_problem(msg: Any, allowed: frozenset[str]) -> str | None:
         return problem
     if msg_type == "status" and not isinstance(content.get("execution_state"), str):
         return "status without execution_state"
-    if msg_type == "execute_reply" and not isinstance(content.get("status"), str):
-        return "execute_reply without status"
+    if msg_type in ("execute_reply", "kernel_info_reply") and not isinstance(
+            content.get("status"), str):  # nbclient takes either as a cell's reply
+        return f"{msg_type} without status"
     if msg_type == "stream" and not (
             content.get("name") in ("stdout", "stderr") and isinstance(content.get("text"), str)):
         return "bad stream"
@@ -192,8 +225,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
         self.dropped = Dropped()
         self.reconnections = 0
         self._endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._monitor: zmq.asyncio.Socket | None = socket.get_monitor_socket(
-            zmq.EVENT_DISCONNECTED)
+        self._monitor: zmq.asyncio.Socket | None = _monitor(socket)
 
     async def get_msg(  # type: ignore[override]
         self, timeout: float | None = None
@@ -226,7 +258,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
         if isinstance(problem, dict):
             return problem
         if problem:
-            self.dropped[problem] += 1
+            self.dropped.add(problem)
         return None
 
     def _problem(self, frames: list[bytes]) -> dict[str, Any] | str:
@@ -243,10 +275,10 @@ class GuardedChannel(AsyncZMQSocketChannel):
         if not isinstance(msg_type, str):
             return "bad header"
         if msg_type not in ALLOWED_TYPES[self.name]:
-            return "" if msg_type in UNCOUNTED_TYPES else f"{msg_type[:40]} not used"
+            return "" if msg_type in UNCOUNTED_TYPES else _unused(msg_type)
         if any(decoded_cost(frame) > MAX_DECODED_BYTES for frame in wire[2:5]):
             return "would decode too large"
-        if any(b"\\u" in frame and LONE_SURROGATE.search(frame) for frame in wire[3:5]):
+        if any(has_lone_surrogate(frame) for frame in wire[3:5]):
             return "lone surrogate"
         try:
             msg = self.session.deserialize(wire)
@@ -276,7 +308,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
             socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.connect(self._endpoint)
         self.socket = socket
-        self._monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = _monitor(socket)
         self.reconnections += 1
 
     def close(self) -> None:
@@ -284,6 +316,12 @@ class GuardedChannel(AsyncZMQSocketChannel):
             self._monitor.close(linger=0)
             self._monitor = None
         super().close()
+
+
+def _monitor(socket: zmq.asyncio.Socket) -> zmq.asyncio.Socket:
+    """A socket that tells when ``socket`` lost its connection, on an endpoint of its own."""
+    return socket.get_monitor_socket(zmq.EVENT_DISCONNECTED,
+                                     addr=f"inproc://guarded-monitor-{next(_MONITORS)}")
 
 
 class GuardedShellChannel(GuardedChannel):

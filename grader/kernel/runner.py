@@ -47,6 +47,8 @@ RESULT_VERSION = 2
 MAX_EXPORT_BYTES = 48 * 1024 * 1024
 #: How often the warm runner looks for its run plan.
 PLAN_POLL_SECONDS = 0.005
+#: Characters at the end of a printed text in which the progress event's last line is sought.
+PROGRESS_TAIL = 4096
 
 
 class KernelGone(RuntimeError):
@@ -147,10 +149,15 @@ class CappedClient(NotebookClient):
         self.visible_cells = len(nb.cells)
 
     def _emit_output(self, cell_index: int, text: str) -> None:
-        """Forward the last printed line as a progress event (training epochs), at most 2/s."""
-        lines = [line for line in text.splitlines() if line.strip()]
+        """Forward the last printed line as a progress event (training epochs), at most 2/s.
+        Only the text's tail is split: the whole of a 60 MB ``"ab\\n" * 20_000_000`` made 20
+        million strings (1.5 GiB), before the caps cut the output, and took the runner past
+        its memory limit with one message."""
         now = time.monotonic()
-        if lines and now - self._last_emit >= 0.5:
+        if now - self._last_emit < 0.5:
+            return
+        lines = [line for line in text[-PROGRESS_TAIL:].splitlines() if line.strip()]
+        if lines:
             self._last_emit = now
             emit("output", index=cell_index, text=lines[-1][:200].replace("\x00", "\ufffd"))
 
@@ -192,7 +199,7 @@ class CappedClient(NotebookClient):
         room = self._room(cell_index)
         if size > room:
             if msg.get("msg_type") == "stream" and room > 200:
-                content = dict(content, text=content.get("text", "")[: room - 200])
+                content = dict(content, text=_json_prefix(content.get("text", ""), room - 200))
                 msg = dict(msg, content=content)
                 size = room
             else:
@@ -230,6 +237,26 @@ class CappedClient(NotebookClient):
                 self._charge(cell_index, size - old)
                 out["data"] = nbformat.from_dict(new["data"])
                 out["metadata"] = nbformat.from_dict(new["metadata"])
+
+
+#: Characters of a failed cell's exception name and message the runner keeps.
+MAX_ENAME = 200
+MAX_EVALUE = 2000
+
+
+def _short(value: Any, limit: int) -> str:
+    """A string the kernel sent, cut to ``limit``; anything else by its type's name."""
+    return value[:limit] if isinstance(value, str) else type(value).__name__
+
+
+def _json_prefix(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` (to a halving) whose JSON takes at most ``limit``
+    characters: a character can take up to 12 (``\\u0001``, a surrogate pair), so cutting at
+    ``limit`` characters kept up to 12 times the cap."""
+    cut = limit
+    while cut > 0 and len(json.dumps(text[:cut])) - 2 > limit:
+        cut //= 2
+    return text[:cut]
 
 
 class Runner:
@@ -281,8 +308,16 @@ class Runner:
         return plan
 
     def _on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        """Keep what the runner reads of a cell's reply: its status and error, short. The
+        reply is the kernel's, up to a frame (64 MiB): kept whole for every cell, a thousand
+        cells of 60 MB replies held the runner past its memory."""
         if execute_reply is not None:
-            self.replies[cell_index] = execute_reply.get("content", {})
+            content = execute_reply.get("content", {})
+            self.replies[cell_index] = {
+                "status": _short(content.get("status"), 20),
+                "ename": _short(content.get("ename", ""), MAX_ENAME),
+                "evalue": _short(content.get("evalue", ""), MAX_EVALUE),
+            }
 
     def write(self) -> None:
         kc = self.client.kc

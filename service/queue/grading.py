@@ -274,10 +274,16 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any,
 
 
 def storable(value: Any) -> Any:
-    """``value`` with every NUL character replaced: the kernel's words reach the report (an
-    exception's message in feedback, its stderr in the diagnostics), and PostgreSQL stores no
-    NUL in text or JSON; a store that failed would leave the run to be taken again."""
+    """``value`` with every NUL character and every half of a surrogate pair replaced: the
+    kernel's words reach the report (an exception's message in feedback, its stderr in the
+    diagnostics, a message type the runner dropped), and PostgreSQL stores no NUL in text or
+    JSON, no lone surrogate in JSON, and no UTF-8 encoder takes one in text; a store that
+    failed would leave the run to be taken again."""
     if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
         return value.replace("\x00", "\ufffd")
     if isinstance(value, dict):
         return {storable(k): storable(v) for k, v in value.items()}

@@ -110,3 +110,27 @@ def test_a_report_holding_nul_characters_is_stored(app, submit, monkeypatch):
     assert _attempt(app, run_id) == "graded"
     run = only_run(app, submission_id)
     assert (run["status"], run["attempts"]) == ("graded", 1)
+
+
+def test_a_report_holding_half_a_surrogate_pair_is_stored(app, submit, monkeypatch):
+    """Issue 17 part 7 (red team 2): the kernel's words can hold half a surrogate pair (a
+    message type the runner counts as dropped, ``"\\udc00 not used"``); PostgreSQL refuses
+    one in JSON (``Unicode low surrogate must follow a high surrogate``) and no UTF-8 encoder
+    takes it in text: the store failed and the run was taken again."""
+    from grader.report import ItemResult, ItemStatus
+    from grader.spec import Text
+
+    def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
+        said = Text(ja="ValueError: a\udc00b", en="ValueError: a\ud800b")
+        item = ItemResult("conv1", Text(ja="c", en="c"), 0.0, 6.0, ItemStatus.ERROR, [said],
+                          details={"evalue": "a\udc00b"})
+        return GradeReport(exercise.id, RunStatus.GRADED, [item], exercise.max_score,
+                           diagnostics={"dropped_messages": {"\udc00 not used": 1},
+                                        "log_tail": "x\ud800"})
+
+    monkeypatch.setattr(grading, "grade_notebook", grade)
+    submission_id = submit(tiny_notebook("surrogate"), via=app).get_json()["id"]
+    run_id = only_run(app, submission_id)["id"]
+    assert _attempt(app, run_id) == "graded"
+    run = only_run(app, submission_id)
+    assert (run["status"], run["attempts"]) == ("graded", 1)
