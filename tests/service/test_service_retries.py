@@ -13,20 +13,9 @@ from grader import RunStatus
 from grader.outcome import classify_run
 from grader.report import GradeReport
 from grader.results import RunnerResult
-from grader.sandbox.base import SandboxResult
 from service.queue import claims, grading
+from tests.runner_records import PARTIAL, ended
 from tests.service.service_support import in_session, only_run, tiny_notebook
-
-
-def _ended(**changes: Any) -> SandboxResult:
-    values = dict(exit_code=0, signal=None, wall_seconds=1.0, timed_out=False,
-                  oom_killed=False, stdout=b"", stderr=b"")
-    return SandboxResult(**{**values, **changes})  # type: ignore[arg-type]
-
-
-#: The runner's record after cell 3, killed by its memory limit while cell 4 ran.
-PARTIAL = RunnerResult.model_validate({"version": 2, "status": "running",
-                                       "cells": [{"index": 3, "status": "ok"}]})
 
 
 def _stub(monkeypatch: pytest.MonkeyPatch, outcomes: list[Any]) -> list[int]:
@@ -49,7 +38,7 @@ def _attempt(app: Any, run_id: int) -> str:
 
 
 def test_a_runner_flooded_by_the_kernel_is_stored_not_retried(app, submit, monkeypatch):
-    flooded = classify_run(_ended(), _ended(exit_code=-9, signal=9, oom_killed=True), PARTIAL,
+    flooded = classify_run(ended(), ended(exit_code=-9, signal=9, oom_killed=True), PARTIAL,
                            None, 4, 600.0)
     assert flooded.status is RunStatus.OUT_OF_MEMORY
     calls = _stub(monkeypatch, [flooded])
@@ -64,7 +53,7 @@ def test_a_runner_flooded_by_the_kernel_is_stored_not_retried(app, submit, monke
 
 def test_a_sandbox_error_that_repeats_is_final(app, submit, monkeypatch):
     """A runner that fails the same way in the same cell twice is not run a third time."""
-    broken = classify_run(_ended(), _ended(exit_code=1), RunnerResult.model_validate(
+    broken = classify_run(ended(), ended(exit_code=1), RunnerResult.model_validate(
         {"version": 2, "status": "runner_error", "cells": [],
          "error": {"ename": "KeyError", "evalue": "'execution_state'"}}), None, 4, 600.0)
     assert broken.status is RunStatus.SANDBOX_ERROR and broken.reason is not None
@@ -80,7 +69,7 @@ def test_a_sandbox_error_that_repeats_is_final(app, submit, monkeypatch):
 
 
 def test_sandbox_errors_that_differ_are_retried_up_to_max_attempts(app, submit, monkeypatch):
-    busy = [classify_run(_ended(sandbox_error=f"sandbox did not start: try {n}"), None, None,
+    busy = [classify_run(ended(sandbox_error=f"sandbox did not start: try {n}"), None, None,
                          None, None, 600.0) for n in range(3)]
     assert {o.status for o in busy} == {RunStatus.SANDBOX_ERROR}
     calls = _stub(monkeypatch, busy)
