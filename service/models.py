@@ -256,3 +256,78 @@ class Worker(Model):
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     #: The run it is grading at its last beat, if any.
     run_id: Mapped[int | None]
+
+
+class Schedule(Model):
+    """The course's rules for one exercise (``service.domain.course_rules.Rules`` as a row):
+    dates, late penalty, which submission counts, the daily limit, its time zone, its weight in
+    the course total and when each part of a result is released. An exercise without a row has
+    the defaults: always open, nothing late, best counts, weight 1."""
+
+    __tablename__ = "schedules"
+
+    exercise: Mapped[str] = mapped_column(String(64), primary_key=True)
+    opens_at: Mapped[dt.datetime | None]
+    due_at: Mapped[dt.datetime | None]
+    late_until: Mapped[dt.datetime | None]
+    #: ``0``, ``N%``, ``N%/day``, ``N%/hour`` (``course_rules.LatePenalty``).
+    late_penalty: Mapped[str] = mapped_column(String(32), default="0")
+    counts: Mapped[str] = mapped_column(String(16), default="best")
+    attempts_per_day: Mapped[int | None]
+    #: IANA name; where a day starts and how dates are shown.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    weight: Mapped[float] = mapped_column(default=1.0)
+    #: Part -> when (``course_rules.Part``, ``course_rules.Shown``).
+    release: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: When the instructor published the results (the ``on_publish`` release rule).
+    published_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ExtensionGrant(Model):
+    """One student's own dates for one exercise (and attempts beyond the daily limit)."""
+
+    __tablename__ = "extension_grants"
+    __table_args__ = (
+        UniqueConstraint("student_pk", "exercise", name="uq_extension_grants_student_exercise"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id"))
+    exercise: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[dt.datetime]
+    late_until: Mapped[dt.datetime | None]
+    extra_attempts: Mapped[int] = mapped_column(default=0)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    granted_by: Mapped[str] = mapped_column(String(64), default="")
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    student: Mapped[Student] = relationship()
+
+
+class Adjustment(Model):
+    """One change of an instructor to one student's score of one exercise: points added to, or
+    a value set for, one item (``item_id``) or the total (``item_id`` None), or the removal of
+    such a change (``mode`` ``remove``). Rows are never updated or deleted: the latest row of a
+    (student, exercise, item) is the one in force, the earlier ones are the audit trail, each
+    with its author, time, comment and the final score before and after it."""
+
+    __tablename__ = "adjustments"
+    __table_args__ = (Index("ix_adjustments_student_exercise", "student_pk", "exercise", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id"))
+    exercise: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[str | None] = mapped_column(String(64))
+    #: ``add``, ``set`` or ``remove`` (``course_rules.AdjustMode``).
+    mode: Mapped[str] = mapped_column(String(8))
+    points: Mapped[float] = mapped_column(default=0.0)
+    comment: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The final score of the exercise just before and just after this change.
+    before: Mapped[float | None]
+    after: Mapped[float | None]
+
+    student: Mapped[Student] = relationship()

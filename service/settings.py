@@ -18,6 +18,7 @@
 | ``WARM_POOL_MIN_FREE_MB`` | 4096 | no warm kit is started unless the host's available memory stays above this |
 | ``CELERY_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | for ``QUEUE=celery`` |
 | ``RATE_LIMIT`` | ``10/600`` | submissions per student per seconds |
+| ``COURSE_TIMEZONE`` | ``Asia/Tokyo`` | the course's time zone (IANA name): dates on the pages, where a day starts; a schedule may name its own (docs/course-rules.md) |
 | ``DUPLICATE_WINDOW`` | 120 | the same notebook from the same student within this many seconds is the earlier submission |
 | ``UPLOAD_MAX_CELLS`` | 1000 | cells in an uploaded notebook |
 | ``UPLOAD_MAX_CELL_BYTES`` | 4 MiB | bytes of one cell, outputs included |
@@ -58,6 +59,17 @@ class SettingsError(RuntimeError):
     """The service cannot start with these settings; the message says what to set."""
 
 
+def _timezone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"COURSE_TIMEZONE: unknown time zone {name!r} (an IANA name such "
+                            "as Asia/Tokyo)") from None
+    return name
+
+
 def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Flask config values from the environment."""
     env = os.environ if environ is None else environ
@@ -95,6 +107,7 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "WARM_POOL_MAX_IDLE": float(env.get("WARM_POOL_MAX_IDLE", "900")),
         "WARM_POOL_MIN_FREE_MB": int(env.get("WARM_POOL_MIN_FREE_MB", "4096")),
         "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        "COURSE_TIMEZONE": _timezone(env.get("COURSE_TIMEZONE") or "Asia/Tokyo"),
         "RATE_LIMIT_COUNT": count,
         "RATE_LIMIT_WINDOW": window,
         "LEASE_SECONDS": int(env.get("LEASE_SECONDS", "120")),

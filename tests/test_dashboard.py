@@ -29,7 +29,7 @@ from sqlalchemy import func, select, update
 from grader.config import PROJECT_ROOT
 from service import create_app
 from service.__main__ import first_instructor
-from service.domain.gradebook import best_of, exercise_rows, grade_submission
+from service.domain.gradebook import SubmissionGrade, exercise_rows, grade_submission
 from service.domain.instructors import change_password, create_instructor
 from service.domain.queue_state import queue_state
 from service.domain.roster import import_roster
@@ -551,18 +551,27 @@ def test_table_shows_every_roster_student_with_best_latest_and_items(
     assert "Showing 4 of 4 students" in page
     with app.app_context():
         rows = {row.student.student_id: row for row in exercise_rows(db.session, EXERCISE)}
-    assert (rows["s001"].best_score, rows["s001"].latest_score) == (80.0, 40.0)
+    assert (rows["s001"].final, rows["s001"].latest_score) == (80.0, 40.0)
     assert rows["s001"].items["pool1"].score == 6.0  # the best run's items
-    assert rows["s002"].status == "failed" and rows["s002"].best is None
+    assert rows["s002"].status == "failed" and rows["s002"].counted is None
     assert rows["s003"].stuck and not rows["s001"].stuck
     assert rows["s004"].status == "none" and rows["s004"].attempts == 0
 
 
-def test_rows_chosen_in_sql_agree_with_the_rules_in_python(app: Flask):
-    """The class table picks each student's latest and best submission in SQL; a seeded random
-    class (score ties, regrades that lower a score, failed and pending runs, submissions made
-    in the same second) must give exactly what ``grade_submission`` and ``best_of`` say on the
-    ORM objects."""
+def best_of(grades: list[SubmissionGrade]) -> SubmissionGrade | None:
+    """The obvious rule with no schedule: the highest score, ties to the later submission."""
+    best = None
+    for grade in grades:  # oldest first
+        if grade.score is not None and (best is None or grade.score >= (best.score or 0.0)):
+            best = grade
+    return best
+
+
+def test_rows_from_column_facts_agree_with_the_rules_on_orm_objects(app: Flask):
+    """The class table reads each submission's runs as narrow column facts in one query; a
+    seeded random class (score ties, regrades that lower a score, failed and pending runs,
+    submissions made in the same second) must give exactly what ``grade_submission`` and the
+    plain best rule say on the ORM objects."""
     rng = random.Random(20261201)
     kinds = ("graded", "graded", "graded", "failed", "queued", "running")
     for student_id in ("s001", "s002", "s003"):
@@ -586,9 +595,9 @@ def test_rows_chosen_in_sql_agree_with_the_rules_in_python(app: Flask):
             grades = [grade_submission(sub) for sub in subs]
             best, row = best_of(grades), rows[student.student_id]
             assert row.attempts == len(grades)
-            assert (row.best.submission.id if row.best else None) == (
+            assert (row.counted.submission.id if row.counted else None) == (
                 best.submission.id if best else None), student.student_id
-            assert row.best_score == (best.score if best else None)
+            assert row.final == (best.score if best else None)
             assert (row.latest.submission.id if row.latest else None) == (
                 grades[-1].submission.id if grades else None)
             if grades:
@@ -612,7 +621,7 @@ def test_a_regrade_replaces_the_submissions_score_but_keeps_its_old_run(
     with app.app_context():
         row = next(r for r in exercise_rows(db.session, EXERCISE)
                    if r.student.student_id == "s001")
-    assert row.best_score == 60.0 and row.best.counted.id == runs_of(app, submission_id)[1][0]
+    assert row.final == 60.0 and row.counted.counted.id == runs_of(app, submission_id)[1][0]
     page = text_of(staff.get(f"/dashboard/submissions/{submission_id}"))
     assert "60 / 100" in page and "Runs (regrade history)" in page
     assert page.count("embedded:test:0") == 2  # both runs listed
@@ -627,8 +636,8 @@ def test_filters_sort_and_search(staff: FlaskClient, class_data: dict[str, int])
     assert ids("show=submitted") == ["s001", "s002", "s003"]
     assert ids("below=60") == ["s002", "s003", "s004"]  # no graded run counts as 0
     assert ids("below=60&show=submitted") == ["s002", "s003"]
-    assert ids("sort=best&order=desc") == ["s001", "s003", "s002", "s004"]
-    assert ids("sort=best") == ["s003", "s001", "s002", "s004"]  # no score: last either way
+    assert ids("sort=final&order=desc") == ["s001", "s003", "s002", "s004"]
+    assert ids("sort=final") == ["s003", "s001", "s002", "s004"]  # no score: last either way
     assert ids("sort=latest") == ["s003", "s001", "s002", "s004"]
     assert ids("sort=attempts&order=desc") == ["s001", "s003", "s002", "s004"]
     assert ids("sort=name&order=desc") == ["s004", "s003", "s002", "s001"]
@@ -636,10 +645,10 @@ def test_filters_sort_and_search(staff: FlaskClient, class_data: dict[str, int])
     assert ids("q=chie") == ["s003"]
     for nonsense in ("sort=nonsense&show=nonsense&below=abc", "sort=pool1", "sort=item:nope"):
         assert ids(nonsense) == ["s001", "s002", "s003", "s004"], nonsense
-    page = text_of(staff.get(f"/dashboard/{EXERCISE}?sort=best&show=failed"))
+    page = text_of(staff.get(f"/dashboard/{EXERCISE}?sort=final&show=failed"))
     assert 'aria-sort="ascending"' in page and "Showing 2 of 4 students" in page
     # a header link flips the order and keeps the filter
-    assert f'href="/dashboard/{EXERCISE}?show=failed&amp;sort=best&amp;order=desc#students"' in page
+    assert f'href="/dashboard/{EXERCISE}?show=failed&amp;sort=final&amp;order=desc#students"' in page
 
 
 def test_unknown_exercise_student_and_submission_are_404(staff: FlaskClient):
@@ -726,7 +735,7 @@ def test_regrade_all_queues_every_submission_not_already_pending(
     assert len(runs_of(app, pending)) == 1
     with app.app_context():  # the table still counts the finished runs meanwhile
         rows = {r.student.student_id: r for r in exercise_rows(db.session, EXERCISE)}
-    assert rows["s001"].best_score == 80.0 and rows["s001"].status == "queued"
+    assert rows["s001"].final == 80.0 and rows["s001"].status == "queued"
 
 
 def test_regrade_latest_only_takes_each_students_last_submission(

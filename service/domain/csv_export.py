@@ -50,7 +50,7 @@ def grades_csv(exercise: Exercise, rows: list[GradeRow], fmt: str = "plain",
         for row in rows:
             student = row.student
             writer.writerow([student.name, "", student.student_id, student.email, "",
-                             format_score(row.best_score)])
+                             format_score(row.final)])
     else:
         item_ids = [item.id for item in exercise.items]
         writer.writerow(["student_id", "name", "email", "score", *item_ids])
@@ -59,5 +59,5 @@ def grades_csv(exercise: Exercise, rows: list[GradeRow], fmt: str = "plain",
             items = [format_score(row.items[i].score) if i in row.items else ""
                      for i in item_ids]
             writer.writerow([student.student_id, student.name, student.email,
-                             format_score(row.best_score), *items])
+                             format_score(row.final), *items])
     return (BOM if bom else "") + out.getvalue()

@@ -1,25 +1,24 @@
-"""The class's grades for one exercise, from the database: one row per roster student.
+"""The class's grades for one exercise, and the course's gradebook, from the database.
 
-What counts, decided once here for the dashboard and the CSV export alike:
+What counts is decided by the course's rules (``service.domain.final_grade``, the arithmetic;
+``service.domain.course_rules``, the dates, penalties and release): a submission's score is that
+of its *latest graded* run (a regrade replaces the earlier grading of the same notebook, the
+earlier run is kept; a ``failed`` run has no score, a run stopped early keeps its partial
+score); among the submissions the student's dates allow, the best after its late penalty, or
+the last, counts; the instructor's adjustments are applied on top. The dashboard's class table,
+the CSVs, the student's gradebook page and ``GET /api/gradebook`` all read it from here.
 
-- a submission's score is that of its *latest graded* run: a regrade (after the reference
-  changed) replaces the earlier grading of the same notebook, while the earlier run is kept;
-  a run that ``failed`` has no score, a run stopped early (timeout...) keeps its partial score;
-- a student's **best** score is the highest such score over their submissions of the exercise
-  (ties go to the later submission), and the item results and measured accuracy shown with it
-  are that submission's;
-- the **latest** score is that of the student's most recent submission, and the row's status is
-  that of the most recent submission's latest run (queued, running, graded, failed).
+The **latest** score is that of the student's most recent submission, and the row's status is
+that of the most recent submission's latest run (queued, running, graded, failed). Students on
+the roster who handed nothing in have a row too (status ``none``).
 
-Students on the roster who handed nothing in have a row too (status ``none``).
-
-At course scale (a thousand students, ten thousand submissions) the table is built from narrow
-column tuples, never from ORM objects: :class:`StudentFacts`, :class:`SubmissionFacts`,
-:class:`RunFacts` and :class:`ItemFacts` hold only what the table, the plots and the CSV read,
-so a report (large JSON), a log or a feedback text is never fetched for a list. The choice of
-each student's latest and best submission is made in SQL (window functions), so the database
-hands over two rows per student, not every submission and run. Three queries whatever the class
-size (students; their latest and best submissions with the totals; the best runs' items).
+At course scale (a thousand students, ten exercises, a hundred thousand submissions) the rows are
+built from narrow column tuples, never from ORM objects: :class:`StudentFacts`,
+:class:`SubmissionFacts`, :class:`RunFacts` and :class:`ItemFacts` hold only what the table, the
+plots and the CSV read, so a report (large JSON), a log or a feedback text is never fetched for a
+list. One query gives every submission of the exercises asked for with its current and counted
+runs; the rules are applied in Python (they depend on each student's dates and adjustments);
+the counted runs' items come in a further query when they are shown.
 """
 
 from __future__ import annotations
@@ -30,9 +29,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
+from service.domain import final_grade
+from service.domain.course_rules import Dates, Extension, Rules
+from service.domain.final_grade import Attempt, Change, CourseTotal, Grade, course_total
+from service.domain.schedules import load_all_rules, load_changes, load_extensions, load_rules
 from service.extensions import DbSession
 from service.models import GradingRun, ItemScore, Student, Submission
 from service.states import ItemStatus, RunState, RunStatus
@@ -40,7 +43,7 @@ from service.states import ItemStatus, RunState, RunStatus
 #: Values of ``TableQuery.show``.
 SHOW = ("all", "missing", "failed", "submitted")  # "failed": the stuck rows
 #: Values of ``TableQuery.sort`` (plus ``item:<id>``).
-SORTS = ("student", "name", "status", "best", "latest", "accuracy", "attempts", "last")
+SORTS = ("student", "name", "status", "final", "latest", "accuracy", "attempts", "last")
 #: Run outcomes that mean the notebook did not run to the end.
 STOPPED = tuple(status for status in RunStatus if status is not RunStatus.GRADED)
 #: ``GradeRow.status`` of a student who handed nothing in.
@@ -72,7 +75,7 @@ class RunFacts:
 
 @dataclass(frozen=True, slots=True)
 class ItemFacts:
-    """One item result of a best run: no feedback text, no details."""
+    """One item result of a counted run: no feedback text, no details."""
 
     item_id: str
     score: float
@@ -110,9 +113,15 @@ class GradeRow:
     attempts: int = 0
     #: The most recent submission.
     latest: SubmissionGrade | None = None
-    #: The highest-scoring submission (ties: the later).
-    best: SubmissionGrade | None = None
-    #: Item id -> result, from the best submission's counted run.
+    #: The submission that counts under the course's rules (``grade.counted``), if any.
+    counted: SubmissionGrade | None = None
+    #: The course's grade: raw, penalty, adjustment, final (``final_grade.Grade``).
+    grade: Grade | None = None
+    #: The student's dates (an extension's, or the schedule's).
+    dates: Dates = field(default_factory=Dates)
+    #: Whether the student has an extension of this exercise.
+    extended: bool = False
+    #: Item id -> result, from the counted submission's counted run.
     items: dict[str, ItemScore | ItemFacts] = field(default_factory=dict)
     #: Submissions whose latest run is queued or running.
     live: int = 0
@@ -120,8 +129,17 @@ class GradeRow:
     any_failed: bool = False
 
     @property
-    def best_score(self) -> float | None:
-        return self.best.score if self.best else None
+    def final(self) -> float | None:
+        """The final score under the course's rules (what the CSVs export)."""
+        return self.grade.final if self.grade else None
+
+    @property
+    def raw(self) -> float | None:
+        return self.grade.raw if self.grade else None
+
+    @property
+    def late(self) -> bool:
+        return bool(self.grade and self.grade.late)
 
     @property
     def latest_score(self) -> float | None:
@@ -129,7 +147,8 @@ class GradeRow:
 
     @property
     def accuracy(self) -> float | None:
-        return self.best.counted.measured_accuracy if self.best and self.best.counted else None
+        return (self.counted.counted.measured_accuracy
+                if self.counted and self.counted.counted else None)
 
     @property
     def last_submitted(self) -> dt.datetime | None:
@@ -162,7 +181,7 @@ class TableQuery:
     sort: str = "student"
     descending: bool = False
     show: str = "all"
-    #: Only students whose best score is below this (no graded submission counts as below).
+    #: Only students whose final score is below this (no final score counts as below).
     below: float | None = None
     search: str = ""
 
@@ -191,7 +210,7 @@ class TableQuery:
             return False
         if self.show == "failed" and not row.stuck:
             return False
-        if self.below is not None and (row.best_score or 0.0) >= self.below:
+        if self.below is not None and (row.final or 0.0) >= self.below:
             return False
         if self.search:
             needle = self.search.casefold()
@@ -213,7 +232,7 @@ def _sort_value(row: GradeRow, key: str) -> Any:  # comparable with the same key
         "student": lambda: row.student.student_id,
         "name": lambda: row.student.name.casefold(),
         "status": lambda: (STATUS_ORDER.get(row.status, 5), row.stuck is False),
-        "best": lambda: row.best_score,
+        "final": lambda: row.final,
         "latest": lambda: row.latest_score,
         "accuracy": lambda: row.accuracy,
         "attempts": lambda: row.attempts,
@@ -242,38 +261,128 @@ def grade_submission(submission: Submission | SubmissionFacts,
     return SubmissionGrade(submission, runs[-1] if runs else None, counted)
 
 
-def best_of(grades: list[SubmissionGrade]) -> SubmissionGrade | None:
-    """The highest-scoring of a student's submissions (oldest first); ties go to the later."""
-    scored = [grade for grade in reversed(grades) if grade.score is not None]
-    # first of equals wins; "or 0.0" only tells mypy what the filter above made sure of
-    return max(scored, key=lambda grade: grade.score or 0.0, default=None)
+def counted_of(grades: Sequence[SubmissionGrade], rules: Rules, extension: Extension | None,
+               changes: Mapping[str | None, Change] | None = None,
+               items: Mapping[str, float] | None = None
+               ) -> tuple[SubmissionGrade | None, Grade]:
+    """A student's counted submission among ``grades`` (one exercise, any order) and their
+    :class:`~service.domain.final_grade.Grade` under ``rules``."""
+    dates = rules.dates_for(extension)
+    attempts = [Attempt(g.submission.id, g.submission.created_at, g.score,
+                        g.counted.id if g.counted else None) for g in grades]
+    result = final_grade.grade(attempts, dates, rules.penalty, rules.counts, changes, items)
+    chosen = None if result.counted is None else next(
+        g for g in grades if g.submission.id == result.counted.submission_id)
+    return chosen, result
 
 
-def exercise_rows(session: DbSession, exercise_id: str) -> list[GradeRow]:
-    """Every roster student's row for ``exercise_id``, by student id (see the module's
-    docstring): the students, then one row per student who submitted with their latest and
-    best submissions, then the best runs' items."""
-    rows = {sid: GradeRow(StudentFacts(sid, student_id, name, email))
+@dataclass(frozen=True, slots=True)
+class _Fact:
+    """One submission with its current and counted runs, as the one query gives them."""
+
+    id: int
+    student_pk: int
+    exercise: str
+    created_at: dt.datetime
+    current: RunFacts | None
+    counted: RunFacts | None
+
+
+def _facts(session: DbSession, exercise_id: str | None, student_pk: int | None = None
+           ) -> list[_Fact]:
+    """Every submission (of one exercise, or all; of one student, or all) with its current run
+    (the highest id) and counted run (the highest graded id), oldest first. Plain SQL that
+    SQLite and PostgreSQL mean alike; one row per submission."""
+    graded = GradingRun.state == RunState.GRADED
+    per_submission = (
+        select(Submission.id, Submission.student_pk, Submission.exercise, Submission.created_at,
+               func.max(GradingRun.id).label("current_id"),
+               func.max(case((graded, GradingRun.id))).label("counted_id"))
+        .outerjoin(GradingRun, GradingRun.submission_id == Submission.id)
+        .group_by(Submission.id, Submission.student_pk, Submission.exercise,
+                  Submission.created_at))
+    if exercise_id is not None:
+        per_submission = per_submission.where(Submission.exercise == exercise_id)
+    if student_pk is not None:
+        per_submission = per_submission.where(Submission.student_pk == student_pk)
+    sub = per_submission.subquery("per_submission")
+    current, counted = aliased(GradingRun, name="current_run"), aliased(GradingRun,
+                                                                          name="counted_run")
+    query = (
+        select(sub.c.id, sub.c.student_pk, sub.c.exercise, sub.c.created_at,
+               sub.c.current_id, current.state, current.outcome, current.score,
+               current.measured_accuracy,
+               sub.c.counted_id, counted.outcome, counted.score, counted.measured_accuracy)
+        .outerjoin(current, current.id == sub.c.current_id)
+        .outerjoin(counted, counted.id == sub.c.counted_id)
+        .order_by(sub.c.created_at, sub.c.id))
+    facts = []
+    for (sid, student_pk, exercise, created_at, current_id, state, outcome, score, accuracy,
+         counted_id, c_outcome, c_score, c_accuracy) in session.execute(query).tuples():
+        facts.append(_Fact(
+            sid, student_pk, exercise, created_at,
+            _run(current_id, state, outcome, score, accuracy),
+            _run(counted_id, RunState.GRADED, c_outcome, c_score, c_accuracy)))
+    return facts
+
+
+def _student_facts(session: DbSession) -> dict[int, StudentFacts]:
+    return {sid: StudentFacts(sid, student_id, name, email)
             for sid, student_id, name, email in session.execute(
                 select(Student.id, Student.student_id, Student.name, Student.email)
-                .order_by(Student.student_id))}
-    for fact in session.execute(_latest_and_best(exercise_id)):
-        row = rows.get(fact.student_pk)
-        if row is None:
-            continue
-        row.attempts, row.live, row.any_failed = fact.attempts, fact.live, bool(fact.any_failed)
-        grade = SubmissionGrade(
-            SubmissionFacts(fact.id, fact.created_at),
-            _run(fact.current_id, fact.current_state, fact.current_outcome, fact.current_score,
-                 fact.current_accuracy),
-            _run(fact.counted_id, RunState.GRADED, fact.counted_outcome, fact.counted_score,
-                 fact.counted_accuracy))
-        if fact.latest_rank == 1:
-            row.latest = grade
-        if fact.best_rank == 1 and fact.counted_score is not None:
-            row.best = grade
-    _attach_items(session, list(rows.values()))
-    return list(rows.values())
+                .order_by(Student.student_id)).tuples()}
+
+
+def exercise_rows(session: DbSession, exercise_id: str, rules: Rules | None = None,
+                  items: bool = True) -> list[GradeRow]:
+    """Every roster student's row for ``exercise_id``, by student id (see the module's
+    docstring), under ``rules`` (by default the stored schedule's); with ``items``, the
+    counted runs' item results."""
+    rules = rules or load_rules(session, exercise_id)
+    students = _student_facts(session)
+    by_student: dict[int, list[_Fact]] = {}
+    for fact in _facts(session, exercise_id):
+        by_student.setdefault(fact.student_pk, []).append(fact)
+    return _rows(session, students, exercise_id, rules, by_student,
+                 load_extensions(session, exercise_id), load_changes(session, exercise_id),
+                 items)
+
+
+def _rows(session: DbSession, students: Mapping[int, StudentFacts], exercise_id: str,
+          rules: Rules, by_student: Mapping[int, list[_Fact]],
+          extensions: Mapping[tuple[int, str], Extension],
+          changes: Mapping[tuple[int, str], Mapping[str | None, Change]],
+          items: bool) -> list[GradeRow]:
+    rows: list[GradeRow] = []
+    for pk, student in students.items():
+        facts = by_student.get(pk, [])
+        extension = extensions.get((pk, exercise_id))
+        row = GradeRow(student, attempts=len(facts), dates=rules.dates_for(extension),
+                       extended=extension is not None)
+        grades = [SubmissionGrade(SubmissionFacts(f.id, f.created_at), f.current, f.counted)
+                  for f in facts]
+        if grades:
+            row.latest = grades[-1]
+            row.live = sum(1 for f in facts if f.current is not None and f.current.is_live)
+            row.any_failed = any(f.current is not None and f.current.state == RunState.FAILED
+                                 for f in facts)
+        row.counted, row.grade = counted_of(grades, rules, extension,
+                                            changes.get((pk, exercise_id)))
+        rows.append(row)
+    item_changed = [row for row in rows if any(
+        key is not None for key in changes.get((row.student.id, exercise_id), {}))]
+    if items:
+        _attach_items(session, rows)
+    else:
+        _attach_items(session, item_changed)
+    for row in item_changed:  # item adjustments need the counted run's item scores
+        grades = [SubmissionGrade(SubmissionFacts(f.id, f.created_at), f.current, f.counted)
+                  for f in by_student.get(row.student.id, [])]
+        extension = extensions.get((row.student.id, exercise_id))
+        scores = {item_id: item.score for item_id, item in row.items.items()}
+        row.counted, row.grade = counted_of(grades, rules, extension,
+                                            changes.get((row.student.id, exercise_id)), scores)
+    return rows
 
 
 def _run(run_id: int | None, state: RunState | None, outcome: RunStatus | None,
@@ -283,57 +392,10 @@ def _run(run_id: int | None, state: RunState | None, outcome: RunStatus | None,
     return RunFacts(run_id, state, outcome, score, accuracy)
 
 
-def _latest_and_best(exercise_id: str) -> Select:
-    """One row per (student, submission) that is the student's latest or best submission of
-    ``exercise_id``, with its current and counted runs and the student's totals.
-
-    Each submission's current run is its highest run id and its counted run the highest graded
-    one; window functions then rank each student's submissions by time (latest) and by counted
-    score, later first on a tie (best), as :func:`best_of` does. Plain SQL that SQLite (3.25+)
-    and PostgreSQL mean alike."""
-    graded = GradingRun.state == RunState.GRADED
-    per_submission = (
-        select(Submission.id, Submission.student_pk, Submission.created_at,
-               func.max(GradingRun.id).label("current_id"),
-               func.max(case((graded, GradingRun.id))).label("counted_id"))
-        .outerjoin(GradingRun, GradingRun.submission_id == Submission.id)
-        .where(Submission.exercise == exercise_id)
-        .group_by(Submission.id, Submission.student_pk, Submission.created_at)
-        .subquery("per_submission"))
-    current, counted = aliased(GradingRun, name="current_run"), aliased(GradingRun,
-                                                                          name="counted_run")
-    student = per_submission.c.student_pk
-    newest_first = (per_submission.c.created_at.desc(), per_submission.c.id.desc())
-    live = case((current.state.in_([RunState.QUEUED, RunState.RUNNING]), 1), else_=0)
-    failed = case((current.state == RunState.FAILED, 1), else_=0)
-    ranked = (
-        select(
-            per_submission.c.id, student, per_submission.c.created_at,
-            per_submission.c.current_id, current.state.label("current_state"),
-            current.outcome.label("current_outcome"), current.score.label("current_score"),
-            current.measured_accuracy.label("current_accuracy"),
-            per_submission.c.counted_id, counted.outcome.label("counted_outcome"),
-            counted.score.label("counted_score"),
-            counted.measured_accuracy.label("counted_accuracy"),
-            func.row_number().over(partition_by=student, order_by=newest_first)
-            .label("latest_rank"),
-            func.row_number().over(
-                partition_by=student,
-                order_by=(counted.score.is_(None), counted.score.desc(), *newest_first))
-            .label("best_rank"),
-            func.count().over(partition_by=student).label("attempts"),
-            func.sum(live).over(partition_by=student).label("live"),
-            func.max(failed).over(partition_by=student).label("any_failed"))
-        .outerjoin(current, current.id == per_submission.c.current_id)
-        .outerjoin(counted, counted.id == per_submission.c.counted_id)
-        .subquery("ranked"))
-    return select(ranked).where((ranked.c.latest_rank == 1) | (ranked.c.best_rank == 1))
-
-
 def _attach_items(session: DbSession, rows: list[GradeRow]) -> None:
-    """The best runs' item results, in the order of each run's items."""
-    by_run = {row.best.counted.id: row for row in rows
-              if row.best is not None and row.best.counted is not None}
+    """The counted runs' item results, in the order of each run's items."""
+    by_run = {row.counted.counted.id: row for row in rows
+              if row.counted is not None and row.counted.counted is not None}
     if not by_run:
         return
     ids = sorted(by_run)
@@ -342,8 +404,71 @@ def _attach_items(session: DbSession, rows: list[GradeRow]) -> None:
             select(ItemScore.run_id, ItemScore.item_id, ItemScore.score, ItemScore.status)
             .where(ItemScore.run_id.in_(ids[chunk:chunk + 900]))
             .order_by(ItemScore.run_id, ItemScore.position)
-        ):
+        ).tuples():
             by_run[run_id].items[item_id] = ItemFacts(item_id, score, status)
+
+
+# --- the course's gradebook -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExerciseColumn:
+    """An exercise as a gradebook column: its id, points, weight and rules."""
+
+    id: str
+    max_score: float
+    rules: Rules
+
+    @property
+    def weight(self) -> float:
+        return self.rules.weight
+
+
+@dataclass
+class CourseRow:
+    """One student's gradebook: a row per exercise, and the course total."""
+
+    student: StudentFacts
+    exercises: dict[str, GradeRow]
+    total: CourseTotal
+
+
+@dataclass
+class Gradebook:
+    columns: list[ExerciseColumn]
+    rows: list[CourseRow]
+
+
+def course_gradebook(session: DbSession, exercises: Sequence[tuple[str, float]],
+                     student_pk: int | None = None, items: bool = False) -> Gradebook:
+    """The gradebook of the roster (or of one student) over ``exercises`` (id, max score):
+    each exercise's :class:`GradeRow` under its rules, and the course total
+    (``final_grade.course_total``). One query for every submission, whatever the class size."""
+    ids = [exercise_id for exercise_id, _ in exercises]
+    all_rules = load_all_rules(session, ids)
+    columns = [ExerciseColumn(exercise_id, maximum, all_rules[exercise_id])
+               for exercise_id, maximum in exercises]
+    students = _student_facts(session)
+    if student_pk is not None:
+        students = {pk: s for pk, s in students.items() if pk == student_pk}
+    per_exercise: dict[str, dict[int, list[_Fact]]] = {exercise_id: {} for exercise_id in ids}
+    facts = _facts(session, None, student_pk)
+    for fact in facts:
+        if fact.exercise in per_exercise:
+            per_exercise[fact.exercise].setdefault(fact.student_pk, []).append(fact)
+    extensions, changes = load_extensions(session), load_changes(session)
+    by_exercise = {
+        column.id: {row.student.id: row for row in _rows(
+            session, students, column.id, column.rules, per_exercise[column.id], extensions,
+            changes, items)}
+        for column in columns}
+    rows = []
+    for pk, student in students.items():
+        mine = {column.id: by_exercise[column.id][pk] for column in columns}
+        total = course_total({column.id: (mine[column.id].final, column.max_score,
+                                          column.weight) for column in columns})
+        rows.append(CourseRow(student, mine, total))
+    return Gradebook(columns, rows)
 
 
 @dataclass(frozen=True)
@@ -353,18 +478,18 @@ class Summary:
     graded: int
     stuck: int
     missing: int
-    mean_best: float | None
-    median_best: float | None
+    mean_final: float | None
+    median_final: float | None
 
 
 def summarize(rows: list[GradeRow]) -> Summary:
-    best = [row.best_score for row in rows if row.best_score is not None]
+    best = [row.final for row in rows if row.final is not None]
     return Summary(
         students=len(rows),
         submitted=sum(1 for row in rows if row.attempts),
         graded=len(best),
         stuck=sum(1 for row in rows if row.stuck),
         missing=sum(1 for row in rows if not row.attempts),
-        mean_best=statistics.fmean(best) if best else None,
-        median_best=statistics.median(best) if best else None,
+        mean_final=statistics.fmean(best) if best else None,
+        median_final=statistics.median(best) if best else None,
     )

@@ -93,17 +93,18 @@ def exercise_stats(exercise_id: str, deadline: dt.datetime | None = None,
     exercise = current_app.config["GRADER"].exercise(exercise_id)
     session = db.session
 
-    # A student counts through the same run as the gradebook table and the CSV: the best of
-    # their submissions, each judged by its latest graded run (a regrade replaces a score).
+    # A student counts through the same run as the gradebook table and the CSV: the one the
+    # course's rules count, each judged by its latest graded run (a regrade replaces a score).
     if rows is None:
         rows = exercise_rows(session, exercise_id)
     rows = [row for row in rows if row.attempts]
-    best = {row.student.id: row.best.counted for row in rows
-            if row.best is not None and row.best.counted is not None}
+    best = {row.student.id: row.counted.counted for row in rows
+            if row.counted is not None and row.counted.counted is not None}
     failed = {row.student.id for row in rows if row.student.id not in best and row.any_failed}
     students = {row.student.id for row in rows}
 
-    scores = sorted(run.score for run in best.values() if run.score is not None)  # graded: set
+    # the final scores under the course's rules (penalties, adjustments), as the CSV has them
+    scores = sorted(row.final for row in rows if row.final is not None)
     accuracies = sorted(run.measured_accuracy for run in best.values()
                         if run.measured_accuracy is not None)
     created = hourly_submissions(session, exercise_id)
@@ -131,8 +132,8 @@ def item_stats(exercise: Exercise, rows: list[GradeRow]) -> list[ItemStats]:
     longer has."""
     passed: Counter[str] = Counter()
     seen: dict[str, None] = {}
-    for row in sorted(rows, key=lambda row: row.best.counted.id if row.best and row.best.counted
-                      else 0):
+    for row in sorted(rows, key=lambda row: row.counted.counted.id
+                      if row.counted and row.counted.counted else 0):
         for item_id, result in row.items.items():
             seen.setdefault(item_id)
             if result.status == ItemStatus.CORRECT:

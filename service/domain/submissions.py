@@ -2,7 +2,9 @@
 
 Order matters for "nothing acknowledged is lost" and for what an upload may cost:
 
-1. cheap checks (exercise, empty file, the ``Idempotency-Key``'s form, the notebook's hash);
+1. cheap checks (exercise, empty file, the ``Idempotency-Key``'s form, the notebook's hash,
+   the course's dates: before ``opens`` and after the student's ``late_until`` an upload is
+   refused, 403 ``not_open`` or ``closed``);
 2. without any lock, read only: an answer already given (the same ``Idempotency-Key``, or the
    same notebook within ``DUPLICATE_WINDOW``) is given again, and a student over the rate
    limit is refused, all before the notebook is parsed;
@@ -13,9 +15,11 @@ Order matters for "nothing acknowledged is lost" and for what an upload may cost
    lock of step 5 is the whole database's write lock, and a disk flush held under it made every
    other upload wait (``make bench-service``). The store is content-addressed, so a notebook
    refused in step 5 (a race lost to the rate limit) leaves at most one unreferenced file;
-5. under the student's lock (:func:`_lock_student`), the answers of step 2 and the rate limit
-   are checked again, the submission, its first run and the key committed in one transaction
-   that also releases the lock;
+5. under the student's lock (:func:`_lock_student`), the answers of step 2, the rate limit,
+   the dates and the daily limit (``attempts_per_day``, 429 ``daily_limit``) are checked again
+   at one moment, ``now``, which becomes the submission's time (``created_at``: when the
+   service acknowledged it, whenever it is graded), and the submission, its first run and the
+   key are committed in one transaction that also releases the lock;
 6. the run is handed to the queue. If that fails the run stays ``queued`` in the database and
    is picked up by the embedded workers or re-sent by ``flask requeue``.
 
@@ -44,6 +48,8 @@ from sqlalchemy.exc import IntegrityError
 from grader.messages import N_
 from grader.notebook import DEFAULT_LIMITS, LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
 from grader.spec import SpecError, Text
+from service.domain.course_rules import Window, day_start, local
+from service.domain.schedules import load_extensions, load_rules
 from service.extensions import db
 from service.models import GradingRun, IdempotencyKey, Student, Submission, utcnow
 from service.queue.dispatch import enqueue
@@ -128,6 +134,7 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
         return earlier
     if earlier is None:
         _check_rate(request.student_pk)
+        _check_rules(request, utcnow())
     _check_notebook(data)  # a duplicate sent with a new key too: its key is stored below
     if earlier is None:
         _put_blob(data)
@@ -211,10 +218,13 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
     run = None
     if earlier is None:
         _check_rate(request.student_pk)
+        now = utcnow()
+        _check_rules(request, now, daily=True)
         _put_blob(data)  # stored before the lock: this only finds it (a stat), no flush
         submission = Submission(student_pk=request.student_pk, exercise=request.exercise,
                                 filename=request.filename[:255],
-                                notebook_sha256=request.sha256, size=len(data))
+                                notebook_sha256=request.sha256, size=len(data),
+                                created_at=now)
         run = new_run(submission)
         db.session.add_all([submission, run])
         notify_queued(db.session)  # delivered at the commit, to workers of other processes
@@ -269,6 +279,36 @@ def _check_rate(student_pk: int) -> None:
     if count >= limit:
         raise Rejection.of(429, "rate_limited", N_("api.rate_limited"), limit=limit,
                            minutes=window // 60)
+
+
+def _check_rules(request: _Request, now: dt.datetime, daily: bool = False) -> None:
+    """The course's rules for this student and exercise at ``now``: the dates (their own, with
+    an extension) and, with ``daily``, the daily limit in the course's time zone."""
+    rules = load_rules(db.session, request.exercise)
+    extension = load_extensions(db.session, request.exercise).get(
+        (request.student_pk, request.exercise))
+    dates = rules.dates_for(extension)
+    window = dates.window(now)
+    if window is Window.NOT_OPEN:
+        raise Rejection.of(403, "not_open", N_("api.not_open"),
+                           opens=_shown(dates.opens, rules.timezone))
+    if window is Window.CLOSED:
+        raise Rejection.of(403, "closed", N_("api.closed"),
+                           closes=_shown(dates.closes, rules.timezone))
+    limit = rules.daily_limit(extension)
+    if daily and limit is not None:
+        since = day_start(now, rules.timezone)
+        count = db.session.execute(select(func.count(Submission.id)).where(
+            Submission.student_pk == request.student_pk,
+            Submission.exercise == request.exercise, Submission.created_at >= since)
+        ).scalar_one()
+        if count >= limit:
+            raise Rejection.of(429, "daily_limit", N_("api.daily_limit"), limit=limit,
+                               timezone=rules.timezone)
+
+
+def _shown(moment: dt.datetime | None, timezone: str) -> str:
+    return "" if moment is None else f"{local(moment, timezone):%Y-%m-%d %H:%M %Z}"
 
 
 def new_run(submission: Submission) -> GradingRun:

@@ -18,13 +18,14 @@ from service.domain.csv_export import FORMATS, grades_csv
 from service.domain.gradebook import (
     GradeRow,
     TableQuery,
-    best_of,
+    counted_of,
     exercise_rows,
     grade_submission,
     summarize,
 )
 from service.domain.queue_state import queue_counts
 from service.domain.regrades import is_pending, regrade_exercise, regrade_submission
+from service.domain.schedules import load_changes, load_extensions, load_rules
 from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.models import GradingRun, Student, Submission, utcnow
@@ -124,7 +125,7 @@ def grades(exercise_id: str) -> Response:
         abort(404)
     rows = exercise_rows(db.session, exercise_id)
     if request.args.get("only") == "graded":
-        rows = [row for row in rows if row.best_score is not None]
+        rows = [row for row in rows if row.final is not None]
     text = grades_csv(spec, rows, fmt, bom=request.args.get("bom") != "0")
     suffix = "-canvas" if fmt == "canvas" else ""
     name = f"{exercise_id}-grades{suffix}-{utcnow():%Y%m%d}.csv"
@@ -164,9 +165,14 @@ def student(student_id: str) -> str:
     for submission in submissions:
         by_exercise.setdefault(submission.exercise, []).append(grade_submission(submission))
     exercises = []
+    extensions = load_extensions(db.session)
+    changes = load_changes(db.session)
     for exercise_id in sorted(set(known_exercises()) | set(by_exercise)):
         grades = by_exercise.get(exercise_id, [])
-        exercises.append((exercise_id, grades, best_of(grades)))
+        counted, _grade = counted_of(grades, load_rules(db.session, exercise_id),
+                                     extensions.get((found.id, exercise_id)),
+                                     changes.get((found.id, exercise_id)))
+        exercises.append((exercise_id, grades, counted))
     return render_template("dashboard/student.html", student=found, exercises=exercises,
                            titles=_titles())
 

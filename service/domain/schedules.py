@@ -1,0 +1,304 @@
+"""The course's rules in the database: each exercise's schedule, students' extensions and
+instructors' adjustments, read as ``service.domain.course_rules`` values and written with the
+checks every caller (dashboard, CLI, CSV import) shares. Errors are :class:`RulesError` with a
+message for people; nothing is written when one is raised.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from service.domain.course_rules import (
+    DEFAULT_RELEASE,
+    Counts,
+    Dates,
+    Extension,
+    LatePenalty,
+    Part,
+    Rules,
+    RulesError,
+    Shown,
+    parse_time,
+    release_from_json,
+    zone,
+)
+from service.domain.final_grade import AdjustMode, Change, in_force
+from service.extensions import DbSession
+from service.models import Adjustment, ExtensionGrant, Schedule, Student, utcnow
+
+#: The course's time zone when no schedule names one (``COURSE_TIMEZONE``).
+DEFAULT_TIMEZONE = "Asia/Tokyo"
+
+
+def course_timezone() -> str:
+    try:
+        return str(current_app.config.get("COURSE_TIMEZONE") or DEFAULT_TIMEZONE)
+    except RuntimeError:  # outside an app (a script)
+        return DEFAULT_TIMEZONE
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+
+def rules_of(row: Schedule | None, exercise_id: str, timezone: str | None = None) -> Rules:
+    """The :class:`Rules` of a schedule row (None: the defaults)."""
+    if row is None:
+        return Rules(exercise=exercise_id, timezone=timezone or course_timezone())
+    return Rules(
+        exercise=exercise_id,
+        dates=Dates(row.opens_at, row.due_at, row.late_until),
+        penalty=LatePenalty.parse(row.late_penalty),
+        counts=Counts(row.counts) if row.counts in tuple(Counts) else Counts.BEST,
+        attempts_per_day=row.attempts_per_day,
+        timezone=row.timezone or timezone or course_timezone(),
+        weight=row.weight,
+        release=release_from_json(row.release),
+        published_at=row.published_at)
+
+
+def load_rules(session: DbSession, exercise_id: str) -> Rules:
+    return rules_of(session.get(Schedule, exercise_id), exercise_id)
+
+
+def load_all_rules(session: DbSession, exercise_ids: Iterable[str]) -> dict[str, Rules]:
+    """Every listed exercise's rules (defaults where no schedule is stored), in one query."""
+    rows = {row.exercise: row for row in session.execute(select(Schedule)).scalars()}
+    return {exercise_id: rules_of(rows.get(exercise_id), exercise_id)
+            for exercise_id in exercise_ids}
+
+
+#: ``set_schedule``'s keyword arguments that clear a field when given the value :data:`CLEAR`.
+CLEAR = ""
+
+
+@dataclass(frozen=True)
+class ScheduleChange:
+    """What ``schedule set`` (or the dashboard's form) asks to change; ``None`` leaves a field
+    as it is, :data:`CLEAR` (for the times and the daily limit) removes it. Texts are parsed
+    here, so every caller gets the same errors."""
+
+    opens: str | None = None
+    due: str | None = None
+    late_until: str | None = None
+    late_penalty: str | None = None
+    counts: str | None = None
+    attempts_per_day: str | int | None = None
+    timezone: str | None = None
+    weight: str | float | None = None
+    release: Mapping[Part, Shown] | None = None
+
+
+def set_schedule(session: DbSession, exercise_id: str, change: ScheduleChange, author: str
+                 ) -> Rules:
+    """Apply ``change`` to the exercise's schedule (made with the defaults if there is none),
+    check the result as a whole and commit it; :class:`RulesError` leaves it untouched."""
+    row = session.get(Schedule, exercise_id)
+    if row is None:
+        row = Schedule(exercise=exercise_id, late_penalty="0", counts=Counts.BEST.value,
+                       timezone=course_timezone(), weight=1.0,
+                       release={p.value: s.value for p, s in DEFAULT_RELEASE.items()})
+    values: dict[str, Any] = {
+        "opens_at": row.opens_at, "due_at": row.due_at, "late_until": row.late_until}
+    for name, column in (("opens", "opens_at"), ("due", "due_at"), ("late_until", "late_until")):
+        text = getattr(change, name)
+        if text is not None:
+            values[column] = None if text == CLEAR else parse_time(text)
+    Dates(values["opens_at"], values["due_at"], values["late_until"]).check()
+    if change.late_penalty is not None:
+        values["late_penalty"] = str(LatePenalty.parse(change.late_penalty))
+    if change.counts is not None:
+        if change.counts not in tuple(Counts):
+            raise RulesError(f"counts must be best or last, not {change.counts!r}")
+        values["counts"] = change.counts
+    if change.attempts_per_day is not None:
+        values["attempts_per_day"] = _limit(change.attempts_per_day)
+    if change.timezone is not None:
+        zone(change.timezone)
+        values["timezone"] = change.timezone
+    if change.weight is not None:
+        values["weight"] = _weight(change.weight)
+    if change.release is not None:
+        values["release"] = {p.value: s.value for p, s in change.release.items()}
+    session.rollback()  # nothing of a refused change stays; the row is read again below
+    row = session.get(Schedule, exercise_id) or Schedule(
+        exercise=exercise_id, late_penalty="0", counts=Counts.BEST.value,
+        timezone=course_timezone(), weight=1.0,
+        release={p.value: s.value for p, s in DEFAULT_RELEASE.items()})
+    for column, value in values.items():
+        setattr(row, column, value)
+    row.updated_at, row.updated_by = utcnow(), author[:64]
+    session.add(row)
+    session.commit()
+    return rules_of(row, exercise_id)
+
+
+def publish(session: DbSession, exercise_id: str, author: str, published: bool = True) -> Rules:
+    """Publish the exercise's results now (the ``on_publish`` rule), or take that back."""
+    row = session.get(Schedule, exercise_id)
+    if row is None:
+        set_schedule(session, exercise_id, ScheduleChange(), author)
+        row = session.get(Schedule, exercise_id)
+        assert row is not None
+    row.published_at = utcnow() if published else None
+    row.updated_at, row.updated_by = utcnow(), author[:64]
+    session.commit()
+    return rules_of(row, exercise_id)
+
+
+def _limit(value: str | int) -> int | None:
+    if value == CLEAR:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise RulesError(f"attempts per day must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise RulesError("attempts per day must be at least 1 (or empty for no limit)")
+    return number
+
+
+def _weight(value: str | float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RulesError(f"weight must be a number, not {value!r}") from None
+    if not 0 <= number <= 1000 or number != number:
+        raise RulesError("weight must be between 0 and 1000")
+    return number
+
+
+# --- extensions ---------------------------------------------------------------------------------
+
+
+def find_student(session: DbSession, student_id: str) -> Student:
+    found = session.execute(select(Student).where(Student.student_id == student_id.strip())
+                            ).scalar_one_or_none()
+    if found is None:
+        raise RulesError(f"no student {student_id!r} on the roster")
+    return found
+
+
+def extension_of(row: ExtensionGrant) -> Extension:
+    return Extension(row.due_at, row.late_until, row.extra_attempts)
+
+
+def load_extensions(session: DbSession, exercise_id: str | None = None
+                    ) -> dict[tuple[int, str], Extension]:
+    """(student pk, exercise) -> extension, for one exercise or all."""
+    query = select(ExtensionGrant)
+    if exercise_id is not None:
+        query = query.where(ExtensionGrant.exercise == exercise_id)
+    return {(row.student_pk, row.exercise): extension_of(row)
+            for row in session.execute(query).scalars()}
+
+
+def grant_extension(session: DbSession, student_id: str, exercise_id: str, due: str,
+                    late_until: str | None, author: str, extra_attempts: int = 0,
+                    comment: str = "", commit: bool = True) -> ExtensionGrant:
+    """Give a student their own due (and late-until); replaces an earlier extension."""
+    student = find_student(session, student_id)
+    due_at = parse_time(due)
+    late_at = parse_time(late_until) if late_until else None
+    if late_at is not None and late_at < due_at:
+        raise RulesError("late-until must not be before due")
+    if extra_attempts < 0:
+        raise RulesError("extra attempts cannot be negative")
+    row = session.execute(select(ExtensionGrant).where(
+        ExtensionGrant.student_pk == student.id, ExtensionGrant.exercise == exercise_id)
+    ).scalar_one_or_none() or ExtensionGrant(student_pk=student.id, exercise=exercise_id)
+    row.due_at, row.late_until, row.extra_attempts = due_at, late_at, extra_attempts
+    row.comment, row.granted_by, row.granted_at = comment, author[:64], utcnow()
+    session.add(row)
+    if commit:
+        session.commit()
+    return row
+
+
+def revoke_extension(session: DbSession, student_id: str, exercise_id: str) -> bool:
+    student = find_student(session, student_id)
+    gone = session.execute(delete(ExtensionGrant).where(
+        ExtensionGrant.student_pk == student.id, ExtensionGrant.exercise == exercise_id))
+    session.commit()
+    return bool(getattr(gone, "rowcount", 0))
+
+
+#: The columns of an extensions CSV (the first three required).
+EXTENSION_COLUMNS = ("student_id", "exercise", "due", "late_until", "extra_attempts", "comment")
+
+
+def import_extensions(session: DbSession, text: str, known: Iterable[str], author: str) -> int:
+    """Grant every extension of a CSV (header: :data:`EXTENSION_COLUMNS`), all or none: the
+    first bad line raises :class:`RulesError` naming it, and nothing is kept."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = [c for c in EXTENSION_COLUMNS[:3] if c not in (reader.fieldnames or [])]
+    if missing:
+        raise RulesError(f"the CSV needs the columns {', '.join(EXTENSION_COLUMNS[:3])} "
+                         f"(missing: {', '.join(missing)})")
+    exercises = set(known)
+    count = 0
+    try:
+        for line, record in enumerate(reader, start=2):
+            try:
+                exercise_id = (record.get("exercise") or "").strip()
+                if exercise_id not in exercises:
+                    raise RulesError(f"unknown exercise {exercise_id!r}")
+                extra = (record.get("extra_attempts") or "0").strip() or "0"
+                if not extra.isdigit():
+                    raise RulesError(f"extra_attempts must be a whole number, not {extra!r}")
+                grant_extension(session, record.get("student_id") or "", exercise_id,
+                                record.get("due") or "", (record.get("late_until") or "").strip()
+                                or None, author, int(extra), (record.get("comment") or ""),
+                                commit=False)
+            except RulesError as exc:
+                raise RulesError(f"line {line}: {exc}") from None
+            count += 1
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return count
+
+
+# --- adjustments --------------------------------------------------------------------------------
+
+
+def load_changes(session: DbSession, exercise_id: str | None = None
+                 ) -> dict[tuple[int, str], dict[str | None, Change]]:
+    """(student pk, exercise) -> the adjustments in force (``final_grade.in_force``)."""
+    query = select(Adjustment.student_pk, Adjustment.exercise, Adjustment.item_id,
+                   Adjustment.mode, Adjustment.points).order_by(Adjustment.id)
+    if exercise_id is not None:
+        query = query.where(Adjustment.exercise == exercise_id)
+    grouped: dict[tuple[int, str], list[tuple[str | None, AdjustMode, float]]] = {}
+    for student_pk, exercise, item_id, mode, points in session.execute(query):
+        grouped.setdefault((student_pk, exercise), []).append(
+            (item_id, AdjustMode(mode), points))
+    return {key: in_force(rows) for key, rows in grouped.items()}
+
+
+def adjustment_history(session: DbSession, student_pk: int, exercise_id: str | None = None
+                       ) -> list[Adjustment]:
+    """A student's adjustments, oldest first (the audit trail)."""
+    query = select(Adjustment).where(Adjustment.student_pk == student_pk)
+    if exercise_id is not None:
+        query = query.where(Adjustment.exercise == exercise_id)
+    return list(session.execute(query.order_by(Adjustment.id)).scalars())
+
+
+def check_adjustment(mode: AdjustMode, points: float, comment: str, item_id: str | None,
+                     items: Iterable[str]) -> None:
+    if not comment.strip():
+        raise RulesError("an adjustment needs a comment (the student reads it)")
+    if item_id is not None and item_id not in set(items):
+        raise RulesError(f"unknown item {item_id!r} (items: {', '.join(items)})")
+    if points != points or abs(points) > 1e6:
+        raise RulesError("points must be a number")
+    if mode is AdjustMode.SET and points < 0:
+        raise RulesError("a score cannot be set below 0")
