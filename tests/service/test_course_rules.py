@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
 from grader import RunStatus
@@ -318,6 +320,34 @@ def test_an_extension_gives_extra_attempts_to_its_student_only(app, tokens, cloc
     assert stored(app) == before
     clock.at("2026-12-16T00:00:00+09:00")  # a new day in Tokyo
     accepted(send(app, tokens, "alice", key="fourth"))
+
+
+# --- the API documents the refusals ------------------------------------------------------------
+
+
+def test_the_refusals_are_documented_and_match_the_openapi_document(app, tokens, clock):
+    document = app.test_client().get("/api/openapi.json").get_json()
+    responses = document["paths"]["/api/submissions"]["post"]["responses"]
+    assert {"not_open", "closed"} <= set(re.findall(r"`(\w+)`", responses["403"]["description"]))
+    assert "daily_limit" in re.findall(r"`(\w+)`", responses["429"]["description"])
+    schema = {**responses["403"]["content"]["application/json"]["schema"],
+              "components": document["components"]}
+    assert schema == {**responses["429"]["content"]["application/json"]["schema"],
+                      "components": document["components"]}
+
+    schedule(app, "--opens", OPENS, "--due", DUE, "--attempts-per-day", "1")
+    clock.at(OPENS, -SECOND)
+    answers = [send(app, tokens)]
+    clock.at(OPENS)
+    accepted(send(app, tokens))
+    answers.append(send(app, tokens))
+    clock.at(DUE, SECOND)
+    answers.append(send(app, tokens))
+    assert [(a.status_code, a.get_json()["error"]) for a in answers] == [
+        (403, "not_open"), (429, "daily_limit"), (403, "closed")]
+    for answer in answers:
+        errors = list(Draft202012Validator(schema).iter_errors(answer.get_json()))
+        assert not errors, [e.message for e in errors]
 
 
 # --- the "Done when", set up from the command line ---------------------------------------
