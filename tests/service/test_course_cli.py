@@ -219,6 +219,12 @@ def test_extension_grant_list_and_revoke(app: Flask, tokens: dict):
     assert "revoked" in ok(app, "extension", "revoke", "alice", EXERCISE)
     assert json.loads(ok(app, "extension", "list", "--json")) == []
     assert "no extension" in refused(app, "extension", "revoke", "alice", EXERCISE)
+    ok(app, "extension", "grant", "bob", EXERCISE, "--due", DUE)
+    assert "no student 'carol'" in refused(app, "extension", "revoke", "carol", EXERCISE)
+    assert "unknown exercise" in refused(app, "extension", "revoke", "bob", "chap99")
+    assert [e["student_id"] for e in json.loads(ok(app, "extension", "list", "--json"))] == [
+        "bob"]
+    ok(app, "extension", "revoke", "bob", EXERCISE)
     assert "no extensions" in ok(app, "extension", "list")
 
 
