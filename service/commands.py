@@ -11,6 +11,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
+from service import course_commands
 from service.extensions import db
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(requeue_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(instructor_group)
+    course_commands.init_app(app)  # schedule, extension, adjust, adjustments
 
 
 @click.group("roster", help="Class roster and personal access tokens.")

@@ -7,7 +7,7 @@ Order matters for "nothing acknowledged is lost" and for what an upload may cost
    refused, 403 ``not_open`` or ``closed``);
 2. without any lock, read only: an answer already given (the same ``Idempotency-Key``, or the
    same notebook within ``DUPLICATE_WINDOW``) is given again, and a student over the rate
-   limit is refused, all before the notebook is parsed;
+   limit or the daily limit is refused, all before the notebook is parsed or stored;
 3. the notebook is read within :func:`upload_limits` (``grader.notebook.read_notebook``: bytes,
    nesting, values, cells, sizes, then the schema under a deadline), outside any lock: the
    request thread spends bounded time on it, and other students' uploads do not wait;
@@ -134,7 +134,7 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
         return earlier
     if earlier is None:
         _check_rate(request.student_pk)
-        _check_rules(request, utcnow())
+        _check_rules(request, utcnow(), daily=True)  # a refused upload leaves no file
     _check_notebook(data)  # a duplicate sent with a new key too: its key is stored below
     if earlier is None:
         _put_blob(data)

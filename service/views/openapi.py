@@ -26,6 +26,9 @@ def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "invalid input (nothing queued)", 401: "missing or unknown token",
+            403: "refused by the exercise's schedule, nothing stored: `not_open` (before it "
+                 "opens) or `closed` (after the student's late-until, or after the due time "
+                 "when there is no late window); `message` and `message_ja` say when",
             404: "not found (also someone else's: the answer is the same)",
             413: "upload too large, or the notebook over a limit (cells, sizes, check time)",
             422: "Idempotency-Key already used with another request",
@@ -84,7 +87,13 @@ def openapi_document() -> dict[str, Any]:
                                     "description": "`true` when this is the first answer to "
                                                    "the request's Idempotency-Key, again",
                                     "schema": {"type": "string", "enum": ["true"]}}}},
-                        **_errors(400, 401, 404, 413, 422, 429, 507),
+                        **_errors(400, 401, 403, 404, 413, 422, 507),
+                        "429": json_body(ref("Error"), (
+                            "nothing stored: `rate_limited` (too many submissions in the "
+                            "window), `daily_limit` (the exercise's attempts per day, the day "
+                            "starting at midnight in the course's time zone; an extension may "
+                            "add attempts), or `throttled` (too many wrong tokens from this "
+                            "address, see Retry-After)")),
                     },
                 },
                 "get": {"summary": "The caller's submissions, newest first, a page at a time",
