@@ -108,8 +108,13 @@ def release(body: dict[str, Any], rules: Rules, dates: Dates, now: dt.datetime) 
                                                if w.part is Part.HOLDOUT_ACCURACY).until,
                      figures=Part.TEST_ACCURACY not in hidden)
     if Part.TEST_ACCURACY in hidden:
+        until = next(w for w in withheld if w.part is Part.TEST_ACCURACY).until
         for item in items:
-            _drop_sets(item, TEST_SETS)
+            if _drop_sets(item, TEST_SETS) and Part.HOLDOUT_ACCURACY not in hidden:
+                # its feedback quotes the test figures (memorised, collapsed, the counted one)
+                item["feedback"] = _notice(rules, Part.TEST_ACCURACY, until)
+                for flag in HOLDOUT_FLAGS:
+                    item["details"].pop(flag, None)
     if Part.FEEDBACK in hidden:
         for item in items:
             item["feedback"] = {"ja": "", "en": ""}
@@ -140,11 +145,15 @@ def public_score(body: dict[str, Any]) -> float | None:
     return None if score is None else float(score)
 
 
-def _drop_sets(item: dict[str, Any], names: tuple[str, ...]) -> None:
+def _drop_sets(item: dict[str, Any], names: tuple[str, ...]) -> bool:
+    """Remove the image sets ``names`` from an accuracy item's figures; False for another
+    item."""
     details = item.get("details")
     if isinstance(details, dict) and isinstance(details.get("accuracies"), dict):
         details["accuracies"] = {name: value for name, value in details["accuracies"].items()
                                  if name not in names}
+        return True
+    return False
 
 
 def _public_only(body: dict[str, Any], items: list[dict[str, Any]], rules: Rules | None,
@@ -196,13 +205,7 @@ def _provisional_text(rules: Rules | None, until: dt.datetime | None,
     texts = {}
     for lang in ("ja", "en"):
         with force_locale(lang):
-            if until is not None:
-                when = _("release.after",
-                         date=f"{local(until, rules.timezone):%Y-%m-%d %H:%M %Z}")
-            elif rules.release.get(Part.HOLDOUT_ACCURACY) is Shown.NEVER:
-                when = _("release.when_never")
-            else:
-                when = _("release.when_published")
+            when = _when(rules, Part.HOLDOUT_ACCURACY, until)
             if figure is None:
                 texts[lang] = _("release.provisional_none", when=when)
             else:
@@ -231,3 +234,21 @@ class StudentRelease:
     def __call__(self, body: dict[str, Any]) -> Released:
         rules, dates = self.rules(str(body["exercise"]))
         return release(body, rules, dates, self.now)
+
+
+def _when(rules: Rules, part: Part, until: dt.datetime | None) -> str:
+    """When ``part`` is released, in words of the current language."""
+    if until is not None:
+        return _("release.after", date=f"{local(until, rules.timezone):%Y-%m-%d %H:%M %Z}")
+    if rules.release.get(part) is Shown.NEVER:
+        return _("release.when_never")
+    return _("release.when_published")
+
+
+def _notice(rules: Rules, part: Part, until: dt.datetime | None) -> dict[str, str]:
+    """The accuracy item's feedback while the test images' figures are withheld."""
+    texts = {}
+    for lang in ("ja", "en"):
+        with force_locale(lang):
+            texts[lang] = _("release.test_hidden", when=_when(rules, part, until))
+    return texts
