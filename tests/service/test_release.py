@@ -432,6 +432,8 @@ def test_the_gradebook_by_hand(app: Flask, tokens: dict[str, str]):
     assert "the grader misread your pool layer" in page and "teacher" not in page
     assert f"{due + dt.timedelta(hours=9):%Y-%m-%d %H:%M} JST" in page
     assert "per started day" in page
+    ja = logged_in(app, tokens["alice"]).get("/gradebook?lang=ja").get_data(as_text=True)
+    assert "成績" in ja and "最高得点の提出を採用" in ja and "遅延" in ja
 
 
 def test_the_provisional_gradebook_counts_public_scores_and_names_no_submission(
@@ -481,6 +483,9 @@ def test_the_upload_page_shows_the_students_own_dates(app: Flask, tokens: dict[s
     assert "5% of the score per started hour late" in page
     # attempts: 3 + 1 extra, one used today (unless the day in Tokyo just turned)
     assert "3 of 4" in page or "4 of 4" in page
+    ja = logged_in(app, tokens["alice"]).get("/?lang=ja").get_data(as_text=True)
+    assert "得点の 5% " not in ja and "遅れた時間ごと（1 時間未満も 1 時間）に得点の 5%" in ja
+    assert "あなたの延長" in ja
     bob = logged_in(app, tokens["bob"]).get("/").get_data(as_text=True)
     assert f"{due.replace(microsecond=0) + dt.timedelta(hours=9):%Y-%m-%d %H:%M} JST" in bob
     assert "extended for you" not in bob and "3 of 3" in bob
