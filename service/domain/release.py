@@ -174,7 +174,7 @@ def _public_only(body: dict[str, Any], items: list[dict[str, Any]], rules: Rules
             details.pop(flag, None)
         if counted is None:
             details.pop("measured_accuracy", None)
-            item["feedback"] = _provisional_text(rules, until, None)
+            item["feedback"] = _provisional_text(rules, until, None, details)
             continue
         figure, fraction = counted
         if figures:
@@ -188,7 +188,7 @@ def _public_only(body: dict[str, Any], items: list[dict[str, Any]], rules: Rules
             item["status"] = ("correct" if fraction >= 1 else
                               "partial" if fraction > 0 else "incorrect")
             rejudged = True
-        item["feedback"] = _provisional_text(rules, until, figure if figures else None)
+        item["feedback"] = _provisional_text(rules, until, figure if figures else None, details)
     if "measured_accuracy" in body:
         body["measured_accuracy"] = public_figure
     if rejudged and body.get("score") is not None:
@@ -197,9 +197,10 @@ def _public_only(body: dict[str, Any], items: list[dict[str, Any]], rules: Rules
 
 
 def _provisional_text(rules: Rules | None, until: dt.datetime | None,
-                      figure: float | None) -> dict[str, str]:
-    """The accuracy item's feedback while the held-out figure is withheld, in both
-    languages."""
+                      figure: float | None, details: dict[str, Any]) -> dict[str, str]:
+    """The accuracy item's feedback while the held-out figure is withheld, in both languages:
+    what it is counted on and when the final result comes, and, for a model that is not the
+    network asked for (the grader's own text is mixed with figures), that it earns nothing."""
     if rules is None:
         return {"ja": "", "en": ""}
     texts = {}
@@ -210,6 +211,8 @@ def _provisional_text(rules: Rules | None, until: dt.datetime | None,
                 texts[lang] = _("release.provisional_none", when=when)
             else:
                 texts[lang] = _("release.provisional", figure=f"{figure:.4f}", when=when)
+            if details.get("structure_ok") is False:
+                texts[lang] += "\n" + _("release.wrong_network")
     return texts
 
 

@@ -24,8 +24,9 @@ from grader.comparators.accuracy import accuracy_fraction, counted_accuracy
 from grader.messages import bilingual
 from service.domain import schedules
 from service.domain.adjustments import adjust
-from service.domain.course_rules import parse_release
+from service.domain.course_rules import Dates, Rules, parse_release
 from service.domain.final_grade import AdjustMode
+from service.domain.release import release
 from service.domain.schedules import ScheduleChange
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission, utcnow
@@ -501,3 +502,42 @@ def test_the_openapi_document_publishes_the_gradebook_and_withheld(app: Flask):
         schemas_["GradebookExercise"]["properties"])
     score = schemas_["Item"]["properties"]["score"]
     assert {"type": "null"} in score.get("anyOf", [])
+
+
+def test_a_wrong_network_earns_nothing_provisionally_and_is_told_so(
+        app: Flask, tokens: dict[str, str]):
+    now = utcnow()
+    set_rules(app, due=iso(now + dt.timedelta(days=1)))
+    body = report(app)
+    accuracy = body["items"][2]
+    accuracy["details"]["structure_ok"] = False
+    accuracy.update(score=0.0, status="incorrect")
+    told = bilingual("accuracy.wrong_network")
+    accuracy["feedback"] = {"ja": told.ja, "en": told.en}
+    body["score"] = round(sum(i["score"] for i in body["items"]), 4)
+    sid = add_graded(app, "alice", now - dt.timedelta(hours=1), body)
+    api = everything(app, tokens["alice"], sid)["api"]
+    item = next(i for i in api["items"] if i["id"] == "accuracy")
+    assert item["score"] == 0.0 and item["status"] == "incorrect"
+    assert "not the network this exercise asks for" in item["feedback"]["en"]
+    assert api["score"] == pytest.approx(9.0)
+
+
+def test_the_release_edges_are_the_schedules(app: Flask):
+    """Shown after late-until, not at it; an exam's parts once published, at that moment."""
+    late_until = dt.datetime(2026, 12, 26, 15, 0)
+    rules = Rules(EXERCISE, Dates(due=late_until - dt.timedelta(days=2), late_until=late_until))
+    with app.test_request_context():
+        body = {"exercise": EXERCISE, "score": 1.0, "items": [], "measured_accuracy": 0.9}
+        at = release(body, rules, rules.dates, late_until)
+        assert [w.body() for w in at.withheld] == [
+            {"part": "holdout_accuracy", "until": "2026-12-26T15:00:00Z"}]
+        assert at.body["measured_accuracy"] is None and body["measured_accuracy"] == 0.9
+        after = release(body, rules, rules.dates, late_until + dt.timedelta(seconds=1))
+        assert after.withheld == [] and after.body["measured_accuracy"] == 0.9
+        published = dt.datetime(2026, 12, 20)
+        exam = Rules(EXERCISE, rules.dates, release=parse_release("exam"),
+                     published_at=published)
+        assert len(release(body, exam, exam.dates, published - dt.timedelta(seconds=1)
+                           ).withheld) == 4
+        assert release(body, exam, exam.dates, published).withheld == []
