@@ -172,9 +172,11 @@ def _public_only(body: dict[str, Any], items: list[dict[str, Any]], rules: Rules
         _drop_sets(item, HOLDOUT_SETS)
         for flag in HOLDOUT_FLAGS:
             details.pop(flag, None)
-        if counted is None:
+        if counted is None:  # no public figure to judge on: the score waits as well
             details.pop("measured_accuracy", None)
             item["feedback"] = _provisional_text(rules, until, None, details)
+            if item.get("score") is not None:
+                item["score"], item["status"], rejudged = None, None, True
             continue
         figure, fraction = counted
         if figures:

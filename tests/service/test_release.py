@@ -541,3 +541,18 @@ def test_the_release_edges_are_the_schedules(app: Flask):
         assert len(release(body, exam, exam.dates, published - dt.timedelta(seconds=1)
                            ).withheld) == 4
         assert release(body, exam, exam.dates, published).withheld == []
+
+
+def test_without_a_public_figure_the_accuracy_score_waits_too(app: Flask):
+    """An accuracy item measured on the held-out images alone: nothing public to judge on, so
+    its score is withheld with the figure and the total is the other items'."""
+    late_until = dt.datetime(2026, 12, 26, 15, 0)
+    rules = Rules(EXERCISE, Dates(due=late_until - dt.timedelta(days=2), late_until=late_until))
+    body = report(app, accuracies={"holdout": HOLDOUT})
+    with app.test_request_context():
+        shown = release(body, rules, rules.dates, late_until).body
+    accuracy = next(i for i in shown["items"] if i["id"] == "accuracy")
+    assert accuracy["score"] is None and accuracy["status"] is None
+    assert accuracy["details"]["accuracies"] == {}
+    assert shown["score"] == pytest.approx(9.0) and shown["measured_accuracy"] is None
+    assert "9137" not in json.dumps(shown)
