@@ -10,6 +10,7 @@ The public API, used by the CLI and the web service::
 Nothing here imports web, database or queue code.
 """
 
+from grader.comparators.accuracy import public_accuracy
 from grader.config import GraderConfig
 from grader.limits import Limits
 from grader.pipeline import Progress, grade_notebook
@@ -31,4 +32,5 @@ __all__ = [
     "grade_notebook",
     "list_exercises",
     "load_exercise",
+    "public_accuracy",
 ]

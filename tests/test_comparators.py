@@ -427,3 +427,30 @@ def test_a_table_written_in_the_networks_own_kinds_is_left_to_the_budget(exercis
     network's kinds, pass the path checks; only the parameter budget bounds how many."""
     j = judge(exercise, "model", _with_path(expected, "table_via_variable"), expected)
     assert j.fraction == 1.0 and j.details["data_path_ok"] is True
+
+
+def test_public_accuracy_counts_the_test_sets_only(exercise, expected):
+    """The provisional figure leaves the held-out set (and its moved copy) out: a model that
+    memorised the test images is provisionally perfect; the credit follows the same line from
+    floor to threshold; a wrong network earns nothing; details without figures give None."""
+    from grader import public_accuracy
+
+    labels = {"test": np.arange(1000) % 10, "holdout": np.arange(500) % 10}
+    held_out = labels["holdout"].copy()
+    held_out[:100] = (held_out[:100] + 3) % 10  # 80 % on images it never saw
+    measured = {"predictions": {"test": labels["test"].tolist(), "holdout": held_out.tolist()},
+                "graph": expected["model"]}
+    j = judge(exercise, "accuracy", measured, expected, labels=labels)
+    assert j.fraction == 0 and public_accuracy(j.details) == (1.0, 1.0)
+    rule = exercise.accuracy
+    halfway = (rule.threshold + rule.floor) / 2
+    details = {**j.details, "accuracies": {"test": halfway, "holdout": 0.1,
+                                           "test-moved": 1.0, "holdout-moved": 0.0}}
+    figure, fraction = public_accuracy(details)
+    assert figure == pytest.approx(halfway) and fraction == pytest.approx(0.5)
+    moved = {**details, "accuracies": {"test": 1.0, "test-moved": 0.1, "holdout": 1.0}}
+    figure, fraction = public_accuracy(moved)
+    assert figure == pytest.approx(1 - 0.9 / rule.moved_error_ratio) and fraction == 0
+    assert public_accuracy({**details, "structure_ok": False})[1] == 0.0
+    assert public_accuracy({}) is None
+    assert public_accuracy({**details, "accuracies": {"holdout": 1.0}}) is None

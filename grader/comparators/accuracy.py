@@ -64,6 +64,34 @@ def counted_accuracy(accuracies: dict[str, float], moved_error_ratio: float) -> 
     return counted
 
 
+#: The image set the student's sandbox never had (the private leaderboard's).
+HELD_OUT = "holdout"
+
+
+def public_accuracy(details: dict) -> tuple[float, float] | None:
+    """The accuracy an ``accuracy`` item would count on the public image sets alone (the
+    held-out set and its moved copy left out) and the credit it would earn, from the item's
+    ``details`` as the report keeps them: the provisional figure, like a public leaderboard's,
+    shown while the held-out one is withheld. A wrong network (``structure_ok`` False) earns
+    nothing. None when the details hold no public figure to count."""
+    accuracies = details.get("accuracies")
+    if not isinstance(accuracies, dict):
+        return None
+    public = {name: float(value) for name, value in accuracies.items()
+              if source_name(str(name)) != HELD_OUT and isinstance(value, int | float)}
+    try:
+        ratio = float(details["moved_error_ratio"])
+        threshold, floor = float(details["threshold"]), float(details["floor"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not public or ratio <= 0:
+        return None
+    measured = counted_accuracy(public, ratio)
+    if details.get("structure_ok") is False:
+        return measured, 0.0
+    return measured, accuracy_fraction(measured, threshold, floor)
+
+
 def claimed_accuracy(
     executed: nbformat.NotebookNode | None, cell_index: int | None, pattern: str
 ) -> float | None:

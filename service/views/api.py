@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from service.domain.release import StudentRelease
 from service.domain.submission_pages import DEFAULT_LIMIT, MAX_LIMIT, submissions_page
 from service.domain.submissions import Rejection, accept_submission, known_exercises
 from service.domain.throttle import Throttle
@@ -113,7 +114,8 @@ def get_submission(submission_id: int) -> Response:
     if submission is None or submission.student_pk != student.id:
         # Someone else's is answered as a missing one, word for word: ids say nothing.
         return json_error(404, "not_found", f"no submission {submission_id}")
-    return jsonify(schemas.Submission.of(submission).body())
+    shown = StudentRelease(db.session, student.id)(schemas.Submission.of(submission).body())
+    return jsonify(shown.body)
 
 
 @bp.get("/submissions")
@@ -130,11 +132,21 @@ def list_submissions() -> Response:
         return json_error(400, "bad_page", f"limit is 1 to {MAX_LIMIT}; cursor is the "
                           "number from the previous answer's Link header")
     rows, after = submissions_page(db.session, student.id, limit, cursor)
-    response = jsonify([schemas.Submission.of(row).body() for row in rows])
+    released = StudentRelease(db.session, student.id)
+    response = jsonify([released(schemas.Submission.of(row).body()).body for row in rows])
     if after is not None:
         next_url = url_for("api.list_submissions", limit=limit, cursor=after, _external=True)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
+
+
+@bp.get("/gradebook")
+def gradebook() -> Response:
+    """The caller's own gradebook: per exercise their dates, the rules, the counted submission,
+    raw, penalty, adjustment, final (as the release rules let them see them), and the course
+    total."""
+    student = _require_student()
+    return jsonify(schemas.gradebook_of(student).model_dump(mode="json"))
 
 
 @bp.get("/exercises")

@@ -112,12 +112,22 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/submissions/{id}": {
                 "get": {
-                    "summary": "A submission's status, score and feedback",
+                    "summary": "A submission's status, score and feedback, as the release "
+                               "rules let the student see them (see `withheld`)",
                     "parameters": [{"name": "id", "in": "path", "required": True,
                                     "schema": {"type": "integer", "minimum": 0,
                                                "maximum": MAX_ID}}],
                     "responses": {"200": json_body(ref("Submission"), "the submission"),
                                   **_errors(401, 404, 429)},
+                },
+            },
+            "/api/gradebook": {
+                "get": {
+                    "summary": "The caller's own gradebook: per exercise their dates, the "
+                               "counted submission, raw, penalty, adjustment, final, and the "
+                               "course total, as the release rules let them see it",
+                    "responses": {"200": json_body(ref("Gradebook"), "the gradebook"),
+                                  **_errors(401, 429)},
                 },
             },
             "/api/exercises": {

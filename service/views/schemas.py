@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from flask import url_for
+from flask import current_app, url_for
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from grader import spec
 from service import models
+from service.domain.student_gradebook import student_gradebook
+from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.queue import claims
 from service.states import ItemStatus, RunState, RunStatus
@@ -67,9 +69,11 @@ class Item(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: str
-    score: float
+    #: None while the release rules withhold the score (``Submission.withheld``).
+    score: float | None
     max_score: float
-    status: ItemStatus
+    #: None with ``score``: ``correct``, ``partial`` and ``incorrect`` judge the score.
+    status: ItemStatus | None
     feedback: LocalizedText
     title: LocalizedText | None = None
     details: dict[str, Any] | None = None
@@ -91,8 +95,21 @@ class ExecutedOmitted(BaseModel):
                    message=LocalizedText(**notices.executed_omitted_both(omitted)))
 
 
+class Withheld(BaseModel):
+    """A part of a result the course's release rules keep from the student for now."""
+
+    #: ``score`` (total and items: null), ``feedback`` (items' feedback empty, details gone),
+    #: ``test_accuracy`` (the test sets' figures gone), ``holdout_accuracy`` (the held-out
+    #: figures gone; accuracy and score counted on the public test images, provisional).
+    part: Literal["score", "feedback", "test_accuracy", "holdout_accuracy"]
+    #: When it is shown (ISO 8601, UTC); null: when the instructor publishes the results, or
+    #: never.
+    until: UtcTime | None = None
+
+
 class Submission(BaseModel):
-    """A submission with its latest grading run: status, score, feedback, queue position."""
+    """A submission with its latest grading run: status, score, feedback, queue position; as
+    the release rules let the student see it (``withheld`` says what is not shown yet)."""
 
     id: int
     exercise: str
@@ -118,6 +135,8 @@ class Submission(BaseModel):
     executed_notebook_url: Annotated[str | None, WithJsonSchema({"type": "string"})] = None
     #: Set only when the run finished without one: why (the score is not affected).
     executed_notebook_omitted: ExecutedOmitted | SkipJsonSchema[None] = None
+    #: What the release rules hide from the student for now (``service.domain.release``).
+    withheld: list[Withheld] = []
 
     @classmethod
     def of(cls, submission: models.Submission) -> Submission:
@@ -190,6 +209,103 @@ class Exercise(BaseModel):
                    for item in exercise.items])
 
 
+class StudentDates(BaseModel):
+    """When the student may hand an exercise in: their own dates (an extension) or the
+    class's; null: no such date."""
+
+    opens: UtcTime | None = None
+    due: UtcTime | None = None
+    late_until: UtcTime | None = None
+    #: The course's time zone the pages show these dates in (IANA name).
+    timezone: str
+    #: The student has an extension: ``due`` and ``late_until`` are their own.
+    extended: bool = False
+
+
+class AdjustmentNote(BaseModel):
+    """An instructor's change to the student's score, with its comment (not its author)."""
+
+    #: The item changed; null: the exercise's total.
+    item: str | None = None
+    mode: Literal["add", "set", "remove"]
+    #: Null while the exercise's score is withheld.
+    points: float | None = None
+    comment: str
+    at: UtcTime
+
+
+class GradebookExercise(BaseModel):
+    """One exercise of the student's gradebook, by the course's rules. While the score is
+    withheld, ``raw``, ``penalty``, ``adjustment``, ``final`` and ``submission_id`` are null;
+    while the held-out accuracy is withheld they are ``provisional`` (counted on the public
+    test images) and ``submission_id`` is null."""
+
+    exercise: str
+    title: LocalizedText
+    max_score: float
+    weight: float
+    dates: StudentDates
+    counts: Literal["best", "last"]
+    #: ``0``, ``N%``, ``N%/day`` or ``N%/hour`` (docs/course-rules.md).
+    late_penalty: str
+    #: The counted submission.
+    submission_id: int | None = None
+    raw: float | None = None
+    penalty: float | None = None
+    adjustment: float | None = None
+    final: float | None = None
+    #: The counted submission was late.
+    late: bool = False
+    provisional: bool = False
+    score_hidden: bool = False
+    withheld: list[Withheld] = []
+    adjustments: list[AdjustmentNote] = []
+
+
+class Gradebook(BaseModel):
+    """The student's own gradebook and course total (``GET /api/gradebook``)."""
+
+    student_id: str
+    exercises: list[GradebookExercise]
+    #: The weighted course total in percent over the exercises whose score is shown (an
+    #: exercise without a final counts 0); null when none is shown.
+    total: float | None = None
+    #: Some exercise in the total is provisional.
+    provisional: bool = False
+    #: Exercises whose score is withheld, left out of ``total``.
+    hidden_from_total: list[str] = []
+
+
 #: The models published as ``#/components/schemas/<name>``.
-COMPONENTS: tuple[type[BaseModel], ...] = (Error, Item, ExecutedOmitted, Submission, Accepted,
-                                           Exercise)
+COMPONENTS: tuple[type[BaseModel], ...] = (Error, Item, ExecutedOmitted, Withheld, Submission,
+                                           Accepted, Exercise, StudentDates, AdjustmentNote,
+                                           GradebookExercise, Gradebook)
+
+
+def gradebook_of(student: models.Student, now: dt.datetime | None = None) -> Gradebook:
+    """The student's gradebook over the exercises the service knows, as they may see it."""
+    config = current_app.config["GRADER"]
+    exercises = {exercise_id: config.exercise(exercise_id) for exercise_id in known_exercises()}
+    book = student_gradebook(db.session, [(e.id, e.max_score) for e in exercises.values()],
+                             student.id, now or models.utcnow())
+    return Gradebook(
+        student_id=student.student_id,
+        exercises=[GradebookExercise(
+            exercise=row.exercise,
+            title=LocalizedText(ja=exercises[row.exercise].title.ja,
+                                en=exercises[row.exercise].title.en),
+            max_score=row.max_score, weight=row.weight,
+            dates=StudentDates(opens=row.dates.opens, due=row.dates.due,
+                               late_until=row.dates.late_until, timezone=row.timezone,
+                               extended=row.extended),
+            counts=row.counts.value, late_penalty=str(row.penalty_rule),
+            submission_id=row.submission_id, raw=row.raw, penalty=row.penalty,
+            adjustment=row.adjustment, final=row.final, late=row.late,
+            provisional=row.provisional, score_hidden=row.score_hidden,
+            withheld=[Withheld(part=w.part.value, until=w.until) for w in row.withheld],
+            adjustments=[AdjustmentNote(item=note.item_id, mode=note.mode.value,
+                                        points=note.points, comment=note.comment, at=note.at)
+                         for note in row.notes])
+            for row in book.exercises],
+        total=book.total, provisional=book.provisional,
+        hidden_from_total=book.hidden_from_total)

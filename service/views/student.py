@@ -14,6 +14,8 @@ The upload rules themselves (exercise, notebook validity, duplicates, rate limit
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
@@ -23,12 +25,15 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Text
+from service.domain.course_rules import LatePenalty, local
+from service.domain.release import StudentRelease
+from service.domain.student_gradebook import own_dates
 from service.domain.submissions import Rejection, accept_submission, known_exercises
 from service.domain.throttle import Throttle
 from service.domain.tokens import check_token
 from service.extensions import db
 from service.metrics import upload_rejected
-from service.models import Submission
+from service.models import Submission, utcnow
 from service.states import LIVE
 from service.views import frame, language, schemas
 from service.views.forms import TokenLoginForm, UploadForm
@@ -107,9 +112,12 @@ def upload() -> Page | BaseResponse:
 def _upload_page(exercise: str | None, error: str | None = None, status: int = 200) -> Page:
     titles = exercise_titles()
     selected = exercise if exercise in titles else next(iter(titles), None)
+    own = (own_dates(db.session, current_user.id, selected, utcnow())
+           if selected is not None else None)
     page = render_template("upload.html", exercises=titles, selected=selected, error=error,
                            max_bytes=current_app.config["MAX_CONTENT_LENGTH"],
-                           limit=upload_limit())
+                           limit=upload_limit(), own=own, zoned=zoned,
+                           penalty_text=penalty_text)
     return page, status
 
 
@@ -145,7 +153,9 @@ def history() -> str:
         .order_by(Submission.created_at.desc(), Submission.id.desc())
     ).scalars().all()
     titles = exercise_titles()
-    return render_template("history.html", submissions=submissions, titles=titles)
+    released = StudentRelease(db.session, current_user.id)
+    shown = {row.id: released(schemas.Submission.of(row).body()).body for row in submissions}
+    return render_template("history.html", submissions=submissions, titles=titles, shown=shown)
 
 
 @bp.get(f"/submissions/{schemas.SUBMISSION_ID}")
@@ -153,11 +163,16 @@ def history() -> str:
 def submission(submission_id: int) -> str:
     owned = own_submission(submission_id)
     run = owned.latest_run
-    state = schemas.Submission.of(owned).body()
+    releaser = StudentRelease(db.session, current_user.id)
+    shown = releaser(schemas.Submission.of(owned).body())
+    rules, _dates = releaser.rules(owned.exercise)
+    report = (run.report or {}) if run else {}
     return render_template(
-        "submission.html", submission=owned, run=run, state=state,
-        report=(run.report or {}) if run else {},
-        title=exercise_titles().get(owned.exercise), live=state["status"] in LIVE,
+        "submission.html", submission=owned, run=run, state=shown.body,
+        withheld=shown.withheld, provisional=shown.provisional, timezone=rules.timezone,
+        zoned=zoned,
+        reason=report.get("reason"), executed_omitted_info=report.get("executed_html_omitted"),
+        title=exercise_titles().get(owned.exercise), live=shown.body["status"] in LIVE,
     )
 
 
@@ -169,9 +184,37 @@ def submission_status(submission_id: int) -> BaseResponse:
     submission_row = db.session.get(Submission, submission_id)
     if submission_row is None or submission_row.student_pk != current_user.id:
         return frame.json_error(404, "not_found", f"no submission {submission_id}")
-    response = jsonify(schemas.Submission.of(submission_row).body())
+    shown = StudentRelease(db.session, current_user.id)(
+        schemas.Submission.of(submission_row).body())
+    response = jsonify(shown.body)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/gradebook")
+@login_required
+def gradebook() -> str:
+    """The student's own gradebook: the same figures as ``GET /api/gradebook``."""
+    book = schemas.gradebook_of(current_user._get_current_object())
+    return render_template("gradebook.html", book=book, zoned=zoned,
+                           penalty_text=lambda spec: penalty_text(LatePenalty.parse(spec)))
+
+
+def penalty_text(penalty: LatePenalty) -> str:
+    """The late penalty in words, in the page's language."""
+    if penalty.percent == 0:
+        return _("dates.penalty_none")
+    percent = f"{penalty.percent:g}"
+    if penalty.per == "day":
+        return _("dates.penalty_per_day", percent=percent)
+    if penalty.per == "hour":
+        return _("dates.penalty_per_hour", percent=percent)
+    return _("dates.penalty_once", percent=percent)
+
+
+def zoned(moment: dt.datetime | None, timezone: str) -> str:
+    """A naive UTC time as the course shows it: in the schedule's zone, named."""
+    return "" if moment is None else f"{local(moment, timezone):%Y-%m-%d %H:%M %Z}"
 
 
 @bp.get(f"/submissions/{schemas.SUBMISSION_ID}/notebook")
