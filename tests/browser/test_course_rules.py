@@ -154,5 +154,30 @@ def test_a_deadline_and_an_extension_change_the_csv(own_service: LiveService, ne
     expect(staff.locator("table.extensions-table")).to_have_count(0)
     assert download_scores(staff) == {"demo": "", "b001": "60", "b002": "40"}
 
+    # An adjustment on b001's page: five points for a grader bug, with the trail below.
+    staff.locator("table.class-table tbody th a", has_text="b001").click()
+    expect(staff).to_have_url(re.compile(r"/dashboard/students/b001$"))
+    section = staff.locator(f"#exercise-{EXERCISE}")
+    expect(section.locator("td.final")).to_have_text("60")
+    section.locator("select[name=mode]").select_option("add")
+    section.locator("input[name=points]").fill("5")
+    section.locator("input[name=comment]").fill("grader bug in conv1")
+    section.locator("form.adjust-form button[type=submit]").click()
+    expect(staff).to_have_url(re.compile(rf"/dashboard/students/b001#exercise-{EXERCISE}$"))
+    expect(section.locator("td.final")).to_have_text("65")
+    trail = section.locator("table.trail tbody tr")
+    expect(trail).to_have_count(1)
+    expect(trail.first).to_contain_text("grader bug in conv1")
+    expect(trail.first).to_contain_text("60 → 65")
+    staff.screenshot(path=screenshots / "r04-student.png", full_page=True)
+
+    # The course gradebook: one exercise of weight 1, so the total is b001's share in %.
+    staff.locator("header nav a[href$='/dashboard/gradebook']").click()
+    b001 = staff.locator("table.gradebook tbody tr", has=staff.locator("th", has_text="b001"))
+    expect(b001.locator("td.total")).to_have_text("65")
+    staff.screenshot(path=screenshots / "r05-gradebook.png", full_page=True)
+    staff.goto(f"{own_service.url}/dashboard/{EXERCISE}")
+    assert download_scores(staff) == {"demo": "", "b001": "65", "b002": "40"}
+
     assert staff.console_errors == [], staff.console_errors
     assert staff.failed_responses == [], staff.failed_responses
