@@ -178,6 +178,18 @@ def test_an_extension_is_granted_in_the_schedules_zone_listed_and_revoked(
     assert 'class="badge badge-extended"' in table_row(page, "s002")
     assert "badge-extended" not in table_row(page, "s001")
 
+    # Without its own late-until, the class's late window (two days) follows the own due time.
+    set_rules(app, late_until="2026-12-26T23:59:00+09:00")
+    assert staff.post(f"/dashboard/{EXERCISE}/extensions", data={
+        "student_id": "s003", "due": "2026-12-28T09:00", "late_until": "",
+        "extra_attempts": "0", "comment": ""}).status_code == 303
+    page = text_of(staff.get(f"/dashboard/{EXERCISE}"))
+    listing = page[page.index('class="grid extensions-table"'):]
+    s003 = listing[listing.index("s003</a>"):]
+    assert "2026-12-30 09:00 JST <span" in s003[:s003.index("</tr>")]
+    assert "the class's late window" in s003[:s003.index("</tr>")]
+    assert staff.post(f"/dashboard/{EXERCISE}/extensions/s003/revoke").status_code == 303
+
     revoke = f"/dashboard/{EXERCISE}/extensions/s002/revoke"
     assert staff.post(revoke).status_code == 303
     assert count(app, ExtensionGrant) == 0
