@@ -793,9 +793,11 @@ def test_both_languages_of_the_feedback_are_shown(app: Flask, staff: FlaskClient
 def test_student_page_lists_every_attempt_and_marks_the_best(staff: FlaskClient,
                                                              class_data: dict[str, int]):
     page = text_of(staff.get("/dashboard/students/s001"))
-    assert "aoi@example.org" in page and "Best: 80" in page
-    assert page.index(f"#{class_data['second']}</a>") < page.index(f"#{class_data['first']}</a>")
-    best_row = page[page.index('<tr class="best">'):]
+    assert "aoi@example.org" in page and 'Final: <span class="final">80</span>' in page
+    listing = page[page.index('class="grid submissions"'):]
+    assert (listing.index(f"#{class_data['second']}</a>")
+            < listing.index(f"#{class_data['first']}</a>"))
+    best_row = listing[listing.index('<tr class="best">'):]
     assert f"#{class_data['first']}</a>" in best_row[:best_row.index("</tr>")]
     assert "No submission for this exercise." in text_of(staff.get("/dashboard/students/s004"))
 

@@ -24,7 +24,7 @@ import csv
 import io
 
 from grader.spec import Exercise
-from service.domain.gradebook import GradeRow
+from service.domain.gradebook import Gradebook, GradeRow
 
 FORMATS = ("plain", "canvas")
 BOM = "\ufeff"
@@ -60,4 +60,31 @@ def grades_csv(exercise: Exercise, rows: list[GradeRow], fmt: str = "plain",
                      for i in item_ids]
             writer.writerow([student.student_id, student.name, student.email,
                              format_score(row.final), *items])
+    return (BOM if bom else "") + out.getvalue()
+
+
+def gradebook_csv(book: Gradebook, fmt: str = "plain", bom: bool = True) -> str:
+    """The course's gradebook as CSV: a column per exercise (its final) and the course total.
+
+    A stand-in written for the dashboard's route and tests (issue 18); the real one, with its
+    documented columns, comes from another branch and replaces it."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown CSV format {fmt!r} (known: {', '.join(FORMATS)})")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    ids = [column.id for column in book.columns]
+    if fmt == "canvas":
+        writer.writerow([*CANVAS_COLUMNS, *ids, "total"])
+        writer.writerow(["Points Possible", "", "", "", "",
+                         *(format_score(c.max_score) for c in book.columns), "100"])
+        for row in book.rows:
+            writer.writerow([row.student.name, "", row.student.student_id, row.student.email, "",
+                             *(format_score(row.exercises[i].final) for i in ids),
+                             format_score(row.total.percent)])
+    else:
+        writer.writerow(["student_id", "name", "email", *ids, "total"])
+        for row in book.rows:
+            writer.writerow([row.student.student_id, row.student.name, row.student.email,
+                             *(format_score(row.exercises[i].final) for i in ids),
+                             format_score(row.total.percent)])
     return (BOM if bom else "") + out.getvalue()

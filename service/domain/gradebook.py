@@ -43,7 +43,8 @@ from service.states import ItemStatus, RunState, RunStatus
 #: Values of ``TableQuery.show``.
 SHOW = ("all", "missing", "failed", "submitted")  # "failed": the stuck rows
 #: Values of ``TableQuery.sort`` (plus ``item:<id>``).
-SORTS = ("student", "name", "status", "final", "latest", "accuracy", "attempts", "last")
+SORTS = ("student", "name", "status", "final", "latest", "accuracy", "attempts", "last", "raw",
+         "penalty", "adjustment")
 #: Run outcomes that mean the notebook did not run to the end.
 STOPPED = tuple(status for status in RunStatus if status is not RunStatus.GRADED)
 #: ``GradeRow.status`` of a student who handed nothing in.
@@ -237,6 +238,9 @@ def _sort_value(row: GradeRow, key: str) -> Any:  # comparable with the same key
         "accuracy": lambda: row.accuracy,
         "attempts": lambda: row.attempts,
         "last": lambda: row.last_submitted,
+        "raw": lambda: row.raw,
+        "penalty": lambda: row.grade.penalty if row.grade and row.grade.raw is not None else None,
+        "adjustment": lambda: row.grade.adjustment if row.grade and row.final is not None else None,
     }[key]()
 
 

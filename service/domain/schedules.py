@@ -199,6 +199,14 @@ def load_extensions(session: DbSession, exercise_id: str | None = None
             for row in session.execute(query).scalars()}
 
 
+def list_extensions(session: DbSession, exercise_id: str) -> list[tuple[ExtensionGrant, str]]:
+    """The exercise's extensions with each student's id, by student id (the dashboard's list)."""
+    query = (select(ExtensionGrant, Student.student_id)
+             .join(Student, Student.id == ExtensionGrant.student_pk)
+             .where(ExtensionGrant.exercise == exercise_id).order_by(Student.student_id))
+    return [(grant, student_id) for grant, student_id in session.execute(query).tuples()]
+
+
 def grant_extension(session: DbSession, student_id: str, exercise_id: str, due: str,
                     late_until: str | None, author: str, extra_attempts: int = 0,
                     comment: str = "", commit: bool = True) -> ExtensionGrant:

@@ -2,8 +2,10 @@
 the queue keeps up; regrades and the gradebook export.
 
 One blueprint under ``/dashboard`` (``blueprint``: the blueprint and its access rule), its views
-in this package's modules: ``access`` (login, logout, password), ``pages`` (exercises, students,
-submissions, regrades, CSV) and ``monitor`` (the queue). Pages are server-rendered and work
+in this package's modules: ``access`` (login, logout, password), ``pages`` (exercises,
+submissions, regrades, CSV), ``rules`` (an exercise's schedule, publishing, extensions),
+``students`` (one student's grades and adjustments), ``course`` (the course's gradebook and its
+CSV) and ``monitor`` (the queue). Pages are server-rendered and work
 without JavaScript (sorting and filtering are query parameters); texts come from
 the gettext catalogs (``service/translations``) as on the student pages.
 """
@@ -13,7 +15,14 @@ from __future__ import annotations
 from flask import Flask
 
 from service.views import plots
-from service.views.dashboard import access, monitor, pages  # noqa: F401  (their routes join ``bp``)
+from service.views.dashboard import (  # noqa: F401  (their routes join ``bp``)
+    access,
+    course,
+    monitor,
+    pages,
+    rules,
+    students,
+)
 from service.views.dashboard.blueprint import bp
 
 

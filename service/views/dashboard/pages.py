@@ -1,38 +1,38 @@
 """The dashboard's pages about grades: the exercises, one exercise's class table (with its plots,
-regrade-all and CSV export), one student, one submission (with its runs, log and timings)."""
+regrade-all, CSV export and its course rules' section, whose forms ``rules`` handles), one
+submission (with its runs, log and timings)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Exercise
+from service.domain.course_rules import Part
 from service.domain.csv_export import FORMATS, grades_csv
 from service.domain.gradebook import (
     GradeRow,
     TableQuery,
-    counted_of,
     exercise_rows,
     grade_submission,
     summarize,
 )
 from service.domain.queue_state import queue_counts
 from service.domain.regrades import is_pending, regrade_exercise, regrade_submission
-from service.domain.schedules import load_changes, load_extensions, load_rules
+from service.domain.schedules import list_extensions, load_rules
 from service.domain.submissions import known_exercises
 from service.extensions import db
-from service.models import GradingRun, Student, Submission, utcnow
+from service.models import GradingRun, Submission, utcnow
 from service.storage import BlobStore
 from service.views import frame, schemas
 from service.views.dashboard.blueprint import bp
-from service.views.forms import RegradeAllForm, RegradeForm
+from service.views.forms import RegradeAllForm, RegradeForm, local_input, zoned
 
 
 def load_known_exercise(exercise_id: str) -> Exercise:
@@ -41,16 +41,18 @@ def load_known_exercise(exercise_id: str) -> Exercise:
     return current_app.config["GRADER"].exercise(exercise_id)
 
 
-def exercise_stats(exercise_id: str, rows: list[GradeRow]) -> dict[str, Any] | None:
-    """The plots' numbers (``service.domain.stats``) from the table's ``rows``, or None while that
-    module or the chart helpers are not installed: the page then goes without its plots."""
+def exercise_stats(exercise_id: str, rows: list[GradeRow], deadline: dt.datetime | None = None
+                   ) -> dict[str, Any] | None:
+    """The plots' numbers (``service.domain.stats``) from the table's ``rows``, with the due time
+    for the submissions chart, or None while that module or the chart helpers are not
+    installed: the page then goes without its plots."""
     try:
         from service.domain.stats import exercise_stats as compute
     except ImportError:
         return None
     if "plot_histogram" not in current_app.jinja_env.globals:
         return None
-    return dict(compute(exercise_id, rows=rows))
+    return dict(compute(exercise_id, deadline=deadline, rows=rows))
 
 
 # --- the exercises ----------------------------------------------------------------------------
@@ -71,7 +73,8 @@ def exercise(exercise_id: str) -> str:
     spec = load_known_exercise(exercise_id)
     item_ids = tuple(item.id for item in spec.items)
     query = TableQuery.from_args(request.args, item_ids)
-    rows = exercise_rows(db.session, exercise_id)
+    rules = load_rules(db.session, exercise_id)
+    rows = exercise_rows(db.session, exercise_id, rules)
     shown = query.apply(rows)
     pages = max(1, math.ceil(len(shown) / PER_PAGE))
     page = min(max(1, request.args.get("page", 1, type=int) or 1), pages)
@@ -83,8 +86,21 @@ def exercise(exercise_id: str) -> str:
         summary=summarize(rows), query=query, pending=pending,
         submissions=sum(row.attempts for row in rows),
         latest_count=sum(1 for row in rows if row.attempts),
-        stats=exercise_stats(exercise_id, rows), sort_url=_sort_url(query), formats=FORMATS,
+        stats=exercise_stats(exercise_id, rows, rules.dates.due), sort_url=_sort_url(query),
+        formats=FORMATS, columns=grade_columns(rows),
+        # the course rules' section (``rules`` owns its forms)
+        rules=rules, grants=list_extensions(db.session, exercise_id), parts=list(Part),
+        zoned=zoned, local_input=local_input, which=None, typed=None, error=None,
     )
+
+
+def grade_columns(rows: list[GradeRow]) -> dict[str, bool]:
+    """Which of the gradebook's columns the class table shows: the penalty only when someone
+    lost points to one, the adjustment only when someone has one, the raw score with either
+    (otherwise it equals the final)."""
+    penalty = any(row.grade is not None and row.grade.penalty > 0 for row in rows)
+    adjustment = any(row.grade is not None and abs(row.grade.adjustment) > 1e-9 for row in rows)
+    return {"raw": penalty or adjustment, "penalty": penalty, "adjustment": adjustment}
 
 
 #: Students per page of the class table: a thousand rows are 2.5 MB of HTML; a page of them
@@ -147,34 +163,7 @@ def regrade_all(exercise_id: str) -> BaseResponse:
     return redirect(url_for("dashboard.exercise", exercise_id=exercise_id), 303)
 
 
-# --- one student ------------------------------------------------------------------------------
-
-
-@bp.get("/students/<student_id>")
-def student(student_id: str) -> str:
-    found = db.session.execute(
-        select(Student).where(Student.student_id == student_id)).scalar_one_or_none()
-    if found is None:
-        abort(404)
-    submissions = db.session.execute(
-        select(Submission).where(Submission.student_pk == found.id)
-        .options(selectinload(Submission.runs))
-        .order_by(Submission.created_at, Submission.id)
-    ).scalars().all()
-    by_exercise: dict[str, list] = {}
-    for submission in submissions:
-        by_exercise.setdefault(submission.exercise, []).append(grade_submission(submission))
-    exercises = []
-    extensions = load_extensions(db.session)
-    changes = load_changes(db.session)
-    for exercise_id in sorted(set(known_exercises()) | set(by_exercise)):
-        grades = by_exercise.get(exercise_id, [])
-        counted, _grade = counted_of(grades, load_rules(db.session, exercise_id),
-                                     extensions.get((found.id, exercise_id)),
-                                     changes.get((found.id, exercise_id)))
-        exercises.append((exercise_id, grades, counted))
-    return render_template("dashboard/student.html", student=found, exercises=exercises,
-                           titles=_titles())
+# --- one student: ``students`` ------------------------------------------------------------------
 
 
 def _titles() -> dict[str, Any]:
