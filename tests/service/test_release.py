@@ -490,6 +490,17 @@ def test_the_upload_page_shows_the_students_own_dates(app: Flask, tokens: dict[s
     bob = logged_in(app, tokens["bob"]).get("/").get_data(as_text=True)
     assert f"{due.replace(microsecond=0) + dt.timedelta(hours=9):%Y-%m-%d %H:%M} JST" in bob
     assert "extended for you" not in bob and "3 of 3" in bob
+    assert "closed at" not in bob
+    # once the class's late window is over, Bob is told before he tries; Alice's own dates run on
+    set_rules(app, opens=iso(now - dt.timedelta(days=3)), due=iso(now - dt.timedelta(days=2)),
+              late_until=iso(now - dt.timedelta(days=1)))
+    bob = logged_in(app, tokens["bob"]).get("/").get_data(as_text=True)
+    assert "Submissions for this exercise closed at" in bob
+    assert "closed at" not in logged_in(app, tokens["alice"]).get("/").get_data(as_text=True)
+    set_rules(app, opens=iso(now + dt.timedelta(hours=1)), due=iso(now + dt.timedelta(days=2)),
+              late_until="")
+    assert "opens for submission at" in logged_in(app, tokens["bob"]).get("/").get_data(
+        as_text=True)
 
 
 def test_the_openapi_document_publishes_the_gradebook_and_withheld(app: Flask):
