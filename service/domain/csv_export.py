@@ -14,9 +14,10 @@ Two shapes (docs/dashboard.md says how to import each):
   the grade item; the other columns can be ignored or mapped.
 - ``canvas``, Canvas's gradebook import: the columns ``Student, ID, SIS User ID, SIS Login ID,
   Section`` in that order, then one column named after the exercise (for the gradebook: one per
-  exercise and ``Course total``, out of 100), and a ``Points Possible`` row. Canvas matches students by SIS User ID (our student id) or SIS Login ID (the email here).
-  The header carries no ``(number)`` suffix: Canvas reads that as the id of an existing
-  assignment; a plain name makes a new assignment, or is matched by name.
+  exercise and ``Course total``, out of 100), and a ``Points Possible`` row. Canvas matches
+  students by SIS User ID (our student id) or SIS Login ID (the email here). The header carries
+  no ``(number)`` suffix: Canvas reads that as the id of an existing assignment; a plain name
+  makes a new assignment, or is matched by name.
 
 Scores are each student's final score under the course's rules (the counted submission, its
 late penalty and the instructor's adjustments: ``service.domain.gradebook``,
