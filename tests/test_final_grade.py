@@ -196,6 +196,22 @@ def test_best_compares_after_the_penalty_and_ties_go_to_the_later():
     assert grade(same, WINDOW, TEN_PER_DAY, Counts.BEST).counted.submission_id == 7
 
 
+@pytest.mark.parametrize(("spec", "late_by", "on_time", "late_score"), [
+    # 5%/day, 6 started days = 30%: 90 late is worth 63, as much as 63 on time; in floating
+    # point 90 * (1 - 0.30000000000000004) = 62.99999999999999 and the earlier one won
+    ("5%/day", 5 * DAY + HOUR, 63.0, 90.0),
+    ("5%/day", 6 * DAY + HOUR, 3.25, 5.0),     # 7 started days = 35%: 5 -> 3.25
+    ("12.5%/hour", 2 * HOUR + US, 31.25, 50.0),  # 3 started hours = 37.5%
+])
+def test_best_ties_after_the_penalty_are_exact_not_floating_point(
+        spec: str, late_by: dt.timedelta, on_time: float, late_score: float):
+    dates = Dates(due=DUE, late_until=DUE + 30 * DAY)
+    early, late = attempt(1, DUE - HOUR, on_time), attempt(2, DUE + late_by, late_score)
+    result = grade([early, late], dates, LatePenalty.parse(spec), Counts.BEST)
+    assert result.counted == late and result.late
+    assert result.final == pytest.approx(on_time)
+
+
 def test_last_is_the_latest_graded_and_ungraded_are_passed_over():
     graded_ = attempt(1, DUE - 2 * HOUR, 90.0)
     lower = attempt(2, DUE - HOUR, 30.0)

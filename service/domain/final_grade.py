@@ -9,7 +9,8 @@ and the API; docs/course-rules.md states the same arithmetic with examples.
    never counts. Its **score** is its latest graded run's (a regrade replaces it, lower or
    not); its **value** is ``score * (1 - penalty fraction)`` (``LatePenalty.fraction`` of how
    late it was).
-2. **Counts best**: the allowed submission of highest value (ties: the later one). **Counts
+2. **Counts best**: the allowed submission of highest value (ties: the later one; values are
+   compared rounded to 9 decimals, so floating point never decides a tie). **Counts
    last**: the latest allowed submission that has a score (one still queued or whose runs all
    failed is passed over until it has one).
 3. The counted submission's item scores are **corrected** by the item adjustments in force
@@ -113,7 +114,9 @@ def choose(attempts: Sequence[Attempt], dates: Dates, penalty: LatePenalty, coun
 
     def value(attempt: Attempt) -> float:
         fraction = penalty.fraction(dates.late_by(attempt.submitted_at))
-        return (attempt.score or 0.0) * (1 - fraction)
+        # rounded: 90 at 5%/day x 6 started days is worth 63 exactly, as much as 63 on time,
+        # but 90 * (1 - 0.30000000000000004) = 62.99999999999999 (the tie goes to the later)
+        return round((attempt.score or 0.0) * (1 - fraction), 9)
 
     best = scored[-1]
     for attempt in reversed(scored):  # later first: the first of equals wins
