@@ -125,6 +125,9 @@ def test_window_edges(at: dt.datetime, window: Window):
     dates = Dates(OPENS, DUE, LATE_UNTIL).check()
     assert dates.window(at) is window
     assert dates.window(at).accepts is (window in (Window.ON_TIME, Window.LATE))
+    assert dates.accepts(at) is dates.window(at).accepts
+    for partial in (Dates(due=DUE), Dates(opens=OPENS), Dates(), Dates(OPENS, DUE)):
+        assert partial.accepts(at) is partial.window(at).accepts, partial
 
 
 def test_window_without_late_until_closes_at_due_and_without_due_never():

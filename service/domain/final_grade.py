@@ -33,6 +33,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 
 from service.domain.course_rules import Counts, Dates, LatePenalty, Window
 
@@ -101,27 +102,35 @@ def in_force(changes: Iterable[Change | tuple[str | None, AdjustMode, float]]
     return current
 
 
+#: Oldest first; at the same time, the lower submission id first.
+_ORDER = attrgetter("submitted_at", "submission_id")
+
+
 def choose(attempts: Sequence[Attempt], dates: Dates, penalty: LatePenalty, counts: Counts
            ) -> tuple[Attempt | None, int]:
     """The counted submission among ``attempts`` (any order), and how many are allowed."""
-    allowed = sorted((a for a in attempts if dates.window(a.submitted_at).accepts),
-                     key=lambda a: (a.submitted_at, a.submission_id))
+    allowed = sorted((a for a in attempts if dates.accepts(a.submitted_at)), key=_ORDER)
     scored = [a for a in allowed if a.score is not None]
     if not scored:
         return None, len(allowed)
     if counts is Counts.LAST:
         return scored[-1], len(allowed)
 
+    due = dates.due
+
     def value(attempt: Attempt) -> float:
+        if due is None or attempt.submitted_at <= due:  # on time: no penalty to work out
+            return round(attempt.score or 0.0, 9)
         fraction = penalty.fraction(dates.late_by(attempt.submitted_at))
         # rounded: 90 at 5%/day x 6 started days is worth 63 exactly, as much as 63 on time,
         # but 90 * (1 - 0.30000000000000004) = 62.99999999999999 (the tie goes to the later)
         return round((attempt.score or 0.0) * (1 - fraction), 9)
 
-    best = scored[-1]
+    best, top = scored[-1], value(scored[-1])
     for attempt in reversed(scored):  # later first: the first of equals wins
-        if value(attempt) > value(best):
-            best = attempt
+        worth = value(attempt)
+        if worth > top:
+            best, top = attempt, worth
     return best, len(allowed)
 
 
