@@ -36,6 +36,7 @@ from service.domain.course_rules import (
     Rules,
     RulesError,
     Window,
+    parse_time,
 )
 from service.domain.csv_export import gradebook_csv
 from service.domain.final_grade import (
@@ -97,6 +98,26 @@ DUE = dt.datetime(2026, 12, 24, 14, 59, 59)
 def test_penalty_fraction_per_started_day_or_hour_capped_at_one(
         spec: str, late_by: dt.timedelta, fraction: float):
     assert LatePenalty.parse(spec).fraction(late_by) == pytest.approx(fraction, abs=1e-12)
+
+
+#: docs/course-rules.md's worked examples: due 2026-12-24 23:59:59 JST, a score of 80.
+DOC_EXAMPLES = [  # (handed in, JST), then 10%/day, 5%/hour, 30%, 100%
+    ("2026-12-24T23:59:59+09:00", (80, 80, 80, 80)),
+    ("2026-12-25T00:00:00+09:00", (72, 76, 56, 0)),
+    ("2026-12-25T23:59:59+09:00", (72, 0, 56, 0)),
+    ("2026-12-26T00:00:00+09:00", (64, 0, 56, 0)),
+    ("2027-01-03T00:00:00+09:00", (0, 0, 56, 0)),
+]
+
+
+@pytest.mark.parametrize(("handed_in", "finals"), DOC_EXAMPLES)
+def test_the_worked_examples_of_the_docs(handed_in: str, finals: tuple[int, ...]):
+    dates = Dates(due=parse_time("2026-12-24T23:59:59+09:00"),
+                  late_until=parse_time("2027-12-31T00:00:00+09:00"))
+    for spec, final in zip(("10%/day", "5%/hour", "30%", "100%"), finals, strict=True):
+        result = grade([attempt(1, parse_time(handed_in), 80.0)], dates, LatePenalty.parse(spec),
+                       Counts.BEST)
+        assert result.final == pytest.approx(final), spec
 
 
 def test_penalty_never_applies_before_due_and_parses_only_what_it_documents():

@@ -24,7 +24,9 @@ and the API; docs/course-rules.md states the same arithmetic with examples.
    ``final``, so that ``raw - penalty + adjustment = final`` always reads true.
 
 A student with no counted submission has ``raw`` None; with no adjustment either, ``final`` is
-None (no grade); a total ``set`` gives them a final (work graded by hand).
+None (no grade); an adjustment gives them a final counted from 0: a total ``set`` N gives N
+(work graded by hand), a total ``add`` N gives ``max(0, N)``, item adjustments their items'
+values. There is no ceiling: a bonus may take the final above the exercise's points.
 """
 
 from __future__ import annotations
