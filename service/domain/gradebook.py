@@ -268,29 +268,25 @@ def counted_of(grades: Sequence[SubmissionGrade], rules: Rules, extension: Exten
                ) -> tuple[SubmissionGrade | None, Grade]:
     """A student's counted submission among ``grades`` (one exercise, any order) and their
     :class:`~service.domain.final_grade.Grade` under ``rules``."""
-    return _counted(grades, [_attempt(g) for g in grades], rules.dates_for(extension), rules,
-                    changes, items)
-
-
-def _attempt(grade: SubmissionGrade) -> Attempt:
-    return Attempt(grade.submission.id, grade.submission.created_at, grade.score,
-                   grade.counted.id if grade.counted else None)
-
-
-def _counted(grades: Sequence[SubmissionGrade], attempts: Sequence[Attempt], dates: Dates,
-             rules: Rules, changes: Mapping[str | None, Change] | None,
-             items: Mapping[str, float] | None) -> tuple[SubmissionGrade | None, Grade]:
-    """:func:`counted_of` with ``attempts[i]`` made of ``grades[i]`` beforehand."""
+    dates = rules.dates_for(extension)
+    attempts = [Attempt(g.submission.id, g.submission.created_at, g.score,
+                        g.counted.id if g.counted else None) for g in grades]
     result = final_grade.grade(attempts, dates, rules.penalty, rules.counts, changes, items)
     chosen = None if result.counted is None else next(
-        g for g, a in zip(grades, attempts, strict=True) if a is result.counted)
+        g for g in grades if g.submission.id == result.counted.submission_id)
     return chosen, result
 
 
-#: One submission as the gradebook's query gives it: (student pk, exercise, the submission with
-#: its current and counted runs, what the rules need of it). A tuple: a hundred thousand of them
-#: are made for a course's gradebook.
-_Fact = tuple[int, str, SubmissionGrade, Attempt]
+#: One submission as the gradebook's query gives it: (student pk, exercise, what the rules need
+#: of it, its current run, its counted run). A tuple, and no :class:`SubmissionGrade` until a row
+#: shows it (its latest and counted submissions): a course's gradebook reads 100,000 of them.
+_Fact = tuple[int, str, Attempt, RunFacts | None, RunFacts | None]
+
+
+def _submission_grade(fact: _Fact) -> SubmissionGrade:
+    attempt = fact[2]
+    return SubmissionGrade(SubmissionFacts(attempt.submission_id, attempt.submitted_at),
+                           fact[3], fact[4])
 
 
 def _facts(session: DbSession, exercises: Sequence[str] | None, student_pk: int | None = None
@@ -356,9 +352,9 @@ def _fact(last: Any, counted: Any) -> _Fact:
     else:
         counted_run = RunFacts(counted[4], RunState.GRADED, _OUTCOMES[counted[6]], counted[7],
                                counted[8])
-    grade = SubmissionGrade(SubmissionFacts(sid, created_at), current, counted_run)
-    return student_pk, exercise, grade, Attempt(sid, created_at, counted_run.score if counted_run
-                                                else None, counted_run.id if counted_run else None)
+    attempt = Attempt(sid, created_at, None, None) if counted_run is None else Attempt(
+        sid, created_at, counted_run.score, counted_run.id)
+    return student_pk, exercise, attempt, current, counted_run
 
 
 def _student_facts(session: DbSession) -> dict[int, StudentFacts]:
@@ -407,19 +403,24 @@ def _rows(session: DbSession, students: Mapping[int, StudentFacts], exercise_id:
           changes: Mapping[tuple[int, str], Mapping[str | None, Change]],
           items: bool) -> list[GradeRow]:
     rows: list[GradeRow] = []
+    failed = RunState.FAILED
     for pk, student in students.items():
         facts = by_student.get(pk, [])
         extension = extensions.get((pk, exercise_id))
         row = GradeRow(student, attempts=len(facts), dates=rules.dates_for(extension),
                        extended=extension is not None)
-        grades = [fact[2] for fact in facts]
-        if grades:
-            row.latest = grades[-1]
-            row.live = sum(1 for g in grades if g.current is not None and g.current.is_live)
-            row.any_failed = any(g.current is not None and g.current.state == RunState.FAILED
-                                 for g in grades)
-        row.counted, row.grade = _counted(grades, [fact[3] for fact in facts], row.dates, rules,
-                                          changes.get((pk, exercise_id)), None)
+        attempts = []
+        for fact in facts:  # one pass: the rules' attempts, runs waiting, runs failed
+            attempts.append(fact[2])
+            current = fact[3]
+            if current is not None:
+                if current.is_live:
+                    row.live += 1
+                elif current.state == failed:
+                    row.any_failed = True
+        if facts:
+            row.latest = _submission_grade(facts[-1])
+        _count(row, facts, attempts, rules, changes.get((pk, exercise_id)), None)
         rows.append(row)
     item_changed = [row for row in rows if any(
         key is not None for key in changes.get((row.student.id, exercise_id), {}))]
@@ -430,10 +431,25 @@ def _rows(session: DbSession, students: Mapping[int, StudentFacts], exercise_id:
     for row in item_changed:  # item adjustments need the counted run's item scores
         facts = by_student.get(row.student.id, [])
         scores = {item_id: item.score for item_id, item in row.items.items()}
-        row.counted, row.grade = _counted([fact[2] for fact in facts],
-                                          [fact[3] for fact in facts], row.dates, rules,
-                                          changes.get((row.student.id, exercise_id)), scores)
+        _count(row, facts, [fact[2] for fact in facts], rules,
+               changes.get((row.student.id, exercise_id)), scores)
     return rows
+
+
+def _count(row: GradeRow, facts: Sequence[_Fact], attempts: list[Attempt], rules: Rules,
+           changes: Mapping[str | None, Change] | None, items: Mapping[str, float] | None
+           ) -> None:
+    """``row.grade`` under ``rules`` and ``row.counted`` (the latest's object when it is the
+    latest submission that counts)."""
+    row.grade = final_grade.grade(attempts, row.dates, rules.penalty, rules.counts, changes,
+                                  items)
+    chosen = row.grade.counted
+    if chosen is None:
+        row.counted = None
+    elif row.latest is not None and row.latest.submission.id == chosen.submission_id:
+        row.counted = row.latest
+    else:
+        row.counted = next(_submission_grade(fact) for fact in facts if fact[2] is chosen)
 
 
 def _attach_items(session: DbSession, rows: list[GradeRow]) -> None:
