@@ -111,29 +111,28 @@ _ORDER = attrgetter("submitted_at", "submission_id")
 def choose(attempts: Sequence[Attempt], dates: Dates, penalty: LatePenalty, counts: Counts
            ) -> tuple[Attempt | None, int]:
     """The counted submission among ``attempts`` (any order), and how many are allowed."""
-    allowed = sorted((a for a in attempts if dates.accepts(a.submitted_at)), key=_ORDER)
+    allowed = [a for a in attempts if dates.accepts(a.submitted_at)]
     scored = [a for a in allowed if a.score is not None]
     if not scored:
         return None, len(allowed)
     if counts is Counts.LAST:
-        return scored[-1], len(allowed)
+        return max(scored, key=_ORDER), len(allowed)
 
     due = dates.due
 
-    def value(attempt: Attempt) -> float:
+    def value(attempt: Attempt) -> tuple[float, dt.datetime, int]:
+        """The attempt's value, then its place in time: the highest wins, and of equal values
+        the later (time, then id: no two attempts are equal)."""
         if due is None or attempt.submitted_at <= due:  # on time: no penalty to work out
-            return round(attempt.score or 0.0, 9)
-        fraction = penalty.fraction(dates.late_by(attempt.submitted_at))
-        # rounded: 90 at 5%/day x 6 started days is worth 63 exactly, as much as 63 on time,
-        # but 90 * (1 - 0.30000000000000004) = 62.99999999999999 (the tie goes to the later)
-        return round((attempt.score or 0.0) * (1 - fraction), 9)
+            worth = round(attempt.score or 0.0, 9)
+        else:
+            fraction = penalty.fraction(dates.late_by(attempt.submitted_at))
+            # rounded: 90 at 5%/day x 6 started days is worth 63 exactly, as much as 63 on
+            # time, but 90 * (1 - 0.30000000000000004) = 62.99999999999999
+            worth = round((attempt.score or 0.0) * (1 - fraction), 9)
+        return worth, attempt.submitted_at, attempt.submission_id
 
-    best, top = scored[-1], value(scored[-1])
-    for attempt in reversed(scored):  # later first: the first of equals wins
-        worth = value(attempt)
-        if worth > top:
-            best, top = attempt, worth
-    return best, len(allowed)
+    return max(scored, key=value), len(allowed)
 
 
 def grade(attempts: Sequence[Attempt], dates: Dates, penalty: LatePenalty, counts: Counts,

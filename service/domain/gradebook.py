@@ -39,7 +39,7 @@ from service.domain.final_grade import Attempt, Change, CourseTotal, Grade, cour
 from service.domain.schedules import load_all_rules, load_changes, load_extensions, load_rules
 from service.extensions import DbSession
 from service.models import GradingRun, ItemScore, Student, Submission
-from service.states import ItemStatus, RunState, RunStatus
+from service.states import LIVE, ItemStatus, RunState, RunStatus
 
 #: Values of ``TableQuery.show``.
 SHOW = ("all", "missing", "failed", "submitted")  # "failed": the stuck rows
@@ -414,7 +414,7 @@ def _rows(session: DbSession, students: Mapping[int, StudentFacts], exercise_id:
             attempts.append(fact[2])
             current = fact[3]
             if current is not None:
-                if current.is_live:
+                if current.state in LIVE:  # current.is_live, without a property call a row
                     row.live += 1
                 elif current.state == failed:
                     row.any_failed = True
