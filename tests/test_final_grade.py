@@ -47,7 +47,7 @@ from service.domain.final_grade import (
     grade,
     in_force,
 )
-from service.domain.gradebook import course_gradebook
+from service.domain.gradebook import course_gradebook, exercise_rows
 from service.domain.instructors import change_password, create_instructor
 from service.domain.roster import import_roster
 from service.domain.schedules import ScheduleChange, grant_extension, set_schedule
@@ -598,6 +598,13 @@ def check_class(klass: Klass) -> None:
             assert got.attempts == len(klass.subs[k, exercise])
             finals[exercise] = want["final"]
         assert close(row.total.percent, expected_total(klass, finals)), f"student {k} total"
+    for exercise in klass.exercises:  # the class table reads the same rules the same way
+        table = exercise_rows(db.session, exercise)
+        assert [(r.student.id, r.final, r.raw, r.late, r.counted and r.counted.submission.id)
+                for r in table] == [
+            (r.student.id, r.exercises[exercise].final, r.exercises[exercise].raw,
+             r.exercises[exercise].late, r.exercises[exercise].counted
+             and r.exercises[exercise].counted.submission.id) for r in book.rows]
 
 
 #: One app per test's database (``make_app`` is function-scoped; hypothesis runs every example
