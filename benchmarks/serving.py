@@ -458,13 +458,16 @@ def measure(url: str, tokens: list[str], args: argparse.Namespace, exercise_ids:
 def gradebook_in_process(exercise_ids: list[str], repeat: int) -> tuple[float, int]:
     """The course's gradebook CSV as ``/dashboard/gradebook.csv`` makes it, without HTTP:
     ``gradebook_csv(course_gradebook(...))`` over every exercise, median seconds and bytes. A
-    fresh session each time (nothing cached between requests, as in the service)."""
+    fresh session each time (nothing cached between requests, as in the service), the heap
+    settled as in a web process."""
     from service import create_app
     from service.domain.csv_export import gradebook_csv
     from service.domain.gradebook import course_gradebook
     from service.extensions import db
+    from service.heap import settle
 
     app = create_app()
+    settle()  # as a web process does once the app is loaded (gunicorn.conf.py)
     times, size = [], 0
     with app.app_context():
         grader = app.config["GRADER"]
