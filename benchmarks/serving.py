@@ -2,8 +2,13 @@
 
 For each database the script makes a throwaway one (a file in a temporary folder; a database on
 the machine's PostgreSQL, created here and dropped at the end), migrates it, seeds it with
-``--students`` roster students and ``--submissions`` graded submissions of one exercise (each run
-with a realistic report and its item scores), starts a real server on it (``--server``:
+``--students`` roster students and, for each of ``--exercises`` exercises, ``--submissions``
+graded submissions (by default 1,000 students x 10 exercises x 10 submissions each: 100,000
+submissions, each run with a realistic report and its item scores) under the course's rules
+(a schedule per exercise with a due time, a late window and a penalty, some extensions and
+adjustments; issue 18). The exercises are ``chap06_cnn`` and copies of it under other ids, in a
+temporary exercises folder (``GRADER_EXERCISES``): the service knows exercises from that
+folder. It starts a real server on it (``--server``:
 ``gunicorn`` with ``gunicorn.conf.py``, or ``waitress`` single-process as ``make run`` serves)
 with no grading worker (uploads stay queued: nothing is graded), then measures:
 
@@ -15,7 +20,12 @@ with no grading worker (uploads stay queued: nothing is graded), then measures:
   second. A closed loop saturates the machine by design: its latency is the clients over the
   throughput (Little's law), see docs/operations.md;
 - the same uploads while ``--refreshers`` instructors reload the class dashboard in a loop;
-- the class dashboard page and the grades CSV: median time over ``--repeat`` requests, and size;
+- the class dashboard page (the class table, goal 300 ms) and the exercise's grades CSV: median
+  time over ``--repeat`` requests, and size;
+- the course's gradebook CSV (every exercise and the total; goal 1 s): over HTTP from
+  ``/dashboard/gradebook.csv`` where the service has that route, and in-process
+  (``csv_export.gradebook_csv(gradebook.course_gradebook(...))``, what the route serves, with
+  no HTTP around it) always;
 - ``GET /api/submissions`` of one student with ``--student-submissions`` submissions.
 
 Each figure is printed beside its goal. Speed goals live here, not in timed tests: the numbers
@@ -54,7 +64,8 @@ EXERCISE = "chap06_cnn"
 #: An admin connection string of the PostgreSQL to measure; unset: a throwaway cluster of this
 #: run's own (Debian's server binaries, fsync on as in production), removed at the end.
 POSTGRES_ADMIN = os.environ.get("GRADER_BENCH_POSTGRES")
-GOALS = {"upload_p99": 0.200, "dashboard": 0.300, "dashboard_bytes": 300_000, "csv": 0.500}
+GOALS = {"upload_p99": 0.200, "dashboard": 0.300, "dashboard_bytes": 300_000, "csv": 0.500,
+         "gradebook_csv": 1.0}
 PASSWORD = "bench password 1234"
 
 
@@ -100,8 +111,29 @@ def postgres_on(admin_url: str) -> Iterator[str]:
 # --- seeding ----------------------------------------------------------------------------------
 
 
-def seed(env: dict[str, str], students: int, submissions: int, heavy_student: int) -> dict:
-    """Migrate and fill the database; returns the tokens of the students and the instructor."""
+def exercise_folders(folder: Path, count: int) -> tuple[Path, Path, list[str]]:
+    """``count`` exercises for the service to know: ``chap06_cnn`` and copies of it under other
+    ids (``chap06_cnn_02``...), in ``folder/exercises`` with their reference folders (links to
+    chap06_cnn's) in ``folder/reference``. The roots and the ids."""
+    exercises, references = folder / "exercises", folder / "reference"
+    spec = (ROOT / "exercises" / EXERCISE / "exercise.toml").read_text()
+    ids = [EXERCISE, *(f"{EXERCISE}_{n:02d}" for n in range(2, count + 1))]
+    for exercise_id in ids:
+        (exercises / exercise_id).mkdir(parents=True)
+        (exercises / exercise_id / "exercise.toml").write_text(
+            spec.replace(f'id = "{EXERCISE}"', f'id = "{exercise_id}"', 1))
+        shutil.copy(ROOT / "exercises" / EXERCISE / "template.ipynb", exercises / exercise_id)
+        references.mkdir(exist_ok=True)
+        (references / exercise_id).symlink_to(ROOT / "reference" / EXERCISE)
+    return exercises, references, ids
+
+
+def seed(env: dict[str, str], students: int, submissions: int, heavy_student: int,
+         exercise_ids: list[str]) -> dict:
+    """Migrate and fill the database; returns the tokens of the students and the instructor.
+    ``submissions`` of each exercise: of ``chap06_cnn``, ``heavy_student`` of them by student 0
+    (the API list's measure) and the rest spread over the others; of the other exercises, spread
+    evenly over every student."""
     os.environ.update(env)
     from flask_migrate import upgrade
     from sqlalchemy import insert, update
@@ -109,8 +141,7 @@ def seed(env: dict[str, str], students: int, submissions: int, heavy_student: in
 
     from service import create_app
     from service.extensions import db
-    from service.models import GradingRun, Instructor, ItemScore, Student, Submission
-    from service.states import ItemStatus, RunState, RunStatus
+    from service.models import Adjustment, ExtensionGrant, Instructor, Schedule, Student
 
     app = create_app()
     tokens = [secrets.token_urlsafe(24) for _ in range(students)]
@@ -129,37 +160,32 @@ def seed(env: dict[str, str], students: int, submissions: int, heavy_student: in
         session.execute(insert(Instructor), [{
             "username": "bench", "password_hash": generate_password_hash(PASSWORD),
             "must_change_password": False}])
-        # student 0 gets heavy_student submissions; the rest spread over the others
-        owners = [1] * heavy_student + [2 + k % max(1, students - 1)
-                                        for k in range(submissions - heavy_student)]
-        subs, runs, scores = [], [], []
-        for k, owner in enumerate(owners):
-            created = start + dt.timedelta(seconds=k * 600_000 / submissions)
-            score = float((k * 37) % 101)
-            subs.append({"id": k + 1, "student_pk": owner, "exercise": EXERCISE,
-                         "filename": "cnn.ipynb", "notebook_sha256": f"{k:064x}",
-                         "size": 20_000, "created_at": created})
-            report_items = [{"id": item_id, "score": points / 2, "max_score": points,
-                             "status": ItemStatus.PARTIAL,
-                             "feedback": {"ja": "部分点です。" * 20, "en": "Partial. " * 30},
-                             "details": {"observed": list(range(40))}}
-                            for item_id, points in items]
-            runs.append({"id": k + 1, "submission_id": k + 1, "state": RunState.GRADED,
-                         "outcome": RunStatus.GRADED, "attempts": 1, "worker": "bench",
-                         "queued_at": created, "started_at": created,
-                         "finished_at": created + dt.timedelta(seconds=90),
-                         "score": score, "max_score": 100.0, "measured_accuracy": 0.97,
-                         "report": {"items": report_items, "notes": [],
-                                    "log": "x" * 4000, "timings": {"total": 90.0}}})
-            scores += [{"run_id": k + 1, "position": p, "item_id": item_id, "score": pts / 2,
-                        "max_score": pts, "status": ItemStatus.PARTIAL,
-                        "feedback_ja": "部分点です。", "feedback_en": "Partial."}
-                       for p, (item_id, pts) in enumerate(items)]
-        for chunk in range(0, len(subs), 2000):
-            session.execute(insert(Submission), subs[chunk:chunk + 2000])
-            session.execute(insert(GradingRun), runs[chunk:chunk + 2000])
-        for chunk in range(0, len(scores), 5000):
-            session.execute(insert(ItemScore), scores[chunk:chunk + 5000])
+        # the course's rules: chap06_cnn is due in a week (the uploads measured below are on
+        # time); the others were due 5 days after the start, late until a day after, 10% per
+        # started day (about a seventh of their submissions late, a seventh after closing)
+        for exercise_id in exercise_ids:
+            due = now + dt.timedelta(days=7) if exercise_id == EXERCISE else (
+                start + dt.timedelta(days=5))
+            session.add(Schedule(exercise=exercise_id, due_at=due,
+                                 late_until=due + dt.timedelta(days=1), late_penalty="10%/day",
+                                 counts="best", timezone="Asia/Tokyo", weight=1.0,
+                                 release={"holdout_accuracy": "after_late_until"}))
+        for pk in range(1, students + 1, 20):  # one student in 20: two more days everywhere
+            for exercise_id in exercise_ids:
+                session.add(ExtensionGrant(student_pk=pk, exercise=exercise_id,
+                                           due_at=start + dt.timedelta(days=7), comment="bench"))
+        for pk in range(1, students + 1, 25):  # one in 25: a bonus, and an item set by hand
+            for exercise_id in exercise_ids:
+                session.add(Adjustment(student_pk=pk, exercise=exercise_id, item_id=None,
+                                       mode="add", points=2.0, comment="bench", author="bench"))
+                session.add(Adjustment(student_pk=pk, exercise=exercise_id, item_id=items[0][0],
+                                       mode="set", points=items[0][1], comment="bench",
+                                       author="bench"))
+        session.flush()
+        first = 0
+        for e, exercise_id in enumerate(exercise_ids):
+            first = seed_exercise(session, exercise_id, e, first, students, submissions,
+                                  heavy_student if exercise_id == EXERCISE else 0, items, start)
         if db.engine.dialect.name == "postgresql":  # explicit ids: move the sequences on
             for table in ("students", "submissions", "grading_runs", "item_scores",
                           "instructors"):
@@ -168,8 +194,59 @@ def seed(env: dict[str, str], students: int, submissions: int, heavy_student: in
                     f"(SELECT max(id) FROM {table}))"))
         session.execute(update(Instructor).values(must_change_password=False))
         session.commit()
+        if db.engine.dialect.name == "postgresql":
+            session.execute(db.text("ANALYZE"))  # as autovacuum would soon after a bulk load
+            session.commit()
         db.engine.dispose()
     return {"tokens": tokens}
+
+
+def seed_exercise(session: Any, exercise_id: str, e: int, first: int, students: int,
+                  submissions: int, heavy_student: int, items: list[tuple[str, float]],
+                  start: dt.datetime) -> int:
+    """``submissions`` graded submissions of one exercise, ids from ``first + 1``; the next
+    free id."""
+    from sqlalchemy import insert
+
+    from service.models import GradingRun, ItemScore, Submission
+    from service.states import ItemStatus, RunState, RunStatus
+
+    if heavy_student:  # student 0 gets heavy_student submissions; the rest spread over others
+        owners = [1] * heavy_student + [2 + k % max(1, students - 1)
+                                        for k in range(submissions - heavy_student)]
+    else:
+        owners = [1 + k % students for k in range(submissions)]
+    subs, runs, scores = [], [], []
+    for n, owner in enumerate(owners):
+        k = first + n
+        created = start + dt.timedelta(seconds=n * 600_000 / submissions)
+        score = float(((n + 13 * e) * 37) % 101)
+        subs.append({"id": k + 1, "student_pk": owner, "exercise": exercise_id,
+                     "filename": "cnn.ipynb", "notebook_sha256": f"{k:064x}",
+                     "size": 20_000, "created_at": created})
+        report_items = [{"id": item_id, "score": points / 2, "max_score": points,
+                         "status": ItemStatus.PARTIAL,
+                         "feedback": {"ja": "部分点です。" * 20, "en": "Partial. " * 30},
+                         "details": {"observed": list(range(40))}}
+                        for item_id, points in items]
+        runs.append({"id": k + 1, "submission_id": k + 1, "state": RunState.GRADED,
+                     "outcome": RunStatus.GRADED, "attempts": 1, "worker": "bench",
+                     "queued_at": created, "started_at": created,
+                     "finished_at": created + dt.timedelta(seconds=90),
+                     "score": score, "max_score": 100.0, "measured_accuracy": 0.97,
+                     "report": {"items": report_items, "notes": [],
+                                "log": "x" * 4000, "timings": {"total": 90.0}}})
+        scores += [{"run_id": k + 1, "position": p, "item_id": item_id, "score": pts / 2,
+                    "max_score": pts, "status": ItemStatus.PARTIAL,
+                    "feedback_ja": "部分点です。", "feedback_en": "Partial."}
+                   for p, (item_id, pts) in enumerate(items)]
+    for chunk in range(0, len(subs), 2000):
+        session.execute(insert(Submission), subs[chunk:chunk + 2000])
+        session.execute(insert(GradingRun), runs[chunk:chunk + 2000])
+    for chunk in range(0, len(scores), 5000):
+        session.execute(insert(ItemScore), scores[chunk:chunk + 5000])
+    session.commit()
+    return first + len(owners)
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -328,14 +405,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(url: str, tokens: list[str], args: argparse.Namespace) -> dict[str, float]:
+def measure(url: str, tokens: list[str], args: argparse.Namespace, exercise_ids: list[str]
+            ) -> dict[str, float]:
     template = json.loads((ROOT / "exercises" / EXERCISE / "template.ipynb").read_text())
     staff = instructor_session(url)
     figures: dict[str, float] = {}
     figures["dashboard"], figures["dashboard_bytes"] = timed_get(
         staff, f"{url}/dashboard/{EXERCISE}", args.repeat)
+    # an exercise past its due: late submissions, penalties, closed ones, extensions
+    figures["dashboard_due"], _ = timed_get(staff, f"{url}/dashboard/{exercise_ids[-1]}",
+                                            args.repeat)
     figures["csv"], figures["csv_bytes"] = timed_get(
         staff, f"{url}/dashboard/{EXERCISE}/grades.csv", args.repeat)
+    if staff.get(f"{url}/dashboard/gradebook.csv").status_code == 200:
+        figures["gradebook_http"], figures["gradebook_http_bytes"] = timed_get(
+            staff, f"{url}/dashboard/gradebook.csv", args.repeat)
     api = requests.Session()
     api.headers["Authorization"] = f"Bearer {tokens[0]}"
     figures["api_list"], figures["api_list_bytes"] = timed_get(
@@ -371,6 +455,33 @@ def measure(url: str, tokens: list[str], args: argparse.Namespace) -> dict[str, 
     return figures
 
 
+def gradebook_in_process(exercise_ids: list[str], repeat: int) -> tuple[float, int]:
+    """The course's gradebook CSV as ``/dashboard/gradebook.csv`` makes it, without HTTP:
+    ``gradebook_csv(course_gradebook(...))`` over every exercise, median seconds and bytes. A
+    fresh session each time (nothing cached between requests, as in the service), the heap
+    settled as in a web process."""
+    from service import create_app
+    from service.domain.csv_export import gradebook_csv
+    from service.domain.gradebook import course_gradebook
+    from service.extensions import db
+    from service.heap import settle
+
+    app = create_app()
+    settle()  # as a web process does once the app is loaded (gunicorn.conf.py)
+    times, size = [], 0
+    with app.app_context():
+        grader = app.config["GRADER"]
+        columns = [(i, grader.exercise(i).max_score) for i in exercise_ids]
+        for _ in range(repeat):
+            started = time.perf_counter()
+            text = gradebook_csv(course_gradebook(db.session, columns))
+            times.append(time.perf_counter() - started)
+            size = len(text.encode())
+            db.session.remove()
+        db.engine.dispose()
+    return statistics.median(times), size
+
+
 def report(name: str, figures: dict[str, float], args: argparse.Namespace) -> None:
     def ms(value: float) -> str:
         return f"{value * 1000:8.0f} ms"
@@ -378,8 +489,8 @@ def report(name: str, figures: dict[str, float], args: argparse.Namespace) -> No
     def verdict(key: str) -> str:
         return "ok" if figures[key] < GOALS[key] else "MISSED"
 
-    print(f"\n== {name} ({args.server}; {args.students} students, {args.submissions} "
-          f"submissions) ==")
+    print(f"\n== {name} ({args.server}; {args.students} students, {args.exercises} exercises x "
+          f"{args.submissions} submissions) ==")
     print(f"  upload p50, {args.rate:g}/s steady   {ms(figures['steady_p50'])}")
     print(f"  upload p99, {args.rate:g}/s steady   {ms(figures['steady_p99'])}   goal < 200 ms  "
           f"{'ok' if figures['steady_p99'] < GOALS['upload_p99'] else 'MISSED'}")
@@ -395,8 +506,18 @@ def report(name: str, figures: dict[str, float], args: argparse.Namespace) -> No
           f"{verdict('dashboard')}")
     print(f"  dashboard page       {figures['dashboard_bytes'] / 1000:10.0f} KB   "
           f"goal < 300 KB  {verdict('dashboard_bytes')}")
-    print(f"  CSV                       {ms(figures['csv'])}   goal < 500 ms  {verdict('csv')}"
+    print(f"  class table, past due     {ms(figures['dashboard_due'])}   goal < 300 ms  "
+          f"{'ok' if figures['dashboard_due'] < GOALS['dashboard'] else 'MISSED'}")
+    print(f"  exercise CSV              {ms(figures['csv'])}   goal < 500 ms  {verdict('csv')}"
           f"   ({figures['csv_bytes'] / 1000:.0f} KB)")
+    print(f"  gradebook CSV, in-process {ms(figures['gradebook_csv'])}   goal < 1 s     "
+          f"{verdict('gradebook_csv')}   ({figures['gradebook_csv_bytes'] / 1000:.0f} KB; "
+          f"{args.exercises} exercises and the total)")
+    if "gradebook_http" in figures:
+        print(f"  gradebook CSV, HTTP       {ms(figures['gradebook_http'])}   goal < 1 s     "
+              f"{'ok' if figures['gradebook_http'] < GOALS['gradebook_csv'] else 'MISSED'}")
+    else:
+        print("  gradebook CSV, HTTP       (no /dashboard/gradebook.csv in this service)")
     print(f"  GET /api/submissions      {ms(figures['api_list'])}   "
           f"({figures['api_list_bytes'] / 1000:.0f} KB; student with "
           f"{args.student_submissions} submissions)")
@@ -408,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--server", choices=("gunicorn", "waitress"), default="gunicorn")
     parser.add_argument("--students", type=int, default=1000)
-    parser.add_argument("--submissions", type=int, default=10_000)
+    parser.add_argument("--submissions", type=int, default=10_000, help="per exercise")
+    parser.add_argument("--exercises", type=int, default=10)
     parser.add_argument("--student-submissions", type=int, default=500)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--uploads", type=int, default=4, help="uploads per client")
@@ -420,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, default=Path("var/bench/service.json"))
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # this checkout's service, as the server runs it (PYTHONPATH)
     if args.students < 1 + 2 * args.clients:
         parser.error("--students must be at least 1 + 2 * --clients")
     results = {}
@@ -428,14 +551,21 @@ def main(argv: list[str] | None = None) -> int:
         try:
             maker = sqlite_database(folder) if name == "sqlite" else postgres_database()
             with maker as url:
+                exercises, references, exercise_ids = exercise_folders(folder, args.exercises)
                 env = {"DATABASE_URL": url, "UPLOAD_DIR": str(folder / "uploads"),
+                       "GRADER_EXERCISES": str(exercises), "GRADER_REFERENCE": str(references),
                        "SECRET_KEY": secrets.token_hex(32), "QUEUE": "embedded",
                        "RATE_LIMIT": "1000/600", "PROMETHEUS_MULTIPROC_DIR": str(
                            folder / "metrics")}
                 (folder / "metrics").mkdir()
-                seeded = seed(env, args.students, args.submissions, args.student_submissions)
+                started = time.perf_counter()
+                seeded = seed(env, args.students, args.submissions, args.student_submissions,
+                              exercise_ids)
+                print(f"{name}: seeded in {time.perf_counter() - started:.0f} s", flush=True)
                 with server(args.server, env) as base:
-                    figures = measure(base, seeded["tokens"], args)
+                    figures = measure(base, seeded["tokens"], args, exercise_ids)
+                figures["gradebook_csv"], figures["gradebook_csv_bytes"] = (
+                    gradebook_in_process(exercise_ids, args.repeat))
                 report(name, figures, args)
                 results[name] = figures
         finally:

@@ -674,18 +674,21 @@ def test_plain_csv_has_one_row_per_student_with_best_score_and_items(
     assert re.fullmatch(rf'attachment; filename="{EXERCISE}-grades-\d{{8}}\.csv"',
                         response.headers["Content-Disposition"])
     rows = read_csv(response)
-    assert rows[0] == ["student_id", "name", "email", "score", *ITEMS]
+    assert rows[0] == ["student_id", "name", "email", "score", "raw", "penalty", "adjustment",
+                       "late", *ITEMS]
     by_id = {row[0]: row for row in rows[1:]}
     assert list(by_id) == ["s001", "s002", "s003", "s004"]
-    assert by_id["s001"][:6] == ["s001", "Aoi Tanaka", "aoi@example.org", "80", "74", ""]
-    assert by_id["s001"][3 + 1 + ITEMS.index("pool1")] == "6"
-    assert by_id["s002"][3:] == [""] * (1 + len(ITEMS))  # failed: no grade
-    assert by_id["s003"][3] == "55"
+    # no schedule: nothing late, no penalty, no adjustment; raw is the score
+    assert by_id["s001"][:10] == ["s001", "Aoi Tanaka", "aoi@example.org", "80", "80", "0", "0",
+                                  "", "74", ""]
+    assert by_id["s001"][8 + ITEMS.index("pool1")] == "6"
+    assert by_id["s002"][3:] == [""] * (5 + len(ITEMS))  # failed: no grade
+    assert by_id["s003"][3:8] == ["55", "55", "0", "0", ""]
     assert by_id["s004"][2:4] == ["", ""]
     graded_only = read_csv(staff.get(f"/dashboard/{EXERCISE}/grades.csv?only=graded"))
     assert [row[0] for row in graded_only[1:]] == ["s001", "s003"]
     no_bom = staff.get(f"/dashboard/{EXERCISE}/grades.csv?bom=0").get_data()
-    assert no_bom.startswith(b"student_id,name,email,score,conv1")
+    assert no_bom.startswith(b"student_id,name,email,score,raw,penalty,adjustment,late,conv1")
     assert b"\r\n" in no_bom
 
 

@@ -166,6 +166,14 @@ class Dates:
             return Window.CLOSED
         return Window.LATE
 
+    def accepts(self, at: dt.datetime) -> bool:
+        """``self.window(at).accepts`` (on time or late), without making the window: the
+        gradebook asks it of every submission of a course."""
+        if self.opens is not None and at < self.opens:
+            return False
+        closes = self.closes
+        return closes is None or at <= closes
+
     def late_by(self, at: dt.datetime) -> dt.timedelta:
         if self.due is None or at <= self.due:
             return dt.timedelta(0)

@@ -9,7 +9,8 @@ and the API; docs/course-rules.md states the same arithmetic with examples.
    never counts. Its **score** is its latest graded run's (a regrade replaces it, lower or
    not); its **value** is ``score * (1 - penalty fraction)`` (``LatePenalty.fraction`` of how
    late it was).
-2. **Counts best**: the allowed submission of highest value (ties: the later one). **Counts
+2. **Counts best**: the allowed submission of highest value (ties: the later one; values are
+   compared rounded to 9 decimals, so floating point never decides a tie). **Counts
    last**: the latest allowed submission that has a score (one still queued or whose runs all
    failed is passed over until it has one).
 3. The counted submission's item scores are **corrected** by the item adjustments in force
@@ -23,7 +24,9 @@ and the API; docs/course-rules.md states the same arithmetic with examples.
    ``final``, so that ``raw - penalty + adjustment = final`` always reads true.
 
 A student with no counted submission has ``raw`` None; with no adjustment either, ``final`` is
-None (no grade); a total ``set`` gives them a final (work graded by hand).
+None (no grade); an adjustment gives them a final counted from 0: a total ``set`` N gives N
+(work graded by hand), a total ``add`` N gives ``max(0, N)``, item adjustments their items'
+values. There is no ceiling: a bonus may take the final above the exercise's points.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 
 from service.domain.course_rules import Counts, Dates, LatePenalty, Window
 
@@ -100,26 +104,35 @@ def in_force(changes: Iterable[Change | tuple[str | None, AdjustMode, float]]
     return current
 
 
+#: Oldest first; at the same time, the lower submission id first.
+_ORDER = attrgetter("submitted_at", "submission_id")
+
+
 def choose(attempts: Sequence[Attempt], dates: Dates, penalty: LatePenalty, counts: Counts
            ) -> tuple[Attempt | None, int]:
     """The counted submission among ``attempts`` (any order), and how many are allowed."""
-    allowed = sorted((a for a in attempts if dates.window(a.submitted_at).accepts),
-                     key=lambda a: (a.submitted_at, a.submission_id))
+    allowed = [a for a in attempts if dates.accepts(a.submitted_at)]
     scored = [a for a in allowed if a.score is not None]
     if not scored:
         return None, len(allowed)
     if counts is Counts.LAST:
-        return scored[-1], len(allowed)
+        return max(scored, key=_ORDER), len(allowed)
 
-    def value(attempt: Attempt) -> float:
-        fraction = penalty.fraction(dates.late_by(attempt.submitted_at))
-        return (attempt.score or 0.0) * (1 - fraction)
+    due = dates.due
 
-    best = scored[-1]
-    for attempt in reversed(scored):  # later first: the first of equals wins
-        if value(attempt) > value(best):
-            best = attempt
-    return best, len(allowed)
+    def value(attempt: Attempt) -> tuple[float, dt.datetime, int]:
+        """The attempt's value, then its place in time: the highest wins, and of equal values
+        the later (time, then id: no two attempts are equal)."""
+        if due is None or attempt.submitted_at <= due:  # on time: no penalty to work out
+            worth = round(attempt.score or 0.0, 9)
+        else:
+            fraction = penalty.fraction(dates.late_by(attempt.submitted_at))
+            # rounded: 90 at 5%/day x 6 started days is worth 63 exactly, as much as 63 on
+            # time, but 90 * (1 - 0.30000000000000004) = 62.99999999999999
+            worth = round((attempt.score or 0.0) * (1 - fraction), 9)
+        return worth, attempt.submitted_at, attempt.submission_id
+
+    return max(scored, key=value), len(allowed)
 
 
 def grade(attempts: Sequence[Attempt], dates: Dates, penalty: LatePenalty, counts: Counts,

@@ -149,10 +149,13 @@ def test_an_instructor_reads_filters_exports_and_regrades(
     raw = Path(download.path()).read_bytes()
     assert raw.startswith("\ufeff".encode()), "no byte-order mark (Excel needs it)"
     table = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
-    assert table[0] == ["student_id", "name", "email", "score", *ITEMS]
+    assert table[0] == ["student_id", "name", "email", "score", "raw", "penalty", "adjustment",
+                        "late", *ITEMS]
     assert len(table) == 2, table
     row = dict(zip(table[0], table[1], strict=True))
     assert (row["student_id"], row["name"], row["score"]) == ("demo", "Demo Student", "36")
+    # no schedule: the score as graded, nothing late, no penalty, no adjustment
+    assert (row["raw"], row["penalty"], row["adjustment"], row["late"]) == ("36", "0", "0", "")
     assert [row[item] for item in FIRST_SIX] == ["6"] * 6, row
     assert all(row[item] in ("", "0") for item in ITEMS[6:]), row
 
