@@ -490,3 +490,24 @@ def test_the_course_rules_speak_japanese(app: Flask, staff: FlaskClient,
     student = text_of(staff.get("/dashboard/students/s001", headers=ja))
     assert "得点の調整" in student and "採用された提出" in student
     assert "成績一覧" in text_of(staff.get("/dashboard/gradebook", headers=ja))
+
+
+def test_the_exercise_page_lists_a_few_extensions_and_links_to_all(
+        app: Flask, staff: FlaskClient, monkeypatch: pytest.MonkeyPatch):
+    """Every extension listed carries a revoke form: the page lists the first few (by student
+    id) and links to the whole list, so a class full of extensions keeps the page small."""
+    from service.views.dashboard import pages
+
+    monkeypatch.setattr(pages, "EXTENSIONS_SHOWN", 2)
+    with app.app_context():
+        for student_id in ("s001", "s002", "s003"):
+            schedules.grant_extension(db.session, student_id, EXERCISE,
+                                      "2027-01-05T00:00:00Z", None, "teacher")
+    page = text_of(staff.get(f"/dashboard/{EXERCISE}"))
+    listing = page[page.index('class="grid extensions-table"'):page.index("</table>",
+                   page.index('class="grid extensions-table"'))]
+    assert listing.count('class="inline revoke"') == 2 and ">s003</a>" not in listing
+    assert "Show all 3 extensions" in page
+    everything = text_of(staff.get(f"/dashboard/{EXERCISE}?extensions=all"))
+    listing = everything[everything.index('class="grid extensions-table"'):]
+    assert listing.count('class="inline revoke"') == 3 and "Show all" not in everything

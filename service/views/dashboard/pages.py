@@ -79,6 +79,7 @@ def exercise(exercise_id: str) -> str:
     pages = max(1, math.ceil(len(shown) / PER_PAGE))
     page = min(max(1, request.args.get("page", 1, type=int) or 1), pages)
     pending = sum(row.live for row in rows)
+    grants = list_extensions(db.session, exercise_id)
     return render_template(
         "dashboard/exercise.html", exercise=spec,
         rows=shown[(page - 1) * PER_PAGE:page * PER_PAGE], matched=len(shown), total=len(rows),
@@ -89,9 +90,15 @@ def exercise(exercise_id: str) -> str:
         stats=exercise_stats(exercise_id, rows, rules.dates.due), sort_url=_sort_url(query),
         formats=FORMATS, columns=grade_columns(rows),
         # the course rules' section (``rules`` owns its forms)
-        rules=rules, grants=list_extensions(db.session, exercise_id), parts=list(Part),
+        rules=rules, parts=list(Part), grants_total=len(grants),
+        grants=grants if request.args.get("extensions") == "all" else grants[:EXTENSIONS_SHOWN],
         zoned=zoned, local_input=local_input, which=None, typed=None, error=None,
     )
+
+
+#: Extensions listed on the exercise page; ``?extensions=all`` lists every one (a class where
+#: one student in five has one would otherwise add a form per student to every page load).
+EXTENSIONS_SHOWN = 10
 
 
 def grade_columns(rows: list[GradeRow]) -> dict[str, bool]:
