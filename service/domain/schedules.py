@@ -101,9 +101,7 @@ def set_schedule(session: DbSession, exercise_id: str, change: ScheduleChange, a
     check the result as a whole and commit it; :class:`RulesError` leaves it untouched."""
     row = session.get(Schedule, exercise_id)
     if row is None:
-        row = Schedule(exercise=exercise_id, late_penalty="0", counts=Counts.BEST.value,
-                       timezone=course_timezone(), weight=1.0,
-                       release={p.value: s.value for p, s in DEFAULT_RELEASE.items()})
+        row = _default_schedule(exercise_id)
     values: dict[str, Any] = {
         "opens_at": row.opens_at, "due_at": row.due_at, "late_until": row.late_until}
     for name, column in (("opens", "opens_at"), ("due", "due_at"), ("late_until", "late_until")):
@@ -127,16 +125,20 @@ def set_schedule(session: DbSession, exercise_id: str, change: ScheduleChange, a
     if change.release is not None:
         values["release"] = {p.value: s.value for p, s in change.release.items()}
     session.rollback()  # nothing of a refused change stays; the row is read again below
-    row = session.get(Schedule, exercise_id) or Schedule(
-        exercise=exercise_id, late_penalty="0", counts=Counts.BEST.value,
-        timezone=course_timezone(), weight=1.0,
-        release={p.value: s.value for p, s in DEFAULT_RELEASE.items()})
+    row = session.get(Schedule, exercise_id) or _default_schedule(exercise_id)
     for column, value in values.items():
         setattr(row, column, value)
     row.updated_at, row.updated_by = utcnow(), author[:64]
     session.add(row)
     session.commit()
     return rules_of(row, exercise_id)
+
+
+def _default_schedule(exercise_id: str) -> Schedule:
+    """A new row with the defaults (what an exercise without a row has)."""
+    return Schedule(exercise=exercise_id, late_penalty="0", counts=Counts.BEST.value,
+                    timezone=course_timezone(), weight=1.0,
+                    release={p.value: s.value for p, s in DEFAULT_RELEASE.items()})
 
 
 def publish(session: DbSession, exercise_id: str, author: str, published: bool = True) -> Rules:
