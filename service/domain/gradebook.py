@@ -361,11 +361,15 @@ def _fact(last: Any, counted: Any) -> _Fact:
     return student_pk, exercise, attempt, current, counted_run
 
 
-def _student_facts(session: DbSession) -> dict[int, StudentFacts]:
+def _student_facts(session: DbSession, student_pk: int | None = None
+                   ) -> dict[int, StudentFacts]:
+    """The roster (or one student of it), by student id."""
+    query = select(Student.id, Student.student_id, Student.name, Student.email)
+    if student_pk is not None:
+        query = query.where(Student.id == student_pk)
     return {sid: StudentFacts(sid, student_id, name, email)
             for sid, student_id, name, email in session.execute(
-                select(Student.id, Student.student_id, Student.name, Student.email)
-                .order_by(Student.student_id)).tuples()}
+                query.order_by(Student.student_id)).tuples()}
 
 
 def exercise_rows(session: DbSession, exercise_id: str, rules: Rules | None = None,
@@ -518,14 +522,13 @@ def _course_gradebook(session: DbSession, exercises: Sequence[tuple[str, float]]
     all_rules = load_all_rules(session, ids)
     columns = [ExerciseColumn(exercise_id, maximum, all_rules[exercise_id])
                for exercise_id, maximum in exercises]
-    students = _student_facts(session)
-    if student_pk is not None:
-        students = {pk: s for pk, s in students.items() if pk == student_pk}
+    students = _student_facts(session, student_pk)
     per_exercise: dict[str, dict[int, list[_Fact]]] = {exercise_id: {} for exercise_id in ids}
     facts = _facts(session, ids, student_pk)
     for fact in facts:
         per_exercise[fact[1]].setdefault(fact[0], []).append(fact)
-    extensions, changes = load_extensions(session), load_changes(session)
+    extensions = load_extensions(session, student_pk=student_pk)
+    changes = load_changes(session, student_pk=student_pk)
     by_exercise = {
         column.id: {row.student.id: row for row in _rows(
             session, students, column.id, column.rules, per_exercise[column.id], extensions,

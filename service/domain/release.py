@@ -34,7 +34,7 @@ from flask_babel import gettext as _
 
 from grader import public_accuracy
 from service.domain.course_rules import Dates, Part, Rules, Shown, local
-from service.domain.schedules import load_extensions, load_rules
+from service.domain.schedules import extension_for, load_rules
 from service.extensions import DbSession
 from service.models import utcnow
 
@@ -231,8 +231,7 @@ class StudentRelease:
         """The exercise's rules and this student's dates (their extension's, if any)."""
         if exercise_id not in self._read:
             rules = load_rules(self.session, exercise_id)
-            extension = load_extensions(self.session, exercise_id).get(
-                (self.student_pk, exercise_id))
+            extension = extension_for(self.session, self.student_pk, exercise_id)
             self._read[exercise_id] = rules, rules.dates_for(extension)
         return self._read[exercise_id]
 

@@ -191,14 +191,21 @@ def extension_of(row: ExtensionGrant) -> Extension:
     return Extension(row.due_at, row.late_until, row.extra_attempts)
 
 
-def load_extensions(session: DbSession, exercise_id: str | None = None
-                    ) -> dict[tuple[int, str], Extension]:
-    """(student pk, exercise) -> extension, for one exercise or all."""
+def load_extensions(session: DbSession, exercise_id: str | None = None,
+                    student_pk: int | None = None) -> dict[tuple[int, str], Extension]:
+    """(student pk, exercise) -> extension, for one exercise or all, one student or all."""
     query = select(ExtensionGrant)
     if exercise_id is not None:
         query = query.where(ExtensionGrant.exercise == exercise_id)
+    if student_pk is not None:
+        query = query.where(ExtensionGrant.student_pk == student_pk)
     return {(row.student_pk, row.exercise): extension_of(row)
             for row in session.execute(query).scalars()}
+
+
+def extension_for(session: DbSession, student_pk: int, exercise_id: str) -> Extension | None:
+    """One student's extension of one exercise, if any (one row read, not the class's)."""
+    return load_extensions(session, exercise_id, student_pk).get((student_pk, exercise_id))
 
 
 def list_extensions(session: DbSession, exercise_id: str) -> list[tuple[ExtensionGrant, str]]:
@@ -279,13 +286,17 @@ def import_extensions(session: DbSession, text: str, known: Iterable[str], autho
 # --- adjustments --------------------------------------------------------------------------------
 
 
-def load_changes(session: DbSession, exercise_id: str | None = None
+def load_changes(session: DbSession, exercise_id: str | None = None,
+                 student_pk: int | None = None
                  ) -> dict[tuple[int, str], dict[str | None, Change]]:
-    """(student pk, exercise) -> the adjustments in force (``final_grade.in_force``)."""
+    """(student pk, exercise) -> the adjustments in force (``final_grade.in_force``), for one
+    exercise or all, one student or all."""
     query = select(Adjustment.student_pk, Adjustment.exercise, Adjustment.item_id,
                    Adjustment.mode, Adjustment.points).order_by(Adjustment.id)
     if exercise_id is not None:
         query = query.where(Adjustment.exercise == exercise_id)
+    if student_pk is not None:
+        query = query.where(Adjustment.student_pk == student_pk)
     grouped: dict[tuple[int, str], list[tuple[str | None, AdjustMode, float]]] = {}
     for student_pk, exercise, item_id, mode, points in session.execute(query):
         grouped.setdefault((student_pk, exercise), []).append(

@@ -32,8 +32,8 @@ from service.domain.gradebook import ExerciseColumn, GradeRow, course_gradebook
 from service.domain.release import Withheld, public_body, public_score, withheld_parts
 from service.domain.schedules import (
     adjustment_history,
+    extension_for,
     load_changes,
-    load_extensions,
     load_rules,
 )
 from service.extensions import DbSession
@@ -160,7 +160,8 @@ def _provisional(session: DbSession, rules: Rules, student_pk: int, dates: Dates
         attempts.append(Attempt(submission.id, submission.created_at, score,
                                 run.id if run is not None else None))
         items_of[submission.id] = items
-    changes = load_changes(session, rules.exercise).get((student_pk, rules.exercise))
+    changes = load_changes(session, rules.exercise, student_pk).get(
+        (student_pk, rules.exercise))
     first = final_grade.grade(attempts, dates, rules.penalty, rules.counts, changes)
     if first.counted is None or not any(key is not None for key in (changes or {})):
         return first
@@ -192,7 +193,7 @@ class OwnDates:
 def own_dates(session: DbSession, student_pk: int, exercise_id: str, now: dt.datetime
               ) -> OwnDates:
     rules = load_rules(session, exercise_id)
-    extension = load_extensions(session, exercise_id).get((student_pk, exercise_id))
+    extension = extension_for(session, student_pk, exercise_id)
     dates = rules.dates_for(extension)
     limit = rules.daily_limit(extension)
     left = None

@@ -49,7 +49,7 @@ from grader.messages import N_
 from grader.notebook import DEFAULT_LIMITS, LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
 from grader.spec import SpecError, Text
 from service.domain.course_rules import Window, day_start, local
-from service.domain.schedules import load_extensions, load_rules
+from service.domain.schedules import extension_for, load_rules
 from service.extensions import db
 from service.models import GradingRun, IdempotencyKey, Student, Submission, utcnow
 from service.queue.dispatch import enqueue
@@ -285,8 +285,7 @@ def _check_rules(request: _Request, now: dt.datetime, daily: bool = False) -> No
     """The course's rules for this student and exercise at ``now``: the dates (their own, with
     an extension) and, with ``daily``, the daily limit in the course's time zone."""
     rules = load_rules(db.session, request.exercise)
-    extension = load_extensions(db.session, request.exercise).get(
-        (request.student_pk, request.exercise))
+    extension = extension_for(db.session, request.student_pk, request.exercise)
     dates = rules.dates_for(extension)
     window = dates.window(now)
     if window is Window.NOT_OPEN:
