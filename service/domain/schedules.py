@@ -99,9 +99,8 @@ def set_schedule(session: DbSession, exercise_id: str, change: ScheduleChange, a
                  ) -> Rules:
     """Apply ``change`` to the exercise's schedule (made with the defaults if there is none),
     check the result as a whole and commit it; :class:`RulesError` leaves it untouched."""
-    row = session.get(Schedule, exercise_id)
-    if row is None:
-        row = _default_schedule(exercise_id)
+    row = session.get(Schedule, exercise_id) or _default_schedule(exercise_id)
+    # every change is parsed and checked into ``values`` before the row is touched
     values: dict[str, Any] = {
         "opens_at": row.opens_at, "due_at": row.due_at, "late_until": row.late_until}
     for name, column in (("opens", "opens_at"), ("due", "due_at"), ("late_until", "late_until")):
@@ -124,8 +123,6 @@ def set_schedule(session: DbSession, exercise_id: str, change: ScheduleChange, a
         values["weight"] = _weight(change.weight)
     if change.release is not None:
         values["release"] = {p.value: s.value for p, s in change.release.items()}
-    session.rollback()  # nothing of a refused change stays; the row is read again below
-    row = session.get(Schedule, exercise_id) or _default_schedule(exercise_id)
     for column, value in values.items():
         setattr(row, column, value)
     row.updated_at, row.updated_by = utcnow(), author[:64]
