@@ -40,7 +40,7 @@ from werkzeug.exceptions import Forbidden, HTTPException, NotFound, RequestEntit
 from werkzeug.wrappers import Response as BaseResponse
 
 from service.extensions import login_manager
-from service.models import GradingRun
+from service.models import GradingRun, utcnow
 from service.storage import BlobStore
 from service.views import language
 from service.views.language import N_
@@ -245,6 +245,15 @@ def notebook_document(body: str, lang: str) -> str:
 
 
 # --- logging in and out ------------------------------------------------------------------------
+
+
+def csv_download(text: str, stem: str) -> Response:
+    """A CSV text as an attachment named ``<stem>-<today>.csv`` (UTF-8)."""
+    response = Response(text.encode("utf-8"), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    name = f"{stem}-{utcnow():%Y%m%d}.csv"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def safe_next(target: str | None) -> str | None:

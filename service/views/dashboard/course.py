@@ -11,7 +11,7 @@ from service.domain.csv_export import FORMATS, gradebook_csv
 from service.domain.gradebook import Gradebook, course_gradebook
 from service.domain.submissions import known_exercises
 from service.extensions import db
-from service.models import utcnow
+from service.views import frame
 from service.views.dashboard.blueprint import bp
 
 
@@ -35,9 +35,4 @@ def gradebook_file() -> Response:
         abort(404)
     book, _specs = _book()
     text = gradebook_csv(book, fmt, bom=request.args.get("bom") != "0")
-    suffix = "-canvas" if fmt == "canvas" else ""
-    name = f"gradebook{suffix}-{utcnow():%Y%m%d}.csv"
-    response = Response(text.encode("utf-8"), mimetype="text/csv")
-    response.headers["Content-Type"] = "text/csv; charset=utf-8"
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return frame.csv_download(text, "gradebook-canvas" if fmt == "canvas" else "gradebook")

@@ -28,7 +28,7 @@ from service.domain.regrades import is_pending, regrade_exercise, regrade_submis
 from service.domain.schedules import list_extensions, load_rules
 from service.domain.submissions import known_exercises
 from service.extensions import db
-from service.models import GradingRun, Submission, utcnow
+from service.models import GradingRun, Submission
 from service.storage import BlobStore
 from service.views import frame, schemas
 from service.views.dashboard.blueprint import bp
@@ -151,11 +151,7 @@ def grades(exercise_id: str) -> Response:
         rows = [row for row in rows if row.final is not None]
     text = grades_csv(spec, rows, fmt, bom=request.args.get("bom") != "0")
     suffix = "-canvas" if fmt == "canvas" else ""
-    name = f"{exercise_id}-grades{suffix}-{utcnow():%Y%m%d}.csv"
-    response = Response(text.encode("utf-8"), mimetype="text/csv")
-    response.headers["Content-Type"] = "text/csv; charset=utf-8"
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return frame.csv_download(text, f"{exercise_id}-grades{suffix}")
 
 
 @bp.post("/<exercise_id>/regrade")
