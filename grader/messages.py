@@ -6,21 +6,23 @@ the JSON keeps both), so a message is not translated once for a reader but forma
 catalog: ``bilingual("scoring.cell_not_run")``. Messages are symbolic keys, as in the service's
 catalogs, so both catalogs are real and ``tests/test_catalogs.py`` catches a missing one.
 Parameters fill ``%(name)s`` placeholders; a parameter that is itself a ``Text`` (a fragment
-built from other messages) is filled in each language.
+built from other messages) is filled in each language. The lookup and formatting are
+:class:`grader.catalogs.Catalog`'s, which the service uses for its own catalog too.
 """
 
 from __future__ import annotations
 
-import gettext
-from functools import cache
 from pathlib import Path
 
-from grader.catalogs import compile_catalogs
+from grader.catalogs import LANGUAGES, Catalog
 from grader.spec import Text
 
 DOMAIN = "grader"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-LANGUAGES = ("ja", "en")
+#: The grader's catalog (domain ``grader``).
+CATALOG = Catalog(LOCALE_DIR, DOMAIN)
+
+__all__ = ["CATALOG", "DOMAIN", "LANGUAGES", "LOCALE_DIR", "N_", "bilingual", "translate"]
 
 
 def N_(key: str) -> str:
@@ -29,21 +31,11 @@ def N_(key: str) -> str:
     return key
 
 
-@cache
-def _translations(lang: str) -> gettext.NullTranslations:
-    compile_catalogs(LOCALE_DIR, DOMAIN)
-    return gettext.translation(DOMAIN, LOCALE_DIR, languages=[lang])
-
-
 def translate(lang: str, key: str, **params: object) -> str:
     """``key`` in one language, its placeholders filled (``Text`` parameters in that language)."""
-    text = _translations(lang).gettext(key)
-    if not params:
-        return text
-    return text % {name: value.get(lang) if isinstance(value, Text) else value
-                   for name, value in params.items()}
+    return CATALOG.translate(lang, key, **params)
 
 
 def bilingual(key: str, **params: object) -> Text:
     """The message ``key`` in both languages, as the report stores it."""
-    return Text(ja=translate("ja", key, **params), en=translate("en", key, **params))
+    return CATALOG.bilingual(key, **params)

@@ -14,14 +14,13 @@ from flask import Flask
 
 from grader.catalogs import compile_catalogs
 from grader.config import GraderConfig
+from service.catalog import TRANSLATIONS
 from service.extensions import babel, csrf, db, login_manager, migrate
 from service.settings import load_settings
 from service.states import RunState, RunStatus
 from service.views.language import DEFAULT_LANGUAGE, select_locale
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
-#: The gettext catalogs of the pages and the API (domain ``messages``, see ``babel.cfg``).
-TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

@@ -492,6 +492,33 @@ def test_the_course_rules_speak_japanese(app: Flask, staff: FlaskClient,
     assert "成績一覧" in text_of(staff.get("/dashboard/gradebook", headers=ja))
 
 
+def test_a_refusal_is_shown_in_the_instructors_language(app: Flask, staff: FlaskClient,
+                                                        course: dict[str, int]):
+    """The rules' refusals (``RulesError``) are shown in the page's language: the schedule, a
+    CSV line (the line's reason inside it in Japanese too) and an adjustment."""
+    assert staff.get(f"/dashboard/{EXERCISE}?lang=ja").status_code == 200  # remembered
+    refused = staff.post(RULES, data=schedule_form(late_until="2026-12-20T10:00"))
+    page = text_of(refused)
+    assert refused.status_code == 400
+    assert "遅延提出の受付終了を締切より前にはできません" in page
+    assert "late-until must not be before due" not in page
+
+    header = "student_id,exercise,due,late_until,extra_attempts,comment\n"
+    csv_refused = text_of(upload(staff, header + "s001,chap99,2026-12-31T23:59:00Z,,0,\n"))
+    assert "2 行目: 課題 &#39;chap99&#39; は存在しません" in csv_refused
+    assert "unknown exercise" not in csv_refused
+
+    adjusted = staff.post("/dashboard/students/s003/adjust", data={
+        "exercise": EXERCISE, "target": "", "mode": "add", "points": "5", "comment": ""})
+    assert adjusted.status_code == 400
+    assert "得点の調整にはコメントが必要です" in text_of(adjusted)
+
+    # Back in English, the same refusal is English again.
+    assert staff.get(f"/dashboard/{EXERCISE}?lang=en").status_code == 200
+    english = text_of(staff.post(RULES, data=schedule_form(late_until="2026-12-20T10:00")))
+    assert "late-until must not be before due" in english and "締切より前" not in english
+
+
 def test_the_exercise_page_lists_a_few_extensions_and_links_to_all(
         app: Flask, staff: FlaskClient, monkeypatch: pytest.MonkeyPatch):
     """Every extension listed carries a revoke form: the page lists the first few (by student

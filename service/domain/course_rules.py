@@ -27,10 +27,38 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from grader.spec import Text
+from service.catalog import MESSAGES
+
 
 class RulesError(ValueError):
     """A rule that cannot be: a penalty not understood, dates in the wrong order, an unknown
-    time zone. The message says what was given and what is expected."""
+    time zone. The message says what was given and what is expected, in both languages.
+
+    ``RulesError("rules.bad_penalty", spec="'ten'")`` is the catalog's message ``key`` (domain
+    ``messages``, keys ``rules.*``) with its ``params``; :attr:`text` is it in Japanese and
+    English, made from the catalog files alone (no app, no request: the CLI, the tests and the
+    domain raise it too). ``str()`` is the English text, what the CLI prints; the dashboard
+    shows :attr:`text` in the instructor's language. A value quoted as typed is passed as its
+    ``repr``; a refusal inside another (``line 3: ...``) passes the inner one's :attr:`text`.
+    """
+
+    def __init__(self, key: str, **params: object) -> None:
+        #: The catalog key, e.g. ``rules.late_until_before_due``.
+        self.key = key
+        #: What fills the message's placeholders.
+        self.params = params
+        #: The message in both languages.
+        self.text: Text = MESSAGES.bilingual(key, **params)
+        super().__init__(self.text.en)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # rebuilt from the key and parameters, not from the English text (pickle, copy)
+        return _rules_error, (self.key, self.params)
+
+
+def _rules_error(key: str, params: dict[str, object]) -> RulesError:
+    return RulesError(key, **params)
 
 
 # --- dates ------------------------------------------------------------------------------------
@@ -42,11 +70,9 @@ def parse_time(text: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise RulesError(f"not an ISO 8601 time: {text!r} (for example "
-                         "2026-12-24T23:59:59+09:00)") from None
+        raise RulesError("rules.not_iso_time", text=repr(text)) from None
     if value.tzinfo is None or value.utcoffset() is None:
-        raise RulesError(f"{text!r} has no offset: write it with one, e.g. "
-                         f"{text.strip()}+09:00 or {text.strip()}Z")
+        raise RulesError("rules.no_offset", text=repr(text), bare=text.strip())
     return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
@@ -55,8 +81,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise RulesError(f"unknown time zone {name!r} (an IANA name such as Asia/Tokyo)"
-                         ) from None
+        raise RulesError("rules.unknown_zone", name=repr(name)) from None
 
 
 def local(value: dt.datetime, zone_name: str) -> dt.datetime:
@@ -93,11 +118,10 @@ class LatePenalty:
             return cls()
         match = _PENALTY.fullmatch(text)
         if match is None:
-            raise RulesError(f"late penalty {spec!r} not understood: write 0, 100%, "
-                             "10%/day or 5%/hour")
+            raise RulesError("rules.bad_penalty", spec=repr(spec))
         percent = float(match["n"])
         if percent > 100:
-            raise RulesError(f"late penalty {spec!r}: at most 100%")
+            raise RulesError("rules.penalty_over_100", spec=repr(spec))
         return cls(percent, match["unit"])
 
     def __str__(self) -> str:
@@ -141,11 +165,11 @@ class Dates:
     def check(self) -> Dates:
         """These dates, or :class:`RulesError` when they are out of order."""
         if self.late_until is not None and self.due is None:
-            raise RulesError("a late-until needs a due time")
+            raise RulesError("rules.late_until_needs_due")
         if self.opens and self.due and self.opens >= self.due:
-            raise RulesError("opens must be before due")
+            raise RulesError("rules.opens_not_before_due")
         if self.due and self.late_until and self.late_until < self.due:
-            raise RulesError("late-until must not be before due")
+            raise RulesError("rules.late_until_before_due")
         return self
 
     @property
@@ -253,12 +277,11 @@ def parse_release(spec: str, base: Mapping[Part, Shown] = DEFAULT_RELEASE) -> di
         try:
             rules[Part(name.strip())] = Shown(when.strip())
         except ValueError:
-            parts, whens = ", ".join(Part), ", ".join(Shown)
-            raise RulesError(f"release rule {piece!r} not understood: write a preset "
-                             f"({', '.join(RELEASE_PRESETS)}) or part=when with part one of "
-                             f"{parts} and when one of {whens}") from None
+            raise RulesError("rules.bad_release_rule", rule=repr(piece),
+                             presets=", ".join(RELEASE_PRESETS), parts=", ".join(Part),
+                             whens=", ".join(Shown)) from None
         if not sep:
-            raise RulesError(f"release rule {piece!r}: part=when")
+            raise RulesError("rules.release_rule_needs_when", rule=repr(piece))
     return rules
 
 

@@ -1,7 +1,7 @@
 """The course's rules in the database: each exercise's schedule, students' extensions and
 instructors' adjustments, read as ``service.domain.course_rules`` values and written with the
 checks every caller (dashboard, CLI, CSV import) shares. Errors are :class:`RulesError` with a
-message for people; nothing is written when one is raised.
+message for people in both languages; nothing is written when one is raised.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def set_schedule(session: DbSession, exercise_id: str, change: ScheduleChange, a
         values["late_penalty"] = str(LatePenalty.parse(change.late_penalty))
     if change.counts is not None:
         if change.counts not in tuple(Counts):
-            raise RulesError(f"counts must be best or last, not {change.counts!r}")
+            raise RulesError("rules.bad_counts", value=repr(change.counts))
         values["counts"] = change.counts
     if change.attempts_per_day is not None:
         values["attempts_per_day"] = _limit(change.attempts_per_day)
@@ -157,9 +157,9 @@ def _limit(value: str | int) -> int | None:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise RulesError(f"attempts per day must be a whole number, not {value!r}") from None
+        raise RulesError("rules.attempts_not_whole", value=repr(value)) from None
     if number < 1:
-        raise RulesError("attempts per day must be at least 1 (or empty for no limit)")
+        raise RulesError("rules.attempts_below_one")
     return number
 
 
@@ -167,9 +167,9 @@ def _weight(value: str | float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise RulesError(f"weight must be a number, not {value!r}") from None
+        raise RulesError("rules.weight_not_number", value=repr(value)) from None
     if not 0 <= number <= 1000 or number != number:
-        raise RulesError("weight must be between 0 and 1000")
+        raise RulesError("rules.weight_out_of_range")
     return number
 
 
@@ -180,7 +180,7 @@ def find_student(session: DbSession, student_id: str) -> Student:
     found = session.execute(select(Student).where(Student.student_id == student_id.strip())
                             ).scalar_one_or_none()
     if found is None:
-        raise RulesError(f"no student {student_id!r} on the roster")
+        raise RulesError("rules.unknown_student", student=repr(student_id))
     return found
 
 
@@ -221,9 +221,9 @@ def grant_extension(session: DbSession, student_id: str, exercise_id: str, due: 
     due_at = parse_time(due)
     late_at = parse_time(late_until) if late_until else None
     if late_at is not None and late_at < due_at:
-        raise RulesError("late-until must not be before due")
+        raise RulesError("rules.late_until_before_due")
     if extra_attempts < 0:
-        raise RulesError("extra attempts cannot be negative")
+        raise RulesError("rules.negative_extra_attempts")
     row = session.execute(select(ExtensionGrant).where(
         ExtensionGrant.student_pk == student.id, ExtensionGrant.exercise == exercise_id)
     ).scalar_one_or_none() or ExtensionGrant(student_pk=student.id, exercise=exercise_id)
@@ -253,8 +253,8 @@ def import_extensions(session: DbSession, text: str, known: Iterable[str], autho
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     missing = [c for c in EXTENSION_COLUMNS[:3] if c not in (reader.fieldnames or [])]
     if missing:
-        raise RulesError(f"the CSV needs the columns {', '.join(EXTENSION_COLUMNS[:3])} "
-                         f"(missing: {', '.join(missing)})")
+        raise RulesError("rules.csv_missing_columns", columns=", ".join(EXTENSION_COLUMNS[:3]),
+                         missing=", ".join(missing))
     exercises = set(known)
     count = 0
     try:
@@ -262,16 +262,16 @@ def import_extensions(session: DbSession, text: str, known: Iterable[str], autho
             try:
                 exercise_id = (record.get("exercise") or "").strip()
                 if exercise_id not in exercises:
-                    raise RulesError(f"unknown exercise {exercise_id!r}")
+                    raise RulesError("rules.unknown_exercise", exercise=repr(exercise_id))
                 extra = (record.get("extra_attempts") or "0").strip() or "0"
                 if not extra.isdigit():
-                    raise RulesError(f"extra_attempts must be a whole number, not {extra!r}")
+                    raise RulesError("rules.csv_extra_not_whole", value=repr(extra))
                 grant_extension(session, record.get("student_id") or "", exercise_id,
                                 record.get("due") or "", (record.get("late_until") or "").strip()
                                 or None, author, int(extra), (record.get("comment") or ""),
                                 commit=False)
             except RulesError as exc:
-                raise RulesError(f"line {line}: {exc}") from None
+                raise RulesError("rules.csv_line", line=line, reason=exc.text) from None
             count += 1
         session.commit()
     except BaseException:
@@ -313,10 +313,10 @@ def adjustment_history(session: DbSession, student_pk: int, exercise_id: str | N
 def check_adjustment(mode: AdjustMode, points: float, comment: str, item_id: str | None,
                      items: Iterable[str]) -> None:
     if not comment.strip():
-        raise RulesError("an adjustment needs a comment (the student reads it)")
+        raise RulesError("rules.adjustment_needs_comment")
     if item_id is not None and item_id not in set(items):
-        raise RulesError(f"unknown item {item_id!r} (items: {', '.join(items)})")
+        raise RulesError("rules.unknown_item", item=repr(item_id), items=", ".join(items))
     if points != points or abs(points) > 1e6:
-        raise RulesError("points must be a number")
+        raise RulesError("rules.points_not_number")
     if mode is AdjustMode.SET and points < 0:
-        raise RulesError("a score cannot be set below 0")
+        raise RulesError("rules.score_below_zero")

@@ -40,14 +40,13 @@ import re
 from dataclasses import dataclass
 
 from flask import current_app
-from flask_babel import force_locale
-from flask_babel import gettext as _
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from grader.messages import N_
 from grader.notebook import DEFAULT_LIMITS, LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
-from grader.spec import SpecError, Text
+from grader.spec import SpecError
+from service.catalog import MESSAGES
 from service.domain.course_rules import Window, day_start, local
 from service.domain.schedules import extension_for, load_rules
 from service.extensions import db
@@ -77,12 +76,8 @@ class Rejection(Exception):
         """The refusal with the catalogs' ``message`` in both languages: the API sends both
         (``message``, ``message_ja``) whatever the client prefers, the upload page picks one.
         A parameter that is a :class:`~grader.spec.Text` is filled in each one's language."""
-        texts = {}
-        for lang in ("en", "ja"):
-            with force_locale(lang):
-                texts[lang] = _(message, **{name: value.get(lang) if isinstance(value, Text)
-                                            else value for name, value in params.items()})
-        return cls(status, code, texts["en"], texts["ja"])
+        text = MESSAGES.bilingual(message, **params)
+        return cls(status, code, text.en, text.ja)
 
 
 @dataclass(frozen=True)

@@ -109,8 +109,7 @@ def to_offset_time(text: str, zone_name: str) -> str:
         except ValueError:
             continue
         return naive.replace(tzinfo=course_rules.zone(zone_name)).isoformat()
-    raise course_rules.RulesError(f"not a date and time: {text!r} (for example "
-                                  "2026-12-24T23:59)")
+    raise course_rules.RulesError("rules.not_local_time", text=repr(text))
 
 
 def local_input(value: dt.datetime | None, zone_name: str) -> str:
@@ -184,8 +183,7 @@ class ExtensionForm(FlaskForm):
     def extra(self) -> int:
         text = self.extra_attempts.data or "0"
         if not text.isdigit():
-            raise course_rules.RulesError(
-                f"extra attempts must be a whole number, not {text!r}")
+            raise course_rules.RulesError("rules.extra_not_whole", value=repr(text))
         return int(text)
 
 
@@ -217,7 +215,8 @@ class AdjustForm(FlaskForm):
         try:
             value = float(text)
         except ValueError:
-            raise course_rules.RulesError(f"points must be a number, not {text!r}") from None
+            raise course_rules.RulesError("rules.points_not_number_typed",
+                                          value=repr(text)) from None
         if not math.isfinite(value):
-            raise course_rules.RulesError("points must be a number")
+            raise course_rules.RulesError("rules.points_not_number")
         return value

@@ -5,9 +5,9 @@ extensions (granted one by one, imported from a CSV, revoked).
 The forms live on the exercise page (``dashboard/_rules.html``); each posts here and comes back
 to that page. A change the rules refuse (``RulesError``: dates out of order, a penalty not
 understood, an unknown student) shows the forms again on this module's page, with the message
-and what was typed, as a 400; nothing is changed then (``service.domain.schedules`` writes all
-or nothing). Dates are typed as local date-times in the schedule's time zone and sent to the
-domain as ISO 8601 times with that zone's offset.
+in the page's language and what was typed, as a 400; nothing is changed then
+(``service.domain.schedules`` writes all or nothing). Dates are typed as local date-times in the
+schedule's time zone and sent to the domain as ISO 8601 times with that zone's offset.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from service.views.forms import (
     zoned,
 )
 from service.views.frame import Page
-from service.views.language import N_
+from service.views.language import N_, localize
 
 #: Labels the rules' template builds from values (``dash.release.part.<part>``, ...).
 LABELS = (
@@ -93,7 +93,7 @@ def set_rules(exercise_id: str) -> Page | BaseResponse:
     try:
         schedules.set_schedule(db.session, exercise_id, form.change(), author=_author())
     except RulesError as exc:
-        return _refused(exercise_id, "schedule", str(exc))
+        return _refused(exercise_id, "schedule", localize(exc.text))
     flash("dash.flash.rules_saved", "info")
     return _back(exercise_id)
 
@@ -124,7 +124,7 @@ def grant(exercise_id: str) -> Page | BaseResponse:
             to_offset_time(form.late_until.data or "", zone_name) or None, _author(),
             extra_attempts=form.extra(), comment=form.comment.data or "")
     except RulesError as exc:
-        return _refused(exercise_id, "extension", str(exc))
+        return _refused(exercise_id, "extension", localize(exc.text))
     flash(_("dash.flash.extension_granted", student=form.student_id.data), "info")
     return _back(exercise_id)
 
@@ -138,14 +138,14 @@ def import_csv(exercise_id: str) -> Page | BaseResponse:
     data = form.file.data.read(MAX_CSV_BYTES + 1)
     try:
         if len(data) > MAX_CSV_BYTES:
-            raise RulesError("the CSV is larger than 2 MiB")
+            raise RulesError("rules.csv_too_large")
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise RulesError("the CSV is not UTF-8 text") from None
+            raise RulesError("rules.csv_not_utf8") from None
         count = schedules.import_extensions(db.session, text, known_exercises(), _author())
     except RulesError as exc:
-        return _refused(exercise_id, "import", str(exc))
+        return _refused(exercise_id, "import", localize(exc.text))
     flash(_("dash.flash.extensions_imported", count=count), "info")
     return _back(exercise_id)
 

@@ -30,6 +30,7 @@ from service.models import Adjustment, Student, Submission
 from service.views.dashboard.blueprint import bp
 from service.views.forms import AdjustForm, zoned
 from service.views.frame import Page
+from service.views.language import localize
 
 
 def _student(student_id: str) -> Student:
@@ -95,7 +96,7 @@ def adjust(student_id: str) -> Page | BaseResponse:
             item_id=form.target.data or None)
     except RulesError as exc:
         db.session.rollback()
-        return _page(found, str(exc), request.form, 400)
+        return _page(found, localize(exc.text), request.form, 400)
     flash("dash.flash.adjusted", "info")
     return redirect(url_for("dashboard.student", student_id=found.student_id,
                             _anchor=f"exercise-{exercise_id}"), 303)
