@@ -88,14 +88,14 @@ class Catalog:
                     self._loaded[lang] = found
         return found
 
-    def translate(self, lang: str, key: str, **params: object) -> str:
+    def translate(self, lang: str, key: str, /, **params: object) -> str:
         """``key`` in one language, its placeholders filled (``Text`` parameters in that
         language). The text is always %-formatted, so ``%%`` is a percent sign with or
         without parameters."""
         text = self.translations(lang).gettext(key)
         return text % _filled(params, lang)
 
-    def bilingual(self, key: str, **params: object) -> Text:
+    def bilingual(self, key: str, /, **params: object) -> Text:
         """The message ``key`` in both languages."""
         return Text(ja=self.translate("ja", key, **params),
                     en=self.translate("en", key, **params))

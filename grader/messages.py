@@ -31,11 +31,11 @@ def N_(key: str) -> str:
     return key
 
 
-def translate(lang: str, key: str, **params: object) -> str:
+def translate(lang: str, key: str, /, **params: object) -> str:
     """``key`` in one language, its placeholders filled (``Text`` parameters in that language)."""
     return CATALOG.translate(lang, key, **params)
 
 
-def bilingual(key: str, **params: object) -> Text:
+def bilingual(key: str, /, **params: object) -> Text:
     """The message ``key`` in both languages, as the report stores it."""
     return CATALOG.bilingual(key, **params)

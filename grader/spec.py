@@ -309,6 +309,9 @@ class _SpecFile(_Table):
     runtime: Runtime = Field(default_factory=Runtime)
     limits: LimitsTable = Field(default_factory=Limits)
     accuracy: AccuracyRule | None = None
+    #: ``[schedule]``: the course's default rules for the exercise, kept as written (a table of
+    #: TOML values) for the service, which checks its keys and values (docs/course-rules.md).
+    schedule: Options | None = None
     items: Annotated[tuple[Item, ...], BeforeValidator(_array)]
 
     @model_validator(mode="after")
@@ -339,6 +342,9 @@ class Exercise(BaseModel):
     limits: LimitsTable
     items: tuple[Item, ...]
     accuracy: AccuracyRule | None = None
+    #: The ``[schedule]`` table as written (read-only), or None: opaque to the grader, which
+    #: only checks that it is a table; the service reads it as the exercise's default rules.
+    schedule: Options | None = None
 
     @property
     def max_score(self) -> float:
@@ -422,6 +428,7 @@ def load_exercise(directory: Path, reference_root: Path | None = None) -> Exerci
         limits=spec.limits,
         items=spec.items,
         accuracy=spec.accuracy,
+        schedule=spec.schedule,
     )
 
 

@@ -46,8 +46,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals.update(RunState=RunState, RunStatus=RunStatus)
 
     from service import commands
+    from service.domain.schedules import check_exercise_schedules
     from service.views import api, dashboard, frame
     from service.views import student as web
+
+    with app.app_context():  # a bad [schedule] in an exercise.toml stops the start, named
+        check_exercise_schedules()
 
     frame.init_app(app)
     app.register_blueprint(api.bp)

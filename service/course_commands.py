@@ -29,6 +29,7 @@ from grader.spec import Exercise, SpecError
 from service.domain.adjustments import AdjustMode, adjust
 from service.domain.course_rules import Part, Rules, RulesError, local, parse_release
 from service.domain.schedules import (
+    RulesSource,
     ScheduleChange,
     adjustment_history,
     extension_of,
@@ -39,12 +40,16 @@ from service.domain.schedules import (
     publish,
     revoke_extension,
     rules_of,
+    rules_source,
     set_schedule,
 )
 from service.extensions import db
 from service.models import Adjustment, ExtensionGrant, Schedule, Student
 
 CLEARS = "An empty value ('') clears it."
+#: What ``schedule show`` says of rules not stored in the database.
+SOURCES = {RulesSource.EXERCISE_TOML: "the [schedule] of its exercise.toml",
+           RulesSource.DEFAULTS: "the defaults"}
 
 
 def init_app(app: Flask) -> None:
@@ -111,8 +116,9 @@ def schedule_group() -> None:
     pass
 
 
-@schedule_group.command("set", help="Change an exercise's schedule (made with the defaults if "
-                        "it has none); options not given stay as they are. Times are ISO 8601 "
+@schedule_group.command("set", help="Change an exercise's schedule (made from the [schedule] of "
+                        "its exercise.toml, or the defaults, if it has none); options not given "
+                        "stay as they are. Times are ISO 8601 "
                         "with an offset (2026-12-24T23:59:59+09:00 or ...Z). Nothing is changed "
                         "when any option is refused.")
 @click.argument("exercise")
@@ -170,7 +176,8 @@ def schedule_publish(exercise: str, undo: bool) -> None:
                    f"{shown(rules.published_at, rules.timezone)}")
 
 
-@schedule_group.command("show", help="Print an exercise's schedule (times in its time zone; "
+@schedule_group.command("show", help="Print an exercise's schedule and where it comes from "
+                        "(source: database, exercise.toml or defaults; times in its time zone; "
                         "--json: UTC times with Z, and the zone).")
 @click.argument("exercise")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
@@ -189,7 +196,8 @@ def schedule_json(exercise: str) -> dict[str, Any]:
     row = db.session.get(Schedule, exercise)
     rules = rules_of(row, exercise)
     return {
-        "exercise": exercise, "stored": row is not None, "timezone": rules.timezone,
+        "exercise": exercise, "stored": row is not None,
+        "source": rules_source(row, exercise).value, "timezone": rules.timezone,
         "opens": utc(rules.dates.opens), "due": utc(rules.dates.due),
         "late_until": utc(rules.dates.late_until), "late_penalty": str(rules.penalty),
         "counts": rules.counts.value, "attempts_per_day": rules.attempts_per_day,
@@ -205,9 +213,11 @@ def _echo_schedule(exercise: str) -> None:
 
     row = db.session.get(Schedule, exercise)
     rules: Rules = rules_of(row, exercise)
+    source = rules_source(row, exercise)
     zone = rules.timezone
     lines = [
-        ("exercise", exercise + ("" if row else " (no schedule stored: the defaults)")),
+        ("exercise", exercise + ("" if row else f" (no schedule stored: {SOURCES[source]})")),
+        ("source", source.value),
         ("timezone", zone),
         ("opens", shown(rules.dates.opens, zone)),
         ("due", shown(rules.dates.due, zone)),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -49,6 +50,23 @@ def test_wrong_type_and_missing_key(tmp_path, config):
         load_exercise(folder)
     folder = _copy(tmp_path / "b", config, lambda s: s.replace("threshold = ", "# threshold = "))
     with pytest.raises(SpecError, match="missing key 'threshold'"):
+        load_exercise(folder)
+
+
+def test_a_schedule_table_is_kept_as_written_for_the_service(tmp_path, config):
+    """``[schedule]`` is the service's (the course's default rules): the grader keeps it as a
+    read-only table and checks only that it is one."""
+    assert load_exercise(config.exercises_root / "chap06_cnn").schedule is None
+    table = '[schedule]\ndue = 2026-12-24T23:59:59+09:00\nlate_penalty = "10%/day"\n\n'
+    folder = _copy(tmp_path, config, lambda s: s.replace("[[items]]", table + "[[items]]", 1))
+    schedule = load_exercise(folder).schedule
+    assert dict(schedule) == {"due": dt.datetime(2026, 12, 24, 23, 59, 59,
+                                                 tzinfo=dt.timezone(dt.timedelta(hours=9))),
+                              "late_penalty": "10%/day"}
+    with pytest.raises(TypeError):
+        schedule["due"] = None  # read-only
+    folder = _copy(tmp_path / "b", config, lambda s: "schedule = 3\n" + s)
+    with pytest.raises(SpecError, match="schedule: expected dict, got int"):
         load_exercise(folder)
 
 

@@ -43,7 +43,7 @@ class RulesError(ValueError):
     ``repr``; a refusal inside another (``line 3: ...``) passes the inner one's :attr:`text`.
     """
 
-    def __init__(self, key: str, **params: object) -> None:
+    def __init__(self, key: str, /, **params: object) -> None:
         #: The catalog key, e.g. ``rules.late_until_before_due``.
         self.key = key
         #: What fills the message's placeholders.

@@ -2,6 +2,12 @@
 instructors' adjustments, read as ``service.domain.course_rules`` values and written with the
 checks every caller (dashboard, CLI, CSV import) shares. Errors are :class:`RulesError` with a
 message for people in both languages; nothing is written when one is raised.
+
+An exercise's rules come from, in order: its row in the database (``schedule set``, the
+dashboard), else the ``[schedule]`` table of its ``exercise.toml``
+(``service.domain.schedule_table``), else the built-in defaults. Every reader goes through
+:func:`rules_of`, and a new row starts from the same defaults (:func:`default_schedule`), so a
+``schedule set --due ...`` keeps the file's other values.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import delete, select
 
+from grader.spec import Exercise, SpecError
 from service.domain.course_rules import (
     DEFAULT_RELEASE,
     Counts,
@@ -30,6 +38,7 @@ from service.domain.course_rules import (
     zone,
 )
 from service.domain.final_grade import AdjustMode, Change, in_force
+from service.domain.schedule_table import change_fields
 from service.extensions import DbSession
 from service.models import Adjustment, ExtensionGrant, Schedule, Student, utcnow
 
@@ -47,10 +56,40 @@ def course_timezone() -> str:
 # --- schedules ----------------------------------------------------------------------------------
 
 
+class RulesSource(StrEnum):
+    """Where an exercise's rules come from (``schedule show`` says it)."""
+
+    DATABASE = "database"
+    EXERCISE_TOML = "exercise.toml"
+    DEFAULTS = "defaults"
+
+
+def _spec(exercise_id: str) -> Exercise | None:
+    """The exercise's spec as the app's grader reads it; None outside an app, or for an
+    exercise that is gone or whose spec does not read (the grader reports that one)."""
+    try:
+        config = current_app.config["GRADER"]
+    except RuntimeError:  # outside an app (a script)
+        return None
+    try:
+        return config.exercise(exercise_id)
+    except SpecError:
+        return None
+
+
+def rules_source(row: Schedule | None, exercise_id: str) -> RulesSource:
+    if row is not None:
+        return RulesSource.DATABASE
+    spec = _spec(exercise_id)
+    return RulesSource.DEFAULTS if spec is None or spec.schedule is None \
+        else RulesSource.EXERCISE_TOML
+
+
 def rules_of(row: Schedule | None, exercise_id: str, timezone: str | None = None) -> Rules:
-    """The :class:`Rules` of a schedule row (None: the defaults)."""
+    """The :class:`Rules` of a schedule row (None: the exercise's defaults, from its
+    ``exercise.toml`` or built in: :func:`default_schedule`)."""
     if row is None:
-        return Rules(exercise=exercise_id, timezone=timezone or course_timezone())
+        row = default_schedule(exercise_id)
     return Rules(
         exercise=exercise_id,
         dates=Dates(row.opens_at, row.due_at, row.late_until),
@@ -99,8 +138,18 @@ def set_schedule(session: DbSession, exercise_id: str, change: ScheduleChange, a
                  ) -> Rules:
     """Apply ``change`` to the exercise's schedule (made with the defaults if there is none),
     check the result as a whole and commit it; :class:`RulesError` leaves it untouched."""
-    row = session.get(Schedule, exercise_id) or _default_schedule(exercise_id)
-    # every change is parsed and checked into ``values`` before the row is touched
+    row = session.get(Schedule, exercise_id) or default_schedule(exercise_id)
+    for column, value in _checked(row, change).items():
+        setattr(row, column, value)
+    row.updated_at, row.updated_by = utcnow(), author[:64]
+    session.add(row)
+    session.commit()
+    return rules_of(row, exercise_id)
+
+
+def _checked(row: Schedule, change: ScheduleChange) -> dict[str, Any]:
+    """The columns ``change`` makes of ``row``, each parsed and the dates checked as a whole;
+    the row is not touched (:class:`RulesError` for the first value refused)."""
     values: dict[str, Any] = {
         "opens_at": row.opens_at, "due_at": row.due_at, "late_until": row.late_until}
     for name, column in (("opens", "opens_at"), ("due", "due_at"), ("late_until", "late_until")):
@@ -123,19 +172,37 @@ def set_schedule(session: DbSession, exercise_id: str, change: ScheduleChange, a
         values["weight"] = _weight(change.weight)
     if change.release is not None:
         values["release"] = {p.value: s.value for p, s in change.release.items()}
+    return values
+
+
+def default_schedule(exercise_id: str) -> Schedule:
+    """A new row (not added to a session) with what an exercise without a row has: the
+    built-in defaults, then its ``exercise.toml``'s ``[schedule]``. :class:`RulesError` naming
+    the file for a table the checks refuse (the app checks every table when it starts:
+    :func:`check_exercise_schedules`)."""
+    row = Schedule(exercise=exercise_id, late_penalty="0", counts=Counts.BEST.value,
+                   timezone=course_timezone(), weight=1.0,
+                   release={p.value: s.value for p, s in DEFAULT_RELEASE.items()})
+    spec = _spec(exercise_id)
+    if spec is None or spec.schedule is None:
+        return row
+    try:
+        values = _checked(row, ScheduleChange(**change_fields(spec.schedule)))
+    except RulesError as exc:
+        raise RulesError("rules.in_exercise_toml", file=str(spec.directory / "exercise.toml"),
+                         reason=exc.text) from None
     for column, value in values.items():
         setattr(row, column, value)
-    row.updated_at, row.updated_by = utcnow(), author[:64]
-    session.add(row)
-    session.commit()
-    return rules_of(row, exercise_id)
+    return row
 
 
-def _default_schedule(exercise_id: str) -> Schedule:
-    """A new row with the defaults (what an exercise without a row has)."""
-    return Schedule(exercise=exercise_id, late_penalty="0", counts=Counts.BEST.value,
-                    timezone=course_timezone(), weight=1.0,
-                    release={p.value: s.value for p, s in DEFAULT_RELEASE.items()})
+def check_exercise_schedules() -> None:
+    """Every exercise's ``[schedule]`` table read as :func:`default_schedule` reads it (in an
+    app context), so a table the checks refuse stops the service when it starts rather than
+    failing the first page that needs the rules. A spec that does not read is the grader's to
+    report, not this check's."""
+    for exercise_id in current_app.config["GRADER"].exercise_ids():
+        default_schedule(exercise_id)
 
 
 def publish(session: DbSession, exercise_id: str, author: str, published: bool = True) -> Rules:

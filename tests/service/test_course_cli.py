@@ -90,7 +90,7 @@ def test_schedule_set_stores_utc_and_shows_the_course_zone(app: Flask):
 
     shown = shown_json(app)
     assert shown == {
-        "exercise": EXERCISE, "stored": True, "timezone": "Asia/Tokyo",
+        "exercise": EXERCISE, "stored": True, "source": "database", "timezone": "Asia/Tokyo",
         "opens": "2026-12-01T00:00:00Z", "due": "2026-12-24T14:59:59Z",
         "late_until": "2026-12-26T14:59:59Z", "late_penalty": "10%/day", "counts": "last",
         "attempts_per_day": 3, "weight": 2.5,
@@ -121,6 +121,7 @@ def test_a_zone_changes_how_times_are_shown_not_when_they_are(app: Flask):
 def test_schedule_show_without_a_schedule_gives_the_defaults(app: Flask):
     shown = shown_json(app)
     assert shown["stored"] is False and shown["due"] is None and shown["counts"] == "best"
+    assert shown["source"] == "defaults"
     assert shown["late_penalty"] == "0" and shown["attempts_per_day"] is None
     assert shown["release"]["holdout_accuracy"] == "after_late_until"
     assert "no schedule stored" in ok(app, "schedule", "show", EXERCISE)
