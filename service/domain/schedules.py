@@ -77,6 +77,10 @@ def _spec(exercise_id: str) -> Exercise | None:
         return None
 
 
+def load_rules_source(session: DbSession, exercise_id: str) -> RulesSource:
+    return rules_source(session.get(Schedule, exercise_id), exercise_id)
+
+
 def rules_source(row: Schedule | None, exercise_id: str) -> RulesSource:
     if row is not None:
         return RulesSource.DATABASE

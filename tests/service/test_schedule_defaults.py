@@ -23,6 +23,7 @@ from service.domain.course_rules import Counts, Part, RulesError, Shown
 from service.domain.schedules import load_all_rules, load_rules
 from service.extensions import db
 from tests.service.service_support import EXERCISE, bearer, tiny_notebook, upload
+from tests.test_dashboard import add_instructor, log_in
 
 #: Closed long ago: an upload now is refused, whatever the real clock says.
 TABLE = """\
@@ -114,6 +115,22 @@ def test_publish_without_a_row_keeps_the_tomls_rules(app: Flask):
     after = shown(app)
     assert after["source"] == "database" and after["published_at"] is not None
     assert after["due"] == "2000-12-31T15:00:00Z" and after["counts"] == "last"
+
+
+def test_the_dashboard_shows_the_tomls_rules_and_says_where_they_come_from(
+        make_app: Any, tmp_path: Path, config: GraderConfig):
+    app = make_app(GRADER=exercises_with(tmp_path, config, TABLE), WTF_CSRF_ENABLED=False)
+    add_instructor(app)
+    staff = app.test_client()
+    staff.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    assert log_in(staff).status_code == 303
+    page = staff.get(f"/dashboard/{EXERCISE}").get_data(as_text=True)
+    assert 'id="rules-source"' in page and "written in the exercise's exercise.toml" in page
+    assert 'id="rules-due">2000-12-31 16:00 CET<' in page  # the file's due, in its zone
+    assert "exercise.toml に書かれた" in staff.get(f"/dashboard/{EXERCISE}?lang=ja").get_data(
+        as_text=True)
+    cli(app, "schedule", "set", EXERCISE, "--weight", "3")
+    assert 'id="rules-source"' not in staff.get(f"/dashboard/{EXERCISE}").get_data(as_text=True)
 
 
 def test_without_a_table_the_defaults_say_so(make_app: Any):

@@ -25,7 +25,7 @@ from service.domain.gradebook import (
 )
 from service.domain.queue_state import queue_counts
 from service.domain.regrades import is_pending, regrade_exercise, regrade_submission
-from service.domain.schedules import list_extensions, load_rules
+from service.domain.schedules import list_extensions, load_rules, load_rules_source
 from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.models import GradingRun, Submission
@@ -90,7 +90,8 @@ def exercise(exercise_id: str) -> str:
         stats=exercise_stats(exercise_id, rows, rules.dates.due), sort_url=_sort_url(query),
         formats=FORMATS, columns=grade_columns(rows),
         # the course rules' section (``rules`` owns its forms)
-        rules=rules, parts=list(Part), grants_total=len(grants),
+        rules=rules, source=load_rules_source(db.session, exercise_id), parts=list(Part),
+        grants_total=len(grants),
         grants=grants if request.args.get("extensions") == "all" else grants[:EXTENSIONS_SHOWN],
         zoned=zoned, local_input=local_input, which=None, typed=None, error=None,
     )

@@ -53,6 +53,7 @@ MAX_CSV_BYTES = 2 * 1024 * 1024
 def rules_context(exercise_id: str) -> dict[str, Any]:
     """What ``dashboard/_rules.html`` shows of an exercise (the exercise page passes the same)."""
     return {"rules": schedules.load_rules(db.session, exercise_id),
+            "source": schedules.load_rules_source(db.session, exercise_id),
             "grants": schedules.list_extensions(db.session, exercise_id),
             "parts": list(Part), "zoned": zoned, "local_input": local_input}
 
