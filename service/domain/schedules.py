@@ -82,11 +82,13 @@ def load_rules_source(session: DbSession, exercise_id: str) -> RulesSource:
 
 
 def rules_source(row: Schedule | None, exercise_id: str) -> RulesSource:
+    """Where :func:`rules_of` takes the rules from for ``row`` (None: no row stored)."""
     if row is not None:
         return RulesSource.DATABASE
     spec = _spec(exercise_id)
-    return RulesSource.DEFAULTS if spec is None or spec.schedule is None \
-        else RulesSource.EXERCISE_TOML
+    if spec is not None and spec.schedule is not None:
+        return RulesSource.EXERCISE_TOML
+    return RulesSource.DEFAULTS
 
 
 def rules_of(row: Schedule | None, exercise_id: str, timezone: str | None = None) -> Rules:
