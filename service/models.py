@@ -1,5 +1,7 @@
 """Database models: students, submissions, grading runs, item scores; instructors, their failed
-logins, and the heartbeats of grading workers; the API's idempotency keys.
+logins, and the heartbeats of grading workers; the API's idempotency keys; the LTI 1.3
+platforms the tool is registered with, their deployments, the tool's signing keys and the launch
+nonces already used (``service.domain.lti_registrations``, ``lti_keys``, ``lti_nonces``).
 
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
@@ -331,3 +333,82 @@ class Adjustment(Model):
     after: Mapped[float | None]
 
     student: Mapped[Student] = relationship()
+
+
+class LtiPlatform(Model):
+    """One registration of the tool in an LTI 1.3 platform (a Moodle site, a Canvas instance):
+    the platform's issuer and the client id it gave the tool, and where its login, token and
+    key set endpoints are. One issuer may hold several client ids (two Canvas developer keys)."""
+
+    __tablename__ = "lti_platforms"
+    __table_args__ = (UniqueConstraint("issuer", "client_id",
+                                       name="uq_lti_platforms_issuer_client"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    client_id: Mapped[str] = mapped_column(String(255))
+    #: The platform's OIDC authorization endpoint (where /lti/login sends the browser).
+    auth_login_url: Mapped[str] = mapped_column(String(2000))
+    #: The platform's OAuth2 token endpoint (client credentials for grades and rosters).
+    auth_token_url: Mapped[str] = mapped_column(String(2000))
+    #: The platform's public keys (JWKS), which sign its launches.
+    key_set_url: Mapped[str] = mapped_column(String(2000))
+    #: The ``aud`` of the tool's token request when it is not the token URL (some platforms).
+    audience: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    deployments: Mapped[list[LtiDeployment]] = relationship(
+        back_populates="platform", cascade="all, delete-orphan",
+        order_by="LtiDeployment.deployment_id")
+
+
+class LtiDeployment(Model):
+    """A deployment of the tool in a platform (a site-wide tool, or one course's): a launch
+    naming a deployment id not listed here is refused."""
+
+    __tablename__ = "lti_deployments"
+    __table_args__ = (UniqueConstraint("platform_id", "deployment_id",
+                                       name="uq_lti_deployments_platform_deployment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    platform: Mapped[LtiPlatform] = relationship(back_populates="deployments")
+
+
+class LtiKey(Model):
+    """An RSA key of the tool: it signs the tool's JWTs (token requests, deep-linking answers)
+    and its public half is served at ``/lti/jwks``. The newest key not retired signs; older
+    ones stay published until retired, so that platforms holding a cached key set still check
+    what was signed before a rotation. Kept in the database so that every process of the
+    service signs with the same key, and never in the repository; a retired key's private half
+    is erased."""
+
+    __tablename__ = "lti_keys"
+    __table_args__ = (UniqueConstraint("kid", name="uq_lti_keys_kid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64))
+    #: PKCS#8 PEM; None once the key is retired.
+    private_pem: Mapped[str | None] = mapped_column(Text)
+    #: The public JWK as served (kty, n, e, kid, alg, use), so serving the set parses no PEM.
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[dt.datetime | None]
+
+
+class LtiNonce(Model):
+    """A nonce of a platform's launch already accepted, kept until the launch's token expires:
+    the same launch posted again is refused (pylti1p3 checks a nonce against the browser's
+    session, not against launches already made)."""
+
+    __tablename__ = "lti_nonces"
+    __table_args__ = (UniqueConstraint("issuer", "nonce", name="uq_lti_nonces_issuer_nonce"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    nonce: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
