@@ -47,12 +47,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals.update(RunState=RunState, RunStatus=RunStatus)
 
     from service import commands
-    from service.views import api, dashboard, frame
+    from service.views import api, dashboard, frame, lti
     from service.views import student as web
 
     frame.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(lti.bp)
     dashboard.init_app(app)
     commands.init_app(app)
     if uri.startswith("sqlite"):
