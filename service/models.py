@@ -412,3 +412,16 @@ class LtiNonce(Model):
     issuer: Mapped[str] = mapped_column(String(255))
     nonce: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LtiLaunchData(Model):
+    """One value pylti1p3 keeps between the steps of a launch (the login's state and nonce,
+    the launch's claims for a later deep-linking answer or grade), under its key's SHA-256, until
+    it expires. In the database rather than in the session cookie: the platform's cross-site
+    POST does not bring a ``SameSite=Lax`` cookie, and the claims outgrow a cookie."""
+
+    __tablename__ = "lti_launch_data"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)

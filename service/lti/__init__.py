@@ -7,6 +7,9 @@ services); this package binds it to the service:
   deployments come from ``service.domain.lti_registrations``, the signing key from
   ``service.domain.lti_keys``; launches are refused for a platform or deployment not
   registered with ``flask --app service lti register``.
+- ``launch_storage``: what pylti1p3 keeps between the login and the launch (nonce, state, the
+  launch's claims) in the database, bound to the browser by pylti1p3's session-id cookie,
+  instead of the Flask session (a ``SameSite=Lax`` cookie the platform's POST does not bring).
 - ``lms_settings``: what an LMS administrator pastes into the platform (the tool's URLs and
   scopes, Moodle's "External tool" fields, Canvas's developer key JSON), built from the
   service's public address.

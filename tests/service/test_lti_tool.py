@@ -20,14 +20,16 @@ from flask import Flask
 from flask_migrate import downgrade, upgrade
 from pylti1p3.registration import Registration
 from pylti1p3.service_connector import ServiceConnector
-from sqlalchemy import func, inspect, select
+from pylti1p3.session import SessionService
+from sqlalchemy import func, inspect, select, update
 
 from service.domain.instructors import change_password, create_instructor
 from service.domain.lti_keys import signing_key
 from service.domain.lti_nonces import use_nonce
 from service.extensions import db
+from service.lti.launch_storage import DatabaseLaunchStorage
 from service.lti.tool_conf import DatabaseToolConf, UnknownPlatform
-from service.models import LtiDeployment, LtiKey, LtiNonce, LtiPlatform
+from service.models import LtiDeployment, LtiKey, LtiLaunchData, LtiNonce, LtiPlatform
 from service.settings import SettingsError, load_settings
 from tests.service.service_support import in_session
 
@@ -357,8 +359,51 @@ def test_a_nonce_is_accepted_once_until_it_expires(app: Flask):
     assert count(app, LtiNonce) == 1
 
 
+def storage(app: Flask, session_id: str | None) -> DatabaseLaunchStorage:
+    store = DatabaseLaunchStorage(db.session)
+    if session_id:
+        store.set_session_id(session_id)
+    return store
+
+
+def test_launch_data_is_shared_by_processes_and_bound_to_the_browser(make_app):
+    login, launch = make_app(), make_app()  # two processes on one database
+    claims = {"sub": "u1", "https://purl.imsglobal.org/spec/lti/claim/roles": ["Learner"]}
+    with login.app_context():
+        service = SessionService(None)  # no request: only its storage is used
+        service.set_data_storage(storage(login, "browser-1"))
+        service.save_nonce("n-1")
+        service.save_launch_data("launch-1", claims)
+    with launch.app_context():
+        service = SessionService(None)
+        service.set_data_storage(storage(launch, "browser-1"))
+        assert service.check_nonce("n-1")
+        assert service.get_launch_data("launch-1") == claims
+        other = SessionService(None)
+        other.set_data_storage(storage(launch, "browser-2"))
+        assert not other.check_nonce("n-1") and other.get_launch_data("launch-1") is None
+        no_cookie = storage(launch, None)
+        assert not no_cookie.check_value("lti1p3-nonce-n-1")
+
+        store = storage(launch, "browser-1")
+        store.set_value("short", True, exp=1)
+        soon = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=5)
+        short = select(func.count()).select_from(LtiLaunchData).where(
+            LtiLaunchData.expires_at < soon)
+        assert store.check_value("short") and db.session.execute(short).scalar_one() == 1
+        db.session.execute(update(LtiLaunchData).where(LtiLaunchData.expires_at < soon)
+                           .values(expires_at=soon - dt.timedelta(minutes=1)))
+        db.session.commit()
+        assert not store.check_value("short")  # expired: absent
+        store.set_value("later", 1)  # a write removes the expired rows
+        assert db.session.execute(short).scalar_one() == 0
+        assert store.get_value("later") == 1
+        # stored under hashes: no key (nor the browser's session id) in the table
+        assert all(len(k) == 64 for (k,) in db.session.execute(select(LtiLaunchData.key_hash)))
+
+
 def test_the_lti_migration_goes_both_ways(app: Flask):
-    tables = {"lti_platforms", "lti_deployments", "lti_keys", "lti_nonces"}
+    tables = {"lti_platforms", "lti_deployments", "lti_keys", "lti_nonces", "lti_launch_data"}
     with app.app_context():
         assert tables <= set(inspect(db.engine).get_table_names())
         downgrade(revision=BEFORE)

@@ -1,10 +1,12 @@
-"""LTI 1.3: platform registrations, deployments, the tool's keys, used launch nonces
+"""LTI 1.3: platform registrations, deployments, the tool's keys, used launch nonces, launch data
 
 ``lti_platforms``: one row per (issuer, client id) the tool is registered with, with the
 platform's login, token and key set URLs. ``lti_deployments``: the deployment ids of each
 registration. ``lti_keys``: the tool's RSA keys (the newest not retired signs; the others stay
 published in /lti/jwks until retired). ``lti_nonces``: launch nonces already accepted, kept
 until they expire (``service.domain.lti_registrations``, ``lti_keys``, ``lti_nonces``).
+``lti_launch_data``: what pylti1p3 keeps between the login and the launch, and the launch's
+claims (``service.lti.launch_storage``).
 
 Revision ID: f3b8d2a6c915
 Revises: e5c1a9b7d203
@@ -69,9 +71,19 @@ def upgrade():
         sa.UniqueConstraint('issuer', 'nonce', name='uq_lti_nonces_issuer_nonce'),
     )
     op.create_index('ix_lti_nonces_expires_at', 'lti_nonces', ['expires_at'])
+    op.create_table(
+        'lti_launch_data',
+        sa.Column('key_hash', sa.String(length=64), nullable=False),
+        sa.Column('value', sa.JSON(), nullable=True),
+        sa.Column('expires_at', sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint('key_hash'),
+    )
+    op.create_index('ix_lti_launch_data_expires_at', 'lti_launch_data', ['expires_at'])
 
 
 def downgrade():
+    op.drop_index('ix_lti_launch_data_expires_at', table_name='lti_launch_data')
+    op.drop_table('lti_launch_data')
     op.drop_index('ix_lti_nonces_expires_at', table_name='lti_nonces')
     op.drop_table('lti_nonces')
     op.drop_table('lti_keys')
