@@ -425,3 +425,93 @@ class LtiLaunchData(Model):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LtiAccount(Model):
+    """A platform's user (the launch's ``sub``) and who they are here: a student of the roster
+    or an instructor. Made or updated at each launch (name and email when the platform gives
+    them); the key of a student's scores sent back to that platform (``userId``)."""
+
+    __tablename__ = "lti_accounts"
+    __table_args__ = (UniqueConstraint("platform_id", "sub", name="uq_lti_accounts_platform_sub"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    sub: Mapped[str] = mapped_column(String(255))
+    student_pk: Mapped[int | None] = mapped_column(ForeignKey("students.id"), index=True)
+    instructor_id: Mapped[int | None] = mapped_column(ForeignKey("instructors.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_launch_at: Mapped[dt.datetime | None]
+
+    platform: Mapped[LtiPlatform] = relationship()
+    student: Mapped[Student | None] = relationship()
+    instructor: Mapped[Instructor | None] = relationship()
+
+
+class LtiLineItem(Model):
+    """Where the scores of one exercise go in one platform: a resource link (the exercise placed
+    in a course of the LMS) and the Assignment and Grade Services claim of its launches: the
+    line item's URL when the platform made one for the link, the context's line items
+    container otherwise, and the scopes granted. Updated at each launch of the link."""
+
+    __tablename__ = "lti_line_items"
+    __table_args__ = (UniqueConstraint("platform_id", "deployment_id", "resource_link_id",
+                                       name="uq_lti_line_items_link"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    context_id: Mapped[str | None] = mapped_column(String(255))
+    resource_link_id: Mapped[str] = mapped_column(String(255))
+    exercise: Mapped[str] = mapped_column(String(64), index=True)
+    #: The AGS claim's ``lineitem`` (one line item for this link), when given.
+    lineitem_url: Mapped[str | None] = mapped_column(String(2000))
+    #: The AGS claim's ``lineitems`` (the context's container), when given.
+    lineitems_url: Mapped[str | None] = mapped_column(String(2000))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The Names and Roles claim's ``context_memberships_url``, when given.
+    memberships_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    platform: Mapped[LtiPlatform] = relationship()
+
+
+class LtiScore(Model):
+    """The outbox of grade passback: the newest score of one student for one line item, kept
+    until the platform has acknowledged it. A newer score replaces the one not yet sent (the
+    newest wins) and starts its attempts anew; a send that fails is tried again later
+    (``next_attempt_at``, backing off), so a platform that is down loses nothing and delays
+    no grading."""
+
+    __tablename__ = "lti_scores"
+    __table_args__ = (UniqueConstraint("line_item_id", "account_id",
+                                       name="uq_lti_scores_line_item_account"),
+                      Index("ix_lti_scores_due", "state", "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line_item_id: Mapped[int] = mapped_column(ForeignKey("lti_line_items.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("lti_accounts.id", ondelete="CASCADE"),
+                                            index=True)
+    #: None for a submission that failed or has no counted score yet.
+    score_given: Mapped[float | None]
+    score_maximum: Mapped[float]
+    activity_progress: Mapped[str] = mapped_column(String(32))
+    grading_progress: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    #: When the score was made (the AGS ``timestamp``): a platform keeps the newest it got.
+    scored_at: Mapped[dt.datetime]
+    #: ``pending`` (to send), ``sent`` (acknowledged) or ``failed`` (given up, with a reason).
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The platform's last answer: HTTP status (None when it could not be reached) and text.
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    line_item: Mapped[LtiLineItem] = relationship()
+    account: Mapped[LtiAccount] = relationship()
