@@ -1,31 +1,25 @@
 """The LTI 1.3 platform of the tests (:mod:`tests.lti`) on its own, without the service: its
 launches verify with its key set and carry every claim, and it refuses what a real LMS refuses
 (authorization requests, client assertions, service calls and deep-linking responses). The tool
-side is played by a few lines here: a key of its own, a JWKS, a login URL that redirects to the
-platform and a launch URL that keeps what is posted to it.
+side is played by :class:`tests.lti.fake_tool.FakeTool`.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import jwt
 import pytest
 import requests
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from tests.lti import (
     DROP,
     JWT_BEARER,
-    JwksServer,
     KeyPair,
     MessageType,
     Platform,
@@ -37,69 +31,11 @@ from tests.lti import (
     follow_forms,
 )
 from tests.lti import claims as c
+from tests.lti.fake_tool import CLIENT_ID, DEPLOYMENT, FakeTool
 
-CLIENT_ID = "grader-client"
-DEPLOYMENT = "deployment-1"
 ALICE = User("alice-sub", "Alice", "Liddell", "alice@example.org")
 BOB = User("bob-sub", "Bob", "Builder", "bob@example.org")
 TEACHER = User("teacher-sub", "Ada", "Lovelace", "ada@example.org")
-
-
-class FakeTool:
-    """The least of a tool: ``/login`` sends the browser to the platform's authorization
-    endpoint with a fresh state and nonce, ``/launch`` keeps the form posted to it."""
-
-    def __init__(self, key: KeyPair) -> None:
-        self.key, self.platform_auth = key, ""
-        self.logins: list[dict[str, str]] = []
-        self.launches: list[dict[str, str]] = []
-        self.state = self.nonce = ""
-        self.jwks = JwksServer([key])
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self.base = f"http://127.0.0.1:{self._server.server_port}"
-
-    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        if request.path == "/login":
-            self.logins.append(request.values.to_dict())
-            self.state, self.nonce = uuid.uuid4().hex, uuid.uuid4().hex
-            asked = {"scope": "openid", "response_type": "id_token",
-                     "response_mode": "form_post", "prompt": "none",
-                     "client_id": request.values["client_id"],
-                     "redirect_uri": f"{self.base}/launch",
-                     "login_hint": request.values["login_hint"],
-                     "lti_message_hint": request.values["lti_message_hint"],
-                     "state": self.state, "nonce": self.nonce}
-            response = Response(status=302,
-                                headers={"Location": f"{self.platform_auth}?{urlencode(asked)}"})
-        else:
-            self.launches.append(request.form.to_dict())
-            response = Response("launched", 200)
-        return response(environ, start_response)
-
-    def registration(self) -> ToolRegistration:
-        return ToolRegistration(CLIENT_ID, (DEPLOYMENT, "deployment-2"), f"{self.base}/login",
-                                (f"{self.base}/launch",), self.jwks.url, f"{self.base}/launch",
-                                f"{self.base}/launch")
-
-    def assertion(self, token_url: str, **changes: Any) -> str:
-        """A client assertion for ``token_url`` (``changes`` replace claims, ``key`` signs)."""
-        key = changes.pop("key", self.key)
-        now = int(time.time())
-        found = {"iss": CLIENT_ID, "sub": CLIENT_ID, "aud": token_url, "iat": now,
-                 "exp": now + 300, "jti": uuid.uuid4().hex, **changes}
-        return key.sign({name: value for name, value in found.items() if value is not DROP})
-
-    def __enter__(self) -> FakeTool:
-        self.jwks.__enter__()
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                         daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self.jwks.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +188,18 @@ def test_overrides_and_another_key_sign_what_a_forger_would(lms: Platform) -> No
     assert c.DEPLOYMENT_ID not in found and found["nonce"] == "nonce-1"
 
 
+def test_the_service_tool_registration_and_options(lms: Platform) -> None:
+    tool = ToolRegistration.at("http://127.0.0.1:5000", "grader", ("d1", "d2"))
+    assert (tool.login_url, tool.redirect_uris, tool.jwks_url) == (
+        "http://127.0.0.1:5000/lti/login", ("http://127.0.0.1:5000/lti/launch",),
+        "http://127.0.0.1:5000/lti/jwks")
+    lms.register_tool(tool)
+    assert lms.registration_options("d2") == [
+        "--issuer", lms.issuer, "--client-id", "grader", "--deployment-id", "d2",
+        "--auth-login-url", lms.auth_url, "--auth-token-url", lms.token_url,
+        "--key-set-url", lms.jwks_url]
+
+
 def test_the_key_set_follows_rotation(lms: Platform) -> None:
     old = lms.key
     new = lms.rotate_key()
@@ -284,7 +232,7 @@ def test_a_token_is_granted_for_an_assertion_signed_by_a_published_key(
     ({"key": "other"}, 401, "invalid_client"),
     ({"key": "forged"}, 401, "invalid_client"),
     ({"aud": "http://127.0.0.1:1/token"}, 401, "invalid_client"),
-    ({"exp": int(time.time()) - 60, "iat": int(time.time()) - 400}, 401, "invalid_client"),
+    (c.expired(), 401, "invalid_client"),
     ({"iss": "someone-else"}, 401, "invalid_client"),
     ({"sub": "someone-else"}, 401, "invalid_client"),
     ({"jti": DROP}, 401, "invalid_client"),
@@ -393,8 +341,9 @@ def test_a_stale_score_does_not_replace_the_result(lms: Platform, tool: FakeTool
     lms.gradebook.stale_scores = "conflict"
     assert _post_score(lms, item.url, token, score(given=4, at=now)).status_code == 409
     assert [entry.applied for entry in lms.gradebook.received] == [True, False, False]
-    result = lms.gradebook.result(item.url, ALICE.sub)
-    assert result is not None and result.score_given == 9
+    assert lms.wait_for_result(item, ALICE.sub, timeout=1).score_given == 9
+    with pytest.raises(AssertionError, match="no score 4"):
+        lms.wait_for_result(item.url, ALICE.sub, timeout=0.3, given=4)
 
 
 def test_line_items_are_listed_created_and_read(lms: Platform, tool: FakeTool) -> None:
@@ -524,12 +473,15 @@ def test_a_deep_linking_response_places_a_link_with_its_line_item(
     ({"key": "other"}, "no key"),
     ({"aud": "http://127.0.0.1:1"}, "audience"),
     ({"iss": "someone-else"}, "issuer"),
-    ({"exp": int(time.time()) - 60, "iat": int(time.time()) - 400}, "expired"),
+    (c.expired(), "expired"),
     ({"nonce": DROP}, "nonce"),
     ({c.MESSAGE_TYPE: "LtiResourceLinkRequest"}, "message_type"),
     ({c.DEPLOYMENT_ID: "deployment-2"}, "deployment_id"),
     ({c.DL_DATA: "forged"}, "claim/data"),
     ({c.CONTENT_ITEMS: [{"type": "html", "html": "<p>"}]}, "accepted"),
+    ({c.CONTENT_ITEMS: [{"type": "ltiResourceLink", "lineItem": {"label": "CNN"}}]},
+     "scoremaximum"),
+    ({c.CONTENT_ITEMS: [{"type": "ltiResourceLink", "custom": {"points": 10}}]}, "custom"),
 ])
 def test_a_wrong_deep_linking_response_is_refused(
         lms: Platform, tool: FakeTool, changes: dict[str, Any], refusal: str) -> None:
@@ -538,4 +490,4 @@ def test_a_wrong_deep_linking_response_is_refused(
     url, answer = _deep_link_answer(lms, tool, **changes)
     page = requests.post(url, data={"JWT": answer}, timeout=10)
     assert page.status_code == 400 and refusal in page.text.lower(), page.text
-    assert lms.deep_links == []
+    assert lms.deep_links == [] and lms.gradebook.line_items == {}

@@ -24,6 +24,22 @@ deciding):
   switches would all be ours anyway; it also imports ``typing_extensions`` without declaring
   it, and caches the tool's key set forever (a rotated tool key is never seen).
 
+How a test of the tool uses it (the service served on ``base``)::
+
+    with Platform() as lms:
+        lms.register_tool(ToolRegistration.at(base, client_id="grader", deployment_ids=("1",)))
+        # flask --app service lti register <lms.registration_options()>
+        link = ResourceLink("rl-1", "CNN", {"exercise": "chap06_cnn"})
+        item = lms.add_line_item("CNN", 10, resource_link=link.id)
+        page.goto(lms.launch_url(User("alice"), [Role.LEARNER], link))  # lands on the upload page
+        ...                                                              # upload, graded
+        lms.wait_for_result(item, "alice", timeout=60)                   # the score arrived
+        lms.set_outage("token", "scores"); lms.go_offline(); lms.go_online(); lms.clear_outage()
+        # negative launches: plan_launch(..., claim_overrides={"aud": "x"} | claims.expired(),
+        # signing_key=KeyPair.generate(), deployment_id="unknown"); a replay re-posts
+        # lms.launch_posts[-1] (redirect_uri, id_token, state); follow_forms() walks the
+        # self-submitting pages with requests where no browser is needed.
+
 So this package is our own, small, and strict: PyJWT signs and verifies, ``cryptography`` makes
 the keys, werkzeug serves. Its modules:
 

@@ -156,6 +156,12 @@ class _Drop:
 DROP: Any = _Drop()
 
 
+def expired(now: float | None = None) -> dict[str, int]:
+    """Claim overrides of a token issued ten minutes ago that expired five minutes ago."""
+    issued = int(time.time() if now is None else now) - 600
+    return {"iat": issued, "nbf": issued, "exp": issued + 300}
+
+
 def apply_overrides(claims: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``claims`` with each override set, or removed where it is :data:`DROP`."""
     changed = dict(claims)

@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.lti import claims as c
 from tests.lti.claims import LaunchPlan, MessageType, ResourceLink
-from tests.lti.gradebook import LineItem
+from tests.lti.gradebook import Gradebook, LineItem
 from tests.lti.keys import Refused, verify_jwt
 from tests.lti.oauth import ToolRegistration
 
@@ -43,7 +43,9 @@ def checked_response(token: str, plan: LaunchPlan, tool: ToolRegistration,
     :class:`Refused`: it must be signed by a key the tool publishes, from the tool
     (``iss`` = client id), for this platform (``aud`` = issuer), fresh, with a nonce (whose
     reuse the caller refuses), of the request's deployment, echoing its ``data``, and place
-    only accepted types."""
+    only accepted types. A content item's ``lineItem`` is replaced by its checked fields
+    (:meth:`~tests.lti.gradebook.Gradebook.checked_line_item`); the response as received stays
+    in the claims."""
     found = verify_jwt(token, tool.jwks_url, audience=issuer, issuer=tool.client_id,
                        required=("iss", "aud", "iat", "exp", "nonce"))
     wanted = {c.MESSAGE_TYPE: str(MessageType.DEEP_LINKING_RESPONSE), c.VERSION: c.LTI_VERSION,
@@ -54,10 +56,21 @@ def checked_response(token: str, plan: LaunchPlan, tool: ToolRegistration,
     items = found.get(c.CONTENT_ITEMS, [])
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise Refused("invalid_request", "content_items must be a list of objects")
+    items = [dict(item) for item in items]  # the claims keep the items as received
     if any(item.get("type") not in ACCEPT_TYPES for item in items):
         raise Refused("invalid_request", f"only {list(ACCEPT_TYPES)} are accepted")
     for item in items:
         custom = item.get("custom", {})
         if not isinstance(custom, dict) or not all(isinstance(v, str) for v in custom.values()):
             raise Refused("invalid_request", "custom must be an object of strings")
+        if "lineItem" in item:
+            item["lineItem"] = line_item_fields(item)
     return found, items
+
+
+def line_item_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """The line item a content item asks for, checked (its label defaults to the title)."""
+    wanted = item["lineItem"]
+    if not isinstance(wanted, dict):
+        raise Refused("invalid_request", "lineItem must be an object")
+    return Gradebook.checked_line_item({"label": item.get("title", ""), **wanted})

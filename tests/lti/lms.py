@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -41,7 +42,7 @@ from werkzeug.wrappers import Request, Response
 from tests.lti import claims as c
 from tests.lti.claims import Context, LaunchPlan, MessageType, ResourceLink, Scope, User
 from tests.lti.deep_linking import DeepLinkResult, checked_response, settings_claim
-from tests.lti.gradebook import Gradebook, LineItem
+from tests.lti.gradebook import Gradebook, LineItem, ReceivedScore
 from tests.lti.keys import KeyPair, Refused, key_set
 from tests.lti.oauth import TokenIssuer, ToolRegistration
 from tests.lti.pages import autosubmit_form, message_page
@@ -322,6 +323,22 @@ class Platform:
         """Tracebacks of requests the platform failed on itself (a test expects none)."""
         return self.server.errors
 
+    def wait_for_result(self, line_item: LineItem | str, user_id: str, *,
+                        timeout: float = 60.0, given: float | None = None) -> ReceivedScore:
+        """The result of ``user_id`` in ``line_item`` once it has come (with ``scoreGiven`` =
+        ``given`` when that is set); AssertionError after ``timeout`` seconds."""
+        url = line_item if isinstance(line_item, str) else line_item.url
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.gradebook.result(url, user_id)
+            if result is not None and (given is None or result.score_given == given):
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no score {given if given is not None else ''} for "
+                                     f"{user_id} at {url} in {timeout:.0f} s; received: "
+                                     f"{self.gradebook.received}")
+            time.sleep(0.2)
+
     def resource_link(self, link_id: str) -> ResourceLink:
         with self._lock:
             return self._state.links[link_id]
@@ -432,10 +449,7 @@ class Platform:
                                                        item.get("custom", {})))
             links.append(link)
             if "lineItem" in item:
-                wanted = item["lineItem"]
-                if isinstance(wanted, dict):
-                    wanted = {"label": link.title, **wanted}
-                fields = Gradebook.checked_line_item(wanted)
+                fields = item["lineItem"]
                 line_items.append(self.gradebook.add_line_item(
                     self.lineitems_url, fields["label"], fields["score_maximum"],
                     resource_id=fields["resource_id"], tag=fields["tag"],

@@ -51,6 +51,15 @@ class ToolRegistration:
     #: the services the tool may ask tokens for
     scopes: frozenset[str] = frozenset(Scope)
 
+    @classmethod
+    def at(cls, base_url: str, client_id: str = "grader",
+           deployment_ids: tuple[str, ...] = ("1",)) -> ToolRegistration:
+        """The registration of the service's tool at ``base_url``, with the endpoints issue 19
+        names: ``/lti/login``, ``/lti/launch`` (launches and deep linking), ``/lti/jwks``."""
+        launch = f"{base_url}/lti/launch"
+        return cls(client_id, deployment_ids, f"{base_url}/lti/login", (launch,),
+                   f"{base_url}/lti/jwks", launch, launch)
+
 
 @dataclass(frozen=True)
 class AccessToken:
