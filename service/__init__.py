@@ -53,7 +53,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     frame.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
-    app.register_blueprint(lti.bp)
+    lti.init_app(app)
     dashboard.init_app(app)
     commands.init_app(app)
     if uri.startswith("sqlite"):

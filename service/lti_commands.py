@@ -2,7 +2,8 @@
 tool's keys (``service.domain.lti_registrations``, ``service.domain.lti_keys``).
 
 ``register`` adds a platform (or updates its URLs and adds deployments: running it again is
-harmless), ``list`` and ``remove`` show and take them away, ``rotate-key`` makes a new signing
+harmless), ``list`` and ``remove`` show and take them away, ``sync-roster`` reads the
+courses' members from the platforms (Names and Roles), ``rotate-key`` makes a new signing
 key and ``retire-keys`` stops publishing the keys replaced long enough ago; ``keys`` shows them.
 A refusal is printed as ``Error: …`` with exit status 1 and changes nothing. No command prints
 a private key.
@@ -27,6 +28,7 @@ from service.domain.lti_registrations import (
     remove_platform,
 )
 from service.extensions import db
+from service.lti.roster import sync_sources
 
 
 def init_app(app: Flask) -> None:
@@ -156,3 +158,26 @@ def retire(days: float) -> None:
         click.echo(f"no key was replaced more than {days:g} days ago")
     for kid in retired:
         click.echo(f"retired {kid}")
+
+
+@lti_group.command("sync-roster", help="Read the members of every course launched so far "
+                   "(Names and Roles) and link its learners to students (made when new). A "
+                   "course whose platform fails is left unchanged and named; exit status 1.")
+@with_appcontext
+def sync_roster() -> None:
+    upgrade()
+    results = sync_sources(db.session)
+    if not results:
+        click.echo("no course to sync: no launch has brought a Names and Roles endpoint yet")
+    failed = False
+    for result in results:
+        where = f"{result.source.issuer} context {result.source.context_id or '-'}"
+        if result.counts is None:
+            failed = True
+            click.echo(f"{where}: not synced, nothing changed: {result.error}", err=True)
+        else:
+            c = result.counts
+            click.echo(f"{where}: {c.created} students created, {c.linked} linked or "
+                       f"updated, {c.skipped} left out (staff, inactive)")
+    if failed:
+        raise SystemExit(1)

@@ -181,6 +181,13 @@ def find_platform(session: DbSession, issuer: str,
     return found[0] if len(found) == 1 else None
 
 
+def platform_id_of(session: DbSession, issuer: str, client_id: str) -> int:
+    """The row id of the registration (``issuer``, ``client_id``); it must exist."""
+    row = _find_row(session, issuer, client_id)
+    assert row is not None, f"no registration {issuer} {client_id}"
+    return row.id
+
+
 def has_deployment(session: DbSession, issuer: str, deployment_id: str,
                    client_id: str | None = None) -> bool:
     """Whether ``deployment_id`` is registered for ``issuer`` (and ``client_id`` if given)."""
