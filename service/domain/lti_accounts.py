@@ -122,9 +122,9 @@ def link_student(session: DbSession, platform_id: int, issuer: str, person: Pers
         account.student = student
     _refresh(account, person, launched)
     if person.name:
-        account.student.name = person.name  # type: ignore[union-attr]
+        account.student.name = person.name
     if person.email:
-        account.student.email = person.email[:MAX_NAME]  # type: ignore[union-attr]
+        account.student.email = person.email[:MAX_NAME]
     session.flush()
     return account, created
 

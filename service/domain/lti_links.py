@@ -95,7 +95,7 @@ def membership_sources(session: DbSession) -> list[MembershipSource]:
     seen: set[tuple[int, str | None]] = set()
     found = []
     for platform_id, issuer, client_id, context_id, url in rows:
-        if (platform_id, context_id) in seen:
+        if url is None or (platform_id, context_id) in seen:
             continue
         seen.add((platform_id, context_id))
         found.append(MembershipSource(platform_id, issuer, client_id, context_id, url))

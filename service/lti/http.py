@@ -16,7 +16,7 @@ TIMEOUT = (5.0, 10.0)
 class TimeoutSession(requests.Session):
     """A session that gives every request :data:`TIMEOUT` unless the caller gives one."""
 
-    def request(self, method: str | bytes, url: str | bytes,  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes,
                 *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", TIMEOUT)
         return super().request(method, url, *args, **kwargs)

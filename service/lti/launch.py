@@ -122,7 +122,7 @@ class ToolLaunch(FlaskMessageLaunch):
                 raise
             self._refetched = True  # a kid not in the cached set: the platform rotated?
             assert self._registration is not None
-            self._registration.set_key_set(None)  # type: ignore[arg-type]
+            self._registration.set_key_set(None)
             return super().get_public_key()
 
 
@@ -151,7 +151,7 @@ def validated_launch() -> tuple[ToolLaunch, dict[str, Any]]:
     launch.set_public_key_caching(DatabaseLaunchStorage(db.session), KEY_SET_SECONDS)
     try:
         launch.validate()
-        claims = dict(launch.get_launch_data())
+        claims: dict[str, Any] = dict(launch.get_launch_data())
     except UnknownPlatform as exc:
         known = platforms_of(db.session, exc.issuer)
         raise LaunchRefused("audience" if known else "unknown_platform", str(exc)) from None

@@ -144,7 +144,7 @@ def refused(code: str, status: int | None = None, detail: str = "") -> Page:
 
 @bp.route("/login", methods=["GET", "POST"])
 @csrf.exempt
-def login() -> Page | BaseResponse:
+def login() -> Page | tuple[str, int, dict[str, str]] | BaseResponse:
     """The platform's OIDC login initiation: the cookie check page, then the redirect to the
     platform's authorization endpoint."""
     if not request.values.get(COOKIES_CHECKED):
@@ -253,7 +253,7 @@ def _picker(settings: dict[str, Any], status: int = 200) -> Page:
 
 
 @bp.post("/deep-link")
-def deep_link() -> Page | BaseResponse:
+def deep_link() -> Page | tuple[str, int, dict[str, str]] | BaseResponse:
     """The instructor's pick, answered to the platform: a signed ``LtiDeepLinkingResponse``
     with one ``ltiResourceLink`` per exercise picked (``custom.exercise``, a line item of the
     exercise's points), posted by a form that submits itself."""
@@ -269,7 +269,8 @@ def deep_link() -> Page | BaseResponse:
         deep = tool_launch.get_deep_link()
         resources = [_resource(*by_id[e]) for e in chosen]
         token = deep.get_response_jwt(resources)
-        return_url = tool_launch.get_launch_data()[DL_SETTINGS_CLAIM]["deep_link_return_url"]
+        launch_claims: dict[str, Any] = dict(tool_launch.get_launch_data())
+        return_url = launch_claims[DL_SETTINGS_CLAIM]["deep_link_return_url"]
     except LaunchRefused as exc:
         return refused(exc.code, exc.status, exc.detail)
     except (LtiException, KeyError, TypeError) as exc:
