@@ -450,6 +450,23 @@ class LtiAccount(Model):
     instructor: Mapped[Instructor | None] = relationship()
 
 
+class LtiMembership(Model):
+    """A platform's user seen in one of its courses (the launch's ``context``, or the course's
+    Names and Roles list): grade passback sends a student's score only to the line items of
+    the courses they are in (``service.domain.lti_links.score_targets``)."""
+
+    __tablename__ = "lti_memberships"
+    __table_args__ = (UniqueConstraint("account_id", "context_id",
+                                       name="uq_lti_memberships_account_context"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("lti_accounts.id", ondelete="CASCADE"))
+    context_id: Mapped[str] = mapped_column(String(255), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[LtiAccount] = relationship()
+
+
 class LtiLineItem(Model):
     """Where the scores of one exercise go in one platform: a resource link (the exercise placed
     in a course of the LMS) and the Assignment and Grade Services claim of its launches: the

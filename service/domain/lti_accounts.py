@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from service.domain.instructors import NO_PASSWORD, USERNAME
 from service.domain.tokens import hash_token, new_token
 from service.extensions import DbSession
-from service.models import Instructor, LtiAccount, Student, utcnow
+from service.models import Instructor, LtiAccount, LtiMembership, Student, utcnow
 
 #: Role URIs (and the short forms LTI 1.3 allows for context roles) that open the dashboard:
 #: course instructors, their teaching assistants (any ``membership/Instructor#`` sub-role),
@@ -145,6 +145,24 @@ def link_instructor(session: DbSession, platform_id: int, issuer: str,
     _refresh(account, person, True)
     session.flush()
     return account
+
+
+def join_context(session: DbSession, account: LtiAccount, context_id: str | None) -> None:
+    """Record that ``account`` is in the platform's course ``context_id`` (once). Does not
+    commit."""
+    if not context_id:
+        return
+    session.flush()  # the account's id
+    held = session.execute(select(LtiMembership.id).where(
+        LtiMembership.account_id == account.id, LtiMembership.context_id == context_id))
+    if held.first() is None:
+        session.add(LtiMembership(account_id=account.id, context_id=context_id[:255]))
+
+
+def student_accounts(session: DbSession, student_pk: int) -> list[LtiAccount]:
+    """The platform accounts linked to a student (one per platform user), oldest first."""
+    return list(session.scalars(select(LtiAccount).where(LtiAccount.student_pk == student_pk)
+                                .order_by(LtiAccount.id)))
 
 
 def _refresh(account: LtiAccount, person: Person, launched: bool) -> None:

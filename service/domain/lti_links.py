@@ -4,10 +4,12 @@ Grade Services and Names and Roles claims).
 
 :func:`record_link` is called at every resource link launch, so the row holds what the
 platform said last (a line item made after the link was placed, a new scope). Grade passback
-reads these rows: :func:`links_of_exercise` gives the links of an exercise, each with the
-line item URL to post scores to (``lineitem_url``; when the platform gave only the context's
-container ``lineitems_url``, the line item must be found or made there by ``resourceLinkId``)
-and the scopes granted. A roster sync reads :func:`membership_sources`.
+reads these rows: :func:`score_targets` gives, for a student and an exercise, each line item
+of the courses the student is in with the student's account there (``userId`` = its
+``sub``); :func:`links_of_exercise` gives every link of an exercise. A row holds the line item
+URL to post scores to (``lineitem_url``; when the platform gave only the context's container
+``lineitems_url``, the line item must be found or made there by ``resourceLinkId``) and the
+scopes granted. A roster sync reads :func:`membership_sources`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from service.extensions import DbSession
-from service.models import LtiLineItem, LtiPlatform, utcnow
+from service.models import LtiAccount, LtiLineItem, LtiMembership, LtiPlatform, utcnow
 
 AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
@@ -81,6 +83,29 @@ def links_of_exercise(session: DbSession, exercise: str) -> list[LtiLineItem]:
     """Every resource link that opens ``exercise``, in every platform (oldest first)."""
     return list(session.scalars(select(LtiLineItem).where(LtiLineItem.exercise == exercise)
                                 .order_by(LtiLineItem.id)))
+
+
+@dataclass(frozen=True)
+class ScoreTarget:
+    """Where one student's score for an exercise goes: a resource link's line item (with its
+    URLs and scopes) and the student's account in that platform (``userId`` = ``sub``)."""
+
+    line_item: LtiLineItem
+    account: LtiAccount
+
+
+def score_targets(session: DbSession, student_pk: int, exercise: str) -> list[ScoreTarget]:
+    """Every line item ``student_pk``'s score for ``exercise`` goes to: the links of the
+    exercise in the courses (platform and context) the student was seen in, by a launch or a
+    roster sync (``lti_memberships``). None for a student who never came from an LMS."""
+    rows = session.execute(
+        select(LtiLineItem, LtiAccount)
+        .join(LtiAccount, LtiAccount.platform_id == LtiLineItem.platform_id)
+        .join(LtiMembership, (LtiMembership.account_id == LtiAccount.id)
+              & (LtiMembership.context_id == LtiLineItem.context_id))
+        .where(LtiAccount.student_pk == student_pk, LtiLineItem.exercise == exercise)
+        .order_by(LtiLineItem.id, LtiAccount.id)).all()
+    return [ScoreTarget(item, account) for item, account in rows]
 
 
 def membership_sources(session: DbSession) -> list[MembershipSource]:

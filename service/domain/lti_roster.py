@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.domain.lti_accounts import Person, is_instructor_roles, link_student
+from service.domain.lti_accounts import Person, is_instructor_roles, join_context, link_student
 from service.extensions import DbSession
 
 
@@ -31,10 +31,10 @@ class RosterCounts:
                             self.skipped + other.skipped)
 
 
-def apply_members(session: DbSession, platform_id: int, issuer: str,
+def apply_members(session: DbSession, platform_id: int, issuer: str, context_id: str | None,
                   members: Iterable[Mapping[str, Any]]) -> RosterCounts:
-    """Link the active learners of ``members`` (NRPS member objects) to students; commits
-    once, at the end."""
+    """Link the active learners of ``members`` (NRPS member objects of the course
+    ``context_id``) to students, in that course; commits once, at the end."""
     created = linked = skipped = 0
     for member in members:
         roles = member.get("roles") or []
@@ -43,7 +43,8 @@ def apply_members(session: DbSession, platform_id: int, issuer: str,
                 or is_instructor_roles(roles)):
             skipped += 1
             continue
-        _account, made = link_student(session, platform_id, issuer, person, launched=False)
+        account, made = link_student(session, platform_id, issuer, person, launched=False)
+        join_context(session, account, context_id)
         created, linked = created + made, linked + (not made)
     session.commit()
     return RosterCounts(created, linked, skipped)

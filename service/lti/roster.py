@@ -57,7 +57,7 @@ def sync_source(session: DbSession, source: MembershipSource) -> SyncResult:
         session.rollback()
         return SyncResult(source, None, _said(exc))
     return SyncResult(source, apply_members(session, source.platform_id, source.issuer,
-                                            members))
+                                            source.context_id, members))
 
 
 def sync_sources(session: DbSession,

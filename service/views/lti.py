@@ -49,6 +49,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from service.domain.lti_accounts import (
     Person,
     is_instructor_roles,
+    join_context,
     link_instructor,
     link_student,
 )
@@ -194,9 +195,10 @@ def launch() -> Page | BaseResponse:
         return refused("no_exercise", detail="no custom parameter exercise")
     if exercise not in known_exercises():
         return refused("unknown_exercise", detail=f"exercise {exercise!r}")
-    record_link(db.session, platform_id, claims, exercise)
+    link = record_link(db.session, platform_id, claims, exercise)
     if staff:
         account = link_instructor(db.session, platform_id, platform.issuer, person)
+        join_context(db.session, account, link.context_id)
         db.session.commit()
         _log_in(account.instructor, frame_urls)
         nrps = claims.get(NRPS_CLAIM)
@@ -205,6 +207,7 @@ def launch() -> Page | BaseResponse:
                             str(nrps["context_memberships_url"]))
         return redirect(url_for("dashboard.exercise", exercise_id=exercise), 303)
     account, _created = link_student(db.session, platform_id, platform.issuer, person)
+    join_context(db.session, account, link.context_id)
     db.session.commit()
     _log_in(account.student, frame_urls)
     return redirect(url_for("web.upload", exercise=exercise), 303)

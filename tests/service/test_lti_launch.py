@@ -23,6 +23,9 @@ from sqlalchemy import select
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from service.domain.instructors import authenticate
+from service.domain.lti_accounts import student_accounts
+from service.domain.lti_links import score_targets
+from service.lti.cookies import FRAME_ORIGINS, mark_framed
 from service.models import Instructor, LtiAccount, LtiLineItem, Student
 from tests.lti import (
     KeyPair,
@@ -231,3 +234,81 @@ def test_an_unknown_platform_is_refused_at_login(tool: str, lms: Platform):
     assert refusal(requests.post(f"{tool}/lti/login", timeout=30)) == "login"
     # the picker's answer is a form of the tool's own: CSRF applies
     assert requests.post(f"{tool}/lti/deep-link", timeout=30).status_code == 400
+
+
+# --- what passback reads, keys, cookies and frames --------------------------------------------
+
+
+def test_score_targets_are_the_links_of_the_students_courses(app: Flask, lms: Platform):
+    lms.enrol(User("carol-sub", "Carol", "C", "carol@example.org"), [Role.LEARNER])
+    assert launch(lms, ALICE, [Role.LEARNER]).status_code == 200
+    assert launch(lms, TEACHER, [Role.TEACHING_ASSISTANT]).url.endswith("/dashboard/chap06_cnn")
+
+    def targets(student_id: str, exercise: str = "chap06_cnn") -> list[tuple[str, str]]:
+        def work(s: Any) -> list[tuple[str, str]]:
+            pk = s.execute(select(Student.id).where(Student.student_id == student_id)).scalar()
+            return [(t.line_item.resource_link_id, t.account.sub)
+                    for t in score_targets(s, pk, exercise)]
+        return query(app, work)
+
+    assert targets("alice") == [("rl-cnn", "alice-sub")]
+    assert targets("carol") == [("rl-cnn", "carol-sub")]  # synced at the TA's launch
+    assert targets("alice", "chap05_mlp") == []
+    assert query(app, lambda s: [a.sub for a in student_accounts(
+        s, s.execute(select(Student.id).where(Student.student_id == "alice")).scalar())]) == [
+        "alice-sub"]
+
+
+def test_a_platform_key_rotation_is_followed(lms: Platform):
+    assert launch(lms, ALICE, [Role.LEARNER]).status_code == 200  # the key set is cached
+    lms.rotate_key(keep_old=False)
+    assert launch(lms, ALICE, [Role.LEARNER]).status_code == 200  # unknown kid: fetched again
+
+
+def test_the_cookie_check_page_carries_the_login_on(tool: str, lms: Platform):
+    page = requests.post(f"{tool}/lti/login", timeout=30, data={
+        "iss": lms.issuer, "login_hint": "alice-sub", "lti_message_hint": "h",
+        "client_id": "grader", "target_link_uri": f"{tool}/lti/launch"})
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert 'id="lti-cookie-check" method="get"' in page.text
+    assert 'name="lti_cookies_checked" value="1"' in page.text
+    assert 'name="lti_message_hint" value="h"' in page.text
+    assert "id=\"lti-new-window\"" in page.text
+
+
+def test_over_https_the_launch_cookies_work_in_a_frame(make_app: Callable[..., Flask]):
+    app = make_app(PUBLIC_URL="https://grader.example.org")
+    with Platform() as platform:
+        platform.register_tool(ToolRegistration.at("https://grader.example.org"))
+        app.test_cli_runner().invoke(args=["lti", "register", *platform.registration_options()])
+        answer = app.test_client().get("/lti/login", query_string={
+            "iss": platform.issuer, "login_hint": "x", "client_id": "grader",
+            "lti_cookies_checked": "1"})
+    assert answer.status_code == 302
+    assert answer.location.startswith(platform.auth_url)
+    assert "redirect_uri=https%3A%2F%2Fgrader.example.org%2Flti%2Flaunch" in answer.location
+    cookies_set = answer.headers.getlist("Set-Cookie")
+    assert len(cookies_set) == 2  # the state and pylti1p3's session id
+    assert all("Secure" in c and "SameSite=None" in c and "HttpOnly" in c for c in cookies_set)
+    with app.test_request_context("/"):
+        from flask import session
+
+        interface = app.session_interface
+        assert interface.get_cookie_samesite(app) == "Lax"  # a session not launched
+        mark_framed("https://moodle.example.org/mod/lti/auth.php")
+        assert (interface.get_cookie_samesite(app), interface.get_cookie_secure(app)) == (
+            "None", True)
+        assert session[FRAME_ORIGINS] == ["https://moodle.example.org"]
+    plain = make_app()  # over plain http nothing changes
+    with plain.test_request_context("/"):
+        mark_framed("http://127.0.0.1:9")
+        assert plain.session_interface.get_cookie_samesite(plain) == "Lax"
+
+
+def test_a_launched_page_may_be_framed_by_its_platform(tool: str, lms: Platform):
+    browser = requests.Session()
+    page = launch(lms, ALICE, [Role.LEARNER], browser=browser)
+    policy = page.headers["Content-Security-Policy"]
+    assert policy.endswith(f"frame-ancestors 'self' {lms.issuer}")
+    plain = requests.get(f"{tool}/login", timeout=30).headers["Content-Security-Policy"]
+    assert plain.endswith("frame-ancestors 'self'")
