@@ -1,7 +1,9 @@
 """Database models: students, submissions, grading runs, item scores; instructors, their failed
 logins, and the heartbeats of grading workers; the API's idempotency keys; the LTI 1.3
 platforms the tool is registered with, their deployments, the tool's signing keys and the launch
-nonces already used (``service.domain.lti_registrations``, ``lti_keys``, ``lti_nonces``).
+nonces already used, the platforms' users and the courses they were seen in, the resource links
+launched (``service.domain.lti_registrations``, ``lti_keys``, ``lti_nonces``, ``lti_accounts``,
+``lti_links``).
 
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job

@@ -23,8 +23,15 @@ from sqlalchemy import select
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from service.domain.instructors import authenticate
-from service.domain.lti_accounts import student_accounts
+from service.domain.lti_accounts import (
+    Person,
+    is_instructor_roles,
+    link_student,
+    scoped_hash,
+    student_accounts,
+)
 from service.domain.lti_links import score_targets
+from service.domain.lti_registrations import platform_id_of, register_platform
 from service.lti.cookies import FRAME_ORIGINS, mark_framed
 from service.models import Instructor, LtiAccount, LtiLineItem, Student
 from tests.lti import (
@@ -312,3 +319,45 @@ def test_a_launched_page_may_be_framed_by_its_platform(tool: str, lms: Platform)
     assert policy.endswith(f"frame-ancestors 'self' {lms.issuer}")
     plain = requests.get(f"{tool}/login", timeout=30).headers["Content-Security-Policy"]
     assert plain.endswith("frame-ancestors 'self'")
+
+
+# --- who a platform's user is -----------------------------------------------------------------
+
+
+def test_student_ids_are_derived_uniquely_and_stably(app: Flask, tokens: dict[str, str]):
+    with app.app_context():
+        from service.extensions import db
+
+        register_platform(db.session, "https://lms.example.org", "c", ["1"],
+                          "https://lms.example.org/a", "https://lms.example.org/t",
+                          "https://lms.example.org/k")
+        pid = platform_id_of(db.session, "https://lms.example.org", "c")
+
+        def student_of(person: Person) -> str:
+            account, _made = link_student(db.session, pid, "https://lms.example.org", person)
+            db.session.commit()
+            assert account.student is not None
+            return account.student.student_id
+
+        digest = scoped_hash("https://lms.example.org", "s1")
+        # alice@other.org is not the roster's alice (another email): a platform-scoped id
+        assert student_of(Person("s1", "Alice Other", "alice@other.org")) == f"lti-{digest[:10]}"
+        assert student_of(Person("s1", "Alice Renamed")) == f"lti-{digest[:10]}"  # stable
+        assert student_of(Person("s2", "Num", "n@x.org", sourcedid="S 123")) == "S123"
+        # the roster's bob by his student number, though the email differs
+        assert student_of(Person("s3", "Bob", "bob@lms.org", sourcedid="bob")) == "bob"
+        # a second platform user with bob's number is not linked to bob again
+        assert student_of(Person("s4", "Bob 2", "", sourcedid="bob")).startswith("lti-")
+        assert db.session.get(Student, db.session.execute(select(Student.id).where(
+            Student.student_id == "bob")).scalar()).email == "bob@lms.org"
+
+
+@pytest.mark.parametrize(("roles", "staff"), [
+    ([Role.LEARNER], False), ([Role.INSTITUTION_STUDENT], False), ([], False),
+    ([Role.CONTENT_DEVELOPER], False), ([Role.INSTRUCTOR], True),
+    ([Role.TEACHING_ASSISTANT], True), ([Role.ADMINISTRATOR], True),
+    (["http://purl.imsglobal.org/vocab/lis/v2/membership#Administrator"], True),
+    (["Instructor"], True), ([Role.LEARNER, Role.INSTRUCTOR], True),
+])
+def test_course_staff_roles(roles: list[str], staff: bool):
+    assert is_instructor_roles(roles) is staff
