@@ -199,7 +199,7 @@ def _check_claims(claims: dict[str, Any], client_id: str) -> None:
 def _code_of(message: str) -> str:
     """The refusal code of a pylti1p3 ``LtiException`` (it has no codes: its messages)."""
     lowered = message.lower()
-    if "expired" in lowered or "not yet valid" in lowered or "iat" in lowered:
+    if "expired" in lowered or "not yet valid" in lowered:
         return "expired"
     for needle, code in (("state", "state"), ("nonce", "state"), ("deployment", "deployment"),
                          ("client id", "audience"), ("registration", "unknown_platform"),

@@ -44,6 +44,7 @@ from flask_login import login_user
 from pylti1p3.deep_link_resource import DeepLinkResource
 from pylti1p3.exception import LtiException
 from pylti1p3.lineitem import LineItem
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response as BaseResponse
 
 from service.domain.lti_accounts import (
@@ -59,7 +60,13 @@ from service.domain.lti_registrations import find_platform, platform_id_of
 from service.domain.submissions import known_exercises
 from service.extensions import csrf, db
 from service.lti import cookies
-from service.lti.launch import LaunchRefused, login_redirect, restored_launch, validated_launch
+from service.lti.launch import (
+    LaunchRefused,
+    ToolLaunch,
+    login_redirect,
+    restored_launch,
+    validated_launch,
+)
 from service.lti.lms_settings import (
     EXERCISE_PARAMETER,
     canvas_configuration,
@@ -171,6 +178,15 @@ def launch() -> Page | BaseResponse:
     except LaunchRefused as exc:
         db.session.rollback()
         return refused(exc.code, exc.status, exc.detail)
+    try:
+        return _enter(tool_launch, claims)
+    except IntegrityError:  # the same user's first launch twice at once: the other made it
+        db.session.rollback()
+        return _enter(tool_launch, claims)
+
+
+def _enter(tool_launch: ToolLaunch, claims: dict[str, Any]) -> Page | BaseResponse:
+    """Log the launch's user in and open what the launch asks for."""
     platform = find_platform(db.session, str(claims["iss"]), tool_launch.get_client_id())
     assert platform is not None  # validated: registered
     platform_id = platform_id_of(db.session, platform.issuer, platform.client_id)
@@ -251,8 +267,7 @@ def exercise_choices() -> list[tuple[str, str, float]]:
 
 def _picker(settings: dict[str, Any], status: int = 200) -> Page:
     return render_template("lti/deep_link.html", exercises=exercise_choices(),
-                           title=settings.get("title") or "",
-                           multiple=bool(settings.get("accept_multiple"))), status
+                           multiple=settings.get("accept_multiple") in (True, "true")), status
 
 
 @bp.post("/deep-link")

@@ -361,3 +361,21 @@ def test_student_ids_are_derived_uniquely_and_stably(app: Flask, tokens: dict[st
 ])
 def test_course_staff_roles(roles: list[str], staff: bool):
     assert is_instructor_roles(roles) is staff
+
+
+def test_the_dashboard_button_syncs_the_roster(tool: str, lms: Platform):
+    browser = requests.Session()
+    assert launch(lms, TEACHER, [Role.INSTRUCTOR], browser=browser).status_code == 200
+    lms.enrol(User("fay-sub", "Fay", "F", "fay@example.org"), [Role.LEARNER])
+    page = browser.get(f"{tool}/dashboard/lti?lang=en", timeout=30)
+    assert 'id="sync-roster"' in page.text and lms.issuer in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    done = browser.post(f"{tool}/dashboard/lti/roster", data={"csrf_token": token.group(1)},
+                        timeout=30)
+    assert done.status_code == 200 and done.url.split("#")[0].endswith("/dashboard/lti")
+    assert "1 students created" in done.text
+    lms.go_offline()
+    failed = browser.post(f"{tool}/dashboard/lti/roster", data={"csrf_token": token.group(1)},
+                          timeout=30)
+    assert "nothing was changed (the platform could not be reached)" in failed.text
