@@ -47,7 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from service import commands
     from service.domain.schedules import check_exercise_schedules
-    from service.views import api, dashboard, frame
+    from service.views import api, dashboard, frame, lti
     from service.views import student as web
 
     with app.app_context():  # a bad [schedule] in an exercise.toml stops the start, named
@@ -56,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     frame.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    lti.init_app(app)
     dashboard.init_app(app)
     commands.init_app(app)
     if uri.startswith("sqlite"):

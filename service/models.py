@@ -1,5 +1,9 @@
 """Database models: students, submissions, grading runs, item scores; instructors, their failed
-logins, and the heartbeats of grading workers; the API's idempotency keys.
+logins, and the heartbeats of grading workers; the API's idempotency keys; the LTI 1.3
+platforms the tool is registered with, their deployments, the tool's signing keys and the launch
+nonces already used, the platforms' users and the courses they were seen in, the resource links
+launched (``service.domain.lti_registrations``, ``lti_keys``, ``lti_nonces``, ``lti_accounts``,
+``lti_links``).
 
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
@@ -331,3 +335,202 @@ class Adjustment(Model):
     after: Mapped[float | None]
 
     student: Mapped[Student] = relationship()
+
+
+class LtiPlatform(Model):
+    """One registration of the tool in an LTI 1.3 platform (a Moodle site, a Canvas instance):
+    the platform's issuer and the client id it gave the tool, and where its login, token and
+    key set endpoints are. One issuer may hold several client ids (two Canvas developer keys)."""
+
+    __tablename__ = "lti_platforms"
+    __table_args__ = (UniqueConstraint("issuer", "client_id",
+                                       name="uq_lti_platforms_issuer_client"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    client_id: Mapped[str] = mapped_column(String(255))
+    #: The platform's OIDC authorization endpoint (where /lti/login sends the browser).
+    auth_login_url: Mapped[str] = mapped_column(String(2000))
+    #: The platform's OAuth2 token endpoint (client credentials for grades and rosters).
+    auth_token_url: Mapped[str] = mapped_column(String(2000))
+    #: The platform's public keys (JWKS), which sign its launches.
+    key_set_url: Mapped[str] = mapped_column(String(2000))
+    #: The ``aud`` of the tool's token request when it is not the token URL (some platforms).
+    audience: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    deployments: Mapped[list[LtiDeployment]] = relationship(
+        back_populates="platform", cascade="all, delete-orphan",
+        order_by="LtiDeployment.deployment_id")
+
+
+class LtiDeployment(Model):
+    """A deployment of the tool in a platform (a site-wide tool, or one course's): a launch
+    naming a deployment id not listed here is refused."""
+
+    __tablename__ = "lti_deployments"
+    __table_args__ = (UniqueConstraint("platform_id", "deployment_id",
+                                       name="uq_lti_deployments_platform_deployment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    platform: Mapped[LtiPlatform] = relationship(back_populates="deployments")
+
+
+class LtiKey(Model):
+    """An RSA key of the tool: it signs the tool's JWTs (token requests, deep-linking answers)
+    and its public half is served at ``/lti/jwks``. The newest key not retired signs; older
+    ones stay published until retired, so that platforms holding a cached key set still check
+    what was signed before a rotation. Kept in the database so that every process of the
+    service signs with the same key, and never in the repository; a retired key's private half
+    is erased."""
+
+    __tablename__ = "lti_keys"
+    __table_args__ = (UniqueConstraint("kid", name="uq_lti_keys_kid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64))
+    #: PKCS#8 PEM; None once the key is retired.
+    private_pem: Mapped[str | None] = mapped_column(Text)
+    #: The public JWK as served (kty, n, e, kid, alg, use), so serving the set parses no PEM.
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[dt.datetime | None]
+
+
+class LtiNonce(Model):
+    """A nonce of a platform's launch already accepted, kept until the launch's token expires:
+    the same launch posted again is refused (pylti1p3 checks a nonce against the browser's
+    session, not against launches already made)."""
+
+    __tablename__ = "lti_nonces"
+    __table_args__ = (UniqueConstraint("issuer", "nonce", name="uq_lti_nonces_issuer_nonce"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    nonce: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LtiLaunchData(Model):
+    """One value pylti1p3 keeps between the steps of a launch (the login's state and nonce,
+    the launch's claims for a later deep-linking answer or grade), under its key's SHA-256, until
+    it expires. In the database rather than in the session cookie: the platform's cross-site
+    POST does not bring a ``SameSite=Lax`` cookie, and the claims outgrow a cookie."""
+
+    __tablename__ = "lti_launch_data"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LtiAccount(Model):
+    """A platform's user (the launch's ``sub``) and who they are here: a student of the roster
+    or an instructor. Made or updated at each launch (name and email when the platform gives
+    them); the key of a student's scores sent back to that platform (``userId``)."""
+
+    __tablename__ = "lti_accounts"
+    __table_args__ = (UniqueConstraint("platform_id", "sub", name="uq_lti_accounts_platform_sub"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    sub: Mapped[str] = mapped_column(String(255))
+    student_pk: Mapped[int | None] = mapped_column(ForeignKey("students.id"), index=True)
+    instructor_id: Mapped[int | None] = mapped_column(ForeignKey("instructors.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_launch_at: Mapped[dt.datetime | None]
+
+    platform: Mapped[LtiPlatform] = relationship()
+    student: Mapped[Student | None] = relationship()
+    instructor: Mapped[Instructor | None] = relationship()
+
+
+class LtiMembership(Model):
+    """A platform's user seen in one of its courses (the launch's ``context``, or the course's
+    Names and Roles list): grade passback sends a student's score only to the line items of
+    the courses they are in (``service.domain.lti_links.score_targets``)."""
+
+    __tablename__ = "lti_memberships"
+    __table_args__ = (UniqueConstraint("account_id", "context_id",
+                                       name="uq_lti_memberships_account_context"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("lti_accounts.id", ondelete="CASCADE"))
+    context_id: Mapped[str] = mapped_column(String(255), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[LtiAccount] = relationship()
+
+
+class LtiLineItem(Model):
+    """Where the scores of one exercise go in one platform: a resource link (the exercise placed
+    in a course of the LMS) and the Assignment and Grade Services claim of its launches: the
+    line item's URL when the platform made one for the link, the context's line items
+    container otherwise, and the scopes granted. Updated at each launch of the link."""
+
+    __tablename__ = "lti_line_items"
+    __table_args__ = (UniqueConstraint("platform_id", "deployment_id", "resource_link_id",
+                                       name="uq_lti_line_items_link"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    context_id: Mapped[str | None] = mapped_column(String(255))
+    resource_link_id: Mapped[str] = mapped_column(String(255))
+    exercise: Mapped[str] = mapped_column(String(64), index=True)
+    #: The AGS claim's ``lineitem`` (one line item for this link), when given.
+    lineitem_url: Mapped[str | None] = mapped_column(String(2000))
+    #: The AGS claim's ``lineitems`` (the context's container), when given.
+    lineitems_url: Mapped[str | None] = mapped_column(String(2000))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The Names and Roles claim's ``context_memberships_url``, when given.
+    memberships_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    platform: Mapped[LtiPlatform] = relationship()
+
+
+class LtiScore(Model):
+    """The outbox of grade passback: the newest score of one student for one line item, kept
+    until the platform has acknowledged it. A newer score replaces the one not yet sent (the
+    newest wins) and starts its attempts anew; a send that fails is tried again later
+    (``next_attempt_at``, backing off), so a platform that is down loses nothing and delays
+    no grading."""
+
+    __tablename__ = "lti_scores"
+    __table_args__ = (UniqueConstraint("line_item_id", "account_id",
+                                       name="uq_lti_scores_line_item_account"),
+                      Index("ix_lti_scores_due", "state", "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line_item_id: Mapped[int] = mapped_column(ForeignKey("lti_line_items.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("lti_accounts.id", ondelete="CASCADE"),
+                                            index=True)
+    #: None for a submission that failed or has no counted score yet.
+    score_given: Mapped[float | None]
+    score_maximum: Mapped[float]
+    activity_progress: Mapped[str] = mapped_column(String(32))
+    grading_progress: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    #: When the score was made (the AGS ``timestamp``): a platform keeps the newest it got.
+    scored_at: Mapped[dt.datetime]
+    #: ``pending`` (to send), ``sent`` (acknowledged) or ``failed`` (given up, with a reason).
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The platform's last answer: HTTP status (None when it could not be reached) and text.
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    line_item: Mapped[LtiLineItem] = relationship()
+    account: Mapped[LtiAccount] = relationship()

@@ -35,6 +35,7 @@
 | ``METRICS_TOKEN`` | unset | when set, ``/metrics`` answers only ``Authorization: Bearer <it>`` (else 401) |
 | ``GPUS`` | (none) | the GPUs this host's workers lend to runs: ``auto`` (``nvidia-smi -L``) or GPU/MIG UUIDs, comma-separated; needs ``GRADER_SANDBOX=docker`` (docs/gpus.md) |
 | ``GPU_HOST`` | the hostname | names this host in the GPU leases (the same UUIDs on two hosts are two devices) |
+| ``PUBLIC_URL`` | the address each request came to | the service's address as browsers and LMSs reach it (``https://grader.example.org``), used in the LTI settings an LMS administrator pastes (docs/lti.md) |
 | ``GPU_FREE_MIB`` | 256 | a device using more memory than this after a run is not lent again until it uses less |
 
 The ``UPLOAD_*`` limits bound the work one upload costs a request thread before anything is
@@ -68,6 +69,14 @@ def _timezone(name: str) -> str:
         raise SettingsError(f"COURSE_TIMEZONE: unknown time zone {name!r} (an IANA name such "
                             "as Asia/Tokyo)") from None
     return name
+
+
+def _public_url(value: str) -> str | None:
+    value = value.strip().rstrip("/")
+    if value and not value.startswith(("https://", "http://")):
+        raise SettingsError(f"PUBLIC_URL must be an absolute http(s) URL such as "
+                            f"https://grader.example.org, got {value!r}")
+    return value or None
 
 
 def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -118,6 +127,7 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "HTML_RENDER_SECONDS": float(env.get("HTML_RENDER_SECONDS", "60")),
         "HTML_RENDER_MEMORY": int(env.get("HTML_RENDER_MEMORY", str(2 * 1024 * 1024 * 1024))),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        "PUBLIC_URL": _public_url(env.get("PUBLIC_URL", "")),
         "UPLOAD_MAX_CELLS": int(env.get("UPLOAD_MAX_CELLS", "1000")),
         "UPLOAD_MAX_CELL_BYTES": int(env.get("UPLOAD_MAX_CELL_BYTES", str(4 * 1024 * 1024))),
         "UPLOAD_MAX_OUTPUT_BYTES": int(env.get("UPLOAD_MAX_OUTPUT_BYTES",

@@ -21,6 +21,9 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD = 10
 #: Longer inputs are refused before hashing: scrypt over megabytes is a cheap denial of service.
 MAX_PASSWORD = 256
+#: The password hash of an instructor made by an LTI launch (``service.domain.lti_accounts``):
+#: not a werkzeug hash, so no password matches it; such an instructor logs in through the LMS.
+NO_PASSWORD = "!lti-no-password"
 
 
 class AccountError(ValueError):
@@ -83,7 +86,7 @@ def authenticate(username: str, password: str) -> Instructor | None:
     if len(password) > MAX_PASSWORD:
         return None
     instructor = find_instructor(username)
-    if instructor is None:
+    if instructor is None or instructor.password_hash == NO_PASSWORD:
         check_password_hash(_no_user_hash(), password)
         return None
     if not check_password_hash(instructor.password_hash, password):
@@ -100,7 +103,8 @@ def _no_user_hash() -> str:
 
 
 def change_password(instructor: Instructor, current: str, new: str, repeated: str) -> None:
-    """Replace the password after checking the current one; clears ``must_change_password``."""
+    """Replace the password after checking the current one; clears ``must_change_password``.
+    An instructor made by an LTI launch has no current password, so never gets one here."""
     if len(current) > MAX_PASSWORD or not check_password_hash(instructor.password_hash, current):
         raise AccountError("wrong_current", "the current password is wrong")
     if new != repeated:

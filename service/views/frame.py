@@ -40,6 +40,7 @@ from werkzeug.exceptions import Forbidden, HTTPException, NotFound, RequestEntit
 from werkzeug.wrappers import Response as BaseResponse
 
 from service.extensions import login_manager
+from service.lti.cookies import frame_origins
 from service.models import GradingRun, utcnow
 from service.storage import BlobStore
 from service.views import language
@@ -121,11 +122,18 @@ def is_instructor() -> bool:
 # --- headers -----------------------------------------------------------------------------------
 
 
+def page_csp() -> str:
+    """The pages' policy; a session opened by an LTI launch may also be shown in frames of its
+    platform (``service.lti.cookies``)."""
+    origins = frame_origins()
+    return PAGE_CSP + "".join(" " + origin for origin in origins)
+
+
 def _security_headers(response: Response) -> Response:
     area = wing()
     if area not in ("web", "dashboard"):
         return response
-    response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+    response.headers.setdefault("Content-Security-Policy", page_csp())
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if area == "dashboard":
         response.headers.setdefault("Cache-Control", "no-store")  # grades: not for shared caches

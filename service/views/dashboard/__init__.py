@@ -5,9 +5,10 @@ One blueprint under ``/dashboard`` (``blueprint``: the blueprint and its access 
 in this package's modules: ``access`` (login, logout, password), ``pages`` (exercises,
 submissions, regrades, CSV), ``rules`` (an exercise's schedule, publishing, extensions),
 ``students`` (one student's grades and adjustments), ``course`` (the course's gradebook and its
-CSV) and ``monitor`` (the queue). Pages are server-rendered and work
-without JavaScript (sorting and filtering are query parameters); texts come from
-the gettext catalogs (``service/translations``) as on the student pages.
+CSV), ``monitor`` (the queue) and ``lti`` (the settings to paste into Moodle or Canvas).
+Pages are server-rendered and work without JavaScript (sorting and filtering are query
+parameters); texts come from the gettext catalogs (``service/translations``) as on the
+student pages.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from service.views import plots
 from service.views.dashboard import (  # noqa: F401  (their routes join ``bp``)
     access,
     course,
+    lti,
     monitor,
     pages,
     rules,
