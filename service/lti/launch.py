@@ -47,7 +47,7 @@ from pylti1p3.contrib.flask import FlaskMessageLaunch, FlaskOIDCLogin, FlaskRequ
 from pylti1p3.exception import LtiException, OIDCException
 from pylti1p3.launch_data_storage.base import DisableSessionId
 
-from service.domain.lti_nonces import use_nonce
+from service.domain.lti_nonces import MAX_KEEP, use_nonce
 from service.domain.lti_registrations import platforms_of
 from service.extensions import db
 from service.lti.http import timeout_session
@@ -192,6 +192,9 @@ def _check_claims(claims: dict[str, Any], client_id: str) -> None:
         raise LaunchRefused("message", "exp and iat are required")
     if claims["iat"] > time.time() + LEEWAY_SECONDS:
         raise LaunchRefused("expired", "iat is in the future")
+    if claims["exp"] > time.time() + MAX_KEEP.total_seconds():
+        # its nonce is kept only MAX_KEEP: a longer-lived token could be replayed after that
+        raise LaunchRefused("message", "exp is more than two days ahead")
     if not claims.get("nonce"):
         raise LaunchRefused("message", "nonce is required")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -197,6 +198,10 @@ def test_deep_linking_answers_a_signed_resource_link_with_a_line_item(app: Flask
     ({"claim_overrides": {"aud": "someone-else"}}, "audience"),
     ({"claim_overrides": {"azp": "someone-else"}}, "audience"),
     ({"claim_overrides": "expired"}, "expired"),
+    # a token living longer than its nonce is kept (a replay after two days), or past any
+    # date a clock can hold (an overflow, not a 500)
+    ({"claim_overrides": {"exp": int(time.time()) + 3 * 86400}}, "message"),
+    ({"claim_overrides": {"exp": 10**20}}, "message"),
     ({"deployment_id": "2"}, "deployment"),
     ({"claim_overrides": {claims.VERSION: "1.1.0"}}, "message"),
     ({"claim_overrides": {claims.MESSAGE_TYPE: "LtiSomethingElse"}}, "message"),
