@@ -18,6 +18,10 @@ export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
 .PHONY: run test test-fast test-compose bench bench-service deps sysdeps sysdeps-test data dry-run image service-image lint catalogs clean help
 
+# pytest-xdist's processes for `make test`: most tests wait (kernels starting, budgets running
+# out, servers answering), so two share the two cores well; 0 runs in this process alone.
+TEST_WORKERS ?= 2
+
 help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
 	@echo "make test      set up and run every test (includes a full 10-epoch dry-run)"
@@ -67,7 +71,7 @@ test: data sysdeps-test
 	$(BIN)/ruff check .
 	$(BIN)/deptry .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: data sysdeps-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

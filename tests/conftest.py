@@ -25,6 +25,18 @@ FIXTURES = Path(__file__).parent / "fixtures"
 os.environ.setdefault("WARM_POOL", "0")
 
 
+# --- pytest-xdist ------------------------------------------------------------------------------
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``make test``'s workers (``--dist loadgroup``), a module runs in one process, so its
+    module fixtures (a service, a cgroup parent) are made once and its tests keep their order;
+    the Docker and compose tests share one process, as they share the machine's daemon."""
+    for item in items:
+        docker = item.get_closest_marker("docker") or item.get_closest_marker("compose")
+        item.add_marker(pytest.mark.xdist_group("docker" if docker else item.module.__name__
+                                                if item.module else item.nodeid))
+
+
 # --- servers ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
