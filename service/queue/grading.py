@@ -32,6 +32,7 @@ from flask import Flask
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
 from service.extensions import db
 from service.logs import run_context
+from service.lti.passback import queue_after_run
 from service.metrics import kit_started, run_taken
 from service.models import GradingRun, ItemScore, utcnow
 from service.queue import claims, cpu_slots, gpu_leases, warm_kits
@@ -120,6 +121,8 @@ def take(app: Flask, run_id: int | None, worker: str,
             if device is not None:
                 _give_back_gpu(app, device, worker)
         run_taken(result, time.monotonic() - started)
+        if result in (RunState.GRADED, RunState.FAILED):  # committed: the LMS may hear of it
+            queue_after_run(app, claimed)
     return Taken(claimed, result, device=device)
 
 
