@@ -236,7 +236,7 @@ class OutboxState:
 def outbox_counts(session: DbSession) -> dict[str, int]:
     found = {STATE_PENDING: 0, STATE_SENT: 0, STATE_FAILED: 0}
     for state, count in session.execute(select(LtiScore.state, func.count(LtiScore.id))
-                                        .group_by(LtiScore.state)).tuples():
+                                        .group_by(LtiScore.state)):
         found[state] = count
     return found
 
@@ -253,7 +253,7 @@ def outbox_state(session: DbSession, limit: int = 20) -> OutboxState:
         .join(LtiPlatform, LtiPlatform.id == LtiLineItem.platform_id)
         .where((LtiScore.state == STATE_FAILED)
                | ((LtiScore.state == STATE_PENDING) & LtiScore.last_error.is_not(None)))
-        .order_by(LtiScore.updated_at.desc(), LtiScore.id.desc()).limit(limit)).tuples()
+        .order_by(LtiScore.updated_at.desc(), LtiScore.id.desc()).limit(limit))
     troubled = [FailedRow(score.id, student_id, sub, exercise, issuer, score.state,
                           score.attempts, score.last_status, score.last_error, score.updated_at)
                 for score, sub, student_id, exercise, issuer in rows]

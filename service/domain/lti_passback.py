@@ -149,11 +149,11 @@ def _comment(public_url: str | None, grade: ExerciseGrade, now: dt.datetime) -> 
 def _targets(session: DbSession, student_pk: int, exercise: str
              ) -> list[tuple[LtiLineItem, LtiAccount]]:
     """Each line item of the exercise, with the student's account on its platform."""
-    return list(session.execute(
+    return [(item, account) for item, account in session.execute(
         select(LtiLineItem, LtiAccount)
         .join(LtiAccount, LtiAccount.platform_id == LtiLineItem.platform_id)
         .where(LtiLineItem.exercise == exercise, LtiAccount.student_pk == student_pk)
-        .order_by(LtiLineItem.id, LtiAccount.id)).tuples())
+        .order_by(LtiLineItem.id, LtiAccount.id))]
 
 
 def queue_scores(session: DbSession, student_pk: int, exercise: str, passback: Passback,
@@ -235,11 +235,11 @@ def recently_finished(session: DbSession, since: dt.datetime) -> list[tuple[int,
     """(student pk, exercise) of the runs finished since ``since`` whose student has an
     account where the exercise has a line item: the sweep queues them again, in case the
     grading's own call was lost (an error, a process killed between the two commits)."""
-    return list(session.execute(
+    return [(pk, exercise) for pk, exercise in session.execute(
         select(Submission.student_pk, Submission.exercise).distinct()
         .join(GradingRun, GradingRun.submission_id == Submission.id)
         .join(LtiAccount, LtiAccount.student_pk == Submission.student_pk)
         .join(LtiLineItem, (LtiLineItem.platform_id == LtiAccount.platform_id)
               & (LtiLineItem.exercise == Submission.exercise))
-        .where(GradingRun.finished_at >= since)).tuples())
+        .where(GradingRun.finished_at >= since))]
 
