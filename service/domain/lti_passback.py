@@ -11,7 +11,7 @@ student:
   ``gradingProgress`` ``FullyGraded``;
 - the held-out accuracy still withheld (the default until late-until): the *provisional*
   score the student sees, ``gradingProgress`` ``Pending`` (AGS: "the current value is partial
-  and may be updated"; Moodle keeps no grade for it, Canvas shows it);
+  and may be updated"; Moodle keeps no grade for it);
 - the score withheld: no ``scoreGiven``; ``gradingProgress`` ``PendingManual`` when it waits
   for the instructor (``on_publish``, ``never``), ``Pending`` when it waits for a date;
 - no counted score, and the latest run failed: no ``scoreGiven``, ``Failed``; no counted score

@@ -82,7 +82,9 @@ def take(app: Flask, run_id: int | None, worker: str,
     A worker of a host with GPUs (``GPUS``) first leases a free one, then claims any run; one
     without claims only the runs that do without (``claims.takeable_needs``). A run that asks
     for none is graded without the device, which is given back at once; the others are graded
-    on it, and it is given back when the run ends (dirty if its memory is not free then)."""
+    on it, and it is given back when the run ends (dirty if its memory is not free then).
+    Once a run is graded or failed, its student's score is queued for the LMS
+    (``service.lti.passback.queue_after_run``: never raises, never waits for the LMS)."""
     devices = gpu_leases.inventory(app)
     host = app.config["GPU_HOST"]
     lease_seconds = app.config["LEASE_SECONDS"]
