@@ -140,6 +140,8 @@ class Sender:
             return _unreached(exc)
         except LtiException as exc:  # pylti1p3's own refusal: a scope the launch did not grant
             return Answer(None, f"{exc}", permanent=True)
+        except (KeyError, TypeError) as exc:  # an answer not shaped as the specification says
+            return _unreached(exc)
 
     def _send(self, connector: _Connector, claimed: Claimed) -> Answer:
         scopes = list(claimed.scopes) or [AGS_SCORE]
