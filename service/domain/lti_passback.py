@@ -18,8 +18,8 @@ student:
   while a run is queued or running: ``Pending``; nothing handed in: nothing is sent.
 
 ``activityProgress`` is ``Submitted`` while the student may still hand in, ``Completed`` once
-their dates are closed. A release by date (``after_due``) is caught by the next event of that
-student or exercise (a grading, an adjustment, a schedule change, a publish).
+their dates are closed. A due or late-until time that passes (a release by date, the work
+closed) is found by :func:`deadlines_passed`, which the senders' sweep asks every minute.
 
 **Newest wins**: one outbox row per (line item, account). A score equal to the row's is not
 queued again (one already sent is not sent twice); a different one replaces it, pending, with
@@ -41,10 +41,12 @@ from service.domain.course_rules import Part, Window
 from service.domain.student_gradebook import ExerciseGrade, student_gradebook
 from service.extensions import DbSession
 from service.models import (
+    ExtensionGrant,
     GradingRun,
     LtiAccount,
     LtiLineItem,
     LtiScore,
+    Schedule,
     Submission,
     utcnow,
 )
@@ -243,3 +245,28 @@ def recently_finished(session: DbSession, since: dt.datetime) -> list[tuple[int,
               & (LtiLineItem.exercise == Submission.exercise))
         .where(GradingRun.finished_at >= since))]
 
+
+def deadlines_passed(session: DbSession, since: dt.datetime, until: dt.datetime
+                     ) -> list[tuple[str, list[int] | None]]:
+    """The exercises with a line item whose due or late-until time fell in ``(since,
+    until]`` (None: every student of it) and the students whose extension's did (their pks):
+    their scores may now be released, their work closed."""
+    items = set(session.execute(select(LtiLineItem.exercise).distinct()).scalars())
+    if not items:
+        return []
+    found: list[tuple[str, list[int] | None]] = []
+    for exercise, due, late in session.execute(
+            select(Schedule.exercise, Schedule.due_at, Schedule.late_until)
+            .where(Schedule.exercise.in_(sorted(items)))):
+        if any(moment is not None and since < moment <= until for moment in (due, late)):
+            found.append((exercise, None))
+    whole = {exercise for exercise, _ in found}
+    students: dict[str, list[int]] = {}
+    for exercise, student_pk, due, late in session.execute(
+            select(ExtensionGrant.exercise, ExtensionGrant.student_pk, ExtensionGrant.due_at,
+                   ExtensionGrant.late_until)
+            .where(ExtensionGrant.exercise.in_(sorted(items)))):
+        if exercise not in whole and any(moment is not None and since < moment <= until
+                                         for moment in (due, late)):
+            students.setdefault(exercise, []).append(student_pk)
+    return found + sorted((exercise, pks) for exercise, pks in students.items())

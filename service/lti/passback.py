@@ -4,6 +4,8 @@ own commit, and ringing this process's sender (``service.queue.lti_sender``).
 
 - a run graded, failed or regraded: :func:`queue_after_run`, called by ``grading.take`` once
   the run's outcome is committed;
+- a due or late-until time passed (the score released by date, the work closed):
+  :func:`queue_deadlines`, asked by the senders' sweep every minute;
 - an adjustment (one student), an extension granted or revoked (one student, or the students
   of a CSV), a schedule changed or results published (every student of the exercise who has an
   account where it has a line item): :func:`queue_after_change`, called by the dashboard's
@@ -24,6 +26,7 @@ from flask import Flask
 
 from service.domain.lti_passback import (
     Passback,
+    deadlines_passed,
     queue_exercise,
     queue_scores,
     recently_finished,
@@ -110,4 +113,13 @@ def queue_recent(app: Flask, since: dt.datetime) -> int:
                           exercise)
     if queued:
         ring(app)
+    return queued
+
+
+def queue_deadlines(app: Flask, since: dt.datetime, until: dt.datetime) -> int:
+    """Queue the scores of the students whose due or late-until time fell in ``(since,
+    until]`` (a release by date, the work closed); in an app context."""
+    queued = 0
+    for exercise, students in deadlines_passed(db.session, since, until):
+        queued += queue_after_change(app, exercise, students)
     return queued

@@ -9,7 +9,8 @@ at once when a score is queued in its process, else every :data:`POLL_SECONDS` (
 queued by another process, a retry whose time has come), so a score reaches a platform that is
 up within seconds of the verdict. Every :data:`SWEEP_SECONDS` it also queues again the scores of
 runs finished in the last :data:`SWEEP_WINDOW` (a grading's own call lost to an error or a
-kill between two commits).
+kill between two commits), and those of the students whose due or late-until time has passed
+since (a score released by date, the work closed).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class PassbackSender:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="lti-sender")
         self._last_sweep = time.monotonic()
+        #: The end of the last sweep's look for deadlines passed.
+        self._deadlines_until = utcnow() - SWEEP_WINDOW
 
     def start(self) -> PassbackSender:
         self.app.extensions.setdefault(passback.EXTENSION, self)
@@ -106,9 +109,15 @@ class PassbackSender:
                 db.session.remove()
 
     def sweep(self) -> int:
-        """Queue again the scores of runs finished within :data:`SWEEP_WINDOW`."""
+        """Queue again the scores of runs finished within :data:`SWEEP_WINDOW`, and those of
+        the students whose due or late-until time passed since the last sweep (the first
+        looks :data:`SWEEP_WINDOW` back)."""
         with self.app.app_context():
             try:
-                return passback.queue_recent(self.app, utcnow() - SWEEP_WINDOW)
+                now = utcnow()
+                queued = passback.queue_recent(self.app, now - SWEEP_WINDOW)
+                queued += passback.queue_deadlines(self.app, self._deadlines_until, now)
+                self._deadlines_until = now
+                return queued
             finally:
                 db.session.remove()

@@ -310,6 +310,22 @@ def test_an_exam_sends_pending_manual_until_published(world: World):
     assert shown.body["gradingProgress"] == "FullyGraded"
 
 
+def test_a_score_released_by_date_is_sent_when_the_date_passes(world: World):
+    due = (utcnow() + dt.timedelta(seconds=4)).replace(microsecond=0)
+    world.cli("schedule", "set", EXERCISE, "--due", due.isoformat() + "+00:00",
+              "--release", "score=after_due")
+    world.sender(sweep_seconds=0.3)
+    world.grade("alice")  # on time
+    held = world.lms.wait_for_result(world.item, "lms-alice")
+    assert held.body["gradingProgress"] == "Pending" and "scoreGiven" not in held.body
+    assert held.body["activityProgress"] == "Submitted"
+    assert f"{due:%Y-%m-%d %H:%M}" in held.body["comment"]
+
+    shown = world.lms.wait_for_result(world.item, "lms-alice", given=50.0, timeout=30)
+    assert shown.body["gradingProgress"] == "FullyGraded"
+    assert shown.body["activityProgress"] == "Completed"  # no late window: closed at due
+
+
 def test_no_line_item_url_finds_or_makes_one_by_resource_id(make_app, tokens, grader):
     """A link launched without a line item (only the container): the score goes to the line
     item whose resourceId is the exercise, made at the first send, and its URL is kept."""
