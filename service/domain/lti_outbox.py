@@ -174,6 +174,7 @@ def record(session: DbSession, claimed: Claimed, answer: Answer, retry: Retry = 
                         .values(lineitem_url=answer.lineitem_url[:2000]))
     same = (LtiScore.id == claimed.id) & (LtiScore.updated_at == claimed.version)
     values: dict[str, object] = {"last_status": answer.status, "last_error": error}
+    state: str
     if answer.ok:
         state = STATE_SENT
         values.update(state=STATE_SENT, sent_at=now)
@@ -222,6 +223,10 @@ class FailedRow:
     last_error: str | None
     updated_at: dt.datetime
 
+    @property
+    def failed(self) -> bool:
+        return self.state == STATE_FAILED
+
 
 @dataclass(frozen=True)
 class OutboxState:
@@ -234,7 +239,7 @@ class OutboxState:
 
 
 def outbox_counts(session: DbSession) -> dict[str, int]:
-    found = {STATE_PENDING: 0, STATE_SENT: 0, STATE_FAILED: 0}
+    found = {str(STATE_PENDING): 0, str(STATE_SENT): 0, str(STATE_FAILED): 0}
     for state, count in session.execute(select(LtiScore.state, func.count(LtiScore.id))
                                         .group_by(LtiScore.state)):
         found[state] = count

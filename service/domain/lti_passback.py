@@ -50,14 +50,14 @@ from service.models import (
     Submission,
     utcnow,
 )
-from service.states import RunState
+from service.states import RunState, ScoreState
 
 #: AGS 2.0's values (``activityProgress``, ``gradingProgress``) the tool sends.
 SUBMITTED, COMPLETED = "Submitted", "Completed"
 FULLY_GRADED, PENDING, PENDING_MANUAL, FAILED = "FullyGraded", "Pending", "PendingManual", "Failed"
 
 #: Outbox states (``LtiScore.state``).
-STATE_PENDING, STATE_SENT, STATE_FAILED = "pending", "sent", "failed"
+STATE_PENDING, STATE_SENT, STATE_FAILED = ScoreState.PENDING, ScoreState.SENT, ScoreState.FAILED
 
 #: The languages of the comment, in this order.
 COMMENT_LANGUAGES = ("ja", "en")
