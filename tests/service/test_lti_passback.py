@@ -386,6 +386,27 @@ def test_an_endpoint_down_loses_nothing_delays_nothing_and_delivers_once(world: 
     assert {r["state"] for r in score_rows(world.app)} == {"sent"}
 
 
+def test_once_the_platform_takes_a_score_the_others_waiting_are_sent_at_once(world: World):
+    world.lms.set_outage("scores")
+    world.sender(retry=Retry(first=dt.timedelta(minutes=10), jitter=0.0))
+    world.grade("alice")
+    world.grade("bob")
+    wait_for(lambda: all(r["attempts"] == 1 and r["last_status"] == 503
+                         for r in score_rows(world.app)) and len(score_rows(world.app)) == 2,
+             20, "both scores refused once")
+    world.lms.clear_outage()
+
+    def due_now(session: Session) -> None:  # alice's wait is over; bob's has ten minutes left
+        alice = row_of(world.app, "lms-alice")["id"]
+        session.execute(update(LtiScore).where(LtiScore.id == alice)
+                        .values(next_attempt_at=utcnow()))
+        session.commit()
+
+    in_session(world.app, due_now)
+    world.lms.wait_for_result(world.item, "lms-alice", given=50.0, timeout=10)
+    world.lms.wait_for_result(world.item, "lms-bob", given=50.0, timeout=10)
+
+
 def test_an_expired_token_is_replaced(world: World, grader: dict):
     world.sender()
     world.grade("alice")
