@@ -45,7 +45,15 @@ from service.queue import grading
 from service.queue.embedded import EmbeddedWorkers
 from service.queue.lti_sender import PassbackSender
 from tests.lti import LineItem, Platform, Role, ToolRegistration, User
-from tests.service.service_support import EXERCISE, in_session, tiny_notebook, wait_for
+from tests.service.service_support import (
+    EXERCISE,
+    VENV_BIN,
+    Processes,
+    in_session,
+    service_env,
+    tiny_notebook,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -227,6 +235,20 @@ def test_a_graded_run_reaches_the_line_item_through_the_embedded_workers(world: 
     assert claims["iss"] == claims["sub"] == "grader"
     row = row_of(world.app, "lms-alice")
     assert (row["state"], row["last_status"], row["attempts"]) == ("sent", 200, 1)
+
+
+def test_a_flask_worker_process_grades_and_sends(world: World, processes: Processes):
+    """``flask worker`` beside the web (its grader a stub answering 0 points at once): the
+    worker process queues the score and its own sender delivers it."""
+    argv = [str(VENV_BIN / "python"), "-m", "tests.service.stub_worker", "--app", "service",
+            "worker", "--poll-seconds", "0.2"]
+    processes.start("worker", argv, service_env(world.app, PUBLIC_URL=world.base,
+                                                WARM_POOL="0"))
+    submission = world.submit("alice")
+    result = wait_for(lambda: world.lms.gradebook.result(world.item.url, "lms-alice"), 60,
+                      "the worker process's score at the line item", describe=processes.logs)
+    assert result.body["scoreGiven"] == 0.0 and result.body["gradingProgress"] == "FullyGraded"
+    assert f"/submissions/{submission}" in result.body["comment"]
 
 
 def test_newest_wins_unchanged_is_not_sent_again_and_an_adjustment_sends(world: World,
