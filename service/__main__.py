@@ -3,7 +3,8 @@
 ``HOST`` and ``PORT`` (default 127.0.0.1:8000) choose where to listen. With ``QUEUE=embedded``
 (the default) grading workers run as threads of this process; with ``QUEUE=celery`` they are
 separate ``celery -A service.queue.celery_worker worker`` processes. Either way this process runs
-the queue's janitor (``service.queue.janitor``).
+the queue's janitor (``service.queue.janitor``), and a grade passback sender
+(``service.queue.lti_sender``: the embedded workers' own, or one of its own under Celery).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from service.logs import configure
 from service.models import Student
 from service.queue.embedded import EmbeddedWorkers
 from service.queue.janitor import Janitor
+from service.queue.lti_sender import PassbackSender
 from service.states import WorkerKind
 
 log = logging.getLogger("service")
@@ -69,10 +71,13 @@ def main() -> None:
     first_instructor(app)
     janitor = Janitor(app)
     janitor.start()
+    sender = None
     if app.config["QUEUE"] == WorkerKind.EMBEDDED:
-        workers = EmbeddedWorkers(app, app.config["WORKERS"])
+        workers = EmbeddedWorkers(app, app.config["WORKERS"])  # with their passback sender
         app.extensions["grader_workers"] = workers
         workers.start()
+    else:  # retries of grade passback even while no Celery worker grades
+        sender = PassbackSender(app).start()
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
     settle()  # the loaded app out of the garbage collector's walks (service.heap)
@@ -83,6 +88,8 @@ def main() -> None:
               app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)
     finally:
         janitor.stop()
+        if sender is not None:
+            sender.stop()
         if "grader_workers" in app.extensions:  # a clean stop: not a death for the dashboard;
             app.extensions["grader_workers"].stop()  # the warm kits are closed, none left
 

@@ -44,6 +44,7 @@ from service.domain.schedules import (
     set_schedule,
 )
 from service.extensions import db
+from service.lti.passback import queue_after_change
 from service.models import Adjustment, ExtensionGrant, Schedule, Student
 
 CLEARS = "An empty value ('') clears it."
@@ -155,6 +156,7 @@ def schedule_set(exercise: str, opens: str | None, due: str | None, late_until: 
                                 attempts_per_day=attempts_per_day, timezone=timezone,
                                 weight=weight, release=rules)
         set_schedule(db.session, exercise, change, cli_author())
+    _passback(exercise)
     _echo_schedule(exercise)
 
 
@@ -169,6 +171,7 @@ def schedule_publish(exercise: str, undo: bool) -> None:
     known_exercise(exercise)
     with refusals():
         rules = publish(db.session, exercise, cli_author(), published=not undo)
+    _passback(exercise)
     if rules.published_at is None:
         click.echo(f"{exercise}: results not published")
     else:
@@ -265,6 +268,7 @@ def extension_grant(student: str, exercise: str, due: str, late_until: str | Non
     with refusals():
         row = grant_extension(db.session, student, exercise, due, late_until or None,
                               cli_author(), extra_attempts, comment)
+    _passback(exercise, [row.student_pk])
     rules = load_rules(db.session, exercise)
     dates = rules.dates_for(extension_of(row))
     click.echo(f"extension of {student.strip()} for {exercise}: due "
@@ -283,10 +287,12 @@ def extension_revoke(student: str, exercise: str) -> None:
     upgrade()
     known_exercise(exercise)
     with refusals():
+        student_pk = find_student(db.session, student).id
         gone = revoke_extension(db.session, student, exercise)
     if not gone:
         raise click.ClickException(f"{student.strip()} has no extension of {exercise}; "
                                    "nothing changed")
+    _passback(exercise, [student_pk])
     click.echo(f"extension of {student.strip()} for {exercise} revoked")
 
 
@@ -341,6 +347,8 @@ def extension_import(path: Path) -> None:
     with refusals():
         count = import_extensions(db.session, path.read_text(encoding="utf-8"), known,
                                   cli_author())
+    for name in known:  # the CSV may name any exercise
+        _passback(name)
     click.echo(f"{count} extensions granted")
 
 
@@ -376,9 +384,19 @@ def adjust_command(student: str, exercise: str, points: float | None, set_to: fl
                      [i.id for i in spec.items], mode, points if points is not None
                      else set_to if set_to is not None else 0.0, comment, cli_author(),
                      item_id=item)
+    _passback(exercise, [row.student_pk])
     target = f"item {item}" if item else "total"
     click.echo(f"{student.strip()} {exercise} {target}: {_change(row)}; final "
                f"{figure(row.before)} -> {figure(row.after)}")
+
+
+def _passback(exercise: str, students: list[int] | None = None) -> None:
+    """Grade passback: the scores the change may have changed, into the outbox (the service's
+    senders send them; ``service.lti.passback``)."""
+    queued = queue_after_change(current_app._get_current_object(),  # type: ignore[attr-defined]
+                                exercise, students)
+    if queued:
+        click.echo(f"{queued} scores queued for the LMS", err=True)
 
 
 def _change(row: Adjustment) -> str:

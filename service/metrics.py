@@ -43,6 +43,11 @@ KIT_STARTS = Counter(
     "warm (a kit of the warm pool) or cold (none was ready, WARM_POOL=0, or a GPU run)",
     ["start"])
 
+LTI_SCORES_SENT = Counter(
+    "grader_lti_scores_sent", "Scores this host's senders sent to an LMS (grade passback), by "
+    "what became of the row: sent, pending (to be tried again), failed (given up), replaced (a "
+    "newer score took the row meanwhile)", ["outcome"])
+
 
 def upload_rejected(code: str) -> None:
     """An upload was refused (``Rejection.code``: ``rate_limited``, ``invalid_notebook``...)."""
@@ -60,6 +65,11 @@ def kit_started(warm: bool) -> None:
     KIT_STARTS.labels(start="warm" if warm else "cold").inc()
 
 
+def lti_score_sent(outcome: str) -> None:
+    """A sender recorded the platform's answer to one score (``lti_outbox.record``)."""
+    LTI_SCORES_SENT.labels(outcome=outcome).inc()
+
+
 class DatabaseCollector:
     """Queue depth by state and finished runs by outcome, read at scrape time."""
 
@@ -67,6 +77,7 @@ class DatabaseCollector:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
+        from service.domain.lti_outbox import outbox_counts
         from service.domain.queue_state import outcome_counts, queue_counts
         from service.extensions import db
 
@@ -74,6 +85,7 @@ class DatabaseCollector:
             try:
                 depth = queue_counts(db.session)
                 outcomes = outcome_counts(db.session)
+                outbox = outbox_counts(db.session)
             finally:
                 db.session.remove()
         queue = GaugeMetricFamily("grader_queue_runs", "Grading runs by state", labels=["state"])
@@ -85,6 +97,12 @@ class DatabaseCollector:
         for outcome, count in sorted(outcomes.items()):
             runs.add_metric([outcome], count)
         yield runs
+        scores = GaugeMetricFamily("grader_lti_scores", "Grade passback's outbox: scores "
+                                   "pending, sent and failed, from the database",
+                                   labels=["state"])
+        for outbox_state, number in sorted(outbox.items()):
+            scores.add_metric([outbox_state], number)
+        yield scores
 
 
 def registry_for(app: Flask) -> CollectorRegistry:
@@ -94,7 +112,8 @@ def registry_for(app: Flask) -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (UPLOAD_REJECTIONS, GRADING_SECONDS, WORKER_RESULTS, KIT_STARTS):
+        for collector in (UPLOAD_REJECTIONS, GRADING_SECONDS, WORKER_RESULTS, KIT_STARTS,
+                          LTI_SCORES_SENT):
             registry.register(collector)
     registry.register(DatabaseCollector(app))
     return registry

@@ -60,6 +60,18 @@ class WorkerKind(StrEnum):
     CELERY = "celery"
 
 
+class ScoreState(StrEnum):
+    """Where a score of grade passback's outbox is (``LtiScore.state``,
+    ``service.domain.lti_outbox``)."""
+
+    #: To be sent (now, or after its backoff).
+    PENDING = "pending"
+    #: The platform acknowledged it.
+    SENT = "sent"
+    #: Given up, with the reason: a refusal that cannot pass, or seven days of failures.
+    FAILED = "failed"
+
+
 class GpuNeed(StrEnum):
     """What a run asks of the GPUs (``GradingRun.gpu``), copied from its exercise's
     ``[runtime] gpu`` when the run is made (the values of ``grader.spec.GpuNeed``)."""

@@ -10,6 +10,11 @@ services); this package binds it to the service:
 - ``launch_storage``: what pylti1p3 keeps between the login and the launch (nonce, state, the
   launch's claims) in the database, bound to the browser by pylti1p3's session-id cookie,
   instead of the Flask session (a ``SameSite=Lax`` cookie the platform's POST does not bring).
+- ``ags``: one score sent to a platform's line item (Assignment and Grade Services), with
+  timeouts, tokens that expire, and every outcome as data;
+- ``passback``: grade passback's triggers (a run's outcome, an adjustment, an extension, a
+  schedule change, a publish) putting scores in the outbox (``service.domain.lti_passback``,
+  ``service.domain.lti_outbox``), sent by ``service.queue.lti_sender``;
 - ``lms_settings``: what an LMS administrator pastes into the platform (the tool's URLs and
   scopes, Moodle's "External tool" fields, Canvas's developer key JSON), built from the
   service's public address.

@@ -65,5 +65,7 @@ Modules: ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds
 ``progress`` (live progress on the row), ``grading`` (``take``), ``embedded``, ``wakeup``
 (waking idle workers), ``celery_app``
 (the broker settings, which ``dispatch`` sends through by task name), ``celery_worker`` (the
-task), ``dispatch``, ``janitor``, ``heartbeats`` (which workers are alive, for the dashboard).
+task), ``dispatch``, ``janitor``, ``heartbeats`` (which workers are alive, for the dashboard),
+``lti_sender`` (grade passback's sender thread in each grading process: ``take`` only queues a
+run's score for the LMS after its outcome is committed, never waits for the LMS).
 """

@@ -31,11 +31,13 @@ from celery.signals import worker_process_init, worker_process_shutdown, worker_
 from flask import Flask
 
 from service.domain import notebook_html
+from service.lti import passback
 from service.models import utcnow
 from service.queue import gpu_leases, warm_kits
 from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, celery_app
 from service.queue.grading import WAIT_GPU, take
 from service.queue.heartbeats import Heartbeat
+from service.queue.lti_sender import PassbackSender
 from service.states import WorkerKind
 
 __all__ = ["celery_app", "grade"]
@@ -57,6 +59,7 @@ def flask_app() -> Flask:
         gpu_leases.inventory(_flask_app)  # a bad GPUS setting fails the first task loudly
         warm_kits.start(_flask_app)
         notebook_html.start_spare()
+        PassbackSender(_flask_app).start()  # sends the scores this process grades
     return _flask_app
 
 
@@ -76,6 +79,9 @@ def _cool_down(**_: object) -> None:
     """Close the process's warm kits when it stops (nothing left behind)."""
     if _flask_app is not None:
         warm_kits.close(_flask_app)
+        sender = _flask_app.extensions.get(passback.EXTENSION)
+        if sender is not None:
+            sender.stop()
     notebook_html.stop_spare()
 
 

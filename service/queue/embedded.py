@@ -1,7 +1,8 @@
 """The embedded carrier: worker threads that take runs from the database, no broker needed (one
 machine, ``QUEUE=embedded``: ``python -m service`` starts them, ``flask worker`` adds processes).
 An idle thread waits on a :class:`~service.queue.wakeup.Doorbell`, rung by an upload in the same
-process or, on PostgreSQL, by a ``NOTIFY`` from any process; it also polls, as a fallback."""
+process or, on PostgreSQL, by a ``NOTIFY`` from any process; it also polls, as a fallback. The
+process's grade passback sender (``service.queue.lti_sender``) starts and stops with them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from service.domain import notebook_html
 from service.extensions import db
 from service.queue import gpu_leases, heartbeats, warm_kits
 from service.queue.grading import take
+from service.queue.lti_sender import PassbackSender
 from service.queue.wakeup import Doorbell, Listener, is_postgresql
 from service.states import WorkerKind
 
@@ -43,6 +45,8 @@ class EmbeddedWorkers:
         self.heartbeat = heartbeats.Heartbeat(app, WorkerKind.EMBEDDED, heartbeat_seconds)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: Grade passback's sender of this process (``service.queue.lti_sender``).
+        self.passback = PassbackSender(app)
 
     def start(self) -> None:
         gpu_leases.inventory(self.app)  # a bad GPUS setting stops the start, saying why
@@ -60,6 +64,7 @@ class EmbeddedWorkers:
             if is_postgresql(db.engine):
                 self.listener = Listener(db.engine, self.wake)
                 self.listener.start()
+        self.passback.start()
         for n, name in enumerate(names):
             thread = threading.Thread(target=self._loop, args=(name,),
                                       name=f"grader-worker-{n}", daemon=True)
@@ -73,6 +78,7 @@ class EmbeddedWorkers:
             thread.join(timeout=10)
         if self.listener is not None:
             self.listener.stop()
+        self.passback.stop()
         warm_kits.close(self.app)
         notebook_html.stop_spare()
         self.heartbeat.stop(forget_workers=True)

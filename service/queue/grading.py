@@ -32,6 +32,7 @@ from flask import Flask
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
 from service.extensions import db
 from service.logs import run_context
+from service.lti.passback import queue_after_run
 from service.metrics import kit_started, run_taken
 from service.models import GradingRun, ItemScore, utcnow
 from service.queue import claims, cpu_slots, gpu_leases, warm_kits
@@ -81,7 +82,9 @@ def take(app: Flask, run_id: int | None, worker: str,
     A worker of a host with GPUs (``GPUS``) first leases a free one, then claims any run; one
     without claims only the runs that do without (``claims.takeable_needs``). A run that asks
     for none is graded without the device, which is given back at once; the others are graded
-    on it, and it is given back when the run ends (dirty if its memory is not free then)."""
+    on it, and it is given back when the run ends (dirty if its memory is not free then).
+    Once a run is graded or failed, its student's score is queued for the LMS
+    (``service.lti.passback.queue_after_run``: never raises, never waits for the LMS)."""
     devices = gpu_leases.inventory(app)
     host = app.config["GPU_HOST"]
     lease_seconds = app.config["LEASE_SECONDS"]
@@ -120,6 +123,8 @@ def take(app: Flask, run_id: int | None, worker: str,
             if device is not None:
                 _give_back_gpu(app, device, worker)
         run_taken(result, time.monotonic() - started)
+        if result in (RunState.GRADED, RunState.FAILED):  # committed: the LMS may hear of it
+            queue_after_run(app, claimed)
     return Taken(claimed, result, device=device)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional, Regexp
 
 from service.domain import course_rules
 from service.domain.final_grade import AdjustMode
@@ -191,6 +191,12 @@ class ExtensionsFileForm(FlaskForm):
     """A CSV of extensions (``schedules.EXTENSION_COLUMNS``)."""
 
     file = FileField(validators=[FileRequired()])
+
+
+class RetryScoresForm(FlaskForm):
+    """Grade passback's "retry now": one failed score (``score``, its row id) or all (empty)."""
+
+    score = StringField(validators=[Optional(), Regexp(r"^[0-9]{1,18}$")])
 
 
 class RevokeForm(FlaskForm):

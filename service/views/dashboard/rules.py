@@ -23,6 +23,7 @@ from service.domain import schedules
 from service.domain.course_rules import Part, RulesError
 from service.domain.submissions import known_exercises
 from service.extensions import db
+from service.lti.passback import queue_after_change
 from service.views.dashboard.blueprint import bp
 from service.views.forms import (
     ExtensionForm,
@@ -95,6 +96,7 @@ def set_rules(exercise_id: str) -> Page | BaseResponse:
         schedules.set_schedule(db.session, exercise_id, form.change(), author=_author())
     except RulesError as exc:
         return _refused(exercise_id, "schedule", localize(exc.text))
+    queue_after_change(current_app, exercise_id)
     flash("dash.flash.rules_saved", "info")
     return _back(exercise_id)
 
@@ -107,6 +109,7 @@ def publish(exercise_id: str) -> BaseResponse:
         abort(400)
     published = form.published.data == "1"
     schedules.publish(db.session, exercise_id, _author(), published=published)
+    queue_after_change(current_app, exercise_id)
     flash(N_("dash.flash.published") if published else N_("dash.flash.unpublished"), "info")
     return _back(exercise_id)
 
@@ -119,13 +122,14 @@ def grant(exercise_id: str) -> Page | BaseResponse:
         return _refused(exercise_id, "extension", _("dash.ext.error.form"))
     zone_name = schedules.load_rules(db.session, exercise_id).timezone
     try:
-        schedules.grant_extension(
+        granted = schedules.grant_extension(
             db.session, form.student_id.data or "", exercise_id,
             to_offset_time(form.due.data or "", zone_name),
             to_offset_time(form.late_until.data or "", zone_name) or None, _author(),
             extra_attempts=form.extra(), comment=form.comment.data or "")
     except RulesError as exc:
         return _refused(exercise_id, "extension", localize(exc.text))
+    queue_after_change(current_app, exercise_id, [granted.student_pk])
     flash(_("dash.flash.extension_granted", student=form.student_id.data), "info")
     return _back(exercise_id)
 
@@ -147,6 +151,8 @@ def import_csv(exercise_id: str) -> Page | BaseResponse:
         count = schedules.import_extensions(db.session, text, known_exercises(), _author())
     except RulesError as exc:
         return _refused(exercise_id, "import", localize(exc.text))
+    for known in known_exercises():  # the CSV may name any exercise
+        queue_after_change(current_app, known)
     flash(_("dash.flash.extensions_imported", count=count), "info")
     return _back(exercise_id)
 
@@ -157,10 +163,12 @@ def revoke(exercise_id: str, student_id: str) -> BaseResponse:
     if not RevokeForm().validate_on_submit():
         abort(400)
     try:
+        student_pk = schedules.find_student(db.session, student_id).id
         gone = schedules.revoke_extension(db.session, student_id, exercise_id)
     except RulesError:
         abort(404)
     if not gone:
         abort(404)
+    queue_after_change(current_app, exercise_id, [student_pk])
     flash(_("dash.flash.extension_revoked", student=student_id), "info")
     return _back(exercise_id)

@@ -26,6 +26,7 @@ from service.domain.gradebook import SubmissionGrade, course_gradebook, grade_su
 from service.domain.schedules import adjustment_history
 from service.domain.submissions import known_exercises
 from service.extensions import db
+from service.lti.passback import queue_after_change
 from service.models import Adjustment, Student, Submission
 from service.views.dashboard.blueprint import bp
 from service.views.forms import AdjustForm, zoned
@@ -89,7 +90,7 @@ def adjust(student_id: str) -> Page | BaseResponse:
         return _page(found, _("dash.adjust.error.form"), request.form, 400)
     spec = current_app.config["GRADER"].exercise(exercise_id)
     try:
-        adjustments.adjust(
+        adjusted = adjustments.adjust(
             db.session, found.student_id, exercise_id, spec.max_score,
             [item.id for item in spec.items], AdjustMode(form.mode.data), form.number(),
             form.comment.data or "", author=str(current_user.username),
@@ -97,6 +98,7 @@ def adjust(student_id: str) -> Page | BaseResponse:
     except RulesError as exc:
         db.session.rollback()
         return _page(found, localize(exc.text), request.form, 400)
+    queue_after_change(current_app, exercise_id, [adjusted.student_pk])
     flash("dash.flash.adjusted", "info")
     return redirect(url_for("dashboard.student", student_id=found.student_id,
                             _anchor=f"exercise-{exercise_id}"), 303)

@@ -1,0 +1,125 @@
+"""Grade passback's triggers: the service's events that may change what the LMS should hold,
+each putting the scores concerned in the outbox (``service.domain.lti_passback``) after its
+own commit, and ringing this process's sender (``service.queue.lti_sender``).
+
+- a run graded, failed or regraded: :func:`queue_after_run`, called by ``grading.take`` once
+  the run's outcome is committed;
+- a due or late-until time passed (the score released by date, the work closed):
+  :func:`queue_deadlines`, asked by the senders' sweep every minute;
+- an adjustment (one student), an extension granted or revoked (one student, or the students
+  of a CSV), a schedule changed or results published (every student of the exercise who has an
+  account where it has a line item): :func:`queue_after_change`, called by the dashboard's
+  views and the course commands after the change is committed.
+
+None of them ever fails the event that called it: an error is logged, and the score is queued
+by the sender's sweep of recently finished runs, or by the next event of that student.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from flask import Flask
+
+from service.domain.lti_passback import (
+    Passback,
+    deadlines_passed,
+    queue_exercise,
+    queue_scores,
+    recently_finished,
+)
+from service.extensions import db
+from service.models import GradingRun
+
+log = logging.getLogger(__name__)
+
+#: Where the running sender of this process is kept (``app.extensions``).
+EXTENSION = "lti_sender"
+
+
+class _Bell(Protocol):
+    def ring(self) -> None: ...
+
+
+def passback_for(app: Flask, exercise: str) -> Passback:
+    """The exercise's points and the service's public address, from the app's settings."""
+    return Passback(max_score=app.config["GRADER"].exercise(exercise).max_score,
+                    public_url=app.config.get("PUBLIC_URL") or None)
+
+
+def ring(app: Flask) -> None:
+    """Wake this process's sender, if one runs (else another process's polls)."""
+    sender: _Bell | None = app.extensions.get(EXTENSION)
+    if sender is not None:
+        sender.ring()
+
+
+def queue_after_run(app: Flask, run_id: int) -> int:
+    """Queue the score of the run's student for its exercise; never raises (logged). Opens
+    its own app context and session."""
+    try:
+        with app.app_context():
+            try:
+                run = db.session.get(GradingRun, run_id)
+                if run is None:
+                    return 0
+                student_pk, exercise = run.submission.student_pk, run.submission.exercise
+                queued = queue_scores(db.session, student_pk, exercise,
+                                      passback_for(app, exercise))
+            except Exception:
+                db.session.rollback()
+                raise
+            finally:
+                db.session.remove()
+    except Exception:
+        log.exception("grade passback: the score of run %s not queued (the sweep will)",
+                      run_id)
+        return 0
+    if queued:
+        ring(app)
+    return queued
+
+
+def queue_after_change(app: Flask, exercise: str,
+                       students: Iterable[int] | None = None) -> int:
+    """Queue the scores of ``students`` (pks; default: everyone with an account where the
+    exercise has a line item) after a change of their rules; never raises (logged). Runs in the
+    caller's app context, after the caller's commit."""
+    try:
+        queued = queue_exercise(db.session, exercise, passback_for(app, exercise),
+                                None if students is None else list(students))
+    except Exception:
+        db.session.rollback()
+        log.exception("grade passback: scores of %s not queued after a change", exercise)
+        return 0
+    if queued:
+        ring(app)
+    return queued
+
+
+def queue_recent(app: Flask, since: dt.datetime) -> int:
+    """Queue again the scores of the runs finished since ``since`` (in an app context)."""
+    queued = 0
+    for student_pk, exercise in recently_finished(db.session, since):
+        try:
+            queued += queue_scores(db.session, student_pk, exercise,
+                                   passback_for(app, exercise))
+        except Exception:
+            db.session.rollback()
+            log.exception("grade passback: sweep of student %s, %s failed", student_pk,
+                          exercise)
+    if queued:
+        ring(app)
+    return queued
+
+
+def queue_deadlines(app: Flask, since: dt.datetime, until: dt.datetime) -> int:
+    """Queue the scores of the students whose due or late-until time fell in ``(since,
+    until]`` (a release by date, the work closed); in an app context."""
+    queued = 0
+    for exercise, students in deadlines_passed(db.session, since, until):
+        queued += queue_after_change(app, exercise, students)
+    return queued
