@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -56,6 +56,9 @@ class LiveService:
     log: Path
     #: Instructor ``admin``'s one-time password, printed on the first start too.
     admin_password: str
+    #: The environment the service runs in (its database, upload folder): a command run
+    #: with it (``flask --app service ...``) works on the service's data.
+    env: dict[str, str] = field(default_factory=dict)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
@@ -88,21 +91,25 @@ def own_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServic
 
 
 @contextmanager
-def run_service(root: Path) -> Iterator[LiveService]:
-    """The service on a database and upload folder under ``root``, until the block ends."""
+def run_service(root: Path, *, public_url: bool = False) -> Iterator[LiveService]:
+    """The service on a database and upload folder under ``root``, until the block ends;
+    ``public_url``: its own address is its ``PUBLIC_URL`` (as an LMS is told it)."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, HOST="127.0.0.1", PORT=str(port),
                DATABASE_URL=f"sqlite:///{root / 'g.db'}", UPLOAD_DIR=str(root / "up"),
                WORKERS="1", QUEUE="embedded", PYTHONUNBUFFERED="1")
     env.pop("GRADER_ENV", None)  # the demo student is only made in development
+    env.pop("PUBLIC_URL", None)
+    if public_url:
+        env["PUBLIC_URL"] = url
     log = root / "service.log"
     with open(log, "wb") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen([service_python(), "-m", "service"], cwd=PROJECT_ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
         token, admin_password = _wait_until_up(proc, url, log)
-        yield LiveService(url=url, token=token, log=log, admin_password=admin_password)
+        yield LiveService(url=url, token=token, log=log, admin_password=admin_password, env=env)
     finally:
         _stop(proc)
 
