@@ -71,7 +71,7 @@ test: data sysdeps-test
 	$(BIN)/ruff check .
 	$(BIN)/deptry .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: data sysdeps-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -27,14 +27,36 @@ os.environ.setdefault("WARM_POOL", "0")
 
 # --- pytest-xdist ------------------------------------------------------------------------------
 
+#: The modules that run containers on the machine's Docker daemon: under ``make test``'s workers
+#: they run in one process, one after the other (a test counting the sandbox's containers must
+#: not see another's). Every test marked ``docker`` or ``compose`` must be in one of them.
+DOCKER_MODULES = frozenset({"tests/test_docker.py", "tests/test_docker_parity.py", "tests/test_cpus.py",
+                            "tests/test_compose.py"})
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``make test``'s workers (pytest-xdist ``-n``) take whole modules, so a module's fixtures
+    (a service, a cgroup parent) are made once and its tests keep their order, and the Docker
+    modules as one unit. (``--dist loadgroup`` would do it with markers, but pytest-xdist 3.8
+    cannot mark pytest 9.2's node ids: pytest-dev/pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "docker" if module in DOCKER_MODULES else module
+
+    return ModuleScheduling(config, log)  # type: ignore[arg-type]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``make test``'s workers (``--dist loadgroup``), a module runs in one process, so its
-    module fixtures (a service, a cgroup parent) are made once and its tests keep their order;
-    the Docker and compose tests share one process, as they share the machine's daemon."""
-    for item in items:
-        docker = item.get_closest_marker("docker") or item.get_closest_marker("compose")
-        item.add_marker(pytest.mark.xdist_group("docker" if docker else item.module.__name__
-                                                if item.module else item.nodeid))
+    """A Docker or compose test outside :data:`DOCKER_MODULES` would race the others for the
+    daemon under ``make test``'s workers: refused at collection."""
+    stray = sorted({item.nodeid.split("::", 1)[0] for item in items
+                    if (item.get_closest_marker("docker") or item.get_closest_marker("compose"))
+                    and item.nodeid.split("::", 1)[0] not in DOCKER_MODULES})
+    if stray:
+        raise pytest.UsageError(f"Docker tests outside tests/conftest.py's DOCKER_MODULES: {stray}")
 
 
 # --- servers ----------------------------------------------------------------------------------
