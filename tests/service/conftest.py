@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import redis
 from flask import Flask
 from flask_migrate import upgrade
 
@@ -25,7 +27,14 @@ from service import create_app
 from service.domain.roster import import_roster
 from service.extensions import db
 from tests.servers import sqlalchemy_url
-from tests.service.service_support import Processes, bearer, upload
+from tests.service.service_support import (
+    CELERY_APP,
+    VENV_BIN,
+    Processes,
+    bearer,
+    service_env,
+    upload,
+)
 
 _database_numbers = itertools.count()
 
@@ -160,3 +169,41 @@ def processes(database_url: str, tmp_path: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop_all()
+
+
+# --- Celery and Redis ---------------------------------------------------------------------
+
+@pytest.fixture
+def redis_broker(redis_url: str) -> Iterator[str]:
+    """The session's Redis database, flushed before and after the test."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is needed for the Celery tests ({redis_url}): {exc}")
+    client.flushdb()
+    try:
+        yield redis_url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def celery_worker(redis_broker: str, processes: Processes) -> Callable[..., subprocess.Popen]:
+    """``celery_worker(app, celery_app=CELERY_APP, **env)``: a real Celery worker (prefork, one
+    process) of ``celery_app`` for ``app``'s database and broker, ``env`` added to its
+    environment. Requested after ``redis_broker``, so it stops before the flush."""
+    started: list[subprocess.Popen] = []
+
+    def start(app: Flask, celery_app: str = CELERY_APP, **env: str) -> subprocess.Popen:
+        name = f"celery-{len(started) + 1}"
+        argv = [str(VENV_BIN / "celery"), "-A", celery_app, "worker", "-Q", "cpu",
+                "--pool", "prefork", "--concurrency", "1", "-l", "info", "-n",
+                f"grader-test-{os.getpid()}-{name}@%h",
+                "--without-heartbeat", "--without-gossip", "--without-mingle"]
+        proc = processes.start(name, argv, service_env(app, QUEUE="celery", **env))
+        started.append(proc)
+        return proc
+
+    return start

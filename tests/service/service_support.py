@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 EXERCISE = "chap06_cnn"
 VENV_BIN = Path(sys.executable).parent
+#: The Celery app of the real worker, and of the one whose grader is a stub answering at once.
+CELERY_APP = "service.queue.celery_worker"
+STUB_CELERY_APP = "tests.service.stub_celery_worker"
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2,

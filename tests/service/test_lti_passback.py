@@ -2,8 +2,9 @@
 PostgreSQL: the service is served over HTTP on a free port (the platform fetches the tool's
 ``/lti/jwks`` to check every token request), registered with ``lti register``, and its launch
 rows (``lti_accounts``, ``lti_line_items``: what a launch makes) are written directly, the seam
-between launch and passback. Runs are graded by the real worker path (``grading.take``, or the
-embedded workers), the grader stubbed to answer a chosen score at once.
+between launch and passback. Runs are graded by the real worker path (``grading.take``, the
+embedded workers, a ``flask worker`` process, a Celery worker process on Redis and PostgreSQL),
+the grader stubbed to answer a chosen score at once.
 
 A graded run's score reaches the line item (every field checked as the platform received it)
 with a token the tool asked for with a JWT the platform checked against ``/lti/jwks``; the
@@ -11,16 +12,19 @@ newest score wins and an unchanged one is not sent again; an adjustment and a pu
 again; the token or scores endpoint answering 503, or the platform offline, loses nothing,
 delivers once when it is back and delays no grading; an expired token is replaced; a 422 is
 ``failed`` with the reason on the queue page, and "retry now" sends it; two senders never send
-a row twice.
+a row twice; a Celery worker's pool process sends what it grades, once, and a warm shutdown
+stops its sender without hanging.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -38,6 +42,7 @@ from service.domain.instructors import change_password, create_instructor
 from service.domain.lti_outbox import Retry, claim_due
 from service.domain.lti_passback import Passback, queue_scores
 from service.extensions import db
+from service.lti import ags
 from service.lti.ags import Sender
 from service.lti.lms_settings import AGS_LINEITEM, AGS_RESULT, AGS_SCORE
 from service.models import LtiAccount, LtiLineItem, LtiPlatform, LtiScore, Student, utcnow
@@ -47,8 +52,10 @@ from service.queue.lti_sender import PassbackSender
 from tests.lti import LineItem, Platform, Role, ToolRegistration, User
 from tests.service.service_support import (
     EXERCISE,
+    STUB_CELERY_APP,
     VENV_BIN,
     Processes,
+    child_pids,
     in_session,
     service_env,
     tiny_notebook,
@@ -159,33 +166,52 @@ def link(app: Flask, lms: Platform, item: LineItem, accounts: dict[str, str],
 
 
 @pytest.fixture
-def world(make_app: Callable[..., Flask], tokens: dict[str, str],
-          grader: dict[str, Any]) -> Iterator[World]:
-    app = make_app(WTF_CSRF_ENABLED=False)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    app.config["PUBLIC_URL"] = base
-    lms = Platform()
-    lms.start()
-    made = World(app, base, lms, None, {}, tokens)  # type: ignore[arg-type]
-    try:
+def make_world(make_app: Callable[..., Flask], tokens: dict[str, str],
+               grader: dict[str, Any]) -> Iterator[Callable[..., World]]:
+    """``make_world(**config)``: the world, its app made with ``config`` (CSRF off); all
+    stopped afterwards, and the platform's list of protocol errors found empty."""
+    made: list[tuple[World, Callable[[], None]]] = []
+
+    def build(**config: Any) -> World:
+        app = make_app(WTF_CSRF_ENABLED=False, **config)
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{server.server_port}"
+        app.config["PUBLIC_URL"] = base
+        lms = Platform()
+        lms.start()
+        world = World(app, base, lms, None, {}, tokens)  # type: ignore[arg-type]
+
+        def stop() -> None:
+            for sender in world.senders:
+                sender.stop()
+            lms.stop()
+            server.shutdown()
+            thread.join(timeout=10)
+
+        made.append((world, stop))
         lms.register_tool(ToolRegistration.at(base))
-        made.cli("lti", "register", *lms.registration_options())
-        made.item = lms.add_line_item("CNN", 100, resource_link="rl-cnn")
-        made.subs = {"alice": "lms-alice", "bob": "lms-bob"}
-        for sub in made.subs.values():
+        world.cli("lti", "register", *lms.registration_options())
+        world.item = lms.add_line_item("CNN", 100, resource_link="rl-cnn")
+        world.subs = {"alice": "lms-alice", "bob": "lms-bob"}
+        for sub in world.subs.values():
             lms.enrol(User(sub), [Role.LEARNER])
-        link(app, lms, made.item, made.subs)
-        yield made
+        link(app, lms, world.item, world.subs)
+        return world
+
+    try:
+        yield build
     finally:
-        for sender in made.senders:
-            sender.stop()
-        lms.stop()
-        server.shutdown()
-        thread.join(timeout=10)
-    assert not lms.errors, lms.errors
+        for _, stop in made:
+            stop()
+    for world, _ in made:
+        assert not world.lms.errors, world.lms.errors
+
+
+@pytest.fixture
+def world(make_world: Callable[..., World]) -> World:
+    return make_world()
 
 
 def score_rows(app: Flask) -> list[dict[str, Any]]:
@@ -249,6 +275,78 @@ def test_a_flask_worker_process_grades_and_sends(world: World, processes: Proces
                       "the worker process's score at the line item", describe=processes.logs)
     assert result.body["scoreGiven"] == 0.0 and result.body["gradingProgress"] == "FullyGraded"
     assert f"/submissions/{submission}" in result.body["comment"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_celery_worker_process_grades_and_sends_once(make_world: Callable[..., World],
+                                                       redis_broker: str,
+                                                       celery_worker: Callable[..., Any],
+                                                       processes: Processes):
+    """A real Celery worker on Redis (prefork, its grader a stub answering 0 points at once):
+    its pool process grades the run and its own sender delivers the score, once; this test's
+    process runs no sender. Stopped by SIGTERM, the worker exits at once and cleanly (the
+    pool process's sender is stopped, not waited for)."""
+    world = make_world(QUEUE="celery", CELERY_BROKER_URL=redis_broker, LEASE_SECONDS=6)
+    worker = celery_worker(world.app, STUB_CELERY_APP, PUBLIC_URL=world.base, WARM_POOL="0")
+    submission = world.submit("alice")
+
+    result = wait_for(lambda: world.lms.gradebook.result(world.item.url, "lms-alice"), 60,
+                      "the Celery worker's score at the line item", describe=processes.logs)
+    body = result.body
+    assert (body["scoreGiven"], body["userId"], body["gradingProgress"]) == (
+        0.0, "lms-alice", "FullyGraded")
+    assert f"{world.base}/submissions/{submission}" in body["comment"]
+    time.sleep(1.5)  # a second send, if there were one, would be in by now
+    assert len(world.received("alice")) == 1 and world.received("bob") == []
+    row = row_of(world.app, "lms-alice")
+    assert (row["state"], row["last_status"], row["attempts"]) == ("sent", 200, 1)
+
+    (pool_process,) = child_pids(worker.pid)
+    began = time.monotonic()
+    worker.send_signal(signal.SIGTERM)  # a warm shutdown, as ``docker stop`` asks
+    assert worker.wait(timeout=30) == 0, processes.logs()
+    assert time.monotonic() - began < 15, processes.logs()
+    assert not Path(f"/proc/{pool_process}").exists(), processes.logs()
+    assert "Traceback" not in processes.log("celery-1"), processes.logs()
+
+
+def retry_now(session: Session) -> None:
+    """Every pending score due at once."""
+    session.execute(update(LtiScore).values(next_attempt_at=utcnow()))
+    session.commit()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_celery_worker_stopped_mid_send_exits_and_the_next_one_sends_once(
+        make_world: Callable[..., World], redis_broker: str, celery_worker: Callable[..., Any],
+        processes: Processes):
+    """SIGTERM while the pool process's sender waits on a platform that does not answer: the
+    worker exits once that call times out (never later), the score is left pending, and the
+    next worker sends it, once."""
+    world = make_world(QUEUE="celery", CELERY_BROKER_URL=redis_broker, LEASE_SECONDS=6)
+    world.lms.set_outage("scores", delay=3 * ags.TIMEOUT)  # slower than the sender waits
+    first = celery_worker(world.app, STUB_CELERY_APP, PUBLIC_URL=world.base, WARM_POOL="0")
+    world.submit("alice")
+    wait_for(lambda: world.lms.requests_to("token"), 60, "the sender's token request",
+             describe=processes.logs)
+    time.sleep(0.5)  # the score is on its way, and hangs
+
+    began = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=3 * ags.TIMEOUT) == 0, processes.logs()
+    assert time.monotonic() - began < ags.TIMEOUT + 5, processes.logs()
+    row = row_of(world.app, "lms-alice")
+    assert (row["state"], row["attempts"], row["last_status"]) == ("pending", 1, None), row
+    assert world.received("alice") == []
+
+    world.lms.clear_outage()
+    in_session(world.app, retry_now)  # its retry due now, not in a minute
+    celery_worker(world.app, STUB_CELERY_APP, PUBLIC_URL=world.base, WARM_POOL="0")
+    world.lms.wait_for_result(world.item, "lms-alice", given=0.0, timeout=60)
+    time.sleep(1.5)
+    assert len(world.received("alice")) == 1
+    row = row_of(world.app, "lms-alice")
+    assert (row["state"], row["attempts"], row["last_status"]) == ("sent", 2, 200), row
 
 
 def test_newest_wins_unchanged_is_not_sent_again_and_an_adjustment_sends(world: World,

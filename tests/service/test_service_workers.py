@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -114,41 +113,6 @@ def test_a_worker_killed_mid_grading_is_replaced_and_the_run_graded_once(
 
 
 # --- Celery and Redis ---------------------------------------------------------------------
-
-@pytest.fixture
-def redis_broker(redis_url: str) -> Iterator[str]:
-    """The session's Redis database, flushed before and after the test."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis is needed for the Celery tests ({redis_url}): {exc}")
-    client.flushdb()
-    try:
-        yield redis_url
-    finally:
-        client.flushdb()
-        client.close()
-
-
-@pytest.fixture
-def celery_worker(redis_broker: str, processes: Processes) -> Callable:
-    """``celery_worker(app)``: a real Celery worker (prefork, one process) for ``app``'s
-    database and broker. Requested after ``redis_broker``, so it stops before the flush."""
-    started = []
-
-    def start(app):
-        name = f"celery-{len(started) + 1}"
-        argv = [str(VENV_BIN / "celery"), "-A", "service.queue.celery_worker", "worker", "-Q", "cpu",
-                "--pool", "prefork", "--concurrency", "1", "-l", "info", "-n",
-                f"grader-test-{os.getpid()}-{name}@%h",
-                "--without-heartbeat", "--without-gossip", "--without-mingle"]
-        proc = processes.start(name, argv, service_env(app, QUEUE="celery"))
-        started.append(proc)
-        return proc
-
-    return start
-
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_celery_worker_grades_a_submission(make_app, submit, short_notebook, redis_broker,
