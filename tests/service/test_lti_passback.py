@@ -305,7 +305,7 @@ def test_a_celery_worker_process_grades_and_sends_once(make_world: Callable[...,
     began = time.monotonic()
     worker.send_signal(signal.SIGTERM)  # a warm shutdown, as ``docker stop`` asks
     assert worker.wait(timeout=30) == 0, processes.logs()
-    assert time.monotonic() - began < 15, processes.logs()
+    assert time.monotonic() - began < 10, processes.logs()  # about 4 s; a stuck sender: 30
     assert not Path(f"/proc/{pool_process}").exists(), processes.logs()
     assert "Traceback" not in processes.log("celery-1"), processes.logs()
 
@@ -337,6 +337,7 @@ def test_a_celery_worker_stopped_mid_send_exits_and_the_next_one_sends_once(
     assert time.monotonic() - began < ags.TIMEOUT + 5, processes.logs()
     row = row_of(world.app, "lms-alice")
     assert (row["state"], row["attempts"], row["last_status"]) == ("pending", 1, None), row
+    assert "Timeout" in (row["last_error"] or ""), row  # the sender ended its send, not cut off
     assert world.received("alice") == []
 
     world.lms.clear_outage()
