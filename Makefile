@@ -25,7 +25,7 @@ TEST_WORKERS ?= 2
 
 help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
-	@echo "make test      set up and run every test (includes a full 10-epoch dry-run)"
+	@echo "make test      set up and run every test (includes a full 10-epoch dry-run; TEST_WORKERS=2 processes)"
 	@echo "make test-fast set up and run the tests that do not train the CNN"
 	@echo "make dry-run   grade the reference solutions and blank templates"
 	@echo "make image     build the docker backend's runtime image (VARIANT=cpu|gpu, BASE=auto|local|IMAGE)"
@@ -76,7 +76,7 @@ test: data sysdeps-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: data sysdeps-test
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 # docker-compose.yml alone: its parts, then the stack brought up with tests/compose/override.yml
 # (about a minute once the images are built; part of make test too).
