@@ -131,6 +131,28 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# --- the flask command line, in the test's app ------------------------------------------------
+
+def cli(app: Flask, *args: str) -> Any:
+    """``flask --app service ARGS`` run in ``app`` (Click's test runner: stdout and stderr apart)."""
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+def cli_ok(app: Flask, *args: str) -> str:
+    """What the command printed (stdout; the migrations log on stderr); it must have succeeded."""
+    result = cli(app, *args)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def cli_refused(app: Flask, *args: str) -> str:
+    """The command's error (stderr); it must have failed with nothing on stdout."""
+    result = cli(app, *args)
+    assert result.exit_code != 0, result.output
+    assert result.stdout == "", result.stdout
+    return result.stderr
+
+
 # --- processes ----------------------------------------------------------------------------
 
 class Processes:

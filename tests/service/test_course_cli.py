@@ -19,29 +19,13 @@ from sqlalchemy import func, select
 from service.extensions import db
 from service.models import Adjustment, ExtensionGrant, GradingRun, ItemScore, Student, Submission
 from tests.service.service_support import EXERCISE, in_session
+from tests.service.service_support import cli_ok as ok
+from tests.service.service_support import cli_refused as refused
 
 AUTHOR = f"cli:{getpass.getuser()}"
 DUE = "2026-12-24T23:59:59+09:00"
 LATE = "2026-12-26T23:59:59+09:00"
 
-
-def cli(app: Flask, *args: str) -> Any:
-    return app.test_cli_runner().invoke(args=list(args))
-
-
-def ok(app: Flask, *args: str) -> str:
-    """What the command printed (stdout; the migrations log on stderr)."""
-    result = cli(app, *args)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def refused(app: Flask, *args: str) -> str:
-    """The command's error (stderr); it must have failed with nothing on stdout."""
-    result = cli(app, *args)
-    assert result.exit_code != 0, result.output
-    assert result.stdout == "", result.stdout
-    return result.stderr
 
 
 def shown_json(app: Flask) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from service.lti.launch_storage import DatabaseLaunchStorage
 from service.lti.tool_conf import DatabaseToolConf, UnknownPlatform
 from service.models import LtiDeployment, LtiKey, LtiLaunchData, LtiNonce, LtiPlatform
 from service.settings import SettingsError, load_settings
+from tests.service.service_support import cli_ok as ok
+from tests.service.service_support import cli_refused as refused
 from tests.service.service_support import in_session
 
 MOODLE = "https://moodle.example.org"
@@ -41,22 +43,6 @@ LOCAL = "http://127.0.0.1:8765"
 PASSWORD = "a-long-enough-password"
 BEFORE = "e5c1a9b7d203"
 
-
-def cli(app: Flask, *args: str) -> Any:
-    return app.test_cli_runner().invoke(args=list(args))
-
-
-def ok(app: Flask, *args: str) -> str:
-    result = cli(app, *args)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def refused(app: Flask, *args: str) -> str:
-    result = cli(app, *args)
-    assert result.exit_code != 0, result.output
-    assert result.stdout == "", result.stdout
-    return result.stderr
 
 
 def register_moodle(app: Flask, *deployments: str, client: str = "tool-1") -> str:
