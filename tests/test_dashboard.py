@@ -451,7 +451,9 @@ def test_concurrent_guesses_are_checked_no_more_than_the_limit(app: Flask, sprea
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(set(statuses)) <= [422, 429] and len(statuses) == 40
+    # (a set: the lists' ``<=`` compared them in order and failed on a run where every guess
+    # was refused before any reached the password check, all 429: a result the throttle may give)
+    assert set(statuses) <= {422, 429} and len(statuses) == 40
     if spread == "one-address":
         assert len(checked) == statuses.count(422) <= 5
         assert statuses.count(429) >= 35
