@@ -34,7 +34,7 @@ from service.domain.lti_accounts import (
 from service.domain.lti_links import score_targets
 from service.domain.lti_registrations import platform_id_of, register_platform
 from service.lti.cookies import FRAME_ORIGINS, mark_framed
-from service.models import Instructor, LtiAccount, LtiLineItem, Student
+from service.models import GradingRun, Instructor, LtiAccount, LtiLineItem, Student
 from tests.lti import (
     KeyPair,
     MessageType,
@@ -46,7 +46,7 @@ from tests.lti import (
     claims,
     follow_forms,
 )
-from tests.service.service_support import in_session
+from tests.service.service_support import add_queued_runs, in_session
 
 CNN = ResourceLink("rl-cnn", "CNN", {"exercise": "chap06_cnn"})
 ALICE = User("alice-sub", "Alice", "Liddell", "alice@example.org")
@@ -128,6 +128,12 @@ def test_a_learner_launch_logs_in_a_student_on_the_upload_page(app: Flask, tool:
     assert again.status_code == 200
     assert query(app, lambda s: len(s.scalars(select(Student)).all())) == 1
     assert query(app, lambda s: len(s.scalars(select(LtiAccount)).all())) == 1
+    # a learner never reads another student's submission (the API wants a token: the session is none)
+    [run_id] = add_queued_runs(app, 1)
+    other = query(app, lambda s: s.get(GradingRun, run_id).submission_id)
+    for path, status in ((f"/submissions/{other}", 404), (f"/submissions/{other}/status.json", 404),
+                         (f"/api/submissions/{other}", 401)):
+        assert browser.get(tool + path, timeout=30).status_code == status, path
 
 
 def test_a_learner_is_linked_to_the_roster_student_of_the_same_email(
