@@ -23,6 +23,7 @@ from service.domain.course_rules import Counts, Part, RulesError, Shown
 from service.domain.schedules import load_all_rules, load_rules
 from service.extensions import db
 from tests.service.service_support import EXERCISE, bearer, tiny_notebook, upload
+from tests.service.service_support import cli_ok as cli
 from tests.test_dashboard import add_instructor, log_in
 
 #: Closed long ago: an upload now is refused, whatever the real clock says.
@@ -53,12 +54,6 @@ def exercises_with(tmp_path: Path, config: GraderConfig, table: str) -> GraderCo
 @pytest.fixture
 def app(make_app: Any, tmp_path: Path, config: GraderConfig) -> Flask:
     return make_app(GRADER=exercises_with(tmp_path, config, TABLE))
-
-
-def cli(app: Flask, *args: str) -> str:
-    result = app.test_cli_runner().invoke(args=list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def shown(app: Flask) -> dict[str, Any]:
