@@ -3,7 +3,9 @@ logins, and the heartbeats of grading workers; the API's idempotency keys; the L
 platforms the tool is registered with, their deployments, the tool's signing keys and the launch
 nonces already used, the platforms' users and the courses they were seen in, the resource links
 launched (``service.domain.lti_registrations``, ``lti_keys``, ``lti_nonces``, ``lti_accounts``,
-``lti_links``).
+``lti_links``); the trained models' fingerprints of graded runs, the similarity runs over an
+exercise's submissions, their pairs and the instructors' decisions on them
+(``service.domain.similarity``).
 
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
@@ -22,11 +24,29 @@ from enum import StrEnum
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    Enum,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.extensions import Model
-from service.states import GpuNeed, ItemStatus, RunState, RunStatus, WorkerKind
+from service.states import (
+    GpuNeed,
+    ItemStatus,
+    ReviewDecision,
+    RunState,
+    RunStatus,
+    SimilarityState,
+    WorkerKind,
+)
 
 
 def utcnow() -> dt.datetime:
@@ -534,3 +554,109 @@ class LtiScore(Model):
 
     line_item: Mapped[LtiLineItem] = relationship()
     account: Mapped[LtiAccount] = relationship()
+
+
+class RunFingerprint(Model):
+    """The trained model's fingerprint of one graded run (``grader.ModelFingerprint``): the
+    hash of its trained values and the class it predicted for each image of each plain image
+    set, one byte an image, the sets' bytes one after the other in ``images``' order. Kept as
+    long as the run; read only by similarity runs, never by a score."""
+
+    __tablename__ = "run_fingerprints"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("grading_runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    weights: Mapped[str] = mapped_column(String(64), index=True)
+    #: ``[[image set, count], ...]``: how to cut ``predictions``.
+    images: Mapped[list[Any]] = mapped_column(JSON)
+    predictions: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SimilarityRun(Model):
+    """One comparison of an exercise's submissions, student by student (``flask similarity
+    run``, the dashboard's button): a job on the queue like a grading run, then its pairs. A
+    newer run replaces an older one on the review page; the older one's rows are kept."""
+
+    __tablename__ = "similarity_runs"
+    __table_args__ = (Index("ix_similarity_runs_exercise", "exercise", "id"),
+                      Index("ix_similarity_runs_state", "state", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exercise: Mapped[str] = mapped_column(String(64))
+    state: Mapped[SimilarityState] = mapped_column(enum_column(SimilarityState, 16),
+                                                   default=SimilarityState.QUEUED)
+    #: Who asked for it (an instructor's username, or ``cli``).
+    requested_by: Mapped[str] = mapped_column(String(64), default="")
+    queued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    task_id: Mapped[str | None] = mapped_column(String(200))
+    #: Why it failed, for people.
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: Over which submissions: ``{student_id: submission_id}`` (each student's counted one,
+    #: else their latest), written when the run starts.
+    submissions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: What was compared and how long it took: students, pairs, models, thresholds, seconds.
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    pairs: Mapped[list[SimilarityPair]] = relationship(
+        back_populates="run", order_by="SimilarityPair.rank", cascade="all, delete-orphan")
+
+
+class SimilarityPair(Model):
+    """Two students of a similarity run whose code or model look alike, with both signals
+    (``None`` where one is missing: no model fingerprint, say) and the marked matching parts
+    of their code. ``student_a`` sorts before ``student_b`` (by ``student_id``)."""
+
+    __tablename__ = "similarity_pairs"
+    __table_args__ = (Index("ix_similarity_pairs_run_rank", "run_id", "rank"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("similarity_runs.id", ondelete="CASCADE"))
+    #: 0 for the pair shown first (flagged first, then the highest signal).
+    rank: Mapped[int]
+    student_a_pk: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    student_b_pk: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    submission_a_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    submission_b_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    #: Shared code beyond the template, over the larger side's (0..1); None: no code compared.
+    code: Mapped[float | None]
+    #: Shared k-grams that are neither the template's nor expected (the solution's, the class's).
+    distinctive: Mapped[int | None]
+    #: The models' error agreement (0..1); None: a side has no (usable) fingerprint.
+    model: Mapped[float | None]
+    identical_weights: Mapped[bool] = mapped_column(default=False)
+    code_flagged: Mapped[bool] = mapped_column(default=False)
+    model_flagged: Mapped[bool] = mapped_column(default=False)
+    flagged: Mapped[bool] = mapped_column(default=False)
+    #: ``{"a": [[start, end], ...], "b": [...]}``: the matching parts of each side's code.
+    spans: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    run: Mapped[SimilarityRun] = relationship(back_populates="pairs")
+    student_a: Mapped[Student] = relationship(foreign_keys=[student_a_pk])
+    student_b: Mapped[Student] = relationship(foreign_keys=[student_b_pk])
+    submission_a: Mapped[Submission] = relationship(foreign_keys=[submission_a_id])
+    submission_b: Mapped[Submission] = relationship(foreign_keys=[submission_b_id])
+
+
+class SimilarityReview(Model):
+    """An instructor's decision on a pair of students of an exercise, kept across similarity
+    runs. Rows are never updated or deleted: the latest row of a (exercise, pair) is the one in
+    force, the earlier ones are the audit trail, each with its author, time and comment."""
+
+    __tablename__ = "similarity_reviews"
+    __table_args__ = (Index("ix_similarity_reviews_pair", "exercise", "student_a_pk",
+                            "student_b_pk", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exercise: Mapped[str] = mapped_column(String(64))
+    student_a_pk: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    student_b_pk: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    decision: Mapped[ReviewDecision] = mapped_column(enum_column(ReviewDecision, 16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

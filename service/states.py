@@ -20,7 +20,8 @@ from enum import StrEnum
 
 from grader import ItemStatus, RunStatus
 
-__all__ = ["FINISHED", "LIVE", "GpuNeed", "ItemStatus", "RunState", "RunStatus", "WorkerKind"]
+__all__ = ["FINISHED", "LIVE", "GpuNeed", "ItemStatus", "ReviewDecision", "RunState",
+           "RunStatus", "SimilarityState", "WorkerKind"]
 
 
 class RunState(StrEnum):
@@ -86,3 +87,28 @@ class GpuNeed(StrEnum):
     @property
     def wants_gpu(self) -> bool:
         return self is not GpuNeed.NONE
+
+
+class SimilarityState(StrEnum):
+    """Where a similarity run is (``SimilarityRun.state``, ``service.queue.similarity``)."""
+
+    #: Waiting for a worker.
+    QUEUED = "queued"
+    #: Taken by a worker that holds a lease on it.
+    RUNNING = "running"
+    #: Its pairs are stored.
+    DONE = "done"
+    #: No pairs will come, with the reason.
+    FAILED = "failed"
+
+
+class ReviewDecision(StrEnum):
+    """An instructor's word on a pair of students (``SimilarityReview.decision``). A decision
+    never changes a score by itself: adjustments do."""
+
+    #: Not reviewed yet, or reopened.
+    OPEN = "open"
+    #: Looked at: nothing wrong (a shared study group's habits, a common source).
+    DISMISSED = "dismissed"
+    #: Looked at: the work was shared.
+    CONFIRMED = "confirmed"
