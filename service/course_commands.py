@@ -310,7 +310,7 @@ def extension_list(exercise: str | None, as_json: bool) -> None:
              .order_by(ExtensionGrant.exercise, Student.student_id))
     if exercise is not None:
         query = query.where(ExtensionGrant.exercise == exercise)
-    rows = list(db.session.execute(query).tuples())
+    rows = list(db.session.execute(query))
     if as_json:
         click.echo(json.dumps([
             {"student_id": student_id, "exercise": row.exercise, "due": utc(row.due_at),

@@ -369,7 +369,7 @@ def _student_facts(session: DbSession, student_pk: int | None = None
         query = query.where(Student.id == student_pk)
     return {sid: StudentFacts(sid, student_id, name, email)
             for sid, student_id, name, email in session.execute(
-                query.order_by(Student.student_id)).tuples()}
+                query.order_by(Student.student_id))}
 
 
 def exercise_rows(session: DbSession, exercise_id: str, rules: Rules | None = None,
@@ -472,7 +472,7 @@ def _attach_items(session: DbSession, rows: list[GradeRow]) -> None:
             select(ItemScore.run_id, ItemScore.item_id, ItemScore.score, ItemScore.status)
             .where(ItemScore.run_id.in_(ids[chunk:chunk + 900]))
             .order_by(ItemScore.run_id, ItemScore.position)
-        ).tuples():
+        ):
             by_run[run_id].items[item_id] = ItemFacts(item_id, score, status)
 
 

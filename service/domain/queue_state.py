@@ -55,7 +55,7 @@ def queue_counts(session: DbSession) -> dict[RunState, int]:
     counts = dict.fromkeys(RunState, 0)
     counts.update(session.execute(
         select(GradingRun.state, func.count(GradingRun.id)).group_by(GradingRun.state)
-    ).tuples().all())
+    ).all())
     return counts
 
 
@@ -121,7 +121,7 @@ def outcome_counts(session: DbSession) -> dict[str, int]:
         select(GradingRun.state, GradingRun.outcome, func.count(GradingRun.id))
         .where(GradingRun.state.in_([RunState.GRADED, RunState.FAILED]))
         .group_by(GradingRun.state, GradingRun.outcome)
-    ).tuples():
+    ):
         key = str(outcome) if state == RunState.GRADED and outcome is not None else str(state)
         counts[key] = counts.get(key, 0) + count
     return counts

@@ -283,7 +283,7 @@ def list_extensions(session: DbSession, exercise_id: str) -> list[tuple[Extensio
     query = (select(ExtensionGrant, Student.student_id)
              .join(Student, Student.id == ExtensionGrant.student_pk)
              .where(ExtensionGrant.exercise == exercise_id).order_by(Student.student_id))
-    return [(grant, student_id) for grant, student_id in session.execute(query).tuples()]
+    return [(grant, student_id) for grant, student_id in session.execute(query)]
 
 
 def grant_extension(session: DbSession, student_id: str, exercise_id: str, due: str,

@@ -407,8 +407,8 @@ def test_the_gradebook_by_hand(app: Flask, tokens: dict[str, str]):
     late = add_graded(app, "alice", due + dt.timedelta(hours=25),
                       report(app, accuracies={"test": 0.99, "holdout": 0.99}))
     with app.app_context():
-        scores = dict(db.session.execute(select(GradingRun.submission_id, GradingRun.score))
-                      .tuples().all())
+        scores = {submission: score for submission, score in db.session.execute(
+            select(GradingRun.submission_id, GradingRun.score))}
         adjust(db.session, "alice", EXERCISE, 100.0, ["conv1", "pool1", "accuracy"],
                AdjustMode.ADD, 2.0, "the grader misread your pool layer", "teacher")
     raw = scores[late]
