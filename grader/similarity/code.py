@@ -44,9 +44,10 @@ CODE_FLAG = 0.90
 #: ... and who share at least this many distinctive k-grams (20: a few lines nobody else wrote).
 DISTINCTIVE_FLAG = 20
 #: Flag a pair whose added code is this alike even with nothing distinctive: the same code to
-#: the token (a copy of the solution renamed). Honest students differ somewhere in the ~15
-#: lines they add; one rewritten expression brings the share under this.
-CODE_IDENTICAL = 0.97
+#: the token (a copy of the solution renamed and reordered scores 1.0). Honest students differ
+#: somewhere in the ~15 lines they add: one rewritten expression (``tf.add(a, b)`` for
+#: ``a + b``) takes 2 to 4% off, and honest variants of the solution score 0.75 at most.
+CODE_IDENTICAL = 0.99
 #: ... when they share at least this many k-grams (two notebooks that add one short line alike
 #: are not "the same code").
 IDENTICAL_MIN_KGRAMS = 150

@@ -83,7 +83,7 @@ def join_cells(sources: Iterable[tuple[int, str]], max_chars: int = MAX_CODE_CHA
         if not body.strip():
             continue
         header = CELL_HEADER.format(index=index)
-        room = max_chars - length - len(header)
+        room = max_chars - length - len(header) - 1  # and the newline after the cell
         if room <= 0:
             truncated = True
             break
