@@ -109,8 +109,10 @@ def compare_code(students: Sequence[CodeSubmission], template: str,
     # the pairs: i < j among students, every student with every archived notebook
     rows, cols = np.triu_indices(n_students, k=1, m=n_all)
     code_v, dist_v, flag_v = code[rows, cols], shared_distinctive[rows, cols], flagged[rows, cols]
-    keep = code_v >= min_code if min_code > 0 else np.ones(len(rows), dtype=bool)
-    rows, cols, code_v, dist_v, flag_v = rows[keep], cols[keep], code_v[keep], dist_v[keep], flag_v[keep]
+    if min_code > 0:
+        keep = code_v >= min_code
+        rows, cols, code_v, dist_v, flag_v = (rows[keep], cols[keep], code_v[keep], dist_v[keep],
+                                              flag_v[keep])
     order = np.lexsort((cols, rows, -dist_v, -code_v, ~flag_v))
 
     pairs: list[CodePair] = []

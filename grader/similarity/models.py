@@ -62,9 +62,9 @@ def compare_models(fingerprints: Mapping[str, ModelFingerprint],
             continue
         rows = np.flatnonzero(has)
         predictions = np.stack([fingerprints[keys[r]].labels(name) for r in rows])
-        s, u, wrong = _set_counts(predictions, truth)
-        same[np.ix_(rows, rows)] += s
-        union[np.ix_(rows, rows)] += u
+        set_same, set_union, wrong = _set_counts(predictions, truth)
+        same[np.ix_(rows, rows)] += set_same
+        union[np.ix_(rows, rows)] += set_union
         errors[rows] += wrong
         measured[rows] += len(truth)
 
@@ -73,12 +73,12 @@ def compare_models(fingerprints: Mapping[str, ModelFingerprint],
     pairs: list[ModelPair] = []
     for i in range(n):
         for j in range(i + 1, n):
-            u = int(union[i, j])
-            agreement = same[i, j] / u if u else None
+            u, s = int(union[i, j]), int(same[i, j])
+            agreement = s / u if u else None
             identical = bool(weights[i]) and weights[i] == weights[j]
             flagged = bool(accurate[i] and accurate[j]) and (
                 identical or (agreement is not None and agreement >= agreement_flag))
-            pairs.append(ModelPair(keys[i], keys[j], agreement, int(same[i, j]), u,
+            pairs.append(ModelPair(keys[i], keys[j], agreement, s, u,
                                    identical, flagged))
     pairs.sort(key=lambda p: (not p.flagged, -(p.agreement if p.agreement is not None else -1.0),
                               p.a, p.b))

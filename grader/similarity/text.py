@@ -111,6 +111,20 @@ def split_cells(text: str) -> list[str]:
     return [part for part in CELL_HEADER_LINE.split(text) if part.strip()]
 
 
+def cell_offsets(text: str) -> list[tuple[int, str]]:
+    """The cells of a joined text with where each starts in it (a text without headers: one
+    cell at 0)."""
+    cells: list[tuple[int, str]] = []
+    start = 0
+    for header in CELL_HEADER_LINE.finditer(text):
+        if text[start:header.start()].strip():
+            cells.append((start, text[start:header.start()]))
+        start = header.end()
+    if text[start:].strip():
+        cells.append((start, text[start:]))
+    return cells
+
+
 def _code_sources(cells: list[object]) -> Iterable[tuple[int, str]]:
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
