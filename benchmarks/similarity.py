@@ -112,7 +112,8 @@ def synthetic_fingerprints(n: int, seed: int) -> tuple[dict[str, ModelFingerprin
         key = f"s{i:04d}"
         if i and i % COPY_EVERY == 0:
             source = int(rng.integers(i))
-            prints[key] = ModelFingerprint(rng.bytes(32).hex(), prints[f"s{source:04d}"].predictions)
+            copied = prints[f"s{source:04d}"].predictions
+            prints[key] = ModelFingerprint(rng.bytes(32).hex(), copied)
             origin.append(origin[source])
             continue
         origin.append(i)
