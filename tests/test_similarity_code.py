@@ -187,3 +187,17 @@ def test_hashes_are_stable_across_processes():
                            check=True).stdout for _ in range(2)}
     assert len(runs) == 1
     assert json.loads(runs.pop()) == KgramReader().text("def f(a, b):\n    return a * b + a - b // 2").tolist()
+
+
+def test_importing_the_package_loads_neither_copydetect_nor_matplotlib():
+    """copydetect imports matplotlib (a second): only a comparison pays for it."""
+    import subprocess
+    import sys
+
+    program = "import sys, grader.similarity; print(sorted(m for m in sys.modules if m.split('.')[0] in ('copydetect', 'matplotlib')))"
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    program = ("import sys; from grader.similarity.kgrams import normalise; normalise('x = 1');"
+               "print('copydetect' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"  # the check can fail
