@@ -201,3 +201,77 @@ def test_importing_the_package_loads_neither_copydetect_nor_matplotlib():
                "print('copydetect' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"  # the check can fail
+
+
+def _copy_of_independent(notebooks) -> nbformat.NotebookNode:
+    edited = nbformat.reads(nbformat.writes(notebooks["independent"]), as_version=4)
+    for cell in edited.cells:
+        if cell.cell_type == "code" and "class Conv" in cell.source:
+            cell.source = cell.source.replace("tf.add(convolved, self.b)", "convolved + self.b")
+    return renamed_copy(edited, (19, 21))
+
+
+def test_a_copy_padded_with_cells_of_its_own_is_still_flagged(notebooks):
+    """Padding lowers ``code`` (the larger notebook's share) but not what is shared."""
+    padded = _copy_of_independent(notebooks)
+    for n in range(6):
+        padded.cells.append(nbformat.v4.new_code_cell(
+            f"def explore_{n}(values, scale={n + 2}):\n"
+            f"    total = sum(v * scale ** {n} for v in values if v % {n + 3} == 0)\n"
+            f"    print('step {n}', total, len(values) // {n + 1}, max(values) - min(values))\n"
+            f"    return [v / total for v in values if v > {n}] or None\n"
+            f"explore_{n}(list(range({10 * n + 5})))"))
+    solution = notebooks["solution"]
+    students = [CodeSubmission("original", code(notebooks["independent"])),
+                CodeSubmission("padded", code(padded))]
+    students += [CodeSubmission(f"honest{i}", code(honest_variant(solution, i))) for i in range(10)]
+    pairs = compare_code(students, code(notebooks["template"]), expected=[code(solution)])
+    top = pairs[0]
+    assert {top.a, top.b} == {"original", "padded"} and top.flagged
+    assert top.code < CODE_FLAG  # the padding worked on ``code``; the distinctive code decides
+    assert not any(p.flagged for p in pairs[1:])
+
+
+def test_what_a_tenth_of_the_class_shares_is_expected(notebooks, monkeypatch):
+    """Five of twenty honest students (25%) take their Conv and Dense classes from the same
+    popular tutorial (the independent notebook's): shared widely, not passed between two. With
+    the class-share rule those pairs stay unflagged; without it, they would be."""
+    import grader.similarity.code as code_module
+
+    solution, independent = notebooks["solution"], notebooks["independent"]
+    tutorial = {key: next(c.source for c in independent.cells
+                          if c.cell_type == "code" and f"class {key}" in c.source)
+                for key in ("Conv", "Dense")}
+    students = []
+    for i in range(20):
+        nb = honest_variant(solution, 100 + i)
+        if i < 5:
+            for cell in nb.cells:
+                for key, source in tutorial.items():
+                    if cell.cell_type == "code" and f"class {key}" in cell.source:
+                        cell.source = source
+        students.append(CodeSubmission(f"s{i}", code(nb)))
+    template, expected = code(notebooks["template"]), [code(solution)]
+
+    def tutorial_pairs_flagged() -> int:
+        pairs = compare_code(students, template, expected=expected)
+        tutorial_pairs = [p for p in pairs if int(p.a[1:]) < 5 and int(p.b[1:]) < 5]
+        assert len(tutorial_pairs) == 10
+        return sum(p.flagged for p in pairs)
+
+    assert tutorial_pairs_flagged() == 0
+    monkeypatch.setattr(code_module, "CLASS_SHARE_MIN", 10_000)
+    assert tutorial_pairs_flagged() >= 5
+
+
+def test_the_same_code_in_three_notebooks_is_a_common_way_not_a_pair(notebooks):
+    """What the identical-code rule does not flag, by design (docs/similarity.md): the same
+    added code, nothing distinctive, held by three students. Two flag; a third makes it common."""
+    template, expected = code(notebooks["template"]), [code(notebooks["solution"])]
+    two = [CodeSubmission("solution", code(notebooks["solution"])),
+           CodeSubmission("renamed", code(notebooks["renamed"]))]
+    assert compare_code(two, template, expected=expected)[0].flagged
+    third = CodeSubmission("another", code(renamed_copy(notebooks["solution"], (19, 21))))
+    pairs = compare_code([*two, third], template, expected=expected)
+    assert [p.code for p in pairs] == [1.0, 1.0, 1.0]
+    assert not any(p.flagged for p in pairs)

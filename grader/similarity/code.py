@@ -12,9 +12,12 @@ Three kinds of code, by k-gram (:mod:`grader.similarity.kgrams`: names normalise
 
 For a pair, ``code`` is the share of the larger notebook's non-template k-grams that both hold
 (1.0: the same added code), ``distinctive`` the number of shared distinctive k-grams. A pair is
-flagged when the added code is nearly the same *and* something distinctive is shared
-(:data:`CODE_FLAG`, :data:`DISTINCTIVE_FLAG`), or when the added code is the same to the token
-(:data:`CODE_IDENTICAL`, at least :data:`IDENTICAL_MIN_KGRAMS` shared). The thresholds were set
+flagged when the added code is mostly the same *and* something distinctive is shared
+(:data:`CODE_FLAG`, :data:`DISTINCTIVE_FLAG`), when much distinctive code is shared whatever
+else each added (:data:`DISTINCTIVE_ALONE`), or when the added code is the same to the token
+(:data:`CODE_IDENTICAL`, at least :data:`IDENTICAL_MIN_KGRAMS` shared) in fewer than
+:data:`CLASS_SHARE_MIN` students' notebooks, or with something distinctive in it
+(:data:`IDENTICAL_DISTINCTIVE`). The thresholds were set
 on the lecture's notebooks (tests/test_similarity_code.py): a copy renamed and reordered,
 honest variants of the solution, an independently written notebook.
 
@@ -47,6 +50,10 @@ CODE_FLAG = 0.80
 #: 40 in the benchmark's synthetic class of 1,000 (499,500 pairs, a shared debugging line
 #: among them), at a ``code`` under 0.8 (0.91 with 22: the spike's 0.90 and 20 flagged it).
 DISTINCTIVE_FLAG = 60
+#: Flag a pair sharing this many distinctive k-grams whatever its ``code`` (about ten lines
+#: nobody else wrote): a copier who pads the notebook with cells of their own lowers ``code``,
+#: not what is shared. Honest pairs: 40 at most in the synthetic class of 1,000.
+DISTINCTIVE_ALONE = 200
 #: Flag a pair whose added code is this alike even with nothing distinctive: the same code to
 #: the token (a copy of the solution renamed and reordered scores 1.0). Honest students differ
 #: somewhere in the ~15 lines they add: one rewritten expression (``tf.add(a, b)`` for
@@ -55,6 +62,10 @@ CODE_IDENTICAL = 0.99
 #: ... when they share at least this many k-grams (two notebooks that add one short line alike
 #: are not "the same code").
 IDENTICAL_MIN_KGRAMS = 150
+#: ... or, however many students hold it, when what is the same includes at least this many
+#: distinctive k-grams (10: part of one line of their own; honest notebooks are never the same
+#: to the token in the first place, the closest honest pair of 1,000 scores 0.95).
+IDENTICAL_DISTINCTIVE = 10
 #: Matching character spans are computed for the pairs sorted first, up to this many (and for
 #: every flagged pair), when their ``code`` is at least :data:`SPAN_FLOOR`.
 SPAN_PAIRS = 100
@@ -108,7 +119,9 @@ def compare_code(students: Sequence[CodeSubmission], template: str,
     with np.errstate(divide="ignore", invalid="ignore"):
         code = np.where(larger > 0, shared / np.maximum(larger, 1), 0.0)
     flagged = (((code >= CODE_FLAG) & (shared_distinctive >= DISTINCTIVE_FLAG))
-               | ((code >= CODE_IDENTICAL) & (shared >= IDENTICAL_MIN_KGRAMS)))
+               | (shared_distinctive >= DISTINCTIVE_ALONE)
+               | (_identical(code, shared) & (shared_distinctive >= IDENTICAL_DISTINCTIVE))
+               | _rare_identical(code, shared, n_students))
 
     # the pairs: i < j among students, every student with every archived notebook
     rows, cols = np.triu_indices(n_students, k=1, m=n_all)
@@ -134,6 +147,23 @@ def compare_code(students: Sequence[CodeSubmission], template: str,
         pairs.append(CodePair(everyone[i].key, everyone[j].key, round(score, 4), int(dist_v[at]),
                               is_flagged, spans_a, spans_b))
     return pairs
+
+
+def _identical(code: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    return (code >= CODE_IDENTICAL) & (shared >= IDENTICAL_MIN_KGRAMS)
+
+
+def _rare_identical(code: np.ndarray, shared: np.ndarray, n_students: int) -> np.ndarray:
+    """Pairs with the same added code (:data:`CODE_IDENTICAL`, :data:`IDENTICAL_MIN_KGRAMS`)
+    that fewer than :data:`CLASS_SHARE_MIN` students hold: the same code held by three or more
+    is a common way to write the answers, as a k-gram that many hold is expected."""
+    near = _identical(code, shared)
+    among_students = near[:, :n_students].copy()
+    np.fill_diagonal(among_students, False)
+    rare = 1 + among_students.sum(axis=1) < CLASS_SHARE_MIN
+    rare_column = np.ones(near.shape[1], dtype=bool)
+    rare_column[:n_students] = rare
+    return near & rare[:, None] & rare_column[None, :]
 
 
 def _shared_counts(sets: list[np.ndarray], n_students: int,
