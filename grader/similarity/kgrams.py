@@ -54,19 +54,22 @@ def hash_kgrams(normalised: str, k: int = K) -> np.ndarray:
 class KgramReader:
     """Reads texts into k-gram sets, one cell at a time, caching each distinct cell's set.
 
-    ``max_cached`` bounds the cache (cells beyond it are read every time)."""
+    ``max_cached`` bounds the cache in k-grams held (8 bytes each: 20 million, 160 MB; a class
+    of 1,000 holds about 3 million); cells read beyond it are read again when met again."""
 
-    def __init__(self, k: int = K, max_cached: int = 100_000) -> None:
+    def __init__(self, k: int = K, max_cached: int = 20_000_000) -> None:
         self.k = k
         self.max_cached = max_cached
         self._cache: dict[str, np.ndarray] = {}
+        self._held = 0
 
     def cell(self, source: str) -> np.ndarray:
         found = self._cache.get(source)
         if found is None:
             found = hash_kgrams(normalise(source), self.k)
-            if len(self._cache) < self.max_cached:
+            if self._held + len(found) <= self.max_cached:
                 self._cache[source] = found
+                self._held += len(found)
         return found
 
     def text(self, code: str) -> np.ndarray:
