@@ -14,10 +14,11 @@ BENCH_SERVICE_ARGS ?=
 BENCH_THROUGHPUT_ARGS ?=
 BENCH_VERSUS_ARGS ?=
 BENCH_LTI_ARGS ?=
+BENCH_SIMILARITY_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast test-compose bench bench-service bench-lti deps sysdeps sysdeps-test data dry-run image service-image lint catalogs clean help
+.PHONY: run test test-fast test-compose bench bench-service bench-lti bench-similarity deps sysdeps sysdeps-test data dry-run image service-image lint catalogs clean help
 
 # pytest-xdist's processes for `make test`: most tests wait (kernels starting, budgets running
 # out, servers answering), so two share the two cores well; 0 runs in this process alone.
@@ -34,6 +35,7 @@ help:
 	@echo "make bench     sandbox start-up per backend, grading phase by phase, the host's work on pathological notebooks at the upload limits, the service at course scale, the queue wait, notebooks per hour with 1 and 2 pinned runs, the grader vs jupyter nbconvert --execute (P1, P2 warm and cold, each phase), grade passback through a 5-minute LMS outage, then the 8-GPU node's capacity on paper (docs/capacity.md)"
 	@echo "make bench-service  only the web service at course scale, SQLite and PostgreSQL"
 	@echo "make bench-lti      grade passback through a 5-minute LMS outage (about 12 min; BENCH_LTI_ARGS=--quick: 2 min)"
+	@echo "make bench-similarity  every pair of 300 and 1,000 students' code and models (BENCH_SIMILARITY_ARGS=--quick: 300)"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
 	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
 
@@ -110,6 +112,7 @@ bench: data sysdeps-test
 	$(BIN)/python benchmarks/throughput.py $(BENCH_THROUGHPUT_ARGS)
 	$(BIN)/python benchmarks/versus.py $(BENCH_VERSUS_ARGS)
 	$(BIN)/python benchmarks/lti_outage.py $(BENCH_LTI_ARGS)
+	$(BIN)/python benchmarks/similarity.py $(BENCH_SIMILARITY_ARGS)
 	$(BIN)/python benchmarks/capacity.py --json var/bench/capacity.json
 
 # Seeds throwaway SQLite and PostgreSQL databases (a cluster of its own unless
@@ -124,6 +127,12 @@ bench-service: deps sysdeps-test
 # grading be delayed (docs/lti.md, "The outage trial"). BENCH_LTI_ARGS=--quick: a 30 s outage.
 bench-lti: data sysdeps-test
 	$(BIN)/python benchmarks/lti_outage.py $(BENCH_LTI_ARGS)
+
+# Every pair of a class compared (issue 20, docs/similarity.md): code and model fingerprints for
+# 300 and 1,000 synthetic students against the goals (300: 60 s code, 5 s models; 1,000: 10 min).
+# BENCH_SIMILARITY_ARGS=--quick: 300 only (about 10 s).
+bench-similarity: deps
+	$(BIN)/python benchmarks/similarity.py $(BENCH_SIMILARITY_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

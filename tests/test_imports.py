@@ -13,7 +13,7 @@ def test_grader_imports_no_web_modules():
     code = (
         "import json, sys\n"
         "import grader, grader.cli, grader.pipeline, grader.reference, grader.reference_build, grader.dryrun\n"
-        "import grader.sandbox, grader.comparators, grader.data\n"
+        "import grader.sandbox, grader.comparators, grader.data, grader.similarity\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
