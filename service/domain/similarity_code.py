@@ -94,9 +94,12 @@ def clean_spans(spans: Any, length: int, limit: int = MAX_SPANS) -> list[tuple[i
     return merged[:limit]
 
 
-def marked_code(text: str, spans: Any, max_chars: int = MAX_CODE_CHARS,
-                max_spans: int = MAX_SPANS) -> ShownCode:
-    """``text`` cut to ``max_chars`` and split into plain and marked segments by ``spans``."""
+def marked_code(text: str, spans: Any, max_chars: int | None = None,
+                max_spans: int | None = None) -> ShownCode:
+    """``text`` cut to ``max_chars`` (:data:`MAX_CODE_CHARS`) and split into plain and marked
+    segments by ``spans`` (at most ``max_spans``, :data:`MAX_SPANS`, marked)."""
+    max_chars = MAX_CODE_CHARS if max_chars is None else max_chars
+    max_spans = MAX_SPANS if max_spans is None else max_spans
     shown = text[:max_chars]
     ranges = clean_spans(spans, len(shown), max_spans)
     segments: list[Segment] = []
