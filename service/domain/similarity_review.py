@@ -103,6 +103,10 @@ class Review:
     pairs: list[PairView]
 
     @property
+    def newer_failed(self) -> bool:
+        return self.newer is not None and self.newer.state == SimilarityState.FAILED
+
+    @property
     def thresholds(self) -> dict[str, Any]:
         summary = (self.run.summary if self.run else None) or {}
         found = summary.get("thresholds")
