@@ -142,10 +142,8 @@ def load_review(exercise: str) -> Review:
 
 def load_pair(exercise: str, pair_id: int) -> PairView | None:
     """One pair of any run of ``exercise`` (None: no such pair there)."""
-    pair = db.session.get(SimilarityPair, pair_id)
-    if pair is None or pair.run.exercise != exercise:
-        return None
-    return _views(exercise, [pair])[0]
+    pair = find_pair(exercise, pair_id)
+    return None if pair is None else _views(exercise, [pair])[0]
 
 
 def find_pair(exercise: str, pair_id: int) -> SimilarityPair | None:
@@ -170,7 +168,8 @@ def _views(exercise: str, pairs: list[SimilarityPair]) -> list[PairView]:
             code=pair.code, distinctive=pair.distinctive, model=pair.model,
             identical_weights=pair.identical_weights, code_flagged=pair.code_flagged,
             model_flagged=pair.model_flagged, flagged=pair.flagged,
-            spans=dict(pair.spans or {}), history=tuple(trails.get(key, ()))))
+            spans=dict(pair.spans) if isinstance(pair.spans, dict) else {},
+            history=tuple(trails.get(key, ()))))
     return views
 
 

@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from grader.spec import Exercise
 from service.domain import similarity_code
 from service.domain.course_rules import RulesError
 from service.domain.similarity_review import (
@@ -27,7 +28,7 @@ from service.domain.similarity_review import (
     record_decision,
     review_csv,
 )
-from service.domain.similarity_runs import request_run
+from service.domain.similarity_runs import latest_run, request_run
 from service.domain.submissions import known_exercises
 from service.states import ReviewDecision
 from service.views import frame
@@ -62,7 +63,7 @@ def count(value: int | None) -> str:
     return NO_SIGNAL if value is None else format_decimal(value, format="0")
 
 
-def _spec(exercise_id: str):  # grader.spec.Exercise
+def _spec(exercise_id: str) -> Exercise:
     if exercise_id not in known_exercises():
         abort(404)
     return current_app.config["GRADER"].exercise(exercise_id)
@@ -113,7 +114,7 @@ def _pair_page(exercise_id: str, pair_id: int, error: str | None = None,
     text_a, text_b = similarity_code.pair_code(stored)
     code_a = None if text_a is None else similarity_code.marked_code(text_a, pair.spans.get("a"))
     code_b = None if text_b is None else similarity_code.marked_code(text_b, pair.spans.get("b"))
-    latest = load_review(exercise_id).run
+    latest = latest_run(exercise_id)
     return render_template(
         "dashboard/similarity_pair.html", exercise=spec, pair=pair, code_a=code_a,
         code_b=code_b, latest_run=latest, decisions=list(ReviewDecision), error=error,
