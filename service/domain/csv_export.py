@@ -120,3 +120,17 @@ def gradebook_csv(book: Gradebook, fmt: str = "plain", bom: bool = True) -> str:
                              format_score(row.total.percent)])
     return (BOM if bom else "") + out.getvalue()
 
+
+
+#: What a spreadsheet reads as the start of a formula (or of a DDE command) in a cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` as a CSV cell a spreadsheet shows as text: a text that Excel, LibreOffice or
+    Google Sheets would run as a formula (``=HYPERLINK(...)``, ``+cmd|...``, ``@SUM(...)``) gets
+    a leading apostrophe (OWASP's advice for CSV injection). For texts people typed (names,
+    comments); numbers written by this module are never negative text."""
+    if value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

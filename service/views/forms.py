@@ -25,6 +25,7 @@ from service.domain.final_grade import AdjustMode
 from service.domain.instructors import MAX_PASSWORD, MIN_PASSWORD, normalize_username
 from service.domain.regrades import SCOPES
 from service.domain.schedules import CLEAR, ScheduleChange
+from service.states import ReviewDecision
 
 #: Usernames are cut to this many characters before anything looks them up.
 USERNAME_LENGTH = 64
@@ -226,3 +227,18 @@ class AdjustForm(FlaskForm):
         if not math.isfinite(value):
             raise course_rules.RulesError("rules.points_not_number")
         return value
+
+
+# --- similarity review (dashboard) -------------------------------------------------------------
+
+
+class SimilarityRunForm(FlaskForm):
+    """Start a similarity check of an exercise: the button (and its CSRF token) is all."""
+
+
+class ReviewForm(FlaskForm):
+    """An instructor's decision on a pair (``open`` reopens it) and its comment; whether the
+    comment is required is the domain's rule (``similarity_review.record_decision``)."""
+
+    decision = SelectField(choices=[(d.value, d.value) for d in ReviewDecision])
+    comment = StringField(filters=[_strip], default="")

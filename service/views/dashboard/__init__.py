@@ -4,7 +4,8 @@ the queue keeps up; regrades and the gradebook export.
 One blueprint under ``/dashboard`` (``blueprint``: the blueprint and its access rule), its views
 in this package's modules: ``access`` (login, logout, password), ``pages`` (exercises,
 submissions, regrades, CSV), ``rules`` (an exercise's schedule, publishing, extensions),
-``students`` (one student's grades and adjustments), ``course`` (the course's gradebook and its
+``students`` (one student's grades and adjustments), ``similarity`` (an exercise's
+similarity review: pairs, decisions, CSV), ``course`` (the course's gradebook and its
 CSV), ``monitor`` (the queue) and ``lti`` (the settings to paste into Moodle or Canvas).
 Pages are server-rendered and work without JavaScript (sorting and filtering are query
 parameters); texts come from the gettext catalogs (``service/translations``) as on the
@@ -23,6 +24,7 @@ from service.views.dashboard import (  # noqa: F401  (their routes join ``bp``)
     monitor,
     pages,
     rules,
+    similarity,
     students,
 )
 from service.views.dashboard.blueprint import bp
