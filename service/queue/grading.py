@@ -30,6 +30,7 @@ from typing import Any
 from flask import Flask
 
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
+from service.domain import fingerprints
 from service.extensions import db
 from service.logs import run_context
 from service.lti.passback import queue_after_run
@@ -275,6 +276,10 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any,
         timings["store"] = time.monotonic() - began - timings.get("render_wait", 0.0)
         payload["timings"].update({k: round(v, 3) for k, v in timings.items()})
         run.report = payload
+        # what the clean room measured of the trained model, for similarity runs only
+        fingerprint = getattr(report, "fingerprint", None)
+        if fingerprint is not None:
+            fingerprints.store(db.session, run_id, fingerprint)
         return run.state
 
 
