@@ -14,7 +14,9 @@ room's measurements (``service.queue.rendering``), and the store waits for it.
 The stored report's ``timings`` gain the service's phases: ``queue_wait`` (the run's insert to
 its claim), ``render`` (the rendering's own seconds), ``render_wait`` (how long the store waited
 for it: 0 when it was done before the grading) and ``store`` (the store's own work up to the
-commit, the wait left out).
+commit, the wait left out). The trained model's fingerprint (``report.fingerprint``, when the
+clean room measured one) is stored in the same fenced transaction
+(``service.domain.fingerprints``), for similarity runs only.
 """
 
 from __future__ import annotations
