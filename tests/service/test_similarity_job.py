@@ -192,6 +192,7 @@ def test_a_seeded_class_gets_its_planted_pairs_flagged_and_first(app, seeder, no
 
     found, stderr = run_json(app)
 
+    assert "over 7 submissions, 21 pairs compared, 6 model fingerprints; 3 flagged" in stderr
     flagged = [pair for pair in found if pair["flagged"]]
     assert sorted(pairs_of(flagged)) == PLANTED, found
     assert found[:len(flagged)] == flagged  # flagged first
@@ -391,3 +392,26 @@ def test_fingerprints_are_stored_bounded_and_a_bad_row_is_skipped(app, seeder, n
     in_session(app, spoil)
     loaded = in_session(app, lambda s: stored.load(s, run_ids))
     assert set(loaded) == {run_ids[0]} and loaded[run_ids[0]] == model
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_celery_worker_takes_a_similarity_run(make_app, seeder, notebooks, redis_broker,
+                                                celery_worker, processes):
+    """``--no-wait`` with Celery: the task on the ``cpu`` queue, run by a real worker."""
+    seeder.submit("ref", notebooks["reference"], 100)  # graded in this process
+    seeder.submit("copy", notebooks["renamed"], 100)
+    app = make_app(QUEUE="celery", CELERY_BROKER_URL=redis_broker)
+    celery_worker(app, WARM_POOL="0")
+
+    queued = json.loads(cli_ok(app, "similarity", "run", EXERCISE, "--no-wait", "--json"))
+
+    def done() -> SimilarityRun | None:
+        (run,) = runs(app)
+        return run if run.state == SimilarityState.DONE else None
+
+    run = wait_for(done, timeout=90, what="the Celery worker to finish the similarity run",
+                   describe=processes.logs)
+    assert run.id == queued["run"] and run.task_id
+    assert run.worker is not None and run.worker.startswith("celery:")
+    shown = json.loads(cli_ok(app, "similarity", "show", EXERCISE, "--json"))
+    assert shown[0]["students"] == ["copy", "ref"] and shown[0]["flagged"]
