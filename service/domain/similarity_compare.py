@@ -3,13 +3,14 @@ their two lists merged into one, ranked. Plain values in, plain values out: no d
 storage, no request (``service.domain.similarity_check`` feeds it, ``service.queue.similarity``
 carries it). Every call into ``grader.similarity`` is here and nowhere else.
 
-**Merging.** The code comparison reports the pairs above its floor (``CodePair``), the model
-comparison every pair of students who both have a fingerprint (``ModelPair``). A pair is listed
-when either signal reports it: the code comparison listed it, or the models' pair is flagged,
-has identical weights, or agrees at least :data:`MODEL_REPORT_FLOOR`. Each listed pair carries
-both signals: ``code`` is ``None`` when its code was not reported (below the floor, or a
-notebook could not be read), ``model`` when a side has no usable fingerprint (or neither model
-errs, so there is nothing to compare on). ``flagged = code_flagged or model_flagged``.
+**Merging.** The code comparison scores every pair (``CodePair``), the model comparison every
+pair of students who both have a fingerprint (``ModelPair``). A pair is listed when either
+signal reports it: its code is flagged or at least :data:`CODE_REPORT_FLOOR`, or its models are
+flagged, have identical weights, or agree at least :data:`MODEL_REPORT_FLOOR`. Each listed pair
+carries both signals: ``code`` is ``None`` when the code comparison gave no figure for the pair
+(a notebook that could not be read), ``model`` when a side has no usable fingerprint (or
+neither model errs, so there is nothing to compare on). ``flagged = code_flagged or
+model_flagged``.
 
 **Ranking.** Flagged pairs first, then the stronger signal (``max(code, model)``) highest
 first, then the student ids, so the same inputs always give the same order.
@@ -27,6 +28,10 @@ import numpy as np
 from grader import similarity
 from grader.fingerprints import ModelFingerprint, error_agreement
 
+#: A code pair not flagged is listed from this share of shared code up (honest variants of the
+#: solution reach 0.75; independent notebooks stay far below), the share from which the code
+#: comparison marks the matching parts: a listed pair can be shown side by side.
+CODE_REPORT_FLOOR = 0.5
 #: A model pair neither flagged nor of identical weights is listed (when the code does not list
 #: it) from this error agreement up: well above independent trainings, below a shared model.
 MODEL_REPORT_FLOOR = 0.5
@@ -85,6 +90,7 @@ def thresholds() -> dict[str, float]:
         if name.isupper() and not name.startswith("_") and isinstance(value, int | float) \
                 and not isinstance(value, bool):
             found[name.lower()] = value
+    found["code_report_floor"] = CODE_REPORT_FLOOR
     found["model_report_floor"] = MODEL_REPORT_FLOOR
     return found
 
@@ -114,21 +120,25 @@ def compare(codes: Mapping[str, str], template: str, expected: Sequence[str],
             models[(a, b)] = found
     seconds["models"] = time.monotonic() - began
 
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    code: dict[tuple[str, str], dict[str, Any]] = {}
+    listed: set[tuple[str, str]] = set()
     for pair in code_pairs:
         a, b, swapped = _ordered(pair.a, pair.b)
         spans_a, spans_b = (pair.spans_b, pair.spans_a) if swapped else (pair.spans_a,
                                                                           pair.spans_b)
-        merged[(a, b)] = {"code": float(pair.code), "distinctive": int(pair.distinctive),
-                          "code_flagged": bool(pair.flagged),
-                          "spans_a": [tuple(s) for s in spans_a],
-                          "spans_b": [tuple(s) for s in spans_b]}
+        code[(a, b)] = {"code": float(pair.code), "distinctive": int(pair.distinctive),
+                        "code_flagged": bool(pair.flagged),
+                        "spans_a": [tuple(s) for s in spans_a],
+                        "spans_b": [tuple(s) for s in spans_b]}
+        if pair.flagged or pair.code >= CODE_REPORT_FLOOR:
+            listed.add((a, b))
     for key, found in models.items():
-        if key in merged or found.flagged or found.identical_weights or (
+        if found.flagged or found.identical_weights or (
                 found.agreement is not None and found.agreement >= MODEL_REPORT_FLOOR):
-            merged.setdefault(key, {})
+            listed.add(key)
     pairs: list[Pair] = []
-    for (a, b), signals in merged.items():
+    for a, b in listed:
+        signals = code.get((a, b), {})
         model = models.get((a, b))
         agreement: float | None
         if model is not None:

@@ -282,7 +282,7 @@ def _with_errors(truth: np.ndarray, where: np.ndarray, rng: np.random.Generator)
 
 def fingerprint(labels: Mapping[str, np.ndarray], seed: int, weights: str | None = None,
                 like: ModelFingerprint | None = None, error_rate: float = 0.02,
-                shared: float = 0.9) -> ModelFingerprint:
+                shared: float = 0.95) -> ModelFingerprint:
     """A model's fingerprint over the plain sets ``test`` and ``holdout`` of ``labels``: its
     own errors at ``error_rate`` (seeded), or, ``like`` another, the same training run again:
     ``shared`` of that model's errors kept, a few of its own."""
