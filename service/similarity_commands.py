@@ -11,7 +11,7 @@ prints the latest finished run. A refusal or a failed run is ``Error: …`` with
 ``--json`` prints a JSON list of the pairs, highest first (flagged first, then the stronger
 signal), each an object: ``rank`` (1 first), ``students`` ``[a, b]`` (student ids, ``a``
 sorting first), ``submissions`` (their submission ids), ``code`` (shared code beyond the
-template, 0..1; ``null`` when the code comparison did not report the pair), ``distinctive``
+template, 0..1; ``null`` when a notebook could not be read), ``distinctive``
 (shared k-grams neither the template's nor expected), ``model`` (the models' error agreement,
 0..1; ``null`` where a side has no model fingerprint), ``identical_weights``,
 ``code_flagged``, ``model_flagged``, ``flagged`` and ``run`` (the run's id). The run itself
