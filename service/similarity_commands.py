@@ -102,15 +102,11 @@ def run_command(exercise: str, as_json: bool, wait: bool, timeout: float) -> Non
     if not is_new:
         click.echo(f"similarity run {run_id} of {exercise} is already {run.state}: "
                    "following it", err=True)
+    app = cast("LocalProxy[Flask]", current_app)._get_current_object()
+    here = Here(app, run_id)
     alive = workers_alive()
     db.session.rollback()
-    taken = None
-    if wait and not alive:
-        click.echo(f"no worker is alive (none seen in {ALIVE_SECONDS} s): comparing in this "
-                   "process", err=True)
-        app = cast("LocalProxy[Flask]", current_app)._get_current_object()
-        taken = take_similarity(app, run_id, worker_name("cli")).run_id
-    if taken is None:  # a worker's (or another command's, still running): follow it
+    if not (wait and here.take(alive)):  # a worker's (or another command's): follow it
         enqueue_similarity(run_id)
         if not wait:
             if not alive:
@@ -119,14 +115,47 @@ def run_command(exercise: str, as_json: bool, wait: bool, timeout: float) -> Non
             click.echo(json.dumps({"run": run_id, "state": str(run.state)}) if as_json
                        else f"similarity run {run_id} of {exercise} queued")
             return
-    done = _wait(run_id, timeout)
+    done = _wait(run_id, timeout, here)
     if done.state == SimilarityState.FAILED:
         raise click.ClickException(f"similarity run {run_id} of {exercise} failed: "
                                    f"{done.reason}")
     _print(done, as_json)
 
 
-def _wait(run_id: int, timeout: float) -> SimilarityRun:
+class Here:
+    """Computing the run in this process, when no worker is alive to: at the start, and again
+    while waiting (the worker that had it died, and nobody else is left to take it up)."""
+
+    #: Seconds between two looks at the workers while waiting.
+    LOOK_SECONDS = 5.0
+
+    def __init__(self, app: Flask, run_id: int):
+        self.app, self.run_id, self.worker = app, run_id, worker_name("cli")
+        self.said = False
+        self.next_look = time.monotonic() + self.LOOK_SECONDS
+
+    def take(self, alive: int) -> bool:
+        """Compute the run here if no worker is ``alive`` and it can be claimed (queued, or its
+        lease ran out): whether this process took it."""
+        if alive:
+            return False
+        if not self.said:
+            click.echo(f"no worker is alive (none seen in {ALIVE_SECONDS} s): comparing in "
+                       "this process", err=True)
+            self.said = True
+        return take_similarity(self.app, self.run_id, self.worker).run_id is not None
+
+    def look(self) -> None:
+        """While waiting: take the run if the workers are gone."""
+        if time.monotonic() < self.next_look:
+            return
+        self.next_look = time.monotonic() + self.LOOK_SECONDS
+        alive = workers_alive()
+        db.session.rollback()
+        self.take(alive)
+
+
+def _wait(run_id: int, timeout: float, here: Here) -> SimilarityRun:
     deadline = time.monotonic() + timeout
     while True:
         run = db.session.get_one(SimilarityRun, run_id, populate_existing=True)
@@ -137,6 +166,7 @@ def _wait(run_id: int, timeout: float) -> SimilarityRun:
                 f"similarity run {run_id} is still {run.state} after {timeout:g} s; "
                 f"'flask --app service similarity show {run.exercise}' shows it once done")
         db.session.rollback()
+        here.look()
         time.sleep(0.5)
 
 

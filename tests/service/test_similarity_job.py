@@ -415,3 +415,31 @@ def test_a_celery_worker_takes_a_similarity_run(make_app, seeder, notebooks, red
     assert run.worker is not None and run.worker.startswith("celery:")
     shown = json.loads(cli_ok(app, "similarity", "show", EXERCISE, "--json"))
     assert shown[0]["students"] == ["copy", "ref"] and shown[0]["flagged"]
+
+
+def test_the_command_takes_up_a_run_whose_worker_died(app, seeder, notebooks, monkeypatch):
+    """No worker alive, a run left running by a dead one: once its lease runs out, the
+    command computes it itself while it waits."""
+    from service import similarity_commands
+
+    monkeypatch.setattr(similarity_commands.Here, "LOOK_SECONDS", 0.5)
+    seeder.submit("ref", notebooks["reference"], 100)
+    seeder.submit("copy", notebooks["renamed"], 100)
+    with app.app_context():
+        run_id = request_run(EXERCISE, "test")[0].id
+
+    def left_running(session: Any) -> None:
+        session.execute(update(SimilarityRun).values(
+            state=SimilarityState.RUNNING, worker="dead-worker", attempts=1,
+            lease_expires_at=utcnow() + dt.timedelta(seconds=2)))
+        session.commit()
+
+    in_session(app, left_running)
+    found, stderr = run_json(app, "--timeout", "60")
+
+    assert "is already running: following it" in stderr
+    assert "comparing in this process" in stderr
+    (run,) = runs(app)
+    assert run.id == run_id and run.state == SimilarityState.DONE and run.attempts == 2
+    assert run.worker is not None and run.worker.startswith("cli:")
+    assert found[0]["students"] == ["copy", "ref"] and found[0]["run"] == run_id
