@@ -90,7 +90,8 @@ def workers_alive() -> int:
 @click.argument("exercise")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option("--wait/--no-wait", default=True, show_default=True,
-              help="wait for the run and print its pairs (--no-wait: queue it, print its id)")
+              help="wait for the run and print its pairs (--no-wait: queue it and print its "
+              "id; with --json the object {\"run\": id, \"state\": state})")
 @click.option("--timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True,
               help="seconds to wait for a worker to finish it")
 @with_appcontext
