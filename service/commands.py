@@ -62,6 +62,8 @@ def requeue_command() -> None:
 
     swept = sweep(current_app, resend_after=dt.timedelta(seconds=60))
     click.echo(f"{swept.requeued} expired runs requeued or failed")
+    if swept.similarity_requeued:
+        click.echo(f"{swept.similarity_requeued} expired similarity runs requeued")
     if current_app.config["QUEUE"] == WorkerKind.CELERY:
         click.echo(f"{swept.resent} queued runs re-sent")
 
