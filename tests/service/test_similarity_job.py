@@ -443,3 +443,26 @@ def test_the_command_takes_up_a_run_whose_worker_died(app, seeder, notebooks, mo
     assert run.id == run_id and run.state == SimilarityState.DONE and run.attempts == 2
     assert run.worker is not None and run.worker.startswith("cli:")
     assert found[0]["students"] == ["copy", "ref"] and found[0]["run"] == run_id
+
+
+def test_a_fingerprint_is_stored_bounded(app, seeder, notebooks):
+    seeder.submit("ref", notebooks["reference"], 100)
+    run_id = only_run(app, seeder.submissions["ref"])["id"]
+    big = ModelFingerprint("f" * 80, {
+        **{f"set{n}": bytes([n % 10]) * 3 for n in range(stored.MAX_SETS + 3)},
+        "a" * (stored.MAX_NAME + 1): b"\x01",
+        "huge": b"\x02" * (stored.MAX_IMAGES + 5)})
+
+    def write(session: Any) -> None:
+        stored.store(session, run_id, big)
+        session.commit()
+
+    in_session(app, write)
+    row = in_session(app, lambda s: s.get_one(RunFingerprint, run_id))
+    assert len(row.images) <= stored.MAX_SETS and len(row.weights) == 64
+    assert all(len(name) <= stored.MAX_NAME and count <= stored.MAX_IMAGES
+               for name, count in row.images)
+    assert len(row.predictions) == sum(count for _, count in row.images)
+    assert ["huge", stored.MAX_IMAGES] in row.images  # sorted first among the sets kept
+    loaded = in_session(app, lambda s: stored.load(s, [run_id]))[run_id]
+    assert loaded.predictions["huge"] == b"\x02" * stored.MAX_IMAGES
