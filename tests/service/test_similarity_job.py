@@ -22,6 +22,7 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from grader import RunStatus
+from grader.config import PROJECT_ROOT
 from grader.data.evaluation import evaluation_labels
 from grader.fingerprints import ModelFingerprint
 from grader.report import GradeReport, ItemResult
@@ -104,11 +105,17 @@ def seeder(app: Flask, graded: Grades) -> Seeder:
     return Seeder(app, graded)
 
 
+#: An independently written correct notebook of chap06_cnn (100/100 with ``grader grade``), kept
+#: with the library's similarity tests.
+INDEPENDENT = PROJECT_ROOT / "tests" / "data" / "similarity" / "independent.ipynb"
+
+
 @pytest.fixture
 def notebooks(solution_nb: nbformat.NotebookNode, template_nb: nbformat.NotebookNode
               ) -> dict[str, bytes]:
     return {"reference": nbformat.writes(solution_nb).encode(),
             "renamed": renamed_copy(solution_nb),
+            "independent": INDEPENDENT.read_bytes(),
             **{f"honest{n}": honest_notebook(template_nb, n) for n in range(5)}}
 
 
@@ -163,13 +170,14 @@ def runs(app: Flask) -> list[SimilarityRun]:
 
 # --- the acceptance check ----------------------------------------------------------------------
 
+@pytest.mark.parametrize("own", ["independent", "honest0"])
 def test_the_renamed_copy_is_first_and_flagged_the_independent_notebook_is_not(
-        app, seeder, notebooks):
+        app, seeder, notebooks, own):
     """Issue 20's "done when": the reference, its renamed copy with two cells swapped, an
     independently written correct notebook; no model fingerprints."""
     seeder.submit("ref", notebooks["reference"], 100)
     seeder.submit("copy", notebooks["renamed"], 100)
-    seeder.submit("own", notebooks["honest0"], 100)
+    seeder.submit("own", notebooks[own], 100)
 
     found, stderr = run_json(app)
 
