@@ -38,9 +38,7 @@ from service.domain.similarity_runs import latest_run, request_run
 from service.extensions import db
 from service.models import SimilarityPair, SimilarityRun, Worker, utcnow
 from service.queue.dispatch import enqueue_similarity
-from service.queue.embedded import worker_name
 from service.queue.heartbeats import ALIVE_SECONDS
-from service.queue.similarity import take_similarity
 from service.states import SimilarityState
 
 if TYPE_CHECKING:
@@ -131,6 +129,8 @@ class Here:
     LOOK_SECONDS = 5.0
 
     def __init__(self, app: Flask, run_id: int):
+        from service.queue.embedded import worker_name  # the workers' modules, when run
+
         self.app, self.run_id, self.worker = app, run_id, worker_name("cli")
         self.said = False
         self.next_look = time.monotonic() + self.LOOK_SECONDS
@@ -144,6 +144,8 @@ class Here:
             click.echo(f"no worker is alive (none seen in {ALIVE_SECONDS} s): comparing in "
                        "this process", err=True)
             self.said = True
+        from service.queue.similarity import take_similarity
+
         return take_similarity(self.app, self.run_id, self.worker).run_id is not None
 
     def look(self) -> None:
