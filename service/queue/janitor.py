@@ -17,7 +17,7 @@ from flask import Flask
 
 from service.extensions import db
 from service.queue import claims, similarity
-from service.queue.dispatch import resend_stale, send_similarity
+from service.queue.dispatch import enqueue_similarity, resend_stale
 from service.states import WorkerKind
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,8 @@ def sweep(app: Flask, resend_after: dt.timedelta) -> Swept:
     celery = app.config["QUEUE"] == WorkerKind.CELERY
     resent = resend_stale(resend_after) if celery else 0
     similar = similarity.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
-    if celery:
-        for run_id in similar:  # no message would bring them back
-            send_similarity(run_id)
+    for run_id in similar:  # with Celery no message would bring them back; never raises
+        enqueue_similarity(run_id)
     return Swept(requeued, resent, len(similar))
 
 
