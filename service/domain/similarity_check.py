@@ -11,10 +11,11 @@ grading run; ``service.domain.similarity_compare`` compares).
    answer is expected to contain), the fingerprints, the evaluation labels. A notebook that
    cannot be read is left out and named in the summary, never fails the run; labels that cannot
    be read (no data directory) leave the model signal out, said in the summary.
-3. **Recorded** (:func:`record`): the ranked pairs as ``SimilarityPair`` rows, the run's
-   ``submissions`` (``{student_id: submission_id}``) and ``summary`` (students, pairs compared,
-   fingerprints found, thresholds, seconds per phase), state ``done``. The caller holds the
-   fence; an older run's rows are never touched (a newer run replaces it on the pages only).
+3. **Recorded**: ``submissions`` (``{student_id: submission_id}``) as soon as they are chosen,
+   then (:func:`record`) the ranked pairs as ``SimilarityPair`` rows and the run's ``summary``
+   (students, pairs compared, fingerprints found, thresholds, seconds per phase), state
+   ``done``. The caller holds the fence; an older run's rows are never touched (a newer run
+   replaces it on the pages only).
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ def gather(session: DbSession, exercise_id: str, config: GraderConfig, blobs: Bl
                     {"choose": round(chose, 3), "read": round(time.monotonic() - began, 3)})
 
 
+def submissions_of(gathered: Gathered) -> dict[str, int]:
+    """Over which submissions: ``{student_id: submission_id}`` (the run's ``submissions``)."""
+    return {c.student_id: c.submission_id for c in gathered.chosen}
+
+
 def compare(gathered: Gathered) -> similarity_compare.Comparison:
     """The comparison of what was gathered (no database: may take a while)."""
     return similarity_compare.compare(gathered.codes, gathered.template, gathered.expected,
@@ -159,7 +165,7 @@ def record(session: DbSession, run: SimilarityRun, gathered: Gathered,
             identical_weights=pair.identical_weights, code_flagged=pair.code_flagged,
             model_flagged=pair.model_flagged, flagged=pair.flagged,
             spans={"a": [list(s) for s in pair.spans_a], "b": [list(s) for s in pair.spans_b]}))
-    run.submissions = {c.student_id: c.submission_id for c in gathered.chosen}
+    run.submissions = submissions_of(gathered)
     summary: dict[str, Any] = {
         "students": len(gathered.chosen),
         "compared": len(gathered.codes),

@@ -165,6 +165,10 @@ def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
                     gathered = similarity_check.gather(db.session, exercise, config, blobs)
                 finally:
                     db.session.remove()
+            with _owned_run(app, run_id, worker) as run:  # over which submissions, from now
+                if run is None:
+                    return LOST
+                run.submissions = similarity_check.submissions_of(gathered)
             comparison = similarity_check.compare(gathered)
         except Exception as exc:  # would raise again: failed, with the reason
             log.exception("similarity run %s failed", run_id)

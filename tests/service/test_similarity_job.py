@@ -293,6 +293,7 @@ def test_a_failing_comparison_ends_failed_with_its_reason(app, seeder, notebooks
     (run,) = runs(app)
     assert run.state == SimilarityState.FAILED and run.reason is not None
     assert "the comparison broke" in run.reason and run.finished_at is not None
+    assert run.submissions == seeder.submissions  # recorded once chosen, before comparing
     with app.app_context():
         assert latest_run(EXERCISE) is None  # a failed run replaces nothing
 
