@@ -11,7 +11,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
-from service import course_commands, lti_commands
+from service import course_commands, lti_commands, similarity_commands
 from service.extensions import db
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(instructor_group)
     course_commands.init_app(app)  # schedule, extension, adjust, adjustments
     lti_commands.init_app(app)  # lti register|list|remove|keys|rotate-key|retire-keys
+    similarity_commands.init_app(app)  # similarity run|show
 
 
 @click.group("roster", help="Class roster and personal access tokens.")
@@ -61,6 +62,8 @@ def requeue_command() -> None:
 
     swept = sweep(current_app, resend_after=dt.timedelta(seconds=60))
     click.echo(f"{swept.requeued} expired runs requeued or failed")
+    if swept.similarity_requeued:
+        click.echo(f"{swept.similarity_requeued} expired similarity runs requeued")
     if current_app.config["QUEUE"] == WorkerKind.CELERY:
         click.echo(f"{swept.resent} queued runs re-sent")
 

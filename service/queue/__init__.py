@@ -61,11 +61,17 @@ to a dead worker retries after it runs out). And a broker outage never loses a s
 service acknowledged: the run is committed before the message is sent, and the janitor sends
 again the runs that sit queued (``dispatch.resend_stale``).
 
+**Similarity runs ride the same queue** (``similarity``). A ``SimilarityRun`` row is a job too:
+claimed by compare-and-set, leased, computed outside any transaction, stored under the fence,
+requeued by the janitor; an embedded worker takes one only when no grading run waits, and
+Celery carries it as its own task on the ``cpu`` queue.
+
 Modules: ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds which GPU),
 ``progress`` (live progress on the row), ``grading`` (``take``), ``embedded``, ``wakeup``
 (waking idle workers), ``celery_app``
 (the broker settings, which ``dispatch`` sends through by task name), ``celery_worker`` (the
 task), ``dispatch``, ``janitor``, ``heartbeats`` (which workers are alive, for the dashboard),
-``lti_sender`` (grade passback's sender thread in each grading process: ``take`` only queues a
+``similarity`` (a similarity run's claim, lease, fence and requeue), ``lti_sender`` (grade
+passback's sender thread in each grading process: ``take`` only queues a
 run's score for the LMS after its outcome is committed, never waits for the LMS).
 """

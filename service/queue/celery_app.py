@@ -20,6 +20,8 @@ CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 #: The task's name on the wire (kept from the first release: queued messages still match).
 GRADE_TASK = "service.grade_run"
+#: A similarity run's task (``service.queue.similarity``), on the ``cpu`` queue.
+SIMILARITY_TASK = "service.similarity_run"
 
 celery_app = Celery("grader", set_as_current=False)
 celery_app.conf.update(

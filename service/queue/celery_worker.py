@@ -34,13 +34,14 @@ from service.domain import notebook_html
 from service.lti import passback
 from service.models import utcnow
 from service.queue import gpu_leases, warm_kits
-from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, celery_app
+from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, SIMILARITY_TASK, celery_app
 from service.queue.grading import WAIT_GPU, take
 from service.queue.heartbeats import Heartbeat
 from service.queue.lti_sender import PassbackSender
+from service.queue.similarity import take_similarity
 from service.states import WorkerKind
 
-__all__ = ["celery_app", "grade"]
+__all__ = ["celery_app", "compare", "grade"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,24 @@ def grade(self: Task, run_id: int) -> str:
     if taken.run_id is None:
         if taken.result == WAIT_GPU:  # every GPU busy here, or none: ask again on the gpu queue
             raise self.retry(countdown=GPU_WAIT_SECONDS, queue=GPU_QUEUE)
+        if taken.leased_until is not None:  # maybe a dead worker: ask again after its lease
+            wait = max(1.0, (taken.leased_until - utcnow()).total_seconds() + 1)
+            raise self.retry(countdown=wait)
+        return f"skipped ({taken.result})"
+    return str(taken.result)
+
+
+@celery_app.task(bind=True, name=SIMILARITY_TASK, max_retries=20)
+def compare(self: Task, run_id: int) -> str:
+    """Take similarity run ``run_id`` (``service.queue.similarity``): ``done``, ``failed``, or
+    ``skipped (<state>)`` when it was not ours to take."""
+    app = flask_app()
+    worker = f"celery:{self.request.hostname}:{self.request.id}:{uuid.uuid4().hex[:8]}"
+    node = f"{self.request.hostname}:{os.getpid()}"
+    with Heartbeat(app, WorkerKind.CELERY) as heartbeat:
+        heartbeat.working(node, None)
+        taken = take_similarity(app, run_id, worker)
+    if taken.run_id is None:
         if taken.leased_until is not None:  # maybe a dead worker: ask again after its lease
             wait = max(1.0, (taken.leased_until - utcnow()).total_seconds() + 1)
             raise self.retry(countdown=wait)

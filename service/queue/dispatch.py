@@ -12,7 +12,8 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from service.extensions import db
-from service.models import GradingRun, utcnow
+from service.models import GradingRun, SimilarityRun, utcnow
+from service.queue.wakeup import notify_queued
 from service.states import GpuNeed, RunState, WorkerKind
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,38 @@ def enqueue(run_id: int) -> None:
     workers = current_app.extensions.get("grader_workers")
     if workers is not None:  # this process's threads; other processes heard the NOTIFY
         workers.wake.ring()
+
+
+def enqueue_similarity(run_id: int) -> None:
+    """Tell the queue about a similarity run committed as queued (``service.domain.
+    similarity_runs.request_run``): ring this process's embedded workers and, on PostgreSQL,
+    those of other processes (``NOTIFY``), or send the Celery task on the ``cpu`` queue. Never
+    raises: the run stays queued in the database, asking again sends it again, and the CLI
+    computes it itself when no worker is alive."""
+    try:
+        if current_app.config["QUEUE"] == WorkerKind.CELERY:
+            send_similarity(run_id)
+            return
+        notify_queued(db.session)
+        db.session.commit()
+    except Exception:
+        log.exception("similarity run %s not handed to the queue; it stays queued", run_id)
+        db.session.rollback()
+    workers = current_app.extensions.get("grader_workers")
+    if workers is not None:
+        workers.wake.ring()
+
+
+def send_similarity(run_id: int) -> None:
+    """Send a similarity run's message to the broker (``cpu`` queue) and keep its task id."""
+    from service.queue.celery_app import CPU_QUEUE, SIMILARITY_TASK, celery_app
+
+    with celery_app.connection_for_write(current_app.config["CELERY_BROKER_URL"]) as broker:
+        result = celery_app.send_task(SIMILARITY_TASK, args=(run_id,), queue=CPU_QUEUE,
+                                      connection=broker)
+    db.session.execute(update(SimilarityRun).where(SimilarityRun.id == run_id)
+                       .values(task_id=result.id))
+    db.session.commit()
 
 
 def send_run(run_id: int) -> None:

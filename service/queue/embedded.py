@@ -18,6 +18,7 @@ from service.extensions import db
 from service.queue import gpu_leases, heartbeats, warm_kits
 from service.queue.grading import take
 from service.queue.lti_sender import PassbackSender
+from service.queue.similarity import take_similarity
 from service.queue.wakeup import Doorbell, Listener, is_postgresql
 from service.states import WorkerKind
 
@@ -96,7 +97,8 @@ class EmbeddedWorkers:
                 self.wake.wait(seen, self.poll_seconds)
 
     def _take_one(self, name: str) -> bool:
-        """Take one run as worker ``name``; ``False`` when there was none (or no database)."""
+        """Take one run as worker ``name``: a grading run, else (none queued) a similarity run;
+        ``False`` when there was none (or no database)."""
         claimed: list[int] = []
 
         def on_claim(run_id: int) -> None:
@@ -104,7 +106,9 @@ class EmbeddedWorkers:
             self.heartbeat.working(name, run_id)
 
         try:
-            return take(self.app, None, name, on_claim=on_claim).run_id is not None
+            if take(self.app, None, name, on_claim=on_claim).run_id is not None:
+                return True
+            return take_similarity(self.app, None, name).run_id is not None
         except Exception:
             # The database gone while claiming or storing, say: keep the thread alive; a run
             # claimed meanwhile is queued again when its lease runs out.

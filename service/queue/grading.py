@@ -14,7 +14,9 @@ room's measurements (``service.queue.rendering``), and the store waits for it.
 The stored report's ``timings`` gain the service's phases: ``queue_wait`` (the run's insert to
 its claim), ``render`` (the rendering's own seconds), ``render_wait`` (how long the store waited
 for it: 0 when it was done before the grading) and ``store`` (the store's own work up to the
-commit, the wait left out).
+commit, the wait left out). The trained model's fingerprint (``report.fingerprint``, when the
+clean room measured one) is stored in the same fenced transaction
+(``service.domain.fingerprints``), for similarity runs only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from flask import Flask
 
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
+from service.domain import fingerprints
 from service.extensions import db
 from service.logs import run_context
 from service.lti.passback import queue_after_run
@@ -275,6 +278,10 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any,
         timings["store"] = time.monotonic() - began - timings.get("render_wait", 0.0)
         payload["timings"].update({k: round(v, 3) for k, v in timings.items()})
         run.report = payload
+        # what the clean room measured of the trained model, for similarity runs only
+        fingerprint = getattr(report, "fingerprint", None)
+        if fingerprint is not None:
+            fingerprints.store(db.session, run_id, fingerprint)
         return run.state
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from flask import Flask
 
 from service.extensions import db
-from service.queue import claims
-from service.queue.dispatch import resend_stale
+from service.queue import claims, similarity
+from service.queue.dispatch import enqueue_similarity, resend_stale
 from service.states import WorkerKind
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,21 @@ class Swept:
     requeued: int
     #: Queued runs sent to the broker again (Celery only).
     resent: int
+    #: Similarity runs of dead workers queued again (and sent again, with Celery).
+    similarity_requeued: int = 0
 
 
 def sweep(app: Flask, resend_after: dt.timedelta) -> Swept:
-    """One pass: requeue (or fail) the runs whose lease ran out; with Celery, send again the
-    runs that sit queued ``resend_after`` after they were last sent. Needs an app context."""
+    """One pass: requeue (or fail) the runs whose lease ran out, grading and similarity runs;
+    with Celery, send again the grading runs that sit queued ``resend_after`` after they were
+    last sent, and the similarity runs just requeued. Needs an app context."""
     requeued = claims.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
-    resent = resend_stale(resend_after) if app.config["QUEUE"] == WorkerKind.CELERY else 0
-    return Swept(requeued, resent)
+    celery = app.config["QUEUE"] == WorkerKind.CELERY
+    resent = resend_stale(resend_after) if celery else 0
+    similar = similarity.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
+    for run_id in similar:  # with Celery no message would bring them back; never raises
+        enqueue_similarity(run_id)
+    return Swept(requeued, resent, len(similar))
 
 
 class Janitor:

@@ -15,20 +15,32 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from flask import Flask
 
-from service.extensions import db
+from service.extensions import DbSession, db
 from service.queue import claims, gpu_leases
 
 log = logging.getLogger(__name__)
 
+#: How a lease is renewed: ``(session, run id, worker, seconds) -> still ours``.
+Renew = Callable[[DbSession, int, str, int], bool]
+
+
+def renew_grading(session: DbSession, run_id: int, worker: str, seconds: int) -> bool:
+    """A grading run's renewal: extended, or taken back when it was only requeued."""
+    return (claims.renew(session, run_id, worker, seconds)
+            or claims.reclaim(session, run_id, worker, seconds))
+
 
 class LeaseKeeper:
-    """Renews a run's lease in the background while it is graded."""
+    """Renews a run's lease in the background while it is graded (or, with another ``renew``,
+    another job's row: a similarity run's, ``service.queue.similarity``)."""
 
-    def __init__(self, app: Flask, run_id: int, worker: str, gpu_host: str | None = None):
-        self.app, self.run_id, self.worker = app, run_id, worker
+    def __init__(self, app: Flask, run_id: int, worker: str, gpu_host: str | None = None,
+                 renew: Renew = renew_grading):
+        self.app, self.run_id, self.worker, self.renew = app, run_id, worker, renew
         #: The host whose GPU this run holds (its lease is renewed with the run's), if any.
         self.gpu_host = gpu_host
         #: Set when a renewal found the run taken over: the result will not be stored.
@@ -49,8 +61,7 @@ class LeaseKeeper:
         while not self._stop.wait(max(1.0, seconds / 3)):
             with self.app.app_context():
                 try:
-                    if not (claims.renew(db.session, self.run_id, self.worker, seconds)
-                            or claims.reclaim(db.session, self.run_id, self.worker, seconds)):
+                    if not self.renew(db.session, self.run_id, self.worker, seconds):
                         self.lost.set()
                         return
                     if self.gpu_host is not None and not gpu_leases.renew(
