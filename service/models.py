@@ -595,6 +595,8 @@ class SimilarityRun(Model):
     lease_expires_at: Mapped[dt.datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     task_id: Mapped[str | None] = mapped_column(String(200))
+    #: When it was last handed to the broker (Celery); sent again if it sits queued too long.
+    dispatched_at: Mapped[dt.datetime | None]
     #: Why it failed, for people.
     reason: Mapped[str | None] = mapped_column(Text)
     #: Over which submissions: ``{student_id: submission_id}`` (each student's counted one,

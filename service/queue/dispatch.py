@@ -14,7 +14,7 @@ from sqlalchemy import or_, select, update
 from service.extensions import db
 from service.models import GradingRun, SimilarityRun, utcnow
 from service.queue.wakeup import notify_queued
-from service.states import GpuNeed, RunState, WorkerKind
+from service.states import GpuNeed, RunState, SimilarityState, WorkerKind
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def send_similarity(run_id: int) -> None:
         result = celery_app.send_task(SIMILARITY_TASK, args=(run_id,), queue=CPU_QUEUE,
                                       connection=broker)
     db.session.execute(update(SimilarityRun).where(SimilarityRun.id == run_id)
-                       .values(task_id=result.id))
+                       .values(task_id=result.id, dispatched_at=utcnow()))
     db.session.commit()
 
 
@@ -105,4 +105,20 @@ def resend_stale(older_than: dt.timedelta) -> int:
     ).scalars().all()
     for run_id in ids:
         send_run(run_id)
+    return len(ids)
+
+
+def resend_stale_similarity(older_than: dt.timedelta) -> int:
+    """:func:`resend_stale` for similarity runs: those queued although sent long ago (or never
+    sent: the broker was down when it was asked for). Returns how many were sent."""
+    cutoff = utcnow() - older_than
+    ids = db.session.execute(
+        select(SimilarityRun.id).where(
+            SimilarityRun.state == SimilarityState.QUEUED,
+            or_(SimilarityRun.dispatched_at.is_(None), SimilarityRun.dispatched_at < cutoff),
+            SimilarityRun.queued_at < cutoff,
+        )
+    ).scalars().all()
+    for run_id in ids:
+        send_similarity(run_id)
     return len(ids)

@@ -17,7 +17,7 @@ from flask import Flask
 
 from service.extensions import db
 from service.queue import claims, similarity
-from service.queue.dispatch import enqueue_similarity, resend_stale
+from service.queue.dispatch import enqueue_similarity, resend_stale, resend_stale_similarity
 from service.states import WorkerKind
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ PERIOD = 30.0
 class Swept:
     #: Runs of dead workers queued again, or failed after their last attempt.
     requeued: int
-    #: Queued runs sent to the broker again (Celery only).
+    #: Queued runs (grading and similarity) sent to the broker again (Celery only).
     resent: int
     #: Similarity runs of dead workers queued again (and sent again, with Celery).
     similarity_requeued: int = 0
@@ -38,14 +38,14 @@ class Swept:
 
 def sweep(app: Flask, resend_after: dt.timedelta) -> Swept:
     """One pass: requeue (or fail) the runs whose lease ran out, grading and similarity runs;
-    with Celery, send again the grading runs that sit queued ``resend_after`` after they were
-    last sent, and the similarity runs just requeued. Needs an app context."""
+    with Celery, send again the runs (grading and similarity) that sit queued ``resend_after``
+    after they were last sent, and the similarity runs just requeued. Needs an app context."""
     requeued = claims.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
     celery = app.config["QUEUE"] == WorkerKind.CELERY
-    resent = resend_stale(resend_after) if celery else 0
     similar = similarity.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
     for run_id in similar:  # with Celery no message would bring them back; never raises
         enqueue_similarity(run_id)
+    resent = resend_stale(resend_after) + resend_stale_similarity(resend_after) if celery else 0
     return Swept(requeued, resent, len(similar))
 
 

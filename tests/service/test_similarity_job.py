@@ -33,7 +33,7 @@ from service.domain.roster import import_roster
 from service.domain.similarity_runs import latest_run, request_run
 from service.extensions import db
 from service.models import RunFingerprint, SimilarityPair, SimilarityRun, utcnow
-from service.queue import grading, janitor
+from service.queue import dispatch, grading, janitor
 from service.queue.embedded import EmbeddedWorkers
 from service.states import ItemStatus, SimilarityState
 from tests.service.service_support import (
@@ -424,6 +424,27 @@ def test_a_celery_worker_takes_a_similarity_run(make_app, seeder, notebooks, red
     assert run.worker is not None and run.worker.startswith("celery:")
     shown = json.loads(cli_ok(app, "similarity", "show", EXERCISE, "--json"))
     assert shown[0]["students"] == ["copy", "ref"] and shown[0]["flagged"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_run_asked_for_while_the_broker_was_down_is_sent_by_the_janitor(make_app, redis_broker):
+    """The broker unreachable when the run is asked for: it stays queued, unsent; the
+    janitor's next pass (the broker back) sends it, once, and not again before its time."""
+    import redis
+
+    down = make_app(QUEUE="celery", CELERY_BROKER_URL="redis://127.0.0.1:9/0")
+    with down.app_context():
+        run, new = request_run(EXERCISE, "cli")
+        dispatch.enqueue_similarity(run.id)  # never raises
+        assert new and run.state == SimilarityState.QUEUED and run.dispatched_at is None
+    up = make_app(QUEUE="celery", CELERY_BROKER_URL=redis_broker)
+    broker = redis.Redis.from_url(redis_broker)
+    with up.app_context():
+        assert janitor.sweep(up, resend_after=dt.timedelta(0)).resent == 1
+        assert janitor.sweep(up, resend_after=dt.timedelta(hours=1)).resent == 0
+        (sent,) = runs(up)
+    assert sent.task_id and sent.dispatched_at is not None
+    assert broker.llen("cpu") == 1
 
 
 def test_the_command_takes_up_a_run_whose_worker_died(app, seeder, notebooks, monkeypatch):

@@ -45,6 +45,7 @@ def upgrade():
         sa.Column('lease_expires_at', sa.DateTime(), nullable=True),
         sa.Column('attempts', sa.Integer(), nullable=False),
         sa.Column('task_id', sa.String(length=200), nullable=True),
+        sa.Column('dispatched_at', sa.DateTime(), nullable=True),
         sa.Column('reason', sa.Text(), nullable=True),
         sa.Column('submissions', sa.JSON(), nullable=True),
         sa.Column('summary', sa.JSON(), nullable=True),
