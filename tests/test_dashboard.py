@@ -707,6 +707,23 @@ def test_canvas_csv_has_canvas_columns_and_points_possible(staff: FlaskClient,
     assert staff.get(f"/dashboard/{EXERCISE}/grades.csv?format=xlsx").status_code == 404
 
 
+def test_a_name_a_spreadsheet_would_run_is_exported_as_text(
+        app: Flask, staff: FlaskClient, class_data: dict[str, int]):
+    """A student's name and email may come from the LMS (an LTI launch), where the student
+    chose them: a formula there must reach the instructor's spreadsheet as text."""
+    with app.app_context():
+        student = db.session.execute(select(Student).where(Student.student_id == "s004")
+                                     ).scalar_one()
+        student.name, student.email = '=HYPERLINK("http://evil.example","click")', "+1+cmd|x"
+        db.session.commit()
+    for path in (f"/dashboard/{EXERCISE}/grades.csv", "/dashboard/gradebook.csv"):
+        plain = {row[0]: row for row in read_csv(staff.get(path))[1:]}
+        assert plain["s004"][1:3] == ['\'=HYPERLINK("http://evil.example","click")', "'+1+cmd|x"]
+        assert plain["s001"][1] == "Aoi Tanaka"
+        canvas = {row[2]: row for row in read_csv(staff.get(path + "?format=canvas"))[2:]}
+        assert canvas["s004"][0].startswith("'=") and canvas["s004"][3] == "'+1+cmd|x"
+
+
 # --- regrading ---------------------------------------------------------------------------------
 
 

@@ -71,8 +71,8 @@ def grades_csv(exercise: Exercise, rows: list[GradeRow], fmt: str = "plain",
         writer.writerow(["Points Possible", "", "", "", "", format_score(exercise.max_score)])
         for row in rows:
             student = row.student
-            writer.writerow([student.name, "", student.student_id, student.email, "",
-                             format_score(row.final)])
+            writer.writerow([spreadsheet_safe(student.name), "", student.student_id,
+                             spreadsheet_safe(student.email), "", format_score(row.final)])
     else:
         item_ids = [item.id for item in exercise.items]
         writer.writerow(["student_id", "name", "email", "score", *BREAKDOWN, *item_ids])
@@ -80,8 +80,9 @@ def grades_csv(exercise: Exercise, rows: list[GradeRow], fmt: str = "plain",
             student = row.student
             items = [format_score(row.items[i].score) if i in row.items else ""
                      for i in item_ids]
-            writer.writerow([student.student_id, student.name, student.email,
-                             format_score(row.final), *_breakdown(row), *items])
+            writer.writerow([student.student_id, spreadsheet_safe(student.name),
+                             spreadsheet_safe(student.email), format_score(row.final),
+                             *_breakdown(row), *items])
     return (BOM if bom else "") + out.getvalue()
 
 
@@ -108,18 +109,19 @@ def gradebook_csv(book: Gradebook, fmt: str = "plain", bom: bool = True) -> str:
                          *(format_score(column.max_score) for column in book.columns), "100"])
         for row in book.rows:
             student = row.student
-            writer.writerow([student.name, "", student.student_id, student.email, "",
+            writer.writerow([spreadsheet_safe(student.name), "", student.student_id,
+                             spreadsheet_safe(student.email), "",
                              *(format_score(row.exercises[i].final) for i in ids),
                              format_score(row.total.percent)])
     else:
         writer.writerow(["student_id", "name", "email", *ids, TOTAL])
         for row in book.rows:
             student = row.student
-            writer.writerow([student.student_id, student.name, student.email,
+            writer.writerow([student.student_id, spreadsheet_safe(student.name),
+                             spreadsheet_safe(student.email),
                              *(format_score(row.exercises[i].final) for i in ids),
                              format_score(row.total.percent)])
     return (BOM if bom else "") + out.getvalue()
-
 
 
 #: What a spreadsheet reads as the start of a formula (or of a DDE command) in a cell.
