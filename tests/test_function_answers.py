@@ -22,7 +22,12 @@ from grader.config import GraderConfig
 from grader.function_cases import FunctionCompare, draw_cases, read_compare
 from grader.function_records import decode_array, read_records
 from grader.function_room import measure_functions
-from grader.function_source import ExtractedFunction, ExtractionFailure, ExtractLimits, extract_function
+from grader.function_source import (
+    ExtractedFunction,
+    ExtractionFailure,
+    ExtractLimits,
+    extract_function,
+)
 from grader.locate import locate_items
 from grader.report import ItemResult
 from grader.scoring import Evidence, score_items
