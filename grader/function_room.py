@@ -52,7 +52,7 @@ ROOM_TARGET = "/opt/grader/functionroom"
 WORK_TARGET = "/job"
 #: One side's sandbox: ``notebook_timeout`` is replaced by the spec's ``seconds``.
 LIMITS = Limits(cell_timeout=20.0, notebook_timeout=20.0, cpu_seconds=40,
-                memory_bytes=1024 * MiB, max_processes=16, file_size_bytes=64 * MiB,
+                memory_bytes=1024 * MiB, max_processes=16, file_size_bytes=64 * MiB + 1,
                 scratch_bytes=16 * MiB, log_bytes=64 * 1024)
 #: A student's output may hold this many times the reference's values for the same case
 #: (and at least :data:`MIN_VALUES`): every honest shape mistake fits, a flood does not.
@@ -63,6 +63,9 @@ INPUT_SLACK = 16
 #: The most values any output may hold.
 MAX_VALUES = 4_000_000
 STUDENT_PASSES = 2
+#: The most bytes of one side's ``out.jsonl`` the host reads (also the room's largest file):
+#: records past it are "no result".
+MAX_RESULT_BYTES = 64 * MiB
 
 
 @dataclass
@@ -115,7 +118,12 @@ def measure_functions(
     if not items:
         return {}
     if reference_nb is None:
-        reference_nb = nbformat.read(exercise.reference_dir / "solution.ipynb", as_version=4)
+        try:
+            reference_nb = nbformat.read(exercise.reference_dir / "solution.ipynb",
+                                         as_version=4)
+        except (OSError, ValueError) as exc:  # the course's files, not the student's
+            missing = bilingual("functions.no_reference", detail=f"{exc}"[:300])
+            return {item.id: FunctionMeasured(reference_failure=missing) for item in items}
     master = np.random.default_rng(secrets.randbits(63) if seed is None else seed)
     limits = extract_limits or ExtractLimits()
     results = {}
@@ -218,7 +226,7 @@ def run_side(extracted: ExtractedFunction, arguments: list[list[dict[str, Any]]]
                             cell_timeout=spec.seconds,
                             cpu_seconds=max(1, math.ceil(2 * spec.seconds)))
     result = sandbox.run(room_request(workdir, limits, user), on_line=on_line)
-    limit = passes * sum(_record_bytes(cap) for cap in caps) + 64 * 1024
+    limit = min(MAX_RESULT_BYTES, passes * sum(_record_bytes(cap) for cap in caps) + 64 * 1024)
     side = read_records(workdir / "out.jsonl", limit, passes, len(caps), caps)
     side.ending = _ending(result, spec.seconds)
     if side.ending is not None and "case" in current:

@@ -366,3 +366,15 @@ def test_grade_the_solution_the_template_and_a_patch_in_the_kernel(built, soluti
                       for o in c.get("outputs", []))
     assert "[0. 2.]" in printed  # right in the kernel...
     assert [i.score for i in report.items] == [2.0, 0.0]  # ...and worth nothing
+
+
+def test_a_missing_reference_is_an_error_not_a_crash(fexercise, solution, tmp_path: Path):
+    exercise = fexercise.model_copy(update={"reference_dir": tmp_path / "nowhere"})
+    located = locate_items(solution, exercise)
+    functions = measure_functions(exercise, solution, located, sandbox=None,  # type: ignore[arg-type]
+                                  workdir=tmp_path)
+    evidence = Evidence(located=located, runner=None, sources={}, exports={}, measured=None,
+                        functions=functions)
+    results = score_items(exercise, evidence)
+    assert [r.score for r in results] == [0.0, 0.0]
+    assert all("reference solution could not be read" in feedback(r) for r in results)
