@@ -233,7 +233,12 @@ def _build(bindings: dict[str, _Binding], cell_index: int, name: str, limits: Ex
         deadline.check()
         binding = queue.pop()
         assert isinstance(binding.node, ast.FunctionDef)
-        for used in sorted(_used_globals(binding.node)):
+        try:
+            used_names = _used_globals(binding.node)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            raise _Refused("syntax", bilingual("functions.syntax_error",
+                                               error=_error_text(exc))) from None
+        for used in sorted(used_names):
             if used in taken:
                 continue
             found = bindings.get(used)

@@ -162,6 +162,9 @@ def test_the_function_comes_with_its_imports_helpers_and_constants_only(solution
     ({"softmax": "def softmax(x):\n    return x * W\n"}, "unbound", "uses W"),
     ({"softmax": "W = np.ones(3)\ndef softmax(x):\n    return x * W\n"}, "not_run", "uses W"),
     ({"softmax": "softmax = lambda x: x\n"}, "missing", "other than a def"),
+    ({"softmax": "def softmax(x):\n    nonlocal y\n    return x\n"}, "syntax", "nonlocal"),
+    ({"imports": "from numpy import *\n", "softmax": "def softmax(x):\n    return exp(x)\n"},
+     "unbound", "uses exp"),
     ({"softmax": "def softmax(x):\n    return x\nsoftmax = None\n"}, "missing", "other than a def"),
     ({"softmax": "x = 1\n", "imports": "import numpy as np\ndef softmax(x):\n    return x\n"},
      "missing", "another cell"),
@@ -280,6 +283,7 @@ HOSTILE_SOFTMAX = {
                                   "    return x\n", "files"),
     "floods the output": ("def softmax(x):\n    return np.broadcast_to(1.0, (10**9,))\n",
                           "far larger"),
+    "eats the memory": ("def softmax(x):\n    return np.ones(2**28) + x.sum()\n", "memory"),
     "returns no array": ("def softmax(x):\n    return {'a': x}\n", "not an array"),
     "unstable (overflows)": ("def softmax(x):\n    e = np.exp(x)\n    return e / e.sum(axis=-1, "
                              "keepdims=True)\n", "NaN"),
