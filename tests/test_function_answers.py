@@ -382,3 +382,18 @@ def test_a_missing_reference_is_an_error_not_a_crash(fexercise, solution, tmp_pa
     results = score_items(exercise, evidence)
     assert [r.score for r in results] == [0.0, 0.0]
     assert all("reference solution could not be read" in feedback(r) for r in results)
+
+
+@pytest.mark.parametrize(("source", "says"), [
+    ("def soft_max(x):\n    return x\n", "No function named softmax"),
+    ("def softmax(x)\n    return x\n", "not valid Python"),
+])
+def test_a_missing_or_broken_function_is_an_item_error_saying_so(fexercise, solution, source,
+                                                                 says, tmp_path: Path):
+    # nothing to run: no sandbox is asked for (None would fail if it were)
+    nb = notebook(solution, replace={"softmax": source})
+    only_softmax = fexercise.model_copy(update={"items": (fexercise.item("softmax"),)})
+    results = measure_and_score(only_softmax, nb, None, tmp_path)
+    assert results["softmax"].score == 0.0 and str(results["softmax"].status) == "error"
+    assert says in feedback(results["softmax"])
+    assert results["softmax"].feedback[0].ja
