@@ -397,3 +397,19 @@ def test_a_missing_or_broken_function_is_an_item_error_saying_so(fexercise, solu
     assert results["softmax"].score == 0.0 and str(results["softmax"].status) == "error"
     assert says in feedback(results["softmax"])
     assert results["softmax"].feedback[0].ja
+
+
+def test_literal_arguments_and_written_out_edge_cases():
+    spec = read_compare("function", {
+        "args": [{"shape": ["n", 3], "dtype": "int64", "low": -2.0, "high": 2.0},
+                 {"value": -1}],
+        "dims": {"n": [2, 5]}, "cases": 3,
+        "edge_cases": [{"name": "written", "args": [{"values": [[1, 2, 3]]}]}]})
+    cases = draw_cases(spec, 7)
+    assert cases[0].name == "written" and cases[0].args[0].tolist() == [[1, 2, 3]]
+    assert all(c.args[1] == -1 for c in cases)
+    for case in cases[1:]:
+        array = case.args[0]
+        assert array.dtype == np.int64 and array.shape[1] == 3 and 2 <= array.shape[0] <= 5
+        assert array.min() >= -2 and array.max() <= 2
+    assert cases[1].describe().startswith("arg1: ") and "arg2: -1" in cases[1].describe()
