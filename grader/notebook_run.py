@@ -69,7 +69,8 @@ def plan_exports(exercise: Exercise, located: dict[str, Located | None]) -> list
     """Export instructions for the runner: only what to export and after which cell."""
     return [ExportStep(item=item.id, cell=where.index, export=item.extract.export,
                        fresh=item.extract.fresh, args=dict(item.extract.args))
-            for item in exercise.items if (where := located.get(item.id)) is not None]
+            for item in exercise.items if (where := located.get(item.id)) is not None
+            and item.extract.export != "function"]  # taken from the source, on the host
 
 
 def build_plan(exercise: Exercise, limits: Limits, located: dict[str, Located | None],

@@ -32,6 +32,7 @@ from grader.comparators import prepare_inputs
 from grader.config import GraderConfig
 from grader.data import evaluation_images
 from grader.deadline import Deadline
+from grader.function_room import FunctionMeasured, function_items, measure_functions
 from grader.kit import Kit, start_kit
 from grader.limits import Limits
 from grader.locate import Located
@@ -70,6 +71,8 @@ class Execution:
     #: Item id -> host path of the export file (kept for the clean room and the reference).
     export_files: dict[str, Path] = field(default_factory=dict)
     measured: Measured | None = None
+    #: Function items (no kernel involved): item id -> what the function rooms measured.
+    functions: dict[str, FunctionMeasured] = field(default_factory=dict)
 
 
 def execute_notebook(
@@ -139,6 +142,12 @@ def execute_notebook(
                                              self_reference=self_reference,
                                              warm=kit.cleanroom)
             run.timings["cleanroom"] = run.measured.seconds
+        if measure and function_items(exercise):
+            # from the notebook's source, in sandboxes of their own: the kernel is not asked
+            run.functions = measure_functions(exercise, nb, located, sandbox,
+                                              rundir / "functions",
+                                              reference_nb=nb if self_reference else None)
+            run.timings["functions"] = sum(f.seconds for f in run.functions.values())
     finally:  # a warm kit's pool waits for its closing (grader.kit.wait_closed)
         kit.close(background=waited is not None)
     return run
@@ -239,7 +248,7 @@ def score_execution(
     prepared = prepare_inputs(exercise, config, run.executed, run.located)
     evidence = Evidence(located=run.located, runner=run.runner, sources=run.sources,
                         exports=run.exports, measured=run.measured, prepared=prepared,
-                        stop_reason=run.outcome.reason)
+                        stop_reason=run.outcome.reason, functions=run.functions)
     items = score_items(exercise, evidence)
     claimed = next((p.claimed_accuracy for p in prepared.values()
                     if p.claimed_accuracy is not None), None)

@@ -41,7 +41,10 @@ def reference_artefacts(exercise: Exercise) -> dict[str, Path]:
 def require_reference(exercise: Exercise) -> None:
     """``FileNotFoundError`` naming the command to run when the reference's exports are
     missing (``grader build-reference`` makes them)."""
-    if not expected_path(exercise).exists() or not reference_artefacts(exercise):
+    # function items have no artefacts: their reference is the solution's source
+    needs_artefacts = any(item.extract.export != "function" for item in exercise.items)
+    if not expected_path(exercise).exists() or (needs_artefacts
+                                                and not reference_artefacts(exercise)):
         raise FileNotFoundError(
             f"the reference of {exercise.id} is missing: run `grader build-reference "
             f"{exercise.id}` first")

@@ -29,6 +29,7 @@ import numpy as np
 from grader.artefacts import GraphExport, ValueExport
 from grader.clean_room import Measured
 from grader.comparators import CompareInput, Prepared, get_comparator
+from grader.function_room import FunctionMeasured
 from grader.locate import Located
 from grader.measurements import MeasurementFailure
 from grader.messages import N_, bilingual
@@ -52,6 +53,8 @@ class Evidence:
     #: Item id -> the host-side inputs its comparator's ``prepare`` hook made (labels...).
     prepared: Mapping[str, Prepared] = field(default_factory=dict)
     stop_reason: Text | None = None
+    #: Function items: item id -> what the function rooms measured (no kernel involved).
+    functions: Mapping[str, FunctionMeasured] = field(default_factory=dict)
 
 
 def score_items(exercise: Exercise, evidence: Evidence) -> list[ItemResult]:
@@ -84,6 +87,8 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
         _add_unjudged(out, found)
         return out
     out.cell_index = where.index
+    if item.extract.export == "function":
+        return _score_function(out, exercise, item, evidence, found)
     runner = evidence.runner
     cell = runner.cell(where.index) if runner is not None else None
     if cell is None or cell.status in ("timeout", "kernel_died"):
@@ -127,6 +132,40 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
     out.status = judgement.status
     out.feedback.extend(judgement.feedback)
     out.details.update(judgement.details)
+    if judgement.fraction < 1:
+        _add_hint(out, item)
+    return out
+
+
+def _score_function(out: ItemResult, exercise: Exercise, item: Item, evidence: Evidence,
+                    found: Prepared | None) -> ItemResult:
+    """A function item: settled by the cell's source and the function rooms, whatever the
+    kernel did (its cell need not have run: the function is taken from the source)."""
+    facts = evidence.sources.get(item.id)
+    if facts is not None and facts.refused is not None:
+        return _error(out, item, found, facts.refused)
+    measured = evidence.functions.get(item.id)
+    if measured is None:
+        return _error(out, item, found, bilingual("scoring.unmeasured"))
+    if measured.student_failure is not None:
+        return _error(out, item, found, measured.student_failure.text)
+    if measured.reference_failure is not None or measured.reference is None:
+        return _error(out, item, found, bilingual(
+            "scoring.reference_unmeasured",
+            detail=measured.reference_failure or bilingual("scoring.unmeasured")))
+    try:
+        judgement = get_comparator(item.compare.kind)(CompareInput(
+            item=item, exercise=exercise,
+            measured={"cases": measured.cases, "student": measured.student},
+            expected={"reference": measured.reference}))
+    except Exception:  # a comparator must never turn an odd answer into a failed run
+        logger.exception("comparator %s failed on item %s", item.compare.kind, item.id)
+        return _error(out, item, found, bilingual("scoring.comparator_failed"))
+    out.score = round(item.points * max(0.0, min(1.0, float(judgement.fraction))), 4)
+    out.status = judgement.status
+    out.feedback.extend(judgement.feedback)
+    out.details.update(judgement.details)
+    out.details["seconds"] = round(measured.seconds, 3)
     if judgement.fraction < 1:
         _add_hint(out, item)
     return out

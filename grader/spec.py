@@ -49,8 +49,10 @@ class Text:
 
 #: ``[runtime] gpu``: what a run of the exercise asks of the GPUs (``docs/gpus.md``).
 GpuNeed = Literal["required", "preferred", "none"]
-#: What the kernel can export (``grader/kernel/exporter.py``).
-EXPORTS = ("tensor", "layer", "model")
+#: What the kernel can export (``grader/kernel/exporter.py``), and ``function``: a function
+#: taken from the notebook's source on the host, never from the kernel
+#: (:mod:`grader.function_source`).
+EXPORTS = ("tensor", "layer", "model", "function")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
 UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
          "KB": 1000, "MB": 1000**2, "GB": 1000**3}  # fmt: skip
@@ -325,7 +327,31 @@ class _SpecFile(_Table):
             if structure is not None and structure not in ids:
                 raise ValueError(f"item '{item.id}': compare.structure names no item "
                                  f"('{structure}')")
+            _check_function_item(item)
         return self
+
+
+def _check_function_item(item: Item) -> None:
+    """A function item: ``extract = { export = "function", name = "..." }`` with
+    ``compare.kind = "function"`` and its options (:mod:`grader.function_cases`)."""
+    is_export = item.extract.export == "function"
+    if is_export != (item.compare.kind == "function"):
+        raise ValueError(f"item '{item.id}': extract.export = \"function\" goes with "
+                         f"compare.kind = \"function\"")
+    if not is_export:
+        return
+    name = item.extract.args.get("name")
+    if not isinstance(name, str) or not name.isidentifier() or set(item.extract.args) != {
+            "name"}:
+        raise ValueError(f"item '{item.id}': extract needs name = \"<function name>\" only")
+    from grader.function_cases import read_compare
+
+    try:
+        read_compare(item.compare.kind, dict(item.compare.options))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"item '{item.id}': compare.{_where(tuple(first['loc']))}: "
+                         f"{first['msg']}") from None
 
 
 class Exercise(BaseModel):

@@ -28,9 +28,11 @@ def test_sandboxed_code_imports_nothing_from_grader():
     """The runner, the code sent into the kernel and the clean room see only their own
     folder (each is mounted alone)."""
     from grader.clean_room import CLEANROOM_DIR
+    from grader.function_room import ROOM_DIR
     from grader.kit import KERNEL_DIR
 
-    files = [*KERNEL_DIR.glob("*.py"), *CLEANROOM_DIR.glob("*.py")]
+    files = [*KERNEL_DIR.glob("*.py"), *CLEANROOM_DIR.glob("*.py"), *ROOM_DIR.glob("*.py")]
+    assert len(list(ROOM_DIR.glob("*.py"))) == 1  # the function room's main.py
     assert {p.name for p in files} >= {"runner.py", "exporter.py", "main.py", "graphs.py"}
     for path in files:
         text = path.read_text()

@@ -1,0 +1,157 @@
+"""What a function room wrote (``out.jsonl``), read with a size cap and checked.
+
+Every line is untrusted (the student's code ran in that process and may have written
+anything to the file): a line is a :class:`CallRecord` or a load failure, its array decoded
+only from an allowed dtype whose byte count matches its shape, and held to the case's cap.
+A line that is none of these is skipped; a call with no valid line is "no result".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from grader.spec import Text
+
+#: The dtypes a room may write back, as ``numpy.dtype.str``.
+DTYPES = frozenset({"|b1", "|i1", "<i2", "<i4", "<i8", "|u1", "<u2", "<u4", "<u8",
+                    "<f2", "<f4", "<f8"})
+#: The codes a failed call may carry (anything else reads as ``error``).
+CODES = frozenset({"error", "memory", "too_large", "bad_output", "file", "network",
+                   "process", "native", "clock"})
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    case: int = Field(ge=0)
+    pass_: int = Field(ge=0, alias="pass")
+    ok: bool
+    shape: list[int] | None = None
+    dtype: str | None = None
+    data: str | None = None
+    code: str | None = None
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class _Load(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code: str = Field(max_length=40)
+    detail: str = Field(max_length=2000)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call of the function on one case: its output, or why there is none."""
+
+    case: int
+    ok: bool
+    array: np.ndarray | None = None
+    code: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class SideResult:
+    """One side's run: calls by pass then case, and how the run ended."""
+
+    calls: dict[int, dict[int, CallRecord]] = field(default_factory=dict)
+    #: The module or function could not be had: ``(code, detail)``.
+    load: tuple[str, str] | None = None
+    #: Why the sandbox ended early (time, memory, a signal), else ``None``.
+    ending: Text | None = None
+    #: ``(pass, case)`` the run was in when it ended early.
+    stopped_in: tuple[int, int] | None = None
+    #: Lines that were not valid records.
+    bad_lines: int = 0
+    wall_seconds: float = 0.0
+
+    def call(self, pass_index: int, case: int) -> CallRecord | None:
+        return self.calls.get(pass_index, {}).get(case)
+
+
+def read_records(path: Path, limit: int, passes: int, cases: int, caps: list[int]
+                 ) -> SideResult:
+    """The records of ``path`` (at most ``limit`` bytes read; a longer file is cut and its
+    last line dropped), each checked against its case's cap."""
+    side = SideResult()
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError:
+        return side
+    lines = data.split(b"\n")
+    if len(data) > limit:
+        lines = lines[:-1]
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):
+            side.bad_lines += 1
+            continue
+        if isinstance(value, dict) and set(value) == {"load"}:
+            try:
+                load = _Load.model_validate(value["load"])
+            except ValidationError:
+                side.bad_lines += 1
+                continue
+            side.load = side.load or (load.code, load.detail)
+            continue
+        record = _record(value, passes, cases, caps)
+        if record is None:
+            side.bad_lines += 1
+            continue
+        pass_index, call = record
+        side.calls.setdefault(pass_index, {}).setdefault(call.case, call)
+    return side
+
+
+def _record(value: Any, passes: int, cases: int, caps: list[int]
+            ) -> tuple[int, CallRecord] | None:
+    try:
+        line = _Line.model_validate(value)
+    except ValidationError:
+        return None
+    if line.case >= cases or line.pass_ >= passes:
+        return None
+    if not line.ok:
+        code = line.code if line.code in CODES else "error"
+        return line.pass_, CallRecord(line.case, False, code=code, detail=line.detail or "")
+    array = decode_array(line.shape, line.dtype, line.data, caps[line.case])
+    if array is None:
+        return line.pass_, CallRecord(line.case, False, code="bad_output",
+                                      detail="an output the grader cannot read")
+    return line.pass_, CallRecord(line.case, True, array=array)
+
+
+def decode_array(shape: list[int] | None, dtype: str | None, data: str | None,
+                 cap: int) -> np.ndarray | None:
+    """The array of a record, or ``None`` when any part is off (dtype, size, cap)."""
+    if shape is None or dtype not in DTYPES or data is None or len(shape) > 32:
+        return None
+    if any(d < 0 for d in shape):
+        return None
+    count = math.prod(shape)
+    if count > cap:
+        return None
+    kind = np.dtype(dtype)
+    if len(data) != 4 * math.ceil(count * kind.itemsize / 3):
+        return None
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != count * kind.itemsize:
+        return None
+    return np.frombuffer(raw, dtype=kind).reshape(shape)
