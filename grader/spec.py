@@ -50,7 +50,7 @@ class Text:
 #: ``[runtime] gpu``: what a run of the exercise asks of the GPUs (``docs/gpus.md``).
 GpuNeed = Literal["required", "preferred", "none"]
 #: What the kernel can export (``grader/kernel/exporter.py``).
-EXPORTS = ("tensor", "layer", "model")
+EXPORTS = ("tensor", "layer", "model", "keras_model")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
 UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
          "KB": 1000, "MB": 1000**2, "GB": 1000**3}  # fmt: skip
