@@ -102,8 +102,9 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
         return _error(out, item, found, _export_text(item, cell_error, export))
     if isinstance(export, ValueExport):
         name = item.extract.args.get("expr", "")
-        return _error(out, item, found,
-                      bilingual("scoring.not_a_tensor", name=name, type=export.type))
+        key = (N_("scoring.not_a_keras_model") if item.extract.export == "keras_model"
+               else N_("scoring.not_a_tensor"))
+        return _error(out, item, found, bilingual(key, name=name, type=export.type))
     measured = evidence.measured
     mine = measured.get(item.id, "student") if measured is not None else None
     if mine is None or isinstance(mine, MeasurementFailure):

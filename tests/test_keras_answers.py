@@ -110,6 +110,25 @@ def test_flat_and_two_dimensional_inputs_are_fed_as_the_model_expects(shape):
     assert got["predictions"]["test"] == np.argmax(model.predict(x, verbose=0), 1).tolist()
 
 
+def test_a_model_of_many_built_in_layers_predicts_as_the_original():
+    model = keras.Sequential([
+        keras.Input((28, 28)), L.Rescaling(2.0, offset=-1.0), L.Reshape((28, 28, 1)),
+        L.ZeroPadding2D(1), L.Conv2D(4, 3, strides=2, padding="same", use_bias=False),
+        L.BatchNormalization(), L.ReLU(max_value=6.0), L.SeparableConv2D(6, 3),
+        L.DepthwiseConv2D(3, depth_multiplier=2, activation="elu"), L.SpatialDropout2D(0.1),
+        L.AveragePooling2D(2), L.LayerNormalization(), L.GlobalMaxPooling2D(),
+        L.GaussianNoise(0.3), L.Dense(16, activation="gelu"), L.LeakyReLU(0.1),
+        L.Dropout(0.5), L.Dense(10), L.Softmax()])
+    rng = np.random.default_rng(2)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.weights])
+    images = {"test": rng.integers(0, 256, size=(100, 28, 28)).astype(np.uint8)}
+    got = keras_build.measure_keras_predictions(export_of(model), {}, images)
+    want = model.predict((images["test"] / 255.0).astype(np.float32), verbose=0)
+    assert got["predictions"]["test"] == np.argmax(want, 1).tolist()
+    assert got["parameters"] == model.count_params()
+    assert got["structure"]["kinds"]["normalization"] == 2
+
+
 def test_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_path):
     target = tmp_path / "ran.txt"
     artefact = export_of(lambda_payload_model(target))
