@@ -129,6 +129,78 @@ def test_a_model_of_many_built_in_layers_predicts_as_the_original():
     assert got["structure"]["kinds"]["normalization"] == 2
 
 
+def test_a_functional_chain_is_read_and_anything_else_functional_refused():
+    inputs = keras.Input((28, 28, 1))
+    x = L.Conv2D(4, 3, activation="relu")(inputs)
+    x = L.MaxPooling2D()(x)
+    outputs = L.Dense(10, activation="softmax")(L.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.weights])
+    images = {"test": rng.integers(0, 256, size=(100, 28, 28)).astype(np.uint8)}
+    got = keras_build.measure_keras_predictions(export_of(model), {}, images)
+    want = model.predict((images["test"].reshape(-1, 28, 28, 1) / 255.0).astype(np.float32),
+                         verbose=0)
+    assert got["predictions"]["test"] == np.argmax(want, 1).tolist()
+
+    shared = L.Dense(784)  # one layer called twice
+    flat = keras.Input((784,))
+    twice = keras.Model(flat, L.Dense(10)(shared(shared(flat))))
+    assert refusal(export_of(twice)).code == "keras_not_sequential"
+    a, b = keras.Input((784,)), keras.Input((784,))  # two inputs, merged
+    merged = keras.Model([a, b], L.Dense(10)(L.Add()([L.Dense(4)(a), L.Dense(4)(b)])))
+    assert refusal(export_of(merged)).code in ("keras_not_sequential",
+                                               "keras_layer_not_allowed")
+    skip = keras.Input((784,))  # the output computed from the input, past the middle layer
+    hidden = L.Dense(4)(skip)
+    branch = keras.Model(skip, [L.Dense(10)(skip), hidden])
+    assert refusal(export_of(branch)).code == "keras_not_sequential"
+
+    class Custom(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = L.Dense(10)
+
+        def call(self, x):
+            return self.dense(x)
+
+    custom = Custom()
+    custom(np.zeros((1, 784), np.float32))
+    assert refusal(export_of(custom)).code == "keras_not_sequential"
+
+
+def _chain_export() -> dict:
+    inputs = keras.Input((784,))
+    return export_of(keras.Model(inputs, L.Dense(10)(L.Dense(8)(inputs))))
+
+
+def _rewired(mutate) -> dict:
+    artefact = _chain_export()
+    document = json.loads(artefact["model_json"])
+    mutate(document["config"])
+    artefact["model_json"] = json.dumps(document)
+    return artefact
+
+
+def _args(config, index):
+    return config["layers"][index]["inbound_nodes"][0]["args"]
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda c: _args(c, 2)[0]["config"].update(keras_history=[c["layers"][0]["name"], 0, 0]),
+    lambda c: _args(c, 2)[0]["config"].update(keras_history=["os", 0, 0]),
+    lambda c: _args(c, 2)[0]["config"].update(keras_history=[c["layers"][1]["name"], 1, 0]),
+    lambda c: c["layers"][2]["inbound_nodes"][0].update(kwargs={"training": True}),
+    lambda c: c["layers"][2]["inbound_nodes"].append(c["layers"][2]["inbound_nodes"][0]),
+    lambda c: _args(c, 2).append(_args(c, 2)[0]),
+    lambda c: c.update(output_layers=[c["layers"][1]["name"], 0, 0]),
+    lambda c: c.update(input_layers=[c["layers"][1]["name"], 0, 0]),
+])
+def test_a_functional_chain_rewired_is_refused(mutate):
+    assert keras_build.measure_keras_structure(_chain_export(), {})["parameters"] == 6370
+    assert refusal(_rewired(mutate)).code == "keras_not_sequential"
+
+
 def test_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_path):
     target = tmp_path / "ran.txt"
     artefact = export_of(lambda_payload_model(target))
@@ -189,7 +261,8 @@ def _conv(document):
     (lambda d, a: _conv(d).update(class_name="system", module="os",
                                   config={"command": "touch /tmp/x"}), "keras_layer_not_allowed"),
     (lambda d, a: d.update(module="os"), "keras_not_sequential"),
-    (lambda d, a: d.update(class_name="Functional"), "keras_not_sequential"),
+    (lambda d, a: d.update(class_name="Functional"), "keras_bad_config"),  # no wiring
+    (lambda d, a: d.update(class_name="Model"), "keras_not_sequential"),
     (lambda d, a: _conv(d)["config"].update(kernel_initializer={
         "module": "__main__", "class_name": "Mine", "config": {}, "registered_name": "Mine"}),
      "keras_custom_object"),

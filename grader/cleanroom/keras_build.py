@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from graphs import GraphRefused, unpack_array
-from keras_config import LayerSpec, SequentialSpec, parse_document, read_sequential
+from keras_config import LayerSpec, SequentialSpec, parse_document, read_model
 
 #: Most values one image's activations may hold at any layer.
 MAX_ACTIVATION = 28 * 28 * 512
@@ -44,7 +44,7 @@ def read_spec(artefact: dict[str, Any]) -> SequentialSpec:
                            "not a Keras model")
     if artefact.get("kind") != "keras":
         raise GraphRefused("bad_artefact", "the export is not a Keras model")
-    return read_sequential(parse_document(artefact.get("model_json")))
+    return read_model(parse_document(artefact.get("model_json")))
 
 
 def _layer_parameters(spec: LayerSpec, shape: tuple[int | None, ...]) -> int:

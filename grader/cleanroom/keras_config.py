@@ -14,7 +14,9 @@ the model computes, from which :mod:`keras_build` makes the layers itself
 part in a trained model's predictions: they are checked (a custom one is refused, with its
 name, so the student learns why) and dropped.
 
-Only ``keras.Sequential`` models are read; a functional model is refused with a clear code.
+Only ``keras.Sequential`` models are read, and functional models that are one chain of layers
+(each called once, on the previous one's output: :func:`read_chain`); any other is refused
+with a clear code.
 """
 
 from __future__ import annotations
@@ -274,7 +276,8 @@ WEIGHTED = frozenset({"Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D",
 ENTRY_KEYS = frozenset({"module", "class_name", "config", "registered_name", "build_config"})
 
 
-def _layer(entry: Any, index: int) -> LayerSpec | tuple[int, ...]:
+def _layer(entry: Any, index: int, entry_keys: frozenset[str] = ENTRY_KEYS
+           ) -> LayerSpec | tuple[int, ...]:
     """One layer of the document: a :class:`LayerSpec`, or an ``InputLayer``'s shape."""
     where = f"layer {index}"
     if not isinstance(entry, dict):
@@ -289,7 +292,7 @@ def _layer(entry: Any, index: int) -> LayerSpec | tuple[int, ...]:
                            f"{str(entry.get('module'))[:80]} / registered name "
                            f"{str(entry.get('registered_name'))[:80]}, not Keras's own layer",
                            [label])
-    unknown = sorted(set(entry) - ENTRY_KEYS)
+    unknown = sorted(set(entry) - entry_keys)
     if unknown:
         raise _bad(where, f"unexpected key {str(unknown[0])[:40]}")
     config = entry.get("config")
@@ -354,8 +357,83 @@ def parse_document(text: Any) -> dict[str, Any]:
     return document
 
 
+FUNCTIONAL_MODULES = ("keras.src.models.functional", "keras.models", "keras")
+
+
+def read_model(document: dict[str, Any]) -> SequentialSpec:
+    """The checked model, Sequential or a functional chain; :class:`GraphRefused` naming the
+    first thing not allowed."""
+    if document.get("class_name") == "Functional" and document.get(
+            "module") in FUNCTIONAL_MODULES and document.get("registered_name") in (
+            None, "Functional"):
+        return read_chain(document)
+    return read_sequential(document)
+
+
+def _history(argument: Any, where: str) -> str:
+    """The layer whose output a functional layer is called on (its only argument)."""
+    if not isinstance(argument, dict) or argument.get("class_name") != "__keras_tensor__":
+        raise GraphRefused("keras_not_sequential", f"{where}: called on something other than "
+                           "one layer's output")
+    history = (argument.get("config") or {}).get("keras_history")
+    if not isinstance(history, list) or len(history) != 3 or history[1:] != [0, 0] or (
+            not isinstance(history[0], str)):
+        raise GraphRefused("keras_not_sequential", f"{where}: called on a layer's second "
+                           "output or call")
+    return history[0]
+
+
+def read_chain(document: dict[str, Any]) -> SequentialSpec:
+    """A functional model that is one chain (``x = Layer(...)(x)`` from one ``keras.Input``
+    to the output), read as the Sequential model it computes; a branch, a merge, a layer
+    called twice or with keyword arguments is refused."""
+    config = document.get("config")
+    if not isinstance(config, dict):
+        raise _bad("the model", "its config is not an object")
+    entries = config.get("layers")
+    if not isinstance(entries, list) or len(entries) < 2 or len(entries) > MAX_LAYERS + 1:
+        raise _bad("the model", f"expected 1 to {MAX_LAYERS} layers")
+    keys = ENTRY_KEYS | {"name", "inbound_nodes"}
+    previous: str | None = None
+    shape: tuple[int, ...] | None = None
+    layers: list[LayerSpec] = []
+    for index, entry in enumerate(entries):
+        where = f"layer {index}"
+        layer = _layer(entry, index, keys)
+        name, nodes = entry.get("name"), entry.get("inbound_nodes")
+        if not isinstance(name, str) or not isinstance(nodes, list):
+            raise _bad(where, "no name or inbound nodes")
+        if index == 0:
+            if not isinstance(layer, tuple) or nodes:
+                raise GraphRefused("keras_no_input", "the model does not start with "
+                                   "keras.Input(shape=...)")
+            shape = layer
+        else:
+            if isinstance(layer, tuple):
+                raise GraphRefused("keras_not_sequential", f"{where}: a second input")
+            node = nodes[0] if len(nodes) == 1 and isinstance(nodes[0], dict) else None
+            arguments = node.get("args") if node is not None else None
+            if node is None or node.get("kwargs") not in ({}, None) or not isinstance(
+                    arguments, list) or len(arguments) != 1:
+                raise GraphRefused("keras_not_sequential", f"{where}: not called once on "
+                                   "one tensor")
+            if _history(arguments[0], where) != previous:
+                raise GraphRefused("keras_not_sequential", f"{where}: not called on the "
+                                   "previous layer's output (a branch)")
+            layers.append(layer)
+        previous = name
+    for key, first in (("input_layers", entries[0]["name"]), ("output_layers", previous)):
+        ends = config.get(key)
+        if ends not in ([first, 0, 0], [[first, 0, 0]]):
+            raise GraphRefused("keras_not_sequential", f"the model's {key} are not the "
+                               "chain's ends")
+    assert shape is not None
+    return SequentialSpec(shape, tuple(layers))
+
+
 def read_sequential(document: dict[str, Any]) -> SequentialSpec:
-    """The checked model; :class:`GraphRefused` naming the first thing not allowed."""
+    """The checked Sequential model; :class:`GraphRefused` naming the first thing not
+    allowed."""
     name = document.get("class_name")
     if name != "Sequential" or document.get("module") not in ("keras", "keras.models") or (
             document.get("registered_name") is not None):
