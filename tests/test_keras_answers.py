@@ -355,8 +355,8 @@ import tensorflow as tf
 from tensorflow import keras
 print("eager:", tf.executing_eagerly())"""
 DATA = """(x_train, t_train), _ = keras.datasets.mnist.load_data()
-x_train = (x_train[:600].reshape(-1, 28, 28, 1) / 255).astype(np.float32)
-t_train = t_train[:600]"""
+x_train = (x_train[:2000].reshape(-1, 28, 28, 1) / 255).astype(np.float32)
+t_train = t_train[:2000]"""
 MODEL = """keras.utils.set_random_seed(0)
 model = keras.Sequential([
     keras.Input(shape=(28, 28, 1)),
@@ -366,7 +366,7 @@ model = keras.Sequential([
     keras.layers.Dense(10, activation="softmax"),
 ])"""
 TRAIN = """model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-history = model.fit(x_train, t_train, epochs=1, batch_size=32, verbose=0)
+history = model.fit(x_train, t_train, epochs=2, batch_size=32, verbose=0)
 print("accuracy:", history.history["accuracy"][-1])"""
 CUSTOM = """class Doubling(keras.layers.Layer):
     def call(self, x):
@@ -429,9 +429,8 @@ def test_the_reference_earns_full_marks_in_a_tf2_notebook(built, config, sandbox
 
 @pytest.mark.sandbox
 def test_an_untrained_model_earns_no_accuracy_points(built, config, sandbox):
-    untrained = TRAIN.replace("history = model.fit(x_train, t_train, epochs=1, batch_size=32, "
-                              "verbose=0)\n", "").replace('history.history["accuracy"][-1]',
-                                                          "0.99")
+    untrained = """model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+print("accuracy:", 0.99)"""
     _, items = _grade(notebook(train=untrained), built, config, sandbox)
     assert items["structure"].score == 4, items["structure"].feedback
     assert items["accuracy"].score == 0
