@@ -325,6 +325,9 @@ class _SpecFile(_Table):
             if structure is not None and structure not in ids:
                 raise ValueError(f"item '{item.id}': compare.structure names no item "
                                  f"('{structure}')")
+            if item.compare.kind == "keras_structure" and item.extract.export != "keras_model":
+                raise ValueError(f"item '{item.id}': compare.kind 'keras_structure' needs "
+                                 "extract.export 'keras_model'")
         return self
 
 

@@ -333,6 +333,21 @@ def test_the_host_reads_a_keras_export_and_routes_it(tmp_path, config):
     assert isinstance(failure, MeasurementFailure)
 
 
+def test_a_structure_item_must_export_a_keras_model(tmp_path, config):
+    from grader.spec import SpecError
+
+    exercise = _exercise(tmp_path, config)
+    spec = exercise.directory / "exercise.toml"
+    text = spec.read_text()
+    spec.write_text(text.replace('extract = { export = "keras_model", expr = "model" }\n'
+                                 'compare = { kind = "keras_structure"',
+                                 'extract = { export = "model", expr = "model" }\n'
+                                 'compare = { kind = "keras_structure"'))
+    assert spec.read_text() != text
+    with pytest.raises(SpecError, match=r"keras_structure.*keras_model"):
+        load_exercise(exercise.directory, tmp_path / "reference")
+
+
 def test_structure_checks():
     facts = {"layers": [{"class_name": "Conv2D", "output_shape": [None, 26, 26, 4]},
                         {"class_name": "Flatten", "output_shape": [None, 2704]},
