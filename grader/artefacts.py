@@ -57,7 +57,21 @@ class ValueExport(_Model):
     type: str = Field(max_length=200)
 
 
-def read_artefact(path: Path) -> GraphExport | ValueExport:
+class KerasExport(_Model):
+    """A Keras model: its architecture as ``model.to_json()`` wrote it (read only by the clean
+    room, against an allow-list: ``grader/cleanroom/keras_config.py``) and its weights."""
+
+    kind: Literal["keras"]
+    model_json: str = Field(max_length=1_000_000)
+    weights: list[PackedArray] = Field(default_factory=list, max_length=1000)
+    paths: list[str] = Field(default_factory=list, max_length=1000)
+
+
+#: Every export the clean room measures.
+Export = GraphExport | KerasExport
+
+
+def read_artefact(path: Path) -> GraphExport | KerasExport | ValueExport:
     """The export in ``path``, size-capped and schema-checked."""
     try:
         data = read_capped_json(path, MAX_ARTEFACT_BYTES, "the export")
@@ -72,6 +86,8 @@ def read_artefact(path: Path) -> GraphExport | ValueExport:
     try:
         if data.get("kind") == "value":
             return ValueExport.model_validate(data)
+        if data.get("kind") == "keras":
+            return KerasExport.model_validate(data)
         return GraphExport.model_validate(data)
     except ValidationError as exc:
         raise ArtefactError(f"the export does not follow the schema: {exc.errors()[0]['msg']}"

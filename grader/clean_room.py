@@ -70,7 +70,8 @@ CLEANROOM_DIR = Path(__file__).resolve().parent / "cleanroom"
 CLEANROOM_TARGET = "/opt/grader/cleanroom"
 WORK_TARGET = "/job"
 #: What each comparator kind needs measured.
-MEASURES = {"op_output": "tensor", "layer": "layer", "graph": "graph", "accuracy": "predictions"}
+MEASURES = {"op_output": "tensor", "layer": "layer", "graph": "graph", "accuracy": "predictions",
+            "keras_structure": "keras_structure"}
 #: Fresh images per convolution or pooling answer, besides the exercise's own.
 FRESH_IMAGES = 4
 #: A tensor answer's output may hold this many times the values of the exercise's input (per
@@ -175,15 +176,15 @@ def plan_jobs(
         options: dict[str, Any] = {}
         if measure == "layer":
             options["input_shape"] = list(item.extract.args.get("input_shape", []))
-        if measure == "predictions" and exercise.accuracy is not None:
+        if measure in ("predictions", "keras_structure") and exercise.accuracy is not None:
             options["max_parameters"] = exercise.accuracy.max_parameters
         jobs.append(Job(f"{item.id}/student", item, "student", measure, student[item.id],
                         options))
         if measure in ("tensor", "layer") and item.id in reference:
             jobs.append(Job(f"{item.id}/reference", item, "reference", measure,
                             reference[item.id], options))
-        elif item.id in reference and (measure == "graph" or item.compare.options.get(
-                "structure")):
+        elif item.id in reference and item.extract.export != "keras_model" and (
+                measure == "graph" or item.compare.options.get("structure")):
             # the reference's data path, which sets the kinds a student's may use
             jobs.append(Job(f"{item.id}/reference", item, "reference", "graph",
                             reference[item.id]))

@@ -131,11 +131,30 @@ class GraphMeasurement(_Model):
     data_path: DataPath | None = None
 
 
+class KerasLayer(_Model):
+    class_name: str = Field(max_length=60)
+    output_shape: list[int | None] = Field(max_length=8)
+    parameters: int = Field(ge=0)
+    activation: str | None = Field(default=None, max_length=40)
+
+
+class KerasStructure(_Model):
+    """A Keras model's layers as the clean room made them again (``keras_build.py``)."""
+
+    input_shape: list[int] = Field(max_length=8)
+    layers: list[KerasLayer] = Field(max_length=100)
+    parameters: int = Field(ge=0)
+    #: Layers of each kind (``conv``, ``pooling``, ``dense``...).
+    kinds: dict[str, int] = Field(max_length=20)
+
+
 class PredictionsMeasurement(_Model):
     predictions: dict[str, list[int]]
     parameters: int = Field(ge=0)
     #: The trained model's structure (what :class:`GraphMeasurement` holds).
     graph: GraphMeasurement | None = None
+    #: A Keras model's structure (its layers), when the model is one.
+    structure: KerasStructure | None = None
 
 
 #: Characters of one op's type a failure keeps: the type is the student's text (a GraphDef
@@ -163,6 +182,7 @@ MODELS: dict[str, type[_Model]] = {
     "layer": LayerMeasurement,
     "graph": GraphMeasurement,
     "predictions": PredictionsMeasurement,
+    "keras_structure": KerasStructure,
 }
 
 
@@ -173,7 +193,7 @@ BYTES_PER_PREDICTION = 4
 #: Bytes for what a measurement holds besides its arrays: the error, the variables' statistics
 #: (at most 1,000 of about 600 bytes), the graph facts (at most 200 ops).
 BYTES_OVERHEAD = {"tensor": 64 * 1024, "layer": 1024 * 1024, "graph": 4 * 1024 * 1024,
-                  "predictions": 4 * 1024 * 1024}
+                  "predictions": 4 * 1024 * 1024, "keras_structure": 256 * 1024}
 
 
 def max_measurement_bytes(kind: str, *, max_values: Any = None, outputs: int = 1,

@@ -26,7 +26,7 @@ from typing import Any
 
 import nbformat
 
-from grader.artefacts import ArtefactError, GraphExport, ValueExport, read_artefact
+from grader.artefacts import ArtefactError, GraphExport, KerasExport, ValueExport, read_artefact
 from grader.clean_room import ImageSets, Measured, WarmCleanRoom, measure_artefacts, plan_jobs
 from grader.comparators import prepare_inputs
 from grader.config import GraderConfig
@@ -67,7 +67,8 @@ class Execution:
     #: Item id -> what the cell's source says (host-side facts).
     sources: dict[str, SourceFacts] = field(default_factory=dict)
     #: Item id -> the checked export, or the reason it is unusable.
-    exports: dict[str, GraphExport | ValueExport | str] = field(default_factory=dict)
+    exports: dict[str, GraphExport | KerasExport | ValueExport | str] = field(
+        default_factory=dict)
     #: Item id -> host path of the export file (kept for the clean room and the reference).
     export_files: dict[str, Path] = field(default_factory=dict)
     measured: Measured | None = None
@@ -182,7 +183,7 @@ def measure_execution(run: Execution, exercise: Exercise, config: GraderConfig,
     """Measure the run's graph exports, beside the reference's, in the clean room (``warm``:
     one started ahead in ``rundir / "cleanroom"``)."""
     student = {item_id: path for item_id, path in run.export_files.items()
-               if isinstance(run.exports.get(item_id), GraphExport)
+               if _measurable(exercise, item_id, run.exports.get(item_id))
                and _cell_can_answer(run, item_id)}
     reference = dict(student) if self_reference else reference_artefacts(exercise)
     jobs = plan_jobs(exercise, student, reference)
@@ -190,6 +191,17 @@ def measure_execution(run: Execution, exercise: Exercise, config: GraderConfig,
     if any(job.measure == "predictions" for job in jobs):
         images = ImageSets(evaluation_images(config.data_dir))
     return measure_artefacts(jobs, sandbox, rundir / "cleanroom", images=images, warm=warm)
+
+
+def _measurable(exercise: Exercise, item_id: str, export: object) -> bool:
+    """An export of the kind its item asks for: a Keras model for ``keras_model``, a graph for
+    the others (the kernel chooses what it answers; a graph sent for a Keras item, or the
+    reverse, is not measured)."""
+    try:
+        keras = exercise.item(item_id).extract.export == "keras_model"
+    except KeyError:
+        return False
+    return isinstance(export, KerasExport if keras else GraphExport)
 
 
 def _cell_can_answer(run: Execution, item_id: str) -> bool:

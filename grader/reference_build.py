@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.artefacts import GraphExport
+from grader.artefacts import GraphExport, KerasExport
 from grader.budgets import CellTiming
 from grader.config import GraderConfig
 from grader.data.perturb import source_name
@@ -56,7 +56,7 @@ def _check_clean(run: Execution, exercise: Exercise) -> None:
         if item.extract.export == "function":
             continue  # no export: measured from the source, judged by the score below
         export = run.exports.get(item.id)
-        if not isinstance(export, GraphExport):
+        if not isinstance(export, GraphExport | KerasExport):
             raise ReferenceError(f"the solution's export for {item.id} is unusable: {export}")
         measured = run.measured.get(item.id, "student") if run.measured else None
         if measured is None or isinstance(measured, MeasurementFailure):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.artefacts import GraphExport, ValueExport
+from grader.artefacts import Export, GraphExport, KerasExport, ValueExport
 from grader.clean_room import Measured
 from grader.comparators import CompareInput, Prepared, get_comparator
 from grader.function_room import FunctionMeasured
@@ -48,7 +48,7 @@ class Evidence:
     located: Mapping[str, Located | None]
     runner: RunnerResult | None
     sources: Mapping[str, SourceFacts]
-    exports: Mapping[str, GraphExport | ValueExport | str]
+    exports: Mapping[str, GraphExport | KerasExport | ValueExport | str]
     measured: Measured | None
     #: Item id -> the host-side inputs its comparator's ``prepare`` hook made (labels...).
     prepared: Mapping[str, Prepared] = field(default_factory=dict)
@@ -107,8 +107,9 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
         return _error(out, item, found, _export_text(item, cell_error, export))
     if isinstance(export, ValueExport):
         name = item.extract.args.get("expr", "")
-        return _error(out, item, found,
-                      bilingual("scoring.not_a_tensor", name=name, type=export.type))
+        key = (N_("scoring.not_a_keras_model") if item.extract.export == "keras_model"
+               else N_("scoring.not_a_tensor"))
+        return _error(out, item, found, bilingual(key, name=name, type=export.type))
     measured = evidence.measured
     mine = measured.get(item.id, "student") if measured is not None else None
     if mine is None or isinstance(mine, MeasurementFailure):
@@ -171,7 +172,7 @@ def _score_function(out: ItemResult, exercise: Exercise, item: Item, evidence: E
     return out
 
 
-def _comparator_views(item: Item, mine: Any, theirs: Any, export: GraphExport,
+def _comparator_views(item: Item, mine: Any, theirs: Any, export: Export,
                       evidence: Evidence, measured: Measured | None
                       ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The measurements as the comparators read them (plain dicts)."""
@@ -231,6 +232,12 @@ FAILURES = {
     "no_input": N_("scoring.failure.no_input"),
     "budget": N_("scoring.failure.budget"),
     "wrong_shape": N_("scoring.failure.wrong_shape"),
+    "keras_layer_not_allowed": N_("scoring.failure.keras_layer_not_allowed"),
+    "keras_custom_object": N_("scoring.failure.keras_custom_object"),
+    "keras_not_sequential": N_("scoring.failure.keras_not_sequential"),
+    "keras_no_input": N_("scoring.failure.keras_no_input"),
+    "keras_bad_config": N_("scoring.failure.keras_bad_config"),
+    "keras_wrong_weights": N_("scoring.failure.keras_wrong_weights"),
 }
 
 

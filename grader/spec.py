@@ -52,7 +52,7 @@ GpuNeed = Literal["required", "preferred", "none"]
 #: What the kernel can export (``grader/kernel/exporter.py``), and ``function``: a function
 #: taken from the notebook's source on the host, never from the kernel
 #: (:mod:`grader.function_source`).
-EXPORTS = ("tensor", "layer", "model", "function")
+EXPORTS = ("tensor", "layer", "model", "keras_model", "function")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
 UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
          "KB": 1000, "MB": 1000**2, "GB": 1000**3}  # fmt: skip
@@ -328,6 +328,9 @@ class _SpecFile(_Table):
                 raise ValueError(f"item '{item.id}': compare.structure names no item "
                                  f"('{structure}')")
             _check_function_item(item)
+            if item.compare.kind == "keras_structure" and item.extract.export != "keras_model":
+                raise ValueError(f"item '{item.id}': compare.kind 'keras_structure' needs "
+                                 "extract.export 'keras_model'")
         return self
 
 

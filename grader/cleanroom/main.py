@@ -38,6 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 from graphs import GraphRefused
+from keras_build import measure_keras_predictions, measure_keras_structure
 from measure import (
     measure_graph,
     measure_layer,
@@ -106,8 +107,12 @@ def run_job(job: dict[str, Any], images: dict[str, np.ndarray]) -> dict[str, Any
         return measure_layer(artefact, job)
     if kind == "graph":
         return measure_graph(artefact, job)
+    if kind == "predictions" and artefact.get("kind") == "keras":
+        return measure_keras_predictions(artefact, job, images)
     if kind == "predictions":
         return measure_predictions(artefact, job, images)
+    if kind == "keras_structure":
+        return measure_keras_structure(artefact, job)
     raise GraphRefused("bad_job", f"unknown measurement {kind!r}")
 
 

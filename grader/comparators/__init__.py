@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import nbformat
 
-from grader.comparators import accuracy, arrays, functions, graphs, layers
+from grader.comparators import accuracy, arrays, functions, graphs, keras_models, layers
 from grader.comparators.base import (
     COMPARATORS,
     PREPARERS,
@@ -31,7 +31,7 @@ from grader.locate import Located
 from grader.spec import Exercise
 
 #: The built-in comparators, registered by importing them.
-BUILTIN = (accuracy, arrays, functions, graphs, layers)
+BUILTIN = (accuracy, arrays, functions, graphs, keras_models, layers)
 
 __all__ = [
     "COMPARATORS",

@@ -15,6 +15,7 @@ import numpy as np
 from grader.comparators.base import CompareInput, Judgement, Prepared, RunFacts, register
 from grader.comparators.datapath import data_path_problems
 from grader.comparators.graphs import graph_checks
+from grader.comparators.keras_models import keras_checks
 from grader.data.evaluation import evaluation_labels
 from grader.data.perturb import source_name
 from grader.messages import bilingual
@@ -34,10 +35,15 @@ def _structure_problems(given: CompareInput) -> list[Text]:
     item_id = given.item.compare.options.get("structure")
     if not item_id:
         return []
+    options = given.exercise.item(str(item_id)).compare.options
+    if given.exercise.item(str(item_id)).compare.kind == "keras_structure":
+        keras_facts = given.measured.get("structure")
+        if not isinstance(keras_facts, dict):
+            return [bilingual("accuracy.structure_unreadable")]
+        return [text for ok, text in keras_checks(keras_facts, options) if not ok]
     facts = given.measured.get("graph")
     if not isinstance(facts, dict):
         return [bilingual("accuracy.structure_unreadable")]
-    options = given.exercise.item(str(item_id)).compare.options
     return [*data_path_problems(facts, given.expected),
             *(text for ok, text in graph_checks(facts, options) if not ok)]
 

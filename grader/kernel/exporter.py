@@ -13,6 +13,8 @@ An export is a JSON object published as display data of type :data:`MIME`::
      "inputs": {"x": "Placeholder:0"}, "variables": {"Variable": <array>},
      "initializers": {"Variable": "Variable/Assign"}, "context": {"W": <array>}}
     {"kind": "value", "type": "ndarray"}          the answer is no tensor (a typed-in value)
+    {"kind": "keras", "model_json": <model.to_json()>, "weights": [<array>, ...],
+     "paths": ["sequential/dense/kernel", ...]}  a Keras model (:func:`keras_model`)
     {"error": {"ename": ..., "evalue": ...}}      the answer could not be exported
 
 Arrays are ``{"dtype", "shape", "data": <base64 of the C-order bytes>}``: never pickles.
@@ -219,6 +221,33 @@ def _trained_values(graph: Any) -> dict[str, Any]:
     return values
 
 
+def keras_model(expr: str) -> dict[str, Any]:
+    """A Keras model as data: its architecture (``model.to_json()``) and its weights as arrays,
+    in the order of ``model.weights``. Nothing is judged here (this process is the student's):
+    a ``Lambda`` or custom layer is exported as Keras describes it and refused in the clean
+    room, which reads the document without Keras's deserialiser. A model whose ``to_json``
+    fails (a custom layer without ``get_config``) is described by its layers' class names and
+    modules only, so the refusal can name them."""
+    import json
+
+    value = _lookup(expr)
+    if not all(hasattr(value, name) for name in ("to_json", "get_weights", "layers")):
+        return {"kind": "value", "type": type(value).__name__}
+    try:
+        text = value.to_json()
+    except Exception:
+        text = json.dumps({"module": type(value).__module__, "class_name": type(value).__name__,
+                           "registered_name": None, "config": {"layers": [
+                               {"module": type(layer).__module__,
+                                "class_name": type(layer).__name__, "config": {},
+                                "registered_name": None} for layer in value.layers]}})
+    return {"kind": "keras", "model_json": text,
+            "weights": [pack_array(w) for w in value.get_weights()],
+            "paths": [str(getattr(w, "path", getattr(w, "name", "")))[:200]
+                      for w in value.weights]}
+
+
 EXPORTS: dict[str, Callable[..., dict[str, Any]]] = {
     "identity": identity, "tensor": tensor, "layer": layer, "model": model,
+    "keras_model": keras_model,
 }
