@@ -8,9 +8,14 @@ and the class it predicted for every image of each plain image set (one byte an 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from grader.data.perturb import source_name
+from grader.measurements import HEX_DIGEST
 
 
 @dataclass(frozen=True)
@@ -55,3 +60,69 @@ def error_agreement(a: ModelFingerprint, b: ModelFingerprint,
         union += int(wrong.sum())
         same += int((wrong & (pa == pb)).sum())
     return ErrorAgreement(same, union)
+
+
+def fingerprint_of(measured: Any, labels: Mapping[str, np.ndarray]) -> ModelFingerprint | None:
+    """The fingerprint of a validated ``predictions`` measurement (anything with ``weights``
+    and ``predictions``): the weights' digest and the predictions on each plain image set
+    ``labels`` knows (moved copies are left out: they are drawn anew for every run). None
+    when any of it is not what the clean room writes: no 64-hex digest, a plain set missing,
+    a list of another length than the set's labels, a prediction that is not an int 0..9."""
+    weights = getattr(measured, "weights", None)
+    predictions = getattr(measured, "predictions", None)
+    if not isinstance(weights, str) or not HEX_DIGEST.fullmatch(weights):
+        return None
+    if not isinstance(predictions, Mapping):
+        return None
+    kept: dict[str, bytes] = {}
+    for name, truth in labels.items():
+        if source_name(name) != name:
+            continue
+        got = predictions.get(name)
+        if not isinstance(got, list) or len(got) != len(truth):
+            return None
+        if not all(type(p) is int and 0 <= p <= 9 for p in got):
+            return None
+        kept[name] = np.asarray(got, dtype=np.uint8).tobytes()
+    return ModelFingerprint(weights, kept) if kept else None
+
+
+# --- when a pair is flagged (docs/model-fingerprints.md: the figures behind each number) ------
+
+#: Error agreement at or above which two models are flagged: independent trainings of the
+#: reference (other seeds) agree far less, see docs/model-fingerprints.md "The threshold".
+AGREEMENT_FLAG = 0.5
+#: Fewest images either model gets wrong for the agreement to count: on a handful of errors a
+#: high agreement is chance (two near-perfect models sharing three hard digits).
+MIN_UNION = 50
+#: A model below this accuracy (the lower plain image set) is never flagged, by either rule:
+#: untrained or barely trained models answer alike (one constant class, the template's own
+#: initial weights), whoever wrote them. The exercise's accuracy floor, where credit ends.
+MIN_ACCURACY = 0.90
+
+
+def fingerprint_accuracy(fp: ModelFingerprint, labels: Mapping[str, np.ndarray]
+                         ) -> float | None:
+    """The lowest accuracy over the plain image sets ``fp`` and ``labels`` both hold."""
+    found = [float(np.mean(fp.labels(name) == truth)) for name, truth in labels.items()
+             if name in fp.predictions and len(fp.predictions[name]) == len(truth)]
+    return min(found) if found else None
+
+
+def flag_reason(a: ModelFingerprint, b: ModelFingerprint,
+                labels: Mapping[str, np.ndarray]) -> str | None:
+    """Why the pair is flagged: ``"identical_weights"`` (the same trained values),
+    ``"agreement"`` (error agreement of at least :data:`AGREEMENT_FLAG` over at least
+    :data:`MIN_UNION` errors), or None; never when either model is below
+    :data:`MIN_ACCURACY`. A flag asks an instructor to look; it never changes a score."""
+    for fp in (a, b):
+        accuracy = fingerprint_accuracy(fp, labels)
+        if accuracy is None or accuracy < MIN_ACCURACY:
+            return None
+    if a.weights == b.weights:
+        return "identical_weights"
+    found = error_agreement(a, b, dict(labels))
+    if found.union >= MIN_UNION and found.agreement is not None and (
+            found.agreement >= AGREEMENT_FLAG):
+        return "agreement"
+    return None
