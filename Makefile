@@ -14,10 +14,11 @@ BENCH_SERVICE_ARGS ?=
 BENCH_THROUGHPUT_ARGS ?=
 BENCH_VERSUS_ARGS ?=
 BENCH_LTI_ARGS ?=
+FINGERPRINT_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast test-compose bench bench-service bench-lti deps sysdeps sysdeps-test data dry-run image service-image lint catalogs clean help
+.PHONY: run test test-fast test-compose bench bench-service bench-lti calibrate-fingerprints deps sysdeps sysdeps-test data dry-run image service-image lint catalogs clean help
 
 # pytest-xdist's processes for `make test`: most tests wait (kernels starting, budgets running
 # out, servers answering), so two share the two cores well; 0 runs in this process alone.
@@ -34,6 +35,7 @@ help:
 	@echo "make bench     sandbox start-up per backend, grading phase by phase, the host's work on pathological notebooks at the upload limits, the service at course scale, the queue wait, notebooks per hour with 1 and 2 pinned runs, the grader vs jupyter nbconvert --execute (P1, P2 warm and cold, each phase), grade passback through a 5-minute LMS outage, then the 8-GPU node's capacity on paper (docs/capacity.md)"
 	@echo "make bench-service  only the web service at course scale, SQLite and PostgreSQL"
 	@echo "make bench-lti      grade passback through a 5-minute LMS outage (about 12 min; BENCH_LTI_ARGS=--quick: 2 min)"
+	@echo "make calibrate-fingerprints  grade the reference 8 times (template seeds twice, 6 others: about 20-30 min) and write every pair's error agreement to docs/data/fingerprint_calibration.json (docs/model-fingerprints.md)"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
 	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
 
@@ -124,6 +126,13 @@ bench-service: deps sysdeps-test
 # grading be delayed (docs/lti.md, "The outage trial"). BENCH_LTI_ARGS=--quick: a 30 s outage.
 bench-lti: data sysdeps-test
 	$(BIN)/python benchmarks/lti_outage.py $(BENCH_LTI_ARGS)
+
+# Model fingerprints (issue 20): how much independent trainings of the reference agree on the
+# images they get wrong, the figures behind grader/fingerprints.py's AGREEMENT_FLAG. Each run is
+# kept in var/fingerprint-calibration/ (a second call resumes; FINGERPRINT_ARGS=--analyse only
+# recomputes the pairs). PYTHONPATH: this checkout's grader, also from a git worktree.
+calibrate-fingerprints: data sysdeps-test
+	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/fingerprint_calibration.py $(FINGERPRINT_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .
