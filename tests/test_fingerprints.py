@@ -18,9 +18,11 @@ from grader.clean_room import ImageSets, Measured, measure_artefacts, plan_jobs
 from grader.comparators import Prepared
 from grader.fingerprints import (
     AGREEMENT_FLAG,
+    COMMON_MODEL,
     MIN_ACCURACY,
     MIN_UNION,
     ModelFingerprint,
+    common_models,
     error_agreement,
     fingerprint_accuracy,
     fingerprint_of,
@@ -264,3 +266,20 @@ def test_flags_need_a_capable_model_and_agreement_beyond_independent_trainings()
     assert flag_reason(constant, fingerprint("d" * 64, test=np.zeros(n)), truth) is None
     few = model(range(MIN_UNION - 1), 1, "e" * 64)
     assert flag_reason(few, model(range(MIN_UNION - 1), 1, "f" * 64), truth) is None
+
+
+def test_a_model_many_share_is_the_templates_and_never_flagged():
+    """The template fixes its seeds and training is deterministic on one machine: every
+    student who writes the expected code gets the same weights. A digest shared by more than
+    :data:`COMMON_MODEL` runs is that common model; two runs sharing a rarer one are flagged."""
+    truth = {"test": np.arange(1000) % 10}
+    p = truth["test"].copy()
+    p[:MIN_UNION] = (p[:MIN_UNION] + 1) % 10
+    template = [fingerprint("a" * 64, test=p) for _ in range(COMMON_MODEL + 1)]
+    pair = [fingerprint("b" * 64, test=p) for _ in range(2)]
+    common = common_models([*template, *pair])
+    assert common == frozenset({"a" * 64})
+    assert flag_reason(template[0], template[1], truth, common) is None
+    assert flag_reason(template[0], pair[0], truth, common) is None  # agree fully, but common
+    assert flag_reason(pair[0], pair[1], truth, common) == "identical_weights"
+    assert flag_reason(template[0], template[1], truth) == "identical_weights"
