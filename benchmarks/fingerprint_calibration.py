@@ -9,6 +9,14 @@ run's fingerprint (:mod:`grader.fingerprints`) is kept in ``--cache`` (one JSON 
 interrupted calibration resumes and ``--analyse`` recomputes without training), and every pair's
 error agreement, the accuracies and the summary go to ``--json`` after each run.
 
+Two more kinds of run, because honest students mostly keep the template's seeds: the solution at
+the template's seeds with one honest rewrite that rounds differently (``bias_add``: the
+convolution's bias added by ``tf.nn.bias_add``, whose gradient sums in another order), and the
+committed reference model (``reference/<id>/artefacts/accuracy.json``, trained by
+``grader build-reference`` at the template's seeds, at another time and CPU allotment) measured
+in the clean room. Pairs are classed ``repeat`` (same seeds, same code), ``same_seed_variant``
+(same seeds, other code or run) and ``independent`` (other seeds).
+
 The figures and the threshold drawn from them: docs/model-fingerprints.md.
 """
 
@@ -21,6 +29,7 @@ import itertools
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,33 +48,82 @@ from grader.report import RunStatus
 from grader.sandbox import get_sandbox
 from grader.spec import Exercise
 
+#: Honest rewrites of the solution's code: (cell text, replacement).
+VARIANTS = {
+    "solution": None,
+    "bias_add": ("u = tf.nn.conv2d(x, self.W, strides=self.strides, padding=self.padding) "
+                 "+ self.b",
+                 "u = tf.nn.bias_add(tf.nn.conv2d(x, self.W, strides=self.strides, "
+                 "padding=self.padding), self.b)"),
+}
 
-def plan_runs(seeds: int, same: int) -> list[tuple[str, int]]:
-    """(run name, seed offset): ``same`` runs at the template's seeds, then ``seeds`` others."""
-    runs = [(f"template-{n + 1}", 0) for n in range(same)]
-    runs += [(f"seed+{offset}", offset) for offset in range(1, seeds + 1)]
+
+def plan_runs(seeds: int, same: int, variants: bool) -> list[tuple[str, int, str]]:
+    """(run name, seed offset, variant): ``same`` runs at the template's seeds, ``seeds``
+    others, then (``variants``) the honest rewrite at the template's seeds and the committed
+    reference model."""
+    runs = [(f"template-{n + 1}", 0, "solution") for n in range(same)]
+    runs += [(f"seed+{offset}", offset, "solution") for offset in range(1, seeds + 1)]
+    if variants:
+        runs += [("template-bias_add", 0, "bias_add"), ("reference-artefact", 0, "artefact")]
     return runs
 
 
-def notebook_bytes(exercise: Exercise, offset: int) -> bytes:
-    """The solution with every literal seed shifted by ``offset`` (0: as the template has it)."""
+def notebook_bytes(exercise: Exercise, offset: int, variant: str = "solution") -> bytes:
+    """The solution with every literal seed shifted by ``offset`` (0: as the template has it)
+    and the ``variant``'s rewrite."""
     nb = nbformat.read(solution_path(exercise), as_version=4)
-    variant = copy.deepcopy(nb)
-    for cell in variant.cells:
+    changed = copy.deepcopy(nb)
+    rewrite = VARIANTS[variant]
+    for cell in changed.cells:
         if cell.cell_type == "code":
             cell.source = reseed(cell.source, offset)
-    return nbformat.writes(variant).encode()
+            if rewrite is not None and rewrite[0] in cell.source:
+                cell.source = cell.source.replace(*rewrite)
+    if rewrite is not None and nbformat.writes(changed) == nbformat.writes(nb):
+        raise SystemExit(f"the variant {variant} changes nothing in the solution")
+    return nbformat.writes(changed).encode()
+
+
+def measure_reference(exercise: Exercise, config: GraderConfig, sandbox: Any, name: str,
+                      workdir: Path) -> dict[str, Any]:
+    """The committed reference model measured in the clean room like a student's (the moved
+    copies left out: they are not part of a fingerprint)."""
+    from grader.clean_room import ImageSets, measure_artefacts, plan_jobs
+    from grader.comparators import Prepared
+    from grader.data import evaluation_images
+    from grader.reference import reference_artefacts
+    from grader.scoring import Evidence, model_fingerprint
+
+    started = time.monotonic()
+    references = reference_artefacts(exercise)
+    item = next(i for i in exercise.items if i.compare.kind == "accuracy")
+    jobs = [j for j in plan_jobs(exercise, {item.id: references[item.id]}, references)
+            if j.side == "student"]
+    measured = measure_artefacts(jobs, sandbox, workdir, images=ImageSets(
+        evaluation_images(config.data_dir), moved=None))
+    labels = evaluation_labels(config.data_dir)
+    found = model_fingerprint(exercise, Evidence(
+        located={}, runner=None, sources={}, exports={}, measured=measured,
+        prepared={item.id: Prepared(labels=labels)}))
+    record: dict[str, Any] = {
+        "run": name, "offset": 0, "variant": "artefact", "status": "measured", "score": 0.0,
+        "measured_accuracy": None, "seconds": time.monotonic() - started, "fingerprint": None}
+    if found is not None:
+        record["fingerprint"] = {"weights": found.weights, "predictions": {
+            k: base64.b64encode(v).decode() for k, v in found.predictions.items()}}
+    return record
 
 
 def grade_run(exercise: Exercise, config: GraderConfig, sandbox: Any, name: str,
-              offset: int) -> dict[str, Any]:
+              offset: int, variant: str = "solution") -> dict[str, Any]:
     """One graded run of the solution as a JSON-able record (the fingerprint's bytes in base64)."""
     started = time.monotonic()
-    report = grade_notebook(notebook_bytes(exercise, offset), exercise, config, sandbox)
+    report = grade_notebook(notebook_bytes(exercise, offset, variant), exercise, config, sandbox)
     record: dict[str, Any] = {
-        "run": name, "offset": offset, "status": str(report.status), "score": report.score,
-        "measured_accuracy": report.measured_accuracy, "seconds": time.monotonic() - started,
-        "fingerprint": None}
+        "run": name, "offset": offset, "variant": variant, "status": str(report.status),
+        "score": report.score, "measured_accuracy": report.measured_accuracy,
+        "seconds": time.monotonic() - started, "fingerprint": None}
     if report.status is not RunStatus.GRADED or report.fingerprint is None:
         return record
     record["fingerprint"] = {
@@ -97,7 +155,10 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
         agreement = error_agreement(a, b, labels)
         alike = sum(int(np.sum(a.labels(n) == b.labels(n))) for n in labels)
         total = sum(len(t) for t in labels.values())
-        pairs.append({"a": ra["run"], "b": rb["run"], "same_seed": ra["offset"] == rb["offset"],
+        kind = ("independent" if ra["offset"] != rb["offset"] else
+                "repeat" if _variant(ra) == _variant(rb) and "artefact" != _variant(ra) else
+                "same_seed_variant")
+        pairs.append({"a": ra["run"], "b": rb["run"], "kind": kind,
                       "identical_weights": a.weights == b.weights, "same": agreement.same,
                       "union": agreement.union, "agreement": agreement.agreement,
                       "predicted_alike": alike / total})
@@ -112,7 +173,8 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
                 "identical_weights": sum(p["identical_weights"] for p in chosen)}
 
     return {
-        "runs": [{"run": r["run"], "offset": r["offset"], "status": r["status"],
+        "runs": [{"run": r["run"], "offset": r["offset"], "variant": _variant(r),
+                  "status": r["status"],
                   "score": r["score"], "measured_accuracy": r["measured_accuracy"],
                   "seconds": round(r["seconds"], 1),
                   "weights": (r.get("fingerprint") or {}).get("weights"),
@@ -121,9 +183,13 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
                              if fp else None)}
                  for r in records],
         "pairs": pairs,
-        "independent": summary([p for p in pairs if not p["same_seed"]]),
-        "same_seed": summary([p for p in pairs if p["same_seed"]]),
+        **{kind: summary([p for p in pairs if p["kind"] == kind])
+           for kind in ("independent", "repeat", "same_seed_variant")},
     }
+
+
+def _variant(record: dict[str, Any]) -> str:
+    return str(record.get("variant", "solution"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("var/fingerprint-calibration"),
                         help="one JSON file per run; runs found there are not graded again")
     parser.add_argument("--json", type=Path, default=Path("docs/data/fingerprint_calibration.json"))
+    parser.add_argument("--no-variants", dest="variants", action="store_false",
+                        help="leave out the bias_add rewrite and the committed reference model")
     parser.add_argument("--analyse", action="store_true",
                         help="grade nothing: recompute the pairs from the cached runs")
     args = parser.parse_args(argv)
@@ -146,14 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     sandbox = None if args.analyse else get_sandbox(config.sandbox)
     records = []
-    for name, offset in plan_runs(args.seeds, args.same):
+    for name, offset, variant in plan_runs(args.seeds, args.same, args.variants):
         path = args.cache / f"{name}.json"
         if path.is_file():
             records.append(json.loads(path.read_text()))
         elif sandbox is not None:
-            print(f"{name}: grading the solution (seed offset {offset})", file=sys.stderr,
-                  flush=True)
-            record = grade_run(exercise, config, sandbox, name, offset)
+            print(f"{name}: {variant} (seed offset {offset})", file=sys.stderr, flush=True)
+            if variant == "artefact":
+                with tempfile.TemporaryDirectory() as workdir:
+                    record = measure_reference(exercise, config, sandbox, name, Path(workdir))
+            else:
+                record = grade_run(exercise, config, sandbox, name, offset, variant)
             path.write_text(json.dumps(record))
             records.append(record)
         else:
@@ -168,11 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     write(args.json, exercise, result)
     for pair in result["pairs"]:
         value = pair["agreement"]
-        print(f"{pair['a']:>11} {pair['b']:>11}  {'same seed' if pair['same_seed'] else '':9} "
+        print(f"{pair['a']:>18} {pair['b']:>18}  {pair['kind']:17} "
               f"agreement {'-' if value is None else f'{value:.3f}'} "
               f"({pair['same']}/{pair['union']}), alike {pair['predicted_alike']:.4f}"
               f"{', IDENTICAL WEIGHTS' if pair['identical_weights'] else ''}")
-    for key in ("independent", "same_seed"):
+    for key in ("independent", "repeat", "same_seed_variant"):
         print(f"{key}: {result[key]}")
     return 0
 
