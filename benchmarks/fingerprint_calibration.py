@@ -14,8 +14,10 @@ the template's seeds with one honest rewrite that rounds differently (``bias_add
 convolution's bias added by ``tf.nn.bias_add``, whose gradient sums in another order), and the
 committed reference model (``reference/<id>/artefacts/accuracy.json``, trained by
 ``grader build-reference`` at the template's seeds, at another time and CPU allotment) measured
-in the clean room. Pairs are classed ``repeat`` (same seeds, same code), ``same_seed_variant``
-(same seeds, other code or run) and ``independent`` (other seeds).
+in the clean room; and a near-copy, what a flag is for: the template's model trained one epoch
+longer (``epochs11``). Pairs are classed ``repeat`` (same seeds, same code), ``same_seed_variant``
+(same seeds, other code or run), ``independent`` (other seeds), ``near_copy`` (the near-copy
+and a model at the template's seeds) and ``other`` (the near-copy and another seed's model).
 
 The figures and the threshold drawn from them: docs/model-fingerprints.md.
 """
@@ -55,18 +57,25 @@ VARIANTS = {
                  "+ self.b",
                  "u = tf.nn.bias_add(tf.nn.conv2d(x, self.W, strides=self.strides, "
                  "padding=self.padding), self.b)"),
+    # not an honest variant but a near-copy: the template's model trained one epoch longer
+    "epochs11": ("n_epochs = 10", "n_epochs = 11"),
 }
+
+
+#: Variants that copy the template's model rather than train their own.
+NEAR_COPIES = frozenset({"epochs11"})
 
 
 def plan_runs(seeds: int, same: int, variants: bool) -> list[tuple[str, int, str]]:
     """(run name, seed offset, variant): ``same`` runs at the template's seeds, ``seeds``
-    others, then (``variants``) the honest rewrite at the template's seeds and the committed
-    reference model."""
+    others and (``variants``, after the sixth other seed) the honest rewrite at the template's
+    seeds, the committed reference model, and a near-copy of the template's model (one epoch
+    more)."""
     runs = [(f"template-{n + 1}", 0, "solution") for n in range(same)]
-    runs += [(f"seed+{offset}", offset, "solution") for offset in range(1, seeds + 1)]
-    if variants:
-        runs += [("template-bias_add", 0, "bias_add"), ("reference-artefact", 0, "artefact")]
-    return runs
+    extra = [("template-bias_add", 0, "bias_add"), ("reference-artefact", 0, "artefact"),
+             ("template-epochs11", 0, "epochs11")] if variants else []
+    seeded = [(f"seed+{offset}", offset, "solution") for offset in range(1, seeds + 1)]
+    return runs + seeded[:6] + extra + seeded[6:]
 
 
 def notebook_bytes(exercise: Exercise, offset: int, variant: str = "solution") -> bytes:
@@ -147,18 +156,27 @@ def accuracies(fp: ModelFingerprint, labels: dict[str, np.ndarray]) -> dict[str,
 
 
 def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Every pair's error agreement (and the share of all images predicted alike), split into
-    pairs trained with the same seeds and pairs with different ones, with their summaries."""
+    """Every pair's error agreement (and the share of all images predicted alike), classed by
+    how the two were trained, with a summary per class. A run whose weights repeat an earlier
+    run's is one model: its pairs are listed (``repeated``) but left out of the summaries (the
+    ``repeat`` pair itself aside), so no model counts twice."""
     runs = [(r, fp) for r in records if (fp := fingerprint(r)) is not None]
+    first: dict[str, str] = {}
+    for r, fp in runs:
+        first.setdefault(fp.weights, r["run"])
     pairs = []
     for (ra, a), (rb, b) in itertools.combinations(runs, 2):
         agreement = error_agreement(a, b, labels)
         alike = sum(int(np.sum(a.labels(n) == b.labels(n))) for n in labels)
         total = sum(len(t) for t in labels.values())
-        kind = ("independent" if ra["offset"] != rb["offset"] else
+        near = {_variant(ra), _variant(rb)} & NEAR_COPIES
+        kind = (("near_copy" if ra["offset"] == rb["offset"] else "other") if near else
+                "independent" if ra["offset"] != rb["offset"] else
                 "repeat" if _variant(ra) == _variant(rb) and "artefact" != _variant(ra) else
                 "same_seed_variant")
+        repeated = first[a.weights] != ra["run"] or first[b.weights] != rb["run"]
         pairs.append({"a": ra["run"], "b": rb["run"], "kind": kind,
+                      "repeated": repeated and kind != "repeat",
                       "identical_weights": a.weights == b.weights, "same": agreement.same,
                       "union": agreement.union, "agreement": agreement.agreement,
                       "predicted_alike": alike / total})
@@ -183,8 +201,8 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
                              if fp else None)}
                  for r in records],
         "pairs": pairs,
-        **{kind: summary([p for p in pairs if p["kind"] == kind])
-           for kind in ("independent", "repeat", "same_seed_variant")},
+        **{kind: summary([p for p in pairs if p["kind"] == kind and not p["repeated"]])
+           for kind in ("independent", "repeat", "same_seed_variant", "near_copy")},
     }
 
 
@@ -243,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
               f"agreement {'-' if value is None else f'{value:.3f}'} "
               f"({pair['same']}/{pair['union']}), alike {pair['predicted_alike']:.4f}"
               f"{', IDENTICAL WEIGHTS' if pair['identical_weights'] else ''}")
-    for key in ("independent", "repeat", "same_seed_variant"):
+    for key in ("independent", "repeat", "same_seed_variant", "near_copy"):
         print(f"{key}: {result[key]}")
     return 0
 
