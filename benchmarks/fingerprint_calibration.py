@@ -19,6 +19,9 @@ longer (``epochs11``). Pairs are classed ``repeat`` (same seeds, same code), ``s
 (same seeds, other code or run), ``independent`` (other seeds), ``near_copy`` (the near-copy
 and a model at the template's seeds) and ``other`` (the near-copy and another seed's model).
 
+Each pair is also judged by :func:`grader.fingerprints.flag_reason` as it stands (no common
+model given), and a threshold is suggested: the larger of the highest independent pair + 0.2
+and the same seeds trained elsewhere (the committed reference model) + 0.1, rounded up to 0.05.
 The figures and the threshold drawn from them: docs/model-fingerprints.md.
 """
 
@@ -42,7 +45,15 @@ import numpy as np
 from grader.config import GraderConfig
 from grader.data.evaluation import evaluation_labels
 from grader.data.perturb import source_name
-from grader.fingerprints import ModelFingerprint, error_agreement
+from grader.fingerprints import (
+    AGREEMENT_FLAG,
+    COMMON_MODEL,
+    MIN_ACCURACY,
+    MIN_UNION,
+    ModelFingerprint,
+    error_agreement,
+    flag_reason,
+)
 from grader.pipeline import grade_notebook
 from grader.reference import solution_path
 from grader.reference_build import reseed
@@ -177,6 +188,7 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
         repeated = first[a.weights] != ra["run"] or first[b.weights] != rb["run"]
         pairs.append({"a": ra["run"], "b": rb["run"], "kind": kind,
                       "repeated": repeated and kind != "repeat",
+                      "flag": flag_reason(a, b, labels),
                       "identical_weights": a.weights == b.weights, "same": agreement.same,
                       "union": agreement.union, "agreement": agreement.agreement,
                       "predicted_alike": alike / total})
@@ -190,7 +202,19 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
                 "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
                 "identical_weights": sum(p["identical_weights"] for p in chosen)}
 
+    summaries = {kind: summary([p for p in pairs if p["kind"] == kind and not p["repeated"]])
+                 for kind in ("independent", "repeat", "same_seed_variant", "near_copy")}
+    elsewhere = [p["agreement"] for p in pairs if p["kind"] == "same_seed_variant"
+                 and "reference-artefact" in (p["a"], p["b"]) and p["agreement"] is not None]
+    independent = summaries["independent"]
+    suggested = None
+    if independent is not None:
+        raw = max(independent["max"] + 0.2, max(elsewhere, default=0.0) + 0.1)
+        suggested = float(np.ceil(round(raw / 0.05, 6)) * 0.05)
     return {
+        "constants": {"AGREEMENT_FLAG": AGREEMENT_FLAG, "MIN_UNION": MIN_UNION,
+                      "MIN_ACCURACY": MIN_ACCURACY, "COMMON_MODEL": COMMON_MODEL},
+        "suggested_agreement_flag": suggested,
         "runs": [{"run": r["run"], "offset": r["offset"], "variant": _variant(r),
                   "status": r["status"],
                   "score": r["score"], "measured_accuracy": r["measured_accuracy"],
@@ -201,8 +225,7 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
                              if fp else None)}
                  for r in records],
         "pairs": pairs,
-        **{kind: summary([p for p in pairs if p["kind"] == kind and not p["repeated"]])
-           for kind in ("independent", "repeat", "same_seed_variant", "near_copy")},
+        **summaries,
     }
 
 
@@ -260,9 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{pair['a']:>18} {pair['b']:>18}  {pair['kind']:17} "
               f"agreement {'-' if value is None else f'{value:.3f}'} "
               f"({pair['same']}/{pair['union']}), alike {pair['predicted_alike']:.4f}"
-              f"{', IDENTICAL WEIGHTS' if pair['identical_weights'] else ''}")
+              f"{', IDENTICAL WEIGHTS' if pair['identical_weights'] else ''}"
+              f"{', flagged: ' + pair['flag'] if pair['flag'] else ''}")
     for key in ("independent", "repeat", "same_seed_variant", "near_copy"):
         print(f"{key}: {result[key]}")
+    print(f"suggested AGREEMENT_FLAG: max(highest independent + 0.2, the same seeds trained "
+          f"elsewhere + 0.1), rounded up to 0.05 = {result['suggested_agreement_flag']} "
+          f"(grader/fingerprints.py has {AGREEMENT_FLAG})")
     return 0
 
 

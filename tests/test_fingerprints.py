@@ -270,16 +270,24 @@ def test_flags_need_a_capable_model_and_agreement_beyond_independent_trainings()
 
 def test_a_model_many_share_is_the_templates_and_never_flagged():
     """The template fixes its seeds and training is deterministic on one machine: every
-    student who writes the expected code gets the same weights. A digest shared by more than
-    :data:`COMMON_MODEL` runs is that common model; two runs sharing a rarer one are flagged."""
+    student who writes the expected code gets the same weights, and one who writes it a little
+    differently a model that errs almost alike. A digest shared by more than
+    :data:`COMMON_MODEL` runs is that common model; neither it nor a model alike it is flagged,
+    but two runs sharing a rarer model are."""
     truth = {"test": np.arange(1000) % 10}
     p = truth["test"].copy()
     p[:MIN_UNION] = (p[:MIN_UNION] + 1) % 10
     template = [fingerprint("a" * 64, test=p) for _ in range(COMMON_MODEL + 1)]
-    pair = [fingerprint("b" * 64, test=p) for _ in range(2)]
-    common = common_models([*template, *pair])
-    assert common == frozenset({"a" * 64})
+    rewritten = fingerprint("c" * 64, test=p)  # other weights, the same errors
+    q = truth["test"].copy()
+    q[500:500 + MIN_UNION] = (q[500:500 + MIN_UNION] + 3) % 10
+    pair = [fingerprint("b" * 64, test=q) for _ in range(2)]
+    common = common_models([*template, *pair, rewritten])
+    assert [fp.weights for fp in common] == ["a" * 64]
     assert flag_reason(template[0], template[1], truth, common) is None
-    assert flag_reason(template[0], pair[0], truth, common) is None  # agree fully, but common
+    assert flag_reason(template[0], rewritten, truth, common) is None
+    assert flag_reason(rewritten, fingerprint("d" * 64, test=p), truth, common) is None
+    assert flag_reason(template[0], pair[0], truth, common) is None
     assert flag_reason(pair[0], pair[1], truth, common) == "identical_weights"
     assert flag_reason(template[0], template[1], truth) == "identical_weights"
+    assert flag_reason(template[0], rewritten, truth) == "agreement"
