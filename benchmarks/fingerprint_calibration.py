@@ -20,7 +20,7 @@ longer (``epochs11``). Pairs are classed ``repeat`` (same seeds, same code), ``s
 and a model at the template's seeds) and ``other`` (the near-copy and another seed's model).
 
 Each pair is also judged by :func:`grader.fingerprints.flag_reason` as it stands (no common
-model given), and a threshold is suggested: the larger of the highest independent pair + 0.2
+model given), and a threshold is suggested: the larger of the highest independent pair + 0.15
 and the same seeds trained elsewhere (the committed reference model) + 0.1, rounded up to 0.05.
 The figures and the threshold drawn from them: docs/model-fingerprints.md.
 """
@@ -209,8 +209,8 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
     independent = summaries["independent"]
     suggested = None
     if independent is not None:
-        raw = max(independent["max"] + 0.2, max(elsewhere, default=0.0) + 0.1)
-        suggested = float(np.ceil(round(raw / 0.05, 6)) * 0.05)
+        raw = max(independent["max"] + 0.15, max(elsewhere, default=0.0) + 0.1)
+        suggested = round(float(np.ceil(round(raw / 0.05, 6)) * 0.05), 2)
     return {
         "constants": {"AGREEMENT_FLAG": AGREEMENT_FLAG, "MIN_UNION": MIN_UNION,
                       "MIN_ACCURACY": MIN_ACCURACY, "COMMON_MODEL": COMMON_MODEL},
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', flagged: ' + pair['flag'] if pair['flag'] else ''}")
     for key in ("independent", "repeat", "same_seed_variant", "near_copy"):
         print(f"{key}: {result[key]}")
-    print(f"suggested AGREEMENT_FLAG: max(highest independent + 0.2, the same seeds trained "
+    print(f"suggested AGREEMENT_FLAG: max(highest independent + 0.15, the same seeds trained "
           f"elsewhere + 0.1), rounded up to 0.05 = {result['suggested_agreement_flag']} "
           f"(grader/fingerprints.py has {AGREEMENT_FLAG})")
     return 0
