@@ -102,7 +102,8 @@ MIN_UNION = 50
 #: untrained or barely trained models answer alike (one constant class, the template's own
 #: initial weights), whoever wrote them. The exercise's accuracy floor, where credit ends.
 MIN_ACCURACY = 0.90
-#: A weights digest shared by more runs than this is a *common model*: the template fixes its
+#: The most shared weights digest, when more runs than this share it, is a *common model*
+#: (:func:`common_models`): the template fixes its
 #: seeds and training is deterministic on one machine, so every student who writes the
 #: expected code and keeps those seeds gets the very same weights, and one who writes it a
 #: little differently (``tf.nn.bias_add`` for ``+ b``) a model that agrees with it on 0.99 of
@@ -112,14 +113,19 @@ COMMON_MODEL = 3
 
 def common_models(fingerprints: Iterable[ModelFingerprint], limit: int = COMMON_MODEL
                   ) -> list[ModelFingerprint]:
-    """One fingerprint for each weights digest more than ``limit`` of ``fingerprints`` share
-    (one per student: the student's counted run), to pass to :func:`flag_reason`."""
+    """The template's model as the class's runs show it: the most shared weights digest of
+    ``fingerprints`` (one per student: the student's counted run), when more than ``limit``
+    share it (ties: each); to pass to :func:`flag_reason`. Only the most shared one, so that a
+    ring of copies smaller than the template's own cluster stays flagged. A caller that has the
+    reference solution's fingerprint, graded on the same workers, passes it too (the robust
+    way: a class may have no digest that many students share)."""
     found: dict[str, ModelFingerprint] = {}
     counts: Counter[str] = Counter()
     for fp in fingerprints:
         counts[fp.weights] += 1
         found.setdefault(fp.weights, fp)
-    return [found[digest] for digest, n in counts.items() if n > limit]
+    most = max(counts.values(), default=0)
+    return [found[digest] for digest, n in counts.items() if n == most and n > limit]
 
 
 def fingerprint_accuracy(fp: ModelFingerprint, labels: Mapping[str, np.ndarray]

@@ -284,6 +284,9 @@ def test_a_model_many_share_is_the_templates_and_never_flagged():
     pair = [fingerprint("b" * 64, test=q) for _ in range(2)]
     common = common_models([*template, *pair, rewritten])
     assert [fp.weights for fp in common] == ["a" * 64]
+    ring = [fingerprint("e" * 64, test=q) for _ in range(COMMON_MODEL + 1)]
+    assert [fp.weights for fp in common_models([*template, *template, *ring])] == ["a" * 64]
+    assert common_models(template[:COMMON_MODEL]) == []
     assert flag_reason(template[0], template[1], truth, common) is None
     assert flag_reason(template[0], rewritten, truth, common) is None
     assert flag_reason(rewritten, fingerprint("d" * 64, test=p), truth, common) is None
