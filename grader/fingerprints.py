@@ -103,11 +103,11 @@ MIN_UNION = 50
 #: initial weights), whoever wrote them. The exercise's accuracy floor, where credit ends.
 MIN_ACCURACY = 0.90
 #: The most shared weights digest, when more runs than this share it, is a *common model*
-#: (:func:`common_models`): the template fixes its
-#: seeds and training is deterministic on one machine, so every student who writes the
-#: expected code and keeps those seeds gets the very same weights, and one who writes it a
-#: little differently (``tf.nn.bias_add`` for ``+ b``) a model that agrees with it on 0.99 of
-#: its errors. A model identical or that close to a common model is never flagged.
+#: (:func:`common_models`): the template fixes its seeds and training is deterministic on one
+#: machine, so every student who writes the expected code and keeps those seeds gets the very
+#: same weights, and one who writes it a little differently (``tf.nn.bias_add`` for ``+ b``)
+#: a model that agrees with it on 0.99 of its errors. A model identical or that close to a
+#: common model is never flagged.
 COMMON_MODEL = 3
 
 
