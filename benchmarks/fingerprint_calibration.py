@@ -19,9 +19,11 @@ longer (``epochs11``). Pairs are classed ``repeat`` (same seeds, same code), ``s
 (same seeds, other code or run), ``independent`` (other seeds), ``near_copy`` (the near-copy
 and a model at the template's seeds) and ``other`` (the near-copy and another seed's model).
 
-Each pair is also judged by :func:`grader.fingerprints.flag_reason` as it stands (no common
-model given), and a threshold is suggested: the larger of the highest independent pair + 0.15
-and the same seeds trained elsewhere (the committed reference model) + 0.1, rounded up to 0.05.
+Each pair is also judged by :func:`grader.fingerprints.flag_reason` as it stands, with no common
+model (``flag``) and with the first template-seed run as the common model
+(``flag_beside_template``), and a threshold is suggested: the larger of the highest
+independent pair + 0.15 and the same seeds trained elsewhere (the committed reference model)
++ 0.1, rounded up to 0.05.
 The figures and the threshold drawn from them: docs/model-fingerprints.md.
 """
 
@@ -175,6 +177,8 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
     first: dict[str, str] = {}
     for r, fp in runs:
         first.setdefault(fp.weights, r["run"])
+    # the template's model as a grader's own run of the solution gives it (the first run)
+    template = [fp for r, fp in runs if r["offset"] == 0 and _variant(r) == "solution"][:1]
     pairs = []
     for (ra, a), (rb, b) in itertools.combinations(runs, 2):
         agreement = error_agreement(a, b, labels)
@@ -189,6 +193,7 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
         pairs.append({"a": ra["run"], "b": rb["run"], "kind": kind,
                       "repeated": repeated and kind != "repeat",
                       "flag": flag_reason(a, b, labels),
+                      "flag_beside_template": flag_reason(a, b, labels, template),
                       "identical_weights": a.weights == b.weights, "same": agreement.same,
                       "union": agreement.union, "agreement": agreement.agreement,
                       "predicted_alike": alike / total})

@@ -4,7 +4,9 @@ across students (:mod:`grader.similarity`), never to score.
 Two facts, both measured outside the student's process: a hash of the trained values the clean
 room froze into the graph it ran (names left out, so renaming the variables does not change it),
 and the class it predicted for every image of each plain image set (one byte an image: about
-15,000 bytes for the test and held-out sets)."""
+15,000 bytes for the test and held-out sets). Two fingerprints are compared by their error
+agreement; which pairs are flagged (:func:`flag_reason`) and the measurements behind its
+constants: docs/model-fingerprints.md."""
 
 from __future__ import annotations
 
