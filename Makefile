@@ -35,7 +35,7 @@ help:
 	@echo "make bench     sandbox start-up per backend, grading phase by phase, the host's work on pathological notebooks at the upload limits, the service at course scale, the queue wait, notebooks per hour with 1 and 2 pinned runs, the grader vs jupyter nbconvert --execute (P1, P2 warm and cold, each phase), grade passback through a 5-minute LMS outage, then the 8-GPU node's capacity on paper (docs/capacity.md)"
 	@echo "make bench-service  only the web service at course scale, SQLite and PostgreSQL"
 	@echo "make bench-lti      grade passback through a 5-minute LMS outage (about 12 min; BENCH_LTI_ARGS=--quick: 2 min)"
-	@echo "make calibrate-fingerprints  grade the reference 8 times (template seeds twice, 6 others: about 20-30 min) and write every pair's error agreement to docs/data/fingerprint_calibration.json (docs/model-fingerprints.md)"
+	@echo "make calibrate-fingerprints  grade the reference 24 times (template seeds twice, 20 other seeds, an honest rewrite, a near-copy: about 50 min on 2 cores) and write every pair's error agreement to docs/data/fingerprint_calibration.json (docs/model-fingerprints.md)"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
 	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
 

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/fingerprint_calibration.py",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--exercise", default="chap06_cnn")
-    parser.add_argument("--seeds", type=int, default=6,
+    parser.add_argument("--seeds", type=int, default=20,
                         help="runs with the seeds shifted by 1..SEEDS (default %(default)s)")
     parser.add_argument("--same", type=int, default=2,
                         help="runs with the template's own seeds (default %(default)s)")
