@@ -15,10 +15,11 @@ BENCH_THROUGHPUT_ARGS ?=
 BENCH_VERSUS_ARGS ?=
 BENCH_LTI_ARGS ?=
 BENCH_SIMILARITY_ARGS ?=
+FINGERPRINT_ARGS ?=
 
 export GRADER_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: run test test-fast test-compose bench bench-service bench-lti bench-similarity deps sysdeps sysdeps-test data dry-run image service-image lint catalogs clean help
+.PHONY: run test test-fast test-compose bench bench-service bench-lti bench-similarity calibrate-fingerprints deps sysdeps sysdeps-test data dry-run image service-image lint catalogs clean help
 
 # pytest-xdist's processes for `make test`: most tests wait (kernels starting, budgets running
 # out, servers answering), so two share the two cores well; 0 runs in this process alone.
@@ -36,6 +37,7 @@ help:
 	@echo "make bench-service  only the web service at course scale, SQLite and PostgreSQL"
 	@echo "make bench-lti      grade passback through a 5-minute LMS outage (about 12 min; BENCH_LTI_ARGS=--quick: 2 min)"
 	@echo "make bench-similarity  every pair of 300 and 1,000 students' code and models (BENCH_SIMILARITY_ARGS=--quick: 300)"
+	@echo "make calibrate-fingerprints  grade the reference 24 times (template seeds twice, 20 other seeds, an honest rewrite, a near-copy: about 50 min on 2 cores) and write every pair's error agreement to docs/data/fingerprint_calibration.json (docs/model-fingerprints.md)"
 	@echo "make lint      ruff, deptry (every import declared), mypy"
 	@echo "make catalogs  re-extract the messages and merge them into the .po catalogs"
 
@@ -133,6 +135,12 @@ bench-lti: data sysdeps-test
 # BENCH_SIMILARITY_ARGS=--quick: 300 only (about 10 s).
 bench-similarity: deps
 	$(BIN)/python benchmarks/similarity.py $(BENCH_SIMILARITY_ARGS)
+# Model fingerprints (issue 20): how much independent trainings of the reference agree on the
+# images they get wrong, the figures behind grader/fingerprints.py's AGREEMENT_FLAG. Each run is
+# kept in var/fingerprint-calibration/ (a second call resumes; FINGERPRINT_ARGS=--analyse only
+# recomputes the pairs). PYTHONPATH: this checkout's grader, also from a git worktree.
+calibrate-fingerprints: data sysdeps-test
+	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/fingerprint_calibration.py $(FINGERPRINT_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ not fit makes that item an error with feedback (:class:`MeasurementError`), neve
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -149,13 +151,30 @@ class KerasStructure(_Model):
 
 
 class PredictionsMeasurement(_Model):
-    predictions: dict[str, list[int]]
+    #: Image set -> the class predicted for each image: JSON integers only (the clean room's
+    #: ``int``s; a string or a float is a forgery, not a prediction).
+    predictions: dict[str, list[StrictInt]]
     parameters: int = Field(ge=0)
+    #: blake2b-256 (hex) of the trained values the clean room froze into the graph
+    #: (:mod:`grader.fingerprints`); anything but 64 hex digits is dropped (None), never an
+    #: error: the accuracy stands without it.
+    weights: str | None = None
     #: The trained model's structure (what :class:`GraphMeasurement` holds).
     graph: GraphMeasurement | None = None
     #: A Keras model's structure (its layers), when the model is one.
     structure: KerasStructure | None = None
 
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _hex_digest(cls, value: Any) -> str | None:
+        if isinstance(value, str) and len(value) == 64 and HEX_DIGEST.fullmatch(value):
+            return value
+        return None
+
+
+#: A blake2b-256 digest as the clean room writes it.
+HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 #: Characters of one op's type a failure keeps: the type is the student's text (a GraphDef
 #: node's ``op``), quoted in the item's feedback in both languages; ten refused types of

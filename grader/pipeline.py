@@ -46,7 +46,7 @@ from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.results import RunnerResult
 from grader.sandbox.base import Sandbox, SandboxResult
 from grader.sanitize import Neutralised
-from grader.scoring import Evidence, score_items
+from grader.scoring import Evidence, model_fingerprint, score_items
 from grader.sourcecheck import SourceFacts
 from grader.spec import Exercise, Text
 
@@ -297,6 +297,8 @@ def score_execution(
         timings=timings,
         diagnostics=diagnostics,
         executed_notebook=nbformat.writes(run.executed) if run.executed is not None else None,
+        fingerprint=(model_fingerprint(exercise, evidence)
+                     if run.outcome.status is RunStatus.GRADED else None),
     )
 
 

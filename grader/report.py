@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from grader.fingerprints import ModelFingerprint
 from grader.spec import Text
 
 
@@ -80,6 +81,9 @@ class GradeReport:
     #: Extra facts for instructors: sandbox log tail, peak memory, bootstrap notes...
     diagnostics: dict[str, Any] = field(default_factory=dict)
     executed_notebook: str | None = None
+    #: The trained model's fingerprint (:mod:`grader.fingerprints`): a graded run whose model
+    #: the clean room measured; never scored, compared across students by the similarity work.
+    fingerprint: ModelFingerprint | None = None
 
     @property
     def score(self) -> float:
@@ -104,4 +108,8 @@ class GradeReport:
             "notes": [{"ja": n.ja, "en": n.en} for n in self.notes],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "diagnostics": self.diagnostics,
+            "fingerprint": None if self.fingerprint is None else {
+                "weights": self.fingerprint.weights,
+                "images": {name: len(labels)
+                           for name, labels in self.fingerprint.predictions.items()}},
         }

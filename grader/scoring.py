@@ -29,6 +29,7 @@ import numpy as np
 from grader.artefacts import Export, GraphExport, KerasExport, ValueExport
 from grader.clean_room import Measured
 from grader.comparators import CompareInput, Prepared, get_comparator
+from grader.fingerprints import ModelFingerprint, fingerprint_of
 from grader.function_room import FunctionMeasured
 from grader.locate import Located
 from grader.measurements import MeasurementFailure
@@ -60,6 +61,22 @@ class Evidence:
 def score_items(exercise: Exercise, evidence: Evidence) -> list[ItemResult]:
     """One :class:`ItemResult` per item; items the run never reached get 0 with its reason."""
     return [_score_item(exercise, item, evidence) for item in exercise.items]
+
+
+def model_fingerprint(exercise: Exercise, evidence: Evidence) -> ModelFingerprint | None:
+    """The trained model's fingerprint (:mod:`grader.fingerprints`), from the first
+    ``accuracy`` item's measurement and its labels; None when the clean room refused or
+    failed to measure the model, or its output does not hold one. Never part of a score."""
+    measured = evidence.measured
+    for item in exercise.items:
+        if item.compare.kind != "accuracy" or measured is None:
+            continue
+        mine = measured.get(item.id, "student")
+        labels = (evidence.prepared.get(item.id) or Prepared()).labels
+        if mine is None or isinstance(mine, MeasurementFailure) or not labels:
+            return None
+        return fingerprint_of(mine, labels)
+    return None
 
 
 def _add_unjudged(out: ItemResult, prepared: Prepared | None) -> None:

@@ -590,6 +590,97 @@ def test_huge_outputs_are_refused_in_the_clean_room(exercise, sandbox, tmp_path)
     assert max(path.stat().st_size for path in out.glob("*.json")) < 20_000
 
 
+# --- the trained weights' digest (a model's fingerprint, grader/fingerprints.py) --------------
+
+
+@pytest.fixture
+def measure_module(monkeypatch):
+    """``grader/cleanroom/measure.py`` as the clean room imports it (its siblings top-level)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(graphs.__file__).parent))
+    return importlib.import_module("measure")
+
+
+def _renamed(artefact: dict, prefix: str) -> dict:
+    """The export with every node of its graph renamed (``prefix`` + name), inputs, output and
+    variable values following: the same model written with other names."""
+    graph_def = graphs.parse_graph(artefact["graph_def"])
+
+    def rename(ref: str) -> str:
+        control = ref.startswith("^")
+        name, _, port = ref.lstrip("^").partition(":")
+        return ("^" if control else "") + prefix + name + (f":{port}" if port else "")
+
+    for node in graph_def.node:
+        node.name = prefix + node.name
+        inputs = [rename(ref) for ref in node.input]
+        del node.input[:]
+        node.input.extend(inputs)
+        if "_class" in node.attr:  # colocation with a variable, by name
+            places = [b"loc:@" + prefix.encode() + s.removeprefix(b"loc:@")
+                      for s in node.attr["_class"].list.s]
+            del node.attr["_class"].list.s[:]
+            node.attr["_class"].list.s.extend(places)
+    return {**artefact, "graph_def": base64.b64encode(graph_def.SerializeToString()).decode(),
+            "output": rename(artefact["output"]),
+            "variables": {prefix + k: v for k, v in artefact["variables"].items()}}
+
+
+def test_the_weights_digest_ignores_names_and_sees_one_changed_weight(exercise, measure_module):
+    """Issue 20: the clean room hashes the trained values it froze into the graph, without
+    their names: the same weights renamed, or pasted into the graph as constants, give the
+    same digest; one weight changed by 0.001 gives another."""
+    artefact = json.loads(reference_artefacts(exercise)["accuracy"].read_text())
+    images = {"test": np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)}
+
+    def measured(export: dict) -> dict:
+        return measure_module.measure_predictions(export, {}, images)
+
+    original = measured(artefact)
+    assert len(original["weights"]) == 64 and int(original["weights"], 16) >= 0
+    renamed = measured(_renamed(artefact, "copied/"))
+    assert renamed["weights"] == original["weights"]
+    assert renamed["predictions"] == original["predictions"]
+    graph_def = graphs.parse_graph(artefact["graph_def"])
+    values = {k: graphs.unpack_array(v) for k, v in artefact["variables"].items()}
+    pasted = {**artefact, "variables": {}, "graph_def": base64.b64encode(
+        graphs.freeze(graph_def, values).SerializeToString()).decode()}
+    assert measured(pasted)["weights"] == original["weights"]
+    changed = dict(values)
+    changed["W"] = values["W"].copy()
+    changed["W"][0, 0, 0, 0] += 0.001
+    nudged = {**artefact, "variables": {**artefact["variables"], "W": packed(changed["W"])}}
+    assert measured(nudged)["weights"] != original["weights"]
+
+
+@pytest.mark.sandbox
+def test_the_real_clean_room_hashes_the_trained_weights(exercise, sandbox, tmp_path,
+                                                         measure_module):
+    """The reference's trained model and a renamed copy of it, measured in one real clean
+    room: each measurement holds the same 64-hex digest, the one the clean room's code gives
+    in this process, and the host keeps it."""
+    from grader.clean_room import ImageSets
+    from grader.measurements import PredictionsMeasurement
+
+    artefact = json.loads(reference_artefacts(exercise)["accuracy"].read_text())
+    copy_path = tmp_path / "copy.json"
+    copy_path.write_text(json.dumps(_renamed(artefact, "mine_")))
+    item = exercise.item("accuracy")
+    jobs = [Job("accuracy/student", item, "student", "predictions",
+                reference_artefacts(exercise)["accuracy"]),
+            Job("copy/student", item, "student", "predictions", copy_path)]
+    sets = {"test": np.random.default_rng(4).integers(0, 256, (30, 28, 28), dtype=np.uint8)}
+    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=3,
+                                 images=ImageSets(sets, moved=None))
+    original, copied = measured.results["accuracy/student"], measured.results["copy/student"]
+    assert isinstance(original, PredictionsMeasurement), original
+    assert isinstance(copied, PredictionsMeasurement), copied
+    here = measure_module.measure_predictions(artefact, {}, sets)["weights"]
+    assert original.weights == copied.weights == here
+    assert original.predictions == copied.predictions
+
+
 def test_the_host_reads_no_more_than_the_expected_shapes_need(tmp_path):
     """A measurement file larger than its job's expected shapes need is not read (a clean room
     that was subverted could write one); an array over the expected size is ``wrong_shape``."""

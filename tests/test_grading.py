@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from grader.budgets import FLOOR, MARGIN
+from grader.fingerprints import MIN_ACCURACY
 from grader.pipeline import grade_notebook
 from grader.report import ItemStatus, RunStatus
 from tests.conftest import FIXTURES
@@ -30,6 +32,14 @@ print('EPOCH: 10, Valid Cost: 0.050, Valid Accuracy: 0.990')
 
 def scores(report) -> dict[str, float]:
     return {item.id: item.score for item in report.items}
+
+
+def labels(config) -> dict:
+    """The plain image sets' labels (what a fingerprint's predictions are compared with)."""
+    from grader.data.evaluation import evaluation_labels
+
+    return {name: truth for name, truth in evaluation_labels(config.data_dir).items()
+            if not name.endswith("-moved")}
 
 
 def en(report, item_id: str) -> str:
@@ -77,6 +87,13 @@ def test_typical_mistakes(make_notebook, exercise, config, sandbox):
     assert report.measured_accuracy < 0.3
     assert report.item("accuracy").details["claimed_mismatch"] is True
     assert "printed accuracy 0.990" in en(report, "accuracy")
+    # issue 20: the untrained model has a fingerprint too, one never flagged (below the floor)
+    fingerprint = report.fingerprint
+    assert fingerprint is not None and re.fullmatch("[0-9a-f]{64}", fingerprint.weights)
+    assert report.to_dict()["fingerprint"]["images"] == {"test": 10_000, "holdout": 5_000}
+    assert min(np.mean(fingerprint.labels(name) == truth) for name, truth in labels(config)
+               .items()) == pytest.approx(report.measured_accuracy, abs=0.02)
+    assert report.measured_accuracy < MIN_ACCURACY
     assert report.item("conv1").feedback[0].ja  # Japanese feedback too
 
 
@@ -282,6 +299,11 @@ def test_students_copy_of_the_original_course_notebook(exercise, config, sandbox
     assert [s[i] for i in full] == [report.item(i).max_score for i in full]
     assert report.score == 64
     assert report.measured_accuracy > exercise.accuracy.threshold
+    # issue 20: the trained model's fingerprint, from this real graded run
+    fingerprint = report.fingerprint
+    assert fingerprint is not None and re.fullmatch("[0-9a-f]{64}", fingerprint.weights)
+    assert report.to_dict()["fingerprint"] == {
+        "weights": fingerprint.weights, "images": {"test": 10_000, "holdout": 5_000}}
     notes = " ".join(n.en for n in report.notes)
     assert "tensorflow-gpu==1.8" in notes and "/root/userspace" in notes
     assert set(report.diagnostics["located"].values()) == {"content"}

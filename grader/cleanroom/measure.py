@@ -7,6 +7,7 @@ class predictions. Nothing here knows what a right answer is; the host compares.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -249,7 +250,8 @@ def measure_predictions(artefact: dict[str, Any], job: dict[str, Any],
         declared = [d.size for d in node.attr["shape"].shape.dim]
         if node.name in values and declared and list(values[node.name].shape) != declared:
             raise GraphRefused("bad_artefact", f"the value of {node.name} has the wrong shape")
-    graph = import_graph(freeze(graph_def, values))
+    frozen = freeze(graph_def, values)
+    graph = import_graph(frozen)
     y = _tensor(graph, artefact.get("output"))
     image, extra = _feeds(graph, y)
     shape = _shape(image)
@@ -271,12 +273,39 @@ def measure_predictions(artefact: dict[str, Any], job: dict[str, Any],
             results[name] = predictions
     variables = [node.name for node in variable_nodes(graph_def)]
     return {"predictions": results, "parameters": parameters,
+            "weights": weights_digest(frozen, _ancestors(y)),
             "graph": {**_graph_facts(y, int(job.get("depth", 8))),
                       "data_path": data_path(graph, image, y, variables)}}
 
 
-def _feeds(graph: Any, y: Any) -> tuple[Any, dict[Any, Any]]:
-    """The image placeholder ``y`` depends on, and defaults for scalar ones (keep_prob...)."""
+def weights_digest(frozen: Any, needed: set[str]) -> str | None:
+    """blake2b-256 (hex) of the values the model computes its output from: every floating-point
+    constant of more than one value among the ops in ``needed`` (the trained variables, frozen
+    into constants, and any weights the student wrote as constants), each as float32 in C order
+    with its shape. Names and the graph's order are left out (the per-value digests are sorted),
+    so renaming the variables or building the graph in another order gives the same digest;
+    scalars (a clip's epsilon, a scale) are left out as code, not training. None when a
+    constant cannot be read (the predictions stand without a digest)."""
+    from tensorflow.python.framework import tensor_util
+
+    digests = []
+    try:
+        for node in frozen.node:
+            if node.op != "Const" or node.name not in needed:
+                continue
+            value = np.asarray(tensor_util.MakeNdarray(node.attr["value"].tensor))
+            if value.size < 2 or value.dtype.kind != "f":
+                continue
+            array = np.ascontiguousarray(value, dtype=np.float32)
+            header = ("x".join(str(d) for d in array.shape) + ":").encode()
+            digests.append(hashlib.blake2b(header + array.tobytes(), digest_size=32).digest())
+    except Exception:  # a constant TensorFlow cannot turn into an array: no digest
+        return None
+    return hashlib.blake2b(b"".join(sorted(digests)), digest_size=32).hexdigest()
+
+
+def _ancestors(y: Any) -> set[str]:
+    """The names of the ops ``y`` is computed from (itself included)."""
     needed: set[str] = set()
     frontier = [y.op]
     while frontier:
@@ -285,6 +314,12 @@ def _feeds(graph: Any, y: Any) -> tuple[Any, dict[Any, Any]]:
             continue
         needed.add(op.name)
         frontier.extend(t.op for t in op.inputs)
+    return needed
+
+
+def _feeds(graph: Any, y: Any) -> tuple[Any, dict[Any, Any]]:
+    """The image placeholder ``y`` depends on, and defaults for scalar ones (keep_prob...)."""
+    needed = _ancestors(y)
     image = None
     extra: dict[Any, Any] = {}
     for tensor in _placeholders(graph):
