@@ -139,14 +139,15 @@ def fingerprint_accuracy(fp: ModelFingerprint, labels: Mapping[str, np.ndarray]
     return min(found) if found else None
 
 
-def _alike(a: ModelFingerprint, b: ModelFingerprint, labels: Mapping[str, np.ndarray]) -> bool:
-    """The same weights, or error agreement of at least :data:`AGREEMENT_FLAG` over at least
-    :data:`MIN_UNION` errors."""
+def alike(a: ModelFingerprint, b: ModelFingerprint, labels: Mapping[str, np.ndarray],
+          agreement_flag: float = AGREEMENT_FLAG) -> bool:
+    """The same weights, or error agreement of at least ``agreement_flag``
+    (:data:`AGREEMENT_FLAG`) over at least :data:`MIN_UNION` errors."""
     if a.weights == b.weights:
         return True
     found = error_agreement(a, b, dict(labels))
     return found.union >= MIN_UNION and found.agreement is not None and (
-        found.agreement >= AGREEMENT_FLAG)
+        found.agreement >= agreement_flag)
 
 
 def flag_reason(a: ModelFingerprint, b: ModelFingerprint, labels: Mapping[str, np.ndarray],
@@ -160,8 +161,8 @@ def flag_reason(a: ModelFingerprint, b: ModelFingerprint, labels: Mapping[str, n
         accuracy = fingerprint_accuracy(fp, labels)
         if accuracy is None or accuracy < MIN_ACCURACY:
             return None
-        if any(_alike(fp, model, labels) for model in common):
+        if any(alike(fp, model, labels) for model in common):
             return None
     if a.weights == b.weights:
         return "identical_weights"
-    return "agreement" if _alike(a, b, labels) else None
+    return "agreement" if alike(a, b, labels) else None

@@ -11,6 +11,7 @@ by how they err (issue 20; docs/similarity.md).
 Nothing here leaves the machine, and nothing reads a database: the caller hands in the code and
 the fingerprints, and gets pairs back."""
 
+from grader.fingerprints import AGREEMENT_FLAG, COMMON_MODEL, MIN_ACCURACY, MIN_UNION
 from grader.similarity.code import (
     CLASS_SHARE,
     CLASS_SHARE_MIN,
@@ -24,7 +25,7 @@ from grader.similarity.code import (
     CodeSubmission,
     compare_code,
 )
-from grader.similarity.models import AGREEMENT_FLAG, MIN_ACCURACY, ModelPair, compare_models
+from grader.similarity.models import ModelPair, compare_models
 from grader.similarity.spans import matching_spans
 from grader.similarity.text import MAX_CODE_CHARS, CellSpan, CodeText, notebook_code
 
@@ -34,12 +35,14 @@ __all__ = [
     "CLASS_SHARE_MIN",
     "CODE_FLAG",
     "CODE_IDENTICAL",
+    "COMMON_MODEL",
     "DISTINCTIVE_ALONE",
     "DISTINCTIVE_FLAG",
     "IDENTICAL_DISTINCTIVE",
     "IDENTICAL_MIN_KGRAMS",
     "MAX_CODE_CHARS",
     "MIN_ACCURACY",
+    "MIN_UNION",
     "CellSpan",
     "CodePair",
     "CodeSubmission",

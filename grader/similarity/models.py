@@ -7,26 +7,29 @@ on the same images the same way. For each pair, over the images either model get
 ``same / union`` — exactly :func:`grader.fingerprints.error_agreement` for that pair, computed
 for all pairs at once with matrix products.
 
-A pair is flagged when its trained values are identical, or when its agreement reaches
-:data:`AGREEMENT_FLAG`. Models under ``min_accuracy`` are never flagged: two untrained models
-that predict one class everywhere agree on everything, and say nothing."""
+A pair is flagged by :func:`grader.fingerprints.flag_reason`'s rule, for all pairs at once:
+identical trained values, or an agreement of at least :data:`~grader.fingerprints.AGREEMENT_FLAG`
+over at least :data:`~grader.fingerprints.MIN_UNION` errors; never when a model is under
+:data:`~grader.fingerprints.MIN_ACCURACY` (untrained models that predict one class everywhere
+agree on everything, and say nothing) or is a common model or alike one (the template's seeds
+train everyone's expected code to one model: :func:`~grader.fingerprints.common_models`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from grader.fingerprints import ModelFingerprint
+from grader.fingerprints import (
+    AGREEMENT_FLAG,
+    MIN_ACCURACY,
+    MIN_UNION,
+    ModelFingerprint,
+    alike,
+    common_models,
+)
 
-#: Error agreement at and above which a pair is flagged. The threshold is calibrated from real
-#: trainings of the lecture's CNN in docs/model-fingerprints.md (``grader.fingerprints``); this
-#: value (a copy agrees at 1.0, independent errors at about 1/9 of their overlap) stands for it
-#: here and is bound to the calibrated one where the two meet.
-AGREEMENT_FLAG = 0.8
-#: Models whose accuracy over the image sets is under this are left out of flagging.
-MIN_ACCURACY = 0.5
 #: Rows (models) of the error matrices multiplied at once.
 BLOCK_ROWS = 512
 
@@ -45,18 +48,20 @@ class ModelPair:
 
 def compare_models(fingerprints: Mapping[str, ModelFingerprint],
                    labels: Mapping[str, np.ndarray], *,
+                   common: Sequence[ModelFingerprint] | None = None,
                    min_accuracy: float = MIN_ACCURACY,
                    agreement_flag: float = AGREEMENT_FLAG) -> list[ModelPair]:
     """Every pair of ``fingerprints`` (keyed by student), flagged first, then by agreement,
-    highest first. ``labels``: the true class of each image, per image set."""
+    highest first. ``labels``: the true class of each image, per image set. ``common``: the
+    common models (default: :func:`~grader.fingerprints.common_models` of ``fingerprints``;
+    a caller holding the reference's fingerprint graded on the same workers adds it)."""
     keys = list(fingerprints)
     n = len(keys)
     if n < 2:
         return []
     same = np.zeros((n, n), dtype=np.int64)
     union = np.zeros((n, n), dtype=np.int64)
-    errors = np.zeros(n, dtype=np.int64)
-    measured = np.zeros(n, dtype=np.int64)
+    lowest = np.full(n, np.inf)  # each model's lowest accuracy over the sets it holds
     for name, truth in labels.items():
         truth = np.asarray(truth, dtype=np.uint8)
         has = np.array([_holds(fingerprints[k], name, len(truth)) for k in keys])
@@ -67,10 +72,12 @@ def compare_models(fingerprints: Mapping[str, ModelFingerprint],
         set_same, set_union, wrong = _set_counts(predictions, truth)
         same[np.ix_(rows, rows)] += set_same
         union[np.ix_(rows, rows)] += set_union
-        errors[rows] += wrong
-        measured[rows] += len(truth)
+        lowest[rows] = np.minimum(lowest[rows], 1 - wrong / len(truth))
 
-    accurate = (measured > 0) & (1 - errors / np.maximum(measured, 1) >= min_accuracy)
+    shared = common_models(fingerprints.values()) if common is None else list(common)
+    exempt = np.array([any(alike(fingerprints[k], model, labels, agreement_flag)
+                           for model in shared) for k in keys], dtype=bool)
+    accurate = np.isfinite(lowest) & (lowest >= min_accuracy) & ~exempt
     weights = [fingerprints[k].weights for k in keys]
     pairs: list[ModelPair] = []
     for i in range(n):
@@ -78,8 +85,8 @@ def compare_models(fingerprints: Mapping[str, ModelFingerprint],
             u, s = int(union[i, j]), int(same[i, j])
             agreement = s / u if u else None
             identical = bool(weights[i]) and weights[i] == weights[j]
-            flagged = bool(accurate[i] and accurate[j]) and (
-                identical or (agreement is not None and agreement >= agreement_flag))
+            flagged = bool(accurate[i] and accurate[j]) and (identical or (
+                u >= MIN_UNION and agreement is not None and agreement >= agreement_flag))
             pairs.append(ModelPair(keys[i], keys[j], agreement, s, u,
                                    identical, flagged))
     pairs.sort(key=lambda p: (not p.flagged, -(p.agreement if p.agreement is not None else -1.0),

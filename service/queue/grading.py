@@ -279,9 +279,8 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any,
         payload["timings"].update({k: round(v, 3) for k, v in timings.items()})
         run.report = payload
         # what the clean room measured of the trained model, for similarity runs only
-        fingerprint = getattr(report, "fingerprint", None)
-        if fingerprint is not None:
-            fingerprints.store(db.session, run_id, fingerprint)
+        if report.fingerprint is not None:
+            fingerprints.store(db.session, run_id, report.fingerprint)
         return run.state
 
 
