@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -96,6 +97,18 @@ def test_a_model_is_rebuilt_from_its_export_and_predicts_as_the_original():
         "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
     assert structure.parameters == model.count_params() == 6810
     assert structure.kinds["conv"] == 1 and structure.kinds["pooling"] == 1
+    # the trained values' digest, as for a TF1 model: the same weights in another model object
+    # give the same one, one weight changed another
+    again = small_cnn()
+    again.set_weights(model.get_weights())
+    assert keras_build.measure_keras_predictions(export_of(again), {"max_parameters": 100_000},
+                                                 images)["weights"] == got["weights"]
+    changed = [w.copy() for w in model.get_weights()]
+    changed[0].flat[0] += 0.001
+    again.set_weights(changed)
+    assert keras_build.measure_keras_predictions(export_of(again), {"max_parameters": 100_000},
+                                                 images)["weights"] != got["weights"]
+    assert re.fullmatch(r"[0-9a-f]{64}", got["weights"])
 
 
 @pytest.mark.parametrize("shape", [(784,), (28, 28)])
@@ -440,6 +453,8 @@ def test_the_reference_earns_full_marks_in_a_tf2_notebook(built, config, sandbox
     assert items["accuracy"].score == 6, items["accuracy"].feedback
     assert items["accuracy"].details["measured_accuracy"] >= 0.5
     assert "eager: True" in (report.executed_notebook or "")  # tf1 = false keeps TF2 as it is
+    # a Keras model has its fingerprint too (the similarity check compares it)
+    assert report.fingerprint is not None and len(report.fingerprint.weights) == 64
 
 
 @pytest.mark.sandbox

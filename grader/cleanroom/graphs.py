@@ -9,6 +9,7 @@ no function library may ride along, no string tensors, and no constant may be ov
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,3 +190,19 @@ def import_graph(graph_def: Any) -> Any:
             raise GraphRefused("bad_graph", f"TensorFlow cannot load the graph: "
                                f"{type(exc).__name__}: {str(exc)[:300]}") from None
     return graph
+
+
+def values_digest(arrays: Any) -> str:
+    """blake2b-256 (hex) of a model's trained values, whatever their names and order: each
+    floating-point array of more than one value as float32 in C order with its shape, the
+    per-array digests sorted (scalars, a clip's epsilon or a scale, are code, not training).
+    The same for a TF1 graph's frozen constants and a Keras model's weights."""
+    digests = []
+    for value in arrays:
+        value = np.asarray(value)
+        if value.size < 2 or value.dtype.kind != "f":
+            continue
+        array = np.ascontiguousarray(value, dtype=np.float32)
+        header = ("x".join(str(d) for d in array.shape) + ":").encode()
+        digests.append(hashlib.blake2b(header + array.tobytes(), digest_size=32).digest())
+    return hashlib.blake2b(b"".join(sorted(digests)), digest_size=32).hexdigest()

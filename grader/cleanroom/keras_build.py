@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 import numpy as np
-from graphs import GraphRefused, unpack_array
+from graphs import GraphRefused, unpack_array, values_digest
 from keras_config import LayerSpec, SequentialSpec, parse_document, read_model
 
 #: Most values one image's activations may hold at any layer.
@@ -141,10 +141,12 @@ def build_model(artefact: dict[str, Any], job: dict[str, Any]) -> tuple[Any, dic
                            f"arrays, the export holds {len(got)}; the first to differ is "
                            f"number {first}")
     model.set_weights(arrays)
+    digest = values_digest(arrays)
     for fact, layer in zip(facts, layers, strict=True):
         fact["parameters"] = int(sum(math.prod(w.shape) for w in layer.weights))
     structure = {"input_shape": list(spec.input_shape), "layers": facts,
                  "parameters": int(sum(a.size for a in arrays)),
+                 "weights": digest,
                  "kinds": {kind: sum(f["class_name"] in names for f in facts)
                            for kind, names in KINDS.items()}}
     return model, structure
@@ -185,4 +187,4 @@ def measure_keras_predictions(artefact: dict[str, Any], job: dict[str, Any],
             predictions.extend(int(p) for p in np.argmax(out, axis=1))
         results[name] = predictions
     return {"predictions": results, "parameters": structure["parameters"],
-            "structure": structure}
+            "weights": structure["weights"], "structure": structure}

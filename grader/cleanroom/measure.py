@@ -7,7 +7,6 @@ class predictions. Nothing here knows what a right answer is; the host compares.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from graphs import (
     import_graph,
     parse_graph,
     unpack_array,
+    values_digest,
     variable_nodes,
 )
 
@@ -288,20 +288,12 @@ def weights_digest(frozen: Any, needed: set[str]) -> str | None:
     constant cannot be read (the predictions stand without a digest)."""
     from tensorflow.python.framework import tensor_util
 
-    digests = []
     try:
-        for node in frozen.node:
-            if node.op != "Const" or node.name not in needed:
-                continue
-            value = np.asarray(tensor_util.MakeNdarray(node.attr["value"].tensor))
-            if value.size < 2 or value.dtype.kind != "f":
-                continue
-            array = np.ascontiguousarray(value, dtype=np.float32)
-            header = ("x".join(str(d) for d in array.shape) + ":").encode()
-            digests.append(hashlib.blake2b(header + array.tobytes(), digest_size=32).digest())
+        return values_digest(np.asarray(tensor_util.MakeNdarray(node.attr["value"].tensor))
+                             for node in frozen.node
+                             if node.op == "Const" and node.name in needed)
     except Exception:  # a constant TensorFlow cannot turn into an array: no digest
         return None
-    return hashlib.blake2b(b"".join(sorted(digests)), digest_size=32).hexdigest()
 
 
 def _ancestors(y: Any) -> set[str]:
