@@ -33,45 +33,22 @@ from typing import Any
 import nbformat
 from pydantic import ValidationError
 
+from grader.markers import (
+    BLOCK_PLACEHOLDER,
+    INLINE_PLACEHOLDER,
+    ONLY,
+    Placeholders,
+    Problem,
+    transform_source,
+)
 from grader.spec import Item, SpecError, _describe, load_exercise
 
 CONFIG_MARK = "# ASSIGNMENT CONFIG"
 ITEM_MARK = "# ITEM"
-#: nbgrader's placeholder for a solution block in a code cell, and in a markdown cell.
-BLOCK_PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
-MARKDOWN_PLACEHOLDER = "YOUR ANSWER HERE"
-#: Otter's placeholder for a ``# SOLUTION`` line's right-hand side.
-INLINE_PLACEHOLDER = "..."
-
-BEGIN = re.compile(r"^(\s*)#+\s*BEGIN SOLUTION(\s+NO PROMPT)?\s*$")
-END = re.compile(r"^\s*#+\s*END SOLUTION\s*$")
-BEGIN_PROMPT = re.compile(r"^\s*#+\s*BEGIN PROMPT\s*$")
-END_PROMPT = re.compile(r"^\s*#+\s*END PROMPT\s*$")
-LINE_SOLUTION = re.compile(r"^(?P<code>.*\S)\s+#\s*SOLUTION\s*$")
-LINE_PROMPT = re.compile(r"^(?P<code>.*\S)\s+#\s*PROMPT:\s?(?P<prompt>.*)$")
-ASSIGNED = re.compile(r"^(?P<lhs>\s*(?:return\s+|[\w.\[\]'\", ]+?\s*=(?!=)\s*))(?P<rhs>.*?)"
-                      r"(?P<comma>,?)$")
-ONLY = re.compile(r"^#+\s*(SOLUTION|TEMPLATE) ONLY\s*$")
-ANY_MARKER = re.compile(r"#+\s*(BEGIN|END) (SOLUTION|PROMPT)\b")
 TABLE_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*(\]\]?)\s*(#.*)?$")
 KEY_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*(\.|=)")
 #: ``[assign]``: settings of this command, not of the exercise.
 ASSIGN_KEYS = {"placeholder", "block_placeholder"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One wrong annotation: the cell (1-based, as in the notebook), the marker, what is
-    wrong."""
-
-    cell: int | None
-    marker: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"cell {self.cell}" if self.cell is not None else "notebook"
-        marker = f" ({self.marker})" if self.marker else ""
-        return f"{where}{marker}: {self.message}"
 
 
 class AssignError(SpecError):
@@ -113,83 +90,8 @@ class Assignment:
 # --- cells ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Placeholders:
-    inline: str = INLINE_PLACEHOLDER
-    block: str = BLOCK_PLACEHOLDER
-
-
 def _split_source(cell: dict[str, Any]) -> list[str]:
     return str(cell.get("source", "")).split("\n")
-
-
-def transform_source(source: str, cell_type: str, number: int,
-                     placeholders: _Placeholders) -> tuple[str, str, list[Problem]]:
-    """``(template, solution)`` sources of one cell, and the problems found."""
-    problems: list[Problem] = []
-    template: list[str] = []
-    solution: list[str] = []
-    block: tuple[int, str, bool] | None = None  # (line, indent, prompt wanted)
-    prompt = False
-    for line in source.split("\n"):
-        begin = BEGIN.match(line)
-        if block is not None:
-            if END.match(line):
-                if block[2]:
-                    text = placeholders.block if cell_type == "code" else MARKDOWN_PLACEHOLDER
-                    template.extend(block[1] + part for part in text.split("\n"))
-                block = None
-            elif begin or BEGIN_PROMPT.match(line) or END_PROMPT.match(line):
-                problems.append(Problem(number, line.strip(), "inside a solution block "
-                                        f"opened on line {block[0]}"))
-            else:
-                solution.append(line)
-            continue
-        if prompt:
-            if END_PROMPT.match(line):
-                prompt = False
-            elif ANY_MARKER.search(line):
-                problems.append(Problem(number, line.strip(), "inside a prompt block"))
-            else:
-                stripped = line.lstrip()
-                indent = line[: len(line) - len(stripped)]
-                if stripped and not stripped.startswith("#"):
-                    problems.append(Problem(number, "### BEGIN PROMPT", "a prompt line must be "
-                                            f"commented out (# ...): {stripped!r}"))
-                template.append(indent + re.sub(r"^# ?", "", stripped))
-            continue
-        if begin:
-            block = (len(solution) + 1, begin.group(1), not begin.group(2))
-            continue
-        if BEGIN_PROMPT.match(line):
-            prompt = True
-            continue
-        if END.match(line) or END_PROMPT.match(line):
-            problems.append(Problem(number, line.strip(), "no block of that kind is open"))
-            continue
-        line_prompt = LINE_PROMPT.match(line) if cell_type == "code" else None
-        if line_prompt:
-            code = line_prompt.group("code")
-            indent = code[: len(code) - len(code.lstrip())]
-            solution.append(code)
-            template.append(indent + line_prompt.group("prompt"))
-            continue
-        line_solution = LINE_SOLUTION.match(line) if cell_type == "code" else None
-        if line_solution:
-            code = line_solution.group("code")
-            solution.append(code)
-            assigned = ASSIGNED.match(code)
-            if assigned:
-                template.append(assigned.group("lhs") + placeholders.inline
-                                + assigned.group("comma"))
-            continue  # Otter's rule: any other solution line goes from the template
-        template.append(line)
-        solution.append(line)
-    if block is not None:
-        problems.append(Problem(number, "### BEGIN SOLUTION", "no ### END SOLUTION after it"))
-    if prompt:
-        problems.append(Problem(number, "### BEGIN PROMPT", "no ### END PROMPT after it"))
-    return "\n".join(template), "\n".join(solution), problems
 
 
 # --- TOML cells -----------------------------------------------------------------------------
@@ -311,13 +213,13 @@ def make_assignment(path: Path, source_name: str | None = None) -> Assignment:
                                          f"'{CONFIG_MARK}' (the [exercise] table and others)")])
     config_number, config_text, config_data = config
     settings = config_data.get("assign", {})
-    placeholders = _Placeholders()
+    placeholders = Placeholders()
     if not isinstance(settings, dict) or set(settings) - ASSIGN_KEYS or not all(
             isinstance(v, str) for v in settings.values()):
         problems.append(Problem(config_number, "[assign]", "takes only the strings "
                                 + ", ".join(sorted(ASSIGN_KEYS))))
     else:
-        placeholders = _Placeholders(settings.get("placeholder", INLINE_PLACEHOLDER),
+        placeholders = Placeholders(settings.get("placeholder", INLINE_PLACEHOLDER),
                                      settings.get("block_placeholder", BLOCK_PLACEHOLDER))
     if "items" in config_data:
         problems.append(Problem(config_number, CONFIG_MARK, "items go in '# ITEM' raw cells, "
@@ -379,7 +281,7 @@ def make_assignment(path: Path, source_name: str | None = None) -> Assignment:
         problems.append(Problem(None, ITEM_MARK, "no graded cell: put a raw cell starting "
                                 f"'{ITEM_MARK}' before each"))
     if problems:
-        raise AssignError(path, problems)
+        raise AssignError(path, sorted(problems, key=lambda p: p.cell or 0))
 
     spec = _spec_text(config_text, items, source_name or str(path))
     _check_spec(path, exercise_id, spec, items, config_number)
