@@ -144,7 +144,8 @@ def _item_text(body: str, cell_id: str, data: dict[str, Any]) -> tuple[str, str]
         quoted = _toml_string(cell_id)
         done = False
         for i, line in enumerate(out):
-            if cell is None and KEY_LINE.match(line) and KEY_LINE.match(line).group(1) == "id":  # type: ignore[union-attr]
+            key = KEY_LINE.match(line)
+            if cell is None and key is not None and key.group(1) == "id":
                 out.insert(i + 1, f"cell = {{ id = {quoted} }}")
                 done = True
             elif re.match(r"^cell\s*=\s*\{\s*\}", line):

@@ -179,6 +179,27 @@ def test_cell_ids_missing_from_an_old_notebook_are_given(tmp_path):
     assert item["cell"]["id"] in [cell.id for cell in template.cells]
 
 
+@pytest.mark.parametrize("cell", [
+    "",
+    "cell = {}",
+    'cell = { contains = ["out"] }',
+    'cell.contains = ["out"]',
+    '[cell]\ncontains = ["out"]',
+    'cell = { id = "answer" }',
+])
+def test_the_graded_cells_id_is_added_however_the_cell_key_is_written(tmp_path, cell):
+    item = ITEM.replace('cell = { contains = ["out"] }\n', "")
+    item = item.replace("# ITEM\n", "# ITEM\n" + (cell + "\n" if cell.startswith("[") is False
+                                                   else ""))
+    if cell.startswith("["):
+        item += cell + "\n"
+    cells = [(k, item if i == "item-conv" else s, i) for k, s, i in CELLS]
+    assignment = make_assignment(write_notebook(tmp_path / "a.ipynb", cells))
+    (found,) = tomllib.loads(assignment.exercise_toml)["items"]
+    assert found["cell"]["id"] == "answer"
+    assert found["id"] == "conv" and found["points"] == 6
+
+
 def _replace(cells, cell_id, old, new):
     return [(k, s.replace(old, new) if i == cell_id else s, i) for k, s, i in cells]
 
