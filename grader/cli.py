@@ -307,9 +307,10 @@ def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
         return EXIT_BAD_INPUT
     for path in assignment.write_to(config.exercises_root, config.reference_root):
         _stderr(f"wrote {path}")
-    if args.no_check:
-        return EXIT_OK
     exercise = _exercise(config, assignment.exercise_id)
+    if args.no_check:
+        _warn_stale_reference(exercise)
+        return EXIT_OK
     sandbox = _sandbox(config)
     started = time.monotonic()
     _stderr(f"building the reference of {exercise.id} (runs the solution)...")
@@ -325,6 +326,23 @@ def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
     _stderr(f"{exercise.id}: " + ("ready (the solution earns full marks, the template none)"
                                   if ok else "dry-run FAILED (see above)"))
     return EXIT_OK if ok else EXIT_FAIL
+
+
+def _warn_stale_reference(exercise: Exercise) -> None:
+    """Say so when the reference outputs beside a newly written solution were built from
+    another one (``expected.json`` records the solution's hash)."""
+    import hashlib
+
+    from grader.reference import read_expected, solution_path
+
+    try:
+        built_from = read_expected(exercise).get("solution_sha256")
+    except (FileNotFoundError, ValueError):
+        _stderr(f"no reference outputs yet: run `grader build-reference {exercise.id}`")
+        return
+    if built_from != hashlib.sha256(solution_path(exercise).read_bytes()).hexdigest():
+        _stderr(f"the reference outputs of {exercise.id} were built from another solution: "
+                f"run `grader build-reference {exercise.id}`")
 
 
 def _stderr(message: str) -> None:

@@ -4,6 +4,7 @@ over a course folder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
 from pathlib import Path
@@ -274,6 +275,22 @@ def test_chap06_is_made_by_assign_from_its_annotated_source(tmp_path):
     assert written.split("\n", 1)[1] == \
         (committed.directory / "exercise.toml").read_text(encoding="utf-8").split("\n", 1)[1]
     assert "Rule: 4 x the reference's count" in written  # the spec's comments are carried
+
+
+def test_assign_without_check_says_when_the_reference_outputs_are_stale(tmp_path, capsys):
+    source = write_notebook(tmp_path / "tiny.ipynb", CELLS)
+    assert main(["assign", str(source), "--out", str(tmp_path), "--no-check"]) == 0
+    assert "no reference outputs yet: run `grader build-reference tiny_conv`" in \
+        capsys.readouterr().err
+    reference = tmp_path / "reference/tiny_conv"
+    digest = hashlib.sha256((reference / "solution.ipynb").read_bytes()).hexdigest()
+    (reference / "expected.json").write_text(json.dumps({"solution_sha256": digest}))
+    assert main(["assign", str(source), "--out", str(tmp_path), "--no-check"]) == 0
+    assert "built from another solution" not in capsys.readouterr().err
+    write_notebook(source, _replace(CELLS, "answer", "padding='VALID')", "padding='VALID')  # ok"))
+    assert main(["assign", str(source), "--out", str(tmp_path), "--no-check"]) == 0
+    assert "the reference outputs of tiny_conv were built from another solution" in \
+        capsys.readouterr().err
 
 
 # --- a course folder ------------------------------------------------------------------------
