@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from grader.config import GraderConfig
@@ -41,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
         "GRADER_SANDBOX (bwrap | docker | unsafe).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def course_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--exercises", type=Path, metavar="DIR", dest="exercises_root",
+                       help="a course's exercises folder (<id>/exercise.toml each; default: "
+                       "GRADER_EXERCISES, else this checkout's exercises/)")
+        p.add_argument("--references", type=Path, metavar="DIR", dest="reference_root",
+                       help="its references (<id>/solution.ipynb, artefacts/, expected.json; "
+                       "default: GRADER_REFERENCE, else reference/ beside the exercises "
+                       "folder when --exercises is given)")
 
     def sandbox_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--sandbox", choices=list(SANDBOXES), default=None,
@@ -72,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
                          "marks) and blank template (must earn no points). Exit 1 otherwise.")
     dry.add_argument("exercises", nargs="*", metavar="EXERCISE", help="default: all")
     dry.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    course_options(dry)
     sandbox_options(dry)
 
     build = sub.add_parser("build-reference", help="run the solution, keep its exports",
@@ -81,7 +92,24 @@ def _parser() -> argparse.ArgumentParser:
                            "reference/<id>/expected.json (what was measured of them). The "
                            "solution must earn full marks against itself.")
     build.add_argument("exercises", nargs="*", metavar="EXERCISE", help="default: all")
+    course_options(build)
     sandbox_options(build)
+
+    assign = sub.add_parser("assign", help="make an exercise from one annotated solution",
+                            description="Read an annotated solution notebook (markers: "
+                            "docs/exercise-spec.md, 'Authoring'), write exercises/<id>/"
+                            "exercise.toml and the template, reference/<id>/solution.ipynb, "
+                            "then build the reference and dry-run it (the solution must earn "
+                            "full marks, the template none). Writes nothing when an annotation "
+                            "is wrong (exit 2).")
+    assign.add_argument("source", type=Path, metavar="SOLUTION.ipynb")
+    assign.add_argument("--out", type=Path, metavar="DIR",
+                        help="the course folder: writes DIR/exercises/<id>/ and "
+                        "DIR/reference/<id>/ (default: GRADER_EXERCISES and GRADER_REFERENCE, "
+                        "else this checkout's exercises/ and reference/)")
+    assign.add_argument("--no-check", action="store_true",
+                        help="write the files only: no reference build, no dry-run")
+    sandbox_options(assign)
 
     calibrate = sub.add_parser("calibrate", help="spread of the solution's accuracy over seeds",
                                description="Grade the solution RUNS times with shifted seeds, "
@@ -126,12 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = GraderConfig.from_env()
     if getattr(args, "sandbox", None):
-        config = GraderConfig(config.exercises_root, config.reference_root, config.data_dir,
-                              args.sandbox)
+        config = replace(config, sandbox=args.sandbox)
+    if getattr(args, "exercises_root", None):
+        root = args.exercises_root.resolve()
+        config = replace(config, exercises_root=root, reference_root=root.parent / "reference")
+    if getattr(args, "reference_root", None):
+        config = replace(config, reference_root=args.reference_root.resolve())
+    if getattr(args, "out", None):
+        out = args.out.resolve()
+        config = replace(config, exercises_root=out / "exercises", reference_root=out / "reference")
     handlers = {
         "grade": cmd_grade, "dry-run": cmd_dry_run, "build-reference": cmd_build_reference,
         "calibrate": cmd_calibrate, "data": cmd_data, "exercises": cmd_exercises,
-        "doctor": cmd_doctor, "image": cmd_image,
+        "doctor": cmd_doctor, "image": cmd_image, "assign": cmd_assign,
     }
     try:
         return handlers[args.command](args, config)
@@ -223,22 +258,91 @@ def _exercise_ids(config: GraderConfig, names: list[str]) -> list[str]:
 
 
 def cmd_dry_run(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.dryrun import dry_run_exercise
+    from grader.dryrun import DryRunCheck, dry_run_exercise, failed_check
 
+    ids = _exercise_ids(config, args.exercises)
+    if not ids:
+        _stderr(f"grader: no exercise in {config.exercises_root} (<id>/exercise.toml)")
+        return EXIT_FAIL
     sandbox = _sandbox(config)
-    results = []
-    ok = True
-    for exercise_id in _exercise_ids(config, args.exercises):
-        exercise = _exercise(config, exercise_id)
-        for check in dry_run_exercise(exercise, config, sandbox, log=_stderr,
-                                      progress=progress_printer):
-            results.append(check.to_dict())
-            ok &= check.passed
+    checks: list[DryRunCheck] = []
+    for exercise_id in ids:
+        try:  # one broken exercise is a failed check; the others are still run
+            exercise = _exercise(config, exercise_id)
+            require_reference(exercise)
+        except (SpecError, FileNotFoundError) as exc:
+            _stderr(f"{exercise_id}: FAILED: {exc}")
+            checks.append(failed_check(exercise_id, str(exc)))
+            continue
+        checks += dry_run_exercise(exercise, config, sandbox, log=_stderr,
+                                   progress=progress_printer)
+    ok = all(check.passed for check in checks)
     if args.json:
-        print(json.dumps({"passed": ok, "checks": results}, indent=1, ensure_ascii=False))
-    print(("dry-run passed" if ok else "dry-run FAILED") + f" ({len(results)} checks)",
-          file=sys.stderr)
+        print(json.dumps({"passed": ok, "checks": [c.to_dict() for c in checks]}, indent=1,
+                         ensure_ascii=False))
+    _stderr("summary:")
+    for check in checks:
+        _stderr(f"  {check.exercise} {check.notebook}: {check.score:g}/{check.max_score:g} "
+                + ("ok" if check.passed else "FAILED: " + "; ".join(check.problems)))
+    failed = sorted({c.exercise for c in checks if not c.passed})
+    _stderr(("dry-run passed" if ok else f"dry-run FAILED ({', '.join(failed)})")
+            + f" ({len(checks)} checks, {len(ids)} exercises)")
     return EXIT_OK if ok else EXIT_FAIL
+
+
+def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
+    from grader.assign import AssignError, make_assignment
+    from grader.dryrun import dry_run_exercise
+    from grader.reference_build import ReferenceError, build_reference
+
+    try:
+        shown = args.source.resolve().relative_to(Path.cwd())
+    except ValueError:
+        shown = args.source
+    try:
+        assignment = make_assignment(args.source, str(shown))
+    except AssignError as exc:
+        _stderr(f"grader assign: {len(exc.problems)} problem(s), nothing written")
+        _stderr(str(exc))
+        return EXIT_BAD_INPUT
+    for path in assignment.write_to(config.exercises_root, config.reference_root):
+        _stderr(f"wrote {path}")
+    exercise = _exercise(config, assignment.exercise_id)
+    if args.no_check:
+        _warn_stale_reference(exercise)
+        return EXIT_OK
+    sandbox = _sandbox(config)
+    started = time.monotonic()
+    _stderr(f"building the reference of {exercise.id} (runs the solution)...")
+    try:
+        path = build_reference(exercise, config, sandbox,
+                               on_progress=progress_printer(exercise.id))
+    except ReferenceError as exc:
+        _stderr(f"grader assign: {exercise.id}: the reference cannot be built: {exc}")
+        return EXIT_FAIL
+    _stderr(f"wrote {path} in {time.monotonic() - started:.0f}s")
+    checks = dry_run_exercise(exercise, config, sandbox, log=_stderr, progress=progress_printer)
+    ok = all(check.passed for check in checks)
+    _stderr(f"{exercise.id}: " + ("ready (the solution earns full marks, the template none)"
+                                  if ok else "dry-run FAILED (see above)"))
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def _warn_stale_reference(exercise: Exercise) -> None:
+    """Say so when the reference outputs beside a newly written solution were built from
+    another one (``expected.json`` records the solution's hash)."""
+    import hashlib
+
+    from grader.reference import read_expected, solution_path
+
+    try:
+        built_from = read_expected(exercise).get("solution_sha256")
+    except (FileNotFoundError, ValueError):
+        _stderr(f"no reference outputs yet: run `grader build-reference {exercise.id}`")
+        return
+    if built_from != hashlib.sha256(solution_path(exercise).read_bytes()).hexdigest():
+        _stderr(f"the reference outputs of {exercise.id} were built from another solution: "
+                f"run `grader build-reference {exercise.id}`")
 
 
 def _stderr(message: str) -> None:

@@ -33,6 +33,11 @@ class DryRunCheck:
         return {**self.__dict__, "problems": list(self.problems)}
 
 
+def failed_check(exercise_id: str, problem: str) -> DryRunCheck:
+    """An exercise that could not be dry-run at all (its spec, its reference missing)."""
+    return DryRunCheck(exercise_id, "exercise", False, 0.0, 0.0, "not run", (problem,), 0.0)
+
+
 def _problems_solution(report: GradeReport) -> list[str]:
     problems = []
     if report.status is not RunStatus.GRADED:

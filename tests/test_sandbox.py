@@ -1227,3 +1227,29 @@ def test_a_sweep_by_another_grader_spares_a_live_run(
                                                           f"{RUN_DIR_PREFIX}{owner_tag()}"]
     assert sweep_leftovers(cgroup_parent, str(stage_root)) == []
     assert run_cgroups(cgroup_parent) == [] and list(stage_root.iterdir()) == []
+
+
+def test_unsafe_gives_each_run_a_tmp_of_its_own(unsafe: UnsafeLocalSandbox, tmp_path: Path) -> None:
+    """The real sandbox's /tmp is private; a kernel told to keep its connection file in
+    /tmp/jupyter-runtime must not find (and load) one an earlier run left on the host."""
+    work = tmp_path / "work"
+    work.mkdir()
+    name = f"grader-test-{os.getpid()}-{time.monotonic_ns()}"
+    request = python_request(
+        """
+        import os, sys
+        os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+        seen = os.path.exists(sys.argv[1])
+        open(sys.argv[1], "w").write("mine")
+        print(seen, os.environ["TMPDIR"], sys.argv[1])
+        """,
+        work,
+        args=[f"/tmp/{name}/kernel.json"],
+        env={"TMPDIR": "/tmp"},
+    )
+    first, second = unsafe.run(request), unsafe.run(request)
+    assert first.exit_code == second.exit_code == 0, first.stderr
+    assert second.stdout.startswith(b"False")  # the first run's file is not there
+    assert not Path("/tmp", name).exists()
+    _, tmpdir, path = first.stdout.decode().split()
+    assert path.startswith(tmpdir + "/") and tmpdir != "/tmp"

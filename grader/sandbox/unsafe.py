@@ -125,6 +125,10 @@ class UnsafeLocalSandbox:
             mapping[path] = path
         tmpdir = os.path.join(home, "tmp")
         os.mkdir(tmpdir)
+        # The real sandbox's /tmp is its own: here a directory of the run's. Shared with the
+        # host's, a kernel would load a connection file an earlier run left at
+        # /tmp/jupyter-runtime/kernel.json (its key, not this run's) and never answer.
+        mapping.setdefault("/tmp", tmpdir)
         env = base_env(home, tmpdir, self.python)
         env.update({k: translate_paths(v, mapping) for k, v in request.env.items()})
         argv = [translate_paths(arg, mapping) for arg in request.argv]
