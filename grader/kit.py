@@ -214,6 +214,8 @@ def start_kit(
             bootstrap=BootstrapConfig(
                 tf1=exercise.runtime.tf1,
                 datasets={n: f"{DATA_TARGET}/{n}.npz" for n in exercise.runtime.datasets},
+                data_order=(secrets.randbelow(2**31) if exercise.runtime.data_order == "per_run"
+                            else None),
                 preload=preload,
             ),
         )

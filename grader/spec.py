@@ -291,6 +291,10 @@ class Runtime(_Table):
     tf1: bool = False
     #: Data sets served offline to the notebook (names known to ``grader.data``).
     datasets: Strings = ()
+    #: ``per_run``: each run gets the training images in an order of its own (a seed drawn per
+    #: run), so honest runs of the same code and fixed seeds train different models and a
+    #: shared model stands out (docs/model-fingerprints.md); ``file``: the file's order.
+    data_order: Literal["per_run", "file"] = "per_run"
     #: Whether a run needs a GPU: ``required`` (only a worker with a free GPU takes it),
     #: ``preferred`` (any worker; a GPU when one is free) or ``none`` (never given one).
     gpu: GpuNeed = "none"

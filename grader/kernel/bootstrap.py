@@ -8,7 +8,10 @@ run plan:
   Keras keep the real module) yields a module whose attributes come from ``tf.compat.v1`` first,
   then from TensorFlow 2; v2 behaviour (eager execution) is disabled, as in TensorFlow 1.x.
 - ``datasets``: ``tf.keras.datasets.mnist.load_data()`` reads the grader's local, checksummed
-  copy instead of downloading; any other download fails at once with a clear message.
+  copy instead of downloading; any other download fails at once with a clear message. With
+  ``data_order`` (a seed the host draws per run), the training images and their labels come in
+  this run's order (a copy in the kernel's private ``/tmp``), so two honest runs of the same
+  code with the same fixed seeds train two different models (``docs/model-fingerprints.md``).
 - session tracking: when a ``tf.Session`` closes, the values of its graph's variables are kept,
   so the grader can measure the model the student trained even after ``with tf.Session()`` ends.
 """
@@ -50,34 +53,37 @@ def install(config: dict[str, Any]) -> list[str]:
     notes: list[str] = []
     tf1 = bool(config.get("tf1"))
     datasets = config.get("datasets") or {}
+    order = config.get("data_order")
     when = "" if config.get("preload", True) else " (on the first import)"
     if tf1:
         notes.append(f"tensorflow: TF1 API through tf.compat.v1, v2 behaviour disabled{when}")
     if datasets:
-        notes.append(f"datasets: served from local files{when}: " + ", ".join(sorted(datasets)))
+        notes.append(f"datasets: served from local files{when}: " + ", ".join(sorted(datasets))
+                     + ("" if order is None else "; training images in this run's order"))
     if not (tf1 or datasets):
         return notes
     if when:
-        _install_on_first_import(tf1, datasets)
+        _install_on_first_import(tf1, datasets, order)
     else:
-        _install_now(tf1, datasets)
+        _install_now(tf1, datasets, order)
     return notes
 
 
-def _install_now(tf1: bool, datasets: dict[str, str]) -> None:
+def _install_now(tf1: bool, datasets: dict[str, str], order: int | None = None) -> None:
     if tf1:
         _install_tf1()
     if datasets:
-        _install_datasets(datasets)
+        _install_datasets(datasets, order)
 
 
-def _install_on_first_import(tf1: bool, datasets: dict[str, str]) -> None:
+def _install_on_first_import(tf1: bool, datasets: dict[str, str],
+                             order: int | None = None) -> None:
     original = builtins.__import__
 
     def first_import(name, globals=None, locals=None, fromlist=(), level=0):
         if level == 0 and name.partition(".")[0] in LAZY_TRIGGERS:
             builtins.__import__ = original  # once: the TF1 hook wraps the original import
-            _install_now(tf1, datasets)
+            _install_now(tf1, datasets, order)
             return builtins.__import__(name, globals, locals, fromlist, level)
         return original(name, globals, locals, fromlist, level)
 
@@ -176,18 +182,43 @@ def snapshot_session(sess: Any) -> dict[str, Any] | None:
 # --- data sets ------------------------------------------------------------------------------
 
 
-def _install_datasets(datasets: dict[str, str]) -> None:
-    """Point Keras's downloader at local files; refuse every other download at once."""
+def _in_run_order(path: str, order: int) -> str:
+    """A copy of the data set at ``path`` whose training images and labels (``x_train``,
+    ``y_train``) are permuted by ``order``, in a private temporary folder; the other arrays as
+    they are. Made once per kernel (the next calls return the same copy)."""
+    import tempfile
+
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    x, y = arrays.get("x_train"), arrays.get("y_train")
+    if x is not None and y is not None and len(x) == len(y):
+        permutation = np.random.RandomState(order).permutation(len(x))
+        arrays["x_train"], arrays["y_train"] = x[permutation], y[permutation]
+    copy = os.path.join(tempfile.mkdtemp(prefix="grader-data-"), os.path.basename(path))
+    np.savez(copy, **arrays)
+    return copy
+
+
+def _install_datasets(datasets: dict[str, str], order: int | None = None) -> None:
+    """Point Keras's downloader at local files (in this run's order, with ``order``); refuse
+    every other download at once."""
     from keras.src.datasets import mnist as mnist_module
     from keras.src.utils import file_utils
 
     original_get_file = file_utils.get_file
+    copies: dict[str, str] = {}
 
     def get_file(fname=None, origin=None, *args, **kwargs):
         name = os.path.basename(str(fname or origin or ""))
         for key, path in datasets.items():
             if name == f"{key}.npz":
-                return path
+                if order is None:
+                    return path
+                if key not in copies:
+                    copies[key] = _in_run_order(path, order)
+                return copies[key]
         raise OfflineDownloadError(
             f"grading runs without network: cannot download {origin or fname!r}. "
             f"Data sets available offline: {', '.join(sorted(datasets))}."

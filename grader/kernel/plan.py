@@ -47,6 +47,9 @@ class BootstrapConfig(_Model):
     tf1: bool = False
     #: Data set name -> its file as the kernel sees it (``/data/<name>.npz``).
     datasets: dict[str, str] = Field(default_factory=dict)
+    #: Seed of this run's order of the data sets' training images (drawn by the host for each
+    #: kit); ``None``: the file's order (``[runtime] data_order = "file"``).
+    data_order: int | None = None
     #: Import TensorFlow and install at once (a warm kit); ``False``: on the first import of
     #: TensorFlow or Keras (a cold run, where nobody should wait for an unused import).
     preload: bool = True
