@@ -684,7 +684,11 @@ def test_filling_the_disks_stays_in_the_sandbox(
                             on_progress=on_progress)
     assert report.item("conv1").score == 6
     assert samples
-    assert free_before - min(free for free, _ in samples) < 512 * 1024**2
+    # The host's disk: a fill that escaped its tmpfs would write until the cell's budget ends
+    # (gigabytes); the margin is for the other test process sharing the disk (image builds,
+    # caches: it once took 553 MB meanwhile). Containment itself is the ENOSPC at `scratch`
+    # bytes below.
+    assert free_before - min(free for free, _ in samples) < 2 * 1024**3
     assert max(in_runs for _, in_runs in samples) < 256 * 1024**2
     assert report.status is RunStatus.GRADED, report.reason
     filled = printed(report, "conv1-extra0")
