@@ -137,12 +137,18 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
                       bilingual("scoring.reference_unmeasured", detail=theirs.detail))
     view, expected = _comparator_views(item, mine, theirs, export, evidence, measured)
     prepared = evidence.prepared.get(item.id) or Prepared()
+    return _judge(out, item, found, CompareInput(
+        item=item, exercise=exercise, measured=view, expected=expected,
+        cell_error=cell_error, labels=prepared.labels,
+        claimed_accuracy=prepared.claimed_accuracy,
+    ))
+
+
+def _judge(out: ItemResult, item: Item, found: Prepared | None, given: CompareInput,
+           details: dict[str, Any] | None = None) -> ItemResult:
+    """``out`` scored by the item's comparator on ``given`` (with ``details`` added)."""
     try:
-        judgement = get_comparator(item.compare.kind)(CompareInput(
-            item=item, exercise=exercise, measured=view, expected=expected,
-            cell_error=cell_error, labels=prepared.labels,
-            claimed_accuracy=prepared.claimed_accuracy,
-        ))
+        judgement = get_comparator(item.compare.kind)(given)
     except Exception:  # a comparator must never turn an odd answer into a failed run
         logger.exception("comparator %s failed on item %s", item.compare.kind, item.id)
         return _error(out, item, found, bilingual("scoring.comparator_failed"))
@@ -150,6 +156,7 @@ def _score_item(exercise: Exercise, item: Item, evidence: Evidence) -> ItemResul
     out.status = judgement.status
     out.feedback.extend(judgement.feedback)
     out.details.update(judgement.details)
+    out.details.update(details or {})
     if judgement.fraction < 1:
         _add_hint(out, item)
     return out
@@ -171,22 +178,11 @@ def _score_function(out: ItemResult, exercise: Exercise, item: Item, evidence: E
         return _error(out, item, found, bilingual(
             "scoring.reference_unmeasured",
             detail=measured.reference_failure or bilingual("scoring.unmeasured")))
-    try:
-        judgement = get_comparator(item.compare.kind)(CompareInput(
-            item=item, exercise=exercise,
-            measured={"cases": measured.cases, "student": measured.student},
-            expected={"reference": measured.reference}))
-    except Exception:  # a comparator must never turn an odd answer into a failed run
-        logger.exception("comparator %s failed on item %s", item.compare.kind, item.id)
-        return _error(out, item, found, bilingual("scoring.comparator_failed"))
-    out.score = round(item.points * max(0.0, min(1.0, float(judgement.fraction))), 4)
-    out.status = judgement.status
-    out.feedback.extend(judgement.feedback)
-    out.details.update(judgement.details)
-    out.details["seconds"] = round(measured.seconds, 3)
-    if judgement.fraction < 1:
-        _add_hint(out, item)
-    return out
+    return _judge(out, item, found, CompareInput(
+        item=item, exercise=exercise,
+        measured={"cases": measured.cases, "student": measured.student},
+        expected={"reference": measured.reference}),
+        details={"seconds": round(measured.seconds, 3)})
 
 
 def _comparator_views(item: Item, mine: Any, theirs: Any, export: Export,
