@@ -22,6 +22,10 @@ What the pool promises:
   ``docs/sandbox.md``, "Warm pool").
 - **Fresh.** A kit that waited ``max_idle`` seconds, or one of whose sandboxes died, is closed
   and replaced (its sandboxes' wall clocks allow that wait and no more).
+- **Only what is wanted.** ``exercises`` is a list, or a function the filler asks once per
+  pass (:data:`FILL_INTERVAL`) for the exercises worth keeping kits for now (the service's:
+  those open for submissions, ``service/queue/warm_kits.py``). Kits of an exercise that left
+  that list are closed; a function that fails leaves the last list in force.
 - **Nothing left behind.** :meth:`WarmPool.close` closes every kit; a grader killed with
   ``kill -9`` leaves what any killed grader leaves, which the backends clean up: bubblewrap's
   sandboxes die with their parent and the next run sweeps the cgroups and folders
@@ -55,6 +59,8 @@ KIT_MEMORY = int(1.5 * GiB)
 WARM_UP_TIMEOUT = 180.0
 #: How often the filler looks at the pool when nothing wakes it.
 FILL_INTERVAL = 1.0
+#: How often the filler asks a function ``exercises`` which exercises are wanted.
+WANTED_INTERVAL = 30.0
 #: How long the filler waits after a warm-up failed before trying that key again.
 RETRY_AFTER = 30.0
 
@@ -83,13 +89,14 @@ class PoolStats:
 
 
 class WarmPool:
-    """Warm kits for ``exercises``, per slot of ``slots`` (or one unpinned set when ``None``);
-    ``sandbox_for(cpus)`` gives the backend pinned to those CPUs."""
+    """Warm kits for ``exercises`` (a list, or a function giving the list wanted now), per
+    slot of ``slots`` (or one unpinned set when ``None``); ``sandbox_for(cpus)`` gives the
+    backend pinned to those CPUs."""
 
     def __init__(
         self,
         config: GraderConfig,
-        exercises: Sequence[str],
+        exercises: Sequence[str] | Callable[[], Sequence[str]],
         sandbox_for: Callable[[tuple[int, ...]], Sandbox],
         *,
         slots: CpuSlots | None = None,
@@ -97,7 +104,9 @@ class WarmPool:
         available_memory: Callable[[], int | None] | None = None,
     ) -> None:
         self.config = config
-        self.exercises = tuple(exercises)
+        self._wanted = exercises if callable(exercises) else None
+        #: The exercises kits are kept for (a function's last answer).
+        self.exercises: tuple[str, ...] = () if callable(exercises) else tuple(exercises)
         self.sandbox_for = sandbox_for
         self.slots = slots
         self.settings = settings or PoolSettings()
@@ -110,6 +119,7 @@ class WarmPool:
         self._warming = 0
         self._taken = self._retired = self._failed = 0
         self._failed_at: dict[KitKey, float] = {}
+        self._asked_at: float | None = None
 
     # --- for workers --------------------------------------------------------------------------
 
@@ -153,6 +163,7 @@ class WarmPool:
     def start(self) -> WarmPool:
         """Start filling in a background thread (idempotent)."""
         if self.settings.size > 0 and self._thread is None:
+            self._refresh()
             self._thread = threading.Thread(target=self._fill_forever, name="warm-pool",
                                             daemon=True)
             self._thread.start()
@@ -192,6 +203,7 @@ class WarmPool:
         self._warm_host()
         while not self._closing.is_set():
             try:
+                self._refresh()
                 self._retire()
                 self._fill_once()
             except Exception:  # a filler that dies leaves the workers cold, never broken
@@ -210,18 +222,39 @@ class WarmPool:
         except Exception:  # the first run reads them then, and says what is wrong
             logger.warning("warm pool: the host's side could not be read ahead", exc_info=True)
 
+    def _refresh(self) -> None:
+        """Ask ``exercises`` (when a function) which exercises are wanted now."""
+        if self._wanted is None:
+            return
+        now = time.monotonic()
+        if self._asked_at is not None and now - self._asked_at < WANTED_INTERVAL:
+            return
+        self._asked_at = now
+        try:
+            wanted = tuple(dict.fromkeys(str(e) for e in self._wanted()))
+        except Exception:  # a database that does not answer: keep the last list
+            logger.warning("warm pool: the wanted exercises could not be read", exc_info=True)
+            return
+        if wanted != self.exercises:
+            logger.info("warm pool: kits for %s", ", ".join(wanted) or "no exercise")
+            self.exercises = wanted
+
     def _retire(self) -> None:
-        """Close the kits that waited too long or whose sandboxes ended."""
+        """Close the kits that waited too long, whose sandboxes ended, or whose exercise is no
+        longer wanted."""
         now = time.monotonic()
         with self._lock:
             stale = [k for k in self._kits
-                     if not k.alive() or now - k.created > self.settings.max_idle]
+                     if not k.alive() or now - k.created > self.settings.max_idle
+                     or k.key.exercise not in self.exercises]
             for kit in stale:
                 self._kits.remove(kit)
         for kit in stale:
             self._retired += 1
             logger.info("warm kit %s retired (%s)", kit.key,
-                        "idle too long" if kit.alive() else "a sandbox ended")
+                        "a sandbox ended" if not kit.alive()
+                        else "not wanted" if kit.key.exercise not in self.exercises
+                        else "idle too long")
             kit.close()
 
     def _missing(self) -> list[KitKey]:

@@ -13,7 +13,7 @@
 | ``PIN_CPUS`` | 1 | ``0``: runs are not pinned (every run on every CPU) |
 | ``CPU_SLOTS_DIR`` | ``/run/grader-cpus`` (root) | the slots' lock files; the same for every worker of the host |
 | ``WORKERS`` | ``RUNS_PER_HOST`` | embedded worker threads |
-| ``WARM_POOL`` | 1 | warm kits (sandboxes with the kernel, TensorFlow and the clean room ready) kept per exercise and CPU slot by each worker process; ``0``: every run starts cold (docs/sandbox.md, "Warm pool") |
+| ``WARM_POOL`` | 1 | warm kits (sandboxes with the kernel, TensorFlow and the clean room ready) kept per open exercise and CPU slot by each worker process; ``0``: every run starts cold (docs/sandbox.md, "Warm pool") |
 | ``WARM_POOL_MAX_IDLE`` | 900 | seconds a warm kit may wait for a submission before it is replaced |
 | ``WARM_POOL_MIN_FREE_MB`` | 4096 | no warm kit is started unless the host's available memory stays above this |
 | ``CELERY_BROKER_URL`` | ``redis://127.0.0.1:6379/0`` | for ``QUEUE=celery`` |

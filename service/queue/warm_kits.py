@@ -1,7 +1,8 @@
 """This worker process's warm pool (:class:`grader.warm_pool.WarmPool`), made from the settings.
 
 Started with the process's workers (embedded threads, ``flask worker``, a Celery child) and
-closed when they stop: ``WARM_POOL`` kits per exercise and CPU slot, each pinned to its slot
+closed when they stop: ``WARM_POOL`` kits per open exercise (one that takes submissions now or
+within ten minutes: ``service.domain.open_exercises``) and CPU slot, each pinned to its slot
 like a cold run (``service.queue.cpu_slots``). A worker holding a slot takes that slot's kit
 (:func:`take`); a run with a GPU, or one that finds no ready kit, starts cold. See
 ``docs/sandbox.md``, "Warm pool".
@@ -18,6 +19,9 @@ from grader import GraderConfig, get_sandbox
 from grader.kit import Kit
 from grader.sandbox.base import Sandbox
 from grader.warm_pool import PoolSettings, WarmPool
+from service.domain.open_exercises import open_exercises
+from service.extensions import db
+from service.models import utcnow
 from service.queue import cpu_slots
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,13 @@ _made = threading.Lock()
 def sandbox_for(config: GraderConfig, cpus: tuple[int, ...]) -> Sandbox:
     """The configured backend, pinned to ``cpus`` (``()``: not pinned)."""
     return get_sandbox(config.sandbox, **({"cpu_set": cpus} if cpus else {}))
+
+
+def wanted(app: Flask) -> list[str]:
+    """The exercises worth warm kits now: those open for somebody now or soon."""
+    config: GraderConfig = app.config["GRADER"]
+    with app.app_context():
+        return open_exercises(db.session, config.exercise_ids(), utcnow())
 
 
 def start(app: Flask) -> WarmPool | None:
@@ -43,12 +54,12 @@ def start(app: Flask) -> WarmPool | None:
             settings = PoolSettings(size=size, max_idle=app.config["WARM_POOL_MAX_IDLE"],
                                     min_available_bytes=app.config["WARM_POOL_MIN_FREE_MB"]
                                     * 1024 * 1024)
-            found = WarmPool(config, config.exercise_ids(),
+            found = WarmPool(config, lambda: wanted(app),
                              lambda cpus: sandbox_for(config, cpus),
                              slots=cpu_slots.slots(app), settings=settings)
             app.extensions[_EXTENSION] = found
             found.start()
-            log.info("warm pool: %d kit(s) per exercise and CPU slot, %d keys", size,
+            log.info("warm pool: %d kit(s) per open exercise and CPU slot, %d keys", size,
                      len(found.keys()))
         return found
 
