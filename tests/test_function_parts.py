@@ -317,7 +317,7 @@ def test_a_reference_of_the_wrong_structure_is_refused_saying_why(pexercise, pso
             ("return dout @ w.T, x.T @ dout", "returned 2 values, not the 3 of returns = "
                                               "[dx, dw, db]"),
             ("return {'dx': dout @ w.T, 'dw': x.T @ dout, 'grad_b': dout.sum(axis=0)}",
-             "returned a dict without db and with grad_b"),
+             "returned a dict without db and with keys grad_b, not the keys of"),
             ("return dout @ w.T", "returned a value of type ndarray, not a tuple")]):
         reference = notebook(psolution, replace={ITEM: answer(body)})
         located = locate_items(psolution, pexercise)
