@@ -14,6 +14,7 @@ Imports nothing of ``grader`` (``grader.spec`` checks a function item's options 
 
 from __future__ import annotations
 
+import keyword
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_INPUT_VALUES = 1_000_000
 #: Most random cases and edge cases of one item.
 MAX_CASES = 64
+#: Most arrays a function may return (``returns``).
+MAX_RETURNS = 16
 DType = Literal["float64", "float32", "int64", "int32", "bool"]
 
 
@@ -92,6 +95,9 @@ class FunctionCompare(_Table):
     scoring: Literal["all", "cases"] = "all"
     #: Wall seconds for each side's sandbox run (the student's calls each case twice).
     seconds: float = Field(default=20.0, gt=0, le=300)
+    #: The names of the arrays the function returns, in order (a tuple or a list of that many
+    #: arrays, or a dict with exactly these keys); ``None``: it returns one array.
+    returns: list[str] | None = Field(default=None, min_length=1, max_length=MAX_RETURNS)
 
     @model_validator(mode="after")
     def _consistent(self) -> FunctionCompare:
@@ -109,6 +115,13 @@ class FunctionCompare(_Table):
             for n, change in enumerate(edge.args):
                 if change.shape is not None:
                     _check_shape(change.shape, self.dims, f"edge case '{edge.name}' args[{n}]")
+        if self.returns is not None:
+            for name in self.returns:
+                if not name.isidentifier() or keyword.iskeyword(name) or len(name) > 64:
+                    raise ValueError(f"returns: {name!r} is not a Python identifier (of at most 64 "
+                                     "characters)")
+            if len(set(self.returns)) != len(self.returns):
+                raise ValueError("returns: the names must be unique")
         if self.cases + len(self.edge_cases) == 0:
             raise ValueError("no cases: set cases or edge_cases")
         if self.cases + len(self.edge_cases) > MAX_CASES:

@@ -8,7 +8,8 @@ For each function item the host builds the function's module from the notebook's
   first, as the grader's user, one pass over the cases;
 - then the student's, as the student's user, in a sandbox of its own (another process,
   another work directory: the reference's outputs are never in it), two passes (the second in
-  the reverse order), each output held to a few times the reference's size.
+  the reverse order), each output held to a few times the reference's size (with ``returns``,
+  each part to a few times the reference's part).
 
 Each sandbox: no network (a namespace with loopback only), no reference mounted, a private
 ``/tmp``, and tight :data:`LIMITS` (wall ``seconds`` from the spec, CPU, memory, processes).
@@ -157,8 +158,8 @@ def measure_function(item: Item, nb: nbformat.NotebookNode, cell_index: int,
         return measured
     measured.cases = draw_cases(spec, seed)
     inputs, arguments = _inputs(measured.cases)
-    caps = [min(MAX_VALUES, max(MIN_VALUES, INPUT_SLACK * case.input_values))
-            for case in measured.cases]
+    caps = [[min(MAX_VALUES, max(MIN_VALUES, INPUT_SLACK * case.input_values))]
+            * len(spec.returns or [None]) for case in measured.cases]
     measured.reference = run_side(reference, arguments, caps, inputs, spec, sandbox,
                                   workdir / "reference", SandboxUser.GRADER, passes=1)
     caps = _student_caps(measured.reference, caps)
@@ -186,34 +187,41 @@ def _inputs(cases: list[Case]) -> tuple[dict[str, np.ndarray], list[list[dict[st
     return arrays, arguments
 
 
-def _student_caps(reference: SideResult, caps: list[int]) -> list[int]:
-    """Each case's cap for the student: :data:`OUTPUT_SLACK` times the reference's output."""
-    out = list(caps)
+def _student_caps(reference: SideResult, caps: list[list[int]]) -> list[list[int]]:
+    """Each case's caps (one per part) for the student: :data:`OUTPUT_SLACK` times the
+    reference's output."""
+    out = [list(parts) for parts in caps]
     for record in reference.calls.get(0, {}).values():
-        if record.ok and record.array is not None and record.case < len(out):
-            out[record.case] = min(MAX_VALUES, max(MIN_VALUES,
-                                                   OUTPUT_SLACK * int(record.array.size)))
+        if not record.ok or record.case >= len(out):
+            continue
+        outputs = record.parts if record.parts is not None else (record,)
+        for n, part in enumerate(outputs[:len(out[record.case])]):
+            if part.ok and part.array is not None:
+                out[record.case][n] = min(MAX_VALUES, max(MIN_VALUES,
+                                                          OUTPUT_SLACK * int(part.array.size)))
     return out
 
 
 def run_side(extracted: ExtractedFunction, arguments: list[list[dict[str, Any]]],
-             caps: list[int], inputs: Mapping[str, np.ndarray], spec: FunctionCompare,
+             caps: list[list[int]], inputs: Mapping[str, np.ndarray], spec: FunctionCompare,
              sandbox: Sandbox, workdir: Path, user: SandboxUser, *, passes: int) -> SideResult:
-    """One side's sandbox run, and what it wrote, checked."""
+    """One side's sandbox run, and what it wrote, checked. ``caps``: each case's most values,
+    one per output (one, or one per name of ``spec.returns``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "module.py").write_text(extracted.source, encoding="utf-8")
     np.savez(workdir / "inputs.npz", **inputs)  # type: ignore[arg-type]
+    returns = spec.returns
     plan = {"source": "module.py", "name": extracted.name, "inputs": "inputs.npz",
-            "out": "out.jsonl", "passes": passes,
-            "cases": [{"args": args, "max_values": cap} for args, cap in
-                      zip(arguments, caps, strict=True)]}
+            "out": "out.jsonl", "passes": passes, "returns": returns,
+            "cases": [{"args": args, "max_values": cap if returns is not None else cap[0]}
+                      for args, cap in zip(arguments, caps, strict=True)]}
     (workdir / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     current: dict[str, int] = {}
 
     def on_line(line: str) -> None:
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # the student's process may print anything
             return
         if isinstance(event, dict) and event.get("event") == "case":
             current["case"] = int(event.get("case", -1)) if isinstance(
@@ -226,8 +234,12 @@ def run_side(extracted: ExtractedFunction, arguments: list[list[dict[str, Any]]]
                             cell_timeout=spec.seconds,
                             cpu_seconds=max(1, math.ceil(2 * spec.seconds)))
     result = sandbox.run(room_request(workdir, limits, user), on_line=on_line)
-    limit = min(MAX_RESULT_BYTES, passes * sum(_record_bytes(cap) for cap in caps) + 64 * 1024)
-    side = read_records(workdir / "out.jsonl", limit, passes, len(caps), caps)
+    limit = min(MAX_RESULT_BYTES, passes * sum(_record_bytes(cap) for parts in caps
+                                               for cap in parts) + 64 * 1024)
+    side = (read_records(workdir / "out.jsonl", limit, passes, len(caps), caps, returns)
+            if returns is not None else
+            read_records(workdir / "out.jsonl", limit, passes, len(caps),
+                         [parts[0] for parts in caps]))
     side.ending = _ending(result, spec.seconds)
     if side.ending is not None and "case" in current:
         side.stopped_in = (current.get("pass", 0), current["case"])

@@ -8,6 +8,11 @@ pass, in the reverse order) gave the same bytes. Scoring (``scoring``): ``all`` 
 the points only when every case passes, ``cases`` in proportion. The feedback names the
 failing cases (their name, the shapes and dtypes of their inputs, never the values) and how
 each failed.
+
+A function of several arrays (``returns``): each call must give exactly those parts (a tuple or
+a list of that many, or a dict with exactly those keys: the room reads the structure, the
+records say what came); each part is judged as a single output is, and a case passes when
+every part passes. The feedback names the first part that failed, and the others.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from grader.comparators.base import CompareInput, Judgement, register, shape_text
-from grader.function_cases import Case, read_compare
+from grader.function_cases import Case, FunctionCompare, read_compare
 from grader.function_records import CallRecord, SideResult
 from grader.messages import N_, bilingual
 from grader.report import ItemStatus
@@ -33,6 +38,10 @@ FAILED = {"memory": N_("functions.memory"), "too_large": N_("functions.too_large
           "bad_output": N_("functions.bad_output")}
 
 
+#: How a result of several arrays came in the wrong structure, by the room's code.
+STRUCTURE = {"parts_count": N_("functions.parts_count"), "parts_type": N_("functions.parts_type")}
+
+
 @register("function")
 def compare_function(data: CompareInput) -> Judgement:
     spec = read_compare(data.item.compare.kind, dict(data.item.compare.options))
@@ -43,13 +52,11 @@ def compare_function(data: CompareInput) -> Judgement:
         return _load_failure(student)
     verdicts = []
     for n, case in enumerate(cases):
-        expected = reference.call(0, n)
-        if expected is None or not expected.ok or expected.array is None:
+        expected = reference_outputs(reference.call(0, n), spec.returns)
+        if isinstance(expected, str):
             return Judgement(0.0, ItemStatus.ERROR, [bilingual(
-                "functions.reference_failed", case=case.name,
-                detail=(expected.detail if expected else "no result")[:300])])
-        verdicts.append(_judge(n, case, expected.array, student, spec.rtol, spec.atol,
-                               spec.dtype))
+                "functions.reference_failed", case=case.name, detail=expected[:300])])
+        verdicts.append(_judge(n, expected, student, spec))
     passed = sum(1 for problem in verdicts if problem is None)
     total = len(cases)
     fraction = passed / total if total else 0.0
@@ -84,21 +91,84 @@ def _load_failure(student: SideResult) -> Judgement:
     return Judgement(0.0, ItemStatus.ERROR, [text])
 
 
-def _judge(n: int, case: Case, expected: np.ndarray, student: SideResult, rtol: float,
-           atol: float, dtype_rule: str) -> Text | None:
+def reference_outputs(record: CallRecord | None, returns: list[str] | None
+                      ) -> list[np.ndarray] | str:
+    """The reference's arrays for a case (one, or one per name of ``returns``), or why there
+    are none (in English: this is for the course's staff, and refuses a reference)."""
+    if record is None:
+        return "no result"
+    if returns is None:
+        if record.ok and record.array is not None:
+            return [record.array]
+        return record.detail or record.code or "no result"
+    wanted = f"returns = [{', '.join(returns)}]"
+    if record.code == "parts_count":
+        return f"returned {record.count} values, not the {len(returns)} of {wanted}"
+    if record.code == "parts_keys":
+        how = ([f"without {', '.join(record.missing)}"] if record.missing else []) + (
+            [f"with keys {', '.join(record.extra)}"] if record.extra else [])
+        return f"returned a dict {' and '.join(how)}, not the keys of {wanted}"
+    if record.code == "parts_type":
+        return (f"returned a value of type {record.detail}, not a tuple, a list or a dict of "
+                f"{wanted}")
+    if not record.ok or record.parts is None:
+        return record.detail or record.code or "no result"
+    arrays = []
+    for name, part in zip(returns, record.parts, strict=True):
+        if not part.ok or part.array is None:
+            return f"{name}: {part.detail or part.code or 'no array'}"
+        arrays.append(part.array)
+    return arrays
+
+
+def _judge(n: int, expected: list[np.ndarray], student: SideResult, spec: FunctionCompare
+           ) -> Text | None:
     """Why case ``n`` fails, or ``None`` when it passes."""
     first = student.call(0, n)
     if first is None:
         return _missing(student, n)
-    problem = _output_problem(first, expected, rtol, atol, dtype_rule)
+    if spec.returns is None:
+        problem = _output_problem(first, expected[0], spec.rtol, spec.atol, spec.dtype)
+    else:
+        problem = _parts_problem(first, expected, spec)
     if problem is not None:
         return problem
     second = student.call(1, n)
     if second is None:
         return _missing(student, n)
-    if not second.ok or second.array is None or not _same_bytes(first.array, second.array):
+    if not _same_outputs(first, second):
         return bilingual("functions.not_deterministic")
     return None
+
+
+def _parts_problem(call: CallRecord, expected: list[np.ndarray], spec: FunctionCompare
+                   ) -> Text | None:
+    """Why a call of a function of several arrays fails: its structure, or its parts (the
+    first that fails named with its problem, the others by name)."""
+    names = spec.returns or []
+    listed = ", ".join(names)
+    if call.code in STRUCTURE:
+        return bilingual(STRUCTURE[call.code], count=call.count, detail=call.detail[:200],
+                         expected=len(names), names=listed)
+    if call.code == "parts_keys":
+        missing, extra = ", ".join(call.missing), ", ".join(call.extra)
+        key = (N_("functions.parts_keys") if missing and extra else
+               N_("functions.parts_missing") if missing else N_("functions.parts_extra"))
+        return bilingual(key, missing=missing, extra=extra[:600], names=listed)
+    if not call.ok or call.parts is None:
+        return _output_problem(call, expected[0], spec.rtol, spec.atol, spec.dtype)
+    failed = []
+    for name, part, theirs in zip(names, call.parts, expected, strict=True):
+        problem = _output_problem(part, theirs, spec.rtol, spec.atol, spec.dtype)
+        if problem is not None:
+            failed.append((name, problem))
+    if not failed:
+        return None
+    name, problem = failed[0]
+    if len(failed) == 1:
+        return bilingual("functions.part_failed", part=name, problem=problem)
+    return bilingual("functions.part_failed_more", part=name, problem=problem,
+                     others=", ".join(other for other, _ in failed[1:]))
 
 
 def _missing(student: SideResult, n: int) -> Text:
@@ -145,6 +215,18 @@ def _output_problem(call: CallRecord, expected: np.ndarray, rtol: float, atol: f
 
 def _kind(dtype: np.dtype) -> str:
     return "f" if dtype.kind == "f" else "i" if dtype.kind in "iu" else dtype.kind
+
+
+def _same_outputs(first: CallRecord, second: CallRecord) -> bool:
+    """Both calls gave the same arrays, byte for byte (every part of a result of several)."""
+    if not second.ok:
+        return False
+    if first.parts is None or second.parts is None:
+        return first.parts is None and second.parts is None and _same_bytes(first.array,
+                                                                             second.array)
+    return len(first.parts) == len(second.parts) and all(
+        a.ok and b.ok and _same_bytes(a.array, b.array)
+        for a, b in zip(first.parts, second.parts, strict=True))
 
 
 def _same_bytes(a: np.ndarray | None, b: np.ndarray | None) -> bool:

@@ -8,14 +8,21 @@ else), the function (``name``), the inputs (``inputs``: an ``.npz`` the host wro
 without pickles), the cases (each a list of argument keys in the npz or literal values),
 how many times to call each (``passes``: the second pass in the reverse order, so that a
 function whose answer changes between two calls on the same input is seen) and the most
-values a case's output may hold (``max_values``, per case).
+values a case's output may hold (``max_values``, per case). With ``returns`` (the names of the
+arrays the function returns) the function must return a tuple or a list of that many arrays,
+or a dict with exactly those keys, and ``max_values`` is a list, one per array.
 
 What this process writes is never a verdict: ``out.jsonl`` gets one line per call,
 ``{"pass", "case", "ok": true, "shape", "dtype", "data"}`` (``data``: the output's bytes,
 base64) or ``{"pass", "case", "ok": false, "code", "detail"}``, and a ``{"load": ...}`` line
-when the module or the function could not be had. Before each call it announces the case on
-stdout (``{"event": "case", ...}``) so that the host can name the case a timeout or a crash
-belongs to. The host compares with the reference's outputs, which never come here.
+when the module or the function could not be had. With ``returns``, an answer of the right
+structure is ``{"pass", "case", "ok": true, "parts": [...]}``, each part such an array record
+or failure in the order of ``returns`` (``{"ok": true, "shape", ...}``); a wrong structure is
+``{"ok": false, "code": "parts_count", "count"}`` (a tuple or list of another length),
+``"parts_keys", "missing", "extra"`` (a dict with other keys) or ``"parts_type"``. Before each
+call it announces the case on stdout (``{"event": "case", ...}``) so that the host can name
+the case a timeout or a crash belongs to. The host compares with the reference's outputs,
+which never come here.
 
 The guard (defence in depth; the sandbox is the wall): once the inputs are read and the output
 file open, an audit hook refuses file access outside the Python runtime's import folders,
@@ -166,6 +173,43 @@ def convert(value: Any, max_values: int) -> dict[str, Any]:
             "data": base64.b64encode(array.tobytes()).decode("ascii")}
 
 
+#: The most keys of a wrong dict named back (each at most :data:`KEY_CHARS` characters).
+SHOWN_KEYS = 16
+KEY_CHARS = 80
+
+
+def convert_parts(value: Any, names: list[str], caps: list[int]) -> dict[str, Any]:
+    """What a function of several arrays returned, as a record: its parts in the order of
+    ``names``, or why its structure is wrong."""
+    if isinstance(value, dict):
+        keys = list(value)
+        named = {k for k in keys if type(k) is str}
+        missing = [n for n in names if n not in named]
+        extra = [k if type(k) is str else repr(k) for k in keys if type(k) is not str
+                 or k not in names][:SHOWN_KEYS]
+        if missing or extra:
+            return {"ok": False, "code": "parts_keys", "missing": missing,
+                    "extra": [k[:KEY_CHARS] for k in extra]}
+        parts = [dict.__getitem__(value, n) for n in names]
+    elif isinstance(value, tuple | list):
+        if len(value) != len(names):
+            return {"ok": False, "code": "parts_count", "count": len(value)}
+        parts = list(value)
+    else:
+        return {"ok": False, "code": "parts_type",
+                "detail": f"{type(value).__name__}"[:200]}
+    return {"ok": True, "parts": [convert_part(part, cap) for part, cap in
+                                  zip(parts, caps, strict=True)]}
+
+
+def convert_part(value: Any, max_values: int) -> dict[str, Any]:
+    """One part: an array or a number (not a list, a tuple or a dict inside the result)."""
+    if isinstance(value, list | tuple | dict):
+        return {"ok": False, "code": "bad_output",
+                "detail": f"a {type(value).__name__} inside the result, not an array"[:200]}
+    return convert(value, max_values)
+
+
 def main(plan_path: str) -> int:
     with open(plan_path, encoding="utf-8") as handle:
         plan = json.load(handle)
@@ -174,6 +218,7 @@ def main(plan_path: str) -> int:
     with np.load(plan["inputs"], allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     cases = plan["cases"]
+    returns = plan.get("returns")
     out = open(plan["out"], "w", encoding="utf-8")
     events = os.fdopen(os.dup(1), "w")
     roots = sorted({os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)})
@@ -208,7 +253,11 @@ def main(plan_path: str) -> int:
             args = [arrays[a["key"]].copy() if "key" in a else a["value"] for a in case["args"]]
             guard.tripped = None
             try:
-                result = convert(function(*args), int(case["max_values"]))
+                if returns is None:
+                    result = convert(function(*args), int(case["max_values"]))
+                else:
+                    result = convert_parts(function(*args), returns,
+                                           [int(cap) for cap in case["max_values"]])
             except MemoryError:
                 result = {"ok": False, "code": "memory", "detail": "MemoryError"}
             except RecursionError:
