@@ -296,11 +296,8 @@ def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
     from grader.reference_build import ReferenceError, build_reference
 
     try:
-        shown = args.source.resolve().relative_to(Path.cwd())
-    except ValueError:
-        shown = args.source
-    try:
-        assignment = make_assignment(args.source, str(shown))
+        assignment = make_assignment(args.source,
+                                     _source_as_named(args.source, config.exercises_root.parent))
     except AssignError as exc:
         _stderr(f"grader assign: {len(exc.problems)} problem(s), nothing written")
         _stderr(str(exc))
@@ -326,6 +323,20 @@ def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
     _stderr(f"{exercise.id}: " + ("ready (the solution earns full marks, the template none)"
                                   if ok else "dry-run FAILED (see above)"))
     return EXIT_OK if ok else EXIT_FAIL
+
+
+def _source_as_named(source: Path, course: Path) -> str:
+    """How the spec's first line names the annotated notebook: relative to the course folder
+    when it is inside it, so that the line is the same from every working directory (a
+    course's CI regenerates the files from its root and diffs them: docs/ci.md); else relative
+    to the working directory; else as given."""
+    resolved = source.resolve()
+    for base in (course.resolve(), Path.cwd()):
+        try:
+            return resolved.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(source)
 
 
 def _warn_stale_reference(exercise: Exercise) -> None:

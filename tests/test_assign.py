@@ -293,6 +293,32 @@ def test_assign_without_check_says_when_the_reference_outputs_are_stale(tmp_path
         capsys.readouterr().err
 
 
+def test_the_specs_first_line_names_the_source_from_the_course_folder_wherever_run(
+        tmp_path, monkeypatch):
+    """A course's CI runs `grader assign reference/<id>/source.ipynb --out . --no-check` at its
+    root and diffs the result with what staff committed: the first line must not depend on the
+    folder staff ran it from. Outside the course folder the source is named from the working
+    directory."""
+    course = tmp_path / "course"
+    source = write_notebook(tmp_path / "tiny.ipynb", CELLS)
+    (course / "reference/tiny_conv").mkdir(parents=True)
+    kept = course / "reference/tiny_conv/source.ipynb"
+    kept.write_bytes(source.read_bytes())
+    spec = course / "exercises/tiny_conv/exercise.toml"
+    lines = []
+    for cwd, args in ((course, ["reference/tiny_conv/source.ipynb", "--out", "."]),
+                      (kept.parent, ["source.ipynb", "--out", "../.."]),
+                      (tmp_path, [str(kept), "--out", "course"])):
+        monkeypatch.chdir(cwd)
+        assert main(["assign", *args, "--no-check"]) == 0
+        lines.append(spec.read_text(encoding="utf-8").split("\n", 1)[0])
+    assert lines == ["# Written by `grader assign reference/tiny_conv/source.ipynb`: edit that "
+                     "notebook, not this file."] * 3
+    monkeypatch.chdir(tmp_path)
+    assert main(["assign", "tiny.ipynb", "--out", "course", "--no-check"]) == 0
+    assert spec.read_text(encoding="utf-8").startswith("# Written by `grader assign tiny.ipynb`")
+
+
 # --- a course folder ------------------------------------------------------------------------
 
 
