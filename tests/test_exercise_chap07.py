@@ -74,6 +74,27 @@ def _grade(data: bytes, exercise: Exercise, config: GraderConfig, sandbox
     return report, {item.id: item for item in report.items}
 
 
+def test_chap07_is_made_by_assign_from_its_annotated_source(tmp_path, chap07: Exercise):
+    """The committed spec, template and solution are what `grader assign` writes from
+    reference/chap07_keras_cnn/source.ipynb, and the reference outputs were built from that
+    solution (regenerate with `grader assign reference/chap07_keras_cnn/source.ipynb`)."""
+    import hashlib
+
+    from grader.cli import main
+    from grader.reference import read_expected
+
+    source = chap07.reference_dir / "source.ipynb"
+    assert main(["assign", str(source), "--out", str(tmp_path), "--no-check"]) == 0
+    made = tmp_path / "exercises" / EXERCISE
+    assert (made / "exercise.toml").read_text(encoding="utf-8").split("\n", 1)[1] == \
+        (chap07.directory / "exercise.toml").read_text(encoding="utf-8").split("\n", 1)[1]
+    assert (made / "template.ipynb").read_bytes() == chap07.template.read_bytes()
+    solution = (tmp_path / "reference" / EXERCISE / "solution.ipynb").read_bytes()
+    assert solution == (chap07.reference_dir / "solution.ipynb").read_bytes()
+    assert read_expected(chap07)["solution_sha256"] == hashlib.sha256(solution).hexdigest()
+    assert "4 x 12,810 = 51,240" in (made / "exercise.toml").read_text(encoding="utf-8")
+
+
 def test_max_parameters_is_four_times_the_reference_model(chap07: Exercise):
     """``max_parameters`` (in ``[accuracy]`` and in the structure item) is 4 x the parameters
     of the reference's exported model, counted from its architecture as the clean room does:
