@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
                                description="Grade the solution RUNS times with shifted seeds, "
                                "print each run's score, its accuracy on each image set (test, "
                                "held-out, and their moved copies) and the counted figure, then "
-                               "suggest an accuracy threshold and a moved_error_ratio "
+                               "suggest a moved_error_ratio, and an accuracy threshold from "
+                               "the figures as scored and counted again under that ratio "
                                "(docs/accuracy-threshold.md).")
     calibrate.add_argument("exercise")
     calibrate.add_argument("--runs", type=int, default=5)
@@ -397,12 +398,19 @@ def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
     except ReferenceError as exc:
         _stderr(f"grader: {exc}")
         return EXIT_FAIL
+    ratio = calibration.suggested_error_ratio()
+    at_ratio: dict[str, object] = {}
+    if ratio is not None:  # the threshold follows from the figures counted under that ratio
+        recounted = calibration.recounted(ratio)
+        at_ratio = {"at_suggested_moved_error_ratio": {
+            **recounted.summary, "accuracies": recounted.accuracies,
+            "suggested_threshold": recounted.suggested_threshold()}}
     print(json.dumps({**calibration.summary, "accuracies": calibration.accuracies,
                       "scores": calibration.scores,
                       "full_marks": sum(s >= exercise.max_score for s in calibration.scores),
                       "suggested_threshold": calibration.suggested_threshold(),
                       "sets": calibration.sets, "moved_error_ratios": calibration.error_ratios,
-                      "suggested_moved_error_ratio": calibration.suggested_error_ratio()},
+                      "suggested_moved_error_ratio": ratio, **at_ratio},
                      indent=1))
     return EXIT_OK
 

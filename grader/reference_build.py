@@ -25,6 +25,7 @@ import numpy as np
 
 from grader.artefacts import GraphExport, KerasExport
 from grader.budgets import CellTiming
+from grader.comparators.accuracy import counted_accuracy
 from grader.config import GraderConfig
 from grader.data.perturb import source_name
 from grader.measurements import MeasurementFailure
@@ -159,6 +160,16 @@ class Calibration:
         spread = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
         raw = max(statistics.fmean(ratios) + margin_stdevs * spread, max(ratios) + step)
         return float(np.ceil(round(raw / step, 6)) * step)
+
+    def recounted(self, moved_error_ratio: float) -> Calibration:
+        """The same runs with each counted figure taken again under ``moved_error_ratio``
+        (:func:`~grader.comparators.accuracy.counted_accuracy`): the runs were scored under the
+        spec's ratio, the default 1 for an exercise not yet calibrated, which counts the moved
+        copies' accuracy itself and so suggests a threshold below the one the suggested ratio
+        calls for. Runs without the image sets keep their figure."""
+        accuracies = [counted_accuracy(found, moved_error_ratio) if found else accuracy
+                      for accuracy, found in zip(self.accuracies, self.sets, strict=False)]
+        return Calibration(accuracies, self.scores, self.sets)
 
     @property
     def summary(self) -> dict[str, float]:

@@ -121,3 +121,60 @@ def test_the_calibration_suggests_the_error_ratio_of_the_recorded_runs():
     assert calibration.suggested_error_ratio() == 2.75
     assert calibration.suggested_threshold() == pytest.approx(0.970)
     assert all(counted_accuracy(s, 2.75) == min(s["test"], s["holdout"]) for s in sets)
+
+
+CHAP07_RUNS = [(0.9821, 0.9794, 0.9607, 0.9562), (0.9847, 0.9826, 0.9679, 0.9638),
+               (0.9842, 0.9812, 0.9687, 0.9658), (0.9834, 0.9806, 0.9675, 0.9636),
+               (0.9834, 0.9824, 0.9633, 0.9600), (0.9815, 0.9768, 0.9624, 0.9602),
+               (0.9793, 0.9796, 0.9593, 0.9618), (0.9821, 0.9812, 0.9656, 0.9654),
+               (0.9855, 0.9826, 0.9693, 0.9690), (0.9830, 0.9814, 0.9672, 0.9650)]
+
+
+def _chap07_scored():
+    """chap07_keras_cnn's ten runs (2026-12-05, its [accuracy] comments), as scored before the
+    exercise had a ratio: the default 1 counts the lower moved set."""
+    from grader.reference_build import Calibration
+
+    sets = [dict(zip(("test", "holdout", "test-moved", "holdout-moved"), row, strict=True))
+            for row in CHAP07_RUNS]
+    return Calibration([counted_accuracy(s, 1.0) for s in sets], [100.0] * 10, sets)
+
+
+def test_a_calibration_scored_under_the_default_ratio_is_recounted_under_the_suggested_one():
+    """Counted again under the suggested ratio, 2.75, chap07's runs give the threshold chap06's
+    rules ask for, 0.970, not the 0.950 of the figures as scored."""
+    from grader.reference_build import Calibration
+
+    rows = CHAP07_RUNS
+    scored = _chap07_scored()
+    assert scored.accuracies == [min(r[2:]) for r in rows]
+    assert scored.suggested_threshold() == pytest.approx(0.950)
+    ratio = scored.suggested_error_ratio()
+    assert ratio == 2.75
+    recounted = scored.recounted(ratio)
+    assert recounted.accuracies == [min(r[:2]) for r in rows]
+    assert recounted.summary["min"] == pytest.approx(0.9768)
+    assert recounted.suggested_threshold() == pytest.approx(0.970)
+    assert recounted.error_ratios == scored.error_ratios and recounted.scores == scored.scores
+    # a run without its image sets keeps its figure
+    assert Calibration([0.5], [0.0], [{}]).recounted(2.75).accuracies == [0.5]
+
+
+def test_grader_calibrate_prints_the_threshold_of_the_recounted_figures(monkeypatch, capsys):
+    """``grader calibrate`` (its runs replaced by the ten above) prints both suggestions."""
+    import json
+
+    import grader.cli
+    import grader.reference_build
+
+    scored = _chap07_scored()
+    monkeypatch.setattr(grader.reference_build, "calibrate_accuracy",
+                        lambda *args, **kwargs: scored)
+    monkeypatch.setattr(grader.cli, "_sandbox", lambda config: None)
+    assert grader.cli.main(["calibrate", "chap06_cnn", "--runs", "10"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["full_marks"] == 10 and printed["suggested_moved_error_ratio"] == 2.75
+    assert printed["suggested_threshold"] == pytest.approx(0.950)
+    recounted = printed["at_suggested_moved_error_ratio"]
+    assert recounted["suggested_threshold"] == pytest.approx(0.970)
+    assert recounted["min"] == pytest.approx(0.9768) and len(recounted["accuracies"]) == 10
