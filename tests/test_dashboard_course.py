@@ -397,15 +397,22 @@ def test_a_refused_adjustment_stores_nothing(app: Flask, staff: FlaskClient,
 def test_the_course_gradebook_has_a_column_per_exercise_the_weights_and_the_total(
         app: Flask, staff: FlaskClient, course: dict[str, int]):
     set_rules(app, weight="3")
+    others = [e for e in app.config["GRADER"].exercise_ids() if e != EXERCISE]
+    with app.app_context():  # the course's other exercises do not count (yet): weight 0
+        for other in others:
+            schedules.set_schedule(db.session, other, schedules.ScheduleChange(weight="0"), "t")
     index = text_of(staff.get("/dashboard/"))
     assert 'href="/dashboard/gradebook"' in index
     page = text_of(staff.get("/dashboard/gradebook"))
     assert "Course gradebook" in page and "weight 3, 100 points" in page
+    head = page[page.index("<thead>"):page.index("</thead>")]
+    assert all(exercise in head for exercise in [EXERCISE, *others])  # a column each
+    assert head.count("weight 0,") == len(others)
     body = page[page.index("<tbody>"):]
     s001 = body[body.index("/students/s001"):]
     s001 = s001[:s001.index("</tr>")]
     assert '<td class="num">40 <span class="badge badge-late">' in s001
-    assert '<td class="num strong total">40</td>' in s001  # one exercise: its share, in %
+    assert '<td class="num strong total">40</td>' in s001  # the one counted exercise's share
     s004 = body[body.index("/students/s004"):]
     assert '<td class="num strong total">0</td>' in s004[:s004.index("</tr>")]
     for fmt in ("plain", "canvas"):

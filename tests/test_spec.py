@@ -101,5 +101,12 @@ def test_sizes_and_limits_value_object():
         Limits(memory_bytes=0)
 
 
-def test_list_exercises(config):
-    assert list_exercises(config.exercises_root) == ["chap06_cnn"]
+def test_list_exercises(config, tmp_path):
+    listed = list_exercises(config.exercises_root)
+    assert "chap06_cnn" in listed and listed == sorted(listed)
+    (tmp_path / "b_ex").mkdir()
+    (tmp_path / "b_ex/exercise.toml").write_text("")
+    (tmp_path / "a_ex").mkdir()
+    (tmp_path / "a_ex/exercise.toml").write_text("")
+    (tmp_path / "notes").mkdir()  # a folder without a spec is no exercise
+    assert list_exercises(tmp_path) == ["a_ex", "b_ex"]

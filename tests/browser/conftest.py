@@ -36,6 +36,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from werkzeug.serving import make_server
 
 from grader.config import PROJECT_ROOT
+from tests.courses import course_folder
 
 CHROMIUM = os.environ.get("GRADER_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -91,9 +92,11 @@ def own_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServic
 
 
 @contextmanager
-def run_service(root: Path, *, public_url: bool = False) -> Iterator[LiveService]:
+def run_service(root: Path, *, public_url: bool = False, exercises: tuple[str, ...] = ()
+                ) -> Iterator[LiveService]:
     """The service on a database and upload folder under ``root``, until the block ends;
-    ``public_url``: its own address is its ``PUBLIC_URL`` (as an LMS is told it)."""
+    ``public_url``: its own address is its ``PUBLIC_URL`` (as an LMS is told it);
+    ``exercises``: a course of only these (default: this checkout's)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, HOST="127.0.0.1", PORT=str(port),
@@ -103,6 +106,8 @@ def run_service(root: Path, *, public_url: bool = False) -> Iterator[LiveService
     env.pop("PUBLIC_URL", None)
     if public_url:
         env["PUBLIC_URL"] = url
+    if exercises:
+        env["GRADER_EXERCISES"] = str(course_folder(root / "course", *exercises))
     log = root / "service.log"
     with open(log, "wb") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen([service_python(), "-m", "service"], cwd=PROJECT_ROOT, env=env,

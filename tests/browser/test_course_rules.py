@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,7 +27,7 @@ from service import create_app
 from service.domain.roster import import_roster
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission, utcnow
-from tests.browser.conftest import LiveService
+from tests.browser.conftest import LiveService, run_service
 
 pytestmark = pytest.mark.browser
 
@@ -34,6 +35,14 @@ EXERCISE = "chap06_cnn"
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEW_PASSWORD = "a new passphrase for the course"
 ROSTER = "student_id,name,email\nb001,Aya Mori,aya@example.org\nb002,Ken Ueda,ken@example.org\n"
+
+
+@pytest.fixture(scope="module")
+def own_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """A service of this module's own, in a course of one exercise (the course total below is
+    that exercise's share)."""
+    with run_service(tmp_path_factory.mktemp("own-service"), exercises=(EXERCISE,)) as service:
+        yield service
 
 
 def service_app(service: LiveService) -> Flask:

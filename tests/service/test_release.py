@@ -30,6 +30,7 @@ from service.domain.release import release
 from service.domain.schedules import ScheduleChange
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission, utcnow
+from tests.courses import course_config
 from tests.service.service_support import bearer
 
 EXERCISE = "chap06_cnn"
@@ -41,9 +42,10 @@ POOL_FEEDBACK = "pool1: the stride is 1, expected 2"
 
 
 @pytest.fixture
-def app(make_app) -> Flask:
-    """The service with the login form's CSRF check off (the tests post the token)."""
-    return make_app(WTF_CSRF_ENABLED=False)
+def app(make_app, tmp_path) -> Flask:
+    """The service with the login form's CSRF check off (the tests post the token), in a
+    course of one exercise (the totals below are that exercise's share)."""
+    return make_app(WTF_CSRF_ENABLED=False, GRADER=course_config(tmp_path / "course", EXERCISE))
 
 
 def _rule(app: Flask):
