@@ -8,7 +8,8 @@ For each function item the host builds the function's module from the notebook's
   first, as the grader's user, one pass over the cases;
 - then the student's, as the student's user, in a sandbox of its own (another process,
   another work directory: the reference's outputs are never in it), two passes (the second in
-  the reverse order), each output held to a few times the reference's size.
+  the reverse order), each output held to a few times the reference's size (with ``returns``,
+  each part to a few times the reference's part).
 
 Each sandbox: no network (a namespace with loopback only), no reference mounted, a private
 ``/tmp``, and tight :data:`LIMITS` (wall ``seconds`` from the spec, CPU, memory, processes).
@@ -220,7 +221,7 @@ def run_side(extracted: ExtractedFunction, arguments: list[list[dict[str, Any]]]
     def on_line(line: str) -> None:
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # the student's process may print anything
             return
         if isinstance(event, dict) and event.get("event") == "case":
             current["case"] = int(event.get("case", -1)) if isinstance(

@@ -105,8 +105,9 @@ def reference_outputs(record: CallRecord | None, returns: list[str] | None
     if record.code == "parts_count":
         return f"returned {record.count} values, not the {len(returns)} of {wanted}"
     if record.code == "parts_keys":
-        return (f"returned a dict without {', '.join(record.missing) or '-'} and with "
-                f"{', '.join(record.extra) or 'no other keys'}, not the keys of {wanted}")
+        how = ([f"without {', '.join(record.missing)}"] if record.missing else []) + (
+            [f"with keys {', '.join(record.extra)}"] if record.extra else [])
+        return f"returned a dict {' and '.join(how)}, not the keys of {wanted}"
     if record.code == "parts_type":
         return (f"returned a value of type {record.detail}, not a tuple, a list or a dict of "
                 f"{wanted}")
