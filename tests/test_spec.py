@@ -102,4 +102,4 @@ def test_sizes_and_limits_value_object():
 
 
 def test_list_exercises(config):
-    assert list_exercises(config.exercises_root) == ["chap06_cnn"]
+    assert list_exercises(config.exercises_root) == ["chap04_numpy_mlp", "chap06_cnn"]
