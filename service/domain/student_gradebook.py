@@ -20,7 +20,7 @@ final before and after (figures that may be hidden).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -204,3 +204,21 @@ def own_dates(session: DbSession, student_pk: int, exercise_id: str, now: dt.dat
         left = max(0, limit - used)
     return OwnDates(dates, extension is not None, rules.timezone, rules.penalty,
                     dates.window(now), limit, left)
+
+
+def likely_exercise(owns: Mapping[str, OwnDates]) -> str | None:
+    """The exercise a student most likely hands in now, for the upload form to offer first: of
+    those taking their submissions, the one closing first (one that never closes, last); else
+    the one opening next; else the first listed."""
+    order = {exercise_id: position for position, exercise_id in enumerate(owns)}
+    never = dt.datetime.max
+    accepting = [(own.dates.closes or never, order[exercise_id], exercise_id)
+                 for exercise_id, own in owns.items() if own.window.accepts]
+    if accepting:
+        return min(accepting)[2]
+    opening = [(own.dates.opens or never, order[exercise_id], exercise_id)
+               for exercise_id, own in owns.items() if own.window == Window.NOT_OPEN]
+    if opening:
+        return min(opening)[2]
+    return next(iter(owns), None)
+

@@ -66,8 +66,25 @@ function dropZone(form) {
   });
 }
 
+// The upload form: the chosen exercise's dates shown, the others' hidden (the server shows the
+// exercise it selected; without script, choosing another shows its dates after a refusal).
+function exerciseDates(form) {
+  const select = form.querySelector("[data-exercise-select]");
+  if (!select) return;
+  const show = () => {
+    for (const block of form.querySelectorAll(".own-dates[data-exercise]")) {
+      block.hidden = block.dataset.exercise !== select.value;
+    }
+  };
+  select.addEventListener("change", show);
+  show();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes();
   const form = document.querySelector("form.upload");
-  if (form) dropZone(form);
+  if (form) {
+    dropZone(form);
+    exerciseDates(form);
+  }
 });

@@ -27,7 +27,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from grader.spec import Text
 from service.domain.course_rules import LatePenalty, local
 from service.domain.release import StudentRelease
-from service.domain.student_gradebook import own_dates
+from service.domain.student_gradebook import likely_exercise, own_dates
 from service.domain.submissions import Rejection, accept_submission, known_exercises
 from service.domain.throttle import Throttle
 from service.domain.tokens import check_token
@@ -111,12 +111,13 @@ def upload() -> Page | BaseResponse:
 
 def _upload_page(exercise: str | None, error: str | None = None, status: int = 200) -> Page:
     titles = exercise_titles()
-    selected = exercise if exercise in titles else next(iter(titles), None)
-    own = (own_dates(db.session, current_user.id, selected, utcnow())
-           if selected is not None else None)
+    now = utcnow()
+    owns = {exercise_id: own_dates(db.session, current_user.id, exercise_id, now)
+            for exercise_id in titles}
+    selected = exercise if exercise in titles else likely_exercise(owns)
     page = render_template("upload.html", exercises=titles, selected=selected, error=error,
                            max_bytes=current_app.config["MAX_CONTENT_LENGTH"],
-                           limit=upload_limit(), own=own, zoned=zoned,
+                           limit=upload_limit(), owns=owns, zoned=zoned,
                            penalty_text=penalty_text)
     return page, status
 
@@ -131,7 +132,7 @@ def too_large(exc: RequestEntityTooLarge) -> Page | BaseResponse | HTTPException
 
 
 def exercise_titles() -> dict[str, Text]:
-    """The exercises open for submission, by id, with their titles in both languages."""
+    """The course's exercises, by id, with their titles in both languages."""
     config = current_app.config["GRADER"]
     return {exercise_id: config.exercise(exercise_id).title for exercise_id in known_exercises()}
 
