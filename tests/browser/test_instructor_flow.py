@@ -38,6 +38,7 @@ def submit_as_student(page: Page, service: LiveService, notebook: Path) -> int:
     page.click("button[type=submit]")
     expect(page.locator("h1")).to_have_text("ノートブックの提出")
     page.wait_for_load_state("load")  # app.js wires the file input on DOMContentLoaded
+    page.select_option("#exercise", "chap06_cnn")  # the course has several
     page.set_input_files("#notebook", notebook)
     page.click("form.upload button[type=submit]")
     expect(page).to_have_url(re.compile(r"/submissions/\d+$"))

@@ -86,6 +86,11 @@ def test_a_student_submits_follows_the_grading_and_reads_the_feedback(
     expect(page.locator("h1")).to_have_text("ノートブックの提出")
     page.wait_for_load_state("load")  # app.js wires the file input on DOMContentLoaded
 
+    # Choose the lecture's exercise (the course has several): its dates are the ones shown.
+    page.select_option("#exercise", "chap06_cnn")
+    expect(page.locator('.own-dates[data-exercise="chap06_cnn"]')).to_be_visible()
+    expect(page.locator(".own-dates:visible")).to_have_count(1)
+
     # Upload through the file input.
     page.set_input_files("#notebook", notebook)
     expect(page.locator("[data-chosen]")).to_have_text("選択したファイル: pooling_only.ipynb")
