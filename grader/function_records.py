@@ -53,17 +53,12 @@ class _Part(BaseModel):
     detail: str | None = Field(default=None, max_length=2000)
 
 
-class _Line(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class _Line(_Part):
+    """One call's record: a part's fields (one output, or a failure), which case and pass,
+    and the parts of a function with ``returns``."""
 
     case: int = Field(ge=0)
     pass_: int = Field(ge=0, alias="pass")
-    ok: bool
-    shape: list[int] | None = None
-    dtype: str | None = None
-    data: str | None = None
-    code: str | None = None
-    detail: str | None = Field(default=None, max_length=2000)
     parts: list[_Part] | None = Field(default=None, max_length=MAX_PARTS)
     count: int | None = Field(default=None, ge=0)
     missing: list[_Key] | None = Field(default=None, max_length=MAX_PARTS)
