@@ -13,6 +13,7 @@ import pytest
 from grader.kit import wait_closed
 from service.models import GradingRun
 from service.queue import warm_kits
+from tests.courses import course_config
 from tests.servers import free_port
 from tests.service.service_support import (
     VENV_BIN,
@@ -34,8 +35,10 @@ def warm_starts(app) -> float:
 @pytest.mark.sandbox
 @pytest.mark.timeout(420)
 def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
-                                                             short_notebook):
-    app = make_app(WARM_POOL=1, RUNS_PER_HOST=1)
+                                                             short_notebook, tmp_path):
+    # a course of one exercise: one slot, one kit
+    app = make_app(WARM_POOL=1, RUNS_PER_HOST=1,
+                   GRADER=course_config(tmp_path / "course", "chap06_cnn"))
     workers = start_workers(app)
     pool = warm_kits.pool(app)
     assert pool is not None and pool.wait_ready(timeout=240), pool and pool.stats()

@@ -100,6 +100,13 @@ class Seeder:
 
 
 @pytest.fixture
+def app(make_app) -> Flask:
+    """The service, with a notebook check deadline that a busy machine cannot reach: the
+    seeded notebooks are whole lecture notebooks, and the deadline has tests of its own."""
+    return make_app(UPLOAD_CHECK_SECONDS=30)
+
+
+@pytest.fixture
 def seeder(app: Flask, graded: Grades) -> Seeder:
     return Seeder(app, graded)
 
