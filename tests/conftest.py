@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 import pytest
@@ -16,6 +17,9 @@ from grader.config import PROJECT_ROOT, GraderConfig
 from grader.reference import read_expected
 from grader.spec import Exercise, load_exercise
 from tests.servers import ThrowawayPostgres, ThrowawayRedis
+
+if TYPE_CHECKING:
+    from tests.migrated import PostgresTemplate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -84,6 +88,32 @@ def redis_url() -> Iterator[str]:
         return
     with ThrowawayRedis() as server:
         yield server.url
+
+
+# --- databases migrated once per session (tests/migrated.py) -----------------------------------
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file the real migrations brought to head, for the tests' apps to copy."""
+    from tests.migrated import make_sqlite_template
+
+    return make_sqlite_template(tmp_path_factory.mktemp("migrated-sqlite"))
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_admin_url: str,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresTemplate]:
+    """A database of ``postgres_admin_url``'s server the real migrations brought to head, for
+    the tests' apps to copy (nobody connects to it); dropped at the end."""
+    from tests.migrated import make_postgres_template
+
+    template = make_postgres_template(postgres_admin_url, f"grader_migrated_{os.getpid()}",
+                                      tmp_path_factory.mktemp("migrated-postgres"))
+    try:
+        yield template
+    finally:
+        template.admin.execute(f'DROP DATABASE IF EXISTS "{template.name}" WITH (FORCE)')
+        template.admin.close()
 
 
 # --- sandboxes -----------------------------------------------------------------------------

@@ -26,9 +26,11 @@ from flask_migrate import upgrade
 from service import create_app
 from service.domain.roster import import_roster
 from service.extensions import db
+from tests.migrated import filler
 from tests.servers import sqlalchemy_url
 from tests.service.service_support import (
     CELERY_APP,
+    TEST_PASSWORD_HASH,
     VENV_BIN,
     Processes,
     bearer,
@@ -80,10 +82,15 @@ AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
+def make_app(database_url: str, tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[AppFactory]:
     """``make_app(**config)``: the service on this test's database, schema migrated. Every
-    app made shares the database and the upload directory (like the service and its workers)."""
+    app made shares the database and the upload directory (like the service and its workers).
+    The first app on the test's database, still empty, finds it a copy of the session's
+    migrated one (``tests/migrated.py``); on a database holding something (the test migrated
+    it itself), or on another, the app runs the migrations."""
     made: list[Flask] = []
+    fill = filler(request, database_url)
 
     def build(**overrides: Any) -> Flask:
         config = {
@@ -97,11 +104,14 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
             "RATE_LIMIT_COUNT": 100,
             "RATE_LIMIT_WINDOW": 600,
             "DUPLICATE_WINDOW": 120,
+            "PASSWORD_HASH_METHOD": TEST_PASSWORD_HASH,
             **overrides,
         }
+        copied = config["SQLALCHEMY_DATABASE_URI"] == database_url and fill()
         app = create_app(config)
-        with app.app_context():
-            upgrade()
+        if not copied:
+            with app.app_context():
+                upgrade()
         made.append(app)
         return app
 
