@@ -13,6 +13,7 @@ migrations on it as before.
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,9 +89,42 @@ def make_postgres_template(admin_url: str, name: str, directory: Path) -> Postgr
     return PostgresTemplate(name, admin_url, admin)
 
 
+#: SQLAlchemy URLs of PostgreSQL databases made as copies of the template by
+#: :func:`create_postgres` and not yet used by an app: :func:`fill_postgres` needs no look.
+_FRESH_COPIES: set[str] = set()
+
+
+def apps_only(request: pytest.FixtureRequest) -> bool:
+    """Whether the test reaches its database only through its app factory (``make_app``): it
+    does not take ``database_url`` itself, so nothing may see the database empty."""
+    return ("make_app" in request.fixturenames
+            and "database_url" not in inspect.signature(request.function).parameters)
+
+
+def create_postgres(admin: psycopg.Connection, url: str, template: PostgresTemplate | None
+                    ) -> None:
+    """Make the database of ``url``: a copy of ``template`` when given (one statement, rather
+    than an empty database replaced at the first app), else empty."""
+    name = make_url(url).database
+    if template is None:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        return
+    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template.name}"{_file_copy(admin)}')
+    _FRESH_COPIES.add(url)
+
+
+def forget(url: str) -> None:
+    """The database of ``url`` is dropped (its name may come back)."""
+    _FRESH_COPIES.discard(url)
+
+
 def fill_postgres(url: str, template: PostgresTemplate) -> bool:
     """Make the database of the SQLAlchemy ``url`` (on ``template``'s server) a copy of
-    ``template`` when it holds no relation; ``False`` (nothing done) when it holds one."""
+    ``template`` when it holds no relation; ``False`` (nothing done) when it holds one. A copy
+    :func:`create_postgres` made is used as it is (``True``), once."""
+    if url in _FRESH_COPIES:
+        _FRESH_COPIES.discard(url)
+        return True
     name = make_url(url).database
     conninfo = psycopg.conninfo.make_conninfo(template.admin_url, dbname=name)
     with psycopg.connect(conninfo, autocommit=True) as conn:

@@ -52,7 +52,7 @@ from service.settings import load_settings
 from service.storage import BlobStore
 from service.views.frame import NOTEBOOK_CSP
 from tests.catalogs import messages
-from tests.migrated import filler
+from tests.migrated import apps_only, create_postgres, filler, forget
 from tests.servers import sqlalchemy_url
 from tests.service.service_support import TEST_PASSWORD_HASH
 
@@ -91,10 +91,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'dashboard.db'}"
     name = request.getfixturevalue("postgres_database")
     admin_url = request.getfixturevalue("postgres_admin_url")
+    url = sqlalchemy_url(admin_url, name)
+    template = request.getfixturevalue("migrated_postgres") if apps_only(request) else None
+    forget(url)
     with psycopg.connect(admin_url, autocommit=True) as admin:  # a clean slate for this test
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return sqlalchemy_url(admin_url, name)
+        create_postgres(admin, url, template)
+    return url
 
 
 @pytest.fixture
