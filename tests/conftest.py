@@ -53,6 +53,28 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     return ModuleScheduling(config, log)  # type: ignore[arg-type]
 
 
+#: Fixtures whose tests get a marker at collection (``pytest_itemcollected``), so that a test
+#: new or old is selected by what it uses: ``sandbox`` (the real bubblewrap sandbox),
+#: ``processes`` (the service's worker processes, Celery, a live HTTP server driven by a CLI,
+#: servers the test stops and starts). ``make test-unit`` leaves both out.
+FIXTURE_MARKERS = {
+    "sandbox": "sandbox",
+    "processes": "processes",
+    "celery_worker": "processes",
+    "redis_broker": "processes",
+    "throwaway_postgres": "processes",
+    "throwaway_redis": "processes",
+    "live_url": "processes",
+}
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    for fixture in getattr(item, "fixturenames", ()):
+        marker = FIXTURE_MARKERS.get(fixture)
+        if marker is not None and item.get_closest_marker(marker) is None:
+            item.add_marker(marker)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A Docker or compose test outside :data:`DOCKER_MODULES` would race the others for the
     daemon under ``make test``'s workers: refused at collection."""
