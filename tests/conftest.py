@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 import pytest
@@ -16,6 +17,9 @@ from grader.config import PROJECT_ROOT, GraderConfig
 from grader.reference import read_expected
 from grader.spec import Exercise, load_exercise
 from tests.servers import ThrowawayPostgres, ThrowawayRedis
+
+if TYPE_CHECKING:
+    from tests.migrated import PostgresTemplate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -47,6 +51,28 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
             return "docker" if module in DOCKER_MODULES else module
 
     return ModuleScheduling(config, log)  # type: ignore[arg-type]
+
+
+#: Fixtures whose tests get a marker at collection (``pytest_itemcollected``), so that a test
+#: new or old is selected by what it uses: ``sandbox`` (the real bubblewrap sandbox),
+#: ``processes`` (the service's worker processes, Celery, a live HTTP server driven by a CLI,
+#: servers the test stops and starts). ``make test-unit`` leaves both out.
+FIXTURE_MARKERS = {
+    "sandbox": "sandbox",
+    "processes": "processes",
+    "celery_worker": "processes",
+    "redis_broker": "processes",
+    "throwaway_postgres": "processes",
+    "throwaway_redis": "processes",
+    "live_url": "processes",
+}
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    for fixture in getattr(item, "fixturenames", ()):
+        marker = FIXTURE_MARKERS.get(fixture)
+        if marker is not None and item.get_closest_marker(marker) is None:
+            item.add_marker(marker)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -84,6 +110,32 @@ def redis_url() -> Iterator[str]:
         return
     with ThrowawayRedis() as server:
         yield server.url
+
+
+# --- databases migrated once per session (tests/migrated.py) -----------------------------------
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file the real migrations brought to head, for the tests' apps to copy."""
+    from tests.migrated import make_sqlite_template
+
+    return make_sqlite_template(tmp_path_factory.mktemp("migrated-sqlite"))
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_admin_url: str,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresTemplate]:
+    """A database of ``postgres_admin_url``'s server the real migrations brought to head, for
+    the tests' apps to copy (nobody connects to it); dropped at the end."""
+    from tests.migrated import make_postgres_template
+
+    template = make_postgres_template(postgres_admin_url, f"grader_migrated_{os.getpid()}",
+                                      tmp_path_factory.mktemp("migrated-postgres"))
+    try:
+        yield template
+    finally:
+        template.admin.execute(f'DROP DATABASE IF EXISTS "{template.name}" WITH (FORCE)')
+        template.admin.close()
 
 
 # --- sandboxes -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The instructors' dashboard through Flask's test client, on a real SQLite file and on a real
-PostgreSQL database (one per test session, its schema emptied before each test), migrated by
-Alembic. No grading worker runs: runs are written in the database with the fields the worker
+PostgreSQL database (one name per test session, made anew for each test), migrated by
+Alembic (once per session, then copied: ``tests/migrated.py``). No grading worker runs: runs are written in the database with the fields the worker
 writes, and the tests read back what the pages, the CSV and the queue say about them.
 """
 
@@ -30,7 +30,7 @@ from grader.config import PROJECT_ROOT
 from service import create_app
 from service.__main__ import first_instructor
 from service.domain.gradebook import SubmissionGrade, exercise_rows, grade_submission
-from service.domain.instructors import change_password, create_instructor
+from service.domain.instructors import authenticate, change_password, create_instructor
 from service.domain.queue_state import queue_state
 from service.domain.roster import import_roster
 from service.domain.stats import exercise_stats, submission_series
@@ -48,10 +48,13 @@ from service.models import (
 )
 from service.queue import heartbeats
 from service.queue.embedded import EmbeddedWorkers
+from service.settings import load_settings
 from service.storage import BlobStore
 from service.views.frame import NOTEBOOK_CSP
 from tests.catalogs import messages
+from tests.migrated import apps_only, create_postgres, filler, forget
 from tests.servers import sqlalchemy_url
+from tests.service.service_support import TEST_PASSWORD_HASH
 
 EXERCISE = "chap06_cnn"
 ROSTER = ("student_id,name,email\n"
@@ -88,20 +91,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'dashboard.db'}"
     name = request.getfixturevalue("postgres_database")
     admin_url = request.getfixturevalue("postgres_admin_url")
-    conninfo = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-    with psycopg.connect(conninfo, autocommit=True) as conn:  # a clean slate for this test
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    return sqlalchemy_url(admin_url, name)
+    url = sqlalchemy_url(admin_url, name)
+    template = request.getfixturevalue("migrated_postgres") if apps_only(request) else None
+    forget(url)
+    with psycopg.connect(admin_url, autocommit=True) as admin:  # a clean slate for this test
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        create_postgres(admin, url, template)
+    return url
 
 
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
+def make_app(database_url: str, tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[AppFactory]:
     """Apps on this test's database and upload directory (several share them, like the
-    processes of one service); CSRF off unless asked for."""
+    processes of one service); CSRF off unless asked for. The first finds the database a copy
+    of the session's migrated one (``tests/migrated.py``), the others run the migrations."""
     made: list[Flask] = []
+    fill = filler(request, database_url)
 
     def build(**config: Any) -> Flask:
+        copied = config.get("SQLALCHEMY_DATABASE_URI", database_url) == database_url and fill()
         app = create_app({
             "TESTING": True,
             "SECRET_KEY": "dashboard-tests-secret",
@@ -109,10 +118,12 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
             "UPLOAD_DIR": str(tmp_path / "uploads"),
             "QUEUE": "embedded",
             "WTF_CSRF_ENABLED": False,
+            "PASSWORD_HASH_METHOD": TEST_PASSWORD_HASH,
             **config,
         })
-        with app.app_context():
-            upgrade()
+        if not copied:
+            with app.app_context():
+                upgrade()
         made.append(app)
         return app
 
@@ -275,6 +286,21 @@ def class_data(app: Flask) -> dict[str, int]:
 
 
 # --- accounts, login, throttle -----------------------------------------------------------------
+
+
+def test_passwords_are_hashed_with_werkzeugs_scrypt_unless_the_app_says_otherwise(app: Flask):
+    """The tests' apps hash with a cheap scrypt (``TEST_PASSWORD_HASH``); the service's own
+    config has no ``PASSWORD_HASH_METHOD``, so its hashes are werkzeug's scrypt."""
+    assert "PASSWORD_HASH_METHOD" not in load_settings({})
+    with app.app_context():
+        cheap, cheap_password = create_instructor("cheap")
+        assert cheap.password_hash.startswith(f"{TEST_PASSWORD_HASH}$")
+        del app.config["PASSWORD_HASH_METHOD"]
+        strong, strong_password = create_instructor("strong")
+        assert strong.password_hash.startswith("scrypt:32768:8:1$")
+        assert authenticate("strong", strong_password) == strong
+        assert authenticate("cheap", cheap_password) == cheap  # a stored hash names its method
+        assert authenticate("strong", cheap_password) is None
 
 
 def test_cli_creates_an_instructor_whose_one_time_password_must_be_replaced(app: Flask):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import nbformat
+import pytest
 
 from service.domain.notebook_html import render_notebook_html, sanitize_html
 
@@ -50,6 +51,7 @@ def _cells(count: int) -> str:
         cells=[nbformat.v4.new_markdown_cell(f"# part {k}") for k in range(count)]))
 
 
+@pytest.mark.processes
 def test_bounded_rendering_refuses_a_notebook_over_the_cell_cap_without_rendering():
     """60,000 empty cells took 3.3 ms each: over the cap nothing is rendered at all."""
     from service.domain.notebook_html import TOO_LARGE, render_bounded
@@ -74,6 +76,7 @@ def test_bounded_rendering_stops_at_its_deadline():
     assert rendered.omitted == TOO_SLOW and rendered.html is None
 
 
+@pytest.mark.processes
 def test_bounded_rendering_within_the_caps_is_the_sanitised_html():
     from service.domain.notebook_html import render_bounded
 
@@ -86,6 +89,7 @@ def test_bounded_rendering_within_the_caps_is_the_sanitised_html():
     assert rendered.html == render_notebook_html(nbformat.writes(nb))
 
 
+@pytest.mark.processes
 def test_each_render_uses_a_child_started_ahead_and_only_once():
     """The spare child was started before the notebook came (its imports done); it renders
     one notebook and a new spare takes its place, so no notebook meets another's child."""
@@ -112,6 +116,7 @@ def _long_output(lines: int) -> str:
         "x", outputs=[nbformat.v4.new_output("stream", name="stdout", text="a\n" * lines)])]))
 
 
+@pytest.mark.processes
 def test_a_render_child_past_its_memory_ends_with_no_html_and_runs_below_the_runs():
     import os
 
@@ -130,6 +135,7 @@ def test_a_render_child_past_its_memory_ends_with_no_html_and_runs_below_the_run
     notebook_html.stop_spare()
 
 
+@pytest.mark.processes
 def test_a_pathological_executed_notebook_within_the_caps_is_not_rendered_not_waited_for():
     """2,000 cells of 300 lines each (under the caps) took the renderer minutes and 4 GiB:
     the worker's render ahead ends at its deadline with the "too slow" note."""

@@ -177,6 +177,7 @@ def test_hostile_notebook_is_capped_and_fast():
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.processes
 def test_hashes_are_stable_across_processes():
     import subprocess
     import sys
@@ -189,6 +190,7 @@ def test_hashes_are_stable_across_processes():
     assert json.loads(runs.pop()) == KgramReader().text("def f(a, b):\n    return a * b + a - b // 2").tolist()
 
 
+@pytest.mark.processes
 def test_importing_the_package_loads_neither_copydetect_nor_matplotlib():
     """copydetect imports matplotlib (a second): only a comparison pays for it."""
     import subprocess

@@ -201,6 +201,7 @@ def test_memory_bounds_the_pool(config, sandbox):
         assert pool.wait_ready(timeout=WARM)
 
 
+@pytest.mark.processes
 def test_a_backend_that_cannot_start_a_kit_is_tried_again_later_not_at_once(config):
     class Broken:
         name = "broken"
@@ -271,6 +272,7 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.sandbox  # the holder's pool starts kits in the real sandbox
 def test_a_grader_killed_with_sigkill_leaves_no_kit_behind(config):
     """``kill -9`` of a process holding a warm kit: its sandboxes die with it, and the next
     sweep (every bubblewrap run does one) removes its cgroups and folders."""

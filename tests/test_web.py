@@ -33,6 +33,8 @@ from service.storage import BlobStore
 from service.views.frame import NOTEBOOK_CSP, safe_next
 from service.views.language import LANGUAGES, choose_language
 from tests.catalogs import messages, placeholders
+from tests.migrated import filler
+from tests.service.service_support import TEST_PASSWORD_HASH
 
 EXERCISE = "chap06_cnn"
 SOLUTION = PROJECT_ROOT / "reference" / EXERCISE / "solution.ipynb"
@@ -42,21 +44,28 @@ AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> AppFactory:
-    """Apps on one SQLite file in ``tmp_path``; keyword arguments override the config."""
+def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> AppFactory:
+    """Apps on one SQLite file in ``tmp_path``; keyword arguments override the config. The
+    first finds the file a copy of the session's migrated one (``tests/migrated.py``), the
+    others run the migrations."""
+    database_url = f"sqlite:///{tmp_path / 't.db'}"
+    fill = filler(request, database_url)
 
     def build(**config: object) -> Flask:
+        copied = config.get("SQLALCHEMY_DATABASE_URI", database_url) == database_url and fill()
         app = create_app({
             "TESTING": True,
             "SECRET_KEY": "test-secret-key",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 't.db'}",
+            "SQLALCHEMY_DATABASE_URI": database_url,
             "UPLOAD_DIR": str(tmp_path / "uploads"),
             "QUEUE": "embedded",
             "WTF_CSRF_ENABLED": False,
+            "PASSWORD_HASH_METHOD": TEST_PASSWORD_HASH,
             **config,
         })
-        with app.app_context():
-            upgrade()
+        if not copied:
+            with app.app_context():
+                upgrade()
         return app
 
     return build

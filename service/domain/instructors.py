@@ -1,8 +1,10 @@
 """Instructor accounts: made and reset from the command line, with a generated one-time password
 that has to be replaced at the first login.
 
-Passwords are stored as werkzeug hashes (scrypt). Checking a login costs one hash whether or not
-the username exists, so the time taken does not tell which usernames are real.
+Passwords are stored as werkzeug hashes (scrypt, werkzeug's parameters). Checking a login costs
+one hash whether or not the username exists, so the time taken does not tell which usernames
+are real. The app's ``PASSWORD_HASH_METHOD`` (not an environment setting; the tests set a
+cheaper scrypt) names werkzeug's method for new hashes; a stored hash names its own.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import secrets
 from functools import cache
 
+from flask import current_app
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -24,6 +27,9 @@ MAX_PASSWORD = 256
 #: The password hash of an instructor made by an LTI launch (``service.domain.lti_accounts``):
 #: not a werkzeug hash, so no password matches it; such an instructor logs in through the LMS.
 NO_PASSWORD = "!lti-no-password"
+#: werkzeug's method of new password hashes unless the app's ``PASSWORD_HASH_METHOD`` says
+#: otherwise: scrypt with werkzeug's parameters (``scrypt:32768:8:1``).
+PASSWORD_HASH_METHOD = "scrypt"
 
 
 class AccountError(ValueError):
@@ -52,7 +58,7 @@ def create_instructor(username: str) -> tuple[Instructor, str]:
     if find_instructor(name) is not None:
         raise AccountError("exists", f"instructor '{name}' already exists")
     password = one_time_password()
-    instructor = Instructor(username=name, password_hash=generate_password_hash(password),
+    instructor = Instructor(username=name, password_hash=_hash(password),
                             must_change_password=True)
     db.session.add(instructor)
     db.session.commit()
@@ -65,7 +71,7 @@ def reset_password(username: str) -> str:
     if instructor is None:
         raise AccountError("unknown", f"no instructor '{normalize_username(username)}'")
     password = one_time_password()
-    instructor.password_hash = generate_password_hash(password)
+    instructor.password_hash = _hash(password)
     instructor.must_change_password = True
     db.session.commit()
     return password
@@ -96,10 +102,22 @@ def authenticate(username: str, password: str) -> Instructor | None:
     return instructor
 
 
-@cache
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method=_method())
+
+
+def _method() -> str:
+    return str(current_app.config.get("PASSWORD_HASH_METHOD", PASSWORD_HASH_METHOD))
+
+
 def _no_user_hash() -> str:
     """A hash that matches nothing, checked for unknown usernames (the same cost as a real one)."""
-    return generate_password_hash(secrets.token_hex(16))
+    return _no_user_hash_of(_method())
+
+
+@cache
+def _no_user_hash_of(method: str) -> str:
+    return generate_password_hash(secrets.token_hex(16), method=method)
 
 
 def change_password(instructor: Instructor, current: str, new: str, repeated: str) -> None:
@@ -114,6 +132,6 @@ def change_password(instructor: Instructor, current: str, new: str, repeated: st
                            "characters")
     if new == current:
         raise AccountError("unchanged", "the new password is the current one")
-    instructor.password_hash = generate_password_hash(new)
+    instructor.password_hash = _hash(new)
     instructor.must_change_password = False
     db.session.commit()

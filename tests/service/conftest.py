@@ -26,9 +26,11 @@ from flask_migrate import upgrade
 from service import create_app
 from service.domain.roster import import_roster
 from service.extensions import db
+from tests.migrated import apps_only, create_postgres, filler, forget
 from tests.servers import sqlalchemy_url
 from tests.service.service_support import (
     CELERY_APP,
+    TEST_PASSWORD_HASH,
     VENV_BIN,
     Processes,
     bearer,
@@ -61,16 +63,21 @@ def postgres_admin(postgres_admin_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A SQLAlchemy URL of an empty database: a SQLite file, or a new PostgreSQL database.
-    Tests limited to one kind parametrize ``database_url`` indirectly with that kind."""
+    Tests limited to one kind parametrize ``database_url`` indirectly with that kind. A
+    PostgreSQL database that only the test's apps use (``tests.migrated.apps_only``) is made a
+    copy of the session's migrated one at once, which its first app would make it anyway."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'grader.db'}"
         return
     admin: psycopg.Connection = request.getfixturevalue("postgres_admin")
     name = f"grader_test_{os.getpid()}_{next(_database_numbers)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
+    url = sqlalchemy_url(request.getfixturevalue("postgres_admin_url"), name)
+    template = request.getfixturevalue("migrated_postgres") if apps_only(request) else None
+    create_postgres(admin, url, template)
     try:
-        yield sqlalchemy_url(request.getfixturevalue("postgres_admin_url"), name)
+        yield url
     finally:
+        forget(url)
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -80,10 +87,15 @@ AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
+def make_app(database_url: str, tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[AppFactory]:
     """``make_app(**config)``: the service on this test's database, schema migrated. Every
-    app made shares the database and the upload directory (like the service and its workers)."""
+    app made shares the database and the upload directory (like the service and its workers).
+    The first app on the test's database, still empty, finds it a copy of the session's
+    migrated one (``tests/migrated.py``); on a database holding something (the test migrated
+    it itself), or on another, the app runs the migrations."""
     made: list[Flask] = []
+    fill = filler(request, database_url)
 
     def build(**overrides: Any) -> Flask:
         config = {
@@ -97,11 +109,14 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
             "RATE_LIMIT_COUNT": 100,
             "RATE_LIMIT_WINDOW": 600,
             "DUPLICATE_WINDOW": 120,
+            "PASSWORD_HASH_METHOD": TEST_PASSWORD_HASH,
             **overrides,
         }
+        copied = config["SQLALCHEMY_DATABASE_URI"] == database_url and fill()
         app = create_app(config)
-        with app.app_context():
-            upgrade()
+        if not copied:
+            with app.app_context():
+                upgrade()
         made.append(app)
         return app
 

@@ -29,6 +29,10 @@ VENV_BIN = Path(sys.executable).parent
 #: The Celery app of the real worker, and of the one whose grader is a stub answering at once.
 CELERY_APP = "service.queue.celery_worker"
 STUB_CELERY_APP = "tests.service.stub_celery_worker"
+#: The tests' apps hash instructors' passwords with scrypt at 1/32 of werkzeug's cost (N=1024
+#: rather than 32768): its hashes take tens of milliseconds rather than a second on a loaded
+#: machine, and a test logs in several times. ``tests/test_dashboard.py`` checks the default.
+TEST_PASSWORD_HASH = "scrypt:1024:8:1"
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2,

@@ -62,7 +62,9 @@ class _Quiet(WSGIRequestHandler):
 def tool(app: Flask) -> Iterator[str]:
     """The service served on a free port of 127.0.0.1: its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop's next poll: 0.5 s by default, after every test
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:

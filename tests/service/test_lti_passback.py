@@ -62,7 +62,7 @@ from tests.service.service_support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.processes]  # its workers send
 
 PASSWORD = "a-long-enough-password"
 #: Retries of the tests: a second, not half a minute.

@@ -163,6 +163,7 @@ def test_a_worker_that_lost_its_run_cannot_store_its_result(make_app, submit, sh
     _lose_the_run_while_grading(make_app(LEASE_SECONDS=600), submit, short_notebook)
 
 
+@pytest.mark.processes
 def test_the_lease_keeper_renews_while_owned_and_notices_a_takeover(make_app):
     app = make_app(LEASE_SECONDS=6)  # renewed every 2 s: slack for a loaded machine
     (run_id,) = add_queued_runs(app, 1)

@@ -52,6 +52,7 @@ def _claimed_run(app, submit) -> tuple[int, int]:
     return submission_id, run_id
 
 
+@pytest.mark.processes
 def test_a_slow_store_after_grading_keeps_the_lease_and_the_result(
         make_app, submit, graded_by_stub, monkeypatch):
     """The finding: the HTML was rendered and stored after the lease keeper had stopped, so a
@@ -138,6 +139,7 @@ def test_a_notebook_over_the_cell_cap_is_graded_without_html_and_the_page_says_w
     assert 'id="executed-omitted"' in page and "51 cells" in page
 
 
+@pytest.mark.processes
 def test_the_render_runs_while_the_clean_room_measures(make_app, submit, monkeypatch):
     """Part 4 of issue 11: the grader hands the executed notebook over (``on_executed``) before
     its clean room measures; the stub's "measurement" waits for the rendering to start, which it
@@ -177,6 +179,7 @@ def test_the_render_runs_while_the_clean_room_measures(make_app, submit, monkeyp
     assert timings["render"] > 0 and timings["queue_wait"] >= 0 and timings["store"] >= 0
 
 
+@pytest.mark.processes
 def test_a_notebook_changed_after_it_was_handed_over_is_rendered_again(
         make_app, submit, monkeypatch):
     """The HTML is always that of the report's executed notebook: one that differs from what

@@ -306,6 +306,7 @@ def test_a_failing_comparison_ends_failed_with_its_reason(app, seeder, notebooks
 
 # --- the queue ---------------------------------------------------------------------------------
 
+@pytest.mark.processes
 def test_an_embedded_worker_takes_a_queued_similarity_run_after_the_grading_runs(
         app, seeder, notebooks):
     seeder.submit("ref", notebooks["reference"], 100)
@@ -453,6 +454,7 @@ def test_a_run_asked_for_while_the_broker_was_down_is_sent_by_the_janitor(make_a
     assert broker.llen("cpu") == 1
 
 
+@pytest.mark.processes
 def test_the_command_takes_up_a_run_whose_worker_died(app, seeder, notebooks, monkeypatch):
     """No worker alive, a run left running by a dead one: once its lease runs out, the
     command computes it itself while it waits."""
