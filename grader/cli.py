@@ -60,10 +60,13 @@ def _parser() -> argparse.ArgumentParser:
 
     grade = sub.add_parser("grade", help="grade one notebook and print the report",
                            description="Grade one notebook. Exit 0 once graded (any score), "
-                           "2 if the file is not a valid notebook, 3 if the sandbox failed.")
+                           "2 if the file is not a valid notebook (or, without --exercise, "
+                           "answers no exercise of the course that can be told), 3 if the "
+                           "sandbox failed.")
     grade.add_argument("path", type=Path, help="the .ipynb file")
-    grade.add_argument("--exercise", default="chap06_cnn",
-                       help="exercise id (default: %(default)s)")
+    grade.add_argument("--exercise", default=None,
+                       help="exercise id (default: the course's only exercise, else the one "
+                            "whose graded cells the notebook holds, said on stderr)")
     grade.add_argument("--json", action="store_true", help="print the report as one JSON object")
     grade.add_argument("--lang", choices=["ja", "en"], default=None,
                        help="language of the text report (default: from the locale)")
@@ -208,12 +211,18 @@ def progress_printer(label: str, quiet: bool = False) -> ProgressCallback:
 
 
 def cmd_grade(args: argparse.Namespace, config: GraderConfig) -> int:
-    exercise = _exercise(config, args.exercise)
     try:
         data = args.path.read_bytes()
     except OSError as exc:
         print(f"grader: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.exercise is not None:
+        exercise = _exercise(config, args.exercise)
+    else:
+        chosen = _guess_exercise(config, data)
+        if chosen is None:
+            return EXIT_BAD_INPUT
+        exercise = chosen
     limits = _limits(exercise.limits, args)
     try:
         require_reference(exercise)
@@ -233,6 +242,34 @@ def cmd_grade(args: argparse.Namespace, config: GraderConfig) -> int:
     else:
         print(render_text(report, args.lang or default_lang()))
     return EXIT_SANDBOX if report.status is RunStatus.SANDBOX_ERROR else EXIT_OK
+
+
+def _guess_exercise(config: GraderConfig, data: bytes) -> Exercise | None:
+    """``grader grade`` without ``--exercise``: the course's only exercise, else the one whose
+    graded cells the notebook holds (said on stderr); ``None`` (said why) when it cannot tell.
+    A notebook that does not read goes to the first exercise, whose report says why."""
+    from grader.locate import likely_exercise
+    from grader.notebook import NotebookError, read_notebook
+
+    ids = config.exercise_ids()
+    if not ids:
+        _stderr(f"grader: no exercise in {config.exercises_root} (<id>/exercise.toml)")
+        return None
+    exercises = [_exercise(config, exercise_id) for exercise_id in ids]
+    if len(exercises) == 1:
+        return exercises[0]
+    try:
+        nb = read_notebook(data)
+    except NotebookError:
+        return exercises[0]
+    found = likely_exercise(nb, exercises)
+    if found is None:
+        _stderr("grader: cannot tell which exercise this notebook answers: say --exercise "
+                f"(one of {', '.join(ids)})")
+        return None
+    _stderr(f"grader: grading as {found.id} (its graded cells are in the notebook; "
+            "--exercise chooses another)")
+    return found
 
 
 def _limits(base: Limits, args: argparse.Namespace) -> Limits:

@@ -8,7 +8,7 @@ crosses a line end, whatever the number of locators."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import nbformat
@@ -96,3 +96,23 @@ def locate_items(nb: nbformat.NotebookNode, exercise: Exercise,
     after each cell's headings are read (a deadline's, :mod:`grader.preparation`)."""
     headings = Headings(nb, check)
     return {item.id: locate_cell(nb, item.cell, headings) for item in exercise.items}
+
+
+def likely_exercise(nb: nbformat.NotebookNode, exercises: Sequence[Exercise]) -> Exercise | None:
+    """The exercise whose graded cells ``nb`` holds the greatest share of (cells found by id
+    count before cells found by content; then the greater number: two exercises may both name
+    a cell ``model``), or ``None`` when no graded cell of any is found or two exercises tie: a
+    guess for ``grader grade`` without ``--exercise``, never for the service (a student names
+    the exercise)."""
+    ranked: list[tuple[tuple[float, float, int], Exercise]] = []
+    for exercise in exercises:
+        located = [found for found in locate_items(nb, exercise).values() if found is not None]
+        if located and exercise.items:
+            by_id = sum(1 for found in located if found.how == "id")
+            ranked.append(((by_id / len(exercise.items), len(located) / len(exercise.items),
+                            len(located)), exercise))
+    ranked.sort(key=lambda pair: pair[0], reverse=True)
+    if not ranked or (len(ranked) > 1 and ranked[0][0] == ranked[1][0]):
+        return None
+    return ranked[0][1]
+
