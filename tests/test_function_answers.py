@@ -43,14 +43,20 @@ SOLUTION_SOFTMAX = """def softmax(x):
 SOLUTION_RELU = "def relu(x):\n    return np.maximum(x, 0)\n"
 
 
+def fixture_exercise(name: str) -> tuple[Exercise, nbformat.NotebookNode]:
+    """An exercise of ``tests/fixtures/functions`` and its reference solution."""
+    return (load_exercise(ROOT / "exercises" / name, ROOT / "reference"),
+            nbformat.read(ROOT / "reference" / name / "solution.ipynb", as_version=4))
+
+
 @pytest.fixture(scope="module")
 def fexercise() -> Exercise:
-    return load_exercise(ROOT / "exercises" / "numpy_funcs", ROOT / "reference")
+    return fixture_exercise("numpy_funcs")[0]
 
 
 @pytest.fixture(scope="module")
 def solution() -> nbformat.NotebookNode:
-    return nbformat.read(ROOT / "reference" / "numpy_funcs" / "solution.ipynb", as_version=4)
+    return fixture_exercise("numpy_funcs")[1]
 
 
 def notebook(base: nbformat.NotebookNode, replace: dict[str, str] | None = None,

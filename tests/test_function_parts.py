@@ -27,9 +27,15 @@ from grader.function_room import measure_functions
 from grader.locate import locate_items
 from grader.report import ItemResult
 from grader.scoring import Evidence, score_items
-from grader.spec import Exercise, load_exercise
+from grader.spec import Exercise
 from tests.conftest import FIXTURES
-from tests.test_function_answers import feedback, measure_and_score, notebook, with_options
+from tests.test_function_answers import (
+    feedback,
+    fixture_exercise,
+    measure_and_score,
+    notebook,
+    with_options,
+)
 
 ROOT = FIXTURES / "functions"
 ITEM = "affine_backward"
@@ -40,12 +46,12 @@ INTERNAL = "internal error of the grader"
 
 @pytest.fixture(scope="module")
 def pexercise() -> Exercise:
-    return load_exercise(ROOT / "exercises" / "numpy_parts", ROOT / "reference")
+    return fixture_exercise("numpy_parts")[0]
 
 
 @pytest.fixture(scope="module")
 def psolution() -> nbformat.NotebookNode:
-    return nbformat.read(ROOT / "reference" / "numpy_parts" / "solution.ipynb", as_version=4)
+    return fixture_exercise("numpy_parts")[1]
 
 
 def answer(body: str) -> str:
