@@ -7,11 +7,13 @@ move`` and ``check``."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import func, inspect, select
 
 from service.blobs import BlobMissing, DatabaseBlobStore, FolderBlobStore, blob_store
 from service.extensions import db
@@ -73,6 +75,17 @@ def test_blob_store_is_a_setting_refusing_unknown_stores():
         load_settings({"BLOB_STORE": "s3"})
 
 
+def test_the_blobs_migration_goes_both_ways(app):
+    with app.app_context():
+        downgrade(revision="c8f1d3e5a7b9")
+        assert "blobs" not in inspect(db.engine).get_table_names()
+        db.session.remove()
+        upgrade()
+        columns = {c["name"] for c in inspect(db.engine).get_columns("blobs")}
+        assert columns == {"sha256", "data", "size", "created_at"}
+        assert inspect(db.engine).get_pk_constraint("blobs")["constrained_columns"] == ["sha256"]
+
+
 # --- the database store: in the caller's transaction -----------------------------------------
 
 def test_the_database_store_commits_with_the_caller_and_not_before(make_app):
@@ -97,6 +110,25 @@ def test_a_put_racing_another_of_the_same_bytes_stores_them_once(make_app, monke
         assert blob_store(app).put(b"same bytes") == sha
         db.session.commit()
     assert blob_rows(app) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_students_uploading_the_same_bytes_at_once_both_get_them_stored(make_app, submit):
+    app = make_app(BLOB_STORE="database")
+    data = tiny_notebook("the same for both")
+    start, answers = threading.Barrier(2), {}
+
+    def send(student: str) -> None:
+        start.wait()
+        answers[student] = submit(data, student=student, via=app).status_code
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {"alice": 202, "bob": 202}
+    assert (count(app, Submission), blob_rows(app)) == (2, 1)
 
 
 @pytest.fixture
