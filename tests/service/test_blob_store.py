@@ -230,3 +230,21 @@ def test_move_to_the_folder_copies_the_database_blobs_into_upload_dir(make_app, 
     assert sorted(folder.get(sha) for sha in folder.hashes()) == sorted(notebooks)
     assert cli(app, "blobs", "move", "--to", "folder").stdout == (
         "0 copied, 2 already there, 0 refused\n")
+
+
+# --- readers beside the upload and the worker -----------------------------------------------
+
+def test_a_similarity_check_reads_the_notebooks_from_the_database_store(make_app, submit,
+                                                                       tmp_path):
+    from service.domain import similarity_check
+
+    app = make_app(BLOB_STORE="database", UPLOAD_DIR=str(tmp_path / "never-written"))
+    for student in ("alice", "bob"):
+        assert submit(tiny_notebook(f"code of {student}"), student=student,
+                      via=app).status_code == 202
+    with app.app_context():
+        gathered = similarity_check.gather(db.session, "chap06_cnn", app.config["GRADER"],
+                                           blob_store(app))
+    assert gathered.skipped == {}
+    assert {s: "code of " + s in code for s, code in gathered.codes.items()} == {
+        "alice": True, "bob": True}
