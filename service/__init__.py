@@ -29,7 +29,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["GRADER"] = GraderConfig.from_env()
     if test_config:
         app.config.update(test_config)
-    Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
+    if app.config["BLOB_STORE"] == "folder":
+        Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
-from service import course_commands, lti_commands, similarity_commands
+from service import blob_commands, course_commands, lti_commands, similarity_commands
 from service.extensions import db
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ def init_app(app: Flask) -> None:
     course_commands.init_app(app)  # schedule, extension, adjust, adjustments
     lti_commands.init_app(app)  # lti register|list|remove|keys|rotate-key|retire-keys
     similarity_commands.init_app(app)  # similarity run|show
+    blob_commands.init_app(app)  # blobs move|check
 
 
 @click.group("roster", help="Class roster and personal access tokens.")

@@ -5,7 +5,7 @@ nonces already used, the platforms' users and the courses they were seen in, the
 launched (``service.domain.lti_registrations``, ``lti_keys``, ``lti_nonces``, ``lti_accounts``,
 ``lti_links``); the trained models' fingerprints of graded runs, the similarity runs over an
 exercise's submissions, their pairs and the instructors' decisions on them
-(``service.domain.similarity``).
+(``service.domain.similarity``); the blobs of the database blob store (``service.blobs``).
 
 A submission is the notebook a student handed in; each time it is graded (the first time, or a
 regrade) a new :class:`GradingRun` is made and old runs are kept. The run is also the queue's job
@@ -661,4 +661,17 @@ class SimilarityReview(Model):
     decision: Mapped[ReviewDecision] = mapped_column(enum_column(ReviewDecision, 16))
     comment: Mapped[str] = mapped_column(Text, default="")
     author: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Blob(Model):
+    """Bytes by their sha256: an uploaded notebook, an executed notebook's HTML. The database
+    blob store's one table (``service.blobs.database``, ``BLOB_STORE=database``): rows are
+    only ever inserted, and a row that references a hash is committed with or after it."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

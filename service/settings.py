@@ -5,7 +5,8 @@
 | ``DATABASE_URL`` | ``sqlite:///<repo>/var/grader.db`` | SQLAlchemy URL (``postgresql+psycopg://…``) |
 | ``GRADER_ENV`` | ``development`` | ``production`` refuses to start without ``SECRET_KEY`` |
 | ``SECRET_KEY`` | random per start (development) | signs sessions and CSRF tokens |
-| ``UPLOAD_DIR`` | ``<repo>/var/uploads`` | content-addressed notebooks and executed HTML |
+| ``BLOB_STORE`` | ``folder`` | where uploaded notebooks and executed HTML are kept (``service.blobs``): ``folder`` (files in ``UPLOAD_DIR``, a folder every worker must share with the web) or ``database`` (the ``blobs`` table: workers on other machines need only the database); ``flask blobs move --to …`` copies them over |
+| ``UPLOAD_DIR`` | ``<repo>/var/uploads`` | the folder blob store's folder: content-addressed notebooks and executed HTML |
 | ``MAX_UPLOAD_BYTES`` | 20 MiB | larger uploads get 413 |
 | ``QUEUE`` | ``embedded`` | ``embedded`` (database as queue, workers in the service) or ``celery`` |
 | ``CORES_PER_RUN`` | 1 | CPUs each grading run gets (its slot: docs/sandbox.md, "Parallel runs") |
@@ -79,6 +80,17 @@ def _public_url(value: str) -> str | None:
     return value or None
 
 
+#: The values of ``BLOB_STORE`` (``service.blobs``).
+BLOB_STORES = ("folder", "database")
+
+
+def _blob_store(value: str) -> str:
+    if value not in BLOB_STORES:
+        raise SettingsError(f"BLOB_STORE must be one of {', '.join(BLOB_STORES)}, "
+                            f"got {value!r}")
+    return value
+
+
 def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Flask config values from the environment."""
     env = os.environ if environ is None else environ
@@ -104,6 +116,7 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "SECRET_KEY": secret or secrets.token_hex(32),
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{var / 'grader.db'}",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "BLOB_STORE": _blob_store(env.get("BLOB_STORE") or "folder"),
         "UPLOAD_DIR": env.get("UPLOAD_DIR") or str(var / "uploads"),
         "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
         "QUEUE": env.get("QUEUE", WorkerKind.EMBEDDED),

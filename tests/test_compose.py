@@ -1,6 +1,8 @@
 """docker-compose.yml: what the file must hold (always run), the grader's work folder that makes
 sibling sandboxes possible, and the whole stack brought up on this machine (marker ``compose``):
-a notebook uploaded over the API and graded in containers, then nothing of the project left."""
+a notebook uploaded over the API and graded in containers by one of two workers, a second one
+graded by the other once the first is stopped (neither shares a folder with the web: the
+notebooks are in the database), then nothing of the project left."""
 
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ from grader.sandbox.runs import start_launched
 from tests.compose_support import COMPOSE_FILE, OVERRIDE_FILE, Stack, compose_command
 
 SECRETS = ("SECRET_KEY", "POSTGRES_PASSWORD")
-GRADING = ("worker", "gpu-worker")
+GRADING = ("worker", "gpu-worker", "gpu-worker-2")
+#: The GPU workers of the first machine and of a second one ("host 2").
+GPU_WORKERS = ("gpu-worker", "gpu-worker-2")
 SOCKET = "/var/run/docker.sock"
 
 
@@ -78,20 +82,26 @@ def _volume_strings(service: dict[str, Any]) -> list[str]:
 def check_services(config: dict[str, Any]) -> None:
     """The parts the deployment needs, on a parsed compose file (raw or resolved)."""
     services = config["services"]
-    assert {"web", "worker", "gpu-worker", "db", "redis"} <= set(services)
+    assert {"web", *GRADING, "db", "redis"} <= set(services)
     assert services["db"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
-    for name in ("web", "worker", "gpu-worker", "db", "redis"):
+    for name in ("web", *GRADING, "db", "redis"):
         test = services[name].get("healthcheck", {}).get("test")
         assert test and test != ["NONE"], f"{name} has no health check"
     # the database and the notebooks on volumes
     assert any(v.endswith(":/var/lib/postgresql/data") or ":/var/lib/postgresql/data:" in v
                for v in _volume_strings(services["db"]))
     assert {"db-data", "notebooks"} <= set(config.get("volumes", {}))
+    # the notebooks and their HTML in the database: no worker shares a folder with the web,
+    # which keeps its old folder for `flask blobs move`
     upload_dir = _env_of(services["web"])["UPLOAD_DIR"]
+    assert any(v.split(":")[0] == "notebooks" and v.split(":")[1] == upload_dir
+               for v in _volume_strings(services["web"]))
     for name in ("web", *GRADING):
-        assert any(v.split(":")[0] == "notebooks" and v.split(":")[1] == upload_dir
-                   for v in _volume_strings(services[name])), name
+        assert _env_of(services[name])["BLOB_STORE"] == "database", name
+    for name in GRADING:
+        assert not any(v.split(":")[0] == "notebooks" or v.split(":")[1] == upload_dir
+                       for v in _volume_strings(services[name])), name
     # only the graders get the daemon; each mounts the host folder at the same path and
     # keeps its work folder and data there
     assert not any(v.startswith(SOCKET) for v in _volume_strings(services["web"]))
@@ -114,14 +124,25 @@ def check_services(config: dict[str, Any]) -> None:
         return command[command.index("-Q") + 1].split(",")
 
     assert queues("worker") == ["cpu"]
-    assert "gpu" in queues("gpu-worker")
     assert "GPUS" not in _env_of(services["worker"])
-    assert _env_of(services["gpu-worker"])["GPUS"] and _env_of(services["gpu-worker"])["GPU_HOST"]
+    for name in GPU_WORKERS:
+        assert "gpu" in queues(name)
+        assert _env_of(services[name])["GPUS"] and _env_of(services[name])["GPU_HOST"]
+        # the GPU: reserved for the GPU workers only
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert any("gpu" in device["capabilities"] for device in devices)
     assert all(_env_of(services[name])["QUEUE"] == "celery" for name in ("web", *GRADING))
-    # the GPU: reserved for the GPU worker only
-    devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any("gpu" in device["capabilities"] for device in devices)
     assert "gpu" in services["gpu-worker"].get("profiles", [])
+    # host 2: a profile of its own (never started beside gpu-worker), its own name in the GPU
+    # leases and its own host folder, and nothing of the first machine's but the database and
+    # the broker (not the web's start: there is none on host 2)
+    first, second = (_env_of(services[name]) for name in GPU_WORKERS)
+    assert services["gpu-worker-2"].get("profiles") == ["host-2"]
+    assert first["GPU_HOST"] != second["GPU_HOST"]
+    assert first["GRADER_WORK_DIR"] != second["GRADER_WORK_DIR"]
+    assert first["GRADER_DATA_DIR"] != second["GRADER_DATA_DIR"]
+    assert set(services["gpu-worker-2"].get("depends_on", {})) == {"data-2"}
+    assert _env_of(services["data-2"])["GRADER_DATA_DIR"] == second["GRADER_DATA_DIR"]
     assert "deploy" not in services["worker"] or "reservations" not in str(
         services["worker"]["deploy"])
     assert "gpu-worker" not in json.dumps(services["worker"].get("depends_on", {}))
@@ -173,7 +194,8 @@ def test_compose_config_resolves(tmp_path: Path) -> None:
     env = _dummy_env(tmp_path, SECRET_KEY="0123456789abcdef0123", POSTGRES_PASSWORD="pw0123",
                      GRADER_HOST_DIR="/srv/grader-host")
     stack = Stack("grader-config-check", env, files=(COMPOSE_FILE,))
-    resolved = yaml.safe_load(stack.run("--profile", "gpu", "config").stdout)
+    resolved = yaml.safe_load(stack.run("--profile", "gpu", "--profile", "host-2",
+                                        "config").stdout)
     check_services(resolved)
     worker = _env_of(resolved["services"]["worker"])
     assert worker["GRADER_WORK_DIR"] == "/srv/grader-host/jobs"
@@ -300,6 +322,43 @@ def _log_in_and_see_upload_page(base: str, token: str) -> str:
     return page.text
 
 
+UPLOAD_DIR = "/srv/notebook-grader/uploads"
+#: Run in the web's container: the worker of every grading run, oldest first.
+RUN_WORKERS = ("import os; from sqlalchemy import create_engine, text; "
+               "rows = create_engine(os.environ['DATABASE_URL']).connect().execute("
+               "text('SELECT worker FROM grading_runs ORDER BY id')); "
+               "print('\\n'.join(r[0] or '-' for r in rows))")
+
+
+def _upload_and_wait(stack: Stack, token: str, notebook: bytes) -> dict[str, Any]:
+    """Upload ``notebook`` over the API; its status once graded (failed: the test fails)."""
+    answer = requests.post(f"{stack.base_url}/api/submissions", timeout=30,
+                           headers={"Authorization": f"Bearer {token}"},
+                           data={"exercise": "chap06_cnn"},
+                           files={"notebook": ("short.ipynb", notebook)})
+    assert answer.status_code == 202, answer.text
+
+    def finished() -> dict[str, Any] | None:
+        got = _get(answer.json()["status_url"], headers={"Authorization": f"Bearer {token}"})
+        body = got.json() if got is not None and got.status_code == 200 else {}
+        return body if body.get("status") in ("graded", "failed") else None
+
+    result = _wait(finished, GRADE_TIMEOUT, "the notebook was not graded", stack, 2.0)
+    assert result["status"] == "graded", result.get("reason")
+    return result
+
+
+def _grading_worker(stack: Stack, client: Any, workers: list[str], run: int) -> str:
+    """The worker container that graded the ``run``-th grading run (1 first): the run's
+    ``worker`` is ``celery:celery@<the container's hostname>:...``."""
+    names = stack.run("exec", "-T", "web", "python", "-c", RUN_WORKERS).stdout.split()
+    assert len(names) >= run, names
+    by_host = {client.inspect_container(c)["Config"]["Hostname"]: c for c in workers}
+    found = [c for host, c in by_host.items() if f"@{host}:" in names[run - 1]]
+    assert len(found) == 1, (names, by_host)
+    return found[0]
+
+
 def _pid_namespace(client: Any, container: str) -> str:
     pid = client.inspect_container(container)["State"]["Pid"]
     return os.readlink(f"/proc/{pid}/ns/pid").removeprefix("pid:[").removesuffix("]")
@@ -334,7 +393,7 @@ def compose_stack(tmp_path_factory, docker_sandbox, docker_daemon, config: Grade
     stack = Stack(f"grader-e2e-{os.getpid()}", env_file)
     try:
         started = time.monotonic()
-        stack.run("up", "-d", timeout=900)
+        stack.run("up", "-d", "--scale", "worker=2", timeout=900)  # two workers
         stack.up_seconds = time.monotonic() - started
         stack.base_url, stack.host = f"http://127.0.0.1:{port}", host
         yield stack
@@ -370,29 +429,24 @@ def test_stack_grades_an_uploaded_notebook_in_a_container(compose_stack: Stack, 
     page = _log_in_and_see_upload_page(base, token)
     assert re.search(r"<input[^>]*name=\"notebook\"[^>]*type=\"file\"", page), page[:2000]
 
+    # two workers, neither with a folder shared with the web: the notebooks are in the database
+    workers = stack.run("ps", "-q", "worker").stdout.split()
+    assert len(workers) == 2, workers
+    for container in workers:
+        mounts = [m["Destination"] for m in client.inspect_container(container)["Mounts"]]
+        assert UPLOAD_DIR not in mounts, mounts
+
     since = int(time.time()) - 1
     started = time.monotonic()
-    answer = requests.post(f"{base}/api/submissions", timeout=30,
-                           headers={"Authorization": f"Bearer {token}"},
-                           data={"exercise": "chap06_cnn"},
-                           files={"notebook": ("short.ipynb", _short_notebook(solution_nb))})
-    assert answer.status_code == 202, answer.text
-
-    def finished() -> dict[str, Any] | None:
-        got = _get(answer.json()["status_url"], headers={"Authorization": f"Bearer {token}"})
-        body = got.json() if got is not None and got.status_code == 200 else {}
-        return body if body.get("status") in ("graded", "failed") else None
-
-    result = _wait(finished, GRADE_TIMEOUT, "the notebook was not graded", stack, 2.0)
+    result = _upload_and_wait(stack, token, _short_notebook(solution_nb))
     grade_seconds = time.monotonic() - started
-    assert result["status"] == "graded", result.get("reason")
     assert result["run_status"] == "graded"
     assert result["score"] > 0
     assert {i["id"]: i["status"] for i in result["items"]}["conv1"] == "correct"
+    worker = _grading_worker(stack, client, workers, run=1)
 
-    # the sandboxes were containers of the runtime image, made by the worker (its pid
+    # the sandboxes were containers of the runtime image, made by that worker (its pid
     # namespace is in their owner label), through the host's daemon
-    worker = stack.run("ps", "-q", "worker").stdout.split()[0]
     namespace = _pid_namespace(client, worker)
     made = [event["Actor"]["Attributes"] for event in client.events(
         since=since, until=int(time.time()) + 1, decode=True,
@@ -406,5 +460,12 @@ def test_stack_grades_an_uploaded_notebook_in_a_container(compose_stack: Stack, 
     health = _wait(lambda: client.inspect_container(worker)["State"]["Health"]["Status"]
                    == "healthy", 90, "the worker was not healthy", stack, 2.0)
     assert health
+
+    # that worker stopped, the other grades the next notebook, read from the database too
+    client.stop(worker, timeout=30)
+    again = _upload_and_wait(stack, token, _short_notebook(solution_nb))
+    assert again["run_status"] == "graded" and again["score"] > 0, again
+    other = _grading_worker(stack, client, workers, run=2)
+    assert other != worker, (other, worker)
     print(f"\ncompose: up in {stack.up_seconds:.0f} s, graded in {grade_seconds:.0f} s "
           f"(score {result['score']})")

@@ -29,6 +29,7 @@ from sqlalchemy import func, select, update
 from grader.config import PROJECT_ROOT
 from service import create_app
 from service.__main__ import first_instructor
+from service.blobs import FolderBlobStore
 from service.domain.gradebook import SubmissionGrade, exercise_rows, grade_submission
 from service.domain.instructors import authenticate, change_password, create_instructor
 from service.domain.queue_state import queue_state
@@ -49,7 +50,6 @@ from service.models import (
 from service.queue import heartbeats
 from service.queue.embedded import EmbeddedWorkers
 from service.settings import load_settings
-from service.storage import BlobStore
 from service.views.frame import NOTEBOOK_CSP
 from tests.catalogs import messages
 from tests.migrated import apps_only, create_postgres, filler, forget
@@ -233,7 +233,7 @@ def add_submission(app: Flask, student_id: str, *runs: dict[str, Any],
                 run.outcome = spec.get("run_status", "graded")
                 run.report, run.score, run.max_score = report, report["score"], 100.0
                 run.measured_accuracy = spec.get("accuracy", 0.9812)
-                run.executed_html_sha256 = BlobStore(app.config["UPLOAD_DIR"]).put(
+                run.executed_html_sha256 = FolderBlobStore(app.config["UPLOAD_DIR"]).put(
                     b"<div class='cell'>executed output 42</div>")
                 for position, (item_id, (score, status)) in enumerate(items.items()):
                     run.items.append(ItemScore(position=position, item_id=item_id, score=score,

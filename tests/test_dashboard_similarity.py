@@ -29,6 +29,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from service.blobs import FolderBlobStore
 from service.domain import similarity_code
 from service.domain.course_rules import RulesError
 from service.domain.gradebook import exercise_rows
@@ -47,7 +48,6 @@ from service.models import (
     utcnow,
 )
 from service.states import ReviewDecision, SimilarityState
-from service.storage import BlobStore
 from tests import test_dashboard as base
 from tests.test_dashboard import EXERCISE, AppFactory, add_instructor, text_of
 
@@ -101,7 +101,7 @@ def add_graded(app: Flask, student_id: str, data: bytes, score: float,
     """A submission of ``data`` (in the upload store) with a graded run scoring ``score``."""
     created = utcnow().replace(microsecond=0) - dt.timedelta(minutes=minutes_ago)
     with app.app_context():
-        sha = BlobStore(app.config["UPLOAD_DIR"]).put(data)
+        sha = FolderBlobStore(app.config["UPLOAD_DIR"]).put(data)
         student = db.session.execute(
             select(Student).where(Student.student_id == student_id)).scalar_one()
         submission = Submission(student=student, exercise=EXERCISE, filename="hw.ipynb",
@@ -297,7 +297,7 @@ def test_a_model_pair_without_spans_and_a_missing_notebook(
         app: Flask, staff: FlaskClient, planted: dict[str, Any]):
     with app.app_context():
         sha = db.session.get(Submission, planted["subs"]["s003"]).notebook_sha256
-    BlobStore(app.config["UPLOAD_DIR"]).path(sha).unlink()
+    FolderBlobStore(app.config["UPLOAD_DIR"]).path(sha).unlink()
     page = text_of(staff.get(f"{PAGE}/{planted['model']}"))
     assert "<mark>" not in page and "0 matching parts marked." in page
     assert "This notebook's code cannot be shown" in page  # s003's side

@@ -26,10 +26,10 @@ from grader.config import PROJECT_ROOT
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.spec import Text
 from service import create_app
+from service.blobs import FolderBlobStore
 from service.domain.roster import import_roster
 from service.extensions import db
 from service.models import GradingRun, Student, Submission, utcnow
-from service.storage import BlobStore
 from service.views.frame import NOTEBOOK_CSP, safe_next
 from service.views.language import LANGUAGES, choose_language
 from tests.catalogs import messages, placeholders
@@ -126,7 +126,7 @@ def make_submission(app: Flask, student_id: str = "s001", *, status: str = "queu
     with app.app_context():
         student = db.session.execute(
             select(Student).where(Student.student_id == student_id)).scalar_one()
-        sha = BlobStore(app.config["UPLOAD_DIR"]).put(SOLUTION.read_bytes())
+        sha = FolderBlobStore(app.config["UPLOAD_DIR"]).put(SOLUTION.read_bytes())
         submission = Submission(student=student, exercise=EXERCISE, filename="hw.ipynb",
                                 notebook_sha256=sha, size=SOLUTION.stat().st_size)
         run = GradingRun(submission=submission, state=status, **run_fields)
@@ -185,7 +185,7 @@ def store_report(app: Flask, submission_id: int, report: GradeReport,
                                                        report.claimed_accuracy)
         run.report = report.to_dict()
         if html is not None:
-            run.executed_html_sha256 = BlobStore(app.config["UPLOAD_DIR"]).put(html.encode())
+            run.executed_html_sha256 = FolderBlobStore(app.config["UPLOAD_DIR"]).put(html.encode())
         run.finished_at = utcnow()
         db.session.commit()
 

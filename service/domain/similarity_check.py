@@ -32,13 +32,13 @@ from sqlalchemy import select
 from grader import GraderConfig
 from grader.data.evaluation import evaluation_labels
 from grader.fingerprints import ModelFingerprint
+from service.blobs import BlobStore
 from service.domain import fingerprints as stored_fingerprints
 from service.domain import similarity_compare
 from service.domain.gradebook import exercise_rows
 from service.extensions import DbSession
 from service.models import SimilarityPair, SimilarityRun, Submission, utcnow
 from service.states import SimilarityState
-from service.storage import BlobStore
 
 #: Pairs stored of one run at most: every flagged pair, then the strongest others.
 MAX_PAIRS = 5000

@@ -17,8 +17,8 @@ from typing import Any
 
 from flask import current_app
 
+from service.blobs import blob_store
 from service.models import SimilarityPair, Submission
-from service.storage import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def pair_code(pair: SimilarityPair) -> tuple[str | None, str | None]:
     except ImportError:  # pragma: no cover - until the similarity library is installed
         log.warning("grader.similarity is missing: no code is shown beside similarity pairs")
         return None, None
-    store = BlobStore(current_app.config["UPLOAD_DIR"])
+    store = blob_store(current_app)
 
     def text_of(submission: Submission) -> str | None:
         try:

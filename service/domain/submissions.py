@@ -11,15 +11,18 @@ Order matters for "nothing acknowledged is lost" and for what an upload may cost
 3. the notebook is read within :func:`upload_limits` (``grader.notebook.read_notebook``: bytes,
    nesting, values, cells, sizes, then the schema under a deadline), outside any lock: the
    request thread spends bounded time on it, and other students' uploads do not wait;
-4. a new notebook's bytes are stored durably (fsync), still outside any lock: on SQLite the
-   lock of step 5 is the whole database's write lock, and a disk flush held under it made every
-   other upload wait (``make bench-service``). The store is content-addressed, so a notebook
-   refused in step 5 (a race lost to the rate limit) leaves at most one unreferenced file;
+4. with the folder blob store (``BLOB_STORE=folder``), a new notebook's bytes are stored
+   durably (fsync), still outside any lock: on SQLite the lock of step 5 is the whole
+   database's write lock, and a disk flush held under it made every other upload wait (``make
+   bench-service``). The store is content-addressed, so a notebook refused in step 5 (a race
+   lost to the rate limit) leaves at most one unreferenced file;
 5. under the student's lock (:func:`_lock_student`), the answers of step 2, the rate limit,
    the dates and the daily limit (``attempts_per_day``, 429 ``daily_limit``) are checked again
    at one moment, ``now``, which becomes the submission's time (``created_at``: when the
    service acknowledged it, whenever it is graded), and the submission, its first run and the
-   key are committed in one transaction that also releases the lock;
+   key are committed in one transaction that also releases the lock; with the database blob
+   store (``BLOB_STORE=database``) the notebook's bytes are inserted in that transaction too,
+   so what is acknowledged is stored, or nothing is;
 6. the run is handed to the queue. If that fails the run stays ``queued`` in the database and
    is picked up by the embedded workers or re-sent by ``flask requeue``.
 
@@ -46,6 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from grader.messages import N_
 from grader.notebook import DEFAULT_LIMITS, LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
 from grader.spec import SpecError
+from service.blobs import BlobStore, blob_store
 from service.catalog import MESSAGES
 from service.domain.course_rules import Window, day_start, local
 from service.domain.schedules import extension_for, load_rules
@@ -54,7 +58,6 @@ from service.models import GradingRun, IdempotencyKey, Student, Submission, utcn
 from service.queue.dispatch import enqueue
 from service.queue.wakeup import notify_queued
 from service.states import GpuNeed, RunState
-from service.storage import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +134,12 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
         _check_rate(request.student_pk)
         _check_rules(request, utcnow(), daily=True)  # a refused upload leaves no file
     _check_notebook(data)  # a duplicate sent with a new key too: its key is stored below
-    if earlier is None:
-        _put_blob(data)
+    blobs = blob_store(current_app)
+    if earlier is None and not blobs.in_transaction:
+        _put_blob(blobs, data)
     _lock_student(request.student_pk)
     try:
-        accepted, run_id = _store(request, data)
+        accepted, run_id = _store(request, data, blobs)
     except BaseException:
         db.session.rollback()
         raise
@@ -203,9 +207,10 @@ def _lock_student(student_pk: int) -> None:
         db.session.execute(select(Student.id).where(Student.id == student_pk).with_for_update())
 
 
-def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
+def _store(request: _Request, data: bytes, blobs: BlobStore) -> tuple[Accepted, int | None]:
     """Under the student's lock: the earlier answer, or the rate limit and then the rows and
-    the key, committed together (the bytes are already stored). Returns the answer and the new run's id, if any."""
+    the key, committed together (with the bytes, in the database store; the folder store has
+    them already). Returns the answer and the new run's id, if any."""
     earlier = _earlier_answer(request)
     if earlier is not None and earlier.replayed:
         db.session.commit()
@@ -215,7 +220,7 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
         _check_rate(request.student_pk)
         now = utcnow()
         _check_rules(request, now, daily=True)
-        _put_blob(data)  # stored before the lock: this only finds it (a stat), no flush
+        _put_blob(blobs, data)  # a folder's: stored before the lock, found (a stat), no flush
         submission = Submission(student_pk=request.student_pk, exercise=request.exercise,
                                 filename=request.filename[:255],
                                 notebook_sha256=request.sha256, size=len(data),
@@ -242,12 +247,12 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
     return accepted, None if run is None else run.id
 
 
-def _put_blob(data: bytes) -> None:
-    """The notebook's bytes into the upload store. A store that cannot take them (a full disk,
+def _put_blob(blobs: BlobStore, data: bytes) -> None:
+    """The notebook's bytes into the blob store. A folder that cannot take them (a full disk,
     a read-only or unreachable volume) refuses the upload with 507 and nothing recorded: the
-    caller rolls back, and the store leaves no partial file (``BlobStore.put``)."""
+    caller rolls back, and the store leaves no partial file (``FolderBlobStore.put``)."""
     try:
-        BlobStore(current_app.config["UPLOAD_DIR"]).put(data)
+        blobs.put(data)
     except OSError as exc:
         log.error("upload store refused %d bytes: %s", len(data), exc)
         raise Rejection.of(507, "storage_full", N_("api.storage_full")) from None

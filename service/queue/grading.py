@@ -32,6 +32,7 @@ from typing import Any
 from flask import Flask
 
 from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
+from service.blobs import BlobMissing, blob_store_session
 from service.domain import fingerprints
 from service.extensions import db
 from service.logs import run_context
@@ -43,7 +44,6 @@ from service.queue.leases import LeaseKeeper
 from service.queue.progress import ProgressWriter
 from service.queue.rendering import RenderAhead, RenderCaps
 from service.states import GpuNeed, RunState
-from service.storage import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,9 @@ def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -
         exercise_id, sha = submission.exercise, submission.notebook_sha256
         db.session.remove()
     try:
-        data = BlobStore(app.config["UPLOAD_DIR"]).get(sha)
-    except OSError as exc:  # another host's upload directory, a wiped disk: say so, go on
+        with blob_store_session(app) as blobs:
+            data = blobs.get(sha)
+    except (BlobMissing, OSError) as exc:  # another host's folder, a wiped disk: say so, go on
         log.error("run %s: submitted notebook %s not readable: %s", run_id, sha, exc)
         return _finish_failed(app, run_id, worker, "the submitted notebook is missing from "
                               f"the upload store ({type(exc).__name__}: {exc})")
@@ -243,7 +244,8 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any,
         rendered = timed.rendered
         timings["render"], timings["render_wait"] = timed.seconds, timed.waited
         if rendered.html is not None:
-            html_sha = BlobStore(app.config["UPLOAD_DIR"]).put(rendered.html.encode("utf-8"))
+            with blob_store_session(app) as blobs:
+                html_sha = blobs.put(rendered.html.encode("utf-8"))
         else:
             log.warning("run %s: executed notebook not rendered (%s: %d cells, %d bytes)",
                         run_id, rendered.omitted, rendered.cells, rendered.size)

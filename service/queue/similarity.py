@@ -30,13 +30,13 @@ from flask import Flask
 from sqlalchemy import and_, or_, select, update
 
 from grader import GraderConfig
+from service.blobs import blob_store
 from service.domain import similarity_check
 from service.extensions import DbSession, db, rowcount
 from service.models import SimilarityRun, utcnow
 from service.queue.grading import LOST, MISSING, storable
 from service.queue.leases import LeaseKeeper
 from service.states import SimilarityState
-from service.storage import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +157,12 @@ def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
     """Gather, compare and store a run ``worker`` has claimed: ``done``, ``failed`` or
     ``lost`` (the lease was lost, the pairs dropped)."""
     config: GraderConfig = app.config["GRADER"]
-    blobs = BlobStore(app.config["UPLOAD_DIR"])
     with LeaseKeeper(app, run_id, worker, renew=renew) as lease:
         try:
             with app.app_context():
                 try:
-                    gathered = similarity_check.gather(db.session, exercise, config, blobs)
+                    gathered = similarity_check.gather(db.session, exercise, config,
+                                                       blob_store(app))
                 finally:
                     db.session.remove()
             with _owned_run(app, run_id, worker) as run:  # over which submissions, from now

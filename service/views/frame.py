@@ -39,10 +39,10 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import Forbidden, HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
+from service.blobs import blob_store
 from service.extensions import login_manager
 from service.lti.cookies import frame_origins
 from service.models import GradingRun, utcnow
-from service.storage import BlobStore
 from service.views import language
 from service.views.language import N_
 from service.views.notices import executed_omitted
@@ -236,7 +236,7 @@ def executed_notebook(run: GradingRun | None) -> Response:
     opaque origin); 404 while the run has none."""
     if run is None or not run.executed_html_sha256:
         abort(404)
-    html = BlobStore(current_app.config["UPLOAD_DIR"]).get(run.executed_html_sha256)
+    html = blob_store(current_app).get(run.executed_html_sha256)
     response = Response(notebook_document(html.decode("utf-8"), language.current_language()),
                         mimetype="text/html")
     response.headers["Content-Security-Policy"] = NOTEBOOK_CSP

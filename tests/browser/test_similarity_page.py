@@ -21,6 +21,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Page, expect
 
+from service.blobs import FolderBlobStore
 from service.domain.roster import import_roster
 from service.extensions import db
 from service.models import (
@@ -33,7 +34,6 @@ from service.models import (
     utcnow,
 )
 from service.states import SimilarityState
-from service.storage import BlobStore
 from tests.browser.conftest import LiveService
 from tests.browser.test_course_rules import log_in_as_admin, service_app
 
@@ -68,7 +68,7 @@ def seed(service: LiveService) -> dict[str, int]:
     with app.app_context():
         import_roster(ROSTER)
         students = {s.student_id: s for s in db.session.query(Student)}
-        store = BlobStore(app.config["UPLOAD_DIR"])
+        store = FolderBlobStore(app.config["UPLOAD_DIR"])
         subs = {}
         for n, (sid, raw) in enumerate(data.items()):
             created = now - dt.timedelta(hours=3 - n)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from service.blobs import FolderBlobStore
 from service.models import GradingRun, Submission
-from service.storage import BlobStore
 from tests.service.service_support import (
     EXERCISE,
     bearer,
@@ -38,7 +38,7 @@ def test_202_comes_after_the_row_and_the_file_exist(app, client, submit):
     # Right after the answer, with no worker around: the row, its queued run and the bytes.
     row = in_session(app, lambda s: s.get(Submission, body["id"]))
     assert (row.exercise, row.filename, row.size) == (EXERCISE, "mine.ipynb", len(data))
-    assert BlobStore(app.config["UPLOAD_DIR"]).get(row.notebook_sha256) == data
+    assert FolderBlobStore(app.config["UPLOAD_DIR"]).get(row.notebook_sha256) == data
     run = only_run(app, body["id"])
     assert run["status"] == "queued" and run["attempts"] == 0 and run["worker"] is None
 

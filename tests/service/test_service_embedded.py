@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from service.blobs import FolderBlobStore
 from service.models import GradingRun, utcnow
 from service.queue import claims as jobs
 from service.queue.embedded import EmbeddedWorkers
 from service.queue.grading import grade_run
 from service.queue.leases import LeaseKeeper
-from service.storage import BlobStore
 from tests.service.service_support import (
     add_queued_runs,
     bearer,
@@ -104,7 +104,7 @@ def test_embedded_worker_grades_a_submission_end_to_end(app, client, submit, tok
     assert [i["item_id"] for i in items][:6] == FIRST_SIX
     assert sum(i["score"] for i in items) == 36 and sum(i["max_score"] for i in items) == 100
     assert {i["status"] for i in items[6:]} == {"missing"}
-    html = BlobStore(app.config["UPLOAD_DIR"]).get(run["executed_html_sha256"]).decode()
+    html = FolderBlobStore(app.config["UPLOAD_DIR"]).get(run["executed_html_sha256"]).decode()
     assert "avg_pool" in html and "<script" not in html.lower()
     print(f"graded end to end in {elapsed:.1f} s")
 

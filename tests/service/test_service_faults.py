@@ -112,7 +112,7 @@ def test_a_full_upload_store_refuses_the_upload_and_records_nothing(
     else:  # the bytes written to the temporary file, then the disk is full at fsync
         upload_dir = Path(request.getfixturevalue("tmp_path")) / "uploads"
         notebook = tiny_notebook("full")
-        monkeypatch.setattr("service.storage.os.fsync", _fsync_on_a_full_disk)
+        monkeypatch.setattr("service.blobs.folder.os.fsync", _fsync_on_a_full_disk)
     app = make_app(UPLOAD_DIR=str(upload_dir))
     client = app.test_client()
     key = "retry-after-full-disk"

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from grader import GraderConfig, GradeReport, RunStatus
 from grader.sandbox.gpus import GpuProbeError, NvidiaSmi
+from service.blobs import FolderBlobStore
 from service.extensions import db
 from service.models import GpuLease, GradingRun, Student, Submission, utcnow
 from service.queue import claims, cpu_slots, grading
@@ -29,7 +30,6 @@ from service.queue import gpu_leases as leases
 from service.queue.dispatch import queue_for
 from service.settings import SettingsError
 from service.states import GpuNeed, RunState
-from service.storage import BlobStore
 from tests.service.service_support import in_session, tiny_notebook
 from tests.service.test_service_jobs import race
 
@@ -76,7 +76,7 @@ def gpu_app(make_app, memory: Memory):
 
 def add_runs(app, *needs: GpuNeed) -> list[int]:
     """Queued runs asking ``needs``, oldest first, with a real notebook in the upload store."""
-    sha = BlobStore(app.config["UPLOAD_DIR"]).put(tiny_notebook())
+    sha = FolderBlobStore(app.config["UPLOAD_DIR"]).put(tiny_notebook())
 
     def add(session: Session) -> list[int]:
         student = session.scalars(select(Student).where(Student.student_id == "gpu")).first()

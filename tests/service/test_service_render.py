@@ -16,11 +16,11 @@ from sqlalchemy import update
 
 from grader import RunStatus
 from grader.report import GradeReport
+from service.blobs import FolderBlobStore
 from service.domain.instructors import change_password, create_instructor
 from service.extensions import db
 from service.models import GradingRun, utcnow
 from service.queue import claims, grading, rendering
-from service.storage import BlobStore
 from tests.service.service_support import bearer, in_session, only_run, tiny_notebook
 
 
@@ -61,16 +61,16 @@ def test_a_slow_store_after_grading_keeps_the_lease_and_the_result(
     lease periods and the janitor runs just before the result is written."""
     app = make_app(LEASE_SECONDS=2)  # renewed every second; same database as ``submit``'s
     submission_id, run_id = _claimed_run(app, submit)
-    put = BlobStore.put
+    put = FolderBlobStore.put
 
-    def slow_put(self: BlobStore, data: bytes) -> str:
+    def slow_put(self: FolderBlobStore, data: bytes) -> str:
         time.sleep(3 * app.config["LEASE_SECONDS"])  # a slow disk, a loaded host
         with app.app_context():  # the janitor, meanwhile
             claims.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
             db.session.remove()
         return put(self, data)
 
-    monkeypatch.setattr(BlobStore, "put", slow_put)
+    monkeypatch.setattr(FolderBlobStore, "put", slow_put)
     assert grading.grade_run(app, run_id, "worker-A") == "graded"
     run = only_run(app, submission_id)
     assert (run["status"], run["attempts"], run["worker"]) == ("graded", 1, "worker-A")
@@ -172,7 +172,7 @@ def test_the_render_runs_while_the_clean_room_measures(make_app, submit, monkeyp
     assert seen["render_started_while_measuring"] is True
     run = only_run(app, submission_id)
     assert run["executed_html_sha256"] is not None
-    html = BlobStore(app.config["UPLOAD_DIR"]).get(run["executed_html_sha256"])
+    html = FolderBlobStore(app.config["UPLOAD_DIR"]).get(run["executed_html_sha256"])
     assert b"cell 2" in html
     timings = in_session(app, lambda s: s.get(GradingRun, run_id).report["timings"])
     assert {"queue_wait", "render", "render_wait", "store"} <= set(timings)
@@ -195,6 +195,6 @@ def test_a_notebook_changed_after_it_was_handed_over_is_rendered_again(
     monkeypatch.setattr(grading, "grade_notebook", grade)
     submission_id, run_id = _claimed_run(app, submit)
     assert grading.grade_run(app, run_id, "worker-A") == "graded"
-    html = BlobStore(app.config["UPLOAD_DIR"]).get(
+    html = FolderBlobStore(app.config["UPLOAD_DIR"]).get(
         only_run(app, submission_id)["executed_html_sha256"])
     assert b"cell 3" in html

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
 from grader.spec import Exercise
+from service.blobs import BlobMissing, blob_store
 from service.domain.course_rules import Part
 from service.domain.csv_export import FORMATS, grades_csv
 from service.domain.gradebook import (
@@ -29,7 +30,6 @@ from service.domain.schedules import list_extensions, load_rules, load_rules_sou
 from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.models import GradingRun, Submission
-from service.storage import BlobStore
 from service.views import frame, schemas
 from service.views.dashboard.blueprint import bp
 from service.views.forms import RegradeAllForm, RegradeForm, local_input, zoned
@@ -261,8 +261,8 @@ def uploaded_notebook(submission_id: int) -> Response:
     """The notebook as the student handed it in, to open in Jupyter."""
     found = find_submission(submission_id)
     try:
-        data = BlobStore(current_app.config["UPLOAD_DIR"]).get(found.notebook_sha256)
-    except OSError:
+        data = blob_store(current_app).get(found.notebook_sha256)
+    except (BlobMissing, OSError):
         abort(404)
     response = Response(data, mimetype="application/x-ipynb+json")
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{found.student.student_id}-{found.id}.ipynb")
