@@ -13,7 +13,7 @@ import uuid
 
 from flask import Flask
 
-from service.domain import notebook_html
+from service import notebook_html
 from service.extensions import db
 from service.queue import gpu_leases, heartbeats, warm_kits
 from service.queue.grading import take
