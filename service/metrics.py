@@ -78,8 +78,8 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         from service.domain.lti_outbox import outbox_counts
-        from service.domain.queue_state import outcome_counts, queue_counts
         from service.extensions import db
+        from service.queue.state import outcome_counts, queue_counts
 
         with self.app.app_context():
             try:

@@ -31,7 +31,6 @@ from service import create_app
 from service.__main__ import first_instructor
 from service.domain.gradebook import SubmissionGrade, exercise_rows, grade_submission
 from service.domain.instructors import authenticate, change_password, create_instructor
-from service.domain.queue_state import queue_state
 from service.domain.roster import import_roster
 from service.domain.stats import exercise_stats, submission_series
 from service.domain.throttle import Throttle
@@ -48,6 +47,7 @@ from service.models import (
 )
 from service.queue import heartbeats
 from service.queue.embedded import EmbeddedWorkers
+from service.queue.state import queue_state
 from service.settings import load_settings
 from service.storage import BlobStore
 from service.views.frame import NOTEBOOK_CSP

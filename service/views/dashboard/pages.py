@@ -23,12 +23,12 @@ from service.domain.gradebook import (
     grade_submission,
     summarize,
 )
-from service.domain.queue_state import queue_counts
 from service.domain.regrades import is_pending, regrade_exercise, regrade_submission
 from service.domain.schedules import list_extensions, load_rules, load_rules_source
 from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.models import GradingRun, Submission
+from service.queue.state import queue_counts
 from service.storage import BlobStore
 from service.views import frame, schemas
 from service.views.dashboard.blueprint import bp
