@@ -20,8 +20,12 @@ Order matters for "nothing acknowledged is lost" and for what an upload may cost
    at one moment, ``now``, which becomes the submission's time (``created_at``: when the
    service acknowledged it, whenever it is graded), and the submission, its first run and the
    key are committed in one transaction that also releases the lock;
-6. the run is handed to the queue. If that fails the run stays ``queued`` in the database and
-   is picked up by the embedded workers or re-sent by ``flask requeue``.
+6. the caller hands the new run (:attr:`Accepted.run_id`) to the queue
+   (``service.queue.dispatch.enqueue``) after the commit: the domain never imports the queue
+   (``tests/test_layout.py``). If that fails, or never happens, the run stays ``queued`` in the
+   database and is picked up by the embedded workers or re-sent by the janitor or ``flask
+   requeue``; on PostgreSQL, the commit of step 5 already woke the workers of other processes
+   (``service.queue_channel.notify_queued``).
 
 Step 5 is why the duplicate window and the rate limit hold under concurrent requests: looking
 and inserting happen in one transaction that holds a per-student lock, so the second of two
@@ -51,8 +55,7 @@ from service.domain.course_rules import Window, day_start, local
 from service.domain.schedules import extension_for, load_rules
 from service.extensions import db
 from service.models import GradingRun, IdempotencyKey, Student, Submission, utcnow
-from service.queue.dispatch import enqueue
-from service.queue.wakeup import notify_queued
+from service.queue_channel import notify_queued
 from service.states import GpuNeed, RunState
 from service.storage import BlobStore
 
@@ -90,6 +93,9 @@ class Accepted:
     duplicate: bool = False
     #: The same ``Idempotency-Key`` was sent before: the first answer, again.
     replayed: bool = False
+    #: The run this upload queued, for the caller to hand to the queue after the commit
+    #: (``service.queue.dispatch.enqueue``); ``None`` for a duplicate or a replay.
+    run_id: int | None = None
 
 
 def known_exercises() -> list[str]:
@@ -115,7 +121,8 @@ def upload_limits() -> ReadLimits:
 def accept_submission(student: Student, exercise: str, filename: str, data: bytes,
                       idempotency_key: str | None = None) -> Accepted:
     """Store and queue a submission, or give an answer already given (see the module's
-    docstring for the order); raises :class:`Rejection`."""
+    docstring for the order); raises :class:`Rejection`. A new run is committed as queued; the
+    caller hands :attr:`Accepted.run_id` to the queue."""
     if exercise not in known_exercises():
         raise Rejection.of(404, "unknown_exercise", N_("api.unknown_exercise"), exercise=exercise)
     if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -135,13 +142,10 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
         _put_blob(data)
     _lock_student(request.student_pk)
     try:
-        accepted, run_id = _store(request, data)
+        return _store(request, data)
     except BaseException:
         db.session.rollback()
         raise
-    if run_id is not None:
-        enqueue(run_id)
-    return accepted
 
 
 @dataclass(frozen=True)
@@ -203,13 +207,13 @@ def _lock_student(student_pk: int) -> None:
         db.session.execute(select(Student.id).where(Student.id == student_pk).with_for_update())
 
 
-def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
+def _store(request: _Request, data: bytes) -> Accepted:
     """Under the student's lock: the earlier answer, or the rate limit and then the rows and
-    the key, committed together (the bytes are already stored). Returns the answer and the new run's id, if any."""
+    the key, committed together (the bytes are already stored)."""
     earlier = _earlier_answer(request)
     if earlier is not None and earlier.replayed:
         db.session.commit()
-        return earlier, None
+        return earlier
     run = None
     if earlier is None:
         _check_rate(request.student_pk)
@@ -238,8 +242,8 @@ def _store(request: _Request, data: bytes) -> tuple[Accepted, int | None]:
         replay = _earlier_answer(request)
         if replay is None:
             raise
-        return replay, None
-    return accepted, None if run is None else run.id
+        return replay
+    return accepted if run is None else Accepted(accepted.submission, run_id=run.id)
 
 
 def _put_blob(data: bytes) -> None:
@@ -321,10 +325,10 @@ def gpu_need(exercise_id: str) -> GpuNeed:
 
 
 def regrade(submission: Submission) -> GradingRun:
-    """A new run for an existing submission; old runs are kept."""
+    """A new run for an existing submission, committed as queued (old runs are kept); the
+    caller hands it to the queue (``service.queue.dispatch.enqueue``)."""
     run = new_run(submission)
     db.session.add(run)
     notify_queued(db.session)
     db.session.commit()
-    enqueue(run.id)
     return run
