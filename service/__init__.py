@@ -76,9 +76,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         body = {"status": "fail" if problems else "ok", "problems": problems}
         return body, (503 if problems else 200)
 
-    from service.metrics import init_app as init_metrics
+    from service.views import metrics
 
-    init_metrics(app)
+    metrics.init_app(app)
 
     return app
 
