@@ -12,8 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from grader.catalogs import compile_catalogs
-from grader.config import GraderConfig
+from grader import GraderConfig, compile_catalogs
 from service.catalog import TRANSLATIONS
 from service.extensions import babel, csrf, db, login_manager, migrate
 from service.settings import load_settings

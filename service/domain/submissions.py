@@ -47,9 +47,7 @@ from flask import current_app
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from grader.messages import N_
-from grader.notebook import DEFAULT_LIMITS, LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
-from grader.spec import SpecError
+from grader import LIMIT_KEYS, N_, NotebookError, ReadLimits, SpecError, read_notebook
 from service.catalog import MESSAGES
 from service.domain.course_rules import Window, day_start, local
 from service.domain.schedules import extension_for, load_rules
@@ -104,9 +102,9 @@ def known_exercises() -> list[str]:
 
 def upload_limits() -> ReadLimits:
     """The bounds of reading an upload in a request: the service's settings, each capped at the
-    grader's (``grader.notebook.DEFAULT_LIMITS``), so that the grader reads again, unchanged,
-    every notebook the service accepted."""
-    config, grader = current_app.config, DEFAULT_LIMITS
+    grader's (``grader.ReadLimits()``, the bounds it reads a notebook within), so that the
+    grader reads again, unchanged, every notebook the service accepted."""
+    config, grader = current_app.config, ReadLimits()
     return ReadLimits(
         max_bytes=min(config.get("MAX_CONTENT_LENGTH") or grader.max_bytes, grader.max_bytes),
         max_depth=min(config["UPLOAD_MAX_DEPTH"], grader.max_depth),

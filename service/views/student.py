@@ -24,7 +24,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
-from grader.spec import Text
+from grader import Text
 from service.domain.course_rules import LatePenalty, local
 from service.domain.release import StudentRelease
 from service.domain.student_gradebook import likely_exercise, own_dates

@@ -13,7 +13,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
-from grader.spec import Exercise
+from grader import Exercise
 from service.domain.course_rules import Part
 from service.domain.csv_export import FORMATS, grades_csv
 from service.domain.gradebook import (
