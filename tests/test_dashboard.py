@@ -786,6 +786,23 @@ def test_regrade_all_queues_every_submission_not_already_pending(
     assert rows["s001"].final == 80.0 and rows["s001"].status == "queued"
 
 
+def test_the_regrade_views_hand_each_new_run_to_the_queue(
+        app: Flask, staff: FlaskClient, class_data: dict[str, int],
+        monkeypatch: pytest.MonkeyPatch):
+    """The domain commits a regrade's run as queued and never imports the queue: the view hands
+    it over (``dispatch.enqueue``) after the commit, once per run."""
+    from service.views.dashboard import pages
+
+    handed: list[int] = []
+    monkeypatch.setattr(pages, "enqueue", handed.append)
+    staff.post(f"/dashboard/submissions/{class_data['first']}/regrade")
+    assert handed == [runs_of(app, class_data["first"])[-1][0]]
+    staff.post(f"/dashboard/{EXERCISE}/regrade", data={"scope": "all"})
+    queued = sorted(run_id for name in ("second", "failed", "s003_ok", "timeout")
+                    for run_id, status in runs_of(app, class_data[name]) if status == "queued")
+    assert len(queued) == 4 and sorted(handed[1:]) == queued
+
+
 def test_regrade_latest_only_takes_each_students_last_submission(
         app: Flask, staff: FlaskClient, class_data: dict[str, int]):
     response = staff.post(f"/dashboard/{EXERCISE}/regrade", data={"scope": "latest"},
