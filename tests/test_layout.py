@@ -211,7 +211,7 @@ def broken_rules(name: str, tree: ast.Module, known: set[str], package: bool = F
     where, own = f"{name} (the {wing(name)})", wing(name)
     broken = []
     for imp in imports_of(name, tree, known, package):
-        if not imp.target.startswith("service") or imp.target == name:
+        if imp.target.partition(".")[0] != FACTORY or imp.target == name:
             continue
         at = f"{where}, line {imp.line}: imports {imp.target}"
         private = [n for n in imp.names if n.startswith("_") and not n.startswith("__")]
