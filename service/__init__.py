@@ -12,8 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from grader.catalogs import compile_catalogs
-from grader.config import GraderConfig
+from grader import GraderConfig, compile_catalogs
 from service.catalog import TRANSLATIONS
 from service.extensions import babel, csrf, db, login_manager, migrate
 from service.settings import load_settings
@@ -77,9 +76,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         body = {"status": "fail" if problems else "ok", "problems": problems}
         return body, (503 if problems else 200)
 
-    from service.metrics import init_app as init_metrics
+    from service.views import metrics
 
-    init_metrics(app)
+    metrics.init_app(app)
 
     return app
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.catalogs import Catalog
+from grader import Catalog
 
 #: The gettext catalogs of the pages and the API (domain ``messages``, see ``babel.cfg``).
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"

@@ -25,7 +25,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import select
 
-from grader.spec import Exercise, SpecError
+from grader import Exercise, SpecError
 from service.domain.adjustments import AdjustMode, adjust
 from service.domain.course_rules import Part, Rules, RulesError, local, parse_release
 from service.domain.schedules import (

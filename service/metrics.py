@@ -1,33 +1,19 @@
-"""Prometheus metrics at ``/metrics`` (prometheus-client).
+"""Prometheus counters (prometheus-client): what only a process sees (an upload refused, and by
+which rule; the seconds a grading took), counted where it happens, by the views and the queue.
 
-Two kinds of numbers, kept apart on purpose:
+What the database knows (queue depth by state, finished runs by outcome) is not counted here: it
+is read from the database at each scrape by ``service.views.metrics``, which serves ``/metrics``,
+so every process answers the same and nothing is lost when a process restarts.
 
-- what the database knows (queue depth by state, finished runs by outcome) is read from it at
-  each scrape by :class:`DatabaseCollector`: every process answers the same, however many
-  gunicorn workers or grading processes run, and nothing is lost when a process restarts;
-- what only a process sees (an upload refused, and by which rule; the seconds a grading took)
-  is counted where it happens. Under gunicorn (several processes) prometheus-client's
-  multiprocess mode adds them up: ``PROMETHEUS_MULTIPROC_DIR`` names a folder shared by the web
-  processes and the ``flask worker`` processes of one host, emptied before they start
-  (``gunicorn.conf.py`` does it). Without it, a single process counts in memory.
+Under gunicorn (several processes) prometheus-client's multiprocess mode adds the counters up:
+``PROMETHEUS_MULTIPROC_DIR`` names a folder shared by the web processes and the ``flask worker``
+processes of one host, emptied before they start (``gunicorn.conf.py`` does it). Without it, a
+single process counts in memory.
 """
 
 from __future__ import annotations
 
-import hmac
-import os
-from collections.abc import Iterator
-
-from flask import Flask, Response, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import Counter, Histogram
 
 UPLOAD_REJECTIONS = Counter(
     "grader_upload_rejections", "Uploads refused, by the rule's code", ["code"])
@@ -70,74 +56,5 @@ def lti_score_sent(outcome: str) -> None:
     LTI_SCORES_SENT.labels(outcome=outcome).inc()
 
 
-class DatabaseCollector:
-    """Queue depth by state and finished runs by outcome, read at scrape time."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-
-    def collect(self) -> Iterator[Metric]:
-        from service.domain.lti_outbox import outbox_counts
-        from service.domain.queue_state import outcome_counts, queue_counts
-        from service.extensions import db
-
-        with self.app.app_context():
-            try:
-                depth = queue_counts(db.session)
-                outcomes = outcome_counts(db.session)
-                outbox = outbox_counts(db.session)
-            finally:
-                db.session.remove()
-        queue = GaugeMetricFamily("grader_queue_runs", "Grading runs by state", labels=["state"])
-        for state, count in depth.items():
-            queue.add_metric([str(state)], count)
-        yield queue
-        runs = GaugeMetricFamily("grader_runs_finished", "Finished runs by outcome (graded, "
-                                 "timeout, ..., failed), from the database", labels=["outcome"])
-        for outcome, count in sorted(outcomes.items()):
-            runs.add_metric([outcome], count)
-        yield runs
-        scores = GaugeMetricFamily("grader_lti_scores", "Grade passback's outbox: scores "
-                                   "pending, sent and failed, from the database",
-                                   labels=["state"])
-        for outbox_state, number in sorted(outbox.items()):
-            scores.add_metric([outbox_state], number)
-        yield scores
-
-
-def registry_for(app: Flask) -> CollectorRegistry:
-    """The registry ``/metrics`` answers from: this process's counters, or every process's
-    under multiprocess mode, plus the database's numbers."""
-    registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        for collector in (UPLOAD_REJECTIONS, GRADING_SECONDS, WORKER_RESULTS, KIT_STARTS,
-                          LTI_SCORES_SENT):
-            registry.register(collector)
-    registry.register(DatabaseCollector(app))
-    return registry
-
-
-def scraper_allowed(app: Flask, authorization: str | None) -> bool:
-    """Whether a scrape may read the metrics: always without ``METRICS_TOKEN``, else only with
-    ``Authorization: Bearer <METRICS_TOKEN>`` (compared in constant time). Each scrape queries
-    the database, so a public ``/metrics`` is also work anyone can make the service do."""
-    token = app.config.get("METRICS_TOKEN")
-    if not token:
-        return True
-    scheme, _, given = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              token.encode())
-
-
-def init_app(app: Flask) -> None:
-    registry = registry_for(app)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        if not scraper_allowed(app, request.headers.get("Authorization")):
-            return Response("metrics need Authorization: Bearer <METRICS_TOKEN>\n", status=401,
-                            mimetype="text/plain",
-                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+#: Every counter of this module, registered one by one when no multiprocess folder adds them up.
+COUNTERS = (UPLOAD_REJECTIONS, GRADING_SECONDS, WORKER_RESULTS, KIT_STARTS, LTI_SCORES_SENT)

@@ -52,8 +52,8 @@ import secrets
 import socket
 from typing import Any
 
-from grader.config import PROJECT_ROOT
-from grader.sandbox.cpus import runs_per_host, usable_cpus
+from grader import PROJECT_ROOT
+from grader.sandbox import runs_per_host, usable_cpus
 from service.states import WorkerKind
 
 

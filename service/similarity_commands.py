@@ -32,8 +32,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from grader import GraderConfig
-from grader.spec import SpecError
+from grader import GraderConfig, SpecError
 from service.domain.similarity_runs import latest_run, request_run
 from service.extensions import db
 from service.models import SimilarityPair, SimilarityRun, Worker, utcnow

@@ -32,7 +32,6 @@ from service.__main__ import first_instructor
 from service.blobs import FolderBlobStore
 from service.domain.gradebook import SubmissionGrade, exercise_rows, grade_submission
 from service.domain.instructors import authenticate, change_password, create_instructor
-from service.domain.queue_state import queue_state
 from service.domain.roster import import_roster
 from service.domain.stats import exercise_stats, submission_series
 from service.domain.throttle import Throttle
@@ -49,6 +48,7 @@ from service.models import (
 )
 from service.queue import heartbeats
 from service.queue.embedded import EmbeddedWorkers
+from service.queue.state import queue_state
 from service.settings import load_settings
 from service.views.frame import NOTEBOOK_CSP
 from tests.catalogs import messages
@@ -784,6 +784,23 @@ def test_regrade_all_queues_every_submission_not_already_pending(
     with app.app_context():  # the table still counts the finished runs meanwhile
         rows = {r.student.student_id: r for r in exercise_rows(db.session, EXERCISE)}
     assert rows["s001"].final == 80.0 and rows["s001"].status == "queued"
+
+
+def test_the_regrade_views_hand_each_new_run_to_the_queue(
+        app: Flask, staff: FlaskClient, class_data: dict[str, int],
+        monkeypatch: pytest.MonkeyPatch):
+    """The domain commits a regrade's run as queued and never imports the queue: the view hands
+    it over (``dispatch.enqueue``) after the commit, once per run."""
+    from service.views.dashboard import pages
+
+    handed: list[int] = []
+    monkeypatch.setattr(pages, "enqueue", handed.append)
+    staff.post(f"/dashboard/submissions/{class_data['first']}/regrade")
+    assert handed == [runs_of(app, class_data["first"])[-1][0]]
+    staff.post(f"/dashboard/{EXERCISE}/regrade", data={"scope": "all"})
+    queued = sorted(run_id for name in ("second", "failed", "s003_ok", "timeout")
+                    for run_id, status in runs_of(app, class_data[name]) if status == "queued")
+    assert len(queued) == 4 and sorted(handed[1:]) == queued
 
 
 def test_regrade_latest_only_takes_each_students_last_submission(

@@ -1,4 +1,4 @@
-"""The executed notebook shown to the student is sanitised (service/domain/notebook_html.py)."""
+"""The executed notebook shown to the student is sanitised (service/notebook_html.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import nbformat
 import pytest
 
-from service.domain.notebook_html import render_notebook_html, sanitize_html
+from service.notebook_html import render_notebook_html, sanitize_html
 
 NASTY = (
     '<h2 onclick="steal()">Result</h2>'
@@ -54,7 +54,7 @@ def _cells(count: int) -> str:
 @pytest.mark.processes
 def test_bounded_rendering_refuses_a_notebook_over_the_cell_cap_without_rendering():
     """60,000 empty cells took 3.3 ms each: over the cap nothing is rendered at all."""
-    from service.domain.notebook_html import TOO_LARGE, render_bounded
+    from service.notebook_html import TOO_LARGE, render_bounded
 
     rendered = render_bounded(_cells(60_000), max_bytes=64 * 1024 * 1024, max_cells=2000,
                               seconds=60)
@@ -62,7 +62,7 @@ def test_bounded_rendering_refuses_a_notebook_over_the_cell_cap_without_renderin
 
 
 def test_bounded_rendering_refuses_a_notebook_over_the_size_cap():
-    from service.domain.notebook_html import TOO_LARGE, render_bounded
+    from service.notebook_html import TOO_LARGE, render_bounded
 
     rendered = render_bounded(_cells(3), max_bytes=100, max_cells=2000, seconds=60)
     assert rendered.omitted == TOO_LARGE and rendered.html is None
@@ -70,7 +70,7 @@ def test_bounded_rendering_refuses_a_notebook_over_the_size_cap():
 
 def test_bounded_rendering_stops_at_its_deadline():
     """The child process cannot even start in a millisecond: it is killed, no HTML."""
-    from service.domain.notebook_html import TOO_SLOW, render_bounded
+    from service.notebook_html import TOO_SLOW, render_bounded
 
     rendered = render_bounded(_cells(3), max_bytes=1024 * 1024, max_cells=2000, seconds=0.001)
     assert rendered.omitted == TOO_SLOW and rendered.html is None
@@ -78,7 +78,7 @@ def test_bounded_rendering_stops_at_its_deadline():
 
 @pytest.mark.processes
 def test_bounded_rendering_within_the_caps_is_the_sanitised_html():
-    from service.domain.notebook_html import render_bounded
+    from service.notebook_html import render_bounded
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         "# Title\n<script>alert(1)</script>")])
@@ -93,7 +93,7 @@ def test_bounded_rendering_within_the_caps_is_the_sanitised_html():
 def test_each_render_uses_a_child_started_ahead_and_only_once():
     """The spare child was started before the notebook came (its imports done); it renders
     one notebook and a new spare takes its place, so no notebook meets another's child."""
-    from service.domain import notebook_html
+    from service import notebook_html
 
     notebook_html.start_spare()
     spare = notebook_html._spare
@@ -120,8 +120,8 @@ def _long_output(lines: int) -> str:
 def test_a_render_child_past_its_memory_ends_with_no_html_and_runs_below_the_runs():
     import os
 
-    from service.domain import notebook_html
-    from service.domain.notebook_html import RENDER_ERROR, RENDER_NICE, render_bounded
+    from service import notebook_html
+    from service.notebook_html import RENDER_ERROR, RENDER_NICE, render_bounded
 
     notebook_html.start_spare()
     assert notebook_html._spare is not None
@@ -139,7 +139,7 @@ def test_a_render_child_past_its_memory_ends_with_no_html_and_runs_below_the_run
 def test_a_pathological_executed_notebook_within_the_caps_is_not_rendered_not_waited_for():
     """2,000 cells of 300 lines each (under the caps) took the renderer minutes and 4 GiB:
     the worker's render ahead ends at its deadline with the "too slow" note."""
-    from service.domain.notebook_html import TOO_SLOW
+    from service.notebook_html import TOO_SLOW
     from service.queue.rendering import RenderAhead, RenderCaps
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1\n" * 300)

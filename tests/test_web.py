@@ -292,7 +292,12 @@ def test_missing_file_and_unknown_exercise_are_refused(app: Flask, client: Flask
     assert count_submissions(app) == 0
 
 
-def test_a_valid_notebook_is_queued_and_a_duplicate_leads_to_it(app: Flask, client: FlaskClient):
+def test_a_valid_notebook_is_queued_and_a_duplicate_leads_to_it(app: Flask, client: FlaskClient,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    from service.views import student
+
+    handed: list[int] = []  # the view hands the committed run to the queue, the domain does not
+    monkeypatch.setattr(student, "enqueue", handed.append)
     response = post_notebook(client, SOLUTION.read_bytes(), filename="/home/aoi/hw6.ipynb")
     assert response.status_code == 303
     match = re.fullmatch(r"/submissions/(\d+)", response.location)
@@ -302,6 +307,7 @@ def test_a_valid_notebook_is_queued_and_a_duplicate_leads_to_it(app: Flask, clie
         assert (submission.exercise, submission.filename) == (EXERCISE, "hw6.ipynb")
         assert submission.student.student_id == "s001"
         assert [run.state for run in submission.runs] == ["queued"]
+        assert handed == [submission.runs[0].id]
     page = text_of(client.get(response.location))
     assert "Your notebook was received" in page
     assert "Position in the queue: 1" in page
@@ -310,7 +316,7 @@ def test_a_valid_notebook_is_queued_and_a_duplicate_leads_to_it(app: Flask, clie
     again = post_notebook(client, SOLUTION.read_bytes())
     assert again.status_code == 303 and again.location == response.location
     assert "You submitted this same notebook a moment ago" in text_of(client.get(again.location))
-    assert count_submissions(app) == 1
+    assert count_submissions(app) == 1 and len(handed) == 1  # a duplicate queues nothing
 
 
 def test_the_rate_limit_is_shown_with_429(make_app: AppFactory):

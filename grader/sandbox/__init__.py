@@ -10,6 +10,9 @@ A backend runs a :class:`SandboxRequest` to its end (``run``) or starts it (``st
 :class:`SandboxRun`) so that another request can join its network (``join_network``) as
 another host user (:class:`SandboxUser`).
 
+:class:`CpuSlots` hands out the host's CPUs, one slot per concurrent run (``cpus``); the GPUs a
+worker may lend are read from ``nvidia-smi`` (``gpus``: :func:`gpu_inventory`, :func:`is_free`).
+
 :func:`create_run_dir` makes a submission's private directory for its sandboxes' work
 directories. :func:`sweep_leftovers` removes what graders killed with SIGKILL left on the host
 (run cgroups, staging and run directories); every bubblewrap run calls it first.
@@ -36,6 +39,8 @@ from grader.sandbox.base import (
 )
 from grader.sandbox.bwrap import BubblewrapSandbox, sweep_leftovers
 from grader.sandbox.cgroups import CgroupError
+from grader.sandbox.cpus import CpuSlots, runs_per_host, usable_cpus
+from grader.sandbox.gpus import GpuProbeError, NvidiaSmi, gpu_inventory, is_free
 from grader.sandbox.staging import create_run_dir
 from grader.sandbox.unsafe import UnsafeLocalSandbox, UnsafeSandboxWarning
 
@@ -68,9 +73,12 @@ __all__ = [
     "BACKENDS",
     "BubblewrapSandbox",
     "CgroupError",
+    "CpuSlots",
+    "GpuProbeError",
     "LineCallback",
     "Mount",
     "NetworkPeer",
+    "NvidiaSmi",
     "Sandbox",
     "SandboxError",
     "SandboxRequest",
@@ -81,5 +89,9 @@ __all__ = [
     "UnsafeSandboxWarning",
     "create_run_dir",
     "get_sandbox",
+    "gpu_inventory",
+    "is_free",
+    "runs_per_host",
     "sweep_leftovers",
+    "usable_cpus",
 ]

@@ -11,7 +11,13 @@ by how they err (issue 20; docs/similarity.md).
 Nothing here leaves the machine, and nothing reads a database: the caller hands in the code and
 the fingerprints, and gets pairs back."""
 
-from grader.fingerprints import AGREEMENT_FLAG, COMMON_MODEL, MIN_ACCURACY, MIN_UNION
+from grader.fingerprints import (
+    AGREEMENT_FLAG,
+    COMMON_MODEL,
+    MIN_ACCURACY,
+    MIN_UNION,
+    error_agreement,
+)
 from grader.similarity.code import (
     CLASS_SHARE,
     CLASS_SHARE_MIN,
@@ -50,6 +56,7 @@ __all__ = [
     "ModelPair",
     "compare_code",
     "compare_models",
+    "error_agreement",
     "matching_spans",
     "notebook_code",
 ]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from grader.spec import Text
+from grader import Text
 from service.catalog import MESSAGES
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import csv
 import io
 
-from grader.spec import Exercise
+from grader import Exercise
 from service.domain.gradebook import Gradebook, GradeRow
 
 FORMATS = ("plain", "canvas")

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from grader.fingerprints import ModelFingerprint
+from grader import ModelFingerprint
 from service.extensions import DbSession
 from service.models import RunFingerprint
 

@@ -1,6 +1,7 @@
 """Regrading from the dashboard: one submission, or an exercise's submissions after its
 reference changed. Each regrade is a new run (``service.domain.submissions.regrade``); old runs
-stay.
+stay. The runs are committed as queued; the caller hands them to the queue
+(``service.queue.dispatch.enqueue``).
 
 A submission whose latest run is still queued or running is skipped: a second pending run of the
 same notebook would only grade it twice.

@@ -22,7 +22,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, select
 
-from grader.spec import Exercise, SpecError
+from grader import Exercise, SpecError
 from service.domain.course_rules import (
     DEFAULT_RELEASE,
     Counts,

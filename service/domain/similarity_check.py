@@ -29,9 +29,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from grader import GraderConfig
-from grader.data.evaluation import evaluation_labels
-from grader.fingerprints import ModelFingerprint
+from grader import GraderConfig, ModelFingerprint, evaluation_labels
 from service.blobs import BlobStore
 from service.domain import fingerprints as stored_fingerprints
 from service.domain import similarity_compare

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import similarity
-from grader.fingerprints import ModelFingerprint, error_agreement
+from grader import ModelFingerprint, similarity
 
 #: A code pair not flagged is listed from this share of shared code up (honest variants of the
 #: solution reach 0.75; independent notebooks stay far below), the share from which the code
@@ -145,7 +144,8 @@ def compare(codes: Mapping[str, str], template: str, expected: Sequence[str],
             agreement, same_weights, flagged = model.agreement, model.identical_weights, \
                 model.flagged
         elif labels is not None and a in fingerprints and b in fingerprints:
-            agreement = error_agreement(fingerprints[a], fingerprints[b], dict(labels)).agreement
+            agreement = similarity.error_agreement(fingerprints[a], fingerprints[b],
+                                                   dict(labels)).agreement
             same_weights, flagged = fingerprints[a].weights == fingerprints[b].weights, False
         else:
             agreement, same_weights, flagged = None, False, False

@@ -22,7 +22,7 @@ from typing import Any, TypedDict
 from flask import current_app
 from sqlalchemy import func, select
 
-from grader.spec import Exercise
+from grader import Exercise
 from service.domain.gradebook import GradeRow, exercise_rows
 from service.extensions import DbSession, db
 from service.models import Submission

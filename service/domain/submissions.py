@@ -23,8 +23,12 @@ Order matters for "nothing acknowledged is lost" and for what an upload may cost
    key are committed in one transaction that also releases the lock; with the database blob
    store (``BLOB_STORE=database``) the notebook's bytes are inserted in that transaction too,
    so what is acknowledged is stored, or nothing is;
-6. the run is handed to the queue. If that fails the run stays ``queued`` in the database and
-   is picked up by the embedded workers or re-sent by ``flask requeue``.
+6. the caller hands the new run (:attr:`Accepted.run_id`) to the queue
+   (``service.queue.dispatch.enqueue``) after the commit: the domain never imports the queue
+   (``tests/test_layout.py``). If that fails, or never happens, the run stays ``queued`` in the
+   database and is picked up by the embedded workers or re-sent by the janitor or ``flask
+   requeue``; on PostgreSQL, the commit of step 5 already woke the workers of other processes
+   (``service.queue_channel.notify_queued``).
 
 Step 5 is why the duplicate window and the rate limit hold under concurrent requests: looking
 and inserting happen in one transaction that holds a per-student lock, so the second of two
@@ -46,17 +50,14 @@ from flask import current_app
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from grader.messages import N_
-from grader.notebook import DEFAULT_LIMITS, LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
-from grader.spec import SpecError
+from grader import LIMIT_KEYS, N_, NotebookError, ReadLimits, SpecError, read_notebook
 from service.blobs import BlobStore, blob_store
 from service.catalog import MESSAGES
 from service.domain.course_rules import Window, day_start, local
 from service.domain.schedules import extension_for, load_rules
 from service.extensions import db
 from service.models import GradingRun, IdempotencyKey, Student, Submission, utcnow
-from service.queue.dispatch import enqueue
-from service.queue.wakeup import notify_queued
+from service.queue_channel import notify_queued
 from service.states import GpuNeed, RunState
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,9 @@ class Accepted:
     duplicate: bool = False
     #: The same ``Idempotency-Key`` was sent before: the first answer, again.
     replayed: bool = False
+    #: The run this upload queued, for the caller to hand to the queue after the commit
+    #: (``service.queue.dispatch.enqueue``); ``None`` for a duplicate or a replay.
+    run_id: int | None = None
 
 
 def known_exercises() -> list[str]:
@@ -101,9 +105,9 @@ def known_exercises() -> list[str]:
 
 def upload_limits() -> ReadLimits:
     """The bounds of reading an upload in a request: the service's settings, each capped at the
-    grader's (``grader.notebook.DEFAULT_LIMITS``), so that the grader reads again, unchanged,
-    every notebook the service accepted."""
-    config, grader = current_app.config, DEFAULT_LIMITS
+    grader's (``grader.ReadLimits()``, the bounds it reads a notebook within), so that the
+    grader reads again, unchanged, every notebook the service accepted."""
+    config, grader = current_app.config, ReadLimits()
     return ReadLimits(
         max_bytes=min(config.get("MAX_CONTENT_LENGTH") or grader.max_bytes, grader.max_bytes),
         max_depth=min(config["UPLOAD_MAX_DEPTH"], grader.max_depth),
@@ -118,7 +122,8 @@ def upload_limits() -> ReadLimits:
 def accept_submission(student: Student, exercise: str, filename: str, data: bytes,
                       idempotency_key: str | None = None) -> Accepted:
     """Store and queue a submission, or give an answer already given (see the module's
-    docstring for the order); raises :class:`Rejection`."""
+    docstring for the order); raises :class:`Rejection`. A new run is committed as queued; the
+    caller hands :attr:`Accepted.run_id` to the queue."""
     if exercise not in known_exercises():
         raise Rejection.of(404, "unknown_exercise", N_("api.unknown_exercise"), exercise=exercise)
     if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -139,13 +144,10 @@ def accept_submission(student: Student, exercise: str, filename: str, data: byte
         _put_blob(blobs, data)
     _lock_student(request.student_pk)
     try:
-        accepted, run_id = _store(request, data, blobs)
+        return _store(request, data, blobs)
     except BaseException:
         db.session.rollback()
         raise
-    if run_id is not None:
-        enqueue(run_id)
-    return accepted
 
 
 @dataclass(frozen=True)
@@ -207,14 +209,14 @@ def _lock_student(student_pk: int) -> None:
         db.session.execute(select(Student.id).where(Student.id == student_pk).with_for_update())
 
 
-def _store(request: _Request, data: bytes, blobs: BlobStore) -> tuple[Accepted, int | None]:
+def _store(request: _Request, data: bytes, blobs: BlobStore) -> Accepted:
     """Under the student's lock: the earlier answer, or the rate limit and then the rows and
     the key, committed together (with the bytes, in the database store; the folder store has
-    them already). Returns the answer and the new run's id, if any."""
+    them already)."""
     earlier = _earlier_answer(request)
     if earlier is not None and earlier.replayed:
         db.session.commit()
-        return earlier, None
+        return earlier
     run = None
     if earlier is None:
         _check_rate(request.student_pk)
@@ -243,8 +245,8 @@ def _store(request: _Request, data: bytes, blobs: BlobStore) -> tuple[Accepted, 
         replay = _earlier_answer(request)
         if replay is None:
             raise
-        return replay, None
-    return accepted, None if run is None else run.id
+        return replay
+    return accepted if run is None else Accepted(accepted.submission, run_id=run.id)
 
 
 def _put_blob(blobs: BlobStore, data: bytes) -> None:
@@ -326,10 +328,10 @@ def gpu_need(exercise_id: str) -> GpuNeed:
 
 
 def regrade(submission: Submission) -> GradingRun:
-    """A new run for an existing submission; old runs are kept."""
+    """A new run for an existing submission, committed as queued (old runs are kept); the
+    caller hands it to the queue (``service.queue.dispatch.enqueue``)."""
     run = new_run(submission)
     db.session.add(run)
     notify_queued(db.session)
     db.session.commit()
-    enqueue(run.id)
     return run

@@ -71,6 +71,7 @@ Modules: ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds
 (waking idle workers), ``celery_app``
 (the broker settings, which ``dispatch`` sends through by task name), ``celery_worker`` (the
 task), ``dispatch``, ``janitor``, ``heartbeats`` (which workers are alive, for the dashboard),
+``state`` (the queue in numbers, read by the dashboard and ``/metrics``),
 ``similarity`` (a similarity run's claim, lease, fence and requeue), ``lti_sender`` (grade
 passback's sender thread in each grading process: ``take`` only queues a
 run's score for the LMS after its outcome is committed, never waits for the LMS).

@@ -30,7 +30,7 @@ from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from flask import Flask
 
-from service.domain import notebook_html
+from service import notebook_html
 from service.lti import passback
 from service.models import utcnow
 from service.queue import gpu_leases, warm_kits

@@ -22,7 +22,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from service.extensions import DbSession, rowcount
 from service.models import GradingRun, utcnow
-from service.queue.wakeup import notify_queued
+from service.queue_channel import notify_queued
 from service.states import GpuNeed, RunState
 
 #: Every run, whatever it asks of the GPUs.

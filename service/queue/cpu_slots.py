@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from grader.sandbox.cpus import CpuSlots
+from grader.sandbox import CpuSlots
 
 _EXTENSION = "cpu_slots"
 _made = threading.Lock()

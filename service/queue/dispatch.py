@@ -13,7 +13,7 @@ from sqlalchemy import or_, select, update
 
 from service.extensions import db
 from service.models import GradingRun, SimilarityRun, utcnow
-from service.queue.wakeup import notify_queued
+from service.queue_channel import notify_queued
 from service.states import GpuNeed, RunState, SimilarityState, WorkerKind
 
 log = logging.getLogger(__name__)

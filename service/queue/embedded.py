@@ -13,13 +13,14 @@ import uuid
 
 from flask import Flask
 
-from service.domain import notebook_html
+from service import notebook_html
 from service.extensions import db
 from service.queue import gpu_leases, heartbeats, warm_kits
 from service.queue.grading import take
 from service.queue.lti_sender import PassbackSender
 from service.queue.similarity import take_similarity
-from service.queue.wakeup import Doorbell, Listener, is_postgresql
+from service.queue.wakeup import Doorbell, Listener
+from service.queue_channel import is_postgresql
 from service.states import WorkerKind
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from flask import Flask
 from sqlalchemy import and_, false, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
-from grader.sandbox.gpus import GpuProbeError, NvidiaSmi, gpu_inventory, is_free
+from grader.sandbox import GpuProbeError, NvidiaSmi, gpu_inventory, is_free
 from service.extensions import DbSession, rowcount
 from service.models import GpuLease, utcnow
 from service.settings import SettingsError

@@ -7,7 +7,7 @@ Everything a run does after it is claimed, grading, rendering the executed noteb
 happens while its lease is renewed: work done after the lease is let go can outlive it, and a
 run whose lease ran out is requeued and its result dropped (a notebook of 60,000 empty cells
 took minutes to render and was graded three times so). The rendering is also bounded
-(``service.domain.notebook_html.render_bounded``): over its caps the report is stored without
+(``service.notebook_html.render_bounded``): over its caps the report is stored without
 the HTML, with a note saying why. It starts as soon as the notebook has run, beside the clean
 room's measurements (``service.queue.rendering``), and the store waits for it.
 

@@ -3,7 +3,7 @@
 The grader hands the executed notebook over as soon as the notebook's run has ended
 (``grade_notebook(on_executed=...)``), before the clean room measures the exports. A
 :class:`RenderAhead` starts rendering it then, in a thread of its own (the rendering itself is a
-child process, :func:`~service.domain.notebook_html.render_bounded`, under the same caps as
+child process, :func:`~service.notebook_html.render_bounded`, under the same caps as
 ever), so its second or so runs beside the measurement instead of after it; the store waits for
 it (:meth:`RenderAhead.result`). A grader that never calls back, or a report whose notebook is
 not the one handed over, is rendered at the store, as before.
@@ -25,7 +25,7 @@ from typing import Any
 
 import nbformat
 
-from service.domain.notebook_html import RENDER_MEMORY, Rendered, render_bounded
+from service.notebook_html import RENDER_MEMORY, Rendered, render_bounded
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ Two bells, one for each distance:
 - within a process (``python -m service``: the upload and the worker threads share it),
   ``service.queue.dispatch.enqueue`` rings the workers' :class:`Doorbell` after the commit;
 - across processes (``flask worker`` beside gunicorn), on PostgreSQL only: the transaction that
-  queues a run also sends ``NOTIFY`` on :data:`CHANNEL` (:func:`notify_queued`), which the
-  database delivers at the commit, so a worker is never woken before the row is visible; each
-  worker process keeps one connection listening (``LISTEN``) that rings its threads' bell
-  (:class:`Listener`).
+  queues a run also sends ``NOTIFY`` on ``CHANNEL`` (``service.queue_channel.notify_queued``),
+  which the database delivers at the commit, so a worker is never woken before the row is
+  visible; each worker process keeps one connection listening (``LISTEN``) that rings its
+  threads' bell (:class:`Listener`).
 
 SQLite has no such message between processes: there, a ``flask worker`` process still finds a
 run at its next poll (``poll_seconds``). On PostgreSQL too the poll stays, as the fallback for a
@@ -21,15 +21,11 @@ import logging
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from service.extensions import DbSession
+from service.queue_channel import CHANNEL
 
 log = logging.getLogger(__name__)
-
-#: The PostgreSQL channel a queued run is announced on (the payload is empty: the workers claim
-#: the oldest queued run, whichever it is).
-CHANNEL = "grader_queue"
 
 
 class Doorbell:
@@ -55,17 +51,6 @@ class Doorbell:
         """Wait until rung since ``seen`` (``True``) or ``timeout`` seconds passed."""
         with self._changed:
             return self._changed.wait_for(lambda: self._rings != seen, timeout)
-
-
-def is_postgresql(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
-def notify_queued(session: DbSession) -> None:
-    """Announce, inside the transaction that queues a run, that one is waiting: PostgreSQL
-    delivers it when (and only if) the transaction commits. Nothing on other databases."""
-    if is_postgresql(session.get_bind().engine):
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
 class Listener:

@@ -15,10 +15,8 @@ import threading
 
 from flask import Flask
 
-from grader import GraderConfig, get_sandbox
-from grader.kit import Kit
-from grader.sandbox.base import Sandbox
-from grader.warm_pool import PoolSettings, WarmPool
+from grader import GraderConfig, Kit, PoolSettings, WarmPool, get_sandbox
+from grader.sandbox import Sandbox
 from service.domain.open_exercises import open_exercises
 from service.extensions import db
 from service.models import utcnow

@@ -17,6 +17,7 @@ from service.domain.tokens import check_token
 from service.extensions import csrf, db
 from service.metrics import upload_rejected
 from service.models import Student, Submission
+from service.queue.dispatch import enqueue
 from service.views import schemas
 from service.views.forms import UploadForm
 from service.views.frame import client_address, json_error
@@ -97,6 +98,8 @@ def create_submission() -> Response | tuple[Response, int]:
     upload = form.notebook.data
     accepted = accept_submission(student, exercise, upload.filename, upload.read(),
                                  idempotency_key=request.headers.get(IDEMPOTENCY_HEADER))
+    if accepted.run_id is not None:
+        enqueue(accepted.run_id)
     submission = accepted.submission
     body = schemas.Accepted(
         id=submission.id, duplicate=accepted.duplicate,

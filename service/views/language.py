@@ -23,7 +23,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.datastructures import LanguageAccept
 
-from grader.messages import N_
+from grader import N_
 
 LANGUAGES = ("ja", "en")
 DEFAULT_LANGUAGE = "ja"

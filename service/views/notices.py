@@ -2,7 +2,7 @@
 pages, the dashboard's and the API.
 
 Today one: a run's executed notebook that was not rendered (too large, too slow, or the renderer
-failed; ``service.domain.notebook_html.render_bounded``). The run keeps its report and score; the
+failed; ``service.notebook_html.render_bounded``). The run keeps its report and score; the
 worker stores why in the report as ``executed_html_omitted`` (``service.queue.grading``).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from flask_babel import force_locale, format_decimal
 from flask_babel import gettext as _
 
-from service.domain.notebook_html import TOO_LARGE, TOO_SLOW
+from service.notebook_html import TOO_LARGE, TOO_SLOW
 
 
 def executed_omitted(omitted: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ from flask import current_app, url_for
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
-from grader import spec
+from grader import Exercise as ExerciseSpec
 from service import models
 from service.domain.student_gradebook import student_gradebook
 from service.domain.submissions import known_exercises
@@ -200,7 +200,7 @@ class Exercise(BaseModel):
     items: list[ExerciseItem]
 
     @classmethod
-    def of(cls, exercise: spec.Exercise) -> Exercise:
+    def of(cls, exercise: ExerciseSpec) -> Exercise:
         return cls(
             id=exercise.id, title=LocalizedText(ja=exercise.title.ja, en=exercise.title.en),
             max_score=exercise.max_score,

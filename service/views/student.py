@@ -24,7 +24,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
-from grader.spec import Text
+from grader import Text
 from service.domain.course_rules import LatePenalty, local
 from service.domain.release import StudentRelease
 from service.domain.student_gradebook import likely_exercise, own_dates
@@ -34,6 +34,7 @@ from service.domain.tokens import check_token
 from service.extensions import db
 from service.metrics import upload_rejected
 from service.models import Submission, utcnow
+from service.queue.dispatch import enqueue
 from service.states import LIVE
 from service.views import frame, language, schemas
 from service.views.forms import TokenLoginForm, UploadForm
@@ -105,6 +106,8 @@ def upload() -> Page | BaseResponse:
         upload_rejected(rejection.code)
         message = rejection.message_ja if language.current_language() == "ja" else rejection.message
         return _upload_page(exercise, error=message, status=rejection.status)
+    if accepted.run_id is not None:
+        enqueue(accepted.run_id)
     flash(N_("flash.duplicate") if accepted.duplicate else N_("flash.submitted"), "info")
     return redirect(url_for("web.submission", submission_id=accepted.submission.id), 303)
 

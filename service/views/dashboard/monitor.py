@@ -1,5 +1,5 @@
 """The queue as the instructor sees it: how many runs wait and for how long, what runs now, what
-failed and why, and which workers are alive (numbers from ``service.domain.queue_state``); and
+failed and why, and which workers are alive (numbers from ``service.queue.state``); and
 grade passback's outbox (``service.domain.lti_outbox``): scores pending, sent and failed, the
 platforms' last errors, and "retry now" for the failed ones."""
 
@@ -10,11 +10,11 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
 from service.domain.lti_outbox import outbox_state, retry_failed
-from service.domain.queue_state import RECENT, queue_state
 from service.extensions import db
 from service.lti.passback import ring
 from service.models import utcnow
 from service.queue.heartbeats import ALIVE_SECONDS
+from service.queue.state import RECENT, queue_state
 from service.views.dashboard.blueprint import bp
 from service.views.forms import RetryScoresForm
 

@@ -13,7 +13,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
-from grader.spec import Exercise
+from grader import Exercise
 from service.blobs import BlobMissing, blob_store
 from service.domain.course_rules import Part
 from service.domain.csv_export import FORMATS, grades_csv
@@ -24,12 +24,13 @@ from service.domain.gradebook import (
     grade_submission,
     summarize,
 )
-from service.domain.queue_state import queue_counts
 from service.domain.regrades import is_pending, regrade_exercise, regrade_submission
 from service.domain.schedules import list_extensions, load_rules, load_rules_source
 from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.models import GradingRun, Submission
+from service.queue.dispatch import enqueue
+from service.queue.state import queue_counts
 from service.views import frame, schemas
 from service.views.dashboard.blueprint import bp
 from service.views.forms import RegradeAllForm, RegradeForm, local_input, zoned
@@ -162,6 +163,8 @@ def regrade_all(exercise_id: str) -> BaseResponse:
     if not form.validate_on_submit():
         abort(400)
     result = regrade_exercise(exercise_id, form.scope.data)
+    for run in result.queued:
+        enqueue(run.id)
     flash(_("dash.flash.regraded_all", queued=len(result.queued), skipped=result.skipped),
           "info")
     return redirect(url_for("dashboard.exercise", exercise_id=exercise_id), 303)
@@ -244,6 +247,8 @@ def regrade_one(submission_id: int) -> BaseResponse:
     if not RegradeForm().validate_on_submit():
         abort(400)
     run = regrade_submission(found)
+    if run is not None:
+        enqueue(run.id)
     flash(_("dash.flash.regraded_one", run=run.id) if run else _("dash.flash.already_pending"),
           "info")
     return redirect(url_for("dashboard.submission", submission_id=submission_id), 303)

@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
-from grader.spec import Exercise
+from grader import Exercise
 from service.domain import similarity_code
 from service.domain.course_rules import RulesError
 from service.domain.similarity_review import (

@@ -1,6 +1,6 @@
-"""The queue in numbers, for the dashboard's queue page and its index: how many runs wait and
-for how long, what runs now, what failed and why, and which workers are alive
-(``service.queue.heartbeats``). Queries only: nothing here renders or writes."""
+"""The queue in numbers, for the dashboard's queue page and its index and for ``/metrics``: how
+many runs wait and for how long, what runs now, what failed and why, and which workers are alive
+(``heartbeats``). Queries only: nothing here renders or writes."""
 
 from __future__ import annotations
 
