@@ -12,12 +12,12 @@ from sqlalchemy import update
 from service.models import GradingRun, utcnow
 from service.queue import claims as jobs
 from service.queue.embedded import EmbeddedWorkers
-from service.queue.grading import grade_run
 from service.queue.leases import LeaseKeeper
 from service.storage import BlobStore
 from tests.service.service_support import (
     add_queued_runs,
     bearer,
+    grade_run,
     in_session,
     item_scores,
     only_run,
