@@ -66,7 +66,8 @@ claimed by compare-and-set, leased, computed outside any transaction, stored und
 requeued by the janitor; an embedded worker takes one only when no grading run waits, and
 Celery carries it as its own task on the ``cpu`` queue.
 
-Modules: ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds which GPU),
+Modules: ``host`` (what a worker process holds, opened once by its carrier, and what one run
+holds: ``GradingHost`` and its ``Seat``), ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds which GPU),
 ``progress`` (live progress on the row), ``grading`` (``take``), ``embedded``, ``wakeup``
 (waking idle workers), ``celery_app``
 (the broker settings, which ``dispatch`` sends through by task name), ``celery_worker`` (the

@@ -4,8 +4,10 @@
 threads of ``python -m service`` and ``flask worker`` in ``service.queue.embedded``, or a Celery
 child at ``worker_process_init`` in ``service.queue.celery_worker``):
 
-- its settings, read from the app's config once (:class:`HostSettings`; a bad ``GPUS`` stops
-  the opening before anything starts);
+- its settings, read from the app's config once (:class:`HostSettings`), the GPU inventory
+  among them (``GPUS``: which devices its workers may lease; the leases themselves are rows of
+  the database, ``service.queue.gpu_leases``); a bad ``GPUS`` stops the opening before
+  anything starts;
 - the heartbeat of its workers, when the carrier asks for one (the embedded threads; a Celery
   task beats per task, ``service.queue.heartbeats``);
 - the host's CPU slots (:class:`grader.sandbox.cpus.CpuSlots`): ``RUNS_PER_HOST`` runs go side
@@ -16,9 +18,7 @@ child at ``worker_process_init`` in ``service.queue.celery_worker``):
   run is a change here and in :meth:`Seat.pin`, nowhere else;
 - the warm pool (``WARM_POOL``, ``service.queue.warm_kits``), whose kits are pinned to those
   slots;
-- a spare render child (``service.domain.notebook_html.SpareRenderer``), started ahead;
-- the GPU inventory (``GPUS``): which devices its workers may lease (``service.queue.gpu_leases``:
-  the leases themselves are rows of the database).
+- a spare render child (``service.domain.notebook_html.SpareRenderer``), started ahead.
 
 They are opened in that order and closed in the reverse one, each in turn even when another's
 closing raises (an :class:`~contextlib.ExitStack`, as nbclient sets a kernel up and tears it
