@@ -918,7 +918,6 @@ def test_a_celery_task_beats_for_its_worker_process(app: Flask, monkeypatch: pyt
     """The task itself, run in this process (``apply``): it beats before claiming, whatever
     it then finds (here a run that does not exist)."""
     from service.queue import celery_worker as tasks
-
     from service.queue.host import GradingHost
 
     with GradingHost(app, spare_renderer=False) as host:  # the worker process's

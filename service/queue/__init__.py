@@ -67,9 +67,9 @@ requeued by the janitor; an embedded worker takes one only when no grading run w
 Celery carries it as its own task on the ``cpu`` queue.
 
 Modules: ``host`` (what a worker process holds, opened once by its carrier, and what one run
-holds: ``GradingHost`` and its ``Seat``), ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds which GPU),
-``progress`` (live progress on the row), ``grading`` (``take``), ``embedded``, ``wakeup``
-(waking idle workers), ``celery_app``
+holds: ``GradingHost`` and its ``Seat``), ``claims`` (the row's SQL), ``leases``,
+``gpu_leases`` (which run holds which GPU), ``progress`` (live progress on the row),
+``grading`` (``take``), ``embedded``, ``wakeup`` (waking idle workers), ``celery_app``
 (the broker settings, which ``dispatch`` sends through by task name), ``celery_worker`` (the
 task), ``dispatch``, ``janitor``, ``heartbeats`` (which workers are alive, for the dashboard),
 ``similarity`` (a similarity run's claim, lease, fence and requeue), ``lti_sender`` (grade
