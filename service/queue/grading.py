@@ -157,12 +157,13 @@ def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> str:
                               f"the upload store ({type(exc).__name__}: {exc})")
     config = host.settings.grader
     gpu_host = host.settings.gpu_host if device else None
-    with (LeaseKeeper(app, run_id, worker, gpu_host) as lease,  # until the result is stored
+    keeper = LeaseKeeper(host.session, run_id, worker, host.settings.lease_seconds, gpu_host)
+    with (keeper as lease,  # until the result is stored
           seat.render_ahead() as render):  # left first: within the lease
         try:
             exercise = config.exercise(exercise_id)
             with seat.pin(exercise_id) as pinned, \
-                    ProgressWriter(app, run_id, worker) as progress:
+                    ProgressWriter(host.session, run_id, worker) as progress:
                 kit_started(pinned.kit is not None)
                 report = grade_notebook(data, exercise, config, pinned.sandbox,
                                         on_progress=progress, kit=pinned.kit,

@@ -55,7 +55,7 @@ from grader.sandbox.cpus import CpuSlots
 from grader.sandbox.gpus import NvidiaSmi
 from grader.warm_pool import PoolSettings, WarmPool
 from service.domain.notebook_html import SpareRenderer
-from service.extensions import DbSession, db
+from service.extensions import DbSession, Sessions, sessions_of
 from service.queue import gpu_leases, warm_kits
 from service.queue.heartbeats import BEAT_SECONDS, Heartbeat
 from service.queue.rendering import RenderAhead, RenderCaps
@@ -171,6 +171,7 @@ class GradingHost:
     def __init__(self, app: Flask, *, heartbeat: WorkerKind | None = None,
                  heartbeat_seconds: float = BEAT_SECONDS, spare_renderer: bool = True) -> None:
         self.app = app
+        self._sessions = sessions_of(app)
         self._heartbeat_kind, self._heartbeat_seconds = heartbeat, heartbeat_seconds
         self._spare_renderer = spare_renderer
         self._stack = ExitStack()
@@ -237,14 +238,11 @@ class GradingHost:
 
     # --- what a run holds ---------------------------------------------------------------------
 
-    @contextmanager
-    def session(self) -> Iterator[DbSession]:
-        """A database session of this host's app, removed at the end."""
-        with self.app.app_context():
-            try:
-                yield db.session
-            finally:
-                db.session.remove()
+    @property
+    def session(self) -> Sessions:
+        """A database session of this host's app, removed at the end (``with host.session()``):
+        what the run's background threads get instead of the app."""
+        return self._sessions
 
     def lend_gpu(self, session: DbSession, worker: str) -> str | None:
         """A free GPU of this host leased to ``worker`` (before it claims a run), or ``None``."""

@@ -31,7 +31,7 @@ from sqlalchemy import and_, or_, select, update
 
 from grader import GraderConfig
 from service.domain import similarity_check
-from service.extensions import DbSession, db, rowcount
+from service.extensions import DbSession, db, rowcount, sessions_of
 from service.models import SimilarityRun, utcnow
 from service.queue.grading import LOST, MISSING, storable
 from service.queue.leases import LeaseKeeper
@@ -158,7 +158,8 @@ def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
     ``lost`` (the lease was lost, the pairs dropped)."""
     config: GraderConfig = app.config["GRADER"]
     blobs = BlobStore(app.config["UPLOAD_DIR"])
-    with LeaseKeeper(app, run_id, worker, renew=renew) as lease:
+    with LeaseKeeper(sessions_of(app), run_id, worker, app.config["LEASE_SECONDS"],
+                     renew=renew) as lease:
         try:
             with app.app_context():
                 try:
