@@ -176,6 +176,7 @@ class GradingHost:
         self._spare_renderer = spare_renderer
         self._stack = ExitStack()
         self._settings: HostSettings | None = None
+        self._closed = False
         self.heartbeat: Heartbeat | None = None
         self.cpus: CpuSlots | None = None
         self.pool: WarmPool | None = None
@@ -190,7 +191,10 @@ class GradingHost:
     # --- life ---------------------------------------------------------------------------------
 
     def open(self) -> GradingHost:
-        """Read the settings, then open each resource in turn (a failure closes those opened)."""
+        """Read the settings, then open each resource in turn (a failure closes those opened).
+        A host is opened once: again while open, it is itself; after its close, an error."""
+        if self._closed:
+            raise RuntimeError("a grading host is opened once; this one is closed")
         if self._settings is not None:
             return self
         settings = HostSettings.of(self.app.config)
@@ -222,13 +226,13 @@ class GradingHost:
     def close(self) -> None:
         """Close what :meth:`open` opened, in reverse order; each is closed even when another
         raised (logged). Idempotent."""
+        self._closed = self._settings is not None
         try:
             self._stack.close()
         except Exception:
             log.exception("the grading host did not close cleanly")
-        finally:
+        finally:  # the CPU slots hold nothing open: a run still under way stays pinned
             self.heartbeat = self.pool = self.renderer = None
-            self.cpus = None
 
     def __enter__(self) -> GradingHost:
         return self.open()

@@ -120,6 +120,8 @@ def test_the_host_closes_what_it_opened_in_reverse_order_even_when_one_close_rai
     assert host.pool is None and host.renderer is None and host.heartbeat is None
     host.close()  # idempotent: nothing is closed twice
     assert len(recorder.events) == 6
+    with pytest.raises(RuntimeError, match="opened once"):
+        host.open()
 
 
 @SQLITE
