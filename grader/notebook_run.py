@@ -103,12 +103,12 @@ def run_notebook(
     clock (``limits.notebook_timeout``) runs from the hand-over: the host stops the kernel then,
     and the runner ``RUNNER_GRACE`` seconds later. ``gpu``: the kernel had a GPU lent.
     ``deadline``: for reading the results back, restarted when the run ends; the executed
-    notebook (a courtesy) is not read once it has passed."""
+    notebook (a courtesy) is not read once it has passed. The kit stays its owner's to close
+    (whoever started it, or took it from its pool), whatever happens here."""
     if kit.handed_over:
         raise ValueError("a kit serves one submission only")
     kit.handed_over = True
-    if kit.failure is not None or kit.runner is None:
-        kit.close()
+    if kit.failure is not None or kit.runner is None:  # its owner closes it
         result = kit.kernel_result[0] if kit.kernel_result else None
         outcome = classify_run(_failed(kit.failure or "the kit did not start"), None, None,
                                None, None, limits.notebook_timeout)

@@ -20,6 +20,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,13 +99,13 @@ def execute_notebook(
     them against themselves instead of the reference's; ``budgets=False``: every cell gets the
     exercise's ``cell_timeout`` rather than a budget from the reference's timings (all three
     for ``build-reference``, which makes those timings). ``kit``: sandboxes started ahead for
-    this exercise (:mod:`grader.warm_pool`), used and closed here; without one a kit is started
-    now, on ``sandbox``. ``on_executed`` hears the executed notebook as soon as the run ends,
+    this exercise (:mod:`grader.warm_pool`), used here and closed by whoever handed it over
+    (the one who took it from its pool); without one a kit is started now, on ``sandbox``, and
+    closed here. ``on_executed`` hears the executed notebook as soon as the run ends,
     before the clean room measures (the service renders it meanwhile); it must not change it,
     and its failure is logged, not the grading's. ``host``: bounds on the host's own work
     (:mod:`grader.preparation`); a preparation past its deadline raises
-    :class:`~grader.notebook.NotebookError`, before any sandbox starts (a ``kit`` given is
-    the caller's to close)."""
+    :class:`~grader.notebook.NotebookError`, before any sandbox starts."""
     limits = limits or exercise.limits
     started = time.monotonic()
     prepared = prepare_submission(nb, exercise, limits,
@@ -113,9 +114,9 @@ def execute_notebook(
                                    prepared.sources)
     # a kit started ahead: how long it waited (for the benchmarks' phase costs).
     waited = None if kit is None else time.monotonic() - kit.created
-    if kit is None:
-        kit = start_kit(exercise, config, sandbox, limits)
-    try:
+    with ExitStack() as owned:  # a kit started here is this function's to close
+        if kit is None:
+            kit = owned.enter_context(start_kit(exercise, config, sandbox, limits))
         rundir = kit.rundir
         # a backend lending GPUs says so (DockerSandbox.gpu_devices); the others have none
         gpu = bool(getattr(sandbox, "gpu_devices", ()))
@@ -149,8 +150,6 @@ def execute_notebook(
                                               rundir / "functions",
                                               reference_nb=nb if self_reference else None)
             run.timings["functions"] = sum(f.seconds for f in run.functions.values())
-    finally:  # a warm kit's pool waits for its closing (grader.kit.wait_closed)
-        kit.close(background=waited is not None)
     return run
 
 
@@ -222,29 +221,25 @@ def grade_notebook(
     host: HostLimits = DEFAULT_HOST_LIMITS,
 ) -> GradeReport:
     """Grade a submission given as the bytes of a .ipynb file; ``kit``: sandboxes started
-    ahead for it (closed here whatever happens); ``on_executed``, ``host``: see
-    :func:`execute_notebook`."""
+    ahead for it (used, never closed here: its owner closes it, whatever happens);
+    ``on_executed``, ``host``: see :func:`execute_notebook`."""
     started = time.monotonic()
+    require_reference(exercise)
     try:
-        require_reference(exercise)
-        try:
-            nb = read_notebook(data)
-            run = execute_notebook(nb, exercise, config, sandbox, limits=limits,
-                                   on_progress=on_progress, kit=kit,
-                                   on_executed=on_executed, host=host)
-        except NotebookError as exc:  # unreadable, or too costly to prepare
-            return invalid_report(exercise, exc)
-        except Exception as exc:  # a grader bug must still end in a report, never a traceback
-            logger.exception("grading failed inside the grader")
-            return failed_report(exercise, f"{type(exc).__name__}: {exc}")
-        try:
-            return score_execution(run, exercise, config, started)
-        except Exception as exc:  # a grader bug must still end in a report, never a traceback
-            logger.exception("grading failed inside the grader")
-            return failed_report(exercise, f"{type(exc).__name__}: {exc}")
-    finally:
-        if kit is not None:
-            kit.close()
+        nb = read_notebook(data)
+        run = execute_notebook(nb, exercise, config, sandbox, limits=limits,
+                               on_progress=on_progress, kit=kit,
+                               on_executed=on_executed, host=host)
+    except NotebookError as exc:  # unreadable, or too costly to prepare
+        return invalid_report(exercise, exc)
+    except Exception as exc:  # a grader bug must still end in a report, never a traceback
+        logger.exception("grading failed inside the grader")
+        return failed_report(exercise, f"{type(exc).__name__}: {exc}")
+    try:
+        return score_execution(run, exercise, config, started)
+    except Exception as exc:  # a grader bug must still end in a report, never a traceback
+        logger.exception("grading failed inside the grader")
+        return failed_report(exercise, f"{type(exc).__name__}: {exc}")
 
 
 def score_execution(

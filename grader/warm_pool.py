@@ -24,7 +24,8 @@ What the pool promises:
   and replaced (its sandboxes' wall clocks allow that wait and no more).
 - **Only what is wanted.** ``exercises`` is a list, or a function the filler asks once per
   pass (:data:`FILL_INTERVAL`) for the exercises worth keeping kits for now (the service's:
-  those open for submissions, ``service/queue/warm_kits.py``). Kits of an exercise that left
+  those open for submissions, ``service/queue/warm_kits.py``; its pool is owned by the worker
+  process's grading host, ``service/queue/host.py``). Kits of an exercise that left
   that list are closed; a function that fails leaves the last list in force.
 - **Nothing left behind.** :meth:`WarmPool.close` closes every kit; a grader killed with
   ``kill -9`` leaves what any killed grader leaves, which the backends clean up: bubblewrap's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from flask_babel import Babel
@@ -34,6 +36,26 @@ else:
 #: A session as the domain and queue helpers take it: Flask-SQLAlchemy's ``db.session`` (a
 #: scoped proxy that forwards every call to the current context's session) or a plain one.
 DbSession: TypeAlias = Session | scoped_session[FlaskSession]
+
+
+#: Where a background thread gets a database session without being handed the app: each call
+#: opens one (in an app context of its own), removed when the block ends (:func:`sessions_of`).
+Sessions: TypeAlias = Callable[[], AbstractContextManager[DbSession]]
+
+
+def sessions_of(app: Any) -> Sessions:
+    """The :data:`Sessions` of ``app`` (a Flask app: typed loosely, this module is imported by
+    the app factory)."""
+
+    @contextmanager
+    def session() -> Iterator[DbSession]:
+        with app.app_context():
+            try:
+                yield db.session
+            finally:
+                db.session.remove()
+
+    return session
 
 
 def rowcount(result: Result[Any]) -> int:

@@ -11,9 +11,9 @@ Rendering costs about 3 ms a cell whatever the cell holds, so a notebook of 60,0
 took minutes: the worker renders with :func:`render_bounded`, which refuses a notebook over the
 size or cell caps before starting and renders the rest in a child process killed at a deadline
 (``HTML_MAX_BYTES``, ``HTML_MAX_CELLS``, ``HTML_RENDER_SECONDS`` in ``service.settings``). The
-child is started ahead (one spare per process, used once): its imports and template are ready
-when the notebook comes. The
-executed notebook is a courtesy: a run without it keeps its report, and the page says why.
+child is started ahead (one spare per worker process, :class:`SpareRenderer`, used once): its
+imports and template are ready when the notebook comes. The executed notebook is a courtesy:
+a run without it keeps its report, and the page says why.
 
 The child is bounded as a run is, by the kernel: a notebook within the caps can still cost a
 lot (2,000 cells of 300 lines each: minutes and 4 GiB), so when it is handed a notebook it
@@ -32,6 +32,7 @@ import resource
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,11 +111,13 @@ class Rendered:
 
 
 def render_bounded(notebook_json: str, *, max_bytes: int, max_cells: int,
-                   seconds: float, memory_bytes: int = RENDER_MEMORY) -> Rendered:
+                   seconds: float, memory_bytes: int = RENDER_MEMORY,
+                   take_child: Callable[[], subprocess.Popen[bytes]] | None = None) -> Rendered:
     """Render within caps: a notebook over ``max_bytes`` or ``max_cells`` is not rendered, and
     the rendering runs in a child process killed after ``seconds``, with at most
     ``memory_bytes`` of address space (its output, the HTML, may be at most four times
-    ``max_bytes``: markup around large outputs)."""
+    ``max_bytes``: markup around large outputs). ``take_child``: where the child comes from
+    (a :class:`SpareRenderer`'s ``take``: started ahead); a cold one when not given."""
     data = notebook_json.encode("utf-8")
     if len(data) > max_bytes:  # before parsing it; its cells counted roughly, linearly
         return Rendered(None, TOO_LARGE, data.count(b'"cell_type"'), len(data))
@@ -125,7 +128,7 @@ def render_bounded(notebook_json: str, *, max_bytes: int, max_cells: int,
         return Rendered(None, RENDER_ERROR, 0, len(data))
     if len(data) > max_bytes or count > max_cells:
         return Rendered(None, TOO_LARGE, count, len(data))
-    child = _take_child()
+    child = (take_child or start_child)()
     _limit(child, memory_bytes, seconds)
     try:
         stdout, _ = child.communicate(input=data, timeout=seconds)
@@ -141,11 +144,9 @@ def render_bounded(notebook_json: str, *, max_bytes: int, max_cells: int,
 # A render child is started ahead: by the time a notebook comes it has imported nbconvert and
 # loaded its template (about 1.5 s of a cold child's 1.7 s here), so only the rendering itself
 # is waited for. Each child renders one notebook; taking one starts the next.
-_spare: subprocess.Popen[bytes] | None = None
-_spare_lock = threading.Lock()
-
-
-def _start_child() -> subprocess.Popen[bytes]:
+def start_child() -> subprocess.Popen[bytes]:
+    """A render child, started now, at the lowest priority (:func:`render_bounded`'s default:
+    a cold child for every notebook)."""
     child = subprocess.Popen([sys.executable, "-P", str(_THIS_FILE)], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
@@ -166,33 +167,50 @@ def _limit(child: subprocess.Popen[bytes], memory_bytes: int, seconds: float) ->
         pass
 
 
-def _take_child() -> subprocess.Popen[bytes]:
-    """The spare child (a fresh one if it is gone), and a new spare started in its place."""
-    global _spare
-    with _spare_lock:
-        child, _spare = _spare, _start_child()
-    if child is None or child.poll() is not None:
-        child = _start_child()
-    return child
+class SpareRenderer:
+    """One render child kept started ahead for a worker process (its grading host owns it:
+    ``service.queue.host``). :meth:`take` hands the spare over and starts the next one;
+    :meth:`close` ends the spare (it would end by itself at EOF once the process is gone)."""
 
+    def __init__(self) -> None:
+        self._spare: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
 
-def start_spare() -> None:
-    """Start this process's spare render child now (workers call it when they start), so the
-    first render is warm too."""
-    global _spare
-    with _spare_lock:
-        if _spare is None or _spare.poll() is not None:
-            _spare = _start_child()
+    def start(self) -> SpareRenderer:
+        """Start the spare now, so the first render is warm too."""
+        with self._lock:
+            if not self._closed and (self._spare is None or self._spare.poll() is not None):
+                self._spare = start_child()
+        return self
 
+    def take(self) -> subprocess.Popen[bytes]:
+        """The spare child (a fresh one if it is gone), and a new spare started in its place
+        (none once closed)."""
+        with self._lock:
+            child, self._spare = self._spare, None if self._closed else start_child()
+        if child is None or child.poll() is not None:
+            child = start_child()
+        return child
 
-def stop_spare() -> None:
-    """End the spare child (it would end by itself at EOF once this process is gone)."""
-    global _spare
-    with _spare_lock:
-        child, _spare = _spare, None
-    if child is not None:
-        child.kill()
-        child.communicate()
+    def close(self) -> None:
+        """End the spare; a render under way keeps its own child."""
+        with self._lock:
+            child, self._spare, self._closed = self._spare, None, True
+        if child is not None:
+            child.kill()
+            child.communicate()
+
+    @property
+    def spare(self) -> subprocess.Popen[bytes] | None:
+        """The child waiting for the next notebook, if any (for the tests)."""
+        return self._spare
+
+    def __enter__(self) -> SpareRenderer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _main() -> int:

@@ -935,9 +935,11 @@ def test_a_celery_task_beats_for_its_worker_process(app: Flask, monkeypatch: pyt
     """The task itself, run in this process (``apply``): it beats before claiming, whatever
     it then finds (here a run that does not exist)."""
     from service.queue import celery_worker as tasks
+    from service.queue.host import GradingHost
 
-    monkeypatch.setattr(tasks, "_flask_app", app)
-    assert tasks.grade.apply(args=[424242]).get() == "skipped (missing)"
+    with GradingHost(app, spare_renderer=False) as host:  # the worker process's
+        monkeypatch.setattr(tasks, "_host", host)
+        assert tasks.grade.apply(args=[424242]).get() == "skipped (missing)"
     with app.app_context():
         worker = db.session.execute(select(Worker)).scalar_one()
         assert worker.kind == "celery" and worker.name.endswith(f":{os.getpid()}")

@@ -371,8 +371,9 @@ def test_a_warm_kit_of_containers_serves_one_submission(docker_sandbox, config, 
         waiting = {c["Id"] for c in _our_containers(client)} - before
         assert len(waiting) >= 3  # kernel, runner and clean room, before any notebook
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
-        report = grade_notebook(nbformat.writes(nb).encode(), exercise, config,
-                                docker_sandbox, kit=kit)
+        with kit:  # taken from the pool: ours to close
+            report = grade_notebook(nbformat.writes(nb).encode(), exercise, config,
+                                    docker_sandbox, kit=kit)
         assert report.status is RunStatus.GRADED, report.reason
         assert "42" in (report.executed_notebook or "")
         assert report.timings["kit_age"] > 0

@@ -95,18 +95,19 @@ def test_each_render_uses_a_child_started_ahead_and_only_once():
     one notebook and a new spare takes its place, so no notebook meets another's child."""
     from service import notebook_html
 
-    notebook_html.start_spare()
-    spare = notebook_html._spare
+    renderer = notebook_html.SpareRenderer().start()
+    spare = renderer.spare
     assert spare is not None
     time.sleep(3)  # its imports and template warm-up done meanwhile
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# One")])
     rendered = notebook_html.render_bounded(nbformat.writes(nb), max_bytes=1024 * 1024,
-                                            max_cells=10, seconds=120)
+                                            max_cells=10, seconds=120,
+                                            take_child=renderer.take)
     assert rendered.html is not None and "One" in rendered.html
     assert spare.returncode == 0  # it rendered, then ended
-    assert notebook_html._spare is not None and notebook_html._spare is not spare
-    notebook_html.stop_spare()
-    assert notebook_html._spare is None
+    assert renderer.spare is not None and renderer.spare is not spare
+    renderer.close()
+    assert renderer.spare is None
 
 
 # --- issue 17 part 3: the render child bounded as a run is ----------------------------------
@@ -123,16 +124,16 @@ def test_a_render_child_past_its_memory_ends_with_no_html_and_runs_below_the_run
     from service import notebook_html
     from service.notebook_html import RENDER_ERROR, RENDER_NICE, render_bounded
 
-    notebook_html.start_spare()
-    assert notebook_html._spare is not None
-    assert os.getpriority(os.PRIO_PROCESS, notebook_html._spare.pid) == RENDER_NICE
+    renderer = notebook_html.SpareRenderer().start()
+    assert renderer.spare is not None
+    assert os.getpriority(os.PRIO_PROCESS, renderer.spare.pid) == RENDER_NICE
     source = _long_output(600_000)
     starved = render_bounded(source, max_bytes=64 * 1024 * 1024, max_cells=10, seconds=120,
-                             memory_bytes=120 * 1024 * 1024)
+                             memory_bytes=120 * 1024 * 1024, take_child=renderer.take)
     assert starved.omitted == RENDER_ERROR and starved.html is None
     fed = render_bounded(source, max_bytes=64 * 1024 * 1024, max_cells=10, seconds=120)
     assert fed.omitted is None and fed.html is not None  # the same notebook, the default room
-    notebook_html.stop_spare()
+    renderer.close()
 
 
 @pytest.mark.processes

@@ -27,6 +27,12 @@ class FakeKit:
     def close(self, background: bool = False) -> None:
         self.closed = True
 
+    def __enter__(self) -> FakeKit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @pytest.fixture
 def steps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:

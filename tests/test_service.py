@@ -45,19 +45,3 @@ def test_workers_follow_the_cores_unless_set(monkeypatch):
     assert (settings["RUNS_PER_HOST"], settings["WORKERS"]) == (3, 5)
     with pytest.raises(SettingsError, match="CORES_PER_RUN"):
         load_settings({"CORES_PER_RUN": "0"})
-
-
-def test_runs_of_a_host_hold_distinct_cpu_slots(tmp_path):
-    from flask import Flask
-
-    from service.queue import cpu_slots
-
-    app = Flask(__name__)
-    app.config.update(PIN_CPUS=True, RUNS_PER_HOST=2, CPU_SLOTS_DIR=str(tmp_path))
-    pool = cpu_slots.slots(app)
-    assert pool is not None and len(pool.slots) == 2
-    with cpu_slots.held(app) as first, cpu_slots.held(app) as second:
-        assert first and second and not set(first) & set(second)
-    app.config["PIN_CPUS"] = False
-    with cpu_slots.held(app) as cpus:
-        assert cpus == ()

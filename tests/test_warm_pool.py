@@ -76,7 +76,9 @@ def test_a_kit_serves_one_submission_and_is_destroyed(pool_of, exercise, config,
     assert "42" in printed(report)
     assert report.timings["kit_age"] > 0  # it ran in the warm kit
     assert report.timings["wait"] > 0  # ... whose runner had bootstrapped before it came
-    assert kit.closed and wait_closed() and not rundir.exists()  # closed off the verdict's path
+    assert not kit.closed and rundir.exists()  # the grader leaves it to the one who took it
+    kit.close(background=True)  # as the service's seat does: off the verdict's path
+    assert kit.closed and wait_closed() and not rundir.exists()
     assert not kit.alive()
     with pytest.raises(ValueError, match="one submission"):  # a used kit is never run again
         run_notebook(nbformat.v4.new_notebook(), kit, RunPlan(
@@ -119,7 +121,8 @@ def test_nothing_of_one_student_reaches_the_next(pool_of, exercise, config, sand
                 pass
         print("REACHED", reached)
     """)
-    report = grade_notebook(notebook(attack), exercise, config, sandbox, kit=first)
+    with first:  # taken from the pool: ours to close
+        report = grade_notebook(notebook(attack), exercise, config, sandbox, kit=first)
     assert "REACHED []" in printed(report), printed(report)
     second = pool.take("chap06_cnn")
     assert second is waiting
@@ -137,7 +140,8 @@ def test_nothing_of_one_student_reaches_the_next(pool_of, exercise, config, sand
                     pass
         print("FOUND", found, "SLEEPERS", sleepers, "ENV", "LEFT_BY_A" in os.environ)
     """)
-    report = grade_notebook(notebook(look), exercise, config, sandbox, kit=second)
+    with second:
+        report = grade_notebook(notebook(look), exercise, config, sandbox, kit=second)
     assert "FOUND [] SLEEPERS [] ENV False" in printed(report), printed(report)
     assert wait_closed()
     host_sleepers = subprocess.run(["pgrep", "-f", "^sleep 1000$"], capture_output=True,
@@ -157,7 +161,8 @@ def test_the_notebook_clock_starts_at_the_hand_over(pool_of, make_notebook, exer
                          keep_until="conv2")
     limits = exercise.limits.replace(cell_timeout=600, notebook_timeout=25)
     started = time.monotonic()
-    report = grade_notebook(data, exercise, config, sandbox, limits=limits, kit=kit)
+    with kit:
+        report = grade_notebook(data, exercise, config, sandbox, limits=limits, kit=kit)
     took = time.monotonic() - started
     assert report.status is RunStatus.TIMEOUT
     assert "25 s limit" in report.reason.en
@@ -179,10 +184,12 @@ def test_kits_are_pinned_to_their_slot_and_warmed_only_while_it_is_free(pool_of,
     for cpus in ((0,), (1,)):
         kit = pool.take("chap06_cnn", cpus)
         assert kit is not None and kit.key.cpus == cpus
-        report = grade_notebook(notebook(
-            "import os\nprint('CPUS', sorted(os.sched_getaffinity(0)))\n"
-            "os.sched_setaffinity(0, {0, 1})\nprint('WIDENED', sorted(os.sched_getaffinity(0)))"),
-            exercise, config, get_sandbox("bwrap", cpu_set=cpus), kit=kit)
+        with kit:
+            report = grade_notebook(notebook(
+                "import os\nprint('CPUS', sorted(os.sched_getaffinity(0)))\n"
+                "os.sched_setaffinity(0, {0, 1})\n"
+                "print('WIDENED', sorted(os.sched_getaffinity(0)))"),
+                exercise, config, get_sandbox("bwrap", cpu_set=cpus), kit=kit)
         out = printed(report)
         assert f"CPUS {list(cpus)}" in out, out
         assert f"WIDENED {list(cpus)}" in out or "WIDENED" not in out, out

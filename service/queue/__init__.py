@@ -66,9 +66,10 @@ claimed by compare-and-set, leased, computed outside any transaction, stored und
 requeued by the janitor; an embedded worker takes one only when no grading run waits, and
 Celery carries it as its own task on the ``cpu`` queue.
 
-Modules: ``claims`` (the row's SQL), ``leases``, ``gpu_leases`` (which run holds which GPU),
-``progress`` (live progress on the row), ``grading`` (``take``), ``embedded``, ``wakeup``
-(waking idle workers), ``celery_app``
+Modules: ``host`` (what a worker process holds, opened once by its carrier, and what one run
+holds: ``GradingHost`` and its ``Seat``), ``claims`` (the row's SQL), ``leases``,
+``gpu_leases`` (which run holds which GPU), ``progress`` (live progress on the row),
+``grading`` (``take``), ``embedded``, ``wakeup`` (waking idle workers), ``celery_app``
 (the broker settings, which ``dispatch`` sends through by task name), ``celery_worker`` (the
 task), ``dispatch``, ``janitor``, ``heartbeats`` (which workers are alive, for the dashboard),
 ``state`` (the queue in numbers, read by the dashboard and ``/metrics``),

@@ -16,8 +16,11 @@ broker may deliver a message twice or again after a worker died (``acks_late`` w
 ``reject_on_worker_lost``): a second delivery finds the run claimed or finished and is skipped,
 and one that finds the run leased by a worker that may be dead asks again when the lease runs
 out. Messages are sent by ``service.queue.dispatch`` (by name, through
-``service.queue.celery_app``). The Flask app is built lazily in the worker process, never at
-import; nothing in the app imports this module (it imports the app factory).
+``service.queue.celery_app``). The Flask app and the process's one grading host
+(``service.queue.host``: CPU slots, warm pool, spare render child, GPU inventory) are made in
+the worker process (at ``worker_process_init``, else at its first task), never at import, and
+the host is closed when the process stops; nothing in the app imports this module (it imports
+the app factory).
 """
 
 from __future__ import annotations
@@ -30,13 +33,12 @@ from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from flask import Flask
 
-from service import notebook_html
 from service.lti import passback
 from service.models import utcnow
-from service.queue import gpu_leases, warm_kits
 from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, SIMILARITY_TASK, celery_app
 from service.queue.grading import WAIT_GPU, take
 from service.queue.heartbeats import Heartbeat
+from service.queue.host import GradingHost
 from service.queue.lti_sender import PassbackSender
 from service.queue.similarity import take_similarity
 from service.states import WorkerKind
@@ -45,31 +47,39 @@ __all__ = ["celery_app", "compare", "grade"]
 
 log = logging.getLogger(__name__)
 
-_flask_app: Flask | None = None
+#: The worker process's grading host (its app in it), opened once: a Celery child has no
+#: other place to keep it between its signals and its tasks.
+_host: GradingHost | None = None
 #: Seconds before a run that found no free GPU is delivered again.
 GPU_WAIT_SECONDS = 15
 
 
-def flask_app() -> Flask:
-    """The worker process's Flask app, made at its first task."""
-    global _flask_app
-    if _flask_app is None:
+def grading_host() -> GradingHost:
+    """The worker process's grading host, opened at its first call (a bad ``GPUS`` setting
+    fails it loudly, and the next call tries again)."""
+    global _host
+    if _host is None:
         from service import create_app
 
-        _flask_app = create_app()
-        gpu_leases.inventory(_flask_app)  # a bad GPUS setting fails the first task loudly
-        warm_kits.start(_flask_app)
-        notebook_html.start_spare()
-        PassbackSender(_flask_app).start()  # sends the scores this process grades
-    return _flask_app
+        app = create_app()
+        host = GradingHost(app).open()
+        PassbackSender(app).start()  # sends the scores this process grades
+        _host = host
+    return _host
+
+
+def flask_app() -> Flask:
+    """The worker process's Flask app (its grading host's)."""
+    return grading_host().app
 
 
 @worker_process_init.connect
 def _warm_up(**_: object) -> None:
-    """A prefork child starts its warm pool before its first task (``WARM_POOL``); an app that
-    cannot be made now fails the first task instead, saying why."""
+    """A prefork child opens its grading host (and so starts its warm pool, ``WARM_POOL``)
+    before its first task; an app that cannot be made now fails the first task instead, saying
+    why."""
     try:
-        flask_app()
+        grading_host()
     except Exception:
         log.exception("the worker process could not warm up")
 
@@ -77,20 +87,21 @@ def _warm_up(**_: object) -> None:
 @worker_process_shutdown.connect
 @worker_shutdown.connect
 def _cool_down(**_: object) -> None:
-    """Close the process's warm kits when it stops (nothing left behind)."""
-    if _flask_app is not None:
-        warm_kits.close(_flask_app)
-        sender = _flask_app.extensions.get(passback.EXTENSION)
+    """Close the process's grading host when it stops: its warm kits, its spare render child
+    (nothing left behind)."""
+    if _host is not None:
+        sender = _host.app.extensions.get(passback.EXTENSION)
         if sender is not None:
             sender.stop()
-    notebook_html.stop_spare()
+        _host.close()
 
 
 @celery_app.task(bind=True, name=GRADE_TASK, max_retries=20)
 def grade(self: Task, run_id: int) -> str:
     """Take run ``run_id``: its state when done, or ``skipped (<state>)`` when it was not ours
     to take (a duplicate delivery, a run already finished or gone)."""
-    app = flask_app()
+    host = grading_host()
+    app = host.app
     # unique per delivery: two deliveries of one message must not share a lease
     worker = f"celery:{self.request.hostname}:{self.request.id}:{uuid.uuid4().hex[:8]}"
     # The dashboard's heartbeat: one row per worker process (prefork children share the
@@ -99,7 +110,7 @@ def grade(self: Task, run_id: int) -> str:
     with Heartbeat(app, WorkerKind.CELERY) as heartbeat:
         heartbeat.working(node, None)
         try:
-            taken = take(app, run_id, worker,
+            taken = take(host, run_id, worker,
                          on_claim=lambda claimed: heartbeat.working(node, claimed))
         finally:
             heartbeat.working(node, None)

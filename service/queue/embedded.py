@@ -2,7 +2,10 @@
 machine, ``QUEUE=embedded``: ``python -m service`` starts them, ``flask worker`` adds processes).
 An idle thread waits on a :class:`~service.queue.wakeup.Doorbell`, rung by an upload in the same
 process or, on PostgreSQL, by a ``NOTIFY`` from any process; it also polls, as a fallback. The
-process's grade passback sender (``service.queue.lti_sender``) starts and stops with them."""
+threads share the process's one grading host (``service.queue.host``: CPU slots, warm pool,
+spare render child, GPU inventory, their heartbeat), opened when they start and closed when
+they stop; the process's grade passback sender (``service.queue.lti_sender``) starts and stops
+with them."""
 
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ import uuid
 
 from flask import Flask
 
-from service import notebook_html
 from service.extensions import db
-from service.queue import gpu_leases, heartbeats, warm_kits
+from service.queue import heartbeats
 from service.queue.grading import take
+from service.queue.host import GradingHost
 from service.queue.lti_sender import PassbackSender
 from service.queue.similarity import take_similarity
 from service.queue.wakeup import Doorbell, Listener
@@ -36,7 +39,7 @@ class EmbeddedWorkers:
     :func:`~service.queue.grading.take` whenever it is idle: woken at once by ``wake`` (rung by
     ``service.queue.dispatch.enqueue`` in this process, and on PostgreSQL by a
     :class:`~service.queue.wakeup.Listener` for every process), else every ``poll_seconds``.
-    Each thread is a worker with its own name, kept alive on the dashboard by one
+    Each thread is a worker with its own name, kept alive on the dashboard by the host's
     :class:`~heartbeats.Heartbeat`."""
 
     def __init__(self, app: Flask, count: int, poll_seconds: float = 1.0,
@@ -44,28 +47,34 @@ class EmbeddedWorkers:
         self.app, self.count, self.poll_seconds = app, count, poll_seconds
         self.wake = Doorbell()
         self.listener: Listener | None = None
-        self.heartbeat = heartbeats.Heartbeat(app, WorkerKind.EMBEDDED, heartbeat_seconds)
+        #: This process's grading resources, shared by the threads (opened by :meth:`start`).
+        self.host = GradingHost(app, heartbeat=WorkerKind.EMBEDDED,
+                                heartbeat_seconds=heartbeat_seconds)
+        self._heartbeat: heartbeats.Heartbeat | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         #: Grade passback's sender of this process (``service.queue.lti_sender``).
         self.passback = PassbackSender(app)
 
     def start(self) -> None:
-        gpu_leases.inventory(self.app)  # a bad GPUS setting stops the start, saying why
-        warm_kits.start(self.app)  # kits warm while the threads wait for the first upload
-        notebook_html.start_spare()  # and a render child
+        # a bad GPUS setting stops the start, saying why; kits warm while the threads wait
+        self.host.open()
+        self._heartbeat = self.host.heartbeat
         names = [worker_name() for _ in range(self.count)]
-        for name in names:
-            self.heartbeat.working(name, None)
-        self.heartbeat.start()
-        with self.app.app_context():
-            try:
-                heartbeats.forget(db.session, older_than=heartbeats.FORGET_AFTER)
-            finally:
-                db.session.remove()
-            if is_postgresql(db.engine):
-                self.listener = Listener(db.engine, self.wake)
-                self.listener.start()
+        try:
+            for name in names:
+                self.heartbeat.working(name, None)
+            with self.app.app_context():
+                try:
+                    heartbeats.forget(db.session, older_than=heartbeats.FORGET_AFTER)
+                finally:
+                    db.session.remove()
+                if is_postgresql(db.engine):
+                    self.listener = Listener(db.engine, self.wake)
+                    self.listener.start()
+        except BaseException:
+            self.host.close()
+            raise
         self.passback.start()
         for n, name in enumerate(names):
             thread = threading.Thread(target=self._loop, args=(name,),
@@ -81,9 +90,14 @@ class EmbeddedWorkers:
         if self.listener is not None:
             self.listener.stop()
         self.passback.stop()
-        warm_kits.close(self.app)
-        notebook_html.stop_spare()
-        self.heartbeat.stop(forget_workers=True)
+        self.host.close()  # warm kits closed, none left; the workers' rows forgotten
+
+    @property
+    def heartbeat(self) -> heartbeats.Heartbeat:
+        """The threads' heartbeat (the host's)."""
+        if self._heartbeat is None:
+            raise RuntimeError("the embedded workers are not started")
+        return self._heartbeat
 
     def _loop(self, name: str) -> None:
         try:
@@ -107,7 +121,7 @@ class EmbeddedWorkers:
             self.heartbeat.working(name, run_id)
 
         try:
-            if take(self.app, None, name, on_claim=on_claim).run_id is not None:
+            if take(self.host, None, name, on_claim=on_claim).run_id is not None:
                 return True
             return take_similarity(self.app, None, name).run_id is not None
         except Exception:

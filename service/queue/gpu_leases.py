@@ -13,7 +13,7 @@ at a time:
 - :func:`release`: given back when the run ends, ``dirty`` when its memory is not free then;
 - :func:`refresh_dirty`: a dirty device whose memory is free again can be lent again.
 
-Memory is read through ``grader.sandbox.gpus.NvidiaSmi`` (``app.config["GPU_PROBE"]`` when set:
+Memory is read through ``grader.sandbox.gpus.NvidiaSmi`` (the setting ``GPU_PROBE`` when set:
 tests put one with a fake command runner there).
 """
 
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-from flask import Flask
 from sqlalchemy import and_, false, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
@@ -33,31 +34,26 @@ from service.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
-_INVENTORY = "gpu_inventory"
-
-
-def inventory(app: Flask) -> tuple[str, ...]:
-    """The devices this host's workers lend (setting ``GPUS``), read once per app. A host with
-    GPUs must grade in containers: only the docker backend can hand a run one device."""
-    known = app.extensions.get(_INVENTORY)
-    if known is None:
-        try:
-            known = gpu_inventory(app.config.get("GPUS", ""), probe(app))
-        except (ValueError, GpuProbeError) as exc:
-            raise SettingsError(f"GPUS: {exc}") from None
-        sandbox = app.config["GRADER"].sandbox
-        if known and sandbox != "docker":
-            raise SettingsError("GPUS needs GRADER_SANDBOX=docker: only the docker backend "
-                                f"lends a run one device (the sandbox is {sandbox!r})")
-        app.extensions[_INVENTORY] = known
-        if known:
-            log.info("GPUs lent by this host (%s): %s", app.config["GPU_HOST"], ", ".join(known))
+def inventory(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The devices this host's workers lend (setting ``GPUS`` of an app's ``config``); read once
+    per worker process, by its grading host (``service.queue.host``). A host with GPUs must
+    grade in containers: only the docker backend can hand a run one device."""
+    try:
+        known = gpu_inventory(config.get("GPUS", ""), probe(config))
+    except (ValueError, GpuProbeError) as exc:
+        raise SettingsError(f"GPUS: {exc}") from None
+    sandbox = config["GRADER"].sandbox
+    if known and sandbox != "docker":
+        raise SettingsError("GPUS needs GRADER_SANDBOX=docker: only the docker backend "
+                            f"lends a run one device (the sandbox is {sandbox!r})")
+    if known:
+        log.info("GPUs lent by this host (%s): %s", config["GPU_HOST"], ", ".join(known))
     return known
 
 
-def probe(app: Flask) -> NvidiaSmi:
+def probe(config: Mapping[str, Any]) -> NvidiaSmi:
     """What reads the devices' memory (``GPU_PROBE``, else the real ``nvidia-smi``)."""
-    return app.config.get("GPU_PROBE") or NvidiaSmi()
+    return config.get("GPU_PROBE") or NvidiaSmi()
 
 
 def register(session: DbSession, host: str, devices: tuple[str, ...]) -> None:

@@ -29,9 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask
-
-from grader import GraderConfig, RunStatus, get_sandbox, grade_notebook
+from grader import RunStatus, grade_notebook
 from service.blobs import BlobMissing, blob_store_session
 from service.domain import fingerprints
 from service.extensions import db
@@ -39,10 +37,11 @@ from service.logs import run_context
 from service.lti.passback import queue_after_run
 from service.metrics import kit_started, run_taken
 from service.models import GradingRun, ItemScore, utcnow
-from service.queue import claims, cpu_slots, gpu_leases, warm_kits
+from service.queue import claims, gpu_leases
+from service.queue.host import GradingHost, Seat
 from service.queue.leases import LeaseKeeper
 from service.queue.progress import ProgressWriter
-from service.queue.rendering import RenderAhead, RenderCaps
+from service.queue.rendering import RenderAhead
 from service.states import GpuNeed, RunState
 
 log = logging.getLogger(__name__)
@@ -73,61 +72,51 @@ class Taken:
     device: str | None = None
 
 
-def take(app: Flask, run_id: int | None, worker: str,
+def take(host: GradingHost, run_id: int | None, worker: str,
          on_claim: Callable[[int], None] | None = None) -> Taken:
     """Claim ``run_id`` (a Celery message names it) or the oldest queued run (``None``: the
-    embedded workers poll), grade it as ``worker`` and store the result if ``worker`` still owns
-    the run. Expired leases are requeued (or failed) first, so that a run which used up its
-    attempts is failed rather than claimed once more. ``on_claim`` hears the run's id once it is
-    ours (the heartbeat shows it). Database errors propagate: the caller logs them, and a run
-    claimed meanwhile is queued again once its lease runs out.
+    embedded workers poll), grade it as ``worker`` on this process's ``host`` and store the
+    result if ``worker`` still owns the run. Expired leases are requeued (or failed) first, so
+    that a run which used up its attempts is failed rather than claimed once more. ``on_claim``
+    hears the run's id once it is ours (the heartbeat shows it). Database errors propagate: the
+    caller logs them, and a run claimed meanwhile is queued again once its lease runs out.
 
     A worker of a host with GPUs (``GPUS``) first leases a free one, then claims any run; one
     without claims only the runs that do without (``claims.takeable_needs``). A run that asks
     for none is graded without the device, which is given back at once; the others are graded
-    on it, and it is given back when the run ends (dirty if its memory is not free then).
-    Once a run is graded or failed, its student's score is queued for the LMS
-    (``service.lti.passback.queue_after_run``: never raises, never waits for the LMS)."""
-    devices = gpu_leases.inventory(app)
-    host = app.config["GPU_HOST"]
-    lease_seconds = app.config["LEASE_SECONDS"]
+    on it, and it is given back when the run ends (dirty if its memory is not free then:
+    ``host.GradingHost.seat``). Once a run is graded or failed, its student's score is queued
+    for the LMS (``service.lti.passback.queue_after_run``: never raises, never waits for the
+    LMS)."""
+    settings = host.settings
     device: str | None = None
-    with app.app_context():
-        try:
-            claims.requeue_expired(db.session, app.config["MAX_ATTEMPTS"])
-            if devices:
-                device = _lease_gpu(app, devices, worker)
-            needs = claims.takeable_needs(device is not None)
-            if run_id is None:
-                claimed = claims.claim_next(db.session, worker, lease_seconds, needs)
-            elif claims.claim(db.session, run_id, worker, lease_seconds, needs):
-                claimed = run_id
-            else:
-                claimed = None
-            asked = claimed if claimed is not None else run_id
-            run = db.session.get(GradingRun, asked) if asked is not None else None
-            if device is not None and (claimed is None or run is None
-                                       or not run.gpu.wants_gpu):
-                gpu_leases.release(db.session, host, device, worker)
-                device = None
-            elif device is not None and claimed is not None:
-                gpu_leases.attach(db.session, host, device, worker, claimed)
-            if claimed is None:
-                return _not_taken(run_id, run)
-        finally:
-            db.session.remove()
+    with host.session() as session:
+        claims.requeue_expired(session, settings.max_attempts)
+        device = host.lend_gpu(session, worker)
+        needs = claims.takeable_needs(device is not None)
+        if run_id is None:
+            claimed = claims.claim_next(session, worker, settings.lease_seconds, needs)
+        elif claims.claim(session, run_id, worker, settings.lease_seconds, needs):
+            claimed = run_id
+        else:
+            claimed = None
+        asked = claimed if claimed is not None else run_id
+        run = session.get(GradingRun, asked) if asked is not None else None
+        if device is not None and (claimed is None or run is None or not run.gpu.wants_gpu):
+            gpu_leases.release(session, settings.gpu_host, device, worker)
+            device = None
+        elif device is not None and claimed is not None:
+            gpu_leases.attach(session, settings.gpu_host, device, worker, claimed)
+        if claimed is None:
+            return _not_taken(run_id, run)
     if on_claim is not None:
         on_claim(claimed)
     with run_context(claimed):  # every log record of this run carries its id
         started = time.monotonic()
-        try:
-            result = grade_run(app, claimed, worker, device)
-        finally:
-            if device is not None:
-                _give_back_gpu(app, device, worker)
+        result = grade_run(host, claimed, worker, device)
         run_taken(result, time.monotonic() - started)
         if result in (RunState.GRADED, RunState.FAILED):  # committed: the LMS may hear of it
-            queue_after_run(app, claimed)
+            queue_after_run(host.app, claimed)
     return Taken(claimed, result, device=device)
 
 
@@ -143,103 +132,78 @@ def _not_taken(run_id: int | None, run: GradingRun | None) -> Taken:
     return Taken(None, run.state, leased)
 
 
-def _lease_gpu(app: Flask, devices: tuple[str, ...], worker: str) -> str | None:
-    """A free GPU of this host leased to ``worker``, or ``None`` (needs an app context)."""
-    host, smi, free_mib = app.config["GPU_HOST"], gpu_leases.probe(app), app.config["GPU_FREE_MIB"]
-    gpu_leases.register(db.session, host, devices)
-    gpu_leases.refresh_dirty(db.session, host, smi, free_mib)
-    return gpu_leases.acquire(db.session, host, devices, worker, app.config["LEASE_SECONDS"],
-                              smi, free_mib)
+def grade_run(host: GradingHost, run_id: int, worker: str, device: str | None = None) -> str:
+    """Grade a run ``worker`` has claimed, on GPU ``device`` when one is lent (given back when
+    the run is done, whatever happens): the run's state when done, :data:`LOST` or
+    :data:`MISSING`. A grader that raises fails the run with the reason; a sandbox error (a
+    busy machine, maybe) queues it again, up to ``MAX_ATTEMPTS`` claims."""
+    with host.seat(worker, device) as seat:
+        return _grade_seated(host, seat, run_id)
 
 
-def _give_back_gpu(app: Flask, device: str, worker: str) -> None:
-    """Release the run's GPU, dirty unless its memory is free now. Never raises: a lease not
-    given back runs out, and is taken again only once the device is found free."""
-    with app.app_context():
-        try:
-            gpu_leases.release_after_run(db.session, app.config["GPU_HOST"], device, worker,
-                                         gpu_leases.probe(app), app.config["GPU_FREE_MIB"])
-        except Exception:
-            log.exception("GPU %s not given back; its lease will run out", device)
-            db.session.rollback()
-        finally:
-            db.session.remove()
-
-
-def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -> str:
-    """Grade a run ``worker`` has claimed, on GPU ``device`` when one is lent: the run's state
-    when done, :data:`LOST` or :data:`MISSING`. A grader that raises fails the run with the
-    reason; a sandbox error (a busy machine, maybe) queues it again, up to ``MAX_ATTEMPTS``
-    claims."""
-    with app.app_context():
-        run = db.session.get(GradingRun, run_id)
+def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> str:
+    app, worker, device = host.app, seat.worker, seat.device
+    with host.session() as session:
+        run = session.get(GradingRun, run_id)
         if run is None:
             return MISSING
         submission = run.submission
         exercise_id, sha = submission.exercise, submission.notebook_sha256
-        db.session.remove()
     try:
         with blob_store_session(app) as blobs:
             data = blobs.get(sha)
     except (BlobMissing, OSError) as exc:  # another host's folder, a wiped disk: say so, go on
         log.error("run %s: submitted notebook %s not readable: %s", run_id, sha, exc)
-        return _finish_failed(app, run_id, worker, "the submitted notebook is missing from "
+        return _finish_failed(host, run_id, worker, "the submitted notebook is missing from "
                               f"the upload store ({type(exc).__name__}: {exc})")
-    config: GraderConfig = app.config["GRADER"]
-    gpu_host = app.config["GPU_HOST"] if device else None
-    with (LeaseKeeper(app, run_id, worker, gpu_host) as lease,  # until the result is stored
-          RenderAhead(RenderCaps.of(app.config)) as render):  # left first: within the lease
+    config = host.settings.grader
+    gpu_host = host.settings.gpu_host if device else None
+    keeper = LeaseKeeper(host.session, run_id, worker, host.settings.lease_seconds, gpu_host)
+    with (keeper as lease,  # until the result is stored
+          seat.render_ahead() as render):  # left first: within the lease
         try:
             exercise = config.exercise(exercise_id)
-            options: dict[str, Any] = {"gpu_devices": (device,)} if device else {}
-            warm = [] if device else warm_kits.ready_slots(app, exercise_id)
-            with cpu_slots.held(app, prefer=warm) as cpus, \
-                    ProgressWriter(app, run_id, worker) as progress:
-                if cpus:
-                    options["cpu_set"] = cpus
-                kit = None if device else warm_kits.take(app, exercise_id, cpus)
-                kit_started(kit is not None)
-                report = grade_notebook(data, exercise, config,
-                                        get_sandbox(config.sandbox, **options),
-                                        on_progress=progress, kit=kit,
+            with seat.pin(exercise_id) as pinned, \
+                    ProgressWriter(host.session, run_id, worker) as progress:
+                kit_started(pinned.kit is not None)
+                report = grade_notebook(data, exercise, config, pinned.sandbox,
+                                        on_progress=progress, kit=pinned.kit,
                                         on_executed=render.start)
         except Exception as exc:  # the grader itself failed: record it, never lose the job
             log.exception("run %s failed", run_id)
-            return _finish_failed(app, run_id, worker, f"{type(exc).__name__}: {exc}")
+            return _finish_failed(host, run_id, worker, f"{type(exc).__name__}: {exc}")
         if lease.lost.is_set():
             log.warning("run %s: lease lost while grading; result dropped", run_id)
             return LOST
         if report.status is RunStatus.SANDBOX_ERROR:
             reason = report.reason.en if report.reason else "sandbox error"
-            return _requeue_or_fail(app, run_id, worker, reason)
-        return _store_report(app, run_id, worker, report, render)
+            return _requeue_or_fail(host, run_id, worker, reason)
+        return _store_report(host, run_id, worker, report, render)
 
 
 @contextmanager
-def _owned_run(app: Flask, run_id: int, worker: str) -> Iterator[GradingRun | None]:
+def _owned_run(host: GradingHost, run_id: int, worker: str) -> Iterator[GradingRun | None]:
     """The run, locked, if this worker still owns it (the fence of every result write), else
     ``None``; the caller's changes are committed on a clean exit."""
-    with app.app_context():
-        try:
-            if not claims.owned(db.session, run_id, worker):
-                db.session.rollback()
-                yield None
-                return
-            yield db.session.get(GradingRun, run_id)
-            db.session.commit()
-        finally:
-            db.session.remove()
+    with host.session() as session:
+        if not claims.owned(session, run_id, worker):
+            session.rollback()
+            yield None
+            return
+        yield session.get(GradingRun, run_id)
+        session.commit()
 
 
-def _store_report(app: Flask, run_id: int, worker: str, report: Any,
+def _store_report(host: GradingHost, run_id: int, worker: str, report: Any,
                   render: RenderAhead | None = None) -> str:
     """Take the executed notebook's rendering (started ahead by ``render``, or made now) within
     the caps, then store the report under the fence. Called with the lease still kept."""
+    app, caps = host.app, host.settings.render
     began = time.monotonic()
     html_sha, omitted = None, None
     timings: dict[str, float] = {}
     if report.executed_notebook:
-        timed = (render or RenderAhead(RenderCaps.of(app.config))).result(
+        timed = (render or RenderAhead(host.settings.render)).result(
             report.executed_notebook)
         rendered = timed.rendered
         timings["render"], timings["render_wait"] = timed.seconds, timed.waited
@@ -250,10 +214,9 @@ def _store_report(app: Flask, run_id: int, worker: str, report: Any,
             log.warning("run %s: executed notebook not rendered (%s: %d cells, %d bytes)",
                         run_id, rendered.omitted, rendered.cells, rendered.size)
             omitted = {"reason": rendered.omitted, "cells": rendered.cells,
-                       "bytes": rendered.size, "max_cells": app.config["HTML_MAX_CELLS"],
-                       "max_bytes": app.config["HTML_MAX_BYTES"],
-                       "seconds": app.config["HTML_RENDER_SECONDS"]}
-    with _owned_run(app, run_id, worker) as run:
+                       "bytes": rendered.size, "max_cells": caps.max_cells,
+                       "max_bytes": caps.max_bytes, "seconds": caps.seconds}
+    with _owned_run(host, run_id, worker) as run:
         if run is None:
             return LOST
         payload = storable(report.to_dict())
@@ -305,8 +268,8 @@ def storable(value: Any) -> Any:
     return value
 
 
-def _finish_failed(app: Flask, run_id: int, worker: str, reason: str) -> str:
-    with _owned_run(app, run_id, worker) as run:
+def _finish_failed(host: GradingHost, run_id: int, worker: str, reason: str) -> str:
+    with _owned_run(host, run_id, worker) as run:
         if run is None:
             return LOST
         run.state, run.finished_at = RunState.FAILED, utcnow()
@@ -315,15 +278,15 @@ def _finish_failed(app: Flask, run_id: int, worker: str, reason: str) -> str:
         return run.state
 
 
-def _requeue_or_fail(app: Flask, run_id: int, worker: str, reason: str) -> str:
+def _requeue_or_fail(host: GradingHost, run_id: int, worker: str, reason: str) -> str:
     """A sandbox error may pass (a busy machine): retry, up to MAX_ATTEMPTS runs in all. One
     that repeats the previous attempt's reason word for word (the same failure in the same
     cell: ``grader/outcome.py``) will not pass: the run fails at once."""
     reason = storable(reason)
-    with _owned_run(app, run_id, worker) as run:
+    with _owned_run(host, run_id, worker) as run:
         if run is None:
             return LOST
-        if run.attempts >= app.config["MAX_ATTEMPTS"] or (
+        if run.attempts >= host.settings.max_attempts or (
                 run.attempts > 1 and run.reason == reason):
             run.state, run.finished_at = RunState.FAILED, utcnow()
             run.reason = f"{reason} (after {run.attempts} attempts)"

@@ -17,9 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from flask import Flask
-
-from service.extensions import DbSession, db
+from service.extensions import DbSession, Sessions
 from service.queue import claims, gpu_leases
 
 log = logging.getLogger(__name__)
@@ -38,9 +36,11 @@ class LeaseKeeper:
     """Renews a run's lease in the background while it is graded (or, with another ``renew``,
     another job's row: a similarity run's, ``service.queue.similarity``)."""
 
-    def __init__(self, app: Flask, run_id: int, worker: str, gpu_host: str | None = None,
-                 renew: Renew = renew_grading):
-        self.app, self.run_id, self.worker, self.renew = app, run_id, worker, renew
+    def __init__(self, sessions: Sessions, run_id: int, worker: str, seconds: int,
+                 gpu_host: str | None = None, renew: Renew = renew_grading):
+        self.sessions, self.run_id, self.worker, self.renew = sessions, run_id, worker, renew
+        #: ``LEASE_SECONDS``: each renewal extends the lease this long, every third of it.
+        self.seconds = seconds
         #: The host whose GPU this run holds (its lease is renewed with the run's), if any.
         self.gpu_host = gpu_host
         #: Set when a renewal found the run taken over: the result will not be stored.
@@ -57,18 +57,16 @@ class LeaseKeeper:
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        seconds = self.app.config["LEASE_SECONDS"]
+        seconds = self.seconds
         while not self._stop.wait(max(1.0, seconds / 3)):
-            with self.app.app_context():
+            with self.sessions() as session:
                 try:
-                    if not self.renew(db.session, self.run_id, self.worker, seconds):
+                    if not self.renew(session, self.run_id, self.worker, seconds):
                         self.lost.set()
                         return
                     if self.gpu_host is not None and not gpu_leases.renew(
-                            db.session, self.gpu_host, self.worker, seconds):
+                            session, self.gpu_host, self.worker, seconds):
                         log.error("run %s: its GPU lease ran out and was taken", self.run_id)
                 except Exception:  # a database hiccup: try again next period
                     log.exception("lease renewal of run %s failed", self.run_id)
-                    db.session.rollback()
-                finally:
-                    db.session.remove()
+                    session.rollback()

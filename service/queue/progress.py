@@ -7,10 +7,8 @@ import logging
 import threading
 from typing import Any
 
-from flask import Flask
-
 from grader import Progress
-from service.extensions import db
+from service.extensions import Sessions
 from service.models import GradingRun
 
 log = logging.getLogger(__name__)
@@ -33,8 +31,9 @@ class ProgressWriter:
     and the last state is never dropped. Only the worker that owns the run writes (a worker
     that lost it stays silent)."""
 
-    def __init__(self, app: Flask, run_id: int, worker: str, period: float = MIN_PERIOD):
-        self.app, self.run_id, self.worker, self.period = app, run_id, worker, period
+    def __init__(self, sessions: Sessions, run_id: int, worker: str,
+                 period: float = MIN_PERIOD):
+        self.sessions, self.run_id, self.worker, self.period = sessions, run_id, worker, period
         self.state: dict[str, Any] = {}
         self._unsaved = False  # under _lock: an event not yet stored
         self._changed = threading.Event()  # wakes the thread: an event, or the end
@@ -82,14 +81,12 @@ class ProgressWriter:
         with self._lock:
             progress = dict(self.state)
             self._unsaved = False
-        with self.app.app_context():
+        with self.sessions() as session:
             try:
-                run = db.session.get(GradingRun, self.run_id)
+                run = session.get(GradingRun, self.run_id)
                 if run is not None and run.worker == self.worker:
                     run.progress = progress
-                    db.session.commit()
+                    session.commit()
             except Exception:
                 log.exception("progress of run %s not stored", self.run_id)
-                db.session.rollback()
-            finally:
-                db.session.remove()
+                session.rollback()

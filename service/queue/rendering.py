@@ -8,6 +8,8 @@ ever), so its second or so runs beside the measurement instead of after it; the 
 it (:meth:`RenderAhead.result`). A grader that never calls back, or a report whose notebook is
 not the one handed over, is rendered at the store, as before.
 
+The render child comes from the worker process's spare (``service.queue.host``).
+
 The lease: ``grading.grade_run`` opens the :class:`RenderAhead` inside its lease keeper and
 leaves it (which waits for the thread) before the lease keeper stops, so a rendering, early or
 not, never outlives the run's lease.
@@ -16,9 +18,10 @@ not, never outlives the run's lease.
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -60,10 +63,14 @@ class Timed:
 class RenderAhead:
     """Renders one executed notebook in a thread from the moment :meth:`start` hears of it.
 
-    A context manager: leaving it waits for the thread (bounded by the render's deadline)."""
+    A context manager: leaving it waits for the thread (bounded by the render's deadline).
+    ``take_child``: where its render child comes from (the worker process's spare, owned by
+    its grading host: ``service.queue.host``); a cold one when not given."""
 
-    def __init__(self, caps: RenderCaps) -> None:
+    def __init__(self, caps: RenderCaps,
+                 take_child: Callable[[], subprocess.Popen[bytes]] | None = None) -> None:
         self.caps = caps
+        self.take_child = take_child
         self._source: str | None = None
         self._thread: threading.Thread | None = None
         self._done: Rendered | None = None
@@ -92,7 +99,7 @@ class RenderAhead:
     def _bounded(self, source: str) -> Rendered:
         return render_bounded(source, max_bytes=self.caps.max_bytes,
                               max_cells=self.caps.max_cells, seconds=self.caps.seconds,
-                              memory_bytes=self.caps.memory_bytes)
+                              memory_bytes=self.caps.memory_bytes, take_child=self.take_child)
 
     def result(self, notebook_json: str) -> Timed:
         """The rendering of ``notebook_json``: the one started ahead, waited for, when it is of

@@ -32,7 +32,7 @@ from sqlalchemy import and_, or_, select, update
 from grader import GraderConfig
 from service.blobs import blob_store
 from service.domain import similarity_check
-from service.extensions import DbSession, db, rowcount
+from service.extensions import DbSession, db, rowcount, sessions_of
 from service.models import SimilarityRun, utcnow
 from service.queue.grading import LOST, MISSING, storable
 from service.queue.leases import LeaseKeeper
@@ -157,7 +157,8 @@ def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
     """Gather, compare and store a run ``worker`` has claimed: ``done``, ``failed`` or
     ``lost`` (the lease was lost, the pairs dropped)."""
     config: GraderConfig = app.config["GRADER"]
-    with LeaseKeeper(app, run_id, worker, renew=renew) as lease:
+    with LeaseKeeper(sessions_of(app), run_id, worker, app.config["LEASE_SECONDS"],
+                     renew=renew) as lease:
         try:
             with app.app_context():
                 try:

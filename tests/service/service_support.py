@@ -229,3 +229,22 @@ def service_env(app: Flask, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def take(app: Flask, run_id: int | None, worker: str, **kw: Any) -> Any:
+    """``grading.take`` on a grading host opened for this one call (no spare render child: a
+    cold one per render, as a worker without one)."""
+    from service.queue import grading
+    from service.queue.host import GradingHost
+
+    with GradingHost(app, spare_renderer=False) as host:
+        return grading.take(host, run_id, worker, **kw)
+
+
+def grade_run(app: Flask, run_id: int, worker: str, device: str | None = None) -> str:
+    """``grading.grade_run`` on a grading host opened for this one call."""
+    from service.queue import grading
+    from service.queue.host import GradingHost
+
+    with GradingHost(app, spare_renderer=False) as host:
+        return grading.grade_run(host, run_id, worker, device)

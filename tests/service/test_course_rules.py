@@ -38,7 +38,14 @@ from service.domain.schedules import load_rules
 from service.extensions import db
 from service.models import GradingRun, IdempotencyKey, Submission
 from service.queue import grading
-from tests.service.service_support import EXERCISE, bearer, in_session, tiny_notebook, upload
+from tests.service.service_support import (
+    EXERCISE,
+    bearer,
+    in_session,
+    take,
+    tiny_notebook,
+    upload,
+)
 
 OPENS = "2026-12-01T09:00:00+09:00"
 DUE = "2026-12-24T23:59:59+09:00"
@@ -142,7 +149,7 @@ def grade(app: Flask, submission_id: int, grader: dict[str, float], score: float
         ).scalar_one()
 
     run_id = in_session(app, queued)
-    taken = grading.take(app, run_id, "test:course-rules")
+    taken = take(app, run_id, "test:course-rules")
     assert (taken.run_id, taken.result) == (run_id, "graded")
     return in_session(app, lambda s: {
         "score": (run := s.get(GradingRun, run_id)).score, "finished_at": run.finished_at})

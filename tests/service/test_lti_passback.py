@@ -58,6 +58,7 @@ from tests.service.service_support import (
     child_pids,
     in_session,
     service_env,
+    take,
     tiny_notebook,
     wait_for,
 )
@@ -109,7 +110,7 @@ class World:
         the take lasted."""
         submission = self.submit(student)
         began = time.monotonic()
-        taken = grading.take(self.app, None, "test-worker")
+        taken = take(self.app, None, "test-worker")
         assert taken.run_id is not None
         return submission, time.monotonic() - began
 
@@ -655,7 +656,7 @@ def test_an_error_while_queueing_never_fails_the_grading_and_the_sweep_queues(
     with monkeypatch.context() as patched:
         patched.setattr(passback, "queue_scores", broken)
         submission = world.submit("alice")
-        taken = grading.take(world.app, None, "test-worker")
+        taken = take(world.app, None, "test-worker")
     assert taken.result == "graded", taken
     assert score_rows(world.app) == []
 

@@ -10,14 +10,15 @@ import pytest
 from sqlalchemy import update
 
 from service.blobs import FolderBlobStore
+from service.extensions import sessions_of
 from service.models import GradingRun, utcnow
 from service.queue import claims as jobs
 from service.queue.embedded import EmbeddedWorkers
-from service.queue.grading import grade_run
 from service.queue.leases import LeaseKeeper
 from tests.service.service_support import (
     add_queued_runs,
     bearer,
+    grade_run,
     in_session,
     item_scores,
     only_run,
@@ -170,7 +171,7 @@ def test_the_lease_keeper_renews_while_owned_and_notices_a_takeover(make_app):
     assert in_session(app, lambda s: jobs.claim(s, run_id, "worker-A", 6)) is True
     first_lease = run_rows(app)[0]["lease_expires_at"]
 
-    with LeaseKeeper(app, run_id, "worker-A") as lease:
+    with LeaseKeeper(sessions_of(app), run_id, "worker-A", 6) as lease:
         time.sleep(7)  # past the first lease: only renewals keep the run
         assert in_session(app, lambda s: jobs.requeue_expired(s, 3)) == 0
         row = run_rows(app)[0]

@@ -21,16 +21,17 @@ from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
 from grader import GraderConfig, GradeReport, RunStatus
+from grader.sandbox.cpus import CpuSlots
 from grader.sandbox.gpus import GpuProbeError, NvidiaSmi
 from service.blobs import FolderBlobStore
 from service.extensions import db
 from service.models import GpuLease, GradingRun, Student, Submission, utcnow
-from service.queue import claims, cpu_slots, grading
+from service.queue import claims, grading
 from service.queue import gpu_leases as leases
 from service.queue.dispatch import queue_for
 from service.settings import SettingsError
 from service.states import GpuNeed, RunState
-from tests.service.service_support import in_session, tiny_notebook
+from tests.service.service_support import in_session, take, tiny_notebook
 from tests.service.test_service_jobs import race
 
 GPU_A = "GPU-0e6b2c11-7f3a-4c55-9d2e-1a2b3c4d5e6f"  # sorts first: leased first
@@ -105,9 +106,9 @@ def lease_rows(app) -> list[dict[str, Any]]:
 def acquire(app, worker: str, session: Session | None = None) -> str | None:
     def work(s: Session) -> str | None:
         host = app.config["GPU_HOST"]
-        leases.register(s, host, leases.inventory(app))
-        return leases.acquire(s, host, leases.inventory(app), worker, 60,
-                              leases.probe(app), 256)
+        leases.register(s, host, leases.inventory(app.config))
+        return leases.acquire(s, host, leases.inventory(app.config), worker, 60,
+                              leases.probe(app.config), 256)
 
     return work(session) if session is not None else in_session(app, work)
 
@@ -185,7 +186,7 @@ def test_a_dead_workers_lease_runs_out_and_is_taken_once_the_memory_is_free(gpu_
                                        "run_id": None, "dirty": True, "used_mib": 9000}
     memory.used[GPU_A] = 2
     assert acquire(app, "alive") is None  # dirty: only a check sets it free
-    assert in_session(app, lambda s: leases.refresh_dirty(s, "h1", leases.probe(app), 256)) \
+    assert in_session(app, lambda s: leases.refresh_dirty(s, "h1", leases.probe(app.config), 256)) \
         == [GPU_A]
     assert acquire(app, "alive") == GPU_A
 
@@ -195,25 +196,25 @@ def test_a_device_whose_memory_is_not_free_after_a_run_is_not_lent_again(gpu_app
     assert acquire(app, "w") == GPU_A
     memory.used[GPU_A] = 700
     release = leases.release_after_run
-    assert in_session(app, lambda s: release(s, "h1", GPU_A, "w", leases.probe(app), 256)) \
+    assert in_session(app, lambda s: release(s, "h1", GPU_A, "w", leases.probe(app.config), 256)) \
         is False
     assert lease_rows(app)[0]["dirty"] and lease_rows(app)[0]["used_mib"] == 700
     assert acquire(app, "next") is None
     # memory the probe cannot read is not free either
     del memory.used[GPU_A]
-    assert in_session(app, lambda s: leases.refresh_dirty(s, "h1", leases.probe(app), 256)) == []
+    assert in_session(app, lambda s: leases.refresh_dirty(s, "h1", leases.probe(app.config), 256)) == []
     memory.used[GPU_A] = 0
-    assert in_session(app, lambda s: leases.refresh_dirty(s, "h1", leases.probe(app), 256)) \
+    assert in_session(app, lambda s: leases.refresh_dirty(s, "h1", leases.probe(app.config), 256)) \
         == [GPU_A]
     assert acquire(app, "next") == GPU_A
 
 
 def test_bad_gpu_settings_stop_a_worker(gpu_app, make_app):
     with pytest.raises(SettingsError, match="GPU or MIG UUID"):
-        leases.inventory(gpu_app(gpus="0"))
+        leases.inventory(gpu_app(gpus="0").config)
     with pytest.raises(SettingsError, match="GRADER_SANDBOX=docker"):
-        leases.inventory(make_app(GPUS=GPU_A))  # the tests' sandbox is not docker
-    assert leases.inventory(make_app(GPUS="")) == ()
+        leases.inventory(make_app(GPUS=GPU_A).config)  # the tests' sandbox is not docker
+    assert leases.inventory(make_app(GPUS="").config) == ()
 
 
 # --- routing ---------------------------------------------------------------------------------
@@ -239,7 +240,7 @@ def test_a_gpu_worker_grades_a_required_run_on_its_leased_device(gpu_app, grade)
     fake = grade(app)
     (run_id,) = add_runs(app, GpuNeed.REQUIRED)
 
-    taken = grading.take(app, None, "gpu-worker")
+    taken = take(app, None, "gpu-worker")
 
     assert taken.run_id == run_id and taken.result == RunState.GRADED
     assert taken.device == GPU_A
@@ -256,7 +257,7 @@ def test_a_run_asking_no_gpu_is_graded_without_one_even_on_a_gpu_worker(gpu_app,
     fake = grade(app)
     (run_id,) = add_runs(app, GpuNeed.NONE)
 
-    taken = grading.take(app, run_id, "gpu-worker")
+    taken = take(app, run_id, "gpu-worker")
 
     assert taken.run_id == run_id and taken.device is None
     assert fake.sandboxes[0].gpu_devices == ()
@@ -268,10 +269,10 @@ def test_a_worker_without_gpus_leaves_required_runs_and_takes_preferred_ones(mak
     fake = grade(app)
     required, preferred = add_runs(app, GpuNeed.REQUIRED, GpuNeed.PREFERRED)
 
-    assert grading.take(app, required, "cpu-worker").result == grading.WAIT_GPU
-    taken = grading.take(app, None, "cpu-worker")
+    assert take(app, required, "cpu-worker").result == grading.WAIT_GPU
+    taken = take(app, None, "cpu-worker")
     assert taken.run_id == preferred and taken.device is None
-    assert grading.take(app, None, "cpu-worker") == grading.Taken(None, None)
+    assert take(app, None, "cpu-worker") == grading.Taken(None, None)
     assert len(fake.sandboxes) == 1
     assert in_session(app, lambda s: s.get(GradingRun, required).state) == RunState.QUEUED
 
@@ -282,15 +283,15 @@ def test_while_every_gpu_is_busy_or_dirty_required_runs_wait(gpu_app, grade, mem
     first, second = add_runs(app, GpuNeed.REQUIRED, GpuNeed.REQUIRED)
     assert acquire(app, "other-worker") == GPU_A  # another worker of this host holds it
 
-    assert grading.take(app, None, "me") == grading.Taken(None, None)
+    assert take(app, None, "me") == grading.Taken(None, None)
     in_session(app, lambda s: leases.release(s, "h1", GPU_A, "other-worker"))
 
     memory.used[GPU_A] = 4000  # what the run left on the device
-    assert grading.take(app, None, "me").run_id == first
+    assert take(app, None, "me").run_id == first
     assert lease_rows(app)[0]["dirty"]
-    assert grading.take(app, second, "me").result == grading.WAIT_GPU
+    assert take(app, second, "me").result == grading.WAIT_GPU
     memory.used[GPU_A] = 0
-    assert grading.take(app, None, "me").run_id == second
+    assert take(app, None, "me").run_id == second
     assert [s.gpu_devices for s in fake.sandboxes] == [(GPU_A,), (GPU_A,)]
 
 
@@ -329,11 +330,12 @@ def test_a_gpu_run_gets_a_cpu_slot_too_and_gives_it_back(gpu_app, grade, tmp_pat
     fake = grade(app)
     (run_id,) = add_runs(app, GpuNeed.REQUIRED)
 
-    taken = grading.take(app, None, "gpu-worker")
+    taken = take(app, None, "gpu-worker")
 
     assert taken.run_id == run_id and taken.device == GPU_A
     (sandbox,) = fake.sandboxes
     assert sandbox.gpu_devices == (GPU_A,)
     assert set(sandbox.cpu_set) == os.sched_getaffinity(0)  # one run per host: every CPU
-    with cpu_slots.slots(app).lease(timeout=0) as lease:  # given back after the run
+    slots = CpuSlots(1, lock_dir=tmp_path / "slots")  # another worker of the host
+    with slots.lease(timeout=0) as lease:  # given back after the run
         assert lease.cpus == sandbox.cpu_set

@@ -162,10 +162,13 @@ def test_celery_claim_does_not_outlive_max_attempts(app, monkeypatch):
     for attempt in (1, 2, 3):
         in_session(app, lambda s, a=attempt: jobs.claim(s, run_id, f"celery:dead:{a}", 60))
         expire_lease(app, run_id)
-    monkeypatch.setattr(tasks, "_flask_app", app)  # the app the worker process would build
+    from service.queue.host import GradingHost
 
-    started = time.monotonic()
-    outcome = tasks.grade.apply(args=[run_id], task_id="redelivered").get(timeout=30)
+    # the grading host the worker process would open
+    with GradingHost(app, spare_renderer=False) as host:
+        monkeypatch.setattr(tasks, "_host", host)
+        started = time.monotonic()
+        outcome = tasks.grade.apply(args=[run_id], task_id="redelivered").get(timeout=30)
 
     row = run_rows(app)[0]
     assert (row["status"], row["attempts"]) == ("failed", 3), (outcome, row)

@@ -21,7 +21,13 @@ from service.domain.instructors import change_password, create_instructor
 from service.extensions import db
 from service.models import GradingRun, utcnow
 from service.queue import claims, grading, rendering
-from tests.service.service_support import bearer, in_session, only_run, tiny_notebook
+from tests.service.service_support import (
+    bearer,
+    grade_run,
+    in_session,
+    only_run,
+    tiny_notebook,
+)
 
 
 def _executed(cells: int) -> str:
@@ -71,7 +77,7 @@ def test_a_slow_store_after_grading_keeps_the_lease_and_the_result(
         return put(self, data)
 
     monkeypatch.setattr(FolderBlobStore, "put", slow_put)
-    assert grading.grade_run(app, run_id, "worker-A") == "graded"
+    assert grade_run(app, run_id, "worker-A") == "graded"
     run = only_run(app, submission_id)
     assert (run["status"], run["attempts"], run["worker"]) == ("graded", 1, "worker-A")
     assert run["executed_html_sha256"] is not None
@@ -105,7 +111,7 @@ def test_a_notebook_over_the_cell_cap_is_graded_without_html_and_the_page_says_w
     app = make_app(HTML_MAX_CELLS=50, WTF_CSRF_ENABLED=False)
     graded_by_stub["cells"] = 51
     submission_id, run_id = _claimed_run(app, submit)
-    assert grading.grade_run(app, run_id, "worker-A") == "graded"
+    assert grade_run(app, run_id, "worker-A") == "graded"
     run = only_run(app, submission_id)
     assert run["executed_html_sha256"] is None and run["run_status"] == "graded"
     report = in_session(app, lambda s: s.get(GradingRun, run_id).report)
@@ -168,7 +174,7 @@ def test_the_render_runs_while_the_clean_room_measures(make_app, submit, monkeyp
     monkeypatch.setattr(grading, "grade_notebook", grade)
     monkeypatch.setattr(rendering, "render_bounded", watched_render)
     submission_id, run_id = _claimed_run(app, submit)
-    assert grading.grade_run(app, run_id, "worker-A") == "graded"
+    assert grade_run(app, run_id, "worker-A") == "graded"
     assert seen["render_started_while_measuring"] is True
     run = only_run(app, submission_id)
     assert run["executed_html_sha256"] is not None
@@ -194,7 +200,7 @@ def test_a_notebook_changed_after_it_was_handed_over_is_rendered_again(
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
     submission_id, run_id = _claimed_run(app, submit)
-    assert grading.grade_run(app, run_id, "worker-A") == "graded"
+    assert grade_run(app, run_id, "worker-A") == "graded"
     html = FolderBlobStore(app.config["UPLOAD_DIR"]).get(
         only_run(app, submission_id)["executed_html_sha256"])
     assert b"cell 3" in html

@@ -15,7 +15,7 @@ from grader.report import GradeReport
 from grader.results import RunnerResult
 from service.queue import claims, grading
 from tests.runner_records import PARTIAL, ended
-from tests.service.service_support import in_session, only_run, tiny_notebook
+from tests.service.service_support import grade_run, in_session, only_run, tiny_notebook
 
 
 def _stub(monkeypatch: pytest.MonkeyPatch, outcomes: list[Any]) -> list[int]:
@@ -34,7 +34,7 @@ def _stub(monkeypatch: pytest.MonkeyPatch, outcomes: list[Any]) -> list[int]:
 def _attempt(app: Any, run_id: int) -> str:
     assert in_session(app, lambda s: claims.claim(s, run_id, "worker-A",
                                                   app.config["LEASE_SECONDS"])) is True
-    return grading.grade_run(app, run_id, "worker-A")
+    return grade_run(app, run_id, "worker-A")
 
 
 def test_a_runner_flooded_by_the_kernel_is_stored_not_retried(app, submit, monkeypatch):

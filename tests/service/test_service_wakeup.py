@@ -13,6 +13,7 @@ import pytest
 
 from grader import Progress, RunStatus
 from grader.report import GradeReport
+from service.extensions import sessions_of
 from service.queue import claims, grading
 from service.queue.embedded import EmbeddedWorkers
 from service.queue.progress import ProgressWriter
@@ -140,7 +141,7 @@ def test_progress_is_stored_at_once_then_at_most_once_a_period(app, submit):
     run_id = only_run(app, submission_id)["id"]
     assert in_session(app, lambda s: claims.claim(s, run_id, "worker-A", 60)) is True
 
-    with ProgressWriter(app, run_id, "worker-A", period=POLL_SECONDS) as progress:
+    with ProgressWriter(sessions_of(app), run_id, "worker-A", period=POLL_SECONDS) as progress:
         progress(Progress("cell", cell_index=0, position=0, count=3, elapsed=0.5))
         first = wait_for(lambda: only_run(app, submission_id)["progress"], timeout=WOKEN_WITHIN,
                          what="the first cell's progress on the row")

@@ -1,4 +1,4 @@
-"""The service's warm pool (``WARM_POOL``, service/queue/warm_kits.py) with the real sandbox:
+"""The service's warm pool (``WARM_POOL``, owned by service/queue/host.py) with the real sandbox:
 a worker grades in a kit warmed before the upload, the pool refills, and stopping the workers
 leaves no kit behind."""
 
@@ -12,7 +12,6 @@ import pytest
 
 from grader.kit import wait_closed
 from service.models import GradingRun
-from service.queue import warm_kits
 from tests.courses import course_config
 from tests.servers import free_port
 from tests.service.service_support import (
@@ -40,7 +39,7 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
     app = make_app(WARM_POOL=1, RUNS_PER_HOST=1,
                    GRADER=course_config(tmp_path / "course", "chap06_cnn"))
     workers = start_workers(app)
-    pool = warm_kits.pool(app)
+    pool = workers.host.pool
     assert pool is not None and pool.wait_ready(timeout=240), pool and pool.stats()
     (ready,) = pool.idle_kits()
     warm_before = warm_starts(app)
@@ -61,7 +60,7 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
     waiting = [kit.rundir for kit in pool.idle_kits()]
     assert waiting and ready.rundir not in waiting
     workers.stop()
-    assert warm_kits.pool(app) is None
+    assert workers.host.pool is None
     assert not any(folder.exists() for folder in waiting)  # the workers' stop closed it
 
 

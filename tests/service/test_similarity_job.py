@@ -43,6 +43,7 @@ from tests.service.service_support import (
     cli_ok,
     in_session,
     only_run,
+    take,
     upload,
     wait_for,
 )
@@ -95,7 +96,7 @@ class Seeder:
         return submission_id
 
     def grade_all(self) -> None:
-        while grading.take(self.app, None, "test-grader").run_id is not None:
+        while take(self.app, None, "test-grader").run_id is not None:
             pass
 
 
