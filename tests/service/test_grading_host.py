@@ -267,7 +267,7 @@ def test_no_module_global_holds_a_per_process_resource():
     """The one ``global`` under ``service/queue`` (and in the render child's module) is the
     Celery child's grading host: a Celery process has no other place between its signals."""
     found = {}
-    for path in [*_queue_modules(), ROOT / "service" / "domain" / "notebook_html.py"]:
+    for path in [*_queue_modules(), ROOT / "service" / "notebook_html.py"]:
         names = [name for node in ast.walk(ast.parse(path.read_text(), str(path)))
                  if isinstance(node, ast.Global) for name in node.names]
         if names:
