@@ -89,7 +89,7 @@ test-fast: data sysdeps-test
 UNIT_MARKERS = not sandbox and not slow and not docker and not compose and not browser and not processes
 
 test-unit: data sysdeps-test
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "$(UNIT_MARKERS)" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "$(UNIT_MARKERS)" --hypothesis-profile=unit $(PYTEST_ARGS)
 
 # docker-compose.yml alone: its parts, then the stack brought up with tests/compose/override.yml
 # (about a minute once the images are built; part of make test too).

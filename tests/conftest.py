@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import nbformat
 import pytest
+from hypothesis import settings
 
 from grader.config import PROJECT_ROOT, GraderConfig
 from grader.reference import read_expected
@@ -27,6 +28,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # workers; the tests that are about it turn it on (tests/test_warm_pool.py,
 # tests/service/test_service_warm.py), the others keep their workers cold and light.
 os.environ.setdefault("WARM_POOL", "0")
+
+
+#: ``make test-unit``'s hypothesis profile (``--hypothesis-profile=unit``): a fifth of the
+#: default's examples, for the property tests that scale theirs on it (tests/test_final_grade.py);
+#: ``make test`` runs hypothesis' default.
+settings.register_profile("unit", max_examples=20)
 
 
 # --- pytest-xdist ------------------------------------------------------------------------------

@@ -612,7 +612,13 @@ def check_class(klass: Klass) -> None:
 _APPS: dict[object, Flask] = {}
 
 
-@settings(max_examples=150, deadline=None,
+#: Random classes per database: 150 under hypothesis' default profile (``make test``), 30 under
+#: the ``unit`` profile of ``make test-unit`` (``tests/conftest.py``): each builds a class in a
+#: real database.
+EXAMPLES = settings.default.max_examples * 3 // 2
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(klass=classes())
