@@ -83,10 +83,10 @@ test: data sysdeps-test
 test-fast: data sysdeps-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
-# The inner loop: the tests needing no sandbox, no training, no Docker, no browser and no
-# processes of their own (markers in pyproject.toml; tests/conftest.py marks by fixture). The
+# The inner loop: the tests needing no sandbox, no training, no Docker, no browser, no
+# processes of their own and not the full MNIST files (markers in pyproject.toml; tests/conftest.py marks by fixture). The
 # service tests still run on real SQLite and PostgreSQL. Under two minutes on 2 cores.
-UNIT_MARKERS = not sandbox and not slow and not docker and not compose and not browser and not processes
+UNIT_MARKERS = not sandbox and not slow and not docker and not compose and not browser and not processes and not data
 
 test-unit: data sysdeps-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "$(UNIT_MARKERS)" --hypothesis-profile=unit $(PYTEST_ARGS)

@@ -63,7 +63,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 #: Fixtures whose tests get a marker at collection (``pytest_itemcollected``), so that a test
 #: new or old is selected by what it uses: ``sandbox`` (the real bubblewrap sandbox),
 #: ``processes`` (the service's worker processes, Celery, a live HTTP server driven by a CLI,
-#: servers the test stops and starts). ``make test-unit`` leaves both out.
+#: servers the test stops and starts), ``data`` (the full MNIST files of tests/test_mnist_data.py,
+#: read, rebuilt or verified). ``make test-unit`` leaves them out.
 FIXTURE_MARKERS = {
     "sandbox": "sandbox",
     "processes": "processes",
@@ -72,6 +73,8 @@ FIXTURE_MARKERS = {
     "throwaway_postgres": "processes",
     "throwaway_redis": "processes",
     "live_url": "processes",
+    "mnist_npz": "data",
+    "hub_archive": "data",
 }
 
 
