@@ -490,6 +490,50 @@ def test_concurrent_guesses_are_checked_no_more_than_the_limit(app: Flask, sprea
     assert log_in(from_address(app, "10.0.0.1")).status_code == 303
 
 
+def test_guesses_that_all_write_before_any_counts_are_all_refused(
+        app: Flask, monkeypatch: pytest.MonkeyPatch):
+    """The interleaving the test above meets by chance on a loaded machine (under ``make test``
+    it once saw every guess refused, which its list comparison took for a failure): every guess
+    commits its row before any counts. Each then counts the others' rows, over the limit, so all
+    are refused and nothing stays recorded; no password is checked. (A throttle that counted
+    before writing would check all ten: the race the write-first order closes.) Ten guesses: the
+    pool's fifteen connections hold every guess waiting at the barrier."""
+    add_instructor(app)
+    from service.views.dashboard import access
+
+    checked: list[str] = []
+    real_authenticate, real_retry_after = access.authenticate, Throttle.retry_after
+
+    def counting(username: str, password: str):
+        checked.append(password)
+        return real_authenticate(username, password)
+
+    guesses = 10
+    barrier = threading.Barrier(guesses, timeout=60)
+
+    def after_every_write(throttle: Throttle, *args: Any, **kwargs: Any) -> int:
+        barrier.wait()  # every guess's row is committed before any guess counts
+        return real_retry_after(throttle, *args, **kwargs)
+
+    monkeypatch.setattr(access, "authenticate", counting)
+    monkeypatch.setattr(Throttle, "retry_after", after_every_write)
+    statuses: list[int] = []
+
+    def guess(n: int) -> None:
+        statuses.append(log_in(from_address(app, "10.0.0.66"), password=f"guess {n}").status_code)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [429] * guesses and checked == []
+    assert _failures(app) == 0
+    # nothing recorded: the right password from the same address is checked at once
+    monkeypatch.setattr(Throttle, "retry_after", real_retry_after)
+    assert log_in(from_address(app, "10.0.0.66")).status_code == 303
+
+
 def test_guesses_spread_over_many_addresses_leave_each_one_guess(app: Flask):
     """Past LOGIN_ACCOUNT_ATTEMPTS failures on an account from everywhere, an address that
     failed on it waits after one failure instead of five; a clean address still gets in."""
