@@ -31,7 +31,7 @@ os.environ.setdefault("WARM_POOL", "0")
 
 
 #: ``make test-unit``'s hypothesis profile (``--hypothesis-profile=unit``): a fifth of the
-#: default's examples, for the property tests that scale theirs on it (tests/test_final_grade.py);
+#: default's examples, for the property tests that scale theirs on it (tests/service/test_final_grade.py);
 #: ``make test`` runs hypothesis' default.
 settings.register_profile("unit", max_examples=20)
 

@@ -62,7 +62,6 @@ from service.models import (
     Submission,
 )
 from service.states import ItemStatus, RunState, RunStatus
-from tests.service.conftest import database_url, make_app, postgres_admin  # noqa: F401
 
 US = dt.timedelta(microseconds=1)
 HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
@@ -623,7 +622,7 @@ EXAMPLES = settings.default.max_examples * 3 // 2
                                  HealthCheck.data_too_large])
 @given(klass=classes())
 def test_gradebook_equals_the_rules_reimplemented_on_random_classes(
-        make_app: Callable[..., Flask], klass: Klass):  # noqa: F811
+        make_app: Callable[..., Flask], klass: Klass):
     if make_app not in _APPS:
         _APPS.clear()
         _APPS[make_app] = make_app()
@@ -676,7 +675,7 @@ def seed_submission(student_id: str, exercise: str, at: dt.datetime, *scores: fl
 
 
 def test_seeded_class_csvs_equal_the_gradebook_computed_by_hand(
-        make_app: Callable[..., Flask]):  # noqa: F811
+        make_app: Callable[..., Flask]):
     app = make_app(WTF_CSRF_ENABLED=False)
     with app.app_context():
         import_roster(ROSTER)
