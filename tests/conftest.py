@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 import pytest
@@ -93,6 +93,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     and item.nodeid.split("::", 1)[0] not in DOCKER_MODULES})
     if stray:
         raise pytest.UsageError(f"Docker tests outside tests/conftest.py's DOCKER_MODULES: {stray}")
+
+
+# --- TensorFlow ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tensorflow(pytestconfig: pytest.Config) -> Any:
+    """TensorFlow, imported by the first test that asks for it rather than at collection (5 s
+    of every pytest process's start-up, also of those that never use it), and with pytest's
+    capture off: imported under a test's capture, absl's log handler kept that capture's
+    stream, and after a hypothesis test a later test of the same process lost its stderr
+    (``ValueError: I/O operation on closed file`` in every test after it)."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        return pytest.importorskip("tensorflow")
 
 
 # --- servers ----------------------------------------------------------------------------------

@@ -27,17 +27,15 @@ from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.sourcecheck import read_cell
 from tests.hostile_graphs import HONEST, MODELS, measured_path
 
-# TensorFlow is imported by the first test that runs, not at collection (5 s of every pytest
-# process's start-up, also of those that never run this module).
+# TensorFlow is imported by the first test that runs (tests/conftest.py), not at collection.
 tf: Any = None
 v1: Any = None
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _tensorflow() -> None:
+def _tensorflow(tensorflow: Any) -> None:
     global tf, v1
-    tf = pytest.importorskip("tensorflow")
-    v1 = tf.compat.v1
+    tf, v1 = tensorflow, tensorflow.compat.v1
 
 
 def packed(array: np.ndarray) -> dict:

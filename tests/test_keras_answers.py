@@ -40,14 +40,14 @@ import keras_build  # noqa: E402
 import keras_config  # noqa: E402
 from graphs import GraphRefused  # noqa: E402
 
-# Keras (and TensorFlow) is imported by the first test that runs, not at collection (5 s of every
-# pytest process's start-up, also of those that never run this module).
+# Keras (and TensorFlow) is imported by the first test that runs (tests/conftest.py), not at
+# collection.
 keras: Any = None
 L: Any = None
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _keras() -> None:
+def _keras(tensorflow: Any) -> None:
     global keras, L
     keras = pytest.importorskip("keras")
     L = keras.layers
