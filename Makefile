@@ -29,7 +29,7 @@ help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
 	@echo "make test      set up and run every test (includes a full 10-epoch dry-run; TEST_WORKERS=2 processes)"
 	@echo "make test-fast set up and run the tests that do not train the CNN"
-	@echo "make test-unit the fast inner loop (under 2 min): no sandbox, training, Docker, browser or processes"
+	@echo "make test-unit the fast inner loop (under 2 min): no sandbox, training, Docker, browser, processes or full MNIST files"
 	@echo "make dry-run   grade the reference solutions and blank templates"
 	@echo "make image     build the docker backend's runtime image (VARIANT=cpu|gpu, BASE=auto|local|IMAGE)"
 	@echo "make service-image  build the service's image for docker-compose.yml (BASE=auto|local|IMAGE)"
