@@ -29,7 +29,7 @@ help:
 	@echo "make run       set up and start the service on http://127.0.0.1:8000"
 	@echo "make test      set up and run every test (includes a full 10-epoch dry-run; TEST_WORKERS=2 processes)"
 	@echo "make test-fast set up and run the tests that do not train the CNN"
-	@echo "make test-unit the fast inner loop (under 2 min): no sandbox, training, Docker, browser or processes"
+	@echo "make test-unit the fast inner loop (under 2 min): no sandbox, training, Docker, browser, processes or full MNIST files"
 	@echo "make dry-run   grade the reference solutions and blank templates"
 	@echo "make image     build the docker backend's runtime image (VARIANT=cpu|gpu, BASE=auto|local|IMAGE)"
 	@echo "make service-image  build the service's image for docker-compose.yml (BASE=auto|local|IMAGE)"
@@ -83,13 +83,13 @@ test: data sysdeps-test
 test-fast: data sysdeps-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
-# The inner loop: the tests needing no sandbox, no training, no Docker, no browser and no
-# processes of their own (markers in pyproject.toml; tests/conftest.py marks by fixture). The
+# The inner loop: the tests needing no sandbox, no training, no Docker, no browser, no
+# processes of their own and not the full MNIST files (markers in pyproject.toml; tests/conftest.py marks by fixture). The
 # service tests still run on real SQLite and PostgreSQL. Under two minutes on 2 cores.
-UNIT_MARKERS = not sandbox and not slow and not docker and not compose and not browser and not processes
+UNIT_MARKERS = not sandbox and not slow and not docker and not compose and not browser and not processes and not data
 
 test-unit: data sysdeps-test
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "$(UNIT_MARKERS)" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "$(UNIT_MARKERS)" --hypothesis-profile=unit $(PYTEST_ARGS)
 
 # docker-compose.yml alone: its parts, then the stack brought up with tests/compose/override.yml
 # (about a minute once the images are built; part of make test too).

@@ -8,10 +8,11 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 import pytest
+from hypothesis import settings
 
 from grader.config import PROJECT_ROOT, GraderConfig
 from grader.reference import read_expected
@@ -27,6 +28,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # workers; the tests that are about it turn it on (tests/test_warm_pool.py,
 # tests/service/test_service_warm.py), the others keep their workers cold and light.
 os.environ.setdefault("WARM_POOL", "0")
+
+
+#: ``make test-unit``'s hypothesis profile (``--hypothesis-profile=unit``): a fifth of the
+#: default's examples, for the property tests that scale theirs on it (tests/service/test_final_grade.py);
+#: ``make test`` runs hypothesis' default.
+settings.register_profile("unit", max_examples=20)
 
 
 # --- pytest-xdist ------------------------------------------------------------------------------
@@ -56,7 +63,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 #: Fixtures whose tests get a marker at collection (``pytest_itemcollected``), so that a test
 #: new or old is selected by what it uses: ``sandbox`` (the real bubblewrap sandbox),
 #: ``processes`` (the service's worker processes, Celery, a live HTTP server driven by a CLI,
-#: servers the test stops and starts). ``make test-unit`` leaves both out.
+#: servers the test stops and starts), ``data`` (the full MNIST files of tests/test_mnist_data.py,
+#: read, rebuilt or verified). ``make test-unit`` leaves them out.
 FIXTURE_MARKERS = {
     "sandbox": "sandbox",
     "processes": "processes",
@@ -65,6 +73,8 @@ FIXTURE_MARKERS = {
     "throwaway_postgres": "processes",
     "throwaway_redis": "processes",
     "live_url": "processes",
+    "mnist_npz": "data",
+    "hub_archive": "data",
 }
 
 
@@ -83,6 +93,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     and item.nodeid.split("::", 1)[0] not in DOCKER_MODULES})
     if stray:
         raise pytest.UsageError(f"Docker tests outside tests/conftest.py's DOCKER_MODULES: {stray}")
+
+
+# --- TensorFlow ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tensorflow(pytestconfig: pytest.Config) -> Any:
+    """TensorFlow, imported by the first test that asks for it rather than at collection (5 s
+    of every pytest process's start-up, also of those that never use it), and with pytest's
+    capture off: imported under a test's capture, absl's log handler kept that capture's
+    stream, and after a hypothesis test a later test of the same process lost its stderr
+    (``ValueError: I/O operation on closed file`` in every test after it)."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        return pytest.importorskip("tensorflow")
 
 
 # --- servers ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,8 +27,15 @@ from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.sourcecheck import read_cell
 from tests.hostile_graphs import HONEST, MODELS, measured_path
 
-tf = pytest.importorskip("tensorflow")
-v1 = tf.compat.v1
+# TensorFlow is imported by the first test that runs (tests/conftest.py), not at collection.
+tf: Any = None
+v1: Any = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tensorflow(tensorflow: Any) -> None:
+    global tf, v1
+    tf, v1 = tensorflow, tensorflow.compat.v1
 
 
 def packed(array: np.ndarray) -> dict:

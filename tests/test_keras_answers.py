@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import numpy as np
@@ -31,7 +32,6 @@ FIXTURE = Path(__file__).parent / "data" / "keras_exercise"
 CLEANROOM = Path(__file__).resolve().parent.parent / "grader" / "cleanroom"
 KERNEL = Path(__file__).resolve().parent.parent / "grader" / "kernel"
 
-keras = pytest.importorskip("keras")
 for folder in (CLEANROOM, KERNEL):  # the clean room's and the kernel's modules, by bare name
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
@@ -40,7 +40,17 @@ import keras_build  # noqa: E402
 import keras_config  # noqa: E402
 from graphs import GraphRefused  # noqa: E402
 
-L = keras.layers
+# Keras (and TensorFlow) is imported by the first test that runs (tests/conftest.py), not at
+# collection.
+keras: Any = None
+L: Any = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keras(tensorflow: Any) -> None:
+    global keras, L
+    keras = pytest.importorskip("keras")
+    L = keras.layers
 
 
 def export_of(model) -> dict:

@@ -98,6 +98,7 @@ def mnist_arrays(mnist_npz: Path) -> MnistArrays:
 # --- the supply, end to end --------------------------------------------------------------
 
 
+@pytest.mark.data
 def test_ensure_mnist_supplies_a_verified_file(tmp_path: Path) -> None:
     shared = default_data_dir() / NPZ_NAME
     reused = _verifies(shared)

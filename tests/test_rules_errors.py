@@ -1,7 +1,7 @@
 """A refusal of the course's rules (``RulesError``) in Japanese and English, made from the
 catalog files alone: no Flask app, no request (the CLI, the tests and the domain raise it). Its
 English text is what the CLI prints and the tests match; the dashboard shows the Japanese one to
-an instructor reading Japanese (``tests/test_dashboard_course.py``). The catalog machinery is
+an instructor reading Japanese (``tests/service/test_dashboard_course.py``). The catalog machinery is
 ``grader.catalogs.Catalog``, shared with the grader's feedback.
 """
 

@@ -29,6 +29,7 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.processes
 def test_a_throwaway_postgres_keeps_its_data_across_a_restart_and_leaves_nothing():
     with ThrowawayPostgres() as server:
         assert server.port != 5432
@@ -50,6 +51,7 @@ def test_a_throwaway_postgres_keeps_its_data_across_a_restart_and_leaves_nothing
         psycopg.connect(url, connect_timeout=2)
 
 
+@pytest.mark.processes
 def test_a_throwaway_redis_comes_back_empty_after_a_kill_and_leaves_nothing():
     with ThrowawayRedis() as server:
         assert server.port != 6379
@@ -81,6 +83,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.processes
 def test_no_server_outlives_the_process_that_started_it():
     """``kill -9`` of the owner (pytest itself, say): no teardown runs, and yet both servers
     stop rather than linger on their ports."""

@@ -42,6 +42,12 @@ No race
     (:meth:`Throttle.succeeded`). Of any set of attempts allowed through, the last to count saw
     every other one's row, so no more than the allowance are ever checked, on SQLite and on
     PostgreSQL alike (a statement reads what was committed before it began), with no lock held.
+    The price is on the other side: attempts being decided at the same time count each other's
+    rows, so a burst from one pair may be refused sooner than ``limit`` needs (of 40 concurrent
+    guesses between 0 and 5 are checked: 0 when every row is written before any count and
+    every count made before any refused row is deleted, ``tests/service/test_dashboard.py``);
+    the refused ones' rows are deleted, so nothing of the burst is left to wait for but the
+    allowed attempts' failures.
 """
 
 from __future__ import annotations

@@ -57,6 +57,12 @@ def preview_app(tmp_path: Path, **config: object) -> Flask:
     })
     with app.app_context():
         upgrade()
+    return add_plots_preview(app)
+
+
+def add_plots_preview(app: Flask) -> Flask:
+    """``app`` with ``/_test/plots/<exercise_id>``: the partial of the charts in a page of its
+    own (added before the app serves its first request)."""
     plots.init_app(app)
 
     @app.get("/_test/plots/<exercise_id>")

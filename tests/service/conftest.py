@@ -87,9 +87,18 @@ AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path,
+def app_config() -> dict[str, Any]:
+    """Settings every app of a test starts from, over the factory's own: a module overrides
+    this fixture to change its apps' defaults (the dashboard's tests turn CSRF off); a test
+    passes its own to ``make_app``."""
+    return {}
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path, app_config: dict[str, Any],
              request: pytest.FixtureRequest) -> Iterator[AppFactory]:
-    """``make_app(**config)``: the service on this test's database, schema migrated. Every
+    """``make_app(**config)``: the service on this test's database, schema migrated: the one
+    app factory of the service's tests. Every
     app made shares the database and the upload directory (like the service and its workers).
     The first app on the test's database, still empty, finds it a copy of the session's
     migrated one (``tests/migrated.py``); on a database holding something (the test migrated
@@ -110,6 +119,7 @@ def make_app(database_url: str, tmp_path: Path,
             "RATE_LIMIT_WINDOW": 600,
             "DUPLICATE_WINDOW": 120,
             "PASSWORD_HASH_METHOD": TEST_PASSWORD_HASH,
+            **app_config,
             **overrides,
         }
         copied = config["SQLALCHEMY_DATABASE_URI"] == database_url and fill()
@@ -126,6 +136,7 @@ def make_app(database_url: str, tmp_path: Path,
         if workers is not None:
             workers.stop()
         with app.app_context():
+            db.session.remove()
             db.engine.dispose()
 
 

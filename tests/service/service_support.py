@@ -31,7 +31,7 @@ CELERY_APP = "service.queue.celery_worker"
 STUB_CELERY_APP = "tests.service.stub_celery_worker"
 #: The tests' apps hash instructors' passwords with scrypt at 1/32 of werkzeug's cost (N=1024
 #: rather than 32768): its hashes take tens of milliseconds rather than a second on a loaded
-#: machine, and a test logs in several times. ``tests/test_dashboard.py`` checks the default.
+#: machine, and a test logs in several times. ``tests/service/test_dashboard.py`` checks the default.
 TEST_PASSWORD_HASH = "scrypt:1024:8:1"
 
 

@@ -24,7 +24,7 @@ from service.domain.schedules import load_all_rules, load_rules
 from service.extensions import db
 from tests.service.service_support import EXERCISE, bearer, tiny_notebook, upload
 from tests.service.service_support import cli_ok as cli
-from tests.test_dashboard import add_instructor, log_in
+from tests.service.test_dashboard import add_instructor, log_in
 
 #: Closed long ago: an upload now is refused, whatever the real clock says.
 TABLE = """\

@@ -24,15 +24,13 @@ from service.domain.roster import import_roster
 from service.extensions import db
 from service.logs import JsonFormatter, RunIdFilter, run_context
 from service.views.dashboard.pages import PER_PAGE
-from tests.test_dashboard import (  # noqa: F401  (fixtures)
+from tests.service.test_dashboard import (  # noqa: F401  (fixtures)
     EXERCISE,
     AppFactory,
     add_submission,
     app,
-    database_url,
+    app_config,
     graded,
-    make_app,
-    postgres_database,
     staff,
     table_ids,
     text_of,

@@ -8,6 +8,7 @@ import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from service.domain.stats import accuracy_edges, exercise_stats, score_edges, su
 from service.extensions import db
 from service.models import GradingRun, ItemScore, Student, Submission
 from service.views import plots
-from tests.browser.preview import preview_app, seed_class
+from tests.browser.preview import add_plots_preview, seed_class
 from tests.catalogs import messages
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -221,8 +222,15 @@ def test_time_series_without_submissions_shows_the_empty_state():
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return preview_app(tmp_path)
+def database_url(tmp_path: Path) -> str:
+    """The statistics on a SQLite file (``tests/service/conftest.py``'s factory)."""
+    return f"sqlite:///{tmp_path / 'plots.db'}"
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The service with the charts' preview page (``tests/browser/preview.py``)."""
+    return add_plots_preview(make_app())
 
 
 def add_student(student_id: str) -> Student:

@@ -62,7 +62,6 @@ from service.models import (
     Submission,
 )
 from service.states import ItemStatus, RunState, RunStatus
-from tests.service.conftest import database_url, make_app, postgres_admin  # noqa: F401
 
 US = dt.timedelta(microseconds=1)
 HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
@@ -612,12 +611,18 @@ def check_class(klass: Klass) -> None:
 _APPS: dict[object, Flask] = {}
 
 
-@settings(max_examples=150, deadline=None,
+#: Random classes per database: 150 under hypothesis' default profile (``make test``), 30 under
+#: the ``unit`` profile of ``make test-unit`` (``tests/conftest.py``): each builds a class in a
+#: real database.
+EXAMPLES = settings.default.max_examples * 3 // 2
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(klass=classes())
 def test_gradebook_equals_the_rules_reimplemented_on_random_classes(
-        make_app: Callable[..., Flask], klass: Klass):  # noqa: F811
+        make_app: Callable[..., Flask], klass: Klass):
     if make_app not in _APPS:
         _APPS.clear()
         _APPS[make_app] = make_app()
@@ -670,7 +675,7 @@ def seed_submission(student_id: str, exercise: str, at: dt.datetime, *scores: fl
 
 
 def test_seeded_class_csvs_equal_the_gradebook_computed_by_hand(
-        make_app: Callable[..., Flask]):  # noqa: F811
+        make_app: Callable[..., Flask]):
     app = make_app(WTF_CSRF_ENABLED=False)
     with app.app_context():
         import_roster(ROSTER)

@@ -1,4 +1,5 @@
-"""The student pages, through Flask's test client, on a real SQLite file migrated by Alembic.
+"""The student pages, through Flask's test client, on a real SQLite file migrated by Alembic
+(``tests/service/conftest.py``'s app factory).
 
 No grading worker runs here (``create_app`` starts none and ``enqueue`` only wakes workers that
 exist): runs stay queued, or are moved to running/graded/failed by hand with the fields the
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 from sqlalchemy import func, select
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -25,7 +25,6 @@ from werkzeug.http import parse_accept_header
 from grader.config import PROJECT_ROOT
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.spec import Text
-from service import create_app
 from service.blobs import FolderBlobStore
 from service.domain.roster import import_roster
 from service.extensions import db
@@ -33,8 +32,6 @@ from service.models import GradingRun, Student, Submission, utcnow
 from service.views.frame import NOTEBOOK_CSP, safe_next
 from service.views.language import LANGUAGES, choose_language
 from tests.catalogs import messages, placeholders
-from tests.migrated import filler
-from tests.service.service_support import TEST_PASSWORD_HASH
 
 EXERCISE = "chap06_cnn"
 SOLUTION = PROJECT_ROOT / "reference" / EXERCISE / "solution.ipynb"
@@ -44,36 +41,16 @@ AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> AppFactory:
-    """Apps on one SQLite file in ``tmp_path``; keyword arguments override the config. The
-    first finds the file a copy of the session's migrated one (``tests/migrated.py``), the
-    others run the migrations."""
-    database_url = f"sqlite:///{tmp_path / 't.db'}"
-    fill = filler(request, database_url)
-
-    def build(**config: object) -> Flask:
-        copied = config.get("SQLALCHEMY_DATABASE_URI", database_url) == database_url and fill()
-        app = create_app({
-            "TESTING": True,
-            "SECRET_KEY": "test-secret-key",
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "QUEUE": "embedded",
-            "WTF_CSRF_ENABLED": False,
-            "PASSWORD_HASH_METHOD": TEST_PASSWORD_HASH,
-            **config,
-        })
-        if not copied:
-            with app.app_context():
-                upgrade()
-        return app
-
-    return build
+def database_url(tmp_path: Path) -> str:
+    """The student pages on a SQLite file only (the database's behaviour is tested on both
+    SQLite and PostgreSQL by the other modules here)."""
+    return f"sqlite:///{tmp_path / 't.db'}"
 
 
 @pytest.fixture
-def app(make_app: AppFactory) -> Flask:
-    return make_app()
+def app_config() -> dict[str, object]:
+    """The forms are posted without their CSRF token unless a test asks for it."""
+    return {"WTF_CSRF_ENABLED": False}
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The similarity review (issue 20) through Flask's test client, on SQLite and PostgreSQL (the
-fixtures of ``tests/test_dashboard.py``): an exercise's latest finished similarity run with its
+fixtures of ``tests/service/test_dashboard.py``): an exercise's latest finished similarity run with its
 pairs (flagged first), both signals, both students' scores and times; one pair's code side by
 side with the matching parts marked (and a student's hostile code shown as text); decisions
 with their audit trail, which never change a score; the CSV and its guard against formulas;
@@ -48,12 +48,12 @@ from service.models import (
     utcnow,
 )
 from service.states import ReviewDecision, SimilarityState
-from tests import test_dashboard as base
-from tests.test_dashboard import EXERCISE, AppFactory, add_instructor, text_of
+from tests.service import test_dashboard as base
+from tests.service.test_dashboard import EXERCISE, AppFactory, add_instructor, text_of
 
-# The dashboard tests' fixtures: an app on SQLite and on PostgreSQL, a logged-in instructor.
-postgres_database, database_url = base.postgres_database, base.database_url
-make_app, app, staff = base.make_app, base.app, base.staff
+# The dashboard tests' fixtures over tests/service/conftest.py's factory: CSRF off, the class of
+# test_dashboard's roster, a logged-in instructor.
+app_config, app, staff = base.app_config, base.app, base.staff
 
 PAGE = f"/dashboard/{EXERCISE}/similarity"
 #: A student's hostile code: it closes the page's tags and opens a script.

@@ -1,5 +1,5 @@
 """The dashboard's course rules (issue 18) through Flask's test client, on SQLite and
-PostgreSQL (the fixtures of ``tests/test_dashboard.py``): an exercise's schedule, publishing,
+PostgreSQL (the fixtures of ``tests/service/test_dashboard.py``): an exercise's schedule, publishing,
 extensions (one by one, from a CSV, revoked), the class table's gradebook columns, a student's
 dates, figures, adjustments and their audit trail, and the course gradebook. Every form changes
 the database when it should, and nothing when it refuses (400, the message shown); the CSRF
@@ -22,8 +22,8 @@ from service.domain import schedules
 from service.domain.roster import import_roster
 from service.extensions import db
 from service.models import Adjustment, ExtensionGrant, Schedule, utcnow
-from tests import test_dashboard as base
-from tests.test_dashboard import (
+from tests.service import test_dashboard as base
+from tests.service.test_dashboard import (
     EXERCISE,
     ROSTER,
     AppFactory,
@@ -36,9 +36,9 @@ from tests.test_dashboard import (
     text_of,
 )
 
-# The dashboard tests' fixtures: an app on SQLite and on PostgreSQL, a logged-in instructor.
-postgres_database, database_url = base.postgres_database, base.database_url
-make_app, app, staff = base.make_app, base.app, base.staff
+# The dashboard tests' fixtures over tests/service/conftest.py's factory: CSRF off, the class of
+# test_dashboard's roster, a logged-in instructor.
+app_config, app, staff = base.app_config, base.app, base.staff
 
 RULES = f"/dashboard/{EXERCISE}/rules"
 UTC = dt.UTC
