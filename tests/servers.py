@@ -48,6 +48,24 @@ class ServerError(RuntimeError):
     holds the end of its log."""
 
 
+#: Where a throwaway cluster's files go when they may be lost: memory (tmpfs), where ``CREATE
+#: DATABASE ... TEMPLATE``'s checkpoints cost a third of what they cost on disk (0.06 s against
+#: 0.15 s per test database on the 2-core machine), if it has room for a few clusters.
+MEMORY_DIR = Path("/dev/shm")
+MEMORY_DIR_FREE = 2 << 30
+
+
+def memory_dir() -> Path | None:
+    """:data:`MEMORY_DIR` when it is a writable folder with :data:`MEMORY_DIR_FREE` bytes free,
+    else ``None`` (the system's temporary folder is used)."""
+    try:
+        found = os.statvfs(MEMORY_DIR)
+    except OSError:
+        return None
+    room = found.f_bavail * found.f_frsize
+    return MEMORY_DIR if room >= MEMORY_DIR_FREE and os.access(MEMORY_DIR, os.W_OK) else None
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
@@ -138,7 +156,8 @@ class ThrowawayPostgres(_Throwaway):
                               "`make sysdeps-test` installs Debian's postgresql")
         self.bin = initdbs[-1].parent
         self.owner = "postgres" if os.geteuid() == 0 else None
-        self.dir = Path(tempfile.mkdtemp(prefix="grader-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="grader-pg-",
+                                         dir=None if durable else memory_dir()))
         self.data, self.log, self.port = self.dir / "data", self.dir / "postgres.log", free_port()
         self.proc: subprocess.Popen | None = None
         try:
