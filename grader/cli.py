@@ -331,7 +331,7 @@ def cmd_dry_run(args: argparse.Namespace, config: GraderConfig) -> int:
 def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
     from grader.assign import AssignError, make_assignment
     from grader.dryrun import dry_run_exercise
-    from grader.reference_build import ReferenceError, build_reference
+    from grader.reference_build import ReferenceBuildError, build_reference
 
     try:
         assignment = make_assignment(args.source,
@@ -352,7 +352,7 @@ def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
     try:
         path = build_reference(exercise, config, sandbox,
                                on_progress=progress_printer(exercise.id))
-    except ReferenceError as exc:
+    except ReferenceBuildError as exc:
         _stderr(f"grader assign: {exercise.id}: the reference cannot be built: {exc}")
         return EXIT_FAIL
     _stderr(f"wrote {path} in {time.monotonic() - started:.0f}s")
@@ -399,7 +399,7 @@ def _stderr(message: str) -> None:
 
 
 def cmd_build_reference(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.reference_build import ReferenceError, build_reference
+    from grader.reference_build import ReferenceBuildError, build_reference
 
     sandbox = _sandbox(config)
     for exercise_id in _exercise_ids(config, args.exercises):
@@ -409,7 +409,7 @@ def cmd_build_reference(args: argparse.Namespace, config: GraderConfig) -> int:
         try:
             path = build_reference(exercise, config, sandbox,
                                    on_progress=progress_printer(exercise_id))
-        except ReferenceError as exc:
+        except ReferenceBuildError as exc:
             _stderr(f"grader: {exercise_id}: {exc}")
             return EXIT_FAIL
         _stderr(f"wrote {path} in {time.monotonic() - started:.0f}s")
@@ -417,7 +417,7 @@ def cmd_build_reference(args: argparse.Namespace, config: GraderConfig) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.reference_build import ReferenceError, calibrate_accuracy
+    from grader.reference_build import ReferenceBuildError, calibrate_accuracy
 
     exercise = _exercise(config, args.exercise)
 
@@ -432,7 +432,7 @@ def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
     try:
         calibration = calibrate_accuracy(exercise, config, _sandbox(config), args.runs,
                                          on_run=on_run, on_progress=progress_printer("calibrate"))
-    except ReferenceError as exc:
+    except ReferenceBuildError as exc:
         _stderr(f"grader: {exc}")
         return EXIT_FAIL
     ratio = calibration.suggested_error_ratio()
