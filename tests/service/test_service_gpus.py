@@ -241,7 +241,7 @@ def test_a_gpu_worker_grades_a_required_run_on_its_leased_device(gpu_app, grade)
 
     taken = take(app, None, "gpu-worker")
 
-    assert taken.run_id == run_id and taken.result == RunState.GRADED
+    assert taken.run_id == run_id and taken.result is grading.TakeResult.GRADED
     assert taken.device == GPU_A
     (sandbox,) = fake.sandboxes
     assert sandbox.name == "docker" and sandbox.gpu_devices == (GPU_A,)
@@ -268,7 +268,7 @@ def test_a_worker_without_gpus_leaves_required_runs_and_takes_preferred_ones(mak
     fake = grade(app)
     required, preferred = add_runs(app, GpuNeed.REQUIRED, GpuNeed.PREFERRED)
 
-    assert take(app, required, "cpu-worker").result == grading.WAIT_GPU
+    assert take(app, required, "cpu-worker").result is grading.TakeResult.WAIT_GPU
     taken = take(app, None, "cpu-worker")
     assert taken.run_id == preferred and taken.device is None
     assert take(app, None, "cpu-worker") == grading.Taken(None, None)
@@ -288,7 +288,7 @@ def test_while_every_gpu_is_busy_or_dirty_required_runs_wait(gpu_app, grade, mem
     memory.used[GPU_A] = 4000  # what the run left on the device
     assert take(app, None, "me").run_id == first
     assert lease_rows(app)[0]["dirty"]
-    assert take(app, second, "me").result == grading.WAIT_GPU
+    assert take(app, second, "me").result is grading.TakeResult.WAIT_GPU
     memory.used[GPU_A] = 0
     assert take(app, None, "me").run_id == second
     assert [s.gpu_devices for s in fake.sandboxes] == [(GPU_A,), (GPU_A,)]
