@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from grader import RunStatus, grade_notebook
+from grader import GradeReport, RunStatus, grade_notebook
 from service.blobs import BlobMissing, blob_store_session
 from service.domain import fingerprints
 from service.extensions import db
@@ -210,7 +210,7 @@ def _owned_run(host: GradingHost, run_id: int, worker: str) -> Iterator[GradingR
         session.commit()
 
 
-def _store_report(host: GradingHost, run_id: int, worker: str, report: Any,
+def _store_report(host: GradingHost, run_id: int, worker: str, report: GradeReport,
                   render: RenderAhead | None = None) -> TakeResult:
     """Take the executed notebook's rendering (started ahead by ``render``, or made now) within
     the caps, then store the report under the fence. Called with the lease still kept."""
