@@ -17,7 +17,7 @@ free to change. Importing it stays light: the pipeline imports all of this but t
 anyway, and nothing here imports TensorFlow (``python -X importtime -c "import grader"``).
 """
 
-from grader.catalogs import Catalog, compile_catalogs
+from grader.catalogs import LANGUAGES, Catalog, compile_catalogs
 from grader.comparators.accuracy import public_accuracy
 from grader.config import PROJECT_ROOT, GraderConfig
 from grader.data import evaluation_labels
@@ -29,15 +29,17 @@ from grader.notebook import LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
 from grader.pipeline import Progress, grade_notebook
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.sandbox import get_sandbox
-from grader.spec import Exercise, SpecError, Text, list_exercises, load_exercise
+from grader.spec import Exercise, GpuNeed, SpecError, Text, list_exercises, load_exercise
 from grader.warm_pool import PoolSettings, WarmPool
 
 __all__ = [
+    "LANGUAGES",
     "LIMIT_KEYS",
     "N_",
     "PROJECT_ROOT",
     "Catalog",
     "Exercise",
+    "GpuNeed",
     "GradeReport",
     "GraderConfig",
     "ItemResult",

@@ -22,7 +22,7 @@ from grader.pipeline import grade_notebook
 from grader.reference import require_reference
 from grader.render import default_lang, render_text
 from grader.report import RunStatus
-from grader.sandbox.docker_image import Variant
+from grader.sandbox.docker_image import ImageVariant
 from grader.spec import Exercise, SpecError, parse_size
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_SANDBOX = 0, 1, 2, 3
@@ -139,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     for action, text in (("build", "build and tag the image unless it is present"),
                          ("status", "print the image's tag; exit 1 when it is missing")):
         p = image_sub.add_parser(action, help=text)
-        p.add_argument("--variant", choices=[v.value for v in Variant], default="cpu",
+        p.add_argument("--variant", choices=[v.value for v in ImageVariant], default="cpu",
                        help="cpu (no GPU: small) or gpu (tensorflow[and-cuda])")
         if action == "build":
             p.add_argument("--base", default="auto",
@@ -331,7 +331,7 @@ def cmd_dry_run(args: argparse.Namespace, config: GraderConfig) -> int:
 def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
     from grader.assign import AssignError, make_assignment
     from grader.dryrun import dry_run_exercise
-    from grader.reference_build import ReferenceError, build_reference
+    from grader.reference_build import ReferenceBuildError, build_reference
 
     try:
         assignment = make_assignment(args.source,
@@ -352,7 +352,7 @@ def cmd_assign(args: argparse.Namespace, config: GraderConfig) -> int:
     try:
         path = build_reference(exercise, config, sandbox,
                                on_progress=progress_printer(exercise.id))
-    except ReferenceError as exc:
+    except ReferenceBuildError as exc:
         _stderr(f"grader assign: {exercise.id}: the reference cannot be built: {exc}")
         return EXIT_FAIL
     _stderr(f"wrote {path} in {time.monotonic() - started:.0f}s")
@@ -399,7 +399,7 @@ def _stderr(message: str) -> None:
 
 
 def cmd_build_reference(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.reference_build import ReferenceError, build_reference
+    from grader.reference_build import ReferenceBuildError, build_reference
 
     sandbox = _sandbox(config)
     for exercise_id in _exercise_ids(config, args.exercises):
@@ -409,7 +409,7 @@ def cmd_build_reference(args: argparse.Namespace, config: GraderConfig) -> int:
         try:
             path = build_reference(exercise, config, sandbox,
                                    on_progress=progress_printer(exercise_id))
-        except ReferenceError as exc:
+        except ReferenceBuildError as exc:
             _stderr(f"grader: {exercise_id}: {exc}")
             return EXIT_FAIL
         _stderr(f"wrote {path} in {time.monotonic() - started:.0f}s")
@@ -417,7 +417,7 @@ def cmd_build_reference(args: argparse.Namespace, config: GraderConfig) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
-    from grader.reference_build import ReferenceError, calibrate_accuracy
+    from grader.reference_build import ReferenceBuildError, calibrate_accuracy
 
     exercise = _exercise(config, args.exercise)
 
@@ -432,7 +432,7 @@ def cmd_calibrate(args: argparse.Namespace, config: GraderConfig) -> int:
     try:
         calibration = calibrate_accuracy(exercise, config, _sandbox(config), args.runs,
                                          on_run=on_run, on_progress=progress_printer("calibrate"))
-    except ReferenceError as exc:
+    except ReferenceBuildError as exc:
         _stderr(f"grader: {exc}")
         return EXIT_FAIL
     ratio = calibration.suggested_error_ratio()
@@ -502,7 +502,7 @@ def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
         print(f"sandbox {name}{chosen}: " + ("ok" if reason is None else
                                              f"unavailable: {reason} (needs {needs})"))
         problems += bool(chosen) and reason is not None
-    tag = image_tag(Variant.CPU)
+    tag = image_tag(ImageVariant.CPU)
     if reasons.get("docker") and "no Docker daemon answers" in str(reasons["docker"]):
         print(f"image {tag}: unknown (no Docker daemon answers to ask)")
     else:
@@ -526,7 +526,7 @@ def cmd_doctor(args: argparse.Namespace, config: GraderConfig) -> int:
 def cmd_image(args: argparse.Namespace, config: GraderConfig) -> int:
     from grader.sandbox.docker_image import build_image, image_present, image_tag
 
-    variant = Variant(args.variant)
+    variant = ImageVariant(args.variant)
     if args.image_command == "status":
         tag = image_tag(variant)
         present = image_present(tag)

@@ -12,7 +12,6 @@ run from both sandboxes' facts and the runner's record (:func:`grader.outcome.cl
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import nbformat
 
 from grader.deadline import Deadline
+from grader.kernel.events import read_event
 from grader.kernel.plan import ExportStep, RunPlan
 from grader.kit import RUNNER_GRACE, Kit
 from grader.limits import Limits
@@ -178,22 +178,13 @@ def _failed(reason: str) -> SandboxResult:
 
 
 def _parse_event(line: str) -> Progress | None:
-    try:
-        data = json.loads(line)
-    except (json.JSONDecodeError, ValueError):
+    """The runner's progress event on ``line`` (:mod:`grader.kernel.events`) as the host's
+    :class:`Progress`; ``None`` for any line that is not one, which is skipped."""
+    event = read_event(line)
+    if event is None:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
-        return None
-
-    def integer(key: str) -> int | None:
-        value = data.get(key)
-        return value if isinstance(value, int) else None
-
-    item, text = data.get("item"), data.get("text")
-    return Progress(kind=data["event"][:40], cell_index=integer("index"),
-                    position=integer("position"), count=integer("count"),
-                    item=item[:80] if isinstance(item, str) else None,
-                    text=text[:200] if isinstance(text, str) else None)
+    return Progress(kind=event.event, cell_index=event.index, position=event.position,
+                    count=event.count, item=event.item, text=event.text)
 
 
 def _read_executed(path: Path) -> nbformat.NotebookNode | None:

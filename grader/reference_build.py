@@ -37,31 +37,31 @@ from grader.sandbox.base import Sandbox
 from grader.spec import Exercise
 
 
-class ReferenceError(RuntimeError):
+class ReferenceBuildError(RuntimeError):
     """The solution did not run cleanly, so no reference can be made from it."""
 
 
 def _check_clean(run: Execution, exercise: Exercise) -> None:
     if run.outcome.status is not RunStatus.GRADED:
         reason = run.outcome.reason.en if run.outcome.reason else ""
-        raise ReferenceError(f"the solution ended with {run.outcome.status}: {reason}")
+        raise ReferenceBuildError(f"the solution ended with {run.outcome.status}: {reason}")
     assert run.runner is not None
     for item in exercise.items:
         where = run.located.get(item.id)
         if where is None:
-            raise ReferenceError(f"the solution has no cell for item {item.id}")
+            raise ReferenceBuildError(f"the solution has no cell for item {item.id}")
         cell = run.runner.cell(where.index)
         if cell is None or cell.status != "ok":
             detail = f"{cell.ename}: {cell.evalue}" if cell else "not run"
-            raise ReferenceError(f"the solution's cell for {item.id} failed: {detail}")
+            raise ReferenceBuildError(f"the solution's cell for {item.id} failed: {detail}")
         if item.extract.export == "function":
             continue  # no export: measured from the source, judged by the score below
         export = run.exports.get(item.id)
         if not isinstance(export, GraphExport | KerasExport):
-            raise ReferenceError(f"the solution's export for {item.id} is unusable: {export}")
+            raise ReferenceBuildError(f"the solution's export for {item.id} is unusable: {export}")
         measured = run.measured.get(item.id, "student") if run.measured else None
         if measured is None or isinstance(measured, MeasurementFailure):
-            raise ReferenceError(f"the clean room could not measure {item.id} of the "
+            raise ReferenceBuildError(f"the clean room could not measure {item.id} of the "
                                  f"solution: {measured}")
 
 
@@ -91,7 +91,7 @@ def build_reference(
         short = [f"{i.id} {i.score:g}/{i.max_score:g}: " + " / ".join(t.en for t in i.feedback)
                  for i in report.items if i.score < i.max_score]
         if short:
-            raise ReferenceError("the solution does not earn full marks against itself: "
+            raise ReferenceBuildError("the solution does not earn full marks against itself: "
                                  + "; ".join(short))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -218,7 +218,7 @@ def calibrate_accuracy(
         _check_clean(run, exercise)
         report = score_execution(run, exercise, config, started)
         if report.measured_accuracy is None:
-            raise ReferenceError(f"run {offset + 1}: no accuracy was measured")
+            raise ReferenceBuildError(f"run {offset + 1}: no accuracy was measured")
         accuracies.append(report.measured_accuracy)
         scores.append(report.score)
         found = report.item(accuracy_ids[0]).details.get("accuracies") if accuracy_ids else None

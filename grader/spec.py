@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -47,8 +48,24 @@ class Text:
         return self.ja if lang == "ja" else self.en
 
 
-#: ``[runtime] gpu``: what a run of the exercise asks of the GPUs (``docs/gpus.md``).
-GpuNeed = Literal["required", "preferred", "none"]
+
+
+class GpuNeed(StrEnum):
+    """``[runtime] gpu``: what a run of the exercise asks of the GPUs (``docs/gpus.md``). The
+    service copies it onto each run when the run is made (``GradingRun.gpu``)."""
+
+    #: Only a worker holding a free GPU takes it (the Celery ``gpu`` queue).
+    REQUIRED = "required"
+    #: Any worker takes it; one with a free GPU lends it the device.
+    PREFERRED = "preferred"
+    #: Never given a GPU.
+    NONE = "none"
+
+    @property
+    def wants_gpu(self) -> bool:
+        return self is not GpuNeed.NONE
+
+
 #: What the kernel can export (``grader/kernel/exporter.py``), and ``function``: a function
 #: taken from the notebook's source on the host, never from the kernel
 #: (:mod:`grader.function_source`).
@@ -297,7 +314,7 @@ class Runtime(_Table):
     data_order: Literal["per_run", "file"] = "per_run"
     #: Whether a run needs a GPU: ``required`` (only a worker with a free GPU takes it),
     #: ``preferred`` (any worker; a GPU when one is free) or ``none`` (never given one).
-    gpu: GpuNeed = "none"
+    gpu: Annotated[GpuNeed, Field(strict=False)] = GpuNeed.NONE
 
 
 class _Head(_Table):

@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"gpu-check: devices here: {', '.join(devices)}")
 
-    from grader.sandbox.docker_image import Variant, build_image
+    from grader.sandbox.docker_image import ImageVariant, build_image
 
-    built = build_image(Variant.GPU, args.base)
+    built = build_image(ImageVariant.GPU, args.base)
     if built.error:
         print(f"gpu-check: the gpu image could not be built: {built.error}")
         return 2

@@ -20,14 +20,14 @@ import sys
 import time
 
 from grader.config import PROJECT_ROOT
-from grader.sandbox.docker_image import BuildOutcome, Log, buildkit_build
+from grader.sandbox.docker_image import BuildLog, BuildOutcome, buildkit_build
 
 SERVICE_IMAGE = "notebook-grader-service:latest"
 DOCKERFILE = PROJECT_ROOT / "docker" / "service.Dockerfile"
 
 
 def build_service_image(base: str = "auto", tag: str = SERVICE_IMAGE,
-                        log: Log = print) -> BuildOutcome:
+                        log: BuildLog = print) -> BuildOutcome:
     """Build ``tag`` from the checkout; ``error`` says why not (errors as data)."""
     return buildkit_build(tag, PROJECT_ROOT, base, log, time.monotonic(),
                           ["--file", str(DOCKERFILE)])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from grader import ItemStatus, RunStatus
+from grader import GpuNeed, ItemStatus, RunStatus
 
 __all__ = ["FINISHED", "LIVE", "GpuNeed", "ItemStatus", "ReviewDecision", "RunState",
            "RunStatus", "SimilarityState", "WorkerKind"]
@@ -71,22 +71,6 @@ class ScoreState(StrEnum):
     SENT = "sent"
     #: Given up, with the reason: a refusal that cannot pass, or seven days of failures.
     FAILED = "failed"
-
-
-class GpuNeed(StrEnum):
-    """What a run asks of the GPUs (``GradingRun.gpu``), copied from its exercise's
-    ``[runtime] gpu`` when the run is made (the values of ``grader.spec.GpuNeed``)."""
-
-    #: Only a worker holding a free GPU takes it (the Celery ``gpu`` queue).
-    REQUIRED = "required"
-    #: Any worker takes it; one with a free GPU lends it the device.
-    PREFERRED = "preferred"
-    #: Never given a GPU.
-    NONE = "none"
-
-    @property
-    def wants_gpu(self) -> bool:
-        return self is not GpuNeed.NONE
 
 
 class SimilarityState(StrEnum):

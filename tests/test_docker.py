@@ -25,7 +25,7 @@ from grader.sandbox import Mount, SandboxRequest, SandboxUser
 from grader.sandbox.docker_image import (
     DOCKER_DIR,
     IMAGE_PYTHON,
-    Variant,
+    ImageVariant,
     image_inputs,
     image_tag,
     pip_config_text,
@@ -40,14 +40,14 @@ SHORT = Limits(notebook_timeout=60.0, memory_bytes=512 * MiB, max_processes=64,
 # --- without a daemon ------------------------------------------------------------------------
 
 def test_the_image_holds_only_the_dockerfile_the_pins_and_the_in_sandbox_code():
-    names = set(image_inputs(Variant.CPU))
+    names = set(image_inputs(ImageVariant.CPU))
     assert {"Dockerfile", "requirements.txt", "requirements-cpu.txt",
             "kernel/runner.py", "kernel/exporter.py", "cleanroom/main.py"} <= names
     assert {n.split("/")[0] for n in names} <= {
         "Dockerfile", "requirements.txt", "requirements-cpu.txt", "kernel", "cleanroom"}
     assert not any("reference" in n or "service" in n or n.endswith(".json") for n in names)
-    assert image_tag(Variant.CPU) != image_tag(Variant.GPU)
-    assert image_tag(Variant.CPU).startswith("notebook-grader-runtime:cpu-")
+    assert image_tag(ImageVariant.CPU) != image_tag(ImageVariant.GPU)
+    assert image_tag(ImageVariant.CPU).startswith("notebook-grader-runtime:cpu-")
 
 
 def test_the_image_pins_are_the_versions_the_grader_runs():
@@ -315,7 +315,7 @@ def test_doctor_says_which_backends_work_and_the_image(docker_sandbox):
     lines = done.stdout.splitlines()
     assert "sandbox docker (selected): ok" in lines
     assert any(line.startswith("sandbox bwrap: ") for line in lines)
-    assert f"image {image_tag(Variant.CPU)}: present" in lines
+    assert f"image {image_tag(ImageVariant.CPU)}: present" in lines
 
 
 def test_doctor_says_why_docker_cannot_run_without_a_daemon():
@@ -331,7 +331,7 @@ def test_doctor_says_why_docker_cannot_run_without_a_daemon():
     lines = done.stdout.splitlines()
     assert any(line.startswith("sandbox docker: unavailable: no Docker daemon answers")
                for line in lines), lines
-    assert f"image {image_tag(Variant.CPU)}: unknown (no Docker daemon answers to ask)" in lines
+    assert f"image {image_tag(ImageVariant.CPU)}: unknown (no Docker daemon answers to ask)" in lines
 
 
 WARM_HOLDER = """

@@ -342,7 +342,7 @@ def test_build_reference_records_the_cases_and_refuses_a_wrong_solution(
         tmp_path: Path, psolution, sandbox):
     from grader.config import GraderConfig
     from grader.reference import expected_path
-    from grader.reference_build import ReferenceError, build_reference
+    from grader.reference_build import ReferenceBuildError, build_reference
 
     shutil.copytree(ROOT, tmp_path, dirs_exist_ok=True)
     config = GraderConfig.from_env({**os.environ,
@@ -355,5 +355,5 @@ def test_build_reference_records_the_cases_and_refuses_a_wrong_solution(
     assert [c["name"] for c in expected["cases"]][:2] == ["batch of one", "random 1"]
     wrong = notebook(psolution, replace={ITEM: answer("return dout @ w.T, x.T @ dout")})
     nbformat.write(wrong, tmp_path / "reference" / "numpy_parts" / "solution.ipynb")
-    with pytest.raises(ReferenceError, match=r"returned 2 values, not the 3 of returns"):
+    with pytest.raises(ReferenceBuildError, match=r"returned 2 values, not the 3 of returns"):
         build_reference(exercise, config, sandbox)

@@ -142,10 +142,10 @@ def _spec(sandbox, user: SandboxUser) -> dict:
 
 def test_the_kernel_gets_exactly_the_leased_device_and_nothing_more():
     from grader.sandbox.docker import DockerSandbox
-    from grader.sandbox.docker_image import Variant
+    from grader.sandbox.docker_image import ImageVariant
 
     sandbox = DockerSandbox(gpu_devices=(MIG_1,))
-    assert sandbox.variant is Variant.GPU  # tensorflow-cpu would not see the device
+    assert sandbox.variant is ImageVariant.GPU  # tensorflow-cpu would not see the device
     spec = _spec(sandbox, SandboxUser.STUDENT)
     host = spec["host_config"]
     assert host["DeviceRequests"] == [{"Driver": "", "Count": 0, "DeviceIDs": [MIG_1],

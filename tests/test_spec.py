@@ -110,3 +110,20 @@ def test_list_exercises(config, tmp_path):
     (tmp_path / "a_ex/exercise.toml").write_text("")
     (tmp_path / "notes").mkdir()  # a folder without a spec is no exercise
     assert list_exercises(tmp_path) == ["a_ex", "b_ex"]
+
+
+def test_runtime_gpu_is_read_into_its_enum_and_a_typo_is_refused(tmp_path, config):
+    from grader.spec import GpuNeed
+
+    assert load_exercise(config.exercises_root / "chap06_cnn").runtime.gpu is GpuNeed.NONE
+    folder = _copy(tmp_path, config, lambda s: s.replace("[runtime]\n",
+                                                          '[runtime]\ngpu = "required"\n'))
+    assert load_exercise(folder).runtime.gpu is GpuNeed.REQUIRED
+    folder = _copy(tmp_path / "b", config, lambda s: s.replace("[runtime]\n",
+                                                                '[runtime]\ngpu = "requird"\n'))
+    with pytest.raises(SpecError, match=r"runtime\.gpu"):
+        load_exercise(folder)
+    folder = _copy(tmp_path / "c", config, lambda s: s.replace("[runtime]\n",
+                                                                "[runtime]\ngpu = 1\n"))
+    with pytest.raises(SpecError, match=r"runtime\.gpu"):
+        load_exercise(folder)

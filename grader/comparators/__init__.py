@@ -21,7 +21,7 @@ from grader.comparators.base import (
     Judgement,
     Prepare,
     Prepared,
-    RunFacts,
+    PrepareInput,
     as_array,
     register,
     shape_text,
@@ -40,8 +40,8 @@ __all__ = [
     "CompareInput",
     "Judgement",
     "Prepare",
+    "PrepareInput",
     "Prepared",
-    "RunFacts",
     "as_array",
     "get_comparator",
     "prepare_inputs",
@@ -68,6 +68,6 @@ def prepare_inputs(exercise: Exercise, config: GraderConfig,
             prepared[item.id] = Prepared()
             continue
         where = located.get(item.id)
-        prepared[item.id] = prepare(RunFacts(exercise, item, config, executed,
+        prepared[item.id] = prepare(PrepareInput(exercise, item, config, executed,
                                              where.index if where else None))
     return prepared

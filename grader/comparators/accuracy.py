@@ -12,7 +12,7 @@ import re
 import nbformat
 import numpy as np
 
-from grader.comparators.base import CompareInput, Judgement, Prepared, RunFacts, register
+from grader.comparators.base import CompareInput, Judgement, Prepared, PrepareInput, register
 from grader.comparators.datapath import data_path_problems
 from grader.comparators.graphs import graph_checks
 from grader.comparators.keras_models import keras_checks
@@ -140,7 +140,7 @@ def _printed_accuracy(cell: nbformat.NotebookNode, pattern: str) -> float | None
     return value / 100 if 1 < value <= 100 else value
 
 
-def prepare_accuracy(run: RunFacts) -> Prepared:
+def prepare_accuracy(run: PrepareInput) -> Prepared:
     """The labels (by image set) and, when the exercise has an ``[accuracy]`` table, the
     accuracy printed in the item's cell, or in any cell when that cell is missing; and what to
     say when no trained model is measured (:func:`unjudged_feedback`)."""
@@ -158,7 +158,7 @@ def prepare_accuracy(run: RunFacts) -> Prepared:
                     unjudged=unjudged_feedback(run, claimed, where))
 
 
-def unjudged_feedback(run: RunFacts, claimed: float | None, where: int | None
+def unjudged_feedback(run: PrepareInput, claimed: float | None, where: int | None
                       ) -> tuple[Text, ...]:
     """What the feedback says when no trained model could be measured: that the training cell
     is not there (when it is not), and the figure the notebook printed, with its cell."""

@@ -43,7 +43,7 @@ class Prepared:
 
 
 @dataclass(frozen=True)
-class RunFacts:
+class PrepareInput:
     """What a ``prepare`` hook may read of the run: the host's own configuration and the
     executed notebook (outputs capped), with the index of the item's cell in it."""
 
@@ -72,7 +72,7 @@ class CompareInput:
 
 Comparator = Callable[[CompareInput], Judgement]
 #: Builds a comparator's host-side inputs from the run; kinds without one get ``Prepared()``.
-Prepare = Callable[[RunFacts], Prepared]
+Prepare = Callable[[PrepareInput], Prepared]
 COMPARATORS: dict[str, Comparator] = {}
 PREPARERS: dict[str, Prepare] = {}
 

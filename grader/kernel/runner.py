@@ -16,8 +16,9 @@ What it records is the runner's own observation (which cells ran, how long, what
 whether they raised) and, per graded item, the export the kernel answered with: untrusted data
 the host validates and the clean room measures. Paths in the plan are relative to the working
 directory. ``out/result.json`` is rewritten after every cell, so a run stopped from outside
-still leaves what it reached. Progress goes to stdout as one JSON object per line:
-``{"event": "cell", "index": 3, ...}``.
+still leaves what it reached. Progress goes to stdout as one JSON object per line,
+``{"event": "cell", "index": 3, ...}``, a ``ProgressEvent`` (``events.py``, beside this file,
+which the host reads each line back with).
 
 The kernel's liveness: the host writes ``out/control/kernel-exited`` when the kernel's sandbox
 ends; nbclient asks :meth:`ExternalKernelClient.is_alive` whenever a reply is late.
@@ -34,6 +35,7 @@ from typing import Any
 
 import nbformat
 from channel import MAX_MESSAGE_BYTES, RECEIVE_HWM, GuardedChannel, GuardedShellChannel
+from events import MAX_TEXT_CHARS, EventKind, ProgressEvent, event_line
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
@@ -55,10 +57,17 @@ class KernelGone(RuntimeError):
     """The kernel's sandbox ended while the runner waited for a notebook."""
 
 
-def emit(event: str, **fields: Any) -> None:
-    """One progress event on stdout, read line by line by the host."""
-    sys.stdout.write(json.dumps({"event": event, "t": round(time.time(), 3), **fields}) + "\n")
+def emit(event: EventKind, **fields: Any) -> None:
+    """One progress event on stdout, read line by line by the host (``events.read_event``)."""
+    line = event_line(ProgressEvent(event=event, t=round(time.time(), 3), **fields))
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def printable(text: str) -> str:
+    """``text`` with NUL characters and lone surrogates (a kernel's JSON may hold ``\\ud800``)
+    replaced, so that it can be written as JSON and stored."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 class HiddenCellError(RuntimeError):
@@ -159,7 +168,7 @@ class CappedClient(NotebookClient):
         lines = [line for line in text[-PROGRESS_TAIL:].splitlines() if line.strip()]
         if lines:
             self._last_emit = now
-            emit("output", index=cell_index, text=lines[-1][:200].replace("\x00", "\ufffd"))
+            emit("output", index=cell_index, text=printable(lines[-1][:MAX_TEXT_CHARS]))
 
     def _room(self, cell_index: int) -> int:
         return min(self.cell_output_bytes - self._cell_bytes.get(cell_index, 0),

@@ -46,7 +46,7 @@ from grader.sandbox.base import (
     SandboxUser,
 )
 from grader.sandbox.cpus import format_cpus
-from grader.sandbox.docker_image import IMAGE_PYTHON, Variant, baked_mounts, image_tag
+from grader.sandbox.docker_image import IMAGE_PYTHON, ImageVariant, baked_mounts, image_tag
 from grader.sandbox.docker_reaper import (
     OWNER_LABEL,
     RUN_LABEL,
@@ -78,7 +78,7 @@ class DockerSandbox:
     #: The runtime image; ``None``: this checkout's tag for ``variant``.
     image: str | None = None
     #: Which image variant to use when ``image`` is ``None``.
-    variant: Variant = Variant.CPU
+    variant: ImageVariant = ImageVariant.CPU
     #: The daemon's address; ``None``: ``DOCKER_HOST`` or the default socket.
     base_url: str | None = None
     #: Host ids of the student's code and of the grader's (must differ, as with bubblewrap).
@@ -114,7 +114,7 @@ class DockerSandbox:
                              "the student's code must not run as the grader's user")
         self.gpu_devices = tuple(check_device_id(uuid) for uuid in self.gpu_devices)
         if self.gpu_devices and self.image is None:
-            self.variant = Variant.GPU
+            self.variant = ImageVariant.GPU
 
     @property
     def image_name(self) -> str:

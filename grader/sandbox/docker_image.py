@@ -50,10 +50,10 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 #: Seconds to try pulling :data:`REGISTRY_BASE` before making the local base instead.
 PULL_TIMEOUT = 60
 
-Log = Callable[[str], None]
+BuildLog = Callable[[str], None]
 
 
-class Variant(StrEnum):
+class ImageVariant(StrEnum):
     """Which TensorFlow goes in: ``cpu`` for machines without a GPU (CI), ``gpu`` with CUDA."""
 
     CPU = "cpu"
@@ -77,7 +77,7 @@ def baked_mounts() -> dict[str, Path]:
     return {CODE_TARGETS[name]: path for name, path in CODE_DIRS.items()}
 
 
-def image_inputs(variant: Variant) -> dict[str, bytes]:
+def image_inputs(variant: ImageVariant) -> dict[str, bytes]:
     """Every file of the build context, by its path in the context."""
     inputs = {name: (DOCKER_DIR / name).read_bytes()
               for name in ("Dockerfile", "requirements.txt", f"requirements-{variant}.txt")}
@@ -87,7 +87,7 @@ def image_inputs(variant: Variant) -> dict[str, bytes]:
     return inputs
 
 
-def inputs_hash(variant: Variant) -> str:
+def inputs_hash(variant: ImageVariant) -> str:
     """SHA-256 over the variant and every input file (name, size, bytes)."""
     digest = hashlib.sha256(f"variant={variant}\n".encode())
     for name, data in sorted(image_inputs(variant).items()):
@@ -96,7 +96,7 @@ def inputs_hash(variant: Variant) -> str:
     return digest.hexdigest()
 
 
-def image_tag(variant: Variant = Variant.CPU) -> str:
+def image_tag(variant: ImageVariant = ImageVariant.CPU) -> str:
     """The tag of the image built from this checkout's inputs."""
     return f"{IMAGE_REPOSITORY}:{variant}-{inputs_hash(variant)[:16]}"
 
@@ -112,11 +112,11 @@ def image_present(tag: str) -> bool:
 
 
 def build_image(
-    variant: Variant = Variant.CPU,
+    variant: ImageVariant = ImageVariant.CPU,
     base: str = "auto",
     *,
     force: bool = False,
-    log: Log = print,
+    log: BuildLog = print,
 ) -> BuildOutcome:
     """Build and tag the runtime image unless the daemon already holds this tag.
 
@@ -137,7 +137,7 @@ def build_image(
                                "--build-arg", f"VARIANT={variant}"])
 
 
-def buildkit_build(tag: str, context: Path, base: str, log: Log, started: float,
+def buildkit_build(tag: str, context: Path, base: str, log: BuildLog, started: float,
                    options: list[str]) -> BuildOutcome:
     """``docker build`` of ``context`` with BuildKit, on the base :func:`resolve_base` picks
     (``--build-arg BASE``), with this machine's pip settings and CA bundle as the secrets
@@ -172,7 +172,7 @@ class BaseImageError(Exception):
     """No base image could be found, pulled or made."""
 
 
-def resolve_base(base: str, log: Log) -> str:
+def resolve_base(base: str, log: BuildLog) -> str:
     """The base image to build on: ``base`` itself when it names one, else as
     :func:`build_image` says (the service's image, scripts/service_image.py, uses it too)."""
     if base not in ("auto", "local"):
@@ -196,7 +196,7 @@ def resolve_base(base: str, log: Log) -> str:
     return LOCAL_BASE
 
 
-def build_base(log: Log = print, mirror: str = DEBIAN_MIRROR) -> str | None:
+def build_base(log: BuildLog = print, mirror: str = DEBIAN_MIRROR) -> str | None:
     """Make :data:`LOCAL_BASE`: Debian bookworm minbase with Python (debootstrap, about a
     minute), imported into the daemon. ``None`` on success, else the reason."""
     if os.geteuid() != 0:

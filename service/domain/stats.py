@@ -47,7 +47,7 @@ class ItemStats(TypedDict):
     rate: float | None
 
 
-class Counts(TypedDict):
+class ExerciseCounts(TypedDict):
     #: Students with at least one submission of the exercise.
     students: int
     #: ... of whom have at least one graded run (they have a best run).
@@ -71,7 +71,7 @@ class ExerciseStats(TypedDict):
     exercise: str
     title: dict[str, str]
     max_score: float
-    counts: Counts
+    counts: ExerciseCounts
     #: Best score of each graded student.
     scores: list[float]
     score_edges: list[float]
@@ -112,7 +112,7 @@ def exercise_stats(exercise_id: str, deadline: dt.datetime | None = None,
         exercise=exercise_id,
         title={"ja": exercise.title.ja, "en": exercise.title.en},
         max_score=exercise.max_score,
-        counts=Counts(students=len(students), graded=len(best), failed=len(failed),
+        counts=ExerciseCounts(students=len(students), graded=len(best), failed=len(failed),
                       pending=len(students) - len(best) - len(failed),
                       submissions=sum(row.attempts for row in rows)),
         scores=scores,

@@ -322,7 +322,7 @@ def gpu_need(exercise_id: str) -> GpuNeed:
     """The exercise's ``[runtime] gpu`` (``none`` for an exercise no longer there: its runs
     fail when graded, whoever takes them)."""
     try:
-        return GpuNeed(current_app.config["GRADER"].exercise(exercise_id).runtime.gpu)
+        return current_app.config["GRADER"].exercise(exercise_id).runtime.gpu
     except SpecError:
         return GpuNeed.NONE
 

@@ -74,7 +74,7 @@ TOKEN_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
-class Attempt:
+class LoginAttempt:
     """An attempt let through (``wait == 0``, its row ``row_id`` holds it as a failure until it
     succeeds) or refused (``wait`` seconds to wait, nothing recorded)."""
 
@@ -124,7 +124,7 @@ class Throttle:
     # --- the three steps of a login -----------------------------------------------------------
 
     def attempt(self, session: DbSession, account: str, ip: str,
-                now: dt.datetime | None = None) -> Attempt:
+                now: dt.datetime | None = None) -> LoginAttempt:
         """Record an attempt as a failure, then decide whether it may be checked (see the
         module's docstring: writing before counting is what makes concurrent attempts safe)."""
         now = now or utcnow()
@@ -139,11 +139,11 @@ class Throttle:
         if wait:
             session.execute(delete(LoginFailure).where(LoginFailure.id == row_id))
             session.commit()
-            return Attempt(account, ip, wait)
-        return Attempt(account, ip, 0, row_id)
+            return LoginAttempt(account, ip, wait)
+        return LoginAttempt(account, ip, 0, row_id)
 
     @staticmethod
-    def succeeded(session: DbSession, attempt: Attempt) -> None:
+    def succeeded(session: DbSession, attempt: LoginAttempt) -> None:
         """The secret was right: forget the pair's failures (this attempt's row among them).
         Other addresses' failures on the account stay: they were someone else."""
         session.execute(delete(LoginFailure).where(LoginFailure.username == attempt.account,

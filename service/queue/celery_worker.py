@@ -36,7 +36,7 @@ from flask import Flask
 from service.lti import passback
 from service.models import utcnow
 from service.queue.celery_app import GPU_QUEUE, GRADE_TASK, SIMILARITY_TASK, celery_app
-from service.queue.grading import WAIT_GPU, take
+from service.queue.grading import TakeResult, take
 from service.queue.heartbeats import Heartbeat
 from service.queue.host import GradingHost
 from service.queue.lti_sender import PassbackSender
@@ -115,7 +115,7 @@ def grade(self: Task, run_id: int) -> str:
         finally:
             heartbeat.working(node, None)
     if taken.run_id is None:
-        if taken.result == WAIT_GPU:  # every GPU busy here, or none: ask again on the gpu queue
+        if taken.result is TakeResult.WAIT_GPU:  # every GPU busy here, or none: ask the gpu queue
             raise self.retry(countdown=GPU_WAIT_SECONDS, queue=GPU_QUEUE)
         if taken.leased_until is not None:  # maybe a dead worker: ask again after its lease
             wait = max(1.0, (taken.leased_until - utcnow()).total_seconds() + 1)

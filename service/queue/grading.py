@@ -27,9 +27,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from grader import RunStatus, grade_notebook
+from grader import GradeReport, RunStatus, grade_notebook
 from service.blobs import BlobMissing, blob_store_session
 from service.domain import fingerprints
 from service.extensions import db
@@ -46,13 +47,27 @@ from service.states import GpuNeed, RunState
 
 log = logging.getLogger(__name__)
 
-#: What :func:`grade_run` says when the run was taken over and its result dropped.
-LOST = "lost"
-#: ... and when there is no such run.
-MISSING = "missing"
-#: ... and when the run needs a GPU and this worker has none free (a Celery message asks again
-#: on the ``gpu`` queue).
-WAIT_GPU = "waiting for a GPU"
+class TakeResult(StrEnum):
+    """What :func:`take` says of the run it was asked for or claimed: its state when the worker
+    let it go (a :class:`~service.states.RunState`'s value), or why this worker did not grade
+    it. The values are the strings the logs, ``/metrics`` (``WORKER_RESULTS``) and the Celery
+    task's result have always shown."""
+
+    QUEUED = RunState.QUEUED.value
+    RUNNING = RunState.RUNNING.value
+    GRADED = RunState.GRADED.value
+    FAILED = RunState.FAILED.value
+    #: The run was taken over (its lease ran out) and this worker's result dropped.
+    LOST = "lost"
+    #: There is no such run.
+    MISSING = "missing"
+    #: The run needs a GPU and this worker has none free (a Celery message asks again on the
+    #: ``gpu`` queue).
+    WAIT_GPU = "waiting for a GPU"
+
+    @classmethod
+    def of(cls, state: RunState) -> TakeResult:
+        return cls(state.value)
 
 
 @dataclass(frozen=True)
@@ -62,9 +77,9 @@ class Taken:
     #: The run this worker claimed and graded; ``None`` when it claimed nothing.
     run_id: int | None
     #: Claimed: the run's state when the worker let it go (``graded``, ``failed``, ``queued`` to
-    #: be retried), or ``lost``. Not claimed: the asked-for run's state, ``missing``, or ``None``
-    #: when no run was queued.
-    result: str | None
+    #: be retried), or ``lost``. Not claimed: the asked-for run's state, ``missing``,
+    #: ``waiting for a GPU``, or ``None`` when no run was asked for and none was queued.
+    result: TakeResult | None
     #: Not claimed because another worker holds the run's lease until then (it may have died:
     #: a Celery message asks again after that).
     leased_until: dt.datetime | None = None
@@ -115,7 +130,7 @@ def take(host: GradingHost, run_id: int | None, worker: str,
         started = time.monotonic()
         result = grade_run(host, claimed, worker, device)
         run_taken(result, time.monotonic() - started)
-        if result in (RunState.GRADED, RunState.FAILED):  # committed: the LMS may hear of it
+        if result in (TakeResult.GRADED, TakeResult.FAILED):  # committed: the LMS may hear of it
             queue_after_run(host.app, claimed)
     return Taken(claimed, result, device=device)
 
@@ -125,28 +140,29 @@ def _not_taken(run_id: int | None, run: GradingRun | None) -> Taken:
     if run_id is None:
         return Taken(None, None)
     if run is None:
-        return Taken(None, MISSING)
+        return Taken(None, TakeResult.MISSING)
     if run.state == RunState.QUEUED and run.gpu is GpuNeed.REQUIRED:
-        return Taken(None, WAIT_GPU)
+        return Taken(None, TakeResult.WAIT_GPU)
     leased = run.lease_expires_at if run.state == RunState.RUNNING else None
-    return Taken(None, run.state, leased)
+    return Taken(None, TakeResult.of(run.state), leased)
 
 
-def grade_run(host: GradingHost, run_id: int, worker: str, device: str | None = None) -> str:
+def grade_run(host: GradingHost, run_id: int, worker: str,
+              device: str | None = None) -> TakeResult:
     """Grade a run ``worker`` has claimed, on GPU ``device`` when one is lent (given back when
-    the run is done, whatever happens): the run's state when done, :data:`LOST` or
-    :data:`MISSING`. A grader that raises fails the run with the reason; a sandbox error (a
-    busy machine, maybe) queues it again, up to ``MAX_ATTEMPTS`` claims."""
+    the run is done, whatever happens): the run's state when done, ``LOST`` or ``MISSING``. A
+    grader that raises fails the run with the reason; a sandbox error (a busy machine, maybe)
+    queues it again, up to ``MAX_ATTEMPTS`` claims."""
     with host.seat(worker, device) as seat:
         return _grade_seated(host, seat, run_id)
 
 
-def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> str:
+def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> TakeResult:
     app, worker, device = host.app, seat.worker, seat.device
     with host.session() as session:
         run = session.get(GradingRun, run_id)
         if run is None:
-            return MISSING
+            return TakeResult.MISSING
         submission = run.submission
         exercise_id, sha = submission.exercise, submission.notebook_sha256
     try:
@@ -174,7 +190,7 @@ def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> str:
             return _finish_failed(host, run_id, worker, f"{type(exc).__name__}: {exc}")
         if lease.lost.is_set():
             log.warning("run %s: lease lost while grading; result dropped", run_id)
-            return LOST
+            return TakeResult.LOST
         if report.status is RunStatus.SANDBOX_ERROR:
             reason = report.reason.en if report.reason else "sandbox error"
             return _requeue_or_fail(host, run_id, worker, reason)
@@ -194,8 +210,8 @@ def _owned_run(host: GradingHost, run_id: int, worker: str) -> Iterator[GradingR
         session.commit()
 
 
-def _store_report(host: GradingHost, run_id: int, worker: str, report: Any,
-                  render: RenderAhead | None = None) -> str:
+def _store_report(host: GradingHost, run_id: int, worker: str, report: GradeReport,
+                  render: RenderAhead | None = None) -> TakeResult:
     """Take the executed notebook's rendering (started ahead by ``render``, or made now) within
     the caps, then store the report under the fence. Called with the lease still kept."""
     app, caps = host.app, host.settings.render
@@ -218,7 +234,7 @@ def _store_report(host: GradingHost, run_id: int, worker: str, report: Any,
                        "max_bytes": caps.max_bytes, "seconds": caps.seconds}
     with _owned_run(host, run_id, worker) as run:
         if run is None:
-            return LOST
+            return TakeResult.LOST
         payload = storable(report.to_dict())
         if omitted is not None:
             payload["executed_html_omitted"] = omitted
@@ -246,7 +262,7 @@ def _store_report(host: GradingHost, run_id: int, worker: str, report: Any,
         # what the clean room measured of the trained model, for similarity runs only
         if report.fingerprint is not None:
             fingerprints.store(db.session, run_id, report.fingerprint)
-        return run.state
+        return TakeResult.of(run.state)
 
 
 def storable(value: Any) -> Any:
@@ -268,24 +284,24 @@ def storable(value: Any) -> Any:
     return value
 
 
-def _finish_failed(host: GradingHost, run_id: int, worker: str, reason: str) -> str:
+def _finish_failed(host: GradingHost, run_id: int, worker: str, reason: str) -> TakeResult:
     with _owned_run(host, run_id, worker) as run:
         if run is None:
-            return LOST
+            return TakeResult.LOST
         run.state, run.finished_at = RunState.FAILED, utcnow()
         run.reason = storable(reason[:4000])
         run.lease_expires_at = None
-        return run.state
+        return TakeResult.of(run.state)
 
 
-def _requeue_or_fail(host: GradingHost, run_id: int, worker: str, reason: str) -> str:
+def _requeue_or_fail(host: GradingHost, run_id: int, worker: str, reason: str) -> TakeResult:
     """A sandbox error may pass (a busy machine): retry, up to MAX_ATTEMPTS runs in all. One
     that repeats the previous attempt's reason word for word (the same failure in the same
     cell: ``grader/outcome.py``) will not pass: the run fails at once."""
     reason = storable(reason)
     with _owned_run(host, run_id, worker) as run:
         if run is None:
-            return LOST
+            return TakeResult.LOST
         if run.attempts >= host.settings.max_attempts or (
                 run.attempts > 1 and run.reason == reason):
             run.state, run.finished_at = RunState.FAILED, utcnow()
@@ -293,4 +309,4 @@ def _requeue_or_fail(host: GradingHost, run_id: int, worker: str, reason: str) -
         else:
             run.state, run.worker, run.reason = RunState.QUEUED, None, reason
         run.lease_expires_at = None
-        return run.state
+        return TakeResult.of(run.state)

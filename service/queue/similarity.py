@@ -34,7 +34,7 @@ from service.blobs import blob_store
 from service.domain import similarity_check
 from service.extensions import DbSession, db, rowcount, sessions_of
 from service.models import SimilarityRun, utcnow
-from service.queue.grading import LOST, MISSING, storable
+from service.queue.grading import TakeResult, storable
 from service.queue.leases import LeaseKeeper
 from service.states import SimilarityState
 
@@ -143,7 +143,7 @@ def take_similarity(app: Flask, run_id: int | None, worker: str) -> SimilarityTa
                     return SimilarityTaken(None, None)
                 run = db.session.get(SimilarityRun, run_id)
                 if run is None:
-                    return SimilarityTaken(None, MISSING)
+                    return SimilarityTaken(None, TakeResult.MISSING)
                 leased = run.lease_expires_at if run.state == SimilarityState.RUNNING else None
                 return SimilarityTaken(None, run.state, leased)
             exercise = db.session.get_one(SimilarityRun, claimed).exercise
@@ -168,7 +168,7 @@ def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
                     db.session.remove()
             with _owned_run(app, run_id, worker) as run:  # over which submissions, from now
                 if run is None:
-                    return LOST
+                    return TakeResult.LOST
                 run.submissions = similarity_check.submissions_of(gathered)
             comparison = similarity_check.compare(gathered)
         except Exception as exc:  # would raise again: failed, with the reason
@@ -176,12 +176,12 @@ def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
             return _finish_failed(app, run_id, worker, f"{type(exc).__name__}: {exc}")
         if lease.lost.is_set():
             log.warning("similarity run %s: lease lost; pairs dropped", run_id)
-            return LOST
+            return TakeResult.LOST
         began = time.monotonic()
         try:
             with _owned_run(app, run_id, worker) as run:
                 if run is None:
-                    return LOST
+                    return TakeResult.LOST
                 similarity_check.record(db.session, run, gathered, comparison, began)
                 return SimilarityState.DONE
         except Exception as exc:  # a store that fails would fail again (a value too large)
@@ -212,7 +212,7 @@ def _owned_run(app: Flask, run_id: int, worker: str) -> Iterator[SimilarityRun |
 def _finish_failed(app: Flask, run_id: int, worker: str, reason: str) -> str:
     with _owned_run(app, run_id, worker) as run:
         if run is None:
-            return LOST
+            return TakeResult.LOST
         run.state, run.finished_at = SimilarityState.FAILED, utcnow()
         run.reason = storable(reason[:4000])
         run.lease_expires_at = None

@@ -23,9 +23,8 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.datastructures import LanguageAccept
 
-from grader import N_
+from grader import LANGUAGES, N_
 
-LANGUAGES = ("ja", "en")
 DEFAULT_LANGUAGE = "ja"
 SESSION_KEY = "lang"
 #: Each language is named in itself on the switch, whatever the page language.

@@ -185,7 +185,7 @@ def test_a_gpu_run_gives_back_its_gpu_lease_and_cpu_slot_when_grading_raises(
     with GradingHost(app, spare_renderer=False) as host:
         taken = grading.take(host, None, "gpu-worker")
         assert taken.run_id == run_id and taken.device == GPU_A
-        assert taken.result == RunState.FAILED
+        assert taken.result is grading.TakeResult.FAILED
         ((sandbox, kit),) = handed
         assert sandbox.gpu_devices == (GPU_A,) and kit is None
         rows = in_session(app, lambda s: [(r.worker, r.run_id, r.dirty)
@@ -232,7 +232,7 @@ def test_a_run_closes_the_warm_kit_it_took_and_gives_back_its_slot_when_grading_
         warm_slot = host.cpus.slots[-1]  # not the first free one: the seat must prefer it
         host.pool = OneKitPool(warm_slot, kit)  # type: ignore[assignment]
         taken = grading.take(host, None, "worker")
-        assert taken.result == RunState.FAILED
+        assert taken.result is grading.TakeResult.FAILED
         ((sandbox, given),) = handed
         assert given is kit and sandbox.cpu_set == warm_slot
         assert kit.closes == [True]  # closed once, by the seat, off the verdict's path
@@ -273,3 +273,13 @@ def test_no_module_global_holds_a_per_process_resource():
         if names:
             found[path.name] = names
     assert found == {"celery_worker.py": ["_host"]}
+
+
+def test_take_results_are_the_strings_logs_metrics_and_celery_always_showed():
+    """``Taken.result`` is an enum whose values are the strings written before it was one:
+    a run's state, ``lost``, ``missing``, ``waiting for a GPU``."""
+    results = {result.value for result in grading.TakeResult}
+    assert results == {state.value for state in RunState} | {"lost", "missing",
+                                                              "waiting for a GPU"}
+    assert all(grading.TakeResult.of(state) == state for state in RunState)
+    assert f"skipped ({grading.TakeResult.WAIT_GPU})" == "skipped (waiting for a GPU)"
