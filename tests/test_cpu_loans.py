@@ -99,6 +99,9 @@ def test_a_cgroup_gone_with_its_run_is_forgotten(tmp_path: Path) -> None:
         assert lent.loan is not None
         lent.loan.confine([cpuset])
         shutil.rmtree(cpuset.parent)
+        # a warm kit whose sandbox ended meanwhile: left out, not made
+        assert lent.loan.confine([tmp_path / "run-b" / "cpuset.cpus"]) == (0, 1)
+        assert not (tmp_path / "run-b").exists()
         with second.lease(timeout=5):
             assert not cpuset.exists()  # not made again by the narrowing
             assert lent.loan.record().cpusets == ()

@@ -304,12 +304,18 @@ class CpuLoan:
     def confine(self, cpusets: Sequence[Path]) -> tuple[int, ...]:
         """Confine the cgroups whose ``cpuset.cpus`` files are ``cpusets`` to the slot and the
         CPUs borrowed now, and narrow them whenever one is taken back; returns those CPUs. A
-        file that cannot be written raises ``OSError`` (the cgroup cannot be made)."""
+        file that is gone (its run ended) is left out; one that cannot be written raises
+        ``OSError``."""
         with _loans_locked(self.lock_dir):
             record = self._read()
+            confined = []
             for cpuset in cpusets:
-                _write_cpus(Path(cpuset), record.cpus)
-            kept = dict.fromkeys((*record.cpusets, *(str(p) for p in cpusets)))
+                try:
+                    _write_cpus(Path(cpuset), record.cpus)
+                except FileNotFoundError:
+                    continue
+                confined.append(str(cpuset))
+            kept = dict.fromkeys((*record.cpusets, *confined))
             self._write(LoanRecord(record.own, record.borrowed, tuple(kept)))
             return record.cpus
 

@@ -157,7 +157,10 @@ class Seat:
             if kit is not None:  # used once, closed off the verdict's path (pool waits for it)
                 held.callback(kit.close, background=True)
                 if loan is not None:  # before its work comes, so TensorFlow sees every CPU
-                    loan.confine(kit.cpuset_files())
+                    try:
+                        loan.confine(kit.cpuset_files())
+                    except OSError:  # the run still has its slot
+                        log.warning("the warm kit was not lent the idle CPUs", exc_info=True)
             if self.device:
                 options["gpu_devices"] = (self.device,)
             if cpus:
