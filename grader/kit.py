@@ -102,6 +102,18 @@ class Kit:
         """Written by the host when the kernel's sandbox ends (the runner watches for it)."""
         return self.rundir / "runner" / "out" / "control" / "kernel-exited"
 
+    def cpuset_files(self) -> list[Path]:
+        """The ``cpuset.cpus`` files confining the kit's sandboxes (bubblewrap's cgroups): what
+        a run that takes the kit widens to the CPUs it borrows (``CpuLoan.confine``)."""
+        runs = (self.kernel, self.runner, self.cleanroom.run if self.cleanroom else None)
+        found = []
+        for run in runs:
+            cpuset_file = getattr(run, "cpuset_file", None)  # FollowedRun's, not the protocol's
+            path = cpuset_file() if cpuset_file is not None else None
+            if path is not None:
+                found.append(path)
+        return found
+
     def ready(self) -> bool:
         """The runner has run the bootstrap and waits, and the clean room has its TensorFlow."""
         if self.failure is not None or self.runner is None or not self.alive():

@@ -16,7 +16,8 @@ What the pool promises:
 - **Refilled in the background, without stealing a run's CPUs.** The filler warms a kit for a
   slot only while it can hold that slot itself (:meth:`~grader.sandbox.cpus.CpuSlots.hold`), so
   a warm-up never shares CPUs with a run being graded; a worker waiting for that slot gets it
-  once the kit is ready, and then the kit.
+  once the kit is ready, and then the kit. A slot whose CPUs are lent to a lone run (its idle
+  cores borrowed, ``LEND_IDLE_CPUS``) is not free either: the warm-up waits for that run.
 - **Bounded by memory.** A kit is started only while ``MemAvailable`` stays above
   ``min_available_bytes`` plus :data:`KIT_MEMORY` (what a warm kit holds, measured: see
   ``docs/sandbox.md``, "Warm pool").

@@ -202,7 +202,7 @@ class BubblewrapSandbox(BwrapSettings):
         try:
             return stack.enter_context(create_cgroup(
                 int(limits.memory_bytes), int(limits.max_processes), parent=self.cgroup_parent,
-                cpus=self.cpu_set))
+                cpus=self.cpu_set, loan=self.cpu_loan))
         except CgroupError:
             if self.require_cgroup:
                 raise

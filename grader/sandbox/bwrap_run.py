@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from grader.limits import Limits
 from grader.sandbox.base import LineCallback, NetworkPeer, SandboxError, SandboxResult
@@ -55,6 +56,12 @@ class BwrapRun:
         self._peer_lock = threading.Lock()
         self._resources = resources  # closes ``started_fd``; the info pipe is ours to close
         resources.callback(self._reap)
+
+    def cpuset_file(self) -> Path | None:
+        """The ``cpuset.cpus`` file confining the run, or ``None`` (not pinned by a cgroup)."""
+        if self.cgroup is None or self.cgroup.cpuset_dir is None:
+            return None
+        return self.cgroup.cpuset_dir / "cpuset.cpus"
 
     def follow(self, on_line: LineCallback | None, stop: threading.Event | None) -> SandboxResult:
         """Stream the run until it ends, is killed or stopped; then release it (not the info

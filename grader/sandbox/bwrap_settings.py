@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 
 from grader.sandbox.base import SandboxUser
+from grader.sandbox.cpus import CpuLoan
 
 #: Host directories shown read-only at the same path (symlinks, as in merged-/usr systems, are
 #: recreated as symlinks).
@@ -69,6 +70,10 @@ class BwrapSettings:
     #: run's cgroup cpuset, which a process inside cannot widen, and ``taskset`` before the
     #: exec (the only pin where no cgroup is made, ``require_cgroup=False``). Empty: every CPU.
     cpu_set: tuple[int, ...] = ()
+    #: CPUs the run borrows besides ``cpu_set`` while nobody leases them (the run's cgroups
+    #: start confined to both, and are narrowed when one is taken back); ``None``: none.
+    #: Only with a cgroup cpuset: without one, the run keeps to ``cpu_set``.
+    cpu_loan: CpuLoan | None = None
 
     def __post_init__(self) -> None:
         if self.grader_uid == self.host_uid:

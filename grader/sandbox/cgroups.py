@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from grader.sandbox.cpus import format_cpus
+from grader.sandbox.cpus import CpuLoan, format_cpus
 from grader.sandbox.process import owner_gone, owner_tag
 
 logger = logging.getLogger(__name__)
@@ -251,9 +251,12 @@ def create_cgroup(
     name: str | None = None,
     layout: CgroupLayout | None = None,
     cpus: tuple[int, ...] = (),
+    loan: CpuLoan | None = None,
 ) -> Iterator[RunCgroup]:
     """A fresh cgroup limited to ``memory_bytes`` (swap included) and ``max_processes`` tasks,
-    and to the CPUs ``cpus`` when given (empty: every CPU of the parent).
+    and to the CPUs ``cpus`` when given (empty: every CPU of the parent); with ``loan``, to
+    ``cpus`` and the CPUs borrowed now, narrowed as they are taken back
+    (:class:`~grader.sandbox.cpus.CpuLoan`).
 
     ``parent`` is a path relative to each hierarchy's root (e.g. a directory delegated to the
     grader's service); ``name`` defaults to a random id. Raises :class:`CgroupError` when the
@@ -283,7 +286,7 @@ def create_cgroup(
         else:
             _make_v2(cgroup, parent_parts, memory_bytes, max_processes)
         if cpus:
-            _confine_cpus(cgroup, parent_parts, cpus)
+            _confine_cpus(cgroup, parent_parts, cpus, loan)
         yield cgroup
     finally:
         try:
@@ -369,15 +372,17 @@ def _make_v2(
     _write(cgroup.memory_dir / "pids.max", str(max_processes))
 
 
-def _confine_cpus(cgroup: RunCgroup, parent_parts: list[str], cpus: tuple[int, ...]) -> None:
-    """Pin the run's cgroup to ``cpus`` (before any process joins it)."""
+def _confine_cpus(cgroup: RunCgroup, parent_parts: list[str], cpus: tuple[int, ...],
+                  loan: CpuLoan | None) -> None:
+    """Pin the run's cgroup to ``cpus``, and those borrowed by ``loan`` (before any process
+    joins it)."""
     root, directory = cgroup.layout.cpuset_root, cgroup.cpuset_dir
     assert root is not None and directory is not None
     if cgroup.layout.version == 2:
         _enable_controllers(root, {"cpuset"})
         for n in range(len(parent_parts)):
             _enable_controllers(root.joinpath(*parent_parts[:n + 1]), {"cpuset"})
-        _write(directory / "cpuset.cpus", format_cpus(cpus))
+        _write_cpus(directory, cpus, loan)
         return
     # v1: a new cpuset is empty (no CPU, no memory node) and takes no task until both are
     # set, and a child's must lie within its parent's: fill each new ancestor from its parent
@@ -388,7 +393,18 @@ def _confine_cpus(cgroup: RunCgroup, parent_parts: list[str], cpus: tuple[int, .
         _inherit_cpuset(current)
     _mkdir(directory)
     _write(directory / "cpuset.mems", _read(directory.parent / "cpuset.mems"))
-    _write(directory / "cpuset.cpus", format_cpus(cpus))
+    _write_cpus(directory, cpus, loan)
+
+
+def _write_cpus(directory: Path, cpus: tuple[int, ...], loan: CpuLoan | None) -> None:
+    if loan is None:
+        _write(directory / "cpuset.cpus", format_cpus(cpus))
+        return
+    try:
+        loan.confine([directory / "cpuset.cpus"])
+    except OSError as exc:
+        raise CgroupError(f"cannot confine to the lent CPUs ({exc.strerror})",
+                          directory / "cpuset.cpus") from exc
 
 
 def _inherit_cpuset(directory: Path) -> None:

@@ -19,20 +19,39 @@ prefork children): a slot is held by ``flock`` on one lock file per CPU in a run
 hand out the same CPU twice, and the kernel releases the locks when the holder dies, even by
 ``kill -9``. ``flock`` locks belong to an open file description, so two threads of one process
 exclude each other too.
+
+**Idle CPUs lent** (``lease(borrow=True)``, ``LEND_IDLE_CPUS``): a run alone on the host would
+train on its one slot while the other cores idle. So a run may also *borrow* the CPUs no run
+holds (:class:`CpuLoan`): its sandboxes start confined to its slot and the borrowed CPUs, so
+TensorFlow, which sizes its thread pools once when its first session or eager context starts,
+sizes them to all of them. A run that then leases a slot holding a borrowed CPU takes it back
+before its lease is handed out: the borrower's cgroup cpusets are narrowed (the kernel moves
+every task of a cpuset off the CPUs it loses), so no two runs share a CPU once a lease is given.
+The books are files beside the slots' locks: a record per loan, ``loan-*.json`` (own CPUs,
+borrowed CPUs, the ``cpuset.cpus`` files of the borrower's cgroups), on which the borrower holds
+a shared ``flock`` while it lives, and ``loans.lock``, held while anything is borrowed, taken
+back or confined. A borrower that died leaves a record whose lock nobody holds: the next
+take-back narrows what is left of it and deletes it. A warm-up (:meth:`CpuSlots.hold`) does
+not take a lent CPU back: work started ahead waits for the run that uses it.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
+import logging
 import os
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 #: How often a waiting :meth:`CpuSlots.lease` tries the slots again.
 POLL_SECONDS = 0.2
@@ -110,9 +129,11 @@ def default_lock_dir() -> Path:
 
 @dataclass(frozen=True)
 class CpuLease:
-    """A slot held by this process: the run may use :attr:`cpus`, and no other run may."""
+    """A slot held by this process: the run may use :attr:`cpus`, and no other run may;
+    :attr:`loan`, the CPUs it borrowed besides (``lease(borrow=True)``), else ``None``."""
 
     cpus: tuple[int, ...]
+    loan: CpuLoan | None = None
 
     def __str__(self) -> str:
         return format_cpus(self.cpus)
@@ -132,10 +153,13 @@ class CpuSlots:
 
     @contextmanager
     def lease(self, timeout: float | None = None,
-              prefer: Sequence[tuple[int, ...]] = ()) -> Iterator[CpuLease]:
+              prefer: Sequence[tuple[int, ...]] = (), *,
+              borrow: bool = False) -> Iterator[CpuLease]:
         """Hold the first free slot until the block ends, trying the slots in ``prefer`` first
         (those with a warm kit); wait for one up to ``timeout`` seconds (``None``: as long as
-        it takes). Raises :class:`NoFreeSlot` on the timeout."""
+        it takes). Raises :class:`NoFreeSlot` on the timeout. A CPU of the slot lent to
+        another run is taken back first; ``borrow``: the lease also borrows every CPU of the
+        other slots that nobody holds or borrows now (:attr:`CpuLease.loan`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         order = [s for s in prefer if s in self.slots]
         order += [s for s in self.slots if s not in order]
@@ -143,10 +167,19 @@ class CpuSlots:
             for slot in order:
                 fds = self._try_slot(slot)
                 if fds is not None:
+                    loan = None
                     try:
-                        yield CpuLease(slot)
+                        take_back(self.lock_dir, slot)
+                        if borrow:
+                            others = [c for s in self.slots if s != slot for c in s]
+                            loan = CpuLoan.open(self.lock_dir, slot, others)
+                        yield CpuLease(slot, loan)
                     finally:
-                        _close_all(fds)
+                        try:
+                            if loan is not None:
+                                loan.close()
+                        finally:
+                            _close_all(fds)
                     return
             if deadline is not None and time.monotonic() >= deadline:
                 raise NoFreeSlot(f"no CPU slot of {len(self.slots)} came free in {timeout} s")
@@ -154,8 +187,16 @@ class CpuSlots:
 
     @contextmanager
     def hold(self, slot: tuple[int, ...]) -> Iterator[CpuLease | None]:
-        """Hold ``slot`` until the block ends if it is free now, else ``None`` (no wait)."""
+        """Hold ``slot`` until the block ends if it is free now, else ``None`` (no wait). A slot
+        one of whose CPUs is lent to a run is not free: it is not taken back for a warm-up."""
         fds = self._try_slot(slot)
+        if fds is not None:
+            with _loans_locked(self.lock_dir):
+                lent = any(set(record.borrowed) & set(slot)
+                           for record, _ in _records(self.lock_dir, reap=False))
+            if lent:
+                _close_all(fds)
+                fds = None
         if fds is None:
             yield None
             return
@@ -171,8 +212,7 @@ class CpuSlots:
             self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             fds: list[int] = []
             for cpu in slot:
-                fd = os.open(self.lock_dir / f"cpu-{cpu}.lock",
-                             os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = _open_lock(self.lock_dir, cpu)
                 fds.append(fd)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -187,3 +227,204 @@ class CpuSlots:
 def _close_all(fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)  # closing the last descriptor of the file releases its flock
+
+
+def _open_lock(lock_dir: Path, cpu: int) -> int:
+    """The lock file of ``cpu`` (held ``LOCK_EX`` by the run whose slot has it), opened."""
+    return os.open(lock_dir / f"cpu-{cpu}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _cpu_held(lock_dir: Path, cpu: int) -> bool:
+    """Whether a slot holding ``cpu`` is leased or held now (by anyone, this process too)."""
+    fd = _open_lock(lock_dir, cpu)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
+
+
+# --- loans: idle CPUs lent to a run, taken back by the run that leases them ---------------------
+
+
+@dataclass(frozen=True)
+class LoanRecord:
+    """What a loan's file says: the borrower's own CPUs, those it borrows now, and the
+    ``cpuset.cpus`` files of its cgroups (confined to ``own + borrowed``)."""
+
+    own: tuple[int, ...]
+    borrowed: tuple[int, ...]
+    cpusets: tuple[str, ...] = ()
+
+    @property
+    def cpus(self) -> tuple[int, ...]:
+        return tuple(sorted({*self.own, *self.borrowed}))
+
+    def dump(self) -> bytes:
+        return json.dumps({"own": self.own, "borrowed": self.borrowed,
+                           "cpusets": self.cpusets}).encode()
+
+    @classmethod
+    def load(cls, data: bytes) -> LoanRecord:
+        raw = json.loads(data)
+        return cls(tuple(int(c) for c in raw["own"]), tuple(int(c) for c in raw["borrowed"]),
+                   tuple(str(p) for p in raw["cpusets"]))
+
+
+class CpuLoan:
+    """CPUs a run borrows beside its slot, for as long as nobody leases them (see the module's
+    docstring). Made by :meth:`CpuSlots.lease`; closed when the lease ends."""
+
+    def __init__(self, lock_dir: Path, path: Path, fd: int) -> None:
+        self.lock_dir, self.path, self._fd = lock_dir, path, fd
+
+    @classmethod
+    def open(cls, lock_dir: Path, own: Sequence[int], candidates: Sequence[int]) -> CpuLoan:
+        """Borrow those of ``candidates`` that no slot holds and no other loan has now."""
+        with _loans_locked(lock_dir):
+            lent = {c for record, _ in _records(lock_dir, reap=False) for c in record.borrowed}
+            free = tuple(c for c in sorted(set(candidates) - set(own) - lent)
+                         if not _cpu_held(lock_dir, c))
+            path = lock_dir / f"loan-{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_SH)  # alive while this is held
+            loan = cls(lock_dir, path, fd)
+            loan._write(LoanRecord(tuple(own), free))
+        return loan
+
+    def record(self) -> LoanRecord:
+        """The loan now (a CPU may have been taken back since it was opened)."""
+        with _loans_locked(self.lock_dir):
+            return self._read()
+
+    def confine(self, cpusets: Sequence[Path]) -> tuple[int, ...]:
+        """Confine the cgroups whose ``cpuset.cpus`` files are ``cpusets`` to the slot and the
+        CPUs borrowed now, and narrow them whenever one is taken back; returns those CPUs. A
+        file that is gone (its run ended) is left out; one that cannot be written raises
+        ``OSError``."""
+        with _loans_locked(self.lock_dir):
+            record = self._read()
+            confined = []
+            for cpuset in cpusets:
+                try:
+                    _write_cpus(Path(cpuset), record.cpus)
+                except FileNotFoundError:
+                    continue
+                confined.append(str(cpuset))
+            kept = dict.fromkeys((*record.cpusets, *confined))
+            self._write(LoanRecord(record.own, record.borrowed, tuple(kept)))
+            return record.cpus
+
+    def close(self) -> None:
+        """Give back what is borrowed: the cgroups still there narrowed to the slot, the
+        record deleted. Idempotent."""
+        if self._fd < 0:
+            return
+        try:
+            with _loans_locked(self.lock_dir):
+                record = self._read()
+                _narrow(record, record.own)
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _read(self) -> LoanRecord:
+        return LoanRecord.load(os.pread(self._fd, 1 << 20, 0))
+
+    def _write(self, record: LoanRecord) -> None:
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, record.dump(), 0)
+
+
+def take_back(lock_dir: Path, cpus: Sequence[int]) -> None:
+    """Take ``cpus`` back from every loan that borrows them (their cgroups narrowed before
+    this returns); the records of dead borrowers go. The caller holds the slots of ``cpus``."""
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _loans_locked(lock_dir):
+        for record, path in _records(lock_dir, reap=True):
+            if not set(record.borrowed) & set(cpus):
+                continue
+            kept = tuple(c for c in record.borrowed if c not in cpus)
+            live = _narrow(record, tuple(sorted({*record.own, *kept})))
+            _rewrite(path, LoanRecord(record.own, kept, live))
+
+
+@contextmanager
+def _loans_locked(lock_dir: Path) -> Iterator[None]:
+    """The host's loans, held exclusively (briefly: no wait happens under it)."""
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(lock_dir / "loans.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _records(lock_dir: Path, *, reap: bool) -> list[tuple[LoanRecord, Path]]:
+    """The live loans' records (under :func:`_loans_locked`). A dead borrower's record is
+    skipped, or with ``reap`` its cgroups narrowed to its own CPUs and the record deleted."""
+    found = []
+    for path in sorted(lock_dir.glob("loan-*.json")):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alive = False
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                alive = True
+            try:
+                record = LoanRecord.load(os.pread(fd, 1 << 20, 0))
+            except (ValueError, KeyError, TypeError):
+                record = None  # a borrower that died while writing
+            if alive and record is not None:
+                found.append((record, path))
+            elif not alive and reap:
+                if record is not None:
+                    _narrow(record, record.own)
+                path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return found
+
+
+def _narrow(record: LoanRecord, cpus: tuple[int, ...]) -> tuple[str, ...]:
+    """Confine the record's cgroups to ``cpus``; returns the files still there."""
+    live = []
+    for cpuset in record.cpusets:
+        try:
+            _write_cpus(Path(cpuset), cpus)
+        except FileNotFoundError:
+            continue  # the cgroup was removed with its run
+        except OSError as exc:
+            logger.warning("cannot narrow %s to %s: %s", cpuset, format_cpus(cpus), exc)
+        live.append(cpuset)
+    return tuple(live)
+
+
+def _write_cpus(cpuset: Path, cpus: Sequence[int]) -> None:
+    # no O_CREAT: the file of a removed cgroup raises FileNotFoundError, and is not made
+    fd = os.open(cpuset, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, format_cpus(cpus).encode())
+    finally:
+        os.close(fd)
+
+
+def _rewrite(path: Path, record: LoanRecord) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.dump(), 0)
+    finally:
+        os.close(fd)

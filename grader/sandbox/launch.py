@@ -18,6 +18,10 @@ so the command runs with no capabilities, as a host user that owns nothing, with
 (only loopback, which the Jupyter kernel uses), seeing only ``/usr``, a few files of ``/etc``,
 the Python runtime, the work directory and the request's mounts.
 
+``taskset`` pins the run only where no cgroup cpuset does: the kernel keeps a task's own
+affinity as a wish it honours within its cpuset, so a run pinned by both could never be widened
+by a loan of idle CPUs (:class:`~grader.sandbox.cpus.CpuLoan`).
+
 ``<uid>`` is the request's identity (:class:`~grader.sandbox.base.SandboxUser`): the student's
 code and the grader's runner never share a host user.
 
@@ -149,7 +153,9 @@ def launch_argv(
         "--core=0",
         "--",
     ]
-    if sandbox.cpu_set:  # the cgroup's cpuset already pins it; this is the pin without one
+    # the pin without a cgroup cpuset; with one, taskset would be kept by the kernel as the
+    # tasks' own narrower wish when a loan widens the cpuset (a warm kit lent more CPUs)
+    if sandbox.cpu_set and (cgroup is None or cgroup.cpuset_dir is None):
         command += [tool("taskset"), "--cpu-list", format_cpus(sandbox.cpu_set)]
     if as_root:
         uid, gid = sandbox.host_ids(request.user)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
@@ -96,6 +97,12 @@ class FollowedRun:
 
     def network_peer(self, timeout: float = PEER_TIMEOUT) -> NetworkPeer:
         return self._launched.network_peer(timeout)
+
+    def cpuset_file(self) -> Path | None:
+        """The ``cpuset.cpus`` file confining the run (a bubblewrap run's cgroup), else
+        ``None``: what a loan of idle CPUs widens (:class:`~grader.sandbox.cpus.CpuLoan`)."""
+        cpuset_file = getattr(self._launched, "cpuset_file", None)
+        return cpuset_file() if cpuset_file is not None else None
 
     def stop(self) -> None:
         self._stop.set()  # the following thread sees it within STOP_POLL and reports it

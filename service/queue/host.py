@@ -14,8 +14,9 @@ child at ``worker_process_init`` in ``service.queue.celery_worker``):
   by side, each confined to CPUs of its own, and a run past that number waits for a slot (its
   lease is renewed meanwhile). A run holding a GPU gets a slot too: the GPU count only caps how
   many GPU runs go at once. ``PIN_CPUS=0``: no slots, every run on every CPU. The slots are
-  the one place that says which CPUs a run may use, so lending an idle slot's cores to a lone
-  run is a change here and in :meth:`Seat.pin`, nowhere else;
+  the one place that says which CPUs a run may use; with ``LEND_IDLE_CPUS`` (bubblewrap only)
+  a run also borrows the CPUs of slots nobody holds, until a run leases one of them
+  (:class:`grader.sandbox.cpus.CpuLoan`, taken in :meth:`Seat.pin`);
 - the warm pool (``WARM_POOL``, ``service.queue.warm_kits``), whose kits are pinned to those
   slots;
 - a spare render child (``service.notebook_html.SpareRenderer``), started ahead.
@@ -84,6 +85,8 @@ class HostSettings:
     cpu_slots: int | None
     #: ``CPU_SLOTS_DIR``: the slots' lock files, shared by every worker of the host.
     cpu_slots_dir: Path | None
+    #: ``LEND_IDLE_CPUS``: a run borrows the CPUs of idle slots (bubblewrap's cgroups only).
+    lend_cpus: bool
     #: ``WARM_POOL`` and its bounds; ``None`` when ``WARM_POOL`` is 0.
     warm_pool: PoolSettings | None
 
@@ -104,6 +107,8 @@ class HostSettings:
             gpu_probe=gpu_leases.probe(config),
             cpu_slots=config["RUNS_PER_HOST"] if config["PIN_CPUS"] else None,
             cpu_slots_dir=Path(lock_dir) if lock_dir else None,
+            lend_cpus=bool(config.get("LEND_IDLE_CPUS", False))
+            and config["GRADER"].sandbox == "bwrap",
             warm_pool=None if size <= 0 else PoolSettings(
                 size=size, max_idle=config["WARM_POOL_MAX_IDLE"],
                 min_available_bytes=config["WARM_POOL_MIN_FREE_MB"] * 1024 * 1024),
@@ -134,22 +139,34 @@ class Seat:
     def pin(self, exercise: str) -> Iterator[Pinned]:
         """A CPU slot (waits for one; one whose kit for ``exercise`` is ready first), that kit,
         and the sandbox, held until the block ends; then the kit is closed and the slot given
-        back. A run with a GPU never takes a warm kit (its sandboxes need the device)."""
+        back. A run with a GPU never takes a warm kit (its sandboxes need the device). With
+        ``LEND_IDLE_CPUS``, the run also borrows the idle slots' CPUs: the kit's sandboxes are
+        widened to them, a cold kit's start with them, until another run leases them."""
         host = self.host
         pool = None if self.device else host.pool
         with ExitStack() as held:
             cpus: tuple[int, ...] = ()
+            options: dict[str, Any] = {}
+            loan = None
             if host.cpus is not None:
                 prefer = pool.ready_slots(exercise) if pool is not None else []
-                cpus = held.enter_context(host.cpus.lease(prefer=prefer)).cpus
+                lease = held.enter_context(host.cpus.lease(
+                    prefer=prefer, borrow=host.settings.lend_cpus))
+                cpus, loan = lease.cpus, lease.loan
             kit = pool.take(exercise, cpus) if pool is not None else None
             if kit is not None:  # used once, closed off the verdict's path (pool waits for it)
                 held.callback(kit.close, background=True)
-            options: dict[str, Any] = {}
+                if loan is not None:  # before its work comes, so TensorFlow sees every CPU
+                    try:
+                        loan.confine(kit.cpuset_files())
+                    except OSError:  # the run still has its slot
+                        log.warning("the warm kit was not lent the idle CPUs", exc_info=True)
             if self.device:
                 options["gpu_devices"] = (self.device,)
             if cpus:
                 options["cpu_set"] = cpus
+            if loan is not None:
+                options["cpu_loan"] = loan
             yield Pinned(cpus, kit, get_sandbox(host.settings.grader.sandbox, **options))
 
     def render_ahead(self) -> RenderAhead:

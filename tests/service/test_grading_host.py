@@ -206,6 +206,9 @@ class WarmKit:
     def close(self, background: bool = False) -> None:
         self.closes.append(background)
 
+    def cpuset_files(self) -> list[Path]:  # what a loan of idle CPUs widens: none here
+        return []
+
 
 class OneKitPool:
     """A pool holding one ready kit for one slot."""
@@ -238,6 +241,28 @@ def test_a_run_closes_the_warm_kit_it_took_and_gives_back_its_slot_when_grading_
         assert kit.closes == [True]  # closed once, by the seat, off the verdict's path
         with host.cpus.lease(timeout=0, prefer=[warm_slot]) as lease:
             assert lease.cpus == warm_slot  # given back
+
+
+def test_a_lone_runs_sandbox_borrows_the_idle_slot_until_a_second_run_leases_it(
+        make_app, tmp_path):
+    app = make_app(PIN_CPUS=True, RUNS_PER_HOST=2, CPU_SLOTS_DIR=str(tmp_path / "slots"),
+                   LEND_IDLE_CPUS=True)
+    with GradingHost(app, spare_renderer=False) as host:
+        if not host.settings.lend_cpus:
+            pytest.skip("loans are for the bubblewrap backend; GRADER_SANDBOX names another")
+        with host.seat("a") as seat, seat.pin("ex") as first:
+            loan = first.sandbox.cpu_loan  # type: ignore[attr-defined]
+            assert loan is not None and first.sandbox.cpu_set == first.cpus  # type: ignore[attr-defined]
+            other = tuple(c for s in host.cpus.slots for c in s if c not in first.cpus)
+            assert loan.record().borrowed == other
+            with host.seat("b") as seat_b, seat_b.pin("ex") as second:
+                assert second.cpus == other
+                assert loan.record().borrowed == ()  # taken back for the second run
+                assert second.sandbox.cpu_loan.record().borrowed == ()  # type: ignore[attr-defined]
+    app.config["LEND_IDLE_CPUS"] = False  # read when a host opens
+    with (GradingHost(app, spare_renderer=False) as host, host.seat("a") as seat,
+          seat.pin("ex") as pinned):
+        assert pinned.cpus and pinned.sandbox.cpu_loan is None  # type: ignore[attr-defined]
 
 
 # --- read from the code ------------------------------------------------------------------------
