@@ -175,6 +175,24 @@ def test_structural_limits_come_before_validation(limits, data, reason):
     assert info.value.reason_ja != info.value.reason
 
 
+def test_the_check_counts_its_own_work_not_a_busy_machines_wait(monkeypatch):
+    """The deadline is this thread's CPU time: a notebook read while the process waits (here a
+    sleep where the machine would be busy elsewhere) is not refused for the waiting, and one
+    whose checks do use the CPU still is (the 1e-9 s case above)."""
+    import time as time_module
+
+    import nbformat as nbformat_module
+    convert = nbformat_module.convert
+
+    def slow_convert(*args, **kwargs):
+        time_module.sleep(0.3)  # wall time passes; this thread's CPU does not
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr("grader.notebook.nbformat.convert", slow_convert)
+    nb = read_notebook(many_cells(3, invalid_last=False), ReadLimits(validate_seconds=0.2))
+    assert len(nb.cells) == 3
+
+
 def test_cells_that_are_not_objects_are_refused():
     for cells in ('"nope"', "[1, 2]", '[["code"]]'):
         with pytest.raises(NotebookError, match="'cells' must be a list of cells"):
