@@ -27,7 +27,7 @@
 | ``UPLOAD_MAX_OUTPUT_BYTES`` | 16 MiB | bytes of all the outputs together |
 | ``UPLOAD_MAX_DEPTH`` | 64 | nesting of JSON arrays and objects |
 | ``UPLOAD_MAX_VALUES`` | 200000 | JSON values (a source line is one), counted before parsing |
-| ``UPLOAD_CHECK_SECONDS`` | 2 | deadline of the notebook's check in the request (checked between cells) |
+| ``UPLOAD_CHECK_SECONDS`` | 2 | deadline of the notebook's check in the request, in seconds of the request thread's CPU (checked between cells) |
 | ``LEASE_SECONDS`` | 120 | a running job whose worker stops renewing its lease for this long is run again |
 | ``MAX_ATTEMPTS`` | 3 | runs of one job before it is marked failed |
 | ``HTML_MAX_CELLS`` | 2000 | an executed notebook with more cells is not rendered as HTML |
