@@ -209,3 +209,32 @@ def test_a_running_sandbox_is_widened_by_a_loan_and_narrowed_when_taken_back(
                 # taken back before the taker's lease was handed out
                 assert every_cpus(cold_pids) == {own}
                 assert every_cpus(warm_pids) == {own}
+
+
+@pytest.mark.sandbox
+def test_a_borrowing_run_cannot_see_or_forge_the_loan_records(cgroup_parent: str,
+                                                              tmp_path: Path) -> None:
+    """A student's code in a run that holds a loan: the slot locks and loan records (the host's
+    ``/run/grader-cpus``, here a test folder) are not in its sandbox, so it can neither read who
+    holds what nor write a record that would keep its loan or take another run's CPUs."""
+    if shutil.which("bwrap") is None or os.geteuid() != 0:
+        pytest.fail("the real sandbox needs bubblewrap and root (make test has both)")
+    cpus = usable_cpus()
+    if len(cpus) < 2:
+        pytest.skip("one usable CPU: there is nothing to lend")
+    locks = tmp_path / "locks"
+    first, _ = two_hosts(locks, cpus=cpus[:2])
+    script = (f"ls {locks} /run/grader-cpus; "
+              f"echo '{{\"cgroups\": []}}' > {locks}/loan-forged.json; "
+              f"echo '{{}}' > /run/grader-cpus/loan-forged.json; true")
+    with first.lease(borrow=True) as lent:
+        assert lent.loan is not None
+        records_before = sorted(p.name for p in locks.iterdir())
+        sandbox = BubblewrapSandbox(cgroup_parent=cgroup_parent, cpu_set=lent.cpus,
+                                    cpu_loan=lent.loan)
+        result = sandbox.run(SandboxRequest(argv=["sh", "-c", script], workdir=None,
+                                            limits=Limits(notebook_timeout=30.0)))
+        assert result.exit_code == 0, result.stderr
+        assert b"loan-" not in result.stdout and b".lock" not in result.stdout, result.stdout
+        assert sorted(p.name for p in locks.iterdir()) == records_before
+        assert not Path("/run/grader-cpus/loan-forged.json").exists()
