@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -294,3 +295,17 @@ def docker_sandbox(docker_daemon):
     if reason is not None:
         pytest.fail(f"the docker sandbox cannot run here: {reason}")
     return box
+
+
+@pytest.fixture(scope="module")
+def runner_module() -> Any:
+    """``grader/kernel/runner.py`` as the runner's sandbox imports it: its folder first on
+    ``sys.path`` (tests/test_runner_caps.py, tests/test_progress_events.py)."""
+    kernel_dir = str(Path(__file__).resolve().parent.parent / "grader" / "kernel")
+    sys.path.insert(0, kernel_dir)
+    try:
+        import runner
+
+        yield runner
+    finally:
+        sys.path.remove(kernel_dir)

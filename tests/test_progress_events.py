@@ -6,28 +6,12 @@ fed lines."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from grader.kernel.events import MAX_EVENT_CHARS, MAX_TEXT_CHARS, read_event
 from grader.notebook_run import Progress, _parse_event
-
-KERNEL_DIR = Path(__file__).resolve().parent.parent / "grader" / "kernel"
-
-
-@pytest.fixture(scope="module")
-def runner_module() -> Any:
-    """``runner.py`` as the runner's sandbox imports it: its folder first on ``sys.path``."""
-    sys.path.insert(0, str(KERNEL_DIR))
-    try:
-        import runner
-
-        yield runner
-    finally:
-        sys.path.remove(str(KERNEL_DIR))
 
 
 def _emitted(runner_module: Any, capsys: pytest.CaptureFixture[str], event: str,

@@ -5,26 +5,9 @@ fed messages directly: no kernel, no sandbox. The same through the real sandboxe
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import nbformat
-import pytest
-
-KERNEL_DIR = Path(__file__).resolve().parent.parent / "grader" / "kernel"
-
-
-@pytest.fixture(scope="module")
-def runner_module() -> Any:
-    """``runner.py`` as the runner's sandbox imports it: its folder first on ``sys.path``."""
-    sys.path.insert(0, str(KERNEL_DIR))
-    try:
-        import runner
-
-        yield runner
-    finally:
-        sys.path.remove(str(KERNEL_DIR))
 
 
 def _message(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
