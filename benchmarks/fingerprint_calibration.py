@@ -12,7 +12,7 @@ error agreement, the accuracies and the summary go to ``--json`` after each run.
 Two more kinds of run, because honest students mostly keep the template's seeds: the solution at
 the template's seeds with one honest rewrite that rounds differently (``bias_add``: the
 convolution's bias added by ``tf.nn.bias_add``, whose gradient sums in another order), and the
-committed reference model (``reference/<id>/artefacts/accuracy.json``, trained by
+committed reference model (``reference/<id>/exports/accuracy.json``, trained by
 ``grader build-reference`` at the template's seeds, at another time and CPU allotment) measured
 in the clean room; and a near-copy, what a flag is for: the template's model trained one epoch
 longer (``epochs11``). Pairs are classed ``repeat`` (same seeds, same code), ``same_seed_variant``
@@ -85,7 +85,7 @@ def plan_runs(seeds: int, same: int, variants: bool) -> list[tuple[str, int, str
     seeds, the committed reference model, and a near-copy of the template's model (one epoch
     more)."""
     runs = [(f"template-{n + 1}", 0, "solution") for n in range(same)]
-    extra = [("template-bias_add", 0, "bias_add"), ("reference-artefact", 0, "artefact"),
+    extra = [("template-bias_add", 0, "bias_add"), ("reference-export", 0, "export"),
              ("template-epochs11", 0, "epochs11")] if variants else []
     seeded = [(f"seed+{offset}", offset, "solution") for offset in range(1, seeds + 1)]
     return runs + seeded[:6] + extra + seeded[6:]
@@ -111,25 +111,25 @@ def measure_reference(exercise: Exercise, config: GraderConfig, sandbox: Any, na
                       workdir: Path) -> dict[str, Any]:
     """The committed reference model measured in the clean room like a student's (the moved
     copies left out: they are not part of a fingerprint)."""
-    from grader.clean_room import ImageSets, measure_artefacts, plan_jobs
+    from grader.clean_room import ImageSets, measure_exports, plan_jobs
     from grader.comparators import Prepared
     from grader.data import evaluation_images
-    from grader.reference import reference_artefacts
+    from grader.reference import reference_exports
     from grader.scoring import Evidence, model_fingerprint
 
     started = time.monotonic()
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     item = next(i for i in exercise.items if i.compare.kind == "accuracy")
     jobs = [j for j in plan_jobs(exercise, {item.id: references[item.id]}, references)
             if j.side == "student"]
-    measured = measure_artefacts(jobs, sandbox, workdir, images=ImageSets(
+    measured = measure_exports(jobs, sandbox, workdir, images=ImageSets(
         evaluation_images(config.data_dir), moved=None))
     labels = evaluation_labels(config.data_dir)
     found = model_fingerprint(exercise, Evidence(
         located={}, runner=None, sources={}, exports={}, measured=measured,
         prepared={item.id: Prepared(labels=labels)}))
     record: dict[str, Any] = {
-        "run": name, "offset": 0, "variant": "artefact", "status": "measured", "score": 0.0,
+        "run": name, "offset": 0, "variant": "export", "status": "measured", "score": 0.0,
         "measured_accuracy": None, "seconds": time.monotonic() - started, "fingerprint": None}
     if found is not None:
         record["fingerprint"] = {"weights": found.weights, "predictions": {
@@ -187,7 +187,7 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
         near = {_variant(ra), _variant(rb)} & NEAR_COPIES
         kind = (("near_copy" if ra["offset"] == rb["offset"] else "other") if near else
                 "independent" if ra["offset"] != rb["offset"] else
-                "repeat" if _variant(ra) == _variant(rb) and "artefact" != _variant(ra) else
+                "repeat" if _variant(ra) == _variant(rb) and "export" != _variant(ra) else
                 "same_seed_variant")
         repeated = first[a.weights] != ra["run"] or first[b.weights] != rb["run"]
         pairs.append({"a": ra["run"], "b": rb["run"], "kind": kind,
@@ -210,7 +210,7 @@ def analyse(records: list[dict[str, Any]], labels: dict[str, np.ndarray]) -> dic
     summaries = {kind: summary([p for p in pairs if p["kind"] == kind and not p["repeated"]])
                  for kind in ("independent", "repeat", "same_seed_variant", "near_copy")}
     elsewhere = [p["agreement"] for p in pairs if p["kind"] == "same_seed_variant"
-                 and "reference-artefact" in (p["a"], p["b"]) and p["agreement"] is not None]
+                 and "reference-export" in (p["a"], p["b"]) and p["agreement"] is not None]
     independent = summaries["independent"]
     suggested = None
     if independent is not None:
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             records.append(json.loads(path.read_text()))
         elif sandbox is not None:
             print(f"{name}: {variant} (seed offset {offset})", file=sys.stderr, flush=True)
-            if variant == "artefact":
+            if variant == "export":
                 with tempfile.TemporaryDirectory() as workdir:
                     record = measure_reference(exercise, config, sandbox, name, Path(workdir))
             else:

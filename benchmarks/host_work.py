@@ -179,8 +179,8 @@ def _run_case(name: str, queue: Any) -> None:
 
 def _results_case(name: str, queue: Any) -> None:
     """The results side, each file at the cap the host reads it with."""
-    from grader.artefacts import MAX_ARTEFACT_BYTES, ArtefactError, read_artefact
     from grader.comparators.accuracy import claimed_accuracy
+    from grader.exports import MAX_EXPORT_BYTES, ExportError, read_export
     from grader.notebook_run import MAX_EXECUTED_BYTES, _read_executed
     from grader.results import MAX_RESULT_BYTES, ResultError, read_runner_result
 
@@ -202,12 +202,12 @@ def _results_case(name: str, queue: Any) -> None:
             variables = {f"v{i}": {"dtype": "<f4", "shape": [1], "data": "AAAAAA=="}
                          for i in range(10_000)}
             body = json.dumps({"kind": "graph", "output": "y", "variables": variables,
-                               "graph_def": "A" * (MAX_ARTEFACT_BYTES - 1_000_000)})
+                               "graph_def": "A" * (MAX_EXPORT_BYTES - 1_000_000)})
             (folder / "e.json").write_text(body)
             t0 = time.monotonic()
             try:
-                read_artefact(folder / "e.json")
-            except ArtefactError:
+                read_export(folder / "e.json")
+            except ExportError:
                 pass
         elif name == "executed notebook at cap":
             nb = nbformat.v4.new_notebook()

@@ -1,18 +1,18 @@
 """The host's side of the clean room: what to measure, on which inputs, and reading it back.
 
 After the student's notebook has run, the exports it left (untrusted data, already checked by
-:mod:`grader.artefacts`) are measured in a second, fresh sandbox that holds no student code:
+:mod:`grader.exports`) are measured in a second, fresh sandbox that holds no student code:
 ``grader/cleanroom/main.py`` in a new interpreter, as the grader's sandbox user, with no
 network. The grader chooses the inputs here, per run and from a secret seed: the exercise's own
 image plus fresh images for each convolution and pooling answer, weights and inputs for the
 layer classes, the MNIST test images and the held-out images for the trained model, and moved
 copies of both (shifted, noisy) made from the same seed, which never leaves the host. The
-reference solution's artefacts are measured alongside on the same inputs, so a comparator
+reference solution's exports are measured alongside on the same inputs, so a comparator
 always compares two measurements of the same kind.
 
 A student's graph can crash TensorFlow: the clean room announces each job before it starts,
 so when it dies the job it was in is recorded as a failure and the rest are measured again
-in a new clean room (:func:`measure_artefacts`).
+in a new clean room (:func:`measure_exports`).
 
 One budget per submission: :data:`LIMITS`' ``notebook_timeout`` (wall) and ``cpu_seconds``
 hold for every clean room of the submission together, however many jobs it has and however
@@ -98,7 +98,7 @@ class Job:
     item: Item
     side: str  # "student" or "reference"
     measure: str
-    artefact: Path
+    export: Path
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -122,7 +122,7 @@ class Measured:
 @dataclass(frozen=True)
 class WarmCleanRoom:
     """A clean room started ahead (TensorFlow imported), waiting for its plan in ``workdir``;
-    its output goes to ``relay``, whose target :func:`measure_artefacts` sets."""
+    its output goes to ``relay``, whose target :func:`measure_exports` sets."""
 
     run: SandboxRun
     relay: LineRelay
@@ -147,7 +147,7 @@ def cleanroom_request(workdir: Path, limits: Limits = LIMITS) -> SandboxRequest:
 class ImageSets:
     """The images the trained model is measured on (uint8 (n, 28, 28)); never their labels.
 
-    ``moved``: how :func:`measure_artefacts` adds a moved copy of each set (a pixel's shift and
+    ``moved``: how :func:`measure_exports` adds a moved copy of each set (a pixel's shift and
     light noise, from the run's secret seed: :mod:`grader.data.perturb`), which an exact-pixel
     table of public MNIST cannot read; ``None`` adds none."""
 
@@ -191,17 +191,17 @@ def plan_jobs(
     return jobs
 
 
-def reference_context(item: Item, reference_artefact: Path) -> dict[str, np.ndarray]:
+def reference_context(item: Item, reference_export: Path) -> dict[str, np.ndarray]:
     """The arrays the reference solution recorded beside its answer: the image the exercise
     feeds (``feed = { x = "sample_image" }``) under ``"image"``, and the ``context`` ones
     (the filter ``W``) by name."""
-    from grader.artefacts import ArtefactError, unpack_array
+    from grader.exports import ExportError, unpack_array
 
     feed = item.extract.args.get("feed") or {}
     try:
-        context = json.loads(reference_artefact.read_bytes()).get("context") or {}
+        context = json.loads(reference_export.read_bytes()).get("context") or {}
         arrays = {name: unpack_array(value) for name, value in context.items()}
-    except (OSError, ValueError, AttributeError, ArtefactError):
+    except (OSError, ValueError, AttributeError, ExportError):
         return {}
     image = next((arrays[name] for name in feed.values() if name in arrays), None)
     if image is not None:
@@ -227,7 +227,7 @@ def fresh_images(image: np.ndarray, rng: np.random.Generator, count: int = FRESH
     return images
 
 
-def measure_artefacts(
+def measure_exports(
     jobs: list[Job],
     sandbox: Sandbox,
     workdir: Path,
@@ -252,12 +252,12 @@ def measure_artefacts(
     inputs_dir = workdir / "in"
     inputs_dir.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
-    reference_paths = {j.item.id: j.artefact for j in jobs if j.side == "reference"}
+    reference_paths = {j.item.id: j.export for j in jobs if j.side == "reference"}
     for index, job in enumerate(jobs):
-        target = inputs_dir / f"artefact{index}.json"
-        target.write_bytes(job.artefact.read_bytes())
+        target = inputs_dir / f"export{index}.json"
+        target.write_bytes(job.export.read_bytes())
         entry: dict[str, Any] = {"id": job.id, "index": index, "measure": job.measure,
-                                 "artefact": f"in/{target.name}", **job.options}
+                                 "export": f"in/{target.name}", **job.options}
         if job.measure == "tensor":
             entry["inputs"] = _tensor_inputs(job, reference_paths, inputs_dir, rng, measured)
             entry["placeholder"] = next(iter(job.item.extract.args.get("feed") or {"x": 0}))

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="a course's exercises folder (<id>/exercise.toml each; default: "
                        "GRADER_EXERCISES, else this checkout's exercises/)")
         p.add_argument("--references", type=Path, metavar="DIR", dest="reference_root",
-                       help="its references (<id>/solution.ipynb, artefacts/, expected.json; "
+                       help="its references (<id>/solution.ipynb, exports/, expected.json; "
                        "default: GRADER_REFERENCE, else reference/ beside the exercises "
                        "folder when --exercises is given)")
 
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build-reference", help="run the solution, keep its exports",
                            description="Run reference/<id>/solution.ipynb in the sandbox, keep "
-                           "what it exports as reference/<id>/artefacts/ (what every "
+                           "what it exports as reference/<id>/exports/ (what every "
                            "submission is measured against, in the clean room) and write "
                            "reference/<id>/expected.json (what was measured of them). The "
                            "solution must earn full marks against itself.")

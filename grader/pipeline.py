@@ -27,12 +27,12 @@ from typing import Any
 
 import nbformat
 
-from grader.artefacts import ArtefactError, GraphExport, KerasExport, ValueExport, read_artefact
-from grader.clean_room import ImageSets, Measured, WarmCleanRoom, measure_artefacts, plan_jobs
+from grader.clean_room import ImageSets, Measured, WarmCleanRoom, measure_exports, plan_jobs
 from grader.comparators import prepare_inputs
 from grader.config import GraderConfig
 from grader.data import evaluation_images
 from grader.deadline import Deadline
+from grader.exports import ExportError, GraphExport, KerasExport, ValueExport, read_export
 from grader.function_room import FunctionMeasured, function_items, measure_functions
 from grader.kit import Kit, start_kit
 from grader.limits import Limits
@@ -42,7 +42,7 @@ from grader.notebook import NotebookError, read_notebook
 from grader.notebook_run import Progress, ProgressCallback, run_notebook
 from grader.outcome import RunOutcome
 from grader.preparation import DEFAULT_HOST_LIMITS, HostLimits, prepare_submission, results_deadline
-from grader.reference import reference_artefacts, reference_timings, require_reference
+from grader.reference import reference_exports, reference_timings, require_reference
 from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
 from grader.results import RunnerResult
 from grader.sandbox.base import Sandbox, SandboxResult
@@ -127,7 +127,7 @@ def execute_notebook(
         run.timings["prepare"] = prepared.seconds
         if waited is not None:
             run.timings["kit_age"] = waited
-        _check_exports(run, rundir / "runner" / "out" / "artefacts", reading)
+        _check_exports(run, rundir / "runner" / "out" / "exports", reading)
         if on_executed is not None and run.executed is not None:
             try:
                 on_executed(run.executed)
@@ -169,8 +169,8 @@ def _check_exports(run: Execution, folder: Path, deadline: Deadline) -> None:
             continue
         path = folder / record.file
         try:
-            run.exports[item_id] = read_artefact(path)
-        except ArtefactError as exc:
+            run.exports[item_id] = read_export(path)
+        except ExportError as exc:
             run.exports[item_id] = str(exc)
             continue
         run.export_files[item_id] = path
@@ -184,12 +184,12 @@ def measure_execution(run: Execution, exercise: Exercise, config: GraderConfig,
     student = {item_id: path for item_id, path in run.export_files.items()
                if _measurable(exercise, item_id, run.exports.get(item_id))
                and _cell_can_answer(run, item_id)}
-    reference = dict(student) if self_reference else reference_artefacts(exercise)
+    reference = dict(student) if self_reference else reference_exports(exercise)
     jobs = plan_jobs(exercise, student, reference)
     images = None
     if any(job.measure == "predictions" for job in jobs):
         images = ImageSets(evaluation_images(config.data_dir))
-    return measure_artefacts(jobs, sandbox, rundir / "cleanroom", images=images, warm=warm)
+    return measure_exports(jobs, sandbox, rundir / "cleanroom", images=images, warm=warm)
 
 
 def _measurable(exercise: Exercise, item_id: str, export: object) -> bool:

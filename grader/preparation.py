@@ -22,7 +22,7 @@ is 0.35 s. Instead every step is linear in what it reads, and what is not linear
 - a graded cell's source is parsed only within :class:`grader.sourcecheck.SourceLimits`
   (IPython's transformers are magics x size);
 - the files the runner leaves are read with size caps (:mod:`grader.results`,
-  :mod:`grader.artefacts`, :data:`grader.notebook_run.MAX_EXECUTED_BYTES`).
+  :mod:`grader.exports`, :data:`grader.notebook_run.MAX_EXECUTED_BYTES`).
 
 A :class:`Deadline` is checked between cells and between steps: it bounds the sum of many
 bounded steps (a step within one cell cannot be interrupted in-process; the caps bound it).

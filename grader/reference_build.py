@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from grader.artefacts import GraphExport, KerasExport
 from grader.budgets import CellTiming
 from grader.comparators.accuracy import counted_accuracy
 from grader.config import GraderConfig
 from grader.data.perturb import source_name
+from grader.exports import GraphExport, KerasExport
 from grader.measurements import MeasurementFailure
 from grader.notebook import read_notebook
 from grader.pipeline import Execution, ProgressCallback, execute_notebook, score_execution
@@ -72,14 +72,14 @@ def build_reference(
     *,
     on_progress: ProgressCallback | None = None,
 ) -> Path:
-    """Run the solution, keep its exports as ``reference/<id>/artefacts/`` and write
+    """Run the solution, keep its exports as ``reference/<id>/exports/`` and write
     ``expected.json`` (what the clean room measured of them); return its path.
 
     The solution is graded against its own exports, and must earn full marks: a reference
     that its own grader would fail is refused."""
     source = solution_path(exercise)
     data = source.read_bytes()
-    staging = exercise.reference_dir / "artefacts.new"
+    staging = exercise.reference_dir / "exports.new"
     shutil.rmtree(staging, ignore_errors=True)
     started = time.monotonic()
     run = execute_notebook(read_notebook(data), exercise, config, sandbox,
@@ -96,7 +96,7 @@ def build_reference(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    target_dir = exercise.reference_dir / "artefacts"
+    target_dir = exercise.reference_dir / "exports"
     shutil.rmtree(target_dir, ignore_errors=True)
     staging.rename(target_dir)
     return write_expected(exercise, report, data, cell_timings(run))

@@ -5,7 +5,7 @@ writes into a folder the kernel cannot see: what it records (cells run, their st
 time, which export file belongs to which item) is its own observation. It is still read with
 a size cap and checked against these models, and anything malformed becomes a
 ``sandbox_error`` rather than an exception deep in scoring. The exports it names are the
-kernel's, untrusted: see :mod:`grader.artefacts`. Nothing is unpickled.
+kernel's, untrusted: see :mod:`grader.exports`. Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class RunnerResult(_Model):
     version: Literal[2]
     status: Literal["running", "completed", "timeout", "kernel_died", "runner_error"]
     cells: list[CellRecord] = Field(max_length=100_000)
-    #: Item id -> ``{"file": "<n>.json"}`` (the export, in ``out/artefacts``) or
+    #: Item id -> ``{"file": "<n>.json"}`` (the export, in ``out/exports``) or
     #: ``{"error": {...}}`` when the kernel answered nothing usable.
     exports: dict[str, ExportRecord] = Field(default_factory=dict, max_length=1000)
     #: Item id -> whether the kernel said the answer's name was assigned anew (feedback only).

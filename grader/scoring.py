@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from grader.artefacts import Export, GraphExport, KerasExport, ValueExport
 from grader.clean_room import Measured
 from grader.comparators import CompareInput, Prepared, get_comparator
+from grader.exports import Export, GraphExport, KerasExport, ValueExport
 from grader.fingerprints import ModelFingerprint, fingerprint_of
 from grader.function_room import FunctionMeasured
 from grader.locate import Located

@@ -348,7 +348,7 @@ def test_assign_builds_the_reference_and_dry_runs_it_then_dry_run_checks_the_cou
     assert "tiny_conv: template 0/6 [graded] ok" in err
     expected = json.loads((course / "reference/tiny_conv/expected.json").read_text())
     assert list(expected["items"]) == ["conv"] and expected["exercise"] == "tiny_conv"
-    assert (course / "reference/tiny_conv/artefacts/conv.json").is_file()
+    assert (course / "reference/tiny_conv/exports/conv.json").is_file()
 
     assert main(["dry-run", "--exercises", str(course / "exercises")]) == 0
     template = course / "exercises/tiny_conv/template.ipynb"

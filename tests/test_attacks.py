@@ -267,16 +267,16 @@ _forged = {"version": 2, "status": "completed",
            "cells": [{"index": i, "status": "ok"} for i in range(200)],
            "exports": {item: {"file": "0.json"} for item in _items},
            "fresh": {item: True for item in _items}, "bootstrap": [], "timings": {}}
-_artefact = {"kind": "graph", "graph_def": "", "output": "y:0", "accuracy": 1.0}
+_export = {"kind": "graph", "graph_def": "", "output": "y:0", "accuracy": 1.0}
 _written, _refused = [], []
 def _forge(folder):
     try:
-        os.makedirs(os.path.join(folder, "artefacts"), exist_ok=True)
+        os.makedirs(os.path.join(folder, "exports"), exist_ok=True)
         with open(os.path.join(folder, "result.json"), "w") as f:
             json.dump(_forged, f)
         for n in range(20):
-            with open(os.path.join(folder, "artefacts", f"{n}.json"), "w") as f:
-                json.dump(_artefact, f)
+            with open(os.path.join(folder, "exports", f"{n}.json"), "w") as f:
+                json.dump(_export, f)
         os.chmod(folder, 0o555)
         _written.append(folder)
     except OSError as exc:
@@ -560,7 +560,7 @@ SNOOP_FILES = r"""
 import os, re, sys
 import numpy as np
 _secret_name = re.compile(r"expected\.json$|solution\.ipynb$|holdout|split\.json$|\.key$"
-                          r"|mnist\.pkl|reference|artefact|/var/data|\.sqlite3?$|\.db$|\.env$")
+                          r"|mnist\.pkl|reference|export|/var/data|\.sqlite3?$|\.db$|\.env$")
 _marker = ("grader" + "-canary-").encode()
 _public = tuple(p.rstrip("/") + "/" for p in {sys.prefix, sys.base_prefix, "/usr"})
 _skip = ("/proc", "/sys", "/dev")
@@ -892,9 +892,9 @@ with _graph.as_default():
     _right = tf.nn.conv2d(_x, W, strides=[1, 1, 1, 1], padding='VALID')
 _forged = {'kind': 'graph', 'output': _right.name, 'inputs': {'x': _x.name},
            'graph_def': base64.b64encode(_graph.as_graph_def().SerializeToString()).decode()}
-publish_display_data({'application/x-grader-artefact+json': _forged})
+publish_display_data({'application/x-grader-export+json': _forged})
 publish_display_data({'text/plain': 'p' * (10 * 1024 * 1024)})
-publish_display_data({'application/x-grader-artefact+json': {'graph_def': 'A' * 30_000_000}})
+publish_display_data({'application/x-grader-export+json': {'graph_def': 'A' * 30_000_000}})
 print("after the flood")
 '''
 
@@ -1121,17 +1121,17 @@ def test_an_exact_pixel_memoriser_collapses_on_moved_copies(exercise, config, sa
     """Right on every plain evaluation image (test and held-out: 1.000 each), near chance on
     the moved copies the clean room gets per run, and so no accuracy points. The parameter
     budget is lifted for this job, so that only the moved copies stand in its way."""
-    from grader.clean_room import ImageSets, Job, measure_artefacts
+    from grader.clean_room import ImageSets, Job, measure_exports
     from grader.comparators import CompareInput, get_comparator
     from grader.data import evaluation_images, evaluation_labels
 
     images, labels = evaluation_images(config.data_dir), evaluation_labels(config.data_dir)
-    artefact = tmp_path / "memoriser.json"
-    artefact.write_text(json.dumps(exact_pixel_memoriser(images, labels)))
+    export = tmp_path / "memoriser.json"
+    export.write_text(json.dumps(exact_pixel_memoriser(images, labels)))
     item = exercise.item("accuracy")
-    job = Job("accuracy/student", item, "student", "predictions", artefact,
+    job = Job("accuracy/student", item, "student", "predictions", export,
               {"max_parameters": 10_000_000})
-    measured = measure_artefacts([job], sandbox, tmp_path / "room", images=ImageSets(images))
+    measured = measure_exports([job], sandbox, tmp_path / "room", images=ImageSets(images))
     result = measured.get("accuracy", "student")
     assert set(result.predictions) == {"test", "holdout", "test-moved", "holdout-moved"}, result
     judgement = get_comparator("accuracy")(CompareInput(

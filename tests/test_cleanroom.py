@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grader.artefacts import ArtefactError, GraphExport, ValueExport, read_artefact, unpack_array
-from grader.clean_room import Job, fresh_images, measure_artefacts, plan_jobs
+from grader.clean_room import Job, fresh_images, measure_exports, plan_jobs
 from grader.cleanroom import graphs
+from grader.exports import ExportError, GraphExport, ValueExport, read_export, unpack_array
 from grader.measurements import (
     MeasurementError,
     MeasurementFailure,
     TensorMeasurement,
     parse_measurement,
 )
-from grader.reference import reference_artefacts
+from grader.reference import reference_exports
 from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.sourcecheck import read_cell
 from tests.hostile_graphs import HONEST, MODELS, measured_path
@@ -66,9 +66,9 @@ def checked(export: dict) -> int:
 def test_exports_are_read_with_a_schema_and_a_size_cap(tmp_path: Path) -> None:
     path = tmp_path / "e.json"
     path.write_text(json.dumps(graph_export(lambda x: tf.nn.relu(x))))
-    assert isinstance(read_artefact(path), GraphExport)
+    assert isinstance(read_export(path), GraphExport)
     path.write_text(json.dumps({"kind": "value", "type": "ndarray"}))
-    assert isinstance(read_artefact(path), ValueExport)
+    assert isinstance(read_export(path), ValueExport)
     for junk, message in [
         ("[1, 2]", "not an object"),
         ("{not json", "not JSON"),
@@ -76,10 +76,10 @@ def test_exports_are_read_with_a_schema_and_a_size_cap(tmp_path: Path) -> None:
         (json.dumps({"error": {"ename": "NameError", "evalue": "y"}}), "NameError: y"),
     ]:
         path.write_text(junk)
-        with pytest.raises(ArtefactError, match=message):
-            read_artefact(path)
-    with pytest.raises(ArtefactError, match="missing"):
-        read_artefact(tmp_path / "none.json")
+        with pytest.raises(ExportError, match=message):
+            read_export(path)
+    with pytest.raises(ExportError, match="missing"):
+        read_export(tmp_path / "none.json")
 
 
 @pytest.mark.parametrize(("payload", "message"), [
@@ -89,7 +89,7 @@ def test_exports_are_read_with_a_schema_and_a_size_cap(tmp_path: Path) -> None:
     ({"dtype": "<f4", "shape": [1], "data": "!!"}, "base64"),
 ])
 def test_arrays_are_raw_bytes_of_a_few_dtypes(payload: dict, message: str) -> None:
-    with pytest.raises(ArtefactError, match=message):
+    with pytest.raises(ExportError, match=message):
         unpack_array(payload)
     assert unpack_array(packed(np.arange(6, dtype="<f4").reshape(2, 3)))[1, 2] == 5
 
@@ -213,13 +213,13 @@ class CrashingSandbox:
 
 
 def test_a_crash_is_blamed_on_its_job_and_the_rest_are_measured_again(exercise, tmp_path):
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     student = {k: references[k] for k in ("conv1", "model", "dense_layer")}
     jobs = plan_jobs(exercise, student, references)
     assert [j.id for j in jobs] == ["conv1/student", "conv1/reference", "dense_layer/student",
                                     "dense_layer/reference", "model/student", "model/reference"]
     box = CrashingSandbox("dense_layer/student")
-    measured = measure_artefacts(jobs, box, tmp_path, seed=1)
+    measured = measure_exports(jobs, box, tmp_path, seed=1)
     assert len(box.runs) == 2 and "dense_layer/student" not in box.runs[1]
     crashed = measured.get("dense_layer", "student")
     assert isinstance(crashed, MeasurementFailure) and crashed.code == "crashed"
@@ -259,11 +259,11 @@ def test_the_trained_model_gets_moved_copies_made_from_the_runs_seed(exercise, t
     rng = np.random.default_rng(0)
     sets = {"test": rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
             "holdout": rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)}
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     jobs = plan_jobs(exercise, {"accuracy": references["accuracy"]}, references)
     box = PlanReadingSandbox()
     for n, seed in enumerate((5, 5, 6)):
-        measure_artefacts(jobs, box, tmp_path / str(n), images=ImageSets(sets), seed=seed)
+        measure_exports(jobs, box, tmp_path / str(n), images=ImageSets(sets), seed=seed)
     first, again, other = box.images
     assert set(first) == {"test", "holdout", "test-moved", "holdout-moved"}
     # the same images, in an order of their own (test_no_image_is_recognisable_by_its_place)
@@ -276,11 +276,11 @@ def test_the_trained_model_gets_moved_copies_made_from_the_runs_seed(exercise, t
     assert "seed" not in plan_text and "label" not in plan_text
     orders = set()
     for seed in range(12):
-        measure_artefacts(jobs, box, tmp_path / f"o{seed}", images=ImageSets(sets), seed=seed)
+        measure_exports(jobs, box, tmp_path / f"o{seed}", images=ImageSets(sets), seed=seed)
         orders.add(tuple(box.plans[-1]["images"]))
     assert len(orders) > 1
     box = PlanReadingSandbox()
-    measure_artefacts(jobs, box, tmp_path / "plain", images=ImageSets(sets, moved=None), seed=5)
+    measure_exports(jobs, box, tmp_path / "plain", images=ImageSets(sets, moved=None), seed=5)
     assert set(box.images[0]) == {"test", "holdout"}
 
 
@@ -321,11 +321,11 @@ def test_no_image_is_recognisable_by_its_place(exercise, tmp_path):
     sets = {name: np.concatenate([truth.astype(np.uint8)[:, None],
                                   rng.integers(0, 256, (len(truth), 783), dtype=np.uint8)],
                                  axis=1).reshape(-1, 28, 28) for name, truth in labels.items()}
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     jobs = plan_jobs(exercise, {"accuracy": references["accuracy"]}, references)
 
     def accuracies(predict) -> dict[str, float]:
-        measured = measure_artefacts(jobs, PredictingSandbox(predict), tmp_path / str(id(predict)),
+        measured = measure_exports(jobs, PredictingSandbox(predict), tmp_path / str(id(predict)),
                                      images=ImageSets(sets, moved=None), seed=3)
         got = measured.get("accuracy", "student").predictions
         return {name: float(np.mean(np.asarray(got[name]) == labels[name])) for name in labels}
@@ -337,14 +337,14 @@ def test_no_image_is_recognisable_by_its_place(exercise, tmp_path):
 
 
 def test_jobs_need_an_export_and_the_reference_for_comparisons(exercise):
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     assert plan_jobs(exercise, {}, references) == []
     jobs = plan_jobs(exercise, {"accuracy": references["accuracy"]}, references)
     assert [(j.id, j.measure, j.options.get("max_parameters")) for j in jobs] == [
         ("accuracy/student", "predictions", exercise.accuracy.max_parameters),
         # the reference's data path, for the structure check (``structure = "model"``)
         ("accuracy/reference", "graph", None)]
-    assert isinstance(jobs[0], Job) and jobs[1].artefact == references["accuracy"]
+    assert isinstance(jobs[0], Job) and jobs[1].export == references["accuracy"]
 
 
 # --- the real clean room --------------------------------------------------------------------
@@ -355,7 +355,7 @@ def test_the_clean_room_measures_student_graphs_on_the_graders_inputs(exercise, 
                                                                      tmp_path):
     """A correct answer, a constant typed in, a py_func, and junk, measured in one real clean
     room beside the reference."""
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     reference = json.loads(references["conv1"].read_text())
     image = unpack_array(reference["context"]["sample_image"])
     filt = unpack_array(reference["context"]["W"])
@@ -376,7 +376,7 @@ def test_the_clean_room_measures_student_graphs_on_the_graders_inputs(exercise, 
             for name, path in files.items()]
     jobs.append(Job("conv1/reference", item, "reference", "tensor", references["conv1"]))
     # every job of one item shares the item's inputs: the exercise image and 4 fresh ones
-    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=11)
+    measured = measure_exports(jobs, sandbox, tmp_path / "room", seed=11)
     want = measured.get("conv1", "reference")
     assert isinstance(want, TensorMeasurement) and len(want.outputs) == 5
     right_m = measured.results["right/student"]
@@ -433,7 +433,7 @@ class ExpensiveSandbox:
 
 
 def layer_jobs(exercise, tmp_path: Path, count: int) -> list[Job]:
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     item = exercise.item("dense_layer")
     return [Job(f"j{n}/student", item, "student", "layer", references["dense_layer"],
                 {"input_shape": [4, 64]}) for n in range(count)]
@@ -444,7 +444,7 @@ def test_re_runs_share_one_wall_budget(exercise, tmp_path):
 
     box = ExpensiveSandbox(seconds=1.0, cpu=0.1)
     limits = LIMITS.replace(notebook_timeout=4.5)
-    measured = measure_artefacts(layer_jobs(exercise, tmp_path, 8), box, tmp_path, seed=1,
+    measured = measure_exports(layer_jobs(exercise, tmp_path, 8), box, tmp_path, seed=1,
                                  limits=limits)
     timeouts = [r.limits.notebook_timeout for r in box.requests]
     assert 2 <= len(box.runs) <= 3  # not 8 clean rooms: each crash used up a second
@@ -461,7 +461,7 @@ def test_re_runs_share_one_cpu_allowance(exercise, tmp_path):
 
     box = ExpensiveSandbox(seconds=0.0, cpu=30.0)
     limits = LIMITS.replace(cpu_seconds=70)
-    measured = measure_artefacts(layer_jobs(exercise, tmp_path, 5), box, tmp_path, seed=1,
+    measured = measure_exports(layer_jobs(exercise, tmp_path, 5), box, tmp_path, seed=1,
                                  limits=limits)
     allowances = [r.limits.cpu_seconds for r in box.requests]
     assert allowances[0] == 70 and 38 <= allowances[1] <= 40 and 8 <= allowances[2] <= 10
@@ -496,7 +496,7 @@ def test_stalling_exports_hold_the_clean_room_at_most_one_budget(exercise, sandb
     from grader.clean_room import LIMITS, WarmCleanRoom, cleanroom_request
     from grader.sandbox.runs import LineRelay
 
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     filt = unpack_array(json.loads(references["conv1"].read_text())["context"]["W"])
     item = exercise.item("conv1")
     jobs = [Job("conv1/reference", item, "reference", "tensor", references["conv1"])]
@@ -516,7 +516,7 @@ def test_stalling_exports_hold_the_clean_room_at_most_one_budget(exercise, sandb
             assert relay.event.wait(60) and "ready" in relay.early
             ahead = WarmCleanRoom(run, relay, room)
         started = time.monotonic()
-        measured = measure_artefacts(jobs, sandbox, room, seed=3, limits=limits, warm=ahead)
+        measured = measure_exports(jobs, sandbox, room, seed=3, limits=limits, warm=ahead)
         elapsed = time.monotonic() - started
     assert measured.runs == 1
     assert isinstance(measured.get("conv1", "reference"), TensorMeasurement)
@@ -549,10 +549,10 @@ def test_crashing_exports_share_one_budget_across_re_runs(exercise, sandbox, tmp
             lambda x: x + 0 * tf.reduce_sum(tf.fill([20000, 20000], tf.reduce_mean(x))))))
         jobs.append(Job(f"crash{n}/student", item, "student", "tensor", path))
     jobs.append(Job("conv1/reference", item, "reference", "tensor",
-                    reference_artefacts(exercise)["conv1"]))
+                    reference_exports(exercise)["conv1"]))
     limits = LIMITS.replace(notebook_timeout=15, memory_bytes=1 * GiB)
     started = time.monotonic()
-    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=5, limits=limits)
+    measured = measure_exports(jobs, sandbox, tmp_path / "room", seed=5, limits=limits)
     elapsed = time.monotonic() - started
     codes = [measured.results[f"crash{n}/student"].code for n in range(12)]
     assert measured.runs < 12 and codes[-1] == "budget"
@@ -570,7 +570,7 @@ def test_huge_outputs_are_refused_in_the_clean_room(exercise, sandbox, tmp_path)
     """Answers whose output holds 1,000,000 values (a static shape, refused before evaluation;
     a shape known only when run, refused before it is written): the host gets a small failure
     record, and the honest answer beside them is measured."""
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     filt = unpack_array(json.loads(references["conv1"].read_text())["context"]["W"])
     exports = {
         "static": graph_export(lambda x: tf.fill([1000, 1000], tf.reduce_mean(x))),
@@ -586,7 +586,7 @@ def test_huge_outputs_are_refused_in_the_clean_room(exercise, sandbox, tmp_path)
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(export))
         jobs.append(Job(f"{name}/student", item, "student", "tensor", path))
-    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=2)
+    measured = measure_exports(jobs, sandbox, tmp_path / "room", seed=2)
     assert measured.runs == 1
     for name in ("static", "dynamic", "wide"):
         failure = measured.results[f"{name}/student"]
@@ -610,10 +610,10 @@ def measure_module(monkeypatch):
     return importlib.import_module("measure")
 
 
-def _renamed(artefact: dict, prefix: str) -> dict:
+def _renamed(export: dict, prefix: str) -> dict:
     """The export with every node of its graph renamed (``prefix`` + name), inputs, output and
     variable values following: the same model written with other names."""
-    graph_def = graphs.parse_graph(artefact["graph_def"])
+    graph_def = graphs.parse_graph(export["graph_def"])
 
     def rename(ref: str) -> str:
         control = ref.startswith("^")
@@ -630,35 +630,35 @@ def _renamed(artefact: dict, prefix: str) -> dict:
                       for s in node.attr["_class"].list.s]
             del node.attr["_class"].list.s[:]
             node.attr["_class"].list.s.extend(places)
-    return {**artefact, "graph_def": base64.b64encode(graph_def.SerializeToString()).decode(),
-            "output": rename(artefact["output"]),
-            "variables": {prefix + k: v for k, v in artefact["variables"].items()}}
+    return {**export, "graph_def": base64.b64encode(graph_def.SerializeToString()).decode(),
+            "output": rename(export["output"]),
+            "variables": {prefix + k: v for k, v in export["variables"].items()}}
 
 
 def test_the_weights_digest_ignores_names_and_sees_one_changed_weight(exercise, measure_module):
     """Issue 20: the clean room hashes the trained values it froze into the graph, without
     their names: the same weights renamed, or pasted into the graph as constants, give the
     same digest; one weight changed by 0.001 gives another."""
-    artefact = json.loads(reference_artefacts(exercise)["accuracy"].read_text())
+    export = json.loads(reference_exports(exercise)["accuracy"].read_text())
     images = {"test": np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)}
 
     def measured(export: dict) -> dict:
         return measure_module.measure_predictions(export, {}, images)
 
-    original = measured(artefact)
+    original = measured(export)
     assert len(original["weights"]) == 64 and int(original["weights"], 16) >= 0
-    renamed = measured(_renamed(artefact, "copied/"))
+    renamed = measured(_renamed(export, "copied/"))
     assert renamed["weights"] == original["weights"]
     assert renamed["predictions"] == original["predictions"]
-    graph_def = graphs.parse_graph(artefact["graph_def"])
-    values = {k: graphs.unpack_array(v) for k, v in artefact["variables"].items()}
-    pasted = {**artefact, "variables": {}, "graph_def": base64.b64encode(
+    graph_def = graphs.parse_graph(export["graph_def"])
+    values = {k: graphs.unpack_array(v) for k, v in export["variables"].items()}
+    pasted = {**export, "variables": {}, "graph_def": base64.b64encode(
         graphs.freeze(graph_def, values).SerializeToString()).decode()}
     assert measured(pasted)["weights"] == original["weights"]
     changed = dict(values)
     changed["W"] = values["W"].copy()
     changed["W"][0, 0, 0, 0] += 0.001
-    nudged = {**artefact, "variables": {**artefact["variables"], "W": packed(changed["W"])}}
+    nudged = {**export, "variables": {**export["variables"], "W": packed(changed["W"])}}
     assert measured(nudged)["weights"] != original["weights"]
 
 
@@ -671,20 +671,20 @@ def test_the_real_clean_room_hashes_the_trained_weights(exercise, sandbox, tmp_p
     from grader.clean_room import ImageSets
     from grader.measurements import PredictionsMeasurement
 
-    artefact = json.loads(reference_artefacts(exercise)["accuracy"].read_text())
+    export = json.loads(reference_exports(exercise)["accuracy"].read_text())
     copy_path = tmp_path / "copy.json"
-    copy_path.write_text(json.dumps(_renamed(artefact, "mine_")))
+    copy_path.write_text(json.dumps(_renamed(export, "mine_")))
     item = exercise.item("accuracy")
     jobs = [Job("accuracy/student", item, "student", "predictions",
-                reference_artefacts(exercise)["accuracy"]),
+                reference_exports(exercise)["accuracy"]),
             Job("copy/student", item, "student", "predictions", copy_path)]
     sets = {"test": np.random.default_rng(4).integers(0, 256, (30, 28, 28), dtype=np.uint8)}
-    measured = measure_artefacts(jobs, sandbox, tmp_path / "room", seed=3,
+    measured = measure_exports(jobs, sandbox, tmp_path / "room", seed=3,
                                  images=ImageSets(sets, moved=None))
     original, copied = measured.results["accuracy/student"], measured.results["copy/student"]
     assert isinstance(original, PredictionsMeasurement), original
     assert isinstance(copied, PredictionsMeasurement), copied
-    here = measure_module.measure_predictions(artefact, {}, sets)["weights"]
+    here = measure_module.measure_predictions(export, {}, sets)["weights"]
     assert original.weights == copied.weights == here
     assert original.predictions == copied.predictions
 
@@ -807,10 +807,10 @@ PARAMETER_FACTOR = 4
 def test_the_parameter_budget_is_a_small_multiple_of_the_references_count(exercise):
     """Counted as the clean room counts a trained model (``measure_predictions``): every
     constant's elements and every variable's exported values."""
-    artefact = json.loads(reference_artefacts(exercise)["accuracy"].read_text())
-    graph_def = graphs.parse_graph(artefact["graph_def"])
+    export = json.loads(reference_exports(exercise)["accuracy"].read_text())
+    graph_def = graphs.parse_graph(export["graph_def"])
     count = graphs.check_graph(graph_def) + sum(
-        graphs.unpack_array(artefact["variables"][node.name]).size
+        graphs.unpack_array(export["variables"][node.name]).size
         for node in graphs.variable_nodes(graph_def))
     assert count == 33_582  # the issue's figure: 5x5x1x20 + 5x5x20x50 + 800x10, biases, shape
     assert exercise.accuracy.max_parameters == PARAMETER_FACTOR * count

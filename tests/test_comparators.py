@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from grader.clean_room import measure_artefacts, plan_jobs, reference_context
+from grader.clean_room import measure_exports, plan_jobs, reference_context
 from grader.comparators import CompareInput, as_array, get_comparator
 from grader.comparators.accuracy import accuracy_fraction
 from grader.comparators.variants import Variant, apply_variant
-from grader.reference import reference_artefacts
+from grader.reference import reference_exports
 from grader.report import ItemStatus
 from tests.hostile_graphs import HONEST, MODELS, measured_path
 
@@ -28,12 +28,12 @@ def _array(value: np.ndarray) -> dict:
 @pytest.fixture(scope="session")
 def expected(exercise, sandbox, tmp_path_factory) -> dict:
     """Item id -> the reference's measurement as the comparators read it (what scoring hands
-    them): measured by the clean room from ``reference/<id>/artefacts``."""
-    references = reference_artefacts(exercise)
+    them): measured by the clean room from ``reference/<id>/exports``."""
+    references = reference_exports(exercise)
     measurable = {k: v for k, v in references.items() if exercise.item(k).compare.kind
                   != "accuracy"}
     jobs = plan_jobs(exercise, measurable, references)
-    measured = measure_artefacts(jobs, sandbox, tmp_path_factory.mktemp("cleanroom"), seed=7)
+    measured = measure_exports(jobs, sandbox, tmp_path_factory.mktemp("cleanroom"), seed=7)
     views = {}
     for item_id in measurable:
         item = exercise.item(item_id)

@@ -26,4 +26,4 @@ def test_the_walkthrough_notebook_goes_through_assign(tmp_path, capsys):
     assert "walk_small: ready (the solution earns full marks, the template none)" in err
     spec = tomllib.loads((tmp_path / "exercises/walk_small/exercise.toml").read_text("utf-8"))
     assert [item["id"] for item in spec["items"]] == ["sigmoid", "structure", "accuracy"]
-    assert (tmp_path / "reference/walk_small/artefacts/accuracy.json").is_file()
+    assert (tmp_path / "reference/walk_small/exports/accuracy.json").is_file()

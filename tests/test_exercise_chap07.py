@@ -104,8 +104,8 @@ def test_max_parameters_is_four_times_the_reference_model(chap07: Exercise):
         sys.path.insert(0, str(CLEANROOM))
     import keras_build  # the clean room's module, by bare name as it runs there
 
-    artefact = json.loads((chap07.reference_dir / "artefacts" / "accuracy.json").read_text())
-    counted = keras_build.measure_keras_structure(artefact, {})["parameters"]
+    export = json.loads((chap07.reference_dir / "exports" / "accuracy.json").read_text())
+    counted = keras_build.measure_keras_structure(export, {})["parameters"]
     assert counted == 12_810  # the figure written in the source notebook's comments
     assert chap07.accuracy is not None
     assert chap07.accuracy.max_parameters == 4 * counted

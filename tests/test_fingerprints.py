@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grader.clean_room import ImageSets, Measured, measure_artefacts, plan_jobs
+from grader.clean_room import ImageSets, Measured, measure_exports, plan_jobs
 from grader.comparators import Prepared
 from grader.fingerprints import (
     AGREEMENT_FLAG,
@@ -31,7 +31,7 @@ from grader.fingerprints import (
 from grader.measurements import PredictionsMeasurement, parse_measurement
 from grader.outcome import RunOutcome
 from grader.pipeline import Execution, score_execution
-from grader.reference import reference_artefacts
+from grader.reference import reference_exports
 from grader.report import RunStatus
 from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.scoring import Evidence, model_fingerprint
@@ -143,9 +143,9 @@ def honest(name: str, images: np.ndarray) -> list[int]:
 
 
 def measured_by(box: ForgingSandbox, exercise, tmp_path: Path) -> Measured:
-    references = reference_artefacts(exercise)
+    references = reference_exports(exercise)
     jobs = plan_jobs(exercise, {"accuracy": references["accuracy"]}, references)
-    return measure_artefacts(jobs, box, tmp_path, images=ImageSets(IMAGES), seed=7)
+    return measure_exports(jobs, box, tmp_path, images=ImageSets(IMAGES), seed=7)
 
 
 def evidence(measured: Measured) -> Evidence:

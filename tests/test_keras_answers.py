@@ -22,9 +22,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader.artefacts import KerasExport, read_artefact
-from grader.clean_room import MEASURES, Job, measure_artefacts, plan_jobs
+from grader.clean_room import MEASURES, Job, measure_exports, plan_jobs
 from grader.comparators.keras_models import keras_checks
+from grader.exports import KerasExport, read_export
 from grader.measurements import KerasStructure, MeasurementFailure, parse_measurement
 from grader.spec import load_exercise
 
@@ -73,9 +73,9 @@ def packed(array: np.ndarray) -> dict:
             "data": base64.b64encode(array.tobytes()).decode()}
 
 
-def refusal(artefact: dict, job: dict | None = None) -> GraphRefused:
+def refusal(export: dict, job: dict | None = None) -> GraphRefused:
     with pytest.raises(GraphRefused) as caught:
-        keras_build.measure_keras_structure(artefact, job or {"max_parameters": 100_000})
+        keras_build.measure_keras_structure(export, job or {"max_parameters": 100_000})
     return caught.value
 
 
@@ -94,10 +94,10 @@ def test_a_model_is_rebuilt_from_its_export_and_predicts_as_the_original():
     model = small_cnn()
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.weights])
-    artefact = export_of(model)
-    assert artefact["kind"] == "keras" and len(artefact["weights"]) == 4
+    export = export_of(model)
+    assert export["kind"] == "keras" and len(export["weights"]) == 4
     images = {"test": rng.integers(0, 256, size=(300, 28, 28)).astype(np.uint8)}
-    got = keras_build.measure_keras_predictions(artefact, {"max_parameters": 100_000}, images)
+    got = keras_build.measure_keras_predictions(export, {"max_parameters": 100_000}, images)
     x = (images["test"].reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
     want = np.argmax(model.predict(x, verbose=0), axis=1)
     assert got["predictions"]["test"] == want.tolist()
@@ -198,11 +198,11 @@ def _chain_export() -> dict:
 
 
 def _rewired(mutate) -> dict:
-    artefact = _chain_export()
-    document = json.loads(artefact["model_json"])
+    export = _chain_export()
+    document = json.loads(export["model_json"])
     mutate(document["config"])
-    artefact["model_json"] = json.dumps(document)
-    return artefact
+    export["model_json"] = json.dumps(document)
+    return export
 
 
 def _args(config, index):
@@ -226,18 +226,18 @@ def test_a_functional_chain_rewired_is_refused(mutate):
 
 def test_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_path):
     target = tmp_path / "ran.txt"
-    artefact = export_of(lambda_payload_model(target))
+    export = export_of(lambda_payload_model(target))
     target.unlink(missing_ok=True)  # the export itself traced the model in this process
-    refused = refusal(artefact)
+    refused = refusal(export)
     assert refused.code == "keras_layer_not_allowed" and refused.ops == ["Lambda"]
     with pytest.raises(GraphRefused):
-        keras_build.measure_keras_predictions(artefact, {}, {"test": np.zeros((2, 28, 28),
+        keras_build.measure_keras_predictions(export, {}, {"test": np.zeros((2, 28, 28),
                                                                               np.uint8)})
     assert not target.exists()
     # Keras's own loader refuses it in safe mode; told to trust it, it runs the payload
     with pytest.raises(ValueError, match=r"(?i)unsafe|lambda"):
-        keras.models.model_from_json(artefact["model_json"])
-    loaded = keras.saving.deserialize_keras_object(json.loads(artefact["model_json"]),
+        keras.models.model_from_json(export["model_json"])
+    loaded = keras.saving.deserialize_keras_object(json.loads(export["model_json"]),
                                                    safe_mode=False)
     loaded(np.zeros((1, 28, 28, 1), np.float32))
     assert target.read_text() == "ran"
@@ -267,11 +267,11 @@ def test_a_custom_layer_class_and_a_custom_activation_are_refused():
 
 def _forged(mutate) -> dict:
     model = small_cnn()
-    artefact = export_of(model)
-    document = json.loads(artefact["model_json"])
-    mutate(document, artefact)
-    artefact["model_json"] = json.dumps(document)
-    return artefact
+    export = export_of(model)
+    document = json.loads(export["model_json"])
+    mutate(document, export)
+    export["model_json"] = json.dumps(document)
+    return export
 
 
 def _conv(document):
@@ -343,7 +343,7 @@ def test_every_allowed_layer_and_activation_is_one_keras_makes():
 def test_the_host_reads_a_keras_export_and_routes_it(tmp_path, config):
     path = tmp_path / "a.json"
     path.write_text(json.dumps(export_of(small_cnn())))
-    assert isinstance(read_artefact(path), KerasExport)
+    assert isinstance(read_export(path), KerasExport)
     exercise = _exercise(tmp_path, config)
     assert MEASURES["keras_structure"] == "keras_structure"
     jobs = plan_jobs(exercise, {"structure": path, "accuracy": path},
@@ -504,13 +504,13 @@ def test_the_clean_room_refuses_forged_exports_and_runs_no_payload(tmp_path, con
     misshapen = _forged(lambda d, a: a["weights"].pop())
     honest = export_of(small_cnn())
     jobs = []
-    for n, artefact in enumerate([payload, os_module, misshapen, honest]):
+    for n, export in enumerate([payload, os_module, misshapen, honest]):
         path = tmp_path / f"export{n}.json"
-        path.write_text(json.dumps(artefact))
+        path.write_text(json.dumps(export))
         jobs.append(Job(f"s{n}/student", item, "student", "keras_structure", path,
                         {"max_parameters": 60000}))
     workdir = tmp_path / "cleanroom"
-    measured = measure_artefacts(jobs, sandbox, workdir)
+    measured = measure_exports(jobs, sandbox, workdir)
     codes = [getattr(measured.results[j.id], "code", None) for j in jobs]
     assert codes == ["keras_layer_not_allowed", "keras_custom_object", "keras_wrong_weights",
                      None]

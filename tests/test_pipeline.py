@@ -159,7 +159,7 @@ def test_results_not_read_before_their_deadline_are_item_errors(
     from grader.results import RunnerResult
 
     monkeypatch.setattr(pipeline, "start_kit", lambda *args, **kw: FakeKit(tmp_path))
-    folder = tmp_path / "runner" / "out" / "artefacts"
+    folder = tmp_path / "runner" / "out" / "exports"
     folder.mkdir(parents=True)
     (folder / "0.json").write_text('{"kind": "value", "type": "int"}')
     nb = _notebook()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from grader.artefacts import GraphExport
 from grader.clean_room import Measured
 from grader.comparators import prepare_inputs
+from grader.exports import GraphExport
 from grader.locate import Located, locate_items
 from grader.measurements import MeasurementFailure
 from grader.report import ItemStatus

@@ -38,13 +38,13 @@ KINDS = {
 }
 
 
-def read_spec(artefact: dict[str, Any]) -> SequentialSpec:
-    if artefact.get("kind") == "value":
-        raise GraphRefused("not_a_tensor", f"the answer is a {artefact.get('type')!s:.40}, "
+def read_spec(export: dict[str, Any]) -> SequentialSpec:
+    if export.get("kind") == "value":
+        raise GraphRefused("not_a_tensor", f"the answer is a {export.get('type')!s:.40}, "
                            "not a Keras model")
-    if artefact.get("kind") != "keras":
-        raise GraphRefused("bad_artefact", "the export is not a Keras model")
-    return read_model(parse_document(artefact.get("model_json")))
+    if export.get("kind") != "keras":
+        raise GraphRefused("bad_export", "the export is not a Keras model")
+    return read_model(parse_document(export.get("model_json")))
 
 
 def _layer_parameters(spec: LayerSpec, shape: tuple[int | None, ...]) -> int:
@@ -104,8 +104,8 @@ def make_layers(spec: SequentialSpec, max_parameters: int
     return layers, facts
 
 
-def _weights(artefact: dict[str, Any], max_parameters: int) -> list[np.ndarray]:
-    raw = artefact.get("weights")
+def _weights(export: dict[str, Any], max_parameters: int) -> list[np.ndarray]:
+    raw = export.get("weights")
     if not isinstance(raw, list) or len(raw) > MAX_WEIGHT_ARRAYS:
         raise GraphRefused("keras_wrong_weights", "the export holds no list of weights")
     arrays, total = [], 0
@@ -121,13 +121,13 @@ def _weights(artefact: dict[str, Any], max_parameters: int) -> list[np.ndarray]:
     return arrays
 
 
-def build_model(artefact: dict[str, Any], job: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def build_model(export: dict[str, Any], job: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The model with the exported weights set, and its structure facts."""
     import keras
 
     limit = int(job.get("max_parameters", 2_000_000))
-    spec = read_spec(artefact)
-    arrays = _weights(artefact, limit)  # decoded and bounded before any layer is made
+    spec = read_spec(export)
+    arrays = _weights(export, limit)  # decoded and bounded before any layer is made
     layers, facts = make_layers(spec, limit)
     model = keras.Sequential([keras.Input(shape=spec.input_shape), *layers])
     expected = [tuple(int(d) for d in w.shape) for w in model.weights]
@@ -152,17 +152,17 @@ def build_model(artefact: dict[str, Any], job: dict[str, Any]) -> tuple[Any, dic
     return model, structure
 
 
-def measure_keras_structure(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+def measure_keras_structure(export: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     """The layers (class, output shape, parameters), their kinds and the parameter count."""
-    _, structure = build_model(artefact, job)
+    _, structure = build_model(export, job)
     return structure
 
 
-def measure_keras_predictions(artefact: dict[str, Any], job: dict[str, Any],
+def measure_keras_predictions(export: dict[str, Any], job: dict[str, Any],
                               image_sets: dict[str, np.ndarray]) -> dict[str, Any]:
     """Class predictions on each image set (uint8 (n, 28, 28)), fed as the TF1 model is:
     divided by ``scale`` and shaped as the model's input ((28, 28, 1), (28, 28) or (784,))."""
-    model, structure = build_model(artefact, job)
+    model, structure = build_model(export, job)
     shape = tuple(structure["input_shape"])
     if math.prod(shape) != 28 * 28:
         raise GraphRefused("no_input", f"the model's input has shape {list(shape)}, not one "

@@ -1,13 +1,13 @@
-"""The clean room: measures exported artefacts in a fresh interpreter with no student code.
+"""The clean room: measures the exports in a fresh interpreter with no student code.
 
 Usage (inside a fresh sandbox): ``python main.py PLAN.json``. A warm clean room (started with a
 kit, ``grader/kit.py``, before any submission) imports TensorFlow, says ``{"event": "ready"}``
 and then waits for ``PLAN.json`` to appear (the host writes it in one rename). Only this folder,
 the plan and
-its read-only inputs are there: the artefacts the student's kernel exported (untrusted data,
+its read-only inputs are there: the exports the student's kernel exported (untrusted data,
 already size- and schema-checked by the host), the grader's inputs (exercise images, fresh
 images the student never saw, the test and held-out MNIST images; never labels) and the
-reference solution's artefacts. It imports nothing from the ``grader`` package.
+reference solution's exports. It imports nothing from the ``grader`` package.
 
 For each job of the plan it writes ``out/<n>.json``: ``{"id", "ok": true, ...measurement}`` or
 ``{"id", "ok": false, "error": {"code", "detail", "ops"}}``, and announces the job on stdout
@@ -86,33 +86,33 @@ def largest_output(result: dict[str, Any]) -> int | None:
     return max(sizes) if sizes else None
 
 
-def _load_artefact(path: str) -> dict[str, Any]:
+def _load_export(path: str) -> dict[str, Any]:
     try:
-        artefact = json.loads(Path(path).read_bytes())
+        export = json.loads(Path(path).read_bytes())
     except (OSError, ValueError):
-        raise GraphRefused("bad_artefact", "the export is not JSON") from None
-    if not isinstance(artefact, dict):
-        raise GraphRefused("bad_artefact", "the export is not an object")
-    return artefact
+        raise GraphRefused("bad_export", "the export is not JSON") from None
+    if not isinstance(export, dict):
+        raise GraphRefused("bad_export", "the export is not an object")
+    return export
 
 
 def run_job(job: dict[str, Any], images: dict[str, np.ndarray]) -> dict[str, Any]:
-    artefact = _load_artefact(job["artefact"])
+    export = _load_export(job["export"])
     kind = job["measure"]
     if kind == "tensor":
         with np.load(job["inputs"], allow_pickle=False) as data:
             inputs = [data[f"input{i}"] for i in range(len(data.files))]
-        return measure_tensor(artefact, job, inputs)
+        return measure_tensor(export, job, inputs)
     if kind == "layer":
-        return measure_layer(artefact, job)
+        return measure_layer(export, job)
     if kind == "graph":
-        return measure_graph(artefact, job)
-    if kind == "predictions" and artefact.get("kind") == "keras":
-        return measure_keras_predictions(artefact, job, images)
+        return measure_graph(export, job)
+    if kind == "predictions" and export.get("kind") == "keras":
+        return measure_keras_predictions(export, job, images)
     if kind == "predictions":
-        return measure_predictions(artefact, job, images)
+        return measure_predictions(export, job, images)
     if kind == "keras_structure":
-        return measure_keras_structure(artefact, job)
+        return measure_keras_structure(export, job)
     raise GraphRefused("bad_job", f"unknown measurement {kind!r}")
 
 

@@ -1,6 +1,6 @@
-"""The measurements the clean room takes of one artefact, one function per kind.
+"""The measurements the clean room takes of one export, one function per kind.
 
-Each takes the artefact (a dict already decoded from JSON) and the job's options, and returns
+Each takes the export (a dict already decoded from JSON) and the job's options, and returns
 plain JSON-able data: outputs on the grader's inputs, initial-value statistics, graph facts,
 class predictions. Nothing here knows what a right answer is; the host compares.
 """
@@ -34,13 +34,13 @@ def _session(graph: Any) -> Any:
     return tf.compat.v1.Session(graph=graph, config=config)
 
 
-def _graph_artefact(artefact: dict[str, Any]) -> Any:
-    if artefact.get("kind") == "value":
-        raise GraphRefused("not_a_tensor", f"the answer is a {artefact.get('type')!s:.40}, "
+def _graph_export(export: dict[str, Any]) -> Any:
+    if export.get("kind") == "value":
+        raise GraphRefused("not_a_tensor", f"the answer is a {export.get('type')!s:.40}, "
                            "not a TensorFlow tensor")
-    if artefact.get("kind") != "graph":
-        raise GraphRefused("bad_artefact", "the export is not a graph")
-    graph_def = parse_graph(artefact.get("graph_def"))
+    if export.get("kind") != "graph":
+        raise GraphRefused("bad_export", "the export is not a graph")
+    graph_def = parse_graph(export.get("graph_def"))
     check_graph(graph_def)
     return graph_def
 
@@ -49,7 +49,7 @@ def _tensor(graph: Any, name: Any) -> Any:
     try:
         return graph.get_tensor_by_name(str(name))
     except (KeyError, ValueError, TypeError):
-        raise GraphRefused("bad_artefact", f"the graph has no tensor {str(name)[:80]}") from None
+        raise GraphRefused("bad_export", f"the graph has no tensor {str(name)[:80]}") from None
 
 
 def _placeholders(graph: Any) -> list[Any]:
@@ -94,15 +94,15 @@ def _run(sess: Any, fetch: Any, feed: dict[Any, Any]) -> Any:
         raise GraphRefused("eval_failed", f"{type(exc).__name__}: {str(exc)[:300]}") from None
 
 
-def measure_tensor(artefact: dict[str, Any], job: dict[str, Any],
+def measure_tensor(export: dict[str, Any], job: dict[str, Any],
                    inputs: list[np.ndarray]) -> dict[str, Any]:
     """The answer tensor evaluated on each input image (the exercise's, then fresh ones)."""
-    graph_def = _graph_artefact(artefact)
+    graph_def = _graph_export(export)
     if variable_nodes(graph_def):
         graph_def = freeze(graph_def, {})
     graph = import_graph(graph_def)
-    output = _tensor(graph, artefact.get("output"))
-    named = (artefact.get("inputs") or {}).get(job.get("placeholder", "x"))
+    output = _tensor(graph, export.get("output"))
+    named = (export.get("inputs") or {}).get(job.get("placeholder", "x"))
     placeholders = _placeholders(graph)
     names = {p.name for p in placeholders}
     if named is not None and named in names:
@@ -121,14 +121,14 @@ def measure_tensor(artefact: dict[str, Any], job: dict[str, Any],
     return {"outputs": outputs, "fed": placeholder is not None}
 
 
-def measure_layer(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+def measure_layer(export: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     """Initial values from the layer's own initialisers, then its output with the grader's
     weights on the grader's input (both drawn from the job's seed)."""
-    graph_def = _graph_artefact(artefact)
+    graph_def = _graph_export(export)
     graph = import_graph(graph_def)
-    initializers = artefact.get("initializers") or {}
+    initializers = export.get("initializers") or {}
     if not isinstance(initializers, dict):
-        raise GraphRefused("bad_artefact", "initialisers are malformed")
+        raise GraphRefused("bad_export", "initialisers are malformed")
     nodes = variable_nodes(graph_def)
     names = [node.name for node in nodes]
     initial: dict[str, np.ndarray] = {}
@@ -136,11 +136,11 @@ def measure_layer(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, An
         for name in names:
             init = initializers.get(name)
             if not isinstance(init, str):
-                raise GraphRefused("bad_artefact", f"the variable {name} has no initialiser")
+                raise GraphRefused("bad_export", f"the variable {name} has no initialiser")
             try:
                 op = graph.get_operation_by_name(init)
             except (KeyError, ValueError):
-                raise GraphRefused("bad_artefact", f"no initialiser op {init[:80]}") from None
+                raise GraphRefused("bad_export", f"no initialiser op {init[:80]}") from None
             _run(sess, op, {})
         for node in nodes:
             value = _run(sess, _read(graph, node), {})
@@ -155,11 +155,11 @@ def measure_layer(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, An
     frozen = freeze(graph_def, weights)
     from tensorflow.compat.v1 import graph_util
 
-    out_name = str(artefact.get("output"))
+    out_name = str(export.get("output"))
     frozen = graph_util.extract_sub_graph(frozen, [out_name.split(":")[0]])
     graph = import_graph(frozen)
     output = _tensor(graph, out_name)
-    placeholder = _tensor(graph, (artefact.get("inputs") or {}).get("x"))
+    placeholder = _tensor(graph, (export.get("inputs") or {}).get("x"))
     input_shape = [int(d) for d in job["input_shape"]]
     x = np.random.RandomState(seed + 1).uniform(-1, 1, size=input_shape).astype(np.float32)
     limit = _max_values(job)
@@ -194,12 +194,12 @@ def _stats(name: str, value: np.ndarray) -> dict[str, Any]:
             "finite": bool(finite.size == value.size)}
 
 
-def measure_graph(artefact: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+def measure_graph(export: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     """The op producing the output and the ops feeding it: types and static shapes; and the
     data path from the image placeholder to the output (:mod:`datapath`)."""
-    graph_def = _graph_artefact(artefact)
+    graph_def = _graph_export(export)
     graph = import_graph(graph_def)
-    y = _tensor(graph, artefact.get("output"))
+    y = _tensor(graph, export.get("output"))
     try:
         image, _ = _feeds(graph, y)
     except GraphRefused:
@@ -232,11 +232,11 @@ def _shape(tensor: Any) -> list[int | None] | None:
         return None
 
 
-def measure_predictions(artefact: dict[str, Any], job: dict[str, Any],
+def measure_predictions(export: dict[str, Any], job: dict[str, Any],
                         image_sets: dict[str, np.ndarray]) -> dict[str, Any]:
     """Class predictions of the trained model on each image set (uint8, (n, 28, 28))."""
-    graph_def = _graph_artefact(artefact)
-    raw_values = artefact.get("variables")
+    graph_def = _graph_export(export)
+    raw_values = export.get("variables")
     if not isinstance(raw_values, dict):
         raise GraphRefused("untrained", "the export holds no trained values")
     values = {str(k): unpack_array(v) for k, v in list(raw_values.items())[:10_000]}
@@ -249,10 +249,10 @@ def measure_predictions(artefact: dict[str, Any], job: dict[str, Any],
     for node in variable_nodes(graph_def):
         declared = [d.size for d in node.attr["shape"].shape.dim]
         if node.name in values and declared and list(values[node.name].shape) != declared:
-            raise GraphRefused("bad_artefact", f"the value of {node.name} has the wrong shape")
+            raise GraphRefused("bad_export", f"the value of {node.name} has the wrong shape")
     frozen = freeze(graph_def, values)
     graph = import_graph(frozen)
-    y = _tensor(graph, artefact.get("output"))
+    y = _tensor(graph, export.get("output"))
     image, extra = _feeds(graph, y)
     shape = _shape(image)
     scale = float(job.get("scale", 255.0))

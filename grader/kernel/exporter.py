@@ -1,4 +1,4 @@
-"""Artefact export, run inside the student's kernel after a graded cell.
+"""Export, run inside the student's kernel after a graded cell.
 
 Sent as source text by the runner and executed as the module ``_grader_exporter``. Everything
 here runs in the student's process, so the student can replace it, patch what it calls, or
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-MIME = "application/x-grader-artefact+json"
+MIME = "application/x-grader-export+json"
 #: Largest array exported as context (a filter, a sample image); bigger ones are left out.
 MAX_CONTEXT_VALUES = 4096
 

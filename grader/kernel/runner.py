@@ -43,7 +43,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from plan import ExportStep, KernelConnection, RunPlan, SessionPlan
 
 HERE = Path(__file__).resolve().parent
-EXPORT_MIME = "application/x-grader-artefact+json"
+EXPORT_MIME = "application/x-grader-export+json"
 RESULT_VERSION = 2
 #: Largest export kept for one item (its base64 JSON); a larger one is recorded as an error.
 MAX_EXPORT_BYTES = 48 * 1024 * 1024
@@ -273,7 +273,7 @@ class Runner:
         self.session = session
         self.plan: RunPlan | None = None
         self.out = Path(session.out)
-        (self.out / "artefacts").mkdir(parents=True, exist_ok=True)
+        (self.out / "exports").mkdir(parents=True, exist_ok=True)
         self.nb = nbformat.v4.new_notebook()  # the submission's, once the run plan came
         self.result: dict[str, Any] = {
             "version": RESULT_VERSION,
@@ -514,7 +514,7 @@ class Runner:
                 return False
             except HiddenCellError as exc:  # the student's code broke the exporter
                 answer = {"error": {"ename": "ExportFailed", "evalue": str(exc)[:2000]}}
-            path = self.out / "artefacts" / f"{len(self.result['exports'])}.json"
+            path = self.out / "exports" / f"{len(self.result['exports'])}.json"
             if isinstance(answer, bytes):
                 path.write_bytes(answer)
                 self.result["exports"][item] = {"file": path.name}

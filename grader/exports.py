@@ -20,13 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from grader.results import read_capped_json
 
 #: Largest export accepted for one item.
-MAX_ARTEFACT_BYTES = 48 * 1024 * 1024
+MAX_EXPORT_BYTES = 48 * 1024 * 1024
 #: dtypes an exported array may have.
 ARRAY_DTYPES = frozenset({"<f4", "<f8", "<f2", "<i4", "<i8", "|u1", "|b1"})
 MAX_ARRAY_VALUES = 50_000_000
 
 
-class ArtefactError(ValueError):
+class ExportError(ValueError):
     """An export that is missing, too large or malformed; the message says which."""
 
 
@@ -42,7 +42,7 @@ class PackedArray(_Model):
 
 class GraphExport(_Model):
     kind: Literal["graph"]
-    graph_def: str = Field(max_length=MAX_ARTEFACT_BYTES)
+    graph_def: str = Field(max_length=MAX_EXPORT_BYTES)
     output: str = Field(max_length=500)
     inputs: dict[str, str] = Field(default_factory=dict, max_length=16)
     variables: dict[str, PackedArray] = Field(default_factory=dict, max_length=10_000)
@@ -71,17 +71,17 @@ class KerasExport(_Model):
 Export = GraphExport | KerasExport
 
 
-def read_artefact(path: Path) -> GraphExport | KerasExport | ValueExport:
+def read_export(path: Path) -> GraphExport | KerasExport | ValueExport:
     """The export in ``path``, size-capped and schema-checked."""
     try:
-        data = read_capped_json(path, MAX_ARTEFACT_BYTES, "the export")
+        data = read_capped_json(path, MAX_EXPORT_BYTES, "the export")
     except ValueError as exc:
-        raise ArtefactError(str(exc)) from None
+        raise ExportError(str(exc)) from None
     if not isinstance(data, dict):
-        raise ArtefactError("the export is not an object")
+        raise ExportError("the export is not an object")
     if "error" in data:
         error = data["error"] if isinstance(data["error"], dict) else {}
-        raise ArtefactError(f"{str(error.get('ename', 'Error'))[:100]}: "
+        raise ExportError(f"{str(error.get('ename', 'Error'))[:100]}: "
                             f"{str(error.get('evalue', ''))[:1000]}")
     try:
         if data.get("kind") == "value":
@@ -90,23 +90,23 @@ def read_artefact(path: Path) -> GraphExport | KerasExport | ValueExport:
             return KerasExport.model_validate(data)
         return GraphExport.model_validate(data)
     except ValidationError as exc:
-        raise ArtefactError(f"the export does not follow the schema: {exc.errors()[0]['msg']}"
+        raise ExportError(f"the export does not follow the schema: {exc.errors()[0]['msg']}"
                             ) from None
 
 
 def unpack_array(payload: Any) -> np.ndarray:
-    """A NumPy array from ``{"dtype", "shape", "data"}`` (raw bytes); ``ArtefactError`` when
+    """A NumPy array from ``{"dtype", "shape", "data"}`` (raw bytes); ``ExportError`` when
     the fields disagree."""
     packed = payload if isinstance(payload, PackedArray) else PackedArray.model_validate(payload)
     if packed.dtype not in ARRAY_DTYPES:
-        raise ArtefactError(f"array dtype {packed.dtype!r} is not allowed")
+        raise ExportError(f"array dtype {packed.dtype!r} is not allowed")
     if any(d < 0 for d in packed.shape) or math.prod(packed.shape) > MAX_ARRAY_VALUES:
-        raise ArtefactError("array shape out of range")
+        raise ExportError("array shape out of range")
     try:
         raw = base64.b64decode(packed.data, validate=True)
     except ValueError:
-        raise ArtefactError("array data is not base64") from None
+        raise ExportError("array data is not base64") from None
     dtype = np.dtype(packed.dtype)
     if len(raw) != math.prod(packed.shape) * dtype.itemsize:
-        raise ArtefactError("array data does not fill its shape")
+        raise ExportError("array data does not fill its shape")
     return np.frombuffer(raw, dtype=dtype).reshape(packed.shape).copy()
