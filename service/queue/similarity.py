@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 
 from flask import Flask
 from sqlalchemy import and_, or_, select, update
@@ -34,11 +35,30 @@ from service.blobs import blob_store
 from service.domain import similarity_check
 from service.extensions import DbSession, db, rowcount, sessions_of
 from service.models import SimilarityRun, utcnow
-from service.queue.grading import TakeResult, storable
+from service.queue.grading import storable
 from service.queue.leases import LeaseKeeper
 from service.states import SimilarityState
 
 log = logging.getLogger(__name__)
+
+
+class SimilarityTakeResult(StrEnum):
+    """What :func:`take_similarity` says of the run it was asked for or claimed: its state when
+    the worker let it go (a :class:`~service.states.SimilarityState`'s value), or why this
+    worker did not compute it (the same words as ``grading.TakeResult``'s)."""
+
+    QUEUED = SimilarityState.QUEUED.value
+    RUNNING = SimilarityState.RUNNING.value
+    DONE = SimilarityState.DONE.value
+    FAILED = SimilarityState.FAILED.value
+    #: The run was taken over (its lease ran out) and this worker's pairs dropped.
+    LOST = "lost"
+    #: There is no such run.
+    MISSING = "missing"
+
+    @classmethod
+    def of(cls, state: SimilarityState) -> SimilarityTakeResult:
+        return cls(state.value)
 
 
 @dataclass(frozen=True)
@@ -49,7 +69,7 @@ class SimilarityTaken:
     run_id: int | None
     #: Claimed: ``done``, ``failed`` or ``lost``. Not claimed: the asked-for run's state,
     #: ``missing``, or ``None`` when nothing was queued.
-    result: str | None
+    result: SimilarityTakeResult | None
     #: Not claimed because another worker holds the lease until then.
     leased_until: dt.datetime | None = None
 
@@ -143,9 +163,9 @@ def take_similarity(app: Flask, run_id: int | None, worker: str) -> SimilarityTa
                     return SimilarityTaken(None, None)
                 run = db.session.get(SimilarityRun, run_id)
                 if run is None:
-                    return SimilarityTaken(None, TakeResult.MISSING)
+                    return SimilarityTaken(None, SimilarityTakeResult.MISSING)
                 leased = run.lease_expires_at if run.state == SimilarityState.RUNNING else None
-                return SimilarityTaken(None, run.state, leased)
+                return SimilarityTaken(None, SimilarityTakeResult.of(run.state), leased)
             exercise = db.session.get_one(SimilarityRun, claimed).exercise
         finally:
             db.session.remove()
@@ -153,7 +173,8 @@ def take_similarity(app: Flask, run_id: int | None, worker: str) -> SimilarityTa
     return SimilarityTaken(claimed, compute_run(app, claimed, exercise, worker))
 
 
-def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
+def compute_run(app: Flask, run_id: int, exercise: str,
+                worker: str) -> SimilarityTakeResult:
     """Gather, compare and store a run ``worker`` has claimed: ``done``, ``failed`` or
     ``lost`` (the lease was lost, the pairs dropped)."""
     config: GraderConfig = app.config["GRADER"]
@@ -168,7 +189,7 @@ def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
                     db.session.remove()
             with _owned_run(app, run_id, worker) as run:  # over which submissions, from now
                 if run is None:
-                    return TakeResult.LOST
+                    return SimilarityTakeResult.LOST
                 run.submissions = similarity_check.submissions_of(gathered)
             comparison = similarity_check.compare(gathered)
         except Exception as exc:  # would raise again: failed, with the reason
@@ -176,14 +197,14 @@ def compute_run(app: Flask, run_id: int, exercise: str, worker: str) -> str:
             return _finish_failed(app, run_id, worker, f"{type(exc).__name__}: {exc}")
         if lease.lost.is_set():
             log.warning("similarity run %s: lease lost; pairs dropped", run_id)
-            return TakeResult.LOST
+            return SimilarityTakeResult.LOST
         began = time.monotonic()
         try:
             with _owned_run(app, run_id, worker) as run:
                 if run is None:
-                    return TakeResult.LOST
+                    return SimilarityTakeResult.LOST
                 similarity_check.record(db.session, run, gathered, comparison, began)
-                return SimilarityState.DONE
+                return SimilarityTakeResult.DONE
         except Exception as exc:  # a store that fails would fail again (a value too large)
             log.exception("similarity run %s: pairs not stored", run_id)
             return _finish_failed(app, run_id, worker,
@@ -209,11 +230,12 @@ def _owned_run(app: Flask, run_id: int, worker: str) -> Iterator[SimilarityRun |
             db.session.remove()
 
 
-def _finish_failed(app: Flask, run_id: int, worker: str, reason: str) -> str:
+def _finish_failed(app: Flask, run_id: int, worker: str,
+                   reason: str) -> SimilarityTakeResult:
     with _owned_run(app, run_id, worker) as run:
         if run is None:
-            return TakeResult.LOST
+            return SimilarityTakeResult.LOST
         run.state, run.finished_at = SimilarityState.FAILED, utcnow()
         run.reason = storable(reason[:4000])
         run.lease_expires_at = None
-        return run.state
+        return SimilarityTakeResult.FAILED

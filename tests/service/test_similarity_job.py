@@ -381,7 +381,7 @@ def test_a_lost_lease_drops_the_pairs(app, seeder, notebooks, monkeypatch):
 
     monkeypatch.setattr(similarity_compare, "compare", taken_over)
     taken = similarity.take_similarity(app, run_id, "slow-worker")
-    assert taken.run_id == run_id and taken.result == grading.TakeResult.LOST
+    assert taken.run_id == run_id and taken.result is similarity.SimilarityTakeResult.LOST
     (row,) = runs(app)
     assert row.state == SimilarityState.RUNNING and row.worker == "someone-else"
     assert in_session(app, lambda s: list(s.scalars(select(SimilarityPair)))) == []
