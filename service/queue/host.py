@@ -30,7 +30,8 @@ stored: the GPU leased before the claim, if any, given back when the seat is lef
 its memory is not free then); and, while the grader works (:meth:`Seat.pin`), a CPU slot
 (preferring one whose warm kit for the exercise is ready), that kit if there is one, and the
 sandbox pinned to the slot (and lent the GPU). Leaving the pin gives back the kit (a used kit
-is closed, never reused: off the verdict's path, the pool waits for it at its close) and then
+is closed, never reused: off the verdict's path, by the pool's :class:`~grader.kit.KitClosers`,
+which the pool waits for at its close) and then
 the slot, before the store, so the next run can start while this one's HTML is rendered.
 
 **Who closes what**: the host closes what it opened; a seat gives back what its run held; a
@@ -154,8 +155,8 @@ class Seat:
                     prefer=prefer, borrow=host.settings.lend_cpus))
                 cpus, loan = lease.cpus, lease.loan
             kit = pool.take(exercise, cpus) if pool is not None else None
-            if kit is not None:  # used once, closed off the verdict's path (pool waits for it)
-                held.callback(kit.close, background=True)
+            if kit is not None and pool is not None:  # used once, closed off the verdict's
+                held.callback(kit.close, pool.closers)  # path, by the pool's closers
                 if loan is not None:  # before its work comes, so TensorFlow sees every CPU
                     try:
                         loan.confine(kit.cpuset_files())
