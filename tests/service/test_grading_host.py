@@ -294,15 +294,15 @@ def test_no_grading_resource_is_kept_in_app_extensions():
 
 def test_no_module_global_holds_a_per_process_resource():
     """The one ``global`` under ``service/queue`` (and in the render child's module) is the
-    Celery child's grading host: a Celery process has no other place between its signals.
-    (The grader's kits and pool: ``tests/test_kit_owner.py``.)"""
+    Celery child's (its app, grading host and sender): a Celery process has no other place
+    between its signals. (The grader's kits and pool: ``tests/test_kit_owner.py``.)"""
     found = {}
     for path in [*_queue_modules(), ROOT / "service" / "notebook_html.py"]:
         names = [name for node in ast.walk(ast.parse(path.read_text(), str(path)))
                  if isinstance(node, ast.Global) for name in node.names]
         if names:
             found[path.name] = names
-    assert found == {"celery_worker.py": ["_host"]}
+    assert found == {"celery_worker.py": ["_child"]}
 
 
 def test_take_results_are_the_strings_logs_metrics_and_celery_always_showed():
