@@ -37,8 +37,8 @@ its memory is not free then); and, while the grader works (:meth:`Seat.pin`), a 
 (preferring one whose warm kit for the exercise is ready), that kit if there is one, and the
 sandbox pinned to the slot (and lent the GPU). Leaving the pin gives back the kit (a used kit
 is closed, never reused: off the verdict's path, by the pool's :class:`~grader.kit.KitClosers`,
-which the pool waits for at its close) and then
-the slot, before the store, so the next run can start while this one's HTML is rendered.
+which the pool waits for at its close) and then the slot, before the store, so the next run
+can start while this one's HTML is rendered.
 
 **Who closes what**: the host closes what it opened; a seat gives back what its run held; a
 kit taken from the pool is closed by the seat that took it, a kit started cold by the grader
