@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,29 +143,18 @@ class Kit:
         runs = [r for r in (self.runner, self.cleanroom.run if self.cleanroom else None) if r]
         return all(not _ended(run) for run in runs)
 
-    def close(self, background: bool = False) -> None:
+    def close(self, closers: KitClosers | None = None) -> None:
         """Kill every process of the kit and remove its run directory. Idempotent.
 
-        ``background``: in a thread of its own, once the run's facts are read (0.1 s off the
-        verdict's path); :func:`wait_closed` waits for those threads (a pool's close does)."""
+        ``closers``: in a thread of theirs, once the run's facts are read (0.1 s off the
+        verdict's path); their owner waits for them (a pool's close does)."""
         if self.closed:
             return
         self.closed = True
-        if not background:
+        if closers is None:
             self.stack.close()
-            return
-
-        def close_now() -> None:
-            try:
-                self.stack.close()
-            finally:
-                with _closers_lock:
-                    _closers.discard(threading.current_thread())
-
-        thread = threading.Thread(target=close_now, name="kit-close", daemon=True)
-        with _closers_lock:
-            _closers.add(thread)
-        thread.start()
+        else:
+            closers.start(self.stack.close)
 
     def __enter__(self) -> Kit:
         return self
@@ -173,23 +163,47 @@ class Kit:
         self.close()
 
 
-_closers: set[threading.Thread] = set()
-_closers_lock = threading.Lock()
+class KitClosers:
+    """Threads closing used kits in the background (:meth:`Kit.close` given them), owned by
+    whoever must not end before those kits are gone: a warm pool owns one and waits for it in
+    its close. No module keeps such threads: each set has one owner that waits for it."""
 
+    def __init__(self) -> None:
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
 
-def wait_closed(timeout: float = 60.0) -> bool:
-    """Wait for the kits being closed in the background; ``False`` if some still close."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with _closers_lock:
-            pending = list(_closers)
-        if not pending:
-            return True
-        for thread in pending:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if time.monotonic() >= deadline:
-            with _closers_lock:
-                return not _closers
+    def start(self, close: Callable[[], None]) -> None:
+        """Run ``close`` in a thread of its own, waited for by :meth:`wait`."""
+
+        def close_now() -> None:
+            try:
+                close()
+            finally:
+                with self._lock:
+                    self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=close_now, name="kit-close", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def pending(self) -> int:
+        """How many kits are still being closed."""
+        with self._lock:
+            return len(self._threads)
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Wait for the kits being closed; ``False`` if some still close after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._threads)
+            if not pending:
+                return True
+            for thread in pending:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                return self.pending() == 0
 
 
 def kit_limits(limits: Limits, hold_seconds: float) -> Limits:

@@ -28,9 +28,11 @@ What the pool promises:
   those open for submissions, ``service/queue/warm_kits.py``; its pool is owned by the worker
   process's grading host, ``service/queue/host.py``). Kits of an exercise that left
   that list are closed; a function that fails leaves the last list in force.
-- **Nothing left behind.** :meth:`WarmPool.close` closes every kit; a grader killed with
-  ``kill -9`` leaves what any killed grader leaves, which the backends clean up: bubblewrap's
-  sandboxes die with their parent and the next run sweeps the cgroups and folders
+- **Nothing left behind.** :meth:`WarmPool.close` closes every kit, and waits for the kits
+  taken from it that their takers close in the background (:attr:`WarmPool.closers`); a
+  grader killed with ``kill -9`` leaves what any killed grader leaves, which the backends
+  clean up: bubblewrap's sandboxes die with their parent and the next run sweeps the cgroups
+  and folders
   (:func:`grader.sandbox.sweep_leftovers`), docker's watchdog and reaper remove the containers.
 
 Kits for GPU runs are not kept: a device is leased per run, and a run with one starts cold.
@@ -47,7 +49,7 @@ from dataclasses import dataclass
 
 from grader.config import GraderConfig
 from grader.data import evaluation_images, evaluation_labels
-from grader.kit import Kit, KitKey, start_kit, wait_closed
+from grader.kit import Kit, KitClosers, KitKey, start_kit
 from grader.limits import GiB
 from grader.sandbox.base import Sandbox
 from grader.sandbox.cpus import CpuSlots
@@ -122,6 +124,9 @@ class WarmPool:
         self._taken = self._retired = self._failed = 0
         self._failed_at: dict[KitKey, float] = {}
         self._asked_at: float | None = None
+        #: The kits taken from the pool and used, closing in the background (the taker hands
+        #: them to :meth:`Kit.close`); :meth:`close` waits for them.
+        self.closers = KitClosers()
 
     # --- for workers --------------------------------------------------------------------------
 
@@ -181,7 +186,7 @@ class WarmPool:
             kits, self._kits = self._kits, []
         for kit in kits:
             kit.close()
-        wait_closed(timeout)  # the kits taken and used, closing in the background
+        self.closers.wait(timeout)  # the kits taken and used, closing in the background
 
     def __enter__(self) -> WarmPool:
         return self.start()

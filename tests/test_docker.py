@@ -355,7 +355,6 @@ def test_a_warm_kit_of_containers_serves_one_submission(docker_sandbox, config, 
     runs in them, and none of them is left once the kit is used and the pool closed."""
     import nbformat
 
-    from grader.kit import wait_closed
     from grader.pipeline import grade_notebook
     from grader.report import RunStatus
     from grader.warm_pool import PoolSettings, WarmPool
@@ -379,7 +378,7 @@ def test_a_warm_kit_of_containers_serves_one_submission(docker_sandbox, config, 
         assert report.status is RunStatus.GRADED, report.reason
         assert "42" in (report.executed_notebook or "")
         assert report.timings["kit_age"] > 0
-        assert wait_closed()
+        assert pool.closers.wait()
         assert not waiting & {c["Id"] for c in _our_containers(client)}
     deadline = time.monotonic() + 30
     while {c["Id"] for c in _our_containers(client)} - before:

@@ -38,7 +38,7 @@ class OwnedKit:
         self.closes = 0
         self.created = 0.0
 
-    def close(self, background: bool = False) -> None:
+    def close(self, closers: Any = None) -> None:
         self.closes += 1
 
     def __enter__(self) -> OwnedKit:
@@ -136,3 +136,23 @@ def test_the_service_closes_a_kit_in_one_place_the_runs_seat():
              for path in sorted((ROOT / "service").rglob("*.py"))
              if (lines := _kit_close_references(path))}
     assert list(sites) == ["service/queue/host.py"] and len(sites["service/queue/host.py"]) == 1
+
+
+def test_no_module_of_the_kits_holds_threads_or_a_mutable_global():
+    """Kits closing in the background are their owner's (``KitClosers``, a pool's), not a
+    module's: ``grader/kit.py`` and ``grader/warm_pool.py`` bind no module-level thread, lock,
+    set, list or dict, and declare no ``global``."""
+    found = []
+    for module in ("grader/kit.py", "grader/warm_pool.py"):
+        tree = ast.parse((ROOT / module).read_text(), module)
+        for node in tree.body:
+            value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+            if value is None:
+                continue
+            made = ast.unparse(value.func) if isinstance(value, ast.Call) else ""
+            if (isinstance(value, ast.Set | ast.List | ast.Dict)
+                    or made in ("set", "list", "dict") or made.startswith("threading.")):
+                found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
+        found += [f"{module}:{node.lineno} global" for node in ast.walk(tree)
+                  if isinstance(node, ast.Global)]
+    assert found == []

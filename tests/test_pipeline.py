@@ -24,7 +24,7 @@ class FakeKit:
     def __init__(self, rundir: Path) -> None:
         self.rundir, self.cleanroom, self.closed = rundir, None, False
 
-    def close(self, background: bool = False) -> None:
+    def close(self, closers: object = None) -> None:
         self.closed = True
 
     def __enter__(self) -> FakeKit:

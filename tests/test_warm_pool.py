@@ -22,7 +22,6 @@ import pytest
 
 from grader.config import GraderConfig
 from grader.kernel.plan import RunPlan
-from grader.kit import wait_closed
 from grader.limits import GiB
 from grader.notebook_run import run_notebook
 from grader.pipeline import grade_notebook
@@ -77,8 +76,8 @@ def test_a_kit_serves_one_submission_and_is_destroyed(pool_of, exercise, config,
     assert report.timings["kit_age"] > 0  # it ran in the warm kit
     assert report.timings["wait"] > 0  # ... whose runner had bootstrapped before it came
     assert not kit.closed and rundir.exists()  # the grader leaves it to the one who took it
-    kit.close(background=True)  # as the service's seat does: off the verdict's path
-    assert kit.closed and wait_closed() and not rundir.exists()
+    kit.close(pool.closers)  # as the service's seat does: off the verdict's path
+    assert kit.closed and pool.closers.wait() and not rundir.exists()
     assert not kit.alive()
     with pytest.raises(ValueError, match="one submission"):  # a used kit is never run again
         run_notebook(nbformat.v4.new_notebook(), kit, RunPlan(
@@ -143,7 +142,7 @@ def test_nothing_of_one_student_reaches_the_next(pool_of, exercise, config, sand
     with second:
         report = grade_notebook(notebook(look), exercise, config, sandbox, kit=second)
     assert "FOUND [] SLEEPERS [] ENV False" in printed(report), printed(report)
-    assert wait_closed()
+    assert pool.closers.wait()
     host_sleepers = subprocess.run(["pgrep", "-f", "^sleep 1000$"], capture_output=True,
                                    text=True).stdout.split()
     assert host_sleepers == []  # A's background process died with its kit

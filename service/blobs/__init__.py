@@ -18,24 +18,26 @@ blobs from one store to the other, ``flask blobs check`` finds rows whose blob i
 Who commits: the web's upload puts the notebook in the request's session and commits it with
 its submission (``service.domain.submissions``); a worker reads the notebook at the start and
 puts the HTML at the end, each in a short session of its own (:func:`blob_store_session`),
-never holding a transaction across grading.
+never holding a transaction across grading. A worker's grading host is handed its store once,
+as :data:`BlobSessions` (:func:`blob_sessions`), rather than the app.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TypeAlias
 
 from flask import Flask
 
 from service.blobs.base import BlobMissing, BlobStore, sha256_of
 from service.blobs.database import DatabaseBlobStore
 from service.blobs.folder import FolderBlobStore
-from service.extensions import db
+from service.extensions import db, sessions_of
 from service.settings import BLOB_STORES
 
-__all__ = ["BLOB_STORES", "BlobMissing", "BlobStore", "DatabaseBlobStore", "FolderBlobStore",
-           "blob_store", "blob_store_session", "sha256_of"]
+__all__ = ["BLOB_STORES", "BlobMissing", "BlobSessions", "BlobStore", "DatabaseBlobStore",
+           "FolderBlobStore", "blob_sessions", "blob_store", "blob_store_session", "sha256_of"]
 
 
 def blob_store(app: Flask) -> BlobStore:
@@ -60,3 +62,32 @@ def blob_store_session(app: Flask) -> Iterator[BlobStore]:
             db.session.commit()
         finally:
             db.session.remove()
+
+
+#: The store in a short session of its own, as :func:`blob_store_session` gives it, without
+#: being handed the app: what a worker's grading host holds (``with host.blobs() as blobs``).
+BlobSessions: TypeAlias = Callable[[], AbstractContextManager[BlobStore]]
+
+
+def blob_sessions(app: Flask) -> BlobSessions:
+    """``app``'s :data:`BlobSessions`: ``BLOB_STORE`` read now (a bad value raises now)."""
+    kind = app.config["BLOB_STORE"]
+    if kind not in BLOB_STORES:
+        raise ValueError(f"BLOB_STORE must be one of {', '.join(BLOB_STORES)}, not {kind!r}")
+    if kind == "folder":
+        folder = FolderBlobStore(app.config["UPLOAD_DIR"])
+
+        @contextmanager
+        def in_folder() -> Iterator[BlobStore]:
+            yield folder
+
+        return in_folder
+    sessions = sessions_of(app)
+
+    @contextmanager
+    def in_database() -> Iterator[BlobStore]:
+        with sessions() as session:
+            yield DatabaseBlobStore(session)
+            session.commit()
+
+    return in_database

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from flask import Flask
 
+from grader import GraderConfig
 from service.domain.lti_passback import (
     Passback,
     deadlines_passed,
@@ -31,7 +33,7 @@ from service.domain.lti_passback import (
     queue_scores,
     recently_finished,
 )
-from service.extensions import db
+from service.extensions import Sessions, db, sessions_of
 from service.models import GradingRun
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,11 @@ class _Bell(Protocol):
 
 def passback_for(app: Flask, exercise: str) -> Passback:
     """The exercise's points and the service's public address, from the app's settings."""
-    return Passback(max_score=app.config["GRADER"].exercise(exercise).max_score,
-                    public_url=app.config.get("PUBLIC_URL") or None)
+    return _passback(app.config["GRADER"], app.config.get("PUBLIC_URL") or None, exercise)
+
+
+def _passback(grader: GraderConfig, public_url: str | None, exercise: str) -> Passback:
+    return Passback(max_score=grader.exercise(exercise).max_score, public_url=public_url)
 
 
 def ring(app: Flask) -> None:
@@ -57,29 +62,57 @@ def ring(app: Flask) -> None:
         sender.ring()
 
 
-def queue_after_run(app: Flask, run_id: int) -> int:
+def _no_bell() -> None:
+    """No sender of this process to wake: the senders' polls find the score."""
+
+
+@dataclass(frozen=True)
+class RunPassback:
+    """What :func:`queue_after_run` needs, read from the app once (:meth:`of`), so that a
+    worker's grading host hands it over instead of its app."""
+
+    #: The service's database sessions. Each one is opened in an app context of its own
+    #: (``service.extensions.sessions_of``), which the score's comment also needs: it is
+    #: translated with Flask-Babel (``service.domain.lti_passback``'s ``force_locale``), which
+    #: reads the app's locale settings. That is where the Flask app is still used in a run,
+    #: behind the sessions; the caller never holds it.
+    sessions: Sessions
+    #: The grader's configuration (``GRADER``): each exercise's points.
+    grader: GraderConfig
+    #: ``PUBLIC_URL``: the service's address the LMS is given (``None``: none set).
+    public_url: str | None
+    #: Wakes this process's sender (``PassbackSender.ring``).
+    ring: Callable[[], None] = _no_bell
+
+    @classmethod
+    def of(cls, app: Flask, ring: Callable[[], None] | None = None) -> RunPassback:
+        """``app``'s, ringing ``ring`` (the sender of the process that grades) when a score
+        is queued; without one, the senders find it when they next poll."""
+        return cls(sessions_of(app), app.config["GRADER"], app.config.get("PUBLIC_URL") or None,
+                   ring or _no_bell)
+
+
+def queue_after_run(passback: RunPassback, run_id: int) -> int:
     """Queue the score of the run's student for its exercise; never raises (logged). Opens
-    its own app context and session."""
+    its own session."""
     try:
-        with app.app_context():
+        with passback.sessions() as session:
             try:
-                run = db.session.get(GradingRun, run_id)
+                run = session.get(GradingRun, run_id)
                 if run is None:
                     return 0
                 student_pk, exercise = run.submission.student_pk, run.submission.exercise
-                queued = queue_scores(db.session, student_pk, exercise,
-                                      passback_for(app, exercise))
+                queued = queue_scores(session, student_pk, exercise,
+                                      _passback(passback.grader, passback.public_url, exercise))
             except Exception:
-                db.session.rollback()
+                session.rollback()
                 raise
-            finally:
-                db.session.remove()
     except Exception:
         log.exception("grade passback: the score of run %s not queued (the sweep will)",
                       run_id)
         return 0
     if queued:
-        ring(app)
+        passback.ring()
     return queued
 
 

@@ -47,14 +47,16 @@ class EmbeddedWorkers:
         self.app, self.count, self.poll_seconds = app, count, poll_seconds
         self.wake = Doorbell()
         self.listener: Listener | None = None
-        #: This process's grading resources, shared by the threads (opened by :meth:`start`).
+        #: Grade passback's sender of this process (``service.queue.lti_sender``).
+        self.passback = PassbackSender(app)
+        #: This process's grading resources, shared by the threads (opened by :meth:`start`);
+        #: a run's score queued for the LMS wakes the sender.
         self.host = GradingHost(app, heartbeat=WorkerKind.EMBEDDED,
-                                heartbeat_seconds=heartbeat_seconds)
+                                heartbeat_seconds=heartbeat_seconds,
+                                passback_bell=self.passback.ring)
         self._heartbeat: heartbeats.Heartbeat | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        #: Grade passback's sender of this process (``service.queue.lti_sender``).
-        self.passback = PassbackSender(app)
 
     def start(self) -> None:
         # a bad GPUS setting stops the start, saying why; kits warm while the threads wait

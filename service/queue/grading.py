@@ -31,9 +31,9 @@ from enum import StrEnum
 from typing import Any
 
 from grader import GradeReport, RunStatus, grade_notebook
-from service.blobs import BlobMissing, blob_store_session
+from service.blobs import BlobMissing
 from service.domain import fingerprints
-from service.extensions import db
+from service.extensions import DbSession
 from service.logs import run_context
 from service.lti.passback import queue_after_run
 from service.metrics import kit_started, run_taken
@@ -131,7 +131,7 @@ def take(host: GradingHost, run_id: int | None, worker: str,
         result = grade_run(host, claimed, worker, device)
         run_taken(result, time.monotonic() - started)
         if result in (TakeResult.GRADED, TakeResult.FAILED):  # committed: the LMS may hear of it
-            queue_after_run(host.app, claimed)
+            queue_after_run(host.passback, claimed)
     return Taken(claimed, result, device=device)
 
 
@@ -158,7 +158,7 @@ def grade_run(host: GradingHost, run_id: int, worker: str,
 
 
 def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> TakeResult:
-    app, worker, device = host.app, seat.worker, seat.device
+    worker, device = seat.worker, seat.device
     with host.session() as session:
         run = session.get(GradingRun, run_id)
         if run is None:
@@ -166,7 +166,7 @@ def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> TakeResult:
         submission = run.submission
         exercise_id, sha = submission.exercise, submission.notebook_sha256
     try:
-        with blob_store_session(app) as blobs:
+        with host.blobs() as blobs:
             data = blobs.get(sha)
     except (BlobMissing, OSError) as exc:  # another host's folder, a wiped disk: say so, go on
         log.error("run %s: submitted notebook %s not readable: %s", run_id, sha, exc)
@@ -198,15 +198,17 @@ def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> TakeResult:
 
 
 @contextmanager
-def _owned_run(host: GradingHost, run_id: int, worker: str) -> Iterator[GradingRun | None]:
-    """The run, locked, if this worker still owns it (the fence of every result write), else
-    ``None``; the caller's changes are committed on a clean exit."""
+def _owned_run(host: GradingHost, run_id: int, worker: str
+               ) -> Iterator[tuple[DbSession, GradingRun] | None]:
+    """The session and the run, locked, if this worker still owns it (the fence of every
+    result write), else ``None``; the caller's changes are committed on a clean exit."""
     with host.session() as session:
-        if not claims.owned(session, run_id, worker):
+        run = session.get(GradingRun, run_id) if claims.owned(session, run_id, worker) else None
+        if run is None:
             session.rollback()
             yield None
             return
-        yield session.get(GradingRun, run_id)
+        yield session, run
         session.commit()
 
 
@@ -214,7 +216,7 @@ def _store_report(host: GradingHost, run_id: int, worker: str, report: GradeRepo
                   render: RenderAhead | None = None) -> TakeResult:
     """Take the executed notebook's rendering (started ahead by ``render``, or made now) within
     the caps, then store the report under the fence. Called with the lease still kept."""
-    app, caps = host.app, host.settings.render
+    caps = host.settings.render
     began = time.monotonic()
     html_sha, omitted = None, None
     timings: dict[str, float] = {}
@@ -224,7 +226,7 @@ def _store_report(host: GradingHost, run_id: int, worker: str, report: GradeRepo
         rendered = timed.rendered
         timings["render"], timings["render_wait"] = timed.seconds, timed.waited
         if rendered.html is not None:
-            with blob_store_session(app) as blobs:
+            with host.blobs() as blobs:
                 html_sha = blobs.put(rendered.html.encode("utf-8"))
         else:
             log.warning("run %s: executed notebook not rendered (%s: %d cells, %d bytes)",
@@ -232,9 +234,10 @@ def _store_report(host: GradingHost, run_id: int, worker: str, report: GradeRepo
             omitted = {"reason": rendered.omitted, "cells": rendered.cells,
                        "bytes": rendered.size, "max_cells": caps.max_cells,
                        "max_bytes": caps.max_bytes, "seconds": caps.seconds}
-    with _owned_run(host, run_id, worker) as run:
-        if run is None:
+    with _owned_run(host, run_id, worker) as owned:
+        if owned is None:
             return TakeResult.LOST
+        session, run = owned
         payload = storable(report.to_dict())
         if omitted is not None:
             payload["executed_html_omitted"] = omitted
@@ -261,7 +264,7 @@ def _store_report(host: GradingHost, run_id: int, worker: str, report: GradeRepo
         run.report = payload
         # what the clean room measured of the trained model, for similarity runs only
         if report.fingerprint is not None:
-            fingerprints.store(db.session, run_id, report.fingerprint)
+            fingerprints.store(session, run_id, report.fingerprint)
         return TakeResult.of(run.state)
 
 
@@ -285,9 +288,10 @@ def storable(value: Any) -> Any:
 
 
 def _finish_failed(host: GradingHost, run_id: int, worker: str, reason: str) -> TakeResult:
-    with _owned_run(host, run_id, worker) as run:
-        if run is None:
+    with _owned_run(host, run_id, worker) as owned:
+        if owned is None:
             return TakeResult.LOST
+        _, run = owned
         run.state, run.finished_at = RunState.FAILED, utcnow()
         run.reason = storable(reason[:4000])
         run.lease_expires_at = None
@@ -299,9 +303,10 @@ def _requeue_or_fail(host: GradingHost, run_id: int, worker: str, reason: str) -
     that repeats the previous attempt's reason word for word (the same failure in the same
     cell: ``grader/outcome.py``) will not pass: the run fails at once."""
     reason = storable(reason)
-    with _owned_run(host, run_id, worker) as run:
-        if run is None:
+    with _owned_run(host, run_id, worker) as owned:
+        if owned is None:
             return TakeResult.LOST
+        _, run = owned
         if run.attempts >= host.settings.max_attempts or (
                 run.attempts > 1 and run.reason == reason):
             run.state, run.finished_at = RunState.FAILED, utcnow()

@@ -3,8 +3,9 @@ every few seconds, so the dashboard can tell whether anyone is taking jobs off t
 
 The beats come from a background thread (:class:`Heartbeat`) rather than from the workers' own
 loops, because grading one notebook blocks a loop for minutes: a worker busy training a CNN is
-alive. Embedded workers beat for as long as their process runs; a Celery worker beats while it
-runs a task (an idle Celery worker is last seen at the end of its last task).
+alive. The heartbeat is its process's, opened and closed by the grading host
+(``service.queue.host``): embedded workers beat for as long as their process runs, and so does
+a Celery worker process, busy or idle, from its first task on (the task names it).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 
-from flask import Flask
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.extensions import DbSession, db, rowcount
+from service.extensions import DbSession, Sessions, rowcount
 from service.models import Worker, utcnow
 from service.states import WorkerKind
 
@@ -72,10 +73,11 @@ def forget(session: DbSession, names: list[str] | None = None,
 
 class Heartbeat:
     """Beats for a set of workers of one kind from a background thread, every ``period``
-    seconds and at once when a worker's current run changes."""
+    seconds and at once when a worker's current run changes, each beat in a session of
+    ``sessions``."""
 
-    def __init__(self, app: Flask, kind: WorkerKind, period: float = BEAT_SECONDS):
-        self.app, self.kind, self.period = app, kind, period
+    def __init__(self, sessions: Sessions, kind: WorkerKind, period: float = BEAT_SECONDS):
+        self.sessions, self.kind, self.period = sessions, kind, period
         self._runs: dict[str, int | None] = {}
         #: Every name this heartbeat has beaten for (forgotten at a clean stop).
         self._known: set[str] = set()
@@ -131,12 +133,13 @@ class Heartbeat:
 
         self._with_session(beat_each)
 
-    def _with_session(self, work) -> None:
-        with self.app.app_context():
-            try:
-                work(db.session)
-            except Exception:  # a missed beat is harmless; a dead heartbeat thread is not
-                log.exception("worker heartbeat not stored")
-                db.session.rollback()
-            finally:
-                db.session.remove()
+    def _with_session(self, work: Callable[[DbSession], None]) -> None:
+        try:
+            with self.sessions() as session:
+                try:
+                    work(session)
+                except Exception:
+                    session.rollback()
+                    raise
+        except Exception:  # a missed beat is harmless; a dead heartbeat thread is not
+            log.exception("worker heartbeat not stored")

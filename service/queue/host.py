@@ -4,12 +4,18 @@
 threads of ``python -m service`` and ``flask worker`` in ``service.queue.embedded``, or a Celery
 child at ``worker_process_init`` in ``service.queue.celery_worker``):
 
-- its settings, read from the app's config once (:class:`HostSettings`), the GPU inventory
+- what its runs need of the service, taken from the app once, when the host is made, as
+  typed things: the database sessions (``service.extensions.Sessions``), the blob store
+  (``service.blobs.BlobSessions``), what grade passback needs
+  (``service.lti.passback.RunPassback``) and the config its settings are read from at its
+  opening; the host keeps no app, and nothing under ``service/queue`` reaches for one while a
+  run is taken (``tests/service/test_host_no_app.py``);
+- its settings, read from that config once (:class:`HostSettings`), the GPU inventory
   among them (``GPUS``: which devices its workers may lease; the leases themselves are rows of
   the database, ``service.queue.gpu_leases``); a bad ``GPUS`` stops the opening before
   anything starts;
-- the heartbeat of its workers, when the carrier asks for one (the embedded threads; a Celery
-  task beats per task, ``service.queue.heartbeats``);
+- the heartbeat of its workers, when the carrier asks for one (the embedded threads, and a
+  Celery child for itself: ``service.queue.heartbeats``);
 - the host's CPU slots (:class:`grader.sandbox.cpus.CpuSlots`): ``RUNS_PER_HOST`` runs go side
   by side, each confined to CPUs of its own, and a run past that number waits for a slot (its
   lease is renewed meanwhile). A run holding a GPU gets a slot too: the GPU count only caps how
@@ -30,8 +36,9 @@ stored: the GPU leased before the claim, if any, given back when the seat is lef
 its memory is not free then); and, while the grader works (:meth:`Seat.pin`), a CPU slot
 (preferring one whose warm kit for the exercise is ready), that kit if there is one, and the
 sandbox pinned to the slot (and lent the GPU). Leaving the pin gives back the kit (a used kit
-is closed, never reused: off the verdict's path, the pool waits for it at its close) and then
-the slot, before the store, so the next run can start while this one's HTML is rendered.
+is closed, never reused: off the verdict's path, by the pool's :class:`~grader.kit.KitClosers`,
+which the pool waits for at its close) and then the slot, before the store, so the next run
+can start while this one's HTML is rendered.
 
 **Who closes what**: the host closes what it opened; a seat gives back what its run held; a
 kit taken from the pool is closed by the seat that took it, a kit started cold by the grader
@@ -41,7 +48,7 @@ that started it (``grader.pipeline.execute_notebook``), and a kit never taken by
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +58,9 @@ from flask import Flask
 
 from grader import GraderConfig, Kit, PoolSettings, WarmPool, get_sandbox
 from grader.sandbox import CpuSlots, NvidiaSmi, Sandbox
+from service.blobs import BlobSessions, blob_sessions
 from service.extensions import DbSession, Sessions, sessions_of
+from service.lti.passback import RunPassback
 from service.notebook_html import SpareRenderer
 from service.queue import gpu_leases, warm_kits
 from service.queue.heartbeats import BEAT_SECONDS, Heartbeat
@@ -154,8 +163,8 @@ class Seat:
                     prefer=prefer, borrow=host.settings.lend_cpus))
                 cpus, loan = lease.cpus, lease.loan
             kit = pool.take(exercise, cpus) if pool is not None else None
-            if kit is not None:  # used once, closed off the verdict's path (pool waits for it)
-                held.callback(kit.close, background=True)
+            if kit is not None and pool is not None:  # used once, closed off the verdict's
+                held.callback(kit.close, pool.closers)  # path, by the pool's closers
                 if loan is not None:  # before its work comes, so TensorFlow sees every CPU
                     try:
                         loan.confine(kit.cpuset_files())
@@ -178,13 +187,25 @@ class Seat:
 class GradingHost:
     """The per-process grading resources of one worker process (see the module's docstring).
 
-    ``heartbeat``: the kind of workers this host beats for (the embedded threads'), or ``None``;
-    ``spare_renderer``: keep a render child started ahead."""
+    ``app`` is read here only (what runs need, as typed things; the settings' config); the host
+    keeps no app. ``heartbeat``: the kind of workers this host beats for (the embedded
+    threads', a Celery child's), or ``None``; ``spare_renderer``: keep a render child started
+    ahead; ``passback_bell``: wakes the grade passback sender of this process (its
+    ``PassbackSender.ring``) when a run's score is queued."""
 
     def __init__(self, app: Flask, *, heartbeat: WorkerKind | None = None,
-                 heartbeat_seconds: float = BEAT_SECONDS, spare_renderer: bool = True) -> None:
-        self.app = app
+                 heartbeat_seconds: float = BEAT_SECONDS, spare_renderer: bool = True,
+                 passback_bell: Callable[[], None] | None = None) -> None:
+        #: Read by :meth:`open` (:class:`HostSettings`), once.
+        self._config: Mapping[str, Any] = app.config
+        # The app stays in use behind the sessions only: each opens an app context of its own,
+        # which Flask-SQLAlchemy's session is bound to and the LMS comment's translations
+        # (Flask-Babel) read their settings from (``service.lti.passback.RunPassback``).
         self._sessions = sessions_of(app)
+        #: The blob store, each use in a short session of its own (``with host.blobs() as b``).
+        self.blobs: BlobSessions = blob_sessions(app)
+        #: What queuing a run's score for the LMS needs (``passback.queue_after_run``).
+        self.passback = RunPassback.of(app, passback_bell)
         self._heartbeat_kind, self._heartbeat_seconds = heartbeat, heartbeat_seconds
         self._spare_renderer = spare_renderer
         self._stack = ExitStack()
@@ -210,11 +231,11 @@ class GradingHost:
             raise RuntimeError("a grading host is opened once; this one is closed")
         if self._settings is not None:
             return self
-        settings = HostSettings.of(self.app.config)
+        settings = HostSettings.of(self._config)
         self._settings = settings
         try:
             if self._heartbeat_kind is not None:
-                self.heartbeat = Heartbeat(self.app, self._heartbeat_kind,
+                self.heartbeat = Heartbeat(self._sessions, self._heartbeat_kind,
                                            self._heartbeat_seconds)
                 self.heartbeat.start()
                 self._stack.callback(self.heartbeat.stop, forget_workers=True)
@@ -222,7 +243,7 @@ class GradingHost:
                 self.cpus = CpuSlots(settings.cpu_slots, lock_dir=settings.cpu_slots_dir)
             if settings.warm_pool is not None:
                 config = settings.grader
-                pool = WarmPool(config, lambda: warm_kits.wanted(self.app),
+                pool = WarmPool(config, lambda: warm_kits.wanted(self._sessions, config),
                                 lambda cpus: warm_kits.sandbox_for(config, cpus),
                                 slots=self.cpus, settings=settings.warm_pool)
                 self._stack.callback(pool.close)
@@ -257,8 +278,8 @@ class GradingHost:
 
     @property
     def session(self) -> Sessions:
-        """A database session of this host's app, removed at the end (``with host.session()``):
-        what the run's background threads get instead of the app."""
+        """A database session of the service, removed at the end (``with host.session()``):
+        what the run and its background threads get instead of the app."""
         return self._sessions
 
     def lend_gpu(self, session: DbSession, worker: str) -> str | None:

@@ -10,12 +10,10 @@ with a GPU, or one that finds no ready kit, starts cold. See ``docs/sandbox.md``
 
 from __future__ import annotations
 
-from flask import Flask
-
 from grader import GraderConfig, get_sandbox
 from grader.sandbox import Sandbox
 from service.domain.open_exercises import open_exercises
-from service.extensions import db
+from service.extensions import Sessions
 from service.models import utcnow
 
 
@@ -24,11 +22,8 @@ def sandbox_for(config: GraderConfig, cpus: tuple[int, ...]) -> Sandbox:
     return get_sandbox(config.sandbox, **({"cpu_set": cpus} if cpus else {}))
 
 
-def wanted(app: Flask) -> list[str]:
-    """The exercises worth warm kits now: those open for somebody now or soon."""
-    config: GraderConfig = app.config["GRADER"]
-    with app.app_context():
-        try:
-            return open_exercises(db.session, config.exercise_ids(), utcnow())
-        finally:
-            db.session.remove()
+def wanted(sessions: Sessions, config: GraderConfig) -> list[str]:
+    """The exercises of ``config`` worth warm kits now: those open for somebody now or soon
+    (read in a session of ``sessions``)."""
+    with sessions() as session:
+        return open_exercises(session, config.exercise_ids(), utcnow())

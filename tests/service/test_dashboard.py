@@ -916,18 +916,20 @@ def test_embedded_workers_beat_while_running_and_leave_when_stopped(app: Flask):
 
 
 def test_a_celery_task_beats_for_its_worker_process(app: Flask, monkeypatch: pytest.MonkeyPatch):
-    """The task itself, run in this process (``apply``): it beats before claiming, whatever
-    it then finds (here a run that does not exist)."""
+    """The task itself, run in this process (``apply``): it beats, with its process's
+    heartbeat, before claiming, whatever it then finds (here a run that does not exist)."""
     from service.queue import celery_worker as tasks
     from service.queue.host import GradingHost
+    from service.states import WorkerKind
 
-    with GradingHost(app, spare_renderer=False) as host:  # the worker process's
-        monkeypatch.setattr(tasks, "_host", host)
+    # the worker process's host, with its heartbeat
+    with GradingHost(app, spare_renderer=False, heartbeat=WorkerKind.CELERY) as host:
+        monkeypatch.setattr(tasks, "_child", tasks.CeleryChild(app, host))
         assert tasks.grade.apply(args=[424242]).get() == "skipped (missing)"
-    with app.app_context():
-        worker = db.session.execute(select(Worker)).scalar_one()
-        assert worker.kind == "celery" and worker.name.endswith(f":{os.getpid()}")
-        assert worker.run_id is None and heartbeats.is_alive(worker)
+        with app.app_context():
+            worker = db.session.execute(select(Worker)).scalar_one()
+            assert worker.kind == "celery" and worker.name.endswith(f":{os.getpid()}")
+            assert worker.run_id is None and heartbeats.is_alive(worker)
 
 
 # --- languages ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from grader import GraderConfig
+from grader.kit import KitClosers
 from grader.sandbox.cpus import CpuSlots
 from grader.sandbox.gpus import NvidiaSmi
 from service.models import GpuLease, GradingRun
@@ -201,10 +202,10 @@ class WarmKit:
     """A kit as a seat sees it: closed once, by the seat."""
 
     def __init__(self) -> None:
-        self.closes: list[bool] = []
+        self.closes: list[KitClosers | None] = []
 
-    def close(self, background: bool = False) -> None:
-        self.closes.append(background)
+    def close(self, closers: KitClosers | None = None) -> None:
+        self.closes.append(closers)
 
     def cpuset_files(self) -> list[Path]:  # what a loan of idle CPUs widens: none here
         return []
@@ -215,6 +216,7 @@ class OneKitPool:
 
     def __init__(self, slot: tuple[int, ...], kit: WarmKit) -> None:
         self.slot, self.kit = slot, kit
+        self.closers = KitClosers()
 
     def ready_slots(self, exercise: str) -> list[tuple[int, ...]]:
         return [self.slot] if self.kit is not None else []
@@ -233,12 +235,14 @@ def test_a_run_closes_the_warm_kit_it_took_and_gives_back_its_slot_when_grading_
     with GradingHost(app, spare_renderer=False) as host:
         assert host.cpus is not None
         warm_slot = host.cpus.slots[-1]  # not the first free one: the seat must prefer it
-        host.pool = OneKitPool(warm_slot, kit)  # type: ignore[assignment]
+        pool = OneKitPool(warm_slot, kit)
+        host.pool = pool  # type: ignore[assignment]
         taken = grading.take(host, None, "worker")
         assert taken.result is grading.TakeResult.FAILED
         ((sandbox, given),) = handed
         assert given is kit and sandbox.cpu_set == warm_slot
-        assert kit.closes == [True]  # closed once, by the seat, off the verdict's path
+        # closed once, by the seat, off the verdict's path: by the pool's closers
+        assert kit.closes == [pool.closers]
         with host.cpus.lease(timeout=0, prefer=[warm_slot]) as lease:
             assert lease.cpus == warm_slot  # given back
 
@@ -290,14 +294,15 @@ def test_no_grading_resource_is_kept_in_app_extensions():
 
 def test_no_module_global_holds_a_per_process_resource():
     """The one ``global`` under ``service/queue`` (and in the render child's module) is the
-    Celery child's grading host: a Celery process has no other place between its signals."""
+    Celery child's (its app, grading host and sender): a Celery process has no other place
+    between its signals. (The grader's kits and pool: ``tests/test_kit_owner.py``.)"""
     found = {}
     for path in [*_queue_modules(), ROOT / "service" / "notebook_html.py"]:
         names = [name for node in ast.walk(ast.parse(path.read_text(), str(path)))
                  if isinstance(node, ast.Global) for name in node.names]
         if names:
             found[path.name] = names
-    assert found == {"celery_worker.py": ["_host"]}
+    assert found == {"celery_worker.py": ["_child"]}
 
 
 def test_take_results_are_the_strings_logs_metrics_and_celery_always_showed():

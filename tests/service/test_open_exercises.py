@@ -10,6 +10,7 @@ from flask import Flask
 
 from service.domain.course_rules import Dates, Extension, Rules
 from service.domain.open_exercises import AHEAD, open_among, takes_submissions
+from service.extensions import sessions_of
 from service.queue import warm_kits
 from tests.service.service_support import EXERCISE
 from tests.service.service_support import cli_ok as ok
@@ -47,19 +48,23 @@ def iso(moment: dt.datetime) -> str:
     return moment.replace(microsecond=0).isoformat()
 
 
+def wanted(app: Flask) -> list[str]:
+    return warm_kits.wanted(sessions_of(app), app.config["GRADER"])
+
+
 def test_the_pool_wants_what_the_stored_schedules_open(app: Flask, tokens: dict[str, str]):
     everything = app.config["GRADER"].exercise_ids()
-    assert warm_kits.wanted(app) == everything  # no schedule stored: all open
+    assert wanted(app) == everything  # no schedule stored: all open
     now = dt.datetime.now(dt.UTC)
     ok(app, "schedule", "set", EXERCISE, "--opens", iso(now - 3 * HOUR),
        "--due", iso(now - 2 * HOUR), "--late-until", iso(now - HOUR))
     others = [e for e in everything if e != EXERCISE]
-    assert warm_kits.wanted(app) == others
+    assert wanted(app) == others
     ok(app, "extension", "grant", "alice", EXERCISE, "--due", iso(now + HOUR))
-    assert warm_kits.wanted(app) == everything
+    assert wanted(app) == everything
     ok(app, "extension", "revoke", "alice", EXERCISE)
     ok(app, "schedule", "set", EXERCISE, "--opens", iso(now + 5 * 60 * SECOND),
        "--due", iso(now + 48 * HOUR), "--late-until", iso(now + 49 * HOUR))
-    assert warm_kits.wanted(app) == everything  # opens within ten minutes: warmed ahead
+    assert wanted(app) == everything  # opens within ten minutes: warmed ahead
     ok(app, "schedule", "set", EXERCISE, "--opens", iso(now + HOUR))
-    assert warm_kits.wanted(app) == others
+    assert wanted(app) == others

@@ -166,7 +166,7 @@ def test_celery_claim_does_not_outlive_max_attempts(app, monkeypatch):
 
     # the grading host the worker process would open
     with GradingHost(app, spare_renderer=False) as host:
-        monkeypatch.setattr(tasks, "_host", host)
+        monkeypatch.setattr(tasks, "_child", tasks.CeleryChild(app, host))
         started = time.monotonic()
         outcome = tasks.grade.apply(args=[run_id], task_id="redelivered").get(timeout=30)
 

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from grader.kit import wait_closed
 from service.models import GradingRun
 from tests.courses import course_config
 from tests.servers import free_port
@@ -53,7 +52,7 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
     assert run["status"] == "graded" and run["score"] == 36, run
     timings = in_session(app, lambda s: s.get(GradingRun, run["id"]).report["timings"])
     assert timings["kit_age"] > 0 and timings["wait"] > 0, timings  # graded in the warm kit
-    assert ready.closed and wait_closed() and not ready.rundir.exists()  # used once, destroyed
+    assert ready.closed and pool.closers.wait() and not ready.rundir.exists()  # used once, destroyed
     assert pool.stats().taken == 1
     assert warm_starts(app) == warm_before + 1  # counted on /metrics
     assert pool.wait_ready(timeout=240)  # another one warmed for the next upload
