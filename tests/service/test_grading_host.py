@@ -206,7 +206,7 @@ class WarmKit:
     def close(self, background: bool = False) -> None:
         self.closes.append(background)
 
-    def cpuset_files(self) -> list[Path]:  # what a loan of idle CPUs widens: none here
+    def cpu_walls(self) -> list[object]:  # what a loan of idle CPUs widens: none here
         return []
 
 
