@@ -25,7 +25,7 @@ from grader.limits import Limits, MiB
 from grader.sandbox import SandboxRequest
 from grader.sandbox.cpus import CpuSlots, format_cpus, parse_cpus, usable_cpus
 from grader.sandbox.docker_loans import CPU_PERIOD_US, ContainerCpus
-from grader.sandbox.loan_records import MAX_RECORD_BYTES, CpusetFile, LoanRecord
+from grader.sandbox.loan_records import MAX_RECORD_BYTES, MAX_WALLS, CpusetFile, LoanRecord
 
 REPO = Path(__file__).resolve().parent.parent
 CONTAINER = "ab" * 32
@@ -158,6 +158,22 @@ def test_a_dead_borrowers_containers_are_narrowed_and_its_record_reaped(
         assert daemon.host[CONTAINER] == {"CpusetCpus": "0", "CpuQuota": CPU_PERIOD_US}
         assert ("ef" * 32) in [container for container, _ in daemon.updates]
     assert not list(locks.glob("loan-*.json"))
+
+
+def test_walls_past_the_records_bound_are_refused_before_any_is_widened(
+        daemon: FakeDaemon, tmp_path: Path) -> None:
+    """A record past its bound would read as malformed, and its loan be lost to the books: the
+    wall that would pass it is refused, not widened, and the record stays readable."""
+    ids = [f"{n:064x}" for n in range(MAX_WALLS + 1)]
+    daemon.host.update({c: {"CpusetCpus": "", "CpuQuota": 0} for c in ids})
+    first, _ = two_hosts(tmp_path / "locks")
+    with first.lease(borrow=True) as lent:
+        assert lent.loan is not None
+        lent.loan.confine([ContainerCpus(container=c) for c in ids[:MAX_WALLS]])
+        with pytest.raises(OSError, match="at most"):
+            lent.loan.confine([ContainerCpus(container=ids[-1])])
+        assert daemon.host[ids[-1]]["CpusetCpus"] == ""
+        assert len(lent.loan.record().walls) == MAX_WALLS
 
 
 # --- real containers --------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from pathlib import Path
 
 from grader.sandbox.loan_records import (
     MAX_RECORD_BYTES,
+    MAX_WALLS,
     CpusetFile,
     LoanRecord,
     Wall,
@@ -290,19 +291,22 @@ class CpuLoan:
         :class:`~grader.sandbox.loan_records.ContainerCpus`) to the slot and the CPUs borrowed
         now, and narrow them whenever one is taken back; returns those CPUs. A wall that is
         gone (its run ended) is left out; one that cannot be widened raises ``OSError`` (after
-        the others are recorded)."""
+        the others are recorded), and so do walls past the record's bound (none widened)."""
         asked = [CpusetFile(path=str(w)) if isinstance(w, Path) else w for w in walls]
         with _loans_locked(self.lock_dir):
             record = self._read()
+            if len(record.walls) + len(asked) > MAX_WALLS:  # a record past it would not be read
+                raise OSError(f"a loan records at most {MAX_WALLS} sandboxes")
             done, failed = confine_walls(asked, record.cpus, format_cpus(record.cpus))
             kept = {wall.model_dump_json(): wall for wall in (*record.walls, *done)}
-            self._write(record.model_copy(update={"walls": tuple(kept.values())}))
+            self._write(LoanRecord(own=record.own, borrowed=record.borrowed,
+                                   walls=tuple(kept.values())))
         if failed:
             raise failed[0][1]
         return record.cpus
 
     def close(self) -> None:
-        """Give back what is borrowed: the cgroups still there narrowed to the slot, the
+        """Give back what is borrowed: the sandboxes still there narrowed to the slot, the
         record deleted. Idempotent."""
         if self._fd < 0:
             return
@@ -324,7 +328,7 @@ class CpuLoan:
 
 
 def take_back(lock_dir: Path, cpus: Sequence[int]) -> None:
-    """Take ``cpus`` back from every loan that borrows them (their cgroups narrowed before
+    """Take ``cpus`` back from every loan that borrows them (their sandboxes narrowed before
     this returns); the records of dead borrowers go. The caller holds the slots of ``cpus``."""
     lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _loans_locked(lock_dir):
@@ -351,7 +355,7 @@ def _loans_locked(lock_dir: Path) -> Iterator[None]:
 
 def _records(lock_dir: Path, *, reap: bool) -> list[tuple[LoanRecord, Path]]:
     """The live loans' records (under :func:`_loans_locked`). A dead borrower's record is
-    skipped, or with ``reap`` its cgroups narrowed to its own CPUs and the record deleted."""
+    skipped, or with ``reap`` its sandboxes narrowed to its own CPUs and the record deleted."""
     found = []
     for path in sorted(lock_dir.glob("loan-*.json")):
         try:
