@@ -47,6 +47,7 @@ from grader.sandbox.base import (
     SandboxRun,
     SandboxUser,
 )
+from grader.sandbox.loan_records import Wall
 from grader.sandbox.runs import LineRelay
 from grader.sandbox.staging import create_run_dir
 from grader.spec import Exercise
@@ -103,16 +104,17 @@ class Kit:
         """Written by the host when the kernel's sandbox ends (the runner watches for it)."""
         return self.rundir / "runner" / "out" / "control" / "kernel-exited"
 
-    def cpuset_files(self) -> list[Path]:
-        """The ``cpuset.cpus`` files confining the kit's sandboxes (bubblewrap's cgroups): what
-        a run that takes the kit widens to the CPUs it borrows (``CpuLoan.confine``)."""
+    def cpu_walls(self) -> list[Wall]:
+        """What confines the kit's sandboxes to their CPUs (bubblewrap's cgroup cpusets, docker
+        containers): what a run that takes the kit widens to the CPUs it borrows
+        (``CpuLoan.confine``)."""
         runs = (self.kernel, self.runner, self.cleanroom.run if self.cleanroom else None)
         found = []
         for run in runs:
-            cpuset_file = getattr(run, "cpuset_file", None)  # FollowedRun's, not the protocol's
-            path = cpuset_file() if cpuset_file is not None else None
-            if path is not None:
-                found.append(path)
+            cpu_wall = getattr(run, "cpu_wall", None)  # FollowedRun's, not the protocol's
+            wall = cpu_wall() if cpu_wall is not None else None
+            if wall is not None:
+                found.append(wall)
         return found
 
     def ready(self) -> bool:

@@ -12,7 +12,7 @@
 | ``CORES_PER_RUN`` | 1 | CPUs each grading run gets (its slot: docs/sandbox.md, "Parallel runs") |
 | ``RUNS_PER_HOST`` | the usable CPUs // ``CORES_PER_RUN`` (at least 1) | grading runs at once on this host, each pinned to a slot of its own; more workers wait for a slot |
 | ``PIN_CPUS`` | 1 | ``0``: runs are not pinned (every run on every CPU) |
-| ``LEND_IDLE_CPUS`` | 1 | a run also borrows the CPUs of slots no run holds, given back when a run leases one (bubblewrap; docs/sandbox.md, "Parallel runs") |
+| ``LEND_IDLE_CPUS`` | 1 | a run also borrows the CPUs of slots no run holds, given back when a run leases one (bubblewrap and docker; docs/sandbox.md, "Parallel runs") |
 | ``CPU_SLOTS_DIR`` | ``/run/grader-cpus`` (root) | the slots' lock files; the same for every worker of the host |
 | ``WORKERS`` | ``RUNS_PER_HOST`` | embedded worker threads |
 | ``WARM_POOL`` | 1 | warm kits (sandboxes with the kernel, TensorFlow and the clean room ready) kept per open exercise and CPU slot by each worker process; ``0``: every run starts cold (docs/sandbox.md, "Warm pool") |

@@ -43,7 +43,7 @@ settings.register_profile("unit", max_examples=20)
 #: they run in one process, one after the other (a test counting the sandbox's containers must
 #: not see another's). Every test marked ``docker`` or ``compose`` must be in one of them.
 DOCKER_MODULES = frozenset({"tests/test_docker.py", "tests/test_docker_parity.py", "tests/test_cpus.py",
-                            "tests/test_compose.py"})
+                            "tests/test_compose.py", "tests/test_docker_cpu_loans.py"})
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:

@@ -22,6 +22,7 @@ import pytest
 from grader.limits import Limits
 from grader.sandbox import BubblewrapSandbox, SandboxRequest
 from grader.sandbox.cpus import CpuSlots, parse_cpus, usable_cpus
+from grader.sandbox.loan_records import CpusetFile
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,7 +105,7 @@ def test_a_cgroup_gone_with_its_run_is_forgotten(tmp_path: Path) -> None:
         assert not (tmp_path / "run-b").exists()
         with second.lease(timeout=5):
             assert not cpuset.exists()  # not made again by the narrowing
-            assert lent.loan.record().cpusets == ()
+            assert lent.loan.record().walls == ()
 
 
 BORROWER = """
@@ -197,12 +198,12 @@ def test_a_running_sandbox_is_widened_by_a_loan_and_narrowed_when_taken_back(
         # a warm kit's sandbox: started on the slot alone, widened when the run takes it
         warm = BubblewrapSandbox(cgroup_parent=cgroup_parent, cpu_set=own)
         with cold.start(request) as cold_run, warm.start(request) as warm_run:
-            cold_file, warm_file = cold_run.cpuset_file(), warm_run.cpuset_file()
-            assert cold_file is not None and warm_file is not None
-            cold_pids, warm_pids = run_pids(cold_file), run_pids(warm_file)
+            cold_wall, warm_wall = cold_run.cpu_wall(), warm_run.cpu_wall()
+            assert isinstance(cold_wall, CpusetFile) and isinstance(warm_wall, CpusetFile)
+            cold_pids, warm_pids = run_pids(Path(cold_wall.path)), run_pids(Path(warm_wall.path))
             assert every_cpus(cold_pids) == {cpus[:2]}
             assert every_cpus(warm_pids) == {own}
-            loan.confine([warm_file])
+            loan.confine([warm_wall])
             assert every_cpus(warm_pids) == {cpus[:2]}
             with second.lease(timeout=5) as taker:
                 assert set(taker.cpus).isdisjoint(own)

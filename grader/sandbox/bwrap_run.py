@@ -21,11 +21,11 @@ import subprocess
 import threading
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 from grader.limits import Limits
 from grader.sandbox.base import LineCallback, NetworkPeer, SandboxError, SandboxResult
 from grader.sandbox.cgroups import RunCgroup
+from grader.sandbox.loan_records import CpusetFile
 from grader.sandbox.process import follow_process, read_available, result_of
 
 
@@ -57,11 +57,12 @@ class BwrapRun:
         self._resources = resources  # closes ``started_fd``; the info pipe is ours to close
         resources.callback(self._reap)
 
-    def cpuset_file(self) -> Path | None:
-        """The ``cpuset.cpus`` file confining the run, or ``None`` (not pinned by a cgroup)."""
+    def cpu_wall(self) -> CpusetFile | None:
+        """The ``cpuset.cpus`` file confining the run, or ``None`` (not pinned by a cgroup):
+        what a loan of idle CPUs widens and narrows."""
         if self.cgroup is None or self.cgroup.cpuset_dir is None:
             return None
-        return self.cgroup.cpuset_dir / "cpuset.cpus"
+        return CpusetFile(path=str(self.cgroup.cpuset_dir / "cpuset.cpus"))
 
     def follow(self, on_line: LineCallback | None, stop: threading.Event | None) -> SandboxResult:
         """Stream the run until it ends, is killed or stopped; then release it (not the info

@@ -25,22 +25,22 @@ train on its one slot while the other cores idle. So a run may also *borrow* the
 holds (:class:`CpuLoan`): its sandboxes start confined to its slot and the borrowed CPUs, so
 TensorFlow, which sizes its thread pools once when its first session or eager context starts,
 sizes them to all of them. A run that then leases a slot holding a borrowed CPU takes it back
-before its lease is handed out: the borrower's cgroup cpusets are narrowed (the kernel moves
-every task of a cpuset off the CPUs it loses), so no two runs share a CPU once a lease is given.
+before its lease is handed out: the borrower's sandboxes are narrowed (a bubblewrap run's cgroup
+cpuset written, the kernel moving every task of it off the CPUs it loses; a docker container
+updated through the daemon's API), so no two runs share a CPU once a lease is given.
 The books are files beside the slots' locks: a record per loan, ``loan-*.json`` (own CPUs,
-borrowed CPUs, the ``cpuset.cpus`` files of the borrower's cgroups), on which the borrower holds
-a shared ``flock`` while it lives, and ``loans.lock``, held while anything is borrowed, taken
-back or confined. A borrower that died leaves a record whose lock nobody holds: the next
-take-back narrows what is left of it and deletes it. A warm-up (:meth:`CpuSlots.hold`) does
-not take a lent CPU back: work started ahead waits for the run that uses it.
+borrowed CPUs, the walls of the borrower's sandboxes: :mod:`grader.sandbox.loan_records`), on
+which the borrower holds a shared ``flock`` while it lives, and ``loans.lock``, held while
+anything is borrowed, taken back or confined. A borrower that died leaves a record whose lock
+nobody holds: the next take-back narrows what is left of it (a wall already gone is no error)
+and deletes it. A warm-up (:meth:`CpuSlots.hold`) does not take a lent CPU back: work started
+ahead waits for the run that uses it.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
-import logging
 import os
 import tempfile
 import threading
@@ -51,7 +51,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from grader.sandbox.loan_records import (
+    MAX_RECORD_BYTES,
+    MAX_WALLS,
+    CpusetFile,
+    LoanRecord,
+    Wall,
+    confine_walls,
+    narrow,
+)
 
 #: How often a waiting :meth:`CpuSlots.lease` tries the slots again.
 POLL_SECONDS = 0.2
@@ -251,30 +259,6 @@ def _cpu_held(lock_dir: Path, cpu: int) -> bool:
 # --- loans: idle CPUs lent to a run, taken back by the run that leases them ---------------------
 
 
-@dataclass(frozen=True)
-class LoanRecord:
-    """What a loan's file says: the borrower's own CPUs, those it borrows now, and the
-    ``cpuset.cpus`` files of its cgroups (confined to ``own + borrowed``)."""
-
-    own: tuple[int, ...]
-    borrowed: tuple[int, ...]
-    cpusets: tuple[str, ...] = ()
-
-    @property
-    def cpus(self) -> tuple[int, ...]:
-        return tuple(sorted({*self.own, *self.borrowed}))
-
-    def dump(self) -> bytes:
-        return json.dumps({"own": self.own, "borrowed": self.borrowed,
-                           "cpusets": self.cpusets}).encode()
-
-    @classmethod
-    def load(cls, data: bytes) -> LoanRecord:
-        raw = json.loads(data)
-        return cls(tuple(int(c) for c in raw["own"]), tuple(int(c) for c in raw["borrowed"]),
-                   tuple(str(p) for p in raw["cpusets"]))
-
-
 class CpuLoan:
     """CPUs a run borrows beside its slot, for as long as nobody leases them (see the module's
     docstring). Made by :meth:`CpuSlots.lease`; closed when the lease ends."""
@@ -293,7 +277,7 @@ class CpuLoan:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_SH)  # alive while this is held
             loan = cls(lock_dir, path, fd)
-            loan._write(LoanRecord(tuple(own), free))
+            loan._write(LoanRecord(own=tuple(own), borrowed=free))
         return loan
 
     def record(self) -> LoanRecord:
@@ -301,40 +285,42 @@ class CpuLoan:
         with _loans_locked(self.lock_dir):
             return self._read()
 
-    def confine(self, cpusets: Sequence[Path]) -> tuple[int, ...]:
-        """Confine the cgroups whose ``cpuset.cpus`` files are ``cpusets`` to the slot and the
-        CPUs borrowed now, and narrow them whenever one is taken back; returns those CPUs. A
-        file that is gone (its run ended) is left out; one that cannot be written raises
-        ``OSError``."""
+    def confine(self, walls: Sequence[Path | Wall]) -> tuple[int, ...]:
+        """Confine ``walls`` (a bubblewrap run's ``cpuset.cpus`` file, given as a path or a
+        :class:`~grader.sandbox.loan_records.CpusetFile`; a docker container,
+        :class:`~grader.sandbox.loan_records.ContainerCpus`) to the slot and the CPUs borrowed
+        now, and narrow them whenever one is taken back; returns those CPUs. A wall that is
+        gone (its run ended) is left out; one that cannot be widened raises ``OSError`` (after
+        the others are recorded), and so do walls past the record's bound (none widened)."""
+        asked = [CpusetFile(path=str(w)) if isinstance(w, Path) else w for w in walls]
         with _loans_locked(self.lock_dir):
             record = self._read()
-            confined = []
-            for cpuset in cpusets:
-                try:
-                    _write_cpus(Path(cpuset), record.cpus)
-                except FileNotFoundError:
-                    continue
-                confined.append(str(cpuset))
-            kept = dict.fromkeys((*record.cpusets, *confined))
-            self._write(LoanRecord(record.own, record.borrowed, tuple(kept)))
-            return record.cpus
+            if len(record.walls) + len(asked) > MAX_WALLS:  # a record past it would not be read
+                raise OSError(f"a loan records at most {MAX_WALLS} sandboxes")
+            done, failed = confine_walls(asked, record.cpus, format_cpus(record.cpus))
+            kept = {wall.model_dump_json(): wall for wall in (*record.walls, *done)}
+            self._write(LoanRecord(own=record.own, borrowed=record.borrowed,
+                                   walls=tuple(kept.values())))
+        if failed:
+            raise failed[0][1]
+        return record.cpus
 
     def close(self) -> None:
-        """Give back what is borrowed: the cgroups still there narrowed to the slot, the
+        """Give back what is borrowed: the sandboxes still there narrowed to the slot, the
         record deleted. Idempotent."""
         if self._fd < 0:
             return
         try:
             with _loans_locked(self.lock_dir):
                 record = self._read()
-                _narrow(record, record.own)
+                narrow(record.walls, record.own, format_cpus(record.own))
                 self.path.unlink(missing_ok=True)
         finally:
             os.close(self._fd)
             self._fd = -1
 
     def _read(self) -> LoanRecord:
-        return LoanRecord.load(os.pread(self._fd, 1 << 20, 0))
+        return LoanRecord.load(os.pread(self._fd, MAX_RECORD_BYTES + 1, 0))
 
     def _write(self, record: LoanRecord) -> None:
         os.ftruncate(self._fd, 0)
@@ -342,7 +328,7 @@ class CpuLoan:
 
 
 def take_back(lock_dir: Path, cpus: Sequence[int]) -> None:
-    """Take ``cpus`` back from every loan that borrows them (their cgroups narrowed before
+    """Take ``cpus`` back from every loan that borrows them (their sandboxes narrowed before
     this returns); the records of dead borrowers go. The caller holds the slots of ``cpus``."""
     lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _loans_locked(lock_dir):
@@ -350,8 +336,9 @@ def take_back(lock_dir: Path, cpus: Sequence[int]) -> None:
             if not set(record.borrowed) & set(cpus):
                 continue
             kept = tuple(c for c in record.borrowed if c not in cpus)
-            live = _narrow(record, tuple(sorted({*record.own, *kept})))
-            _rewrite(path, LoanRecord(record.own, kept, live))
+            left = tuple(sorted({*record.own, *kept}))
+            live = narrow(record.walls, left, format_cpus(left))
+            _rewrite(path, LoanRecord(own=record.own, borrowed=kept, walls=live))
 
 
 @contextmanager
@@ -368,7 +355,7 @@ def _loans_locked(lock_dir: Path) -> Iterator[None]:
 
 def _records(lock_dir: Path, *, reap: bool) -> list[tuple[LoanRecord, Path]]:
     """The live loans' records (under :func:`_loans_locked`). A dead borrower's record is
-    skipped, or with ``reap`` its cgroups narrowed to its own CPUs and the record deleted."""
+    skipped, or with ``reap`` its sandboxes narrowed to its own CPUs and the record deleted."""
     found = []
     for path in sorted(lock_dir.glob("loan-*.json")):
         try:
@@ -384,41 +371,18 @@ def _records(lock_dir: Path, *, reap: bool) -> list[tuple[LoanRecord, Path]]:
                     raise
                 alive = True
             try:
-                record = LoanRecord.load(os.pread(fd, 1 << 20, 0))
-            except (ValueError, KeyError, TypeError):
+                record = LoanRecord.load(os.pread(fd, MAX_RECORD_BYTES + 1, 0))
+            except ValueError:
                 record = None  # a borrower that died while writing
             if alive and record is not None:
                 found.append((record, path))
             elif not alive and reap:
                 if record is not None:
-                    _narrow(record, record.own)
+                    narrow(record.walls, record.own, format_cpus(record.own))
                 path.unlink(missing_ok=True)
         finally:
             os.close(fd)
     return found
-
-
-def _narrow(record: LoanRecord, cpus: tuple[int, ...]) -> tuple[str, ...]:
-    """Confine the record's cgroups to ``cpus``; returns the files still there."""
-    live = []
-    for cpuset in record.cpusets:
-        try:
-            _write_cpus(Path(cpuset), cpus)
-        except FileNotFoundError:
-            continue  # the cgroup was removed with its run
-        except OSError as exc:
-            logger.warning("cannot narrow %s to %s: %s", cpuset, format_cpus(cpus), exc)
-        live.append(cpuset)
-    return tuple(live)
-
-
-def _write_cpus(cpuset: Path, cpus: Sequence[int]) -> None:
-    # no O_CREAT: the file of a removed cgroup raises FileNotFoundError, and is not made
-    fd = os.open(cpuset, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-    try:
-        os.write(fd, format_cpus(cpus).encode())
-    finally:
-        os.close(fd)
 
 
 def _rewrite(path: Path, record: LoanRecord) -> None:

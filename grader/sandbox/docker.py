@@ -14,8 +14,13 @@ One request, one container (Docker SDK for Python, low-level ``APIClient``), mad
 * only the job's own files: its work directory (given to the run's user, mode 0700) and the
   request's mounts, except the in-sandbox code, which the image carries (same bytes: the tag is
   their hash);
-* memory with swap equal to memory (no swap), pids, a CPU quota, the CPUs of its slot
-  (``cpuset_cpus``), ulimits (CPU seconds, file size, no core files);
+* memory with swap equal to memory (no swap), pids, a CPU quota (``cpu_quota`` per
+  ``cpu_period``: the daemon can change that quota later, not one given as ``nano_cpus``), the
+  CPUs of its slot (``cpuset_cpus``), ulimits (CPU seconds, file size, no core files);
+* with a loan of idle CPUs (``cpu_loan``), the CPUs it borrows too, and the quota sized to all
+  of them: the container is made on its slot and widened through the daemon before it starts
+  (:meth:`~grader.sandbox.cpus.CpuLoan.confine`, which records it), so a run that leases a
+  borrowed CPU narrows it the same way (:mod:`grader.sandbox.loan_records`);
 * the wall-clock limit enforced from outside by killing the container, output capped while it
   streams, ``OOMKilled`` read from the daemon (:mod:`grader.sandbox.docker_run`);
 * labels naming the run and its grader; a watchdog removes the containers of a grader killed
@@ -45,8 +50,9 @@ from grader.sandbox.base import (
     SandboxRun,
     SandboxUser,
 )
-from grader.sandbox.cpus import format_cpus
+from grader.sandbox.cpus import CpuLoan, format_cpus
 from grader.sandbox.docker_image import IMAGE_PYTHON, ImageVariant, baked_mounts, image_tag
+from grader.sandbox.docker_loans import CPU_PERIOD_US, ContainerCpus
 from grader.sandbox.docker_reaper import (
     OWNER_LABEL,
     RUN_LABEL,
@@ -97,6 +103,10 @@ class DockerSandbox:
     #: The host CPUs the container is confined to (``cpuset_cpus``; a slot of
     #: :class:`~grader.sandbox.cpus.CpuSlots`). Empty: every CPU.
     cpu_set: tuple[int, ...] = ()
+    #: CPUs the run borrows besides ``cpu_set`` while nobody leases them: each container starts
+    #: confined to both (its quota too, unless ``cpus`` is set) and is narrowed through the
+    #: daemon's API when one is taken back; ``None``: none. Only with a ``cpu_set``.
+    cpu_loan: CpuLoan | None = None
     #: GPU or MIG UUIDs lent to this grading (the service leases them, one run per device):
     #: the student's kernel gets exactly these through a ``DeviceRequest`` (needs the NVIDIA
     #: container toolkit), never ``all``; the runner and the clean room get none. Implies the
@@ -190,6 +200,7 @@ class DockerSandbox:
                 give_workdir(request.workdir, uid, gid)
             ensure_watchdog(owner, self.base_url)
             container = client.create_container(**self._spec(client, request, owner))["Id"]
+            wall = self._borrow(container)
             sock = client.attach_socket(container, params={"stdout": 1, "stderr": 1,
                                                            "stream": 1})
             client.start(container)
@@ -201,7 +212,21 @@ class DockerSandbox:
                     logger.warning("container %s not removed: %s", container[:12], removal)
             return error_result(f"docker: {_short(exc)}", started)
         return ContainerRun(client, container, sock, started=started, limits=request.limits,
-                            max_line_bytes=self.max_line_bytes)
+                            max_line_bytes=self.max_line_bytes, wall=wall)
+
+    def _borrow(self, container: str) -> ContainerCpus | None:
+        """The container (made, not started) widened to the CPUs the loan holds now and
+        recorded in it, so a take-back narrows it; its wall, ``None`` when it is not pinned. A
+        daemon that refuses leaves it on its slot."""
+        if not self.cpu_set:
+            return None
+        wall = ContainerCpus(container=container, daemon=self.base_url, quota=self.cpus is None)
+        if self.cpu_loan is not None:
+            try:
+                self.cpu_loan.confine([wall])
+            except OSError as exc:  # the run still has its slot
+                logger.warning("container %s not lent the idle CPUs: %s", container[:12], exc)
+        return wall
 
     def host_ids(self, user: SandboxUser) -> tuple[int, int]:
         """The host ``(uid, gid)`` a request of ``user`` runs as."""
@@ -249,7 +274,9 @@ class DockerSandbox:
             mem_limit=int(limits.memory_bytes),
             memswap_limit=int(limits.memory_bytes),
             pids_limit=int(limits.max_processes),
-            nano_cpus=int((self.cpus or len(self.cpu_set) or os.cpu_count() or 1) * 1e9),
+            cpu_period=CPU_PERIOD_US,
+            cpu_quota=int((self.cpus or len(self.cpu_set) or os.cpu_count() or 1)
+                          * CPU_PERIOD_US),
             cpuset_cpus=format_cpus(self.cpu_set) if self.cpu_set else None,
             ulimits=[Ulimit(name="cpu", soft=int(limits.cpu_seconds),
                             hard=int(limits.cpu_seconds)),

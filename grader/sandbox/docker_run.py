@@ -27,6 +27,7 @@ from typing import Any
 from grader.limits import Limits
 from grader.sandbox.base import LineCallback, NetworkPeer, SandboxError, SandboxResult
 from grader.sandbox.bwrap_run import split_exit
+from grader.sandbox.docker_loans import ContainerCpus
 from grader.sandbox.process import (
     DRAIN_GRACE,
     STOP_POLL,
@@ -73,8 +74,11 @@ class ContainerRun:
         started: float,
         limits: Limits,
         max_line_bytes: int,
+        wall: ContainerCpus | None = None,
     ) -> None:
         self.client = client
+        #: The container as a loan of idle CPUs records it (``None``: not pinned to a slot).
+        self.wall = wall
         self.container = container
         self.started = started
         self.limits = limits
@@ -100,6 +104,10 @@ class ContainerRun:
                              oom_killed=bool(state.get("OOMKilled")))
         finally:
             self.close()
+
+    def cpu_wall(self) -> ContainerCpus | None:
+        """What a loan of idle CPUs widens and narrows: this container, when it is pinned."""
+        return self.wall
 
     def network_peer(self, timeout: float) -> NetworkPeer:
         """The container's network namespace (it is running once ``start`` returned)."""

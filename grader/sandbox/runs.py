@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import replace
-from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
@@ -29,6 +28,7 @@ from grader.sandbox.base import (
     SandboxResult,
     SandboxRun,
 )
+from grader.sandbox.loan_records import Wall
 
 
 class LineRelay:
@@ -98,11 +98,12 @@ class FollowedRun:
     def network_peer(self, timeout: float = PEER_TIMEOUT) -> NetworkPeer:
         return self._launched.network_peer(timeout)
 
-    def cpuset_file(self) -> Path | None:
-        """The ``cpuset.cpus`` file confining the run (a bubblewrap run's cgroup), else
-        ``None``: what a loan of idle CPUs widens (:class:`~grader.sandbox.cpus.CpuLoan`)."""
-        cpuset_file = getattr(self._launched, "cpuset_file", None)
-        return cpuset_file() if cpuset_file is not None else None
+    def cpu_wall(self) -> Wall | None:
+        """What confines the run to its CPUs (a bubblewrap run's cgroup cpuset, a docker
+        container), else ``None``: what a loan of idle CPUs widens
+        (:class:`~grader.sandbox.cpus.CpuLoan`)."""
+        cpu_wall = getattr(self._launched, "cpu_wall", None)
+        return cpu_wall() if cpu_wall is not None else None
 
     def stop(self) -> None:
         self._stop.set()  # the following thread sees it within STOP_POLL and reports it

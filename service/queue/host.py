@@ -20,8 +20,8 @@ child at ``worker_process_init`` in ``service.queue.celery_worker``):
   by side, each confined to CPUs of its own, and a run past that number waits for a slot (its
   lease is renewed meanwhile). A run holding a GPU gets a slot too: the GPU count only caps how
   many GPU runs go at once. ``PIN_CPUS=0``: no slots, every run on every CPU. The slots are
-  the one place that says which CPUs a run may use; with ``LEND_IDLE_CPUS`` (bubblewrap only)
-  a run also borrows the CPUs of slots nobody holds, until a run leases one of them
+  the one place that says which CPUs a run may use; with ``LEND_IDLE_CPUS`` (bubblewrap and
+  docker) a run also borrows the CPUs of slots nobody holds, until a run leases one of them
   (:class:`grader.sandbox.cpus.CpuLoan`, taken in :meth:`Seat.pin`);
 - the warm pool (``WARM_POOL``, ``service.queue.warm_kits``), whose kits are pinned to those
   slots;
@@ -69,6 +69,10 @@ from service.states import WorkerKind
 
 log = logging.getLogger(__name__)
 
+#: The backends whose sandboxes a loan of idle CPUs widens and narrows (bubblewrap's cgroup
+#: cpusets, docker's containers through the daemon; not ``unsafe``, which confines nothing).
+LENDING_BACKENDS = frozenset({"bwrap", "docker"})
+
 
 @dataclass(frozen=True)
 class HostSettings:
@@ -94,7 +98,7 @@ class HostSettings:
     cpu_slots: int | None
     #: ``CPU_SLOTS_DIR``: the slots' lock files, shared by every worker of the host.
     cpu_slots_dir: Path | None
-    #: ``LEND_IDLE_CPUS``: a run borrows the CPUs of idle slots (bubblewrap's cgroups only).
+    #: ``LEND_IDLE_CPUS``: a run borrows the CPUs of idle slots (:data:`LENDING_BACKENDS`).
     lend_cpus: bool
     #: ``WARM_POOL`` and its bounds; ``None`` when ``WARM_POOL`` is 0.
     warm_pool: PoolSettings | None
@@ -117,7 +121,7 @@ class HostSettings:
             cpu_slots=config["RUNS_PER_HOST"] if config["PIN_CPUS"] else None,
             cpu_slots_dir=Path(lock_dir) if lock_dir else None,
             lend_cpus=bool(config.get("LEND_IDLE_CPUS", False))
-            and config["GRADER"].sandbox == "bwrap",
+            and config["GRADER"].sandbox in LENDING_BACKENDS,
             warm_pool=None if size <= 0 else PoolSettings(
                 size=size, max_idle=config["WARM_POOL_MAX_IDLE"],
                 min_available_bytes=config["WARM_POOL_MIN_FREE_MB"] * 1024 * 1024),
@@ -167,7 +171,7 @@ class Seat:
                 held.callback(kit.close, pool.closers)  # path, by the pool's closers
                 if loan is not None:  # before its work comes, so TensorFlow sees every CPU
                     try:
-                        loan.confine(kit.cpuset_files())
+                        loan.confine(kit.cpu_walls())
                     except OSError:  # the run still has its slot
                         log.warning("the warm kit was not lent the idle CPUs", exc_info=True)
             if self.device:

@@ -207,7 +207,7 @@ class WarmKit:
     def close(self, closers: KitClosers | None = None) -> None:
         self.closes.append(closers)
 
-    def cpuset_files(self) -> list[Path]:  # what a loan of idle CPUs widens: none here
+    def cpu_walls(self) -> list[object]:  # what a loan of idle CPUs widens: none here
         return []
 
 
