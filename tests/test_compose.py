@@ -113,7 +113,9 @@ def check_services(config: dict[str, Any]) -> None:
         same_path = [v.split(":")[0] for v in volumes
                      if v.split(":")[0] == v.split(":")[1] and v.split(":")[0] != SOCKET]
         assert len(same_path) == 1, volumes
-        for setting in ("GRADER_WORK_DIR", "GRADER_DATA_DIR"):
+        # the CPU slots' and loans' books too: every worker of a host (worker, --scale
+        # worker=N, gpu-worker) shares them, or two runs are pinned to one CPU
+        for setting in ("GRADER_WORK_DIR", "GRADER_DATA_DIR", "CPU_SLOTS_DIR"):
             assert env[setting].startswith(same_path[0].rstrip("/") + "/"), setting
     # Celery: the CPU workers read the `cpu` queue, the GPU worker `gpu` (and `cpu`) and lends
     # its devices under a fixed host name (docs/gpus.md)
@@ -141,6 +143,8 @@ def check_services(config: dict[str, Any]) -> None:
     assert first["GPU_HOST"] != second["GPU_HOST"]
     assert first["GRADER_WORK_DIR"] != second["GRADER_WORK_DIR"]
     assert first["GRADER_DATA_DIR"] != second["GRADER_DATA_DIR"]
+    assert first["CPU_SLOTS_DIR"] != second["CPU_SLOTS_DIR"]
+    assert _env_of(services["worker"])["CPU_SLOTS_DIR"] == first["CPU_SLOTS_DIR"]
     assert set(services["gpu-worker-2"].get("depends_on", {})) == {"data-2"}
     assert _env_of(services["data-2"])["GRADER_DATA_DIR"] == second["GRADER_DATA_DIR"]
     assert "deploy" not in services["worker"] or "reservations" not in str(
