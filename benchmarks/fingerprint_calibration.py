@@ -59,7 +59,7 @@ from grader.fingerprints import (
 from grader.pipeline import grade_notebook
 from grader.reference import solution_path
 from grader.reference_build import reseed
-from grader.report import RunStatus
+from grader.report import Outcome
 from grader.sandbox import get_sandbox
 from grader.spec import Exercise
 
@@ -143,10 +143,10 @@ def grade_run(exercise: Exercise, config: GraderConfig, sandbox: Any, name: str,
     started = time.monotonic()
     report = grade_notebook(notebook_bytes(exercise, offset, variant), exercise, config, sandbox)
     record: dict[str, Any] = {
-        "run": name, "offset": offset, "variant": variant, "status": str(report.status),
+        "run": name, "offset": offset, "variant": variant, "status": str(report.outcome),
         "score": report.score, "measured_accuracy": report.measured_accuracy,
         "seconds": time.monotonic() - started, "fingerprint": None}
-    if report.status is not RunStatus.GRADED or report.fingerprint is None:
+    if report.outcome is not Outcome.GRADED or report.fingerprint is None:
         return record
     record["fingerprint"] = {
         "weights": report.fingerprint.weights,

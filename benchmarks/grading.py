@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         report = grade_notebook(data, exercise, config, sandbox)
         wall = time.monotonic() - started
         timings = {key: report.timings.get(key, 0.0) for key in PHASES}
-        rows.append({"run": run + 1, "score": report.score, "status": str(report.status),
+        rows.append({"run": run + 1, "score": report.score, "outcome": str(report.outcome),
                      "wall": wall, **timings})
-        print(f"run {run + 1}: {report.score:g}/{report.max_score:g} [{report.status}] "
+        print(f"run {run + 1}: {report.score:g}/{report.max_score:g} [{report.outcome}] "
               f"in {wall:.1f} s", file=sys.stderr)
     print(f"\ngrading {exercise.id}'s reference solution, {args.runs} run(s), median seconds\n")
     print(f"{'phase':<14}{'seconds':>10}{'share':>9}")

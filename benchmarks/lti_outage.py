@@ -207,7 +207,7 @@ class Graded:
     submission_id: int
     seconds: float
     score: float | None
-    status: str
+    state: str
 
 
 def upload_and_wait(tool: Service, browser: requests.Session, notebook: bytes,
@@ -224,10 +224,9 @@ def upload_and_wait(tool: Service, browser: requests.Session, notebook: bytes,
         raise SystemExit(f"upload refused: {answer.status_code} {answer.text[:500]}")
     number = int(found.group(1))
     while time.monotonic() - started < timeout:
-        state = browser.get(f"{tool.url}/submissions/{number}/status.json", timeout=30).json()
-        if state["status"] in ("graded", "failed"):
-            return Graded(number, time.monotonic() - started, state.get("score"),
-                          state["status"])
+        body = browser.get(f"{tool.url}/submissions/{number}/status.json", timeout=30).json()
+        if body["state"] in ("graded", "failed"):
+            return Graded(number, time.monotonic() - started, body.get("score"), body["state"])
         time.sleep(0.2)
     raise SystemExit(f"submission {number} not graded in {timeout:.0f} s")
 
@@ -367,7 +366,7 @@ def trial(args: argparse.Namespace) -> int:
         time.sleep(args.settle)
         graded["B"] = upload_and_wait(tool, sessions["B"], first)
         for name in "AB":
-            goals.check(graded[name].status == "graded" and graded[name].seconds <= limit,
+            goals.check(graded[name].state == "graded" and graded[name].seconds <= limit,
                         f"learner {name} graded in {graded[name].seconds:.1f} s during the "
                         f"outage (baseline {baseline.seconds:.1f} s, limit {SLOWDOWN} x + "
                         f"{SLACK:.0f} s = {limit:.1f} s)")

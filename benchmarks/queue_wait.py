@@ -42,7 +42,7 @@ from serving import postgres_database, sqlite_database
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grader import RunStatus  # noqa: E402
+from grader import Outcome  # noqa: E402
 from grader.report import GradeReport  # noqa: E402
 from service import create_app  # noqa: E402
 from service.domain.roster import import_roster  # noqa: E402
@@ -55,17 +55,17 @@ EXERCISE = "chap06_cnn"
 GOAL = 0.100
 #: ``flask --app service worker`` whose grader answers at once.
 STUB_FLASK_WORKER = (
-    "from grader import RunStatus; from grader.report import GradeReport; "
+    "from grader import Outcome; from grader.report import GradeReport; "
     "from service.queue import grading; "
     "grading.grade_notebook = lambda data, exercise, *a, **k: "
-    "GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score); "
+    "GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score); "
     "from flask.cli import main; main()"
 )
 
 
 def graded_at_once(data: bytes, exercise: Any, config: Any, sandbox: Any,
                    **kw: Any) -> GradeReport:
-    return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score)
+    return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score)
 
 
 def migrated_app(config: dict[str, Any]) -> Flask:

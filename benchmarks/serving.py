@@ -209,7 +209,7 @@ def seed_exercise(session: Any, exercise_id: str, e: int, first: int, students: 
     from sqlalchemy import insert
 
     from service.models import GradingRun, ItemScore, Submission
-    from service.states import ItemStatus, RunState, RunStatus
+    from service.states import ItemStatus, Outcome, RunState
 
     if heavy_student:  # student 0 gets heavy_student submissions; the rest spread over others
         owners = [1] * heavy_student + [2 + k % max(1, students - 1)
@@ -230,7 +230,7 @@ def seed_exercise(session: Any, exercise_id: str, e: int, first: int, students: 
                          "details": {"observed": list(range(40))}}
                         for item_id, points in items]
         runs.append({"id": k + 1, "submission_id": k + 1, "state": RunState.GRADED,
-                     "outcome": RunStatus.GRADED, "attempts": 1, "worker": "bench",
+                     "outcome": Outcome.GRADED, "attempts": 1, "worker": "bench",
                      "queued_at": created, "started_at": created,
                      "finished_at": created + dt.timedelta(seconds=90),
                      "score": score, "max_score": 100.0, "measured_accuracy": 0.97,

@@ -48,7 +48,7 @@ class Row:
     kind: str
     cpus: str
     wall: float
-    status: str
+    outcome: str
     score: float
 
 
@@ -99,7 +99,7 @@ def run_pass(jobs: list[Job], workers: int, pinned: bool, exercise: Exercise,
                 with lock:
                     rows.append(row)
                 print(f"  {row.kind:<12} cpus {row.cpus:<5} {row.wall:7.1f} s  "
-                      f"{row.score:g} [{row.status}]", file=sys.stderr, flush=True)
+                      f"{row.score:g} [{row.outcome}]", file=sys.stderr, flush=True)
 
         started = time.monotonic()
         threads = [threading.Thread(target=work) for _ in range(workers)]
@@ -115,7 +115,7 @@ def grade(job: Job, cpus: tuple[int, ...], exercise: Exercise, config: GraderCon
     started = time.monotonic()
     report = grade_notebook(job.data, exercise, config, get_sandbox(config.sandbox, **options))
     return Row(job.kind, format_cpus(cpus) if cpus else "all", time.monotonic() - started,
-               str(report.status), report.score)
+               str(report.outcome), report.score)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -234,8 +234,8 @@ class Service:
         session.headers["Authorization"] = f"Bearer {self.token}"
         while True:
             body = session.get(f"{self.url}/api/submissions/{submission}", timeout=30).json()
-            if body["status"] in ("graded", "failed"):
-                return {"status": body["status"], "run_status": body.get("run_status"),
+            if body["state"] in ("graded", "failed"):
+                return {"state": body["state"], "outcome": body.get("outcome"),
                         "score": body.get("score"), "reason": body.get("reason")}
             elapsed = time.monotonic() - started
             if elapsed > 3600:
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:<14}" + "".join(f"{tables[label][key]:>10.2f}" for label in labels))
     results["phases"] = tables
     results["runs"] = runs
-    failed = [r for r in runs if r["status"] != "graded"]
+    failed = [r for r in runs if r["state"] != "graded"]
     if failed:
         print(f"\n{len(failed)} warm run(s) not graded: {failed[0]}")
     print(f"\n{throughput_note(args.throughput_json)}")

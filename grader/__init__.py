@@ -27,7 +27,7 @@ from grader.limits import Limits
 from grader.messages import N_
 from grader.notebook import LIMIT_KEYS, NotebookError, ReadLimits, read_notebook
 from grader.pipeline import Progress, grade_notebook
-from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
+from grader.report import GradeReport, ItemResult, ItemStatus, Outcome
 from grader.sandbox import get_sandbox
 from grader.spec import Exercise, GpuNeed, SpecError, Text, list_exercises, load_exercise
 from grader.warm_pool import PoolSettings, WarmPool
@@ -48,10 +48,10 @@ __all__ = [
     "Limits",
     "ModelFingerprint",
     "NotebookError",
+    "Outcome",
     "PoolSettings",
     "Progress",
     "ReadLimits",
-    "RunStatus",
     "SpecError",
     "Text",
     "WarmPool",

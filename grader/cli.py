@@ -21,7 +21,7 @@ from grader.notebook_run import Progress, ProgressCallback
 from grader.pipeline import grade_notebook
 from grader.reference import require_reference
 from grader.render import default_lang, render_text
-from grader.report import RunStatus
+from grader.report import Outcome
 from grader.sandbox.docker_image import ImageVariant
 from grader.spec import Exercise, SpecError, parse_size
 
@@ -231,7 +231,7 @@ def cmd_grade(args: argparse.Namespace, config: GraderConfig) -> int:
         return EXIT_FAIL
     report = grade_notebook(data, exercise, config, _sandbox(config), limits=limits,
                             on_progress=progress_printer(args.path.name, args.quiet))
-    if report.status is RunStatus.INVALID_NOTEBOOK:
+    if report.outcome is Outcome.INVALID_NOTEBOOK:
         reason = report.reason.en if report.reason else "not a notebook"
         print(f"grader: {args.path}: {reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -241,7 +241,7 @@ def cmd_grade(args: argparse.Namespace, config: GraderConfig) -> int:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
     else:
         print(render_text(report, args.lang or default_lang()))
-    return EXIT_SANDBOX if report.status is RunStatus.SANDBOX_ERROR else EXIT_OK
+    return EXIT_SANDBOX if report.outcome is Outcome.SANDBOX_ERROR else EXIT_OK
 
 
 def _guess_exercise(config: GraderConfig, data: bytes) -> Exercise | None:

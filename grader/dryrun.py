@@ -13,7 +13,7 @@ from grader.config import GraderConfig
 from grader.notebook_run import ProgressCallback
 from grader.pipeline import grade_notebook
 from grader.reference import solution_path
-from grader.report import GradeReport, RunStatus
+from grader.report import GradeReport, Outcome
 from grader.sandbox.base import Sandbox
 from grader.spec import Exercise
 
@@ -25,7 +25,8 @@ class DryRunCheck:
     passed: bool
     score: float
     max_score: float
-    status: str
+    #: The run's :class:`~grader.report.Outcome`, or ``not run``.
+    outcome: str
     problems: tuple[str, ...]
     seconds: float
 
@@ -40,8 +41,8 @@ def failed_check(exercise_id: str, problem: str) -> DryRunCheck:
 
 def _problems_solution(report: GradeReport) -> list[str]:
     problems = []
-    if report.status is not RunStatus.GRADED:
-        problems.append(f"status {report.status}: {report.reason.en if report.reason else ''}")
+    if report.outcome is not Outcome.GRADED:
+        problems.append(f"outcome {report.outcome}: {report.reason.en if report.reason else ''}")
     for item in report.items:
         if item.score < item.max_score:
             feedback = " / ".join(t.en for t in item.feedback)
@@ -52,8 +53,8 @@ def _problems_solution(report: GradeReport) -> list[str]:
 
 def _problems_template(report: GradeReport) -> list[str]:
     problems = []
-    if report.status is not RunStatus.GRADED:
-        problems.append(f"status {report.status}: {report.reason.en if report.reason else ''}")
+    if report.outcome is not Outcome.GRADED:
+        problems.append(f"outcome {report.outcome}: {report.reason.en if report.reason else ''}")
     for item in report.items:
         if item.score > 0:
             problems.append(f"{item.id}: the blank template earns {item.score:g} points")
@@ -83,10 +84,10 @@ def dry_run_exercise(
                                 else None)
         problems = judge(report)
         check = DryRunCheck(exercise.id, name, not problems, report.score, report.max_score,
-                            str(report.status), tuple(problems), time.monotonic() - started)
+                            str(report.outcome), tuple(problems), time.monotonic() - started)
         verdict = "ok" if check.passed else "FAILED"
         log(f"{exercise.id}: {name} {report.score:g}/{report.max_score:g} "
-            f"[{report.status}] {verdict} in {check.seconds:.0f}s")
+            f"[{report.outcome}] {verdict} in {check.seconds:.0f}s")
         for problem in problems:
             log(f"    {problem}")
         checks.append(check)

@@ -16,7 +16,7 @@ GiB = 1024 * MiB
 
 @dataclass(frozen=True)
 class Limits:
-    #: Wall-clock seconds one cell may run before the run stops with status ``timeout``.
+    #: Wall-clock seconds one cell may run before the run stops with the outcome ``timeout``.
     cell_timeout: float = 600.0
     #: The least time budget a cell gets from the reference's timings (``grader.budgets``:
     #: ``min(cell_timeout, max(budget_floor, 3 x reference + 30))``).

@@ -1,8 +1,8 @@
-"""The one place where sandbox, kernel and runner failures become a run status.
+"""The one place where sandbox, kernel and runner failures become a run's outcome.
 
 ::
 
-    RunStatus
+    Outcome
     ├── graded            every cell ran (cells may have raised: that is the student's answer)
     ├── timeout           a cell ran past the per-cell limit, or the notebook past its limit
     ├── out_of_memory     the run's cgroup hit its memory limit (the OOM killer ran), or the
@@ -16,7 +16,7 @@
 Like httpx's transport seam: nbclient's exceptions are turned into data by the runner inside its
 sandbox, the backends report OS facts of both sandboxes (the kernel's: signal, OOM, wall clock;
 the runner's: whether it could run at all), and :func:`classify_run` merges them here, so no
-other module guesses a status from a string. The runner is the grader's: anything wrong with
+other module guesses an outcome from a string. The runner is the grader's: anything wrong with
 it (killed, no result, a result that does not parse) is ``sandbox_error``, which the service
 retries, never ``graded`` from what was left behind, with one exception below.
 
@@ -39,7 +39,7 @@ twice.
 
 ``gpu_out_of_memory`` is read from the kernel's own error (the runner's record of the cell:
 its exception's name), so the student can fake it by raising such an error. That only hurts
-them: the status changes nothing of the scores (items are judged as on a ``graded`` run), and
+them: the outcome changes nothing of the scores (items are judged as on a ``graded`` run), and
 the service does not run it again.
 """
 
@@ -48,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from grader.messages import bilingual
-from grader.report import RunStatus
+from grader.report import Outcome
 from grader.results import RunnerResult
 from grader.sandbox.base import SandboxResult
 from grader.spec import Text
@@ -56,7 +56,9 @@ from grader.spec import Text
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: RunStatus
+    """An :class:`~grader.report.Outcome` with its reason and, where known, its cell."""
+
+    outcome: Outcome
     #: Why the run stopped, for the report and for items not reached; None when graded.
     reason: Text | None
     #: The cell that was running when the run stopped, where known.
@@ -93,34 +95,36 @@ def classify_run(
     notebook_timeout: float,
     gpu: bool = False,
 ) -> RunOutcome:
-    """Status and reason of a run. ``sandbox`` is the kernel's, ``runner_sandbox`` the
+    """Outcome and reason of a run. ``sandbox`` is the kernel's, ``runner_sandbox`` the
     runner's; ``last_cell`` is the last cell the runner's progress stream started; ``gpu``
     whether the kernel was given a GPU (only then is a ``ResourceExhausted`` a GPU's)."""
     for box in (sandbox, runner_sandbox):
         if box is not None and box.sandbox_error:
-            return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
+            return RunOutcome(Outcome.SANDBOX_ERROR, bilingual(
                 "outcome.sandbox_failed", error=box.sandbox_error))
     if sandbox.oom_killed:
-        return RunOutcome(RunStatus.OUT_OF_MEMORY, bilingual(
+        return RunOutcome(Outcome.OUT_OF_MEMORY, bilingual(
             "outcome.out_of_memory", where=_cell_text(last_cell)), last_cell)
     if sandbox.timed_out:
-        return RunOutcome(RunStatus.TIMEOUT, bilingual(
+        return RunOutcome(Outcome.TIMEOUT, bilingual(
             "outcome.notebook_timeout", limit=notebook_timeout, where=_cell_text(last_cell)),
             last_cell)
+    # ``runner.status`` is the runner's own record of where it stopped (``grader/results.py``,
+    # written inside the sandbox), a fact read here, not the run's outcome.
     if runner is not None and runner.status == "timeout":
         if runner.timeout_cell is not None and runner.timeout_budget is not None:
-            return RunOutcome(RunStatus.TIMEOUT, bilingual(
+            return RunOutcome(Outcome.TIMEOUT, bilingual(
                 "outcome.cell_budget", budget=runner.timeout_budget,
                 where=_cell_text(runner.timeout_cell)), runner.timeout_cell)
-        return RunOutcome(RunStatus.TIMEOUT, bilingual(
+        return RunOutcome(Outcome.TIMEOUT, bilingual(
             "outcome.cell_timeout", where=_cell_text(runner.timeout_cell)), runner.timeout_cell)
     if runner is not None and runner.status == "kernel_died":
         index = runner.died_cell if runner.died_cell is not None else last_cell
-        return RunOutcome(RunStatus.KERNEL_DIED, bilingual(
+        return RunOutcome(Outcome.KERNEL_DIED, bilingual(
             "outcome.kernel_died", where=_cell_text(index)), index)
     if (runner_sandbox is not None and runner_sandbox.oom_killed and runner is not None
             and last_cell is not None):  # what the kernel sent it: the student's (docstring)
-        return RunOutcome(RunStatus.OUT_OF_MEMORY, bilingual(
+        return RunOutcome(Outcome.OUT_OF_MEMORY, bilingual(
             "outcome.runner_flooded", where=_cell_text(last_cell)), last_cell)
     runner_broke = runner_sandbox is not None and (
         runner_sandbox.oom_killed or runner_sandbox.timed_out or runner_sandbox.exit_code != 0)
@@ -132,12 +136,12 @@ def classify_run(
         if runner_sandbox is not None and runner_sandbox.signal is not None:
             detail += f" (signal {runner_sandbox.signal})"
         if last_cell is not None:
-            return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
+            return RunOutcome(Outcome.SANDBOX_ERROR, bilingual(
                 "outcome.no_result_in_cell", detail=detail, where=_cell_text(last_cell)),
                 last_cell)
-        return RunOutcome(RunStatus.SANDBOX_ERROR, bilingual(
+        return RunOutcome(Outcome.SANDBOX_ERROR, bilingual(
             "outcome.no_result", detail=detail), last_cell)
     if gpu and (oom_cell := gpu_oom_cell(runner)) is not None:
-        return RunOutcome(RunStatus.GPU_OUT_OF_MEMORY, bilingual(
+        return RunOutcome(Outcome.GPU_OUT_OF_MEMORY, bilingual(
             "outcome.gpu_out_of_memory", where=_cell_text(oom_cell)), oom_cell)
-    return RunOutcome(RunStatus.GRADED, None)
+    return RunOutcome(Outcome.GRADED, None)

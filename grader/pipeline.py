@@ -11,7 +11,7 @@ the kernel never saw. What the kernel says is never a measurement: see ``docs/se
 
 :func:`execute_notebook` stops after the measurements (``grader build-reference`` uses it on the
 solution); :func:`grade_notebook` goes on to score. Neither raises for anything a student can
-do: every path ends in a :class:`~grader.report.GradeReport` with a status.
+do: every path ends in a :class:`~grader.report.GradeReport` with an outcome.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from grader.notebook_run import Progress, ProgressCallback, run_notebook
 from grader.outcome import RunOutcome
 from grader.preparation import DEFAULT_HOST_LIMITS, HostLimits, prepare_submission, results_deadline
 from grader.reference import reference_exports, reference_timings, require_reference
-from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
+from grader.report import GradeReport, ItemResult, ItemStatus, Outcome
 from grader.results import RunnerResult
 from grader.sandbox.base import Sandbox, SandboxResult
 from grader.sanitize import Neutralised
@@ -137,7 +137,7 @@ def execute_notebook(
             keep_exports.mkdir(parents=True, exist_ok=True)
             for item_id, path in run.export_files.items():
                 shutil.copyfile(path, keep_exports / f"{item_id}.json")
-        if measure and run.outcome.status is not RunStatus.SANDBOX_ERROR:
+        if measure and run.outcome.outcome is not Outcome.SANDBOX_ERROR:
             if on_progress is not None:
                 on_progress(Progress("measuring", elapsed=time.monotonic() - started))
             run.measured = measure_execution(run, exercise, config, sandbox, rundir,
@@ -282,7 +282,7 @@ def score_execution(
         )
     return GradeReport(
         exercise=exercise.id,
-        status=run.outcome.status,
+        outcome=run.outcome.outcome,
         items=items,
         max_score=exercise.max_score,
         reason=run.outcome.reason,
@@ -293,25 +293,25 @@ def score_execution(
         diagnostics=diagnostics,
         executed_notebook=nbformat.writes(run.executed) if run.executed is not None else None,
         fingerprint=(model_fingerprint(exercise, evidence)
-                     if run.outcome.status is RunStatus.GRADED else None),
+                     if run.outcome.outcome is Outcome.GRADED else None),
     )
 
 
 def failed_report(exercise: Exercise, detail: str) -> GradeReport:
     """The report of a run the grader itself could not finish (``sandbox_error``: the service
     retries it); the traceback is in the grader's log."""
-    return unrun_report(exercise, RunStatus.SANDBOX_ERROR, bilingual(
+    return unrun_report(exercise, Outcome.SANDBOX_ERROR, bilingual(
         "pipeline.grader_failed", detail=detail[:500]))
 
 
 def invalid_report(exercise: Exercise, error: NotebookError) -> GradeReport:
     """The report for a file that is not a runnable notebook: nothing ran, every item 0."""
-    return unrun_report(exercise, RunStatus.INVALID_NOTEBOOK, bilingual(
+    return unrun_report(exercise, Outcome.INVALID_NOTEBOOK, bilingual(
         "pipeline.invalid_notebook", reason=error.text))
 
 
-def unrun_report(exercise: Exercise, status: RunStatus, reason: Text) -> GradeReport:
+def unrun_report(exercise: Exercise, outcome: Outcome, reason: Text) -> GradeReport:
     """A report where no item was reached, each 0 with ``reason``."""
     items = [ItemResult(i.id, i.title, 0.0, i.points, ItemStatus.NOT_REACHED, [reason])
              for i in exercise.items]
-    return GradeReport(exercise.id, status, items, exercise.max_score, reason=reason)
+    return GradeReport(exercise.id, outcome, items, exercise.max_score, reason=reason)

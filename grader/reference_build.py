@@ -32,7 +32,7 @@ from grader.measurements import MeasurementFailure
 from grader.notebook import read_notebook
 from grader.pipeline import Execution, ProgressCallback, execute_notebook, score_execution
 from grader.reference import solution_path, write_expected
-from grader.report import RunStatus
+from grader.report import Outcome
 from grader.sandbox.base import Sandbox
 from grader.spec import Exercise
 
@@ -42,9 +42,9 @@ class ReferenceBuildError(RuntimeError):
 
 
 def _check_clean(run: Execution, exercise: Exercise) -> None:
-    if run.outcome.status is not RunStatus.GRADED:
+    if run.outcome.outcome is not Outcome.GRADED:
         reason = run.outcome.reason.en if run.outcome.reason else ""
-        raise ReferenceBuildError(f"the solution ended with {run.outcome.status}: {reason}")
+        raise ReferenceBuildError(f"the solution ended with {run.outcome.outcome}: {reason}")
     assert run.runner is not None
     for item in exercise.items:
         where = run.located.get(item.id)

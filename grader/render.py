@@ -22,7 +22,7 @@ def default_lang() -> str:
 
 def render_text(report: GradeReport, lang: str = "en") -> str:
     lines = [
-        f"{report.exercise}: {report.score:g} / {report.max_score:g}  [{report.status}]",
+        f"{report.exercise}: {report.score:g} / {report.max_score:g}  [{report.outcome}]",
     ]
     if report.reason is not None:
         lines.append("  " + report.reason.get(lang))

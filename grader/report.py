@@ -1,12 +1,15 @@
 """The grading report: the one value every run ends in, whatever went wrong.
 
-A run's ``status`` says how it ended; items reached keep their scores whatever the status, and
-items not reached get 0 with a reason. The JSON shape (``GradeReport.to_dict``) is what the CLI
-prints with ``--json`` and what the service stores; its field names are kept stable.
+A run's :class:`Outcome` says how it ended; items reached keep their scores whatever the
+outcome, and items not reached get 0 with a reason. The JSON shape (``GradeReport.to_dict``) is
+what the CLI prints with ``--json`` and what the service stores; its field names are kept stable,
+with one rename: reports written before the word *outcome* hold it under ``"status"``, and
+:func:`stored_outcome` reads both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -15,7 +18,10 @@ from grader.fingerprints import ModelFingerprint
 from grader.spec import Text
 
 
-class RunStatus(StrEnum):
+class Outcome(StrEnum):
+    """How a run ended, the grader's verdict on the notebook (``grader/outcome.py`` draws the
+    tree). Not the service's ``RunState``, where a run is in the queue."""
+
     GRADED = "graded"
     TIMEOUT = "timeout"
     OUT_OF_MEMORY = "out_of_memory"
@@ -69,7 +75,7 @@ class ItemResult:
 @dataclass
 class GradeReport:
     exercise: str
-    status: RunStatus
+    outcome: Outcome
     items: list[ItemResult]
     max_score: float
     #: One line saying why the run ended as it did, when not simply graded.
@@ -98,7 +104,7 @@ class GradeReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "exercise": self.exercise,
-            "status": str(self.status),
+            "outcome": str(self.outcome),
             "score": self.score,
             "max_score": self.max_score,
             "reason": None if self.reason is None else {"ja": self.reason.ja, "en": self.reason.en},
@@ -113,3 +119,18 @@ class GradeReport:
                 "images": {name: len(labels)
                            for name, labels in self.fingerprint.predictions.items()}},
         }
+
+
+#: The key of a report's outcome before it was called so (reports stored until 2026-12).
+LEGACY_OUTCOME_KEY = "status"
+
+
+def stored_outcome(report: Mapping[str, Any]) -> Outcome | None:
+    """The outcome a stored report (``GradeReport.to_dict``, as the service keeps it or the CLI
+    printed it) holds, under ``"outcome"`` or, written before the rename, ``"status"``;
+    ``None`` when it holds none this grader knows (a report cut short, a newer grader's word)."""
+    value = report.get("outcome", report.get(LEGACY_OUTCOME_KEY))
+    try:
+        return Outcome(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

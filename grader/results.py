@@ -51,6 +51,9 @@ class ExportRecord(_Model):
 
 class RunnerResult(_Model):
     version: Literal[2]
+    #: Where the runner stopped, as it wrote it inside the sandbox: a fact that
+    #: ``grader.outcome.classify_run`` reads, not the run's outcome (the field keeps its name:
+    #: it is the sandbox's wire format).
     status: Literal["running", "completed", "timeout", "kernel_died", "runner_error"]
     cells: list[CellRecord] = Field(max_length=100_000)
     #: Item id -> ``{"file": "<n>.json"}`` (the export, in ``out/exports``) or

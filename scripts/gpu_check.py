@@ -114,7 +114,7 @@ def _grade(exercise_id: str, device: str) -> int:
     started = time.monotonic()
     report = grade_notebook(solution, exercise, config, DockerSandbox(gpu_devices=(device,)),
                             on_progress=on_progress)
-    print(f"gpu-check: {exercise_id}: status {report.status}, score {report.score:g} of "
+    print(f"gpu-check: {exercise_id}: outcome {report.outcome}, score {report.score:g} of "
           f"{report.max_score:g}, {time.monotonic() - started:.1f} s in all")
     if report.reason is not None:
         print(f"gpu-check: {report.reason.en}")
@@ -126,7 +126,7 @@ def _grade(exercise_id: str, device: str) -> int:
               f"(between {len(epochs)} printed epochs)")
     else:
         print("gpu-check: fewer than two epoch lines were printed: no seconds per epoch")
-    return 0 if report.status == "graded" and report.score == report.max_score else 1
+    return 0 if report.outcome == "graded" and report.score == report.max_score else 1
 
 
 if __name__ == "__main__":

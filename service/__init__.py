@@ -16,7 +16,7 @@ from grader import GraderConfig, compile_catalogs
 from service.catalog import TRANSLATIONS
 from service.extensions import babel, csrf, db, login_manager, migrate
 from service.settings import load_settings
-from service.states import RunState, RunStatus
+from service.states import Outcome, RunState
 from service.views.language import DEFAULT_LANGUAGE, select_locale
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
@@ -43,7 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     babel.init_app(app, default_locale=DEFAULT_LANGUAGE, locale_selector=select_locale,
                    default_translation_directories=str(TRANSLATIONS))
     # Pages compare states by name (``run.state == RunState.FAILED``), never by string.
-    app.jinja_env.globals.update(RunState=RunState, RunStatus=RunStatus)
+    app.jinja_env.globals.update(RunState=RunState, Outcome=Outcome)
 
     from service import commands
     from service.domain.schedules import check_exercise_schedules

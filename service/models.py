@@ -13,7 +13,7 @@ row: its ``state``, ``lease_expires_at`` and ``worker`` are how workers claim it
 (``service.queue``), and ``task_id`` is the Celery task id when Celery carries it.
 
 States are stored as their strings but read back as the enums of ``service.states`` (a run's
-``state`` is a :class:`~service.states.RunState`, its ``outcome`` a ``grader.RunStatus``), so
+``state`` is a :class:`~service.states.RunState`, its ``outcome`` a ``grader.Outcome``), so
 code compares members, never bare strings.
 """
 
@@ -41,9 +41,9 @@ from service.extensions import Model
 from service.states import (
     GpuNeed,
     ItemStatus,
+    Outcome,
     ReviewDecision,
     RunState,
-    RunStatus,
     SimilarityState,
     WorkerKind,
 )
@@ -162,7 +162,7 @@ class GradingRun(Model):
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: What the grader said (graded, timeout, out_of_memory, ...), set on a graded run, with its
     #: report and scores.
-    outcome: Mapped[RunStatus | None] = mapped_column(enum_column(RunStatus, 32))
+    outcome: Mapped[Outcome | None] = mapped_column(enum_column(Outcome, 32))
     score: Mapped[float | None]
     max_score: Mapped[float | None]
     measured_accuracy: Mapped[float | None]

@@ -1,27 +1,35 @@
 """The names of the service's states, one enum per concept, shared by models, API and pages.
 
-A grading run has two different things one might call its "status", and they are kept apart:
+A grading run has two different things one might call its "status"; each has one word, used
+by the code, the database, the JSON API, the pages' translation keys and the docs alike:
 
-- its :class:`RunState`, where the run is in the queue (``queued -> running -> graded | failed``),
-  owned by ``service.queue``; the JSON API calls it ``status``;
-- its outcome, what the grader said of the notebook (``graded``, ``timeout``, ``out_of_memory``...),
-  which is ``grader.RunStatus`` and is set only on a ``graded`` run; the API calls it
-  ``run_status``.
+- its **state**, :class:`RunState`, where the run is in the queue (``queued -> running ->
+  graded | failed``), owned by ``service.queue``: ``GradingRun.state``, the API's ``state``,
+  the catalogs' ``state.*``;
+- its **outcome**, ``grader.Outcome``, what the grader said of the notebook (``graded``,
+  ``timeout``, ``out_of_memory``...), set only on a ``graded`` run: ``GradeReport.outcome``,
+  ``GradingRun.outcome``, the API's ``outcome``, the catalogs' ``outcome.*``.
+
+A failed run (state ``failed``) has no outcome: no report came. A graded run's outcome may
+still say the notebook did not run to its end (``timeout``): the grader finished, the student's
+notebook did not. The JSON API still sends both under their older names too, marked
+deprecated (``service/views/schemas.py``); ``tests/test_concept_words.py`` keeps the older words
+out of everything else.
 
 The enums are ``StrEnum``: a member *is* its string, so JSON, the database (through
-``service.models``), Jinja (``RunState`` is a template global) and the translation keys
-(``label("status", run.state)``) see the same value they always did, and a typo in a state's name
-fails at import instead of silently never matching.
+``service.models``), Jinja (``RunState`` and ``Outcome`` are template globals) and the
+translation keys (``label("state", run.state)``) see the same value they always did, and a typo
+in a state's name fails at import instead of silently never matching.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from grader import GpuNeed, ItemStatus, RunStatus
+from grader import GpuNeed, ItemStatus, Outcome
 
-__all__ = ["FINISHED", "LIVE", "GpuNeed", "ItemStatus", "ReviewDecision", "RunState",
-           "RunStatus", "SimilarityState", "WorkerKind"]
+__all__ = ["FINISHED", "LIVE", "GpuNeed", "ItemStatus", "Outcome", "ReviewDecision", "RunState",
+           "SimilarityState", "WorkerKind"]
 
 
 class RunState(StrEnum):

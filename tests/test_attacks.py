@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from grader.pipeline import Progress, grade_notebook
-from grader.report import ItemStatus, RunStatus
+from grader.report import ItemStatus, Outcome
 
 pytestmark = pytest.mark.sandbox
 
@@ -186,7 +186,7 @@ def test_blank_template_with_a_forged_exporter_earns_nothing(
 ):
     data = make_notebook(base=template_nb, insert_after={"imports": [FORGED_EXPORTER]})
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     for item_id in (*CONV_POOL, "conv_layer", "dense_layer", "model"):
         # the host parsed the cell: #WRITE ME is a syntax error there, whatever the kernel ran
         assert report.item(item_id).score == 0, item_id
@@ -205,7 +205,7 @@ def test_blank_template_with_a_forged_exporter_earns_nothing(
     data = make_notebook(base=template_nb, replace=PARSING_BLANKS,
                          insert_after={"imports": [FORGED_EXPORTER]})
     control = grade_notebook(data, exercise, config, sandbox)
-    assert control.status is RunStatus.GRADED, control.reason
+    assert control.outcome is Outcome.GRADED, control.reason
     assert full_marks(control, (*CONV_POOL, *LAYERS, "model"))
     assert control.item("accuracy").score == 0 and control.measured_accuracy < 0.3
 
@@ -311,7 +311,7 @@ def test_untrained_model_earns_no_accuracy_points(
 ):
     data = make_notebook(keep_until="train", **UNTRAINED[attack])
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     accuracy = report.item("accuracy")
     assert accuracy.score == 0 and accuracy.status is ItemStatus.INCORRECT
     # measured in the clean room on the untrained values: about chance, whatever was claimed
@@ -381,7 +381,7 @@ CONSTANT_ANSWERS = {
 def test_constants_as_answers_earn_nothing(make_notebook, exercise, config, sandbox):
     data = make_notebook(replace=CONSTANT_ANSWERS, keep_until="pool3")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert {i: report.item(i).score for i in CONV_POOL} == {
         "conv1": 0, "conv2": 0, "conv3": 0, "pool1": 0, "pool2": 0, "pool3": 6}
     other_images = "not for other images the grader fed to x"
@@ -442,7 +442,7 @@ FORBIDDEN_OPS = {
 def test_forbidden_ops_are_refused_and_named(make_notebook, exercise, config, sandbox):
     data = make_notebook(replace=FORBIDDEN_OPS, keep_until="train")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert "Valid Accuracy: 1.000" in printed(report, "train")  # the table works in the kernel
     refused = {"conv1": "PyFunc", "conv2": "PyFunc", "conv3": "EagerPyFunc",
                "pool1": "ReadFile", "model": "LookupTableFindV2",
@@ -510,7 +510,7 @@ def test_memorising_model_earns_no_accuracy_points(
     cell = MEMORISING_MODELS[model].replace("BUDGET", str(budget))
     data = make_notebook(replace={"model": cell, "train": init}, keep_until="train")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     accuracy = report.item("accuracy")
     if model == "nearest_test_image":
         assert "Valid Accuracy: 1.000" in printed(report, "train")
@@ -610,7 +610,7 @@ def test_host_environment_and_secret_files_stay_out_of_reach(
     data = make_notebook(insert_after={"imports": [SNOOP_PROCESSES, SNOOP_FILES]},
                          keep_until="conv1")
     report = grade_notebook(data, exercise, config, sandbox, limits=limits)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     processes, files = printed(report, "imports-extra0"), printed(report, "imports-extra1")
     # the snooping ran: the kernel's own environment, PID 1's command line, the whole tree
     assert "'MPLBACKEND': 'Agg'" in processes and "/proc/1/cmdline b'" in processes
@@ -690,7 +690,7 @@ def test_filling_the_disks_stays_in_the_sandbox(
     # bytes below.
     assert free_before - min(free for free, _ in samples) < 2 * 1024**3
     assert max(in_runs for _, in_runs in samples) < 256 * 1024**2
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     filled = printed(report, "conv1-extra0")
     for folder in folders:
         line = next(x for x in filled.splitlines() if x.startswith(f"FILLED {folder} "))
@@ -765,7 +765,7 @@ def test_malformed_exports_become_item_errors_through_the_cli(make_notebook, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
-    assert report["status"] == "graded" and report["score"] == 0
+    assert report["outcome"] == "graded" and report["score"] == 0
     for item in report["items"]:
         assert item["status"] == "error", item
         assert item["feedback"]["en"], item
@@ -835,7 +835,7 @@ def test_attacks_on_the_runner_leave_grading_intact(make_notebook, exercise, con
     data = make_notebook(insert_after={"conv-setup": [RUNNER_ATTACK]},
                          replace={"train": ONE_EPOCH}, keep_until="train")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     log = printed(report, "conv-setup-extra0")
     assert "OPEN PORTS [" in log  # the attack ran to its end
     assert "ptrace 1: -1 EPERM" in log  # seccomp
@@ -867,7 +867,7 @@ def test_flooding_the_export_channel_cannot_take_the_runner_down(
 ):
     data = make_notebook(insert_after={"conv1": [HIDDEN_EXPORT_FLOOD]}, keep_until="conv2")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert report.item("conv1").score == 6
     assert report.item("conv2").status is ItemStatus.ERROR  # its export: the first, too large
 
@@ -909,7 +909,7 @@ def test_output_flooding_is_capped(make_notebook, exercise, config, sandbox):
     data = make_notebook(replace={"conv1": DISPLAY_FLOOD},
                          insert_after={"conv-setup": [PRINT_FLOOD]}, keep_until="conv3")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert report.item("conv1").score == 0  # its own answer is wrong; the published one ignored
     assert report.item("conv2").score == 6 and report.item("conv3").score == 6
     limits = exercise.limits
@@ -923,7 +923,7 @@ def test_output_flooding_is_capped(make_notebook, exercise, config, sandbox):
 def test_an_oversized_message_costs_only_its_own_output(make_notebook, exercise, config, sandbox):
     data = make_notebook(insert_after={"conv1": [OVERSIZED_MESSAGE]}, keep_until="conv2")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert report.item("conv1").score == 6
     assert report.item("conv2").score == 6, en(report, "conv2")
 
@@ -938,7 +938,7 @@ def test_undoing_the_first_import_hook_earns_nothing(make_notebook, exercise, co
     nb.cells.insert(0, nbformat.v4.new_code_cell(
         "import builtins, importlib\nbuiltins.__import__ = importlib.__import__"))
     report = grade_notebook(nbformat.writes(nb).encode(), exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert {i: report.item(i).score for i in CONV_POOL} == dict.fromkeys(CONV_POOL, 0)
     assert report.score == 0
 
@@ -956,7 +956,7 @@ def test_a_printed_accuracy_without_training_is_reported_not_scored(exercise, co
                          "'Valid Accuracy: 0.995')"),
     ])
     report = grade_notebook(nbformat.writes(nb).encode(), exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert report.score == 0
     item = report.item("accuracy")
     assert item.status is ItemStatus.MISSING
@@ -1054,7 +1054,7 @@ def test_a_table_dressed_as_the_network_earns_neither_model_nor_accuracy(
                          insert_after={"dense-layer": [_table_cell(config)]},
                          keep_until="train")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     model_item, accuracy = report.item("model"), report.item("accuracy")
     assert model_item.score == 0 and model_item.details["data_path_ok"] is False, en(
         report, "model")
@@ -1077,7 +1077,7 @@ def test_a_memoriser_in_the_networks_own_kinds_is_over_the_budget(
     data = make_notebook(replace={"model": TEMPLATES, "train": INIT_AND_PRINT},
                          keep_until="train")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     accuracy = report.item("accuracy")
     assert accuracy.score == 0
     assert "too many values" in en(report, "accuracy")
@@ -1168,7 +1168,7 @@ def test_blank_lines_and_magic_padding_cost_the_host_nothing_and_the_padded_item
                          insert_after={"conv-setup": ["padded = 1\n" + "\n" * 2_000_000]},
                          keep_until="conv3")
     report = grade_notebook(_sources_as_strings(data), exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert report.item("conv1").status is ItemStatus.ERROR
     assert "too large for the grader to check" in en(report, "conv1")
     assert report.item("conv2").score == 6 and report.item("conv3").score == 6
@@ -1296,7 +1296,7 @@ print("after the comms")
 
 
 def _runner_survives(report, exercise, cell_id: str, said: str | None) -> None:
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert report.item("conv1").score == 6, en(report, "conv1")
     assert report.item("conv2").score == 6, en(report, "conv2")
     limits = exercise.limits
@@ -1371,9 +1371,9 @@ def test_a_runner_pushed_past_its_memory_is_the_students_outcome(make_notebook, 
     """Before issue 17 this ended ``sandbox_error`` and the service ran it three times."""
     data = make_notebook(insert_after={"conv1": [MANY_FRAMES]}, keep_until="conv2")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status in (RunStatus.OUT_OF_MEMORY, RunStatus.GRADED), report.reason
+    assert report.outcome in (Outcome.OUT_OF_MEMORY, Outcome.GRADED), report.reason
     assert report.item("conv1").score == 6, en(report, "conv1")  # reached before: kept
-    if report.status is RunStatus.OUT_OF_MEMORY:  # as on this machine: ZMQ holds it all
+    if report.outcome is Outcome.OUT_OF_MEMORY:  # as on this machine: ZMQ holds it all
         assert report.reason is not None and "grader" in report.reason.en
         assert report.item("conv2").status is ItemStatus.NOT_REACHED
 
@@ -1440,5 +1440,5 @@ def test_half_a_surrogate_pair_in_a_cell_is_an_invalid_notebook(make_notebook, e
     data = make_notebook(insert_after={"conv1": ["half = 'HALF_A_PAIR'"]}, keep_until="conv2")
     data = data.replace(b"HALF_A_PAIR", b"\\udc00")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.INVALID_NOTEBOOK, report.reason
+    assert report.outcome is Outcome.INVALID_NOTEBOOK, report.reason
     assert "UTF-8" in report.reason.en

@@ -345,10 +345,10 @@ def _upload_and_wait(stack: Stack, token: str, notebook: bytes) -> dict[str, Any
     def finished() -> dict[str, Any] | None:
         got = _get(answer.json()["status_url"], headers={"Authorization": f"Bearer {token}"})
         body = got.json() if got is not None and got.status_code == 200 else {}
-        return body if body.get("status") in ("graded", "failed") else None
+        return body if body.get("state") in ("graded", "failed") else None
 
     result = _wait(finished, GRADE_TIMEOUT, "the notebook was not graded", stack, 2.0)
-    assert result["status"] == "graded", result.get("reason")
+    assert result["state"] == "graded", result.get("reason")
     return result
 
 
@@ -444,7 +444,7 @@ def test_stack_grades_an_uploaded_notebook_in_a_container(compose_stack: Stack, 
     started = time.monotonic()
     result = _upload_and_wait(stack, token, _short_notebook(solution_nb))
     grade_seconds = time.monotonic() - started
-    assert result["run_status"] == "graded"
+    assert result["outcome"] == "graded"
     assert result["score"] > 0
     assert {i["id"]: i["status"] for i in result["items"]}["conv1"] == "correct"
     worker = _grading_worker(stack, client, workers, run=1)
@@ -468,7 +468,7 @@ def test_stack_grades_an_uploaded_notebook_in_a_container(compose_stack: Stack, 
     # that worker stopped, the other grades the next notebook, read from the database too
     client.stop(worker, timeout=30)
     again = _upload_and_wait(stack, token, _short_notebook(solution_nb))
-    assert again["run_status"] == "graded" and again["score"] > 0, again
+    assert again["outcome"] == "graded" and again["score"] > 0, again
     other = _grading_worker(stack, client, workers, run=2)
     assert other != worker, (other, worker)
     print(f"\ncompose: up in {stack.up_seconds:.0f} s, graded in {grade_seconds:.0f} s "

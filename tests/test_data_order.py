@@ -11,7 +11,7 @@ import json
 import nbformat
 import pytest
 
-from grader import RunStatus, grade_notebook
+from grader import Outcome, grade_notebook
 
 pytestmark = pytest.mark.sandbox
 
@@ -51,7 +51,7 @@ def test_each_run_gets_the_training_images_in_an_order_of_its_own(make_notebook,
     seen = []
     for _ in range(2):
         report = grade_notebook(data, exercise, config, sandbox)
-        assert report.status is RunStatus.GRADED, report.reason
+        assert report.outcome is Outcome.GRADED, report.reason
         seen.append(probe(report))
     first, second = seen
     assert first["order"] != second["order"]  # two runs, two orders
@@ -67,5 +67,5 @@ def test_the_files_order_when_the_exercise_asks_for_it(make_notebook, exercise, 
         update={"data_order": "file"})})
     data = make_notebook(insert_after={"imports": [PROBE]}, keep_until="conv1")
     report = grade_notebook(data, fixed, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert probe(report)["file_order"]

@@ -356,7 +356,7 @@ def test_a_warm_kit_of_containers_serves_one_submission(docker_sandbox, config, 
     import nbformat
 
     from grader.pipeline import grade_notebook
-    from grader.report import RunStatus
+    from grader.report import Outcome
     from grader.warm_pool import PoolSettings, WarmPool
 
     client = docker_sandbox.client()
@@ -375,7 +375,7 @@ def test_a_warm_kit_of_containers_serves_one_submission(docker_sandbox, config, 
         with kit:  # taken from the pool: ours to close
             report = grade_notebook(nbformat.writes(nb).encode(), exercise, config,
                                     docker_sandbox, kit=kit)
-        assert report.status is RunStatus.GRADED, report.reason
+        assert report.outcome is Outcome.GRADED, report.reason
         assert "42" in (report.executed_notebook or "")
         assert report.timings["kit_age"] > 0
         assert pool.closers.wait()

@@ -10,20 +10,20 @@ import sys
 import pytest
 
 from grader.pipeline import grade_notebook
-from grader.report import RunStatus
+from grader.report import Outcome
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker]
 
 HOG = "import numpy as np\nhog = np.ones((6, 1024, 1024, 1024), dtype=np.uint8)"
 
 CASES = {
-    "graded": ({"keep_until": "dense-layer"}, {}, RunStatus.GRADED),
+    "graded": ({"keep_until": "dense-layer"}, {}, Outcome.GRADED),
     "kernel_died": ({"insert_after": {"conv1": ["import os\nos._exit(3)"]},
-                     "keep_until": "conv2"}, {}, RunStatus.KERNEL_DIED),
+                     "keep_until": "conv2"}, {}, Outcome.KERNEL_DIED),
     "out_of_memory": ({"insert_after": {"conv1": [HOG]}, "keep_until": "conv2"},
-                      {"memory_bytes": 2 * 1024**3}, RunStatus.OUT_OF_MEMORY),
+                      {"memory_bytes": 2 * 1024**3}, Outcome.OUT_OF_MEMORY),
     "timeout": ({"insert_after": {"conv1": ["import time\ntime.sleep(300)"]},
-                 "keep_until": "conv2"}, {"notebook_timeout": 25}, RunStatus.TIMEOUT),
+                 "keep_until": "conv2"}, {"notebook_timeout": 25}, Outcome.TIMEOUT),
 }
 
 
@@ -36,8 +36,8 @@ def test_same_status_and_scores_as_bwrap(case, make_notebook, exercise, config, 
     reports = {box.name: grade_notebook(data, exercise, config, box, limits=limits)
                for box in (sandbox, docker_sandbox)}
     bwrap, docker = reports["bwrap"], reports["docker"]
-    assert bwrap.status is status, bwrap.reason
-    assert docker.status is bwrap.status, docker.reason
+    assert bwrap.outcome is status, bwrap.reason
+    assert docker.outcome is bwrap.outcome, docker.reason
     assert [(i.id, i.score, i.status) for i in docker.items] == \
         [(i.id, i.score, i.status) for i in bwrap.items]
     assert (docker.reason and docker.reason.en) == (bwrap.reason and bwrap.reason.en)

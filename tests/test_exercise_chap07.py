@@ -70,7 +70,7 @@ def _grade(data: bytes, exercise: Exercise, config: GraderConfig, sandbox
     from grader.pipeline import grade_notebook
 
     report = grade_notebook(data, exercise, config, sandbox)
-    assert str(report.status) == "graded", report.reason
+    assert str(report.outcome) == "graded", report.reason
     return report, {item.id: item for item in report.items}
 
 

@@ -32,7 +32,7 @@ from grader.measurements import PredictionsMeasurement, parse_measurement
 from grader.outcome import RunOutcome
 from grader.pipeline import Execution, score_execution
 from grader.reference import reference_exports
-from grader.report import RunStatus
+from grader.report import Outcome
 from grader.sandbox.base import SandboxRequest, SandboxResult
 from grader.scoring import Evidence, model_fingerprint
 from grader.spec import Text
@@ -192,8 +192,8 @@ def test_a_refused_model_has_no_fingerprint(exercise):
 # --- in the report -------------------------------------------------------------------------
 
 
-def execution(status: RunStatus, measured: Measured) -> Execution:
-    reason = None if status is RunStatus.GRADED else Text(ja="止まった", en="stopped")
+def execution(status: Outcome, measured: Measured) -> Execution:
+    reason = None if status is Outcome.GRADED else Text(ja="止まった", en="stopped")
     return Execution(outcome=RunOutcome(status, reason), located={}, measured=measured)
 
 
@@ -206,7 +206,7 @@ def test_a_graded_run_reports_its_fingerprint_compactly(exercise, config):
     found = {name: truth.tolist() for name, truth in labels.items()}
     measured = Measured(results={"accuracy/student": PredictionsMeasurement.model_validate(
         {"predictions": found, "parameters": 1, "weights": DIGEST})})
-    report = score_execution(execution(RunStatus.GRADED, measured), exercise, config, 0.0)
+    report = score_execution(execution(Outcome.GRADED, measured), exercise, config, 0.0)
     assert report.fingerprint is not None and report.fingerprint.weights == DIGEST
     counts = {name: len(truth) for name, truth in labels.items() if not name.endswith("-moved")}
     assert counts == {"test": 10_000, "holdout": len(labels["holdout"])}
@@ -215,7 +215,7 @@ def test_a_graded_run_reports_its_fingerprint_compactly(exercise, config):
     as_json = report.to_dict()
     assert as_json["fingerprint"] == {"weights": DIGEST, "images": counts}
     assert len(json.dumps(as_json["fingerprint"])) < 200
-    timed_out = score_execution(execution(RunStatus.TIMEOUT, measured), exercise, config, 0.0)
+    timed_out = score_execution(execution(Outcome.TIMEOUT, measured), exercise, config, 0.0)
     assert timed_out.fingerprint is None and timed_out.to_dict()["fingerprint"] is None
 
 

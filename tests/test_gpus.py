@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from grader.outcome import classify_run
-from grader.report import RunStatus
+from grader.report import Outcome
 from grader.results import RunnerResult
 from grader.sandbox.base import SandboxRequest, SandboxResult, SandboxUser
 from grader.sandbox.gpus import (
@@ -222,7 +222,7 @@ def test_resource_exhausted_on_a_gpu_run_is_its_own_status():
     runner = _runner({"index": 3, "status": "ok"}, OOM, {"index": 9, "status": "error",
                                                          "ename": "NameError", "evalue": "x"})
     outcome = classify_run(_ended(), _ended(), runner, None, 9, 600.0, gpu=True)
-    assert outcome.status is RunStatus.GPU_OUT_OF_MEMORY
+    assert outcome.outcome is Outcome.GPU_OUT_OF_MEMORY
     assert outcome.cell_index == 7
     assert outcome.reason is not None
     assert "GPU" in outcome.reason.en and "cell 8" in outcome.reason.en
@@ -230,19 +230,19 @@ def test_resource_exhausted_on_a_gpu_run_is_its_own_status():
     xla = _runner({"index": 2, "status": "error", "ename": "XlaRuntimeError",
                    "evalue": "RESOURCE_EXHAUSTED: Out of memory while trying to allocate"})
     assert classify_run(_ended(), _ended(), xla, None, 2, 600.0,
-                        gpu=True).status is RunStatus.GPU_OUT_OF_MEMORY
+                        gpu=True).outcome is Outcome.GPU_OUT_OF_MEMORY
 
 
 def test_without_a_gpu_or_without_the_error_the_run_is_graded():
     oom = _runner(OOM)
-    assert classify_run(_ended(), _ended(), oom, None, 7, 600.0).status is RunStatus.GRADED
+    assert classify_run(_ended(), _ended(), oom, None, 7, 600.0).outcome is Outcome.GRADED
     other = _runner({"index": 7, "status": "error", "ename": "ValueError",
                      "evalue": "mentions ResourceExhausted later, not at the start"})
     assert classify_run(_ended(), _ended(), other, None, 7, 600.0,
-                        gpu=True).status is RunStatus.GRADED
+                        gpu=True).outcome is Outcome.GRADED
     # the host's facts come first: a kernel killed by the memory cgroup stays out_of_memory
     assert classify_run(_ended(oom_killed=True), _ended(), oom, None, 7, 600.0,
-                        gpu=True).status is RunStatus.OUT_OF_MEMORY
+                        gpu=True).outcome is Outcome.OUT_OF_MEMORY
 
 
 def test_gpu_check_says_there_is_no_gpu_and_fails_here():

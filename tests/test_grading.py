@@ -18,7 +18,7 @@ import pytest
 from grader.budgets import FLOOR, MARGIN
 from grader.fingerprints import MIN_ACCURACY
 from grader.pipeline import grade_notebook
-from grader.report import ItemStatus, RunStatus
+from grader.report import ItemStatus, Outcome
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.sandbox
@@ -65,7 +65,7 @@ def test_typical_mistakes(make_notebook, exercise, config, sandbox):
         "train": FAKE_TRAINING,
     })
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     assert scores(report) == {
         "conv1": 0, "conv2": 0, "conv3": 3, "pool1": 6, "pool2": 6, "pool3": 0,
         "conv_layer": 6, "pooling_layer": 6, "dense_layer": 6, "model": 6.6667,
@@ -139,7 +139,7 @@ def test_an_erroring_cell_stops_only_its_own_items(make_notebook, exercise, conf
         keep_until="pool3",
     )
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED
+    assert report.outcome is Outcome.GRADED
     s = scores(report)
     assert s["conv1"] == 0 and report.item("conv1").status is ItemStatus.ERROR
     assert "W_undefined" in en(report, "conv1")
@@ -157,7 +157,7 @@ def test_per_cell_timeout_names_the_cell_and_keeps_earlier_scores(
     # processes), and end the sleep
     limits = exercise.limits.replace(cell_timeout=20)
     report = grade_notebook(data, exercise, config, sandbox, limits=limits)
-    assert report.status is RunStatus.TIMEOUT, report.reason
+    assert report.outcome is Outcome.TIMEOUT, report.reason
     conv1_cell = report.item("conv1").cell_index
     assert f"(cell {conv1_cell + 2})" in report.reason.en  # the sleeping cell, 1-based
     assert report.item("conv1").score == 6
@@ -170,7 +170,7 @@ def test_notebook_timeout_kills_the_sandbox(make_notebook, exercise, config, san
                          keep_until="conv2")
     limits = exercise.limits.replace(cell_timeout=600, notebook_timeout=25)
     report = grade_notebook(data, exercise, config, sandbox, limits=limits)
-    assert report.status is RunStatus.TIMEOUT
+    assert report.outcome is Outcome.TIMEOUT
     assert "25 s limit" in report.reason.en
     assert report.item("conv1").score == 6  # the result file is rewritten after every cell
 
@@ -178,7 +178,7 @@ def test_notebook_timeout_kills_the_sandbox(make_notebook, exercise, config, san
 def test_kernel_that_dies(make_notebook, exercise, config, sandbox):
     data = make_notebook(insert_after={"conv1": ["import os\nos._exit(3)"]}, keep_until="conv2")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.KERNEL_DIED
+    assert report.outcome is Outcome.KERNEL_DIED
     assert "kernel died" in report.reason.en
     assert report.item("conv1").score == 6
     assert report.item("conv2").status is ItemStatus.NOT_REACHED
@@ -189,7 +189,7 @@ def test_out_of_memory(make_notebook, exercise, config, sandbox):
     data = make_notebook(insert_after={"conv1": [hog]}, keep_until="conv2")
     limits = exercise.limits.replace(memory_bytes=2 * 1024**3)
     report = grade_notebook(data, exercise, config, sandbox, limits=limits)
-    assert report.status is RunStatus.OUT_OF_MEMORY, report.reason
+    assert report.outcome is Outcome.OUT_OF_MEMORY, report.reason
     assert report.item("conv1").score == 6
 
 
@@ -201,7 +201,7 @@ def test_notebook_importing_tensorflow_compat_v1(make_notebook, exercise, config
     )
     data = make_notebook(replace={"imports": imports}, keep_until="dense-layer")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED
+    assert report.outcome is Outcome.GRADED
     graded = ("conv1", "conv2", "conv3", "pool1", "pool2", "pool3",
               "conv_layer", "pooling_layer", "dense_layer")
     assert [report.item(i).score for i in graded] == [report.item(i).max_score for i in graded]
@@ -244,7 +244,7 @@ def test_the_network_with_dropout_is_the_network_asked_for(make_notebook, exerci
     data = make_notebook(replace={"model": MODEL_WITH_DROPOUT, "train": ONE_EPOCH_WITH_DROPOUT},
                          keep_until="train")
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     model, accuracy = report.item("model"), report.item("accuracy")
     assert model.score == model.max_score, en(report, "model")
     assert "scale" in model.details["data_path_kinds"]
@@ -272,10 +272,10 @@ def test_cli_json_report(make_notebook, tmp_path):
     done = _cli("grade", str(path), "--json", "--quiet")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    for key in ("exercise", "status", "score", "max_score", "items", "measured_accuracy",
+    for key in ("exercise", "outcome", "score", "max_score", "items", "measured_accuracy",
                 "claimed_accuracy", "timings"):
         assert key in report
-    assert report["status"] == "graded" and report["score"] == 24 and report["max_score"] == 100
+    assert report["outcome"] == "graded" and report["score"] == 24 and report["max_score"] == 100
     ids = [item["id"] for item in report["items"]]
     assert ids == ["conv1", "conv2", "conv3", "pool1", "pool2", "pool3", "conv_layer",
                    "pooling_layer", "dense_layer", "model", "accuracy"]
@@ -291,7 +291,7 @@ def test_students_copy_of_the_original_course_notebook(exercise, config, sandbox
     /root, no cell ids; conv/pool exercises left blank, layers and training done."""
     data = (FIXTURES / "chap06_seed_copy.ipynb").read_bytes()
     report = grade_notebook(data, exercise, config, sandbox)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     s = scores(report)
     assert [s[i] for i in ("conv1", "conv2", "conv3", "pool1", "pool2", "pool3")] == [0] * 6
     assert "syntax error" in en(report, "conv1")
@@ -321,7 +321,7 @@ def test_an_endless_loop_in_an_early_cell_ends_at_that_cells_budget(
     limits = exercise.limits.replace(budget_floor=10)
     started = time.monotonic()
     report = grade_notebook(data, exercise, config, sandbox, limits=limits)
-    assert report.status is RunStatus.TIMEOUT
+    assert report.outcome is Outcome.TIMEOUT
     index = next(i for i, c in enumerate(template_nb.cells) if c.get("id") == "conv-setup")
     assert f"(cell {index + 1})" in report.reason.en
     seconds = int(re.search(r"time budget of (\d+) s", report.reason.en).group(1))

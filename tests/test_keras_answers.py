@@ -458,7 +458,7 @@ def _grade(data: bytes, exercise, config, sandbox):
 @pytest.mark.sandbox
 def test_the_reference_earns_full_marks_in_a_tf2_notebook(built, config, sandbox):
     report, items = _grade(notebook(), built, config, sandbox)
-    assert str(report.status) == "graded", report.reason
+    assert str(report.outcome) == "graded", report.reason
     assert items["structure"].score == 4, items["structure"].feedback
     assert items["accuracy"].score == 6, items["accuracy"].feedback
     assert items["accuracy"].details["measured_accuracy"] >= 0.5

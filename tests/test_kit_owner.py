@@ -22,7 +22,7 @@ from grader.clean_room import Measured
 from grader.kernel.plan import RunPlan
 from grader.notebook_run import NotebookRun, run_notebook
 from grader.outcome import RunOutcome
-from grader.report import RunStatus
+from grader.report import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +58,7 @@ def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[OwnedKit]:
         return made[-1]
 
     def run(nb: nbformat.NotebookNode, kit: Any, *args: Any, **kw: Any) -> NotebookRun:
-        return NotebookRun(RunOutcome(RunStatus.GRADED, None), None, None, nb, {})
+        return NotebookRun(RunOutcome(Outcome.GRADED, None), None, None, nb, {})
 
     monkeypatch.setattr(pipeline, "start_kit", start_kit)
     monkeypatch.setattr(pipeline, "run_notebook", run)
@@ -74,7 +74,7 @@ def _data() -> bytes:
 
 def test_the_grader_closes_the_kit_it_started_once(started, exercise, config):
     report = pipeline.grade_notebook(_data(), exercise, config, None)
-    assert report.status is not RunStatus.SANDBOX_ERROR, report.reason
+    assert report.outcome is not Outcome.SANDBOX_ERROR, report.reason
     (kit,) = started
     assert kit.closes == 1
 
@@ -86,7 +86,7 @@ def test_the_grader_closes_the_kit_it_started_when_the_run_raises(started, exerc
 
     monkeypatch.setattr(pipeline, "run_notebook", broken)
     report = pipeline.grade_notebook(_data(), exercise, config, None)
-    assert report.status is RunStatus.SANDBOX_ERROR  # the grader failed: a report
+    assert report.outcome is Outcome.SANDBOX_ERROR  # the grader failed: a report
     (kit,) = started
     assert kit.closes == 1
 
@@ -107,7 +107,7 @@ def test_a_kit_that_failed_to_start_is_not_closed_behind_its_owner(exercise, tmp
     ran = run_notebook(nbformat.v4.new_notebook(), kit,  # type: ignore[arg-type]
                        RunPlan(cell_timeout=10, cell_output_bytes=1, notebook_output_bytes=1),
                        exercise.limits, 0.0, None)
-    assert ran.outcome.status is RunStatus.SANDBOX_ERROR
+    assert ran.outcome.outcome is Outcome.SANDBOX_ERROR
     assert kit.handed_over and kit.closes == 0
 
 

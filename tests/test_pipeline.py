@@ -15,7 +15,7 @@ from grader import pipeline
 from grader.clean_room import Measured
 from grader.notebook_run import NotebookRun
 from grader.outcome import RunOutcome
-from grader.report import RunStatus
+from grader.report import Outcome
 
 
 class FakeKit:
@@ -42,7 +42,7 @@ def steps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
 
     def run_notebook(nb: nbformat.NotebookNode, *args: Any, **kw: Any) -> NotebookRun:
         seen.append("run")
-        return NotebookRun(RunOutcome(RunStatus.GRADED, None), None, None, nb, {"cells": 0.1})
+        return NotebookRun(RunOutcome(Outcome.GRADED, None), None, None, nb, {"cells": 0.1})
 
     def measure_execution(*args: Any, **kw: Any) -> Measured:
         seen.append("measure")
@@ -97,7 +97,7 @@ def ran_cells(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
         runner = RunnerResult.model_validate({
             "version": 2, "status": "completed",
             "cells": [{"index": i, "status": "ok"} for i in range(len(nb.cells))]})
-        return NotebookRun(RunOutcome(RunStatus.GRADED, None), runner, None, nb, {})
+        return NotebookRun(RunOutcome(Outcome.GRADED, None), runner, None, nb, {})
 
     monkeypatch.setattr(pipeline, "run_notebook", run_notebook)
     monkeypatch.setattr(pipeline, "measure_execution",
@@ -128,7 +128,7 @@ def test_blank_lines_and_magic_padded_cells_end_in_item_errors_not_hours(
         ran_cells, exercise, config):
     report = pipeline.grade_notebook(_hostile_seed(exercise), exercise, config, None)
     assert ran_cells == ["run"]
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     for item_id, cause in (("conv1", "600,000 lines with magics"), ("conv2", " 5 lines with magics")):
         item = report.item(item_id)
         assert item.status.value == "error", item_id
@@ -147,7 +147,7 @@ def test_a_preparation_past_its_deadline_is_a_report_and_runs_nothing(
     report = pipeline.grade_notebook(data, exercise, config, None,
                                      host=HostLimits(prepare_seconds=0.0))
     assert ran_cells == []
-    assert report.status is RunStatus.INVALID_NOTEBOOK
+    assert report.outcome is Outcome.INVALID_NOTEBOOK
     assert "preparing the notebook for its run took more than 0 s" in report.reason.en
     assert "実行準備" in report.reason.ja
     assert all(item.score == 0 for item in report.items)
@@ -168,7 +168,7 @@ def test_results_not_read_before_their_deadline_are_item_errors(
         runner = RunnerResult.model_validate({
             "version": 2, "status": "completed", "cells": [{"index": 0, "status": "ok"}],
             "exports": {"conv1": {"file": "0.json"}}})
-        return NotebookRun(RunOutcome(RunStatus.GRADED, None), runner, None, nb, {})
+        return NotebookRun(RunOutcome(Outcome.GRADED, None), runner, None, nb, {})
 
     monkeypatch.setattr(pipeline, "run_notebook", run_notebook)
     run = pipeline.execute_notebook(nb, exercise, config, None, measure=False,
@@ -205,7 +205,7 @@ def test_graded_cells_of_autocall_escapes_are_item_errors_within_the_preparation
         nbformat.reads(json.dumps(nb), as_version=4), exercise, config, None, measure=False)
     assert run.timings["prepare"] < 3.0
     report = pipeline.grade_notebook(json.dumps(nb).encode(), exercise, config, None)
-    assert report.status is RunStatus.GRADED, report.reason
+    assert report.outcome is Outcome.GRADED, report.reason
     for item_id in padded:
         text = report.item(item_id).feedback[0].en
         assert "too large for the grader to check" in text, (item_id, text)

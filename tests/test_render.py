@@ -4,11 +4,11 @@ language asked for."""
 from __future__ import annotations
 
 from grader.render import render_text
-from grader.report import GradeReport, RunStatus
+from grader.report import GradeReport, Outcome
 
 
 def _report() -> GradeReport:
-    return GradeReport(exercise="chap06_cnn", status=RunStatus.GRADED, items=[], max_score=100,
+    return GradeReport(exercise="chap06_cnn", outcome=Outcome.GRADED, items=[], max_score=100,
                        reason=None, measured_accuracy=0.9791, claimed_accuracy=0.98, notes=[],
                        timings={"cells": 12.5}, diagnostics={}, executed_notebook=None)
 

@@ -25,7 +25,7 @@ from grader.kernel.plan import RunPlan
 from grader.limits import GiB
 from grader.notebook_run import run_notebook
 from grader.pipeline import grade_notebook
-from grader.report import RunStatus
+from grader.report import Outcome
 from grader.sandbox import get_sandbox, sweep_leftovers
 from grader.sandbox.cpus import CpuSlots
 from grader.warm_pool import KIT_MEMORY, PoolSettings, WarmPool
@@ -71,7 +71,7 @@ def test_a_kit_serves_one_submission_and_is_destroyed(pool_of, exercise, config,
     assert pool.take("chap06_cnn") is None  # taken: the pool holds no other until refilled
     rundir, key = kit.rundir, kit.connection.key
     report = grade_notebook(notebook("print(6 * 7)"), exercise, config, sandbox, kit=kit)
-    assert report.status is RunStatus.GRADED
+    assert report.outcome is Outcome.GRADED
     assert "42" in printed(report)
     assert report.timings["kit_age"] > 0  # it ran in the warm kit
     assert report.timings["wait"] > 0  # ... whose runner had bootstrapped before it came
@@ -163,7 +163,7 @@ def test_the_notebook_clock_starts_at_the_hand_over(pool_of, make_notebook, exer
     with kit:
         report = grade_notebook(data, exercise, config, sandbox, limits=limits, kit=kit)
     took = time.monotonic() - started
-    assert report.status is RunStatus.TIMEOUT
+    assert report.outcome is Outcome.TIMEOUT
     assert "25 s limit" in report.reason.en
     assert report.item("conv1").score == 6
     assert 24 < took < 90

@@ -8,9 +8,10 @@ score); among the submissions the student's dates allow, the best after its late
 the last, counts; the instructor's adjustments are applied on top. The dashboard's class table,
 the CSVs, the student's gradebook page and ``GET /api/gradebook`` all read it from here.
 
-The **latest** score is that of the student's most recent submission, and the row's status is
-that of the most recent submission's latest run (queued, running, graded, failed). Students on
-the roster who handed nothing in have a row too (status ``none``).
+The **latest** score is that of the student's most recent submission, and the row's state is
+that of the most recent submission's latest run (queued, running, graded, failed), with that
+run's outcome when it is graded. Students on the roster who handed nothing in have a row too
+(state ``none``).
 
 At course scale (a thousand students, ten exercises, a hundred thousand submissions) the rows are
 built from narrow column tuples, never from ORM objects: :class:`StudentFacts`,
@@ -39,16 +40,16 @@ from service.domain.final_grade import Attempt, Change, CourseTotal, Grade, cour
 from service.domain.schedules import load_all_rules, load_changes, load_extensions, load_rules
 from service.extensions import DbSession
 from service.models import GradingRun, ItemScore, Student, Submission
-from service.states import LIVE, ItemStatus, RunState, RunStatus
+from service.states import LIVE, ItemStatus, Outcome, RunState
 
 #: Values of ``TableQuery.show``.
 SHOW = ("all", "missing", "failed", "submitted")  # "failed": the stuck rows
 #: Values of ``TableQuery.sort`` (plus ``item:<id>``).
-SORTS = ("student", "name", "status", "final", "latest", "accuracy", "attempts", "last", "raw",
+SORTS = ("student", "name", "state", "final", "latest", "accuracy", "attempts", "last", "raw",
          "penalty", "adjustment")
 #: Run outcomes that mean the notebook did not run to the end.
-STOPPED = tuple(status for status in RunStatus if status is not RunStatus.GRADED)
-#: ``GradeRow.status`` of a student who handed nothing in.
+STOPPED = tuple(outcome for outcome in Outcome if outcome is not Outcome.GRADED)
+#: ``GradeRow.state`` of a student who handed nothing in.
 NO_SUBMISSION = "none"
 
 
@@ -66,7 +67,7 @@ class RunFacts(NamedTuple):
 
     id: int
     state: RunState
-    outcome: RunStatus | None
+    outcome: Outcome | None
     score: float | None
     measured_accuracy: float | None
 
@@ -88,7 +89,7 @@ class ItemFacts:
 class SubmissionGrade:
     #: The row itself on one submission's pages, :class:`SubmissionFacts` in the class table.
     submission: Submission | SubmissionFacts
-    #: The latest run, whatever its status (what the student is waiting for).
+    #: The latest run, whatever its state (what the student is waiting for).
     current: GradingRun | RunFacts | None
     #: The latest graded run: the one whose score counts.
     counted: GradingRun | RunFacts | None
@@ -157,14 +158,14 @@ class GradeRow:
         return self.latest.submission.created_at if self.latest else None
 
     @property
-    def status(self) -> RunState | str:
+    def state(self) -> RunState | str:
         """:data:`NO_SUBMISSION`, or the latest run's :class:`RunState`."""
         if self.latest is None:
             return NO_SUBMISSION
         return self.latest.current.state if self.latest.current else RunState.QUEUED
 
     @property
-    def run_status(self) -> RunStatus | None:
+    def outcome(self) -> Outcome | None:
         """How the latest graded run ended (``graded``, ``timeout``...), when it is the latest."""
         current = self.latest.current if self.latest else None
         return current.outcome if current and current.state == RunState.GRADED else None
@@ -172,7 +173,7 @@ class GradeRow:
     @property
     def stuck(self) -> bool:
         """The latest attempt failed or stopped before the end: this student may need help."""
-        return self.status == RunState.FAILED or self.run_status in STOPPED
+        return self.state == RunState.FAILED or self.outcome in STOPPED
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ class TableQuery:
         return True
 
 
-STATUS_ORDER = {RunState.FAILED: 0, NO_SUBMISSION: 1, RunState.QUEUED: 2, RunState.RUNNING: 3,
+STATE_ORDER = {RunState.FAILED: 0, NO_SUBMISSION: 1, RunState.QUEUED: 2, RunState.RUNNING: 3,
                 RunState.GRADED: 4}
 
 
@@ -233,7 +234,7 @@ def _sort_value(row: GradeRow, key: str) -> Any:  # comparable with the same key
     return {
         "student": lambda: row.student.student_id,
         "name": lambda: row.student.name.casefold(),
-        "status": lambda: (STATUS_ORDER.get(row.status, 5), row.stuck is False),
+        "state": lambda: (STATE_ORDER.get(row.state, 5), row.stuck is False),
         "final": lambda: row.final,
         "latest": lambda: row.latest_score,
         "accuracy": lambda: row.accuracy,
@@ -334,8 +335,8 @@ def _facts(session: DbSession, exercises: Sequence[str] | None, student_pk: int 
 
 
 _STATES = {state.value: state for state in RunState}
-_OUTCOMES: dict[str | None, RunStatus | None] = {None: None,
-                                                  **{status.value: status for status in RunStatus}}
+_OUTCOMES: dict[str | None, Outcome | None] = {
+    None: None, **{outcome.value: outcome for outcome in Outcome}}
 
 
 def _time(value: dt.datetime | str) -> dt.datetime:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from grader import GradeReport, RunStatus, grade_notebook
+from grader import GradeReport, Outcome, grade_notebook
 from service.blobs import BlobMissing
 from service.domain import fingerprints
 from service.extensions import DbSession
@@ -191,7 +191,7 @@ def _grade_seated(host: GradingHost, seat: Seat, run_id: int) -> TakeResult:
         if lease.lost.is_set():
             log.warning("run %s: lease lost while grading; result dropped", run_id)
             return TakeResult.LOST
-        if report.status is RunStatus.SANDBOX_ERROR:
+        if report.outcome is Outcome.SANDBOX_ERROR:
             reason = report.reason.en if report.reason else "sandbox error"
             return _requeue_or_fail(host, run_id, worker, reason)
         return _store_report(host, run_id, worker, report, render)
@@ -244,7 +244,7 @@ def _store_report(host: GradingHost, run_id: int, worker: str, report: GradeRepo
         if run.started_at is not None:
             timings["queue_wait"] = (run.started_at - run.queued_at).total_seconds()
         run.state = RunState.GRADED
-        run.outcome = RunStatus(report.status)
+        run.outcome = Outcome(report.outcome)
         run.reason = storable(report.reason.en) if report.reason else None
         run.score, run.max_score = report.score, report.max_score
         run.measured_accuracy = report.measured_accuracy

@@ -1,7 +1,7 @@
 // Live progress of a submission waiting for its grade: polls the page's status.json every second
 // (the worker stores a run's progress within 0.2 s of each cell; a stream would hold a web thread
 // per waiting student, so the page polls), updates queue position and cell progress, and
-// reloads the page when the status changes (the server then renders the running view, or the
+// reloads the page when the run's state changes (the server then renders the running view, or the
 // feedback). Without JavaScript the page refreshes itself through <noscript><meta
 // http-equiv=refresh>.
 "use strict";
@@ -11,7 +11,7 @@
   if (!panel) return;
   const PERIOD_MS = 1000;
   const texts = panel.dataset;
-  const shownStatus = panel.dataset.status;
+  const shownState = panel.dataset.state;
   const field = (name) => panel.querySelector(`[data-${name}]`);
 
   function fill(template, values) {
@@ -59,7 +59,7 @@
       }
       if (response.ok) {
         const state = await response.json();
-        if (state.status !== shownStatus) {
+        if (state.state !== shownState) {
           window.location.reload();
           return;
         }

@@ -31,15 +31,15 @@ SESSION_KEY = "lang"
 LANGUAGE_NAMES = {"ja": "日本語", "en": "English"}
 
 
-#: Messages whose key a page builds at run time ("status." + a run's status, "dash.phase." + a
-#: phase, "dash.password.error." + an error code, "dash.filter.show_" + a filter), marked so
-#: that extraction, and with it the catalog test, knows them.
+#: Messages whose key a page builds at run time ("state." + a run's state, "outcome." + its
+#: outcome, "dash.phase." + a phase, "dash.password.error." + an error code, "dash.filter.show_"
+#: + a filter), marked so that extraction, and with it the catalog test, knows them.
 BUILT_KEYS = (
-    N_("status.queued"), N_("status.running"), N_("status.graded"), N_("status.failed"),
-    N_("status.none"),
-    N_("run_status.graded"), N_("run_status.timeout"), N_("run_status.out_of_memory"),
-    N_("run_status.kernel_died"), N_("run_status.invalid_notebook"),
-    N_("run_status.sandbox_error"), N_("run_status.gpu_out_of_memory"),
+    N_("state.queued"), N_("state.running"), N_("state.graded"), N_("state.failed"),
+    N_("state.none"),
+    N_("outcome.graded"), N_("outcome.timeout"), N_("outcome.out_of_memory"),
+    N_("outcome.kernel_died"), N_("outcome.invalid_notebook"),
+    N_("outcome.sandbox_error"), N_("outcome.gpu_out_of_memory"),
     N_("item.correct"), N_("item.partial"), N_("item.incorrect"), N_("item.error"),
     N_("item.missing"), N_("item.not_reached"),
     N_("dash.phase.queued"), N_("dash.phase.sandbox"), N_("dash.phase.kernel_start"),
@@ -92,8 +92,9 @@ def flashed(message: str) -> str:
 
 
 def label(kind: str, value: str | None) -> str:
-    """The name of a status (``kind`` ``status``, ``run_status`` or ``item``); a status the
-    catalog does not know yet is shown as it is rather than breaking the page."""
+    """The name of a value of ``kind``: ``state`` (a run's :class:`~service.states.RunState`,
+    or ``none``), ``outcome`` (its ``grader.Outcome``) or ``item`` (an item's status); a value
+    the catalog does not know yet is shown as it is rather than breaking the page."""
     key = f"{kind}.{value}"
     text = _(key)
     return text if text != key else (value or "")

@@ -112,7 +112,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/submissions/{id}": {
                 "get": {
-                    "summary": "A submission's status, score and feedback, as the release "
+                    "summary": "A submission's state, outcome, score and feedback, as the release "
                                "rules let the student see them (see `withheld`)",
                     "parameters": [{"name": "id", "in": "path", "required": True,
                                     "schema": {"type": "integer", "minimum": 0,

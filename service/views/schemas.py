@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from flask import current_app, url_for
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, computed_field
 from pydantic.json_schema import SkipJsonSchema
 
 from grader import Exercise as ExerciseSpec
@@ -22,7 +22,7 @@ from service.domain.student_gradebook import student_gradebook
 from service.domain.submissions import known_exercises
 from service.extensions import db
 from service.queue import claims
-from service.states import ItemStatus, RunState, RunStatus
+from service.states import ItemStatus, Outcome, RunState
 from service.views import notices
 
 #: The largest row id every supported database holds (PostgreSQL's ``INTEGER``): routes take
@@ -107,16 +107,27 @@ class Withheld(BaseModel):
     until: UtcTime | None = None
 
 
+#: How the OpenAPI document marks a field kept for older clients.
+_DEPRECATED: dict[str, Any] = {"deprecated": True}
+
+
 class Submission(BaseModel):
-    """A submission with its latest grading run: status, score, feedback, queue position; as
-    the release rules let the student see it (``withheld`` says what is not shown yet)."""
+    """A submission with its latest grading run: state, outcome, score, feedback, queue
+    position; as the release rules let the student see it (``withheld`` says what is not shown
+    yet).
+
+    ``status`` and ``run_status`` are the names ``state`` and ``outcome`` had before the API
+    used the service's words (``service/states.py``); they are sent still, with the same
+    values, and marked deprecated in the OpenAPI document."""
 
     id: int
     exercise: str
     filename: str | None = None
-    status: RunState = Field(description="the grading run's state (the run row's ``state``)")
-    run_status: RunStatus | None = Field(
-        default=None, description="how the grading run ended (the run row's ``outcome``)")
+    state: RunState = Field(description="where the grading run is in the queue (the run row's "
+                                        "``state``): queued, running, graded or failed")
+    outcome: Outcome | None = Field(
+        default=None, description="how the grading run ended, the grader's verdict (the run "
+                                  "row's ``outcome``); set only on a ``graded`` run")
     reason: str | None = None
     score: float | None = None
     max_score: float | None = None
@@ -144,7 +155,7 @@ class Submission(BaseModel):
         run = submission.latest_run
         if run is None:
             return cls(id=submission.id, exercise=submission.exercise,
-                       filename=submission.filename, status=RunState.QUEUED, run_status=None,
+                       filename=submission.filename, state=RunState.QUEUED, outcome=None,
                        reason=None, score=None, max_score=None, items=[],
                        measured_accuracy=None, claimed_accuracy=None, notes=[],
                        created_at=submission.created_at, started_at=None, finished_at=None,
@@ -160,7 +171,7 @@ class Submission(BaseModel):
                 report["executed_html_omitted"])
         return cls(
             id=submission.id, exercise=submission.exercise, filename=submission.filename,
-            status=run.state, run_status=run.outcome, reason=run.reason, score=run.score,
+            state=run.state, outcome=run.outcome, reason=run.reason, score=run.score,
             max_score=run.max_score, items=report.get("items", []),
             measured_accuracy=run.measured_accuracy, claimed_accuracy=run.claimed_accuracy,
             notes=report.get("notes", []), created_at=submission.created_at,
@@ -168,6 +179,18 @@ class Submission(BaseModel):
             runs=len(submission.runs), queue_position=claims.queue_position(db.session, run.id),
             progress=run.progress if run.state == RunState.RUNNING else None, **extra,
         )
+
+    # Computed from the fields they alias, so they cannot disagree; always sent. Marked
+    # deprecated in the schema only (pydantic's ``deprecated=`` would warn on every answer).
+    @computed_field(description="deprecated alias of ``state`` (same value)",
+                    json_schema_extra=_DEPRECATED)
+    def status(self) -> RunState:
+        return self.state
+
+    @computed_field(description="deprecated alias of ``outcome`` (same value)",
+                    json_schema_extra=_DEPRECATED)
+    def run_status(self) -> Outcome | None:
+        return self.outcome
 
     def body(self) -> dict[str, Any]:
         """The JSON object sent. Fields never set are left out: ``executed_notebook_url``

@@ -172,11 +172,11 @@ def submission(submission_id: int) -> str:
     rules, _dates = releaser.rules(owned.exercise)
     report = (run.report or {}) if run else {}
     return render_template(
-        "submission.html", submission=owned, run=run, state=shown.body,
+        "submission.html", submission=owned, run=run, shown=shown.body,
         withheld=shown.withheld, provisional=shown.provisional, timezone=rules.timezone,
         zoned=zoned,
         reason=report.get("reason"), executed_omitted_info=report.get("executed_html_omitted"),
-        title=exercise_titles().get(owned.exercise), live=shown.body["status"] in LIVE,
+        title=exercise_titles().get(owned.exercise), live=shown.body["state"] in LIVE,
     )
 
 

@@ -10,14 +10,14 @@ from typing import Any
 
 from flask.cli import main
 
-from grader import RunStatus
+from grader import Outcome
 from grader.report import GradeReport
 from service.queue import grading
 
 
 def _executed_as_uploaded(data: bytes, exercise: Any, config: Any, sandbox: Any,
                           **kw: Any) -> GradeReport:
-    return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score,
+    return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score,
                        executed_notebook=data.decode("utf-8"))
 
 

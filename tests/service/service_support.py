@@ -57,11 +57,9 @@ def in_session(app: Flask, work: Callable[[Session], T]) -> T:
         return work(db.session)
 
 
-RUN_COLUMNS = ("id", "status", "reason", "attempts", "worker", "lease_expires_at", "task_id",
-               "dispatched_at", "started_at", "finished_at", "progress", "run_status", "score",
+RUN_COLUMNS = ("id", "state", "reason", "attempts", "worker", "lease_expires_at", "task_id",
+               "dispatched_at", "started_at", "finished_at", "progress", "outcome", "score",
                "max_score", "executed_html_sha256")
-#: The model's names of the columns the API (and these helpers) call otherwise.
-RUN_ATTRIBUTES = {"status": "state", "run_status": "outcome"}
 
 
 def run_rows(app: Flask, submission_id: int | None = None) -> list[dict[str, Any]]:
@@ -71,7 +69,7 @@ def run_rows(app: Flask, submission_id: int | None = None) -> list[dict[str, Any
         query = select(GradingRun).order_by(GradingRun.id)
         if submission_id is not None:
             query = query.where(GradingRun.submission_id == submission_id)
-        return [{c: getattr(r, RUN_ATTRIBUTES.get(c, c)) for c in RUN_COLUMNS}
+        return [{c: getattr(r, c) for c in RUN_COLUMNS}
                 for r in session.scalars(query)]
 
     return in_session(app, read)

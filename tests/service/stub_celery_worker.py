@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grader import RunStatus
+from grader import Outcome
 from grader.report import GradeReport
 from service.queue import grading
 from service.queue.celery_worker import celery_app
@@ -16,7 +16,7 @@ __all__ = ["celery_app"]
 
 def _graded_at_once(data: bytes, exercise: Any, config: Any, sandbox: Any,
                     **kw: Any) -> GradeReport:
-    return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score)
+    return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score)
 
 
 grading.grade_notebook = _graded_at_once

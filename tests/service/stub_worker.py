@@ -8,14 +8,14 @@ from typing import Any
 
 from flask.cli import main
 
-from grader import RunStatus
+from grader import Outcome
 from grader.report import GradeReport
 from service.queue import grading
 
 
 def _graded_at_once(data: bytes, exercise: Any, config: Any, sandbox: Any,
                     **kw: Any) -> GradeReport:
-    return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score)
+    return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from flask import Flask
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
-from grader import RunStatus
+from grader import Outcome
 from grader.report import GradeReport, ItemResult, ItemStatus
 from grader.spec import Text
 from service.domain import submissions
@@ -83,7 +83,7 @@ def grader(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
     def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
         item = ItemResult("conv1", Text("conv1", "conv1"), answer["score"], 100.0,
                           ItemStatus.CORRECT)
-        return GradeReport(exercise.id, RunStatus.GRADED, [item], exercise.max_score)
+        return GradeReport(exercise.id, Outcome.GRADED, [item], exercise.max_score)
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
     return answer

@@ -127,7 +127,7 @@ def report_for(score_by_item: dict[str, tuple[float, str]]) -> dict[str, Any]:
               "details": {}, "cell_index": 3}
              for item_id, (score, status) in score_by_item.items()]
     return {
-        "exercise": EXERCISE, "status": "graded", "reason": None, "items": items,
+        "exercise": EXERCISE, "outcome": "graded", "reason": None, "items": items,
         "score": sum(i["score"] for i in items), "max_score": 100.0,
         "measured_accuracy": 0.9812, "claimed_accuracy": 0.98,
         "notes": [{"ja": "セル 3 の !pip install を無効にしました。",
@@ -143,8 +143,8 @@ def report_for(score_by_item: dict[str, tuple[float, str]]) -> dict[str, Any]:
 
 def add_submission(app: Flask, student_id: str, *runs: dict[str, Any],
                    minutes_ago: float = 60, exercise: str = EXERCISE) -> int:
-    """A submission with ``runs`` (oldest first), each a dict: ``status`` (graded, failed,
-    queued, running), ``items`` ({item: (score, status)}, graded runs), ``run_status``,
+    """A submission with ``runs`` (oldest first), each a dict: ``state`` (graded, failed,
+    queued, running), ``items`` ({item: (score, status)}, graded runs), ``outcome``,
     ``reason``. Runs are queued when the submission is made, start 30 s later and end 150 s
     after that."""
     created = utcnow() - dt.timedelta(minutes=minutes_ago)
@@ -157,17 +157,17 @@ def add_submission(app: Flask, student_id: str, *runs: dict[str, Any],
         db.session.add(submission)
         for n, spec in enumerate(runs):
             queued = created + dt.timedelta(minutes=n)
-            run = GradingRun(submission=submission, state=spec["status"], queued_at=queued,
+            run = GradingRun(submission=submission, state=spec["state"], queued_at=queued,
                              reason=spec.get("reason"), attempts=spec.get("attempts", 1))
-            if spec["status"] != "queued":
+            if spec["state"] != "queued":
                 run.started_at = queued + dt.timedelta(seconds=30)
                 run.worker = "embedded:test:0"
-            if spec["status"] in ("graded", "failed"):
+            if spec["state"] in ("graded", "failed"):
                 run.finished_at = run.started_at + dt.timedelta(seconds=150)
-            if spec["status"] == "graded":
+            if spec["state"] == "graded":
                 items = spec["items"]
                 report = report_for(items)
-                run.outcome = spec.get("run_status", "graded")
+                run.outcome = spec.get("outcome", "graded")
                 run.report, run.score, run.max_score = report, report["score"], 100.0
                 run.measured_accuracy = spec.get("accuracy", 0.9812)
                 run.executed_html_sha256 = FolderBlobStore(app.config["UPLOAD_DIR"]).put(
@@ -184,7 +184,7 @@ def graded(total: float, **overrides: tuple[float, str]) -> dict[str, Any]:
     """A graded run scoring ``total``: the ``overrides`` items, and conv1 with the rest."""
     rest = total - sum(score for score, _ in overrides.values())
     items = {"conv1": (rest, "correct" if rest else "incorrect"), **overrides}
-    return {"status": "graded", "items": items}
+    return {"state": "graded", "items": items}
 
 
 def runs_of(app: Flask, submission_id: int) -> list[tuple[int, str]]:
@@ -213,10 +213,10 @@ def class_data(app: Flask) -> dict[str, int]:
     s003's."""
     first = add_submission(app, "s001", graded(80, pool1=(6.0, "correct")), minutes_ago=120)
     second = add_submission(app, "s001", graded(40), minutes_ago=30)
-    failed = add_submission(app, "s002", {"status": "failed", "reason": "kernel vanished"},
+    failed = add_submission(app, "s002", {"state": "failed", "reason": "kernel vanished"},
                             minutes_ago=50)
     s003_ok = add_submission(app, "s003", graded(55, pool1=(3.0, "partial")), minutes_ago=90)
-    timeout = add_submission(app, "s003", {**graded(20), "run_status": "timeout"},
+    timeout = add_submission(app, "s003", {**graded(20), "outcome": "timeout"},
                              minutes_ago=10)
     return {"first": first, "second": second, "failed": failed, "s003_ok": s003_ok,
             "timeout": timeout}
@@ -565,9 +565,9 @@ def test_table_shows_every_roster_student_with_best_latest_and_items(
         rows = {row.student.student_id: row for row in exercise_rows(db.session, EXERCISE)}
     assert (rows["s001"].final, rows["s001"].latest_score) == (80.0, 40.0)
     assert rows["s001"].items["pool1"].score == 6.0  # the best run's items
-    assert rows["s002"].status == "failed" and rows["s002"].counted is None
+    assert rows["s002"].state == "failed" and rows["s002"].counted is None
     assert rows["s003"].stuck and not rows["s001"].stuck
-    assert rows["s004"].status == "none" and rows["s004"].attempts == 0
+    assert rows["s004"].state == "none" and rows["s004"].attempts == 0
 
 
 def best_of(grades: list[SubmissionGrade]) -> SubmissionGrade | None:
@@ -592,7 +592,7 @@ def test_rows_from_column_facts_agree_with_the_rules_on_orm_objects(app: Flask):
             for _ in range(rng.randint(0, 3)):
                 kind = rng.choice(kinds)
                 runs.append(graded(rng.choice((20, 40, 40, 60))) if kind == "graded"
-                            else {"status": kind})
+                            else {"state": kind})
             add_submission(app, student_id, *runs, minutes_ago=90 - k)
     moment = utcnow().replace(microsecond=0)
     with app.app_context():  # many submissions made in the very same second: ties on time
@@ -756,7 +756,7 @@ def test_regrade_one_submission_adds_a_queued_run_and_keeps_the_old_one(
 
 def test_regrade_all_queues_every_submission_not_already_pending(
         app: Flask, staff: FlaskClient, class_data: dict[str, int]):
-    pending = add_submission(app, "s004", {"status": "queued"}, minutes_ago=5)
+    pending = add_submission(app, "s004", {"state": "queued"}, minutes_ago=5)
     response = staff.post(f"/dashboard/{EXERCISE}/regrade", data={"scope": "all"},
                           follow_redirects=True)
     assert "5 runs queued for regrading (1 skipped: already queued or running)." in text_of(
@@ -767,7 +767,7 @@ def test_regrade_all_queues_every_submission_not_already_pending(
     assert len(runs_of(app, pending)) == 1
     with app.app_context():  # the table still counts the finished runs meanwhile
         rows = {r.student.student_id: r for r in exercise_rows(db.session, EXERCISE)}
-    assert rows["s001"].final == 80.0 and rows["s001"].status == "queued"
+    assert rows["s001"].final == 80.0 and rows["s001"].state == "queued"
 
 
 def test_the_regrade_views_hand_each_new_run_to_the_queue(
@@ -856,8 +856,8 @@ def test_student_page_lists_every_attempt_and_marks_the_best(staff: FlaskClient,
 
 def test_queue_page_counts_waits_and_failures(app: Flask, staff: FlaskClient,
                                               class_data: dict[str, int]):
-    add_submission(app, "s004", {"status": "queued"}, minutes_ago=10)
-    add_submission(app, "s004", {"status": "running"}, minutes_ago=3)
+    add_submission(app, "s004", {"state": "queued"}, minutes_ago=10)
+    add_submission(app, "s004", {"state": "running"}, minutes_ago=3)
     with app.app_context():
         state = queue_state(db.session)
     assert state.counts == {"queued": 1, "running": 1, "graded": 4, "failed": 1}

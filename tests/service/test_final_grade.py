@@ -61,7 +61,7 @@ from service.models import (
     Student,
     Submission,
 )
-from service.states import ItemStatus, RunState, RunStatus
+from service.states import ItemStatus, Outcome, RunState
 
 US = dt.timedelta(microseconds=1)
 HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
@@ -329,7 +329,7 @@ class Run:
     state: RunState
     #: Item scores of a graded run (a: out of 40, b: out of 60).
     items: tuple[float, float] | None = None
-    outcome: RunStatus = RunStatus.GRADED
+    outcome: Outcome = Outcome.GRADED
 
 
 @dataclass
@@ -401,7 +401,7 @@ runs_ = st.lists(st.one_of(
     st.tuples(st.integers(0, 80), st.integers(0, 120)).map(
         lambda ab: Run(RunState.GRADED, (ab[0] / 2, ab[1] / 2))),
     st.tuples(st.integers(0, 80), st.integers(0, 120)).map(
-        lambda ab: Run(RunState.GRADED, (ab[0] / 2, ab[1] / 2), RunStatus.TIMEOUT)),
+        lambda ab: Run(RunState.GRADED, (ab[0] / 2, ab[1] / 2), Outcome.TIMEOUT)),
     st.sampled_from([Run(RunState.FAILED), Run(RunState.QUEUED), Run(RunState.RUNNING)])),
     min_size=0, max_size=3)
 
@@ -661,7 +661,7 @@ def seed_submission(student_id: str, exercise: str, at: dt.datetime, *scores: fl
         if score is None:
             sub.runs.append(GradingRun(state=RunState.FAILED, queued_at=at, reason="died"))
             continue
-        run = GradingRun(state=RunState.GRADED, outcome=RunStatus.GRADED, score=score,
+        run = GradingRun(state=RunState.GRADED, outcome=Outcome.GRADED, score=score,
                          max_score=20.0 if exercise == QUIZ else 100.0, queued_at=at,
                          finished_at=at + HOUR)  # graded an hour later: the time stays `at`
         parts = [("q", score, 20.0)] if exercise == QUIZ else [("conv1", score - 6, 6.0),

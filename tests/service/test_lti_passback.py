@@ -35,7 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from grader import RunStatus
+from grader import Outcome
 from grader.report import GradeReport, ItemResult, ItemStatus
 from grader.spec import Text
 from service.domain.instructors import change_password, create_instructor
@@ -139,7 +139,7 @@ def grader(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             raise RuntimeError("the stub grader was told to fail")
         item = ItemResult("conv1", Text("conv1", "conv1"), answer["score"], 100.0,
                           ItemStatus.CORRECT)
-        return GradeReport(exercise.id, RunStatus.GRADED, [item], exercise.max_score)
+        return GradeReport(exercise.id, Outcome.GRADED, [item], exercise.max_score)
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
     return answer

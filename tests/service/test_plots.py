@@ -250,9 +250,9 @@ def add_submission(student: Student, created: dt.datetime,
     return submission
 
 
-def add_run(submission: Submission, status: str = "graded", score: float | None = None,
+def add_run(submission: Submission, state: str = "graded", score: float | None = None,
             accuracy: float | None = None, items: dict[str, str] | None = None) -> GradingRun:
-    run = GradingRun(submission=submission, state=status, score=score,
+    run = GradingRun(submission=submission, state=state, score=score,
                      max_score=100.0 if score is not None else None,
                      measured_accuracy=accuracy, queued_at=submission.created_at)
     for position, (item_id, item_status) in enumerate((items or {}).items()):
@@ -290,8 +290,8 @@ def classroom(app: Flask) -> Flask:
         add_run(erin_submission, score=50, accuracy=0.6,
                 items={"conv1": "correct", "conv2": "partial", "conv_layer": "incorrect",
                        "accuracy": "incorrect", "bonus": "correct"})
-        add_run(add_submission(carol, T0 + dt.timedelta(hours=3, minutes=31)), status="failed")
-        add_run(add_submission(dave, T0 + dt.timedelta(hours=3, minutes=59)), status="queued")
+        add_run(add_submission(carol, T0 + dt.timedelta(hours=3, minutes=31)), state="failed")
+        add_run(add_submission(dave, T0 + dt.timedelta(hours=3, minutes=59)), state="queued")
         add_run(add_submission(zoe, T0, exercise="chap07_rnn"), score=99, accuracy=0.99,
                 items=ALL_CORRECT)
         db.session.commit()

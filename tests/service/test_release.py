@@ -98,7 +98,7 @@ def report(app: Flask, conv1: float = 6.0, pool1: float = 3.0,
          "cell_index": 7},
         accuracy_item(app, accuracies)]
     measured = items[2]["details"]["measured_accuracy"]
-    return {"exercise": EXERCISE, "status": "graded", "reason": None, "items": items,
+    return {"exercise": EXERCISE, "outcome": "graded", "reason": None, "items": items,
             "score": round(sum(i["score"] for i in items), 4), "max_score": 100.0,
             "measured_accuracy": measured, "claimed_accuracy": 0.99,
             "notes": [{"ja": "セル 3 の !pip install を無効にしました。",

@@ -198,8 +198,8 @@ def test_an_upload_rejection_moves_its_metric_and_queue_depth_is_exported(api_ap
     answer = client.post("/api/submissions", headers={"Authorization": f"Bearer {token}"},
                          data={"exercise": EXERCISE, "notebook": (io.BytesIO(b""), "a.ipynb")})
     assert answer.status_code == 400 and answer.get_json()["error"] == "empty_file"
-    add_submission(app, "s001", {"status": "queued"}, minutes_ago=5)
-    add_submission(app, "s001", {**graded(20), "run_status": "timeout"}, minutes_ago=50)
+    add_submission(app, "s001", {"state": "queued"}, minutes_ago=5)
+    add_submission(app, "s001", {**graded(20), "outcome": "timeout"}, minutes_ago=50)
     text = client.get("/metrics").get_data(as_text=True)
     assert _metric(text, "grader_upload_rejections_total", 'code="empty_file"') == before + 1
     assert _metric(text, "grader_queue_runs", 'state="queued"') == 1

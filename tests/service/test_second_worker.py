@@ -46,7 +46,7 @@ def web_and_second_host(make_app, processes: Processes, tmp_path: Path, store: s
 
 
 def finished(web: Flask, submission_id: int, processes: Processes, timeout: float = 60) -> dict:
-    return wait_for(lambda: (r := only_run(web, submission_id))["status"] in (
+    return wait_for(lambda: (r := only_run(web, submission_id))["state"] in (
         "graded", "failed") and r, timeout=timeout, what="the second host's worker to finish",
         describe=lambda: f"{only_run(web, submission_id)}\n{processes.logs()}")
 
@@ -63,7 +63,7 @@ def test_with_the_database_store_a_worker_without_the_web_folder_grades_the_uplo
     submission_id = answer.get_json()["id"]
 
     run = finished(web, submission_id, processes)
-    assert (run["status"], run["run_status"], run["attempts"]) == ("graded", "graded", 1), run
+    assert (run["state"], run["outcome"], run["attempts"]) == ("graded", "graded", 1), run
     assert run["executed_html_sha256"], run
 
     # the web serves the executed notebook the worker rendered and stored
@@ -84,7 +84,7 @@ def test_with_the_folder_store_a_worker_without_the_web_folder_fails_the_run_say
     assert len(files_in(tmp_path / "web-uploads")) == 1  # on the web's side only
 
     run = finished(web, answer.get_json()["id"], processes)
-    assert run["status"] == "failed", run
+    assert run["state"] == "failed", run
     assert run["reason"].startswith("the submitted notebook is missing from the upload store "
                                     "(BlobMissing: blob "), run
     assert str(tmp_path / "host-2-uploads") in run["reason"]
@@ -100,7 +100,7 @@ def test_the_real_grader_on_the_second_host_grades_from_the_database(
     submission_id = submit(short_notebook, via=web).get_json()["id"]
 
     run = finished(web, submission_id, processes, timeout=240)
-    assert (run["status"], run["run_status"]) == ("graded", "graded"), run
+    assert (run["state"], run["outcome"]) == ("graded", "graded"), run
     assert (run["score"], run["max_score"]) == (36, 100), run
     student = web.test_client()
     assert student.post("/login", data={"token": tokens["alice"]}).status_code == 303

@@ -40,7 +40,7 @@ def test_202_comes_after_the_row_and_the_file_exist(app, client, submit):
     assert (row.exercise, row.filename, row.size) == (EXERCISE, "mine.ipynb", len(data))
     assert FolderBlobStore(app.config["UPLOAD_DIR"]).get(row.notebook_sha256) == data
     run = only_run(app, body["id"])
-    assert run["status"] == "queued" and run["attempts"] == 0 and run["worker"] is None
+    assert run["state"] == "queued" and run["attempts"] == 0 and run["worker"] is None
 
 
 def test_status_of_a_queued_submission(client, submit, tokens):
@@ -48,7 +48,7 @@ def test_status_of_a_queued_submission(client, submit, tokens):
     second = submit(tiny_notebook(2), student="bob").get_json()["id"]
 
     body = client.get(f"/api/submissions/{second}", headers=bearer(tokens["bob"])).get_json()
-    assert body["id"] == second and body["status"] == "queued"
+    assert body["id"] == second and body["state"] == "queued"
     assert body["queue_position"] == 2 and body["attempt"] == 0 and body["runs"] == 1
     assert body["score"] is None and body["items"] == [] and body["progress"] is None
     listed = client.get("/api/submissions", headers=bearer(tokens["alice"])).get_json()

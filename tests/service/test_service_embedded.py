@@ -50,13 +50,13 @@ def test_a_run_whose_notebook_is_missing_fails_and_the_worker_goes_on(app, submi
     start_workers(app)
 
     def finished() -> bool:
-        return all(only_run(app, i)["status"] in ("graded", "failed") for i in ids)
+        return all(only_run(app, i)["state"] in ("graded", "failed") for i in ids)
 
     wait_for(finished, timeout=20, what="both runs to finish",
              describe=lambda: str([only_run(app, i) for i in ids]))
     for submission_id in ids:
         run = only_run(app, submission_id)
-        assert run["status"] == "failed", run
+        assert run["state"] == "failed", run
         assert "FileNotFoundError" in run["reason"] or "missing" in run["reason"], run
         assert run["lease_expires_at"] is None and run["finished_at"] is not None
 
@@ -73,14 +73,14 @@ def test_embedded_worker_grades_a_submission_end_to_end(app, client, submit, tok
 
     def graded() -> dict | None:
         body = client.get(url, headers=bearer(tokens["alice"])).get_json()
-        seen.append((body["status"], body["progress"]))
-        return body if body["status"] not in ("queued", "running") else None
+        seen.append((body["state"], body["progress"]))
+        return body if body["state"] not in ("queued", "running") else None
 
     body = wait_for(graded, timeout=120, what="the submission to be graded", interval=0.25,
                     describe=lambda: str(seen[-3:]))
     elapsed = time.monotonic() - started
 
-    assert body["status"] == "graded" and body["run_status"] == "graded", body
+    assert body["state"] == "graded" and body["outcome"] == "graded", body
     assert (body["score"], body["max_score"], body["attempt"]) == (36, 100, 1)
     scores = {item["id"]: item["score"] for item in body["items"]}
     assert [scores.pop(i) for i in FIRST_SIX] == [6] * 6
@@ -151,8 +151,8 @@ def _lose_the_run_while_grading(app, submit, notebook: bytes) -> None:
 
     assert outcome == {"status": "lost"}
     run = only_run(app, submission_id)
-    assert (run["status"], run["worker"], run["attempts"]) == ("running", "worker-B", 2)
-    assert run["score"] is None and run["run_status"] is None
+    assert (run["state"], run["worker"], run["attempts"]) == ("running", "worker-B", 2)
+    assert run["score"] is None and run["outcome"] is None
     assert run["executed_html_sha256"] is None
     assert item_scores(app, run_id) == []
 
@@ -182,4 +182,4 @@ def test_the_lease_keeper_renews_while_owned_and_notices_a_takeover(make_app):
         wait_for(lease.lost.is_set, timeout=10, what="the lease keeper to notice")
 
     row = run_rows(app)[0]
-    assert (row["worker"], row["attempts"], row["status"]) == ("worker-B", 2, "running")
+    assert (row["worker"], row["attempts"], row["state"]) == ("worker-B", 2, "running")

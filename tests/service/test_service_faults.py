@@ -25,7 +25,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from grader import RunStatus
+from grader import Outcome
 from grader.report import GradeReport
 from service.domain.roster import import_roster
 from service.models import GradingRun, IdempotencyKey, Submission
@@ -220,7 +220,7 @@ def test_the_web_process_killed_mid_upload_then_a_retry_makes_one_submission(
     assert headers.get("Idempotent-Replayed") == ("true" if stored else None)
     assert count(app, Submission) == 1 and count(app, IdempotencyKey) == 1
     (run,) = run_rows(app)
-    assert run["status"] in (RunState.QUEUED, RunState.GRADED), run
+    assert run["state"] in (RunState.QUEUED, RunState.GRADED), run
     ids = in_session(app, lambda s: s.scalars(select(Submission.id)).all())
     assert ids == [answer["id"]]
 
@@ -252,7 +252,7 @@ def test_a_burst_of_uploads_is_stored_once_and_graded_once(make_app, processes, 
     def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
         with lock:
             graded[hashlib.sha256(data).hexdigest()] += 1
-        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score)
+        return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score)
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
     workers = EmbeddedWorkers(app, 4, poll_seconds=0.2)
@@ -277,10 +277,10 @@ def test_a_burst_of_uploads_is_stored_once_and_graded_once(make_app, processes, 
             GradingRun.state.in_([RunState.QUEUED, RunState.RUNNING]))).scalar_one()) == 0
 
     wait_for(all_finished, timeout=180, interval=1, what="every run to be graded",
-             describe=lambda: str(Counter(r["status"] for r in run_rows(app))))
+             describe=lambda: str(Counter(r["state"] for r in run_rows(app))))
     runs = run_rows(app)
     assert count(app, Submission) == BURST_UPLOADS and len(runs) == BURST_UPLOADS
-    assert Counter((r["status"], r["attempts"]) for r in runs) == {
+    assert Counter((r["state"], r["attempts"]) for r in runs) == {
         (RunState.GRADED, 1): BURST_UPLOADS}
     assert len(graded) == BURST_UPLOADS and set(graded.values()) == {1}  # none graded twice
 
@@ -316,7 +316,7 @@ def test_postgresql_restarted_during_grading_the_run_ends_graded(
         if len(calls) == 1:
             grading_started.set()
             assert release.wait(120)
-        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score)
+        return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score)
 
     store = grading._store_report
 
@@ -353,10 +353,10 @@ def test_postgresql_restarted_during_grading_the_run_ends_graded(
             (run,) = run_rows(app)
         except Exception:
             return None
-        return run if run["status"] in (RunState.GRADED, RunState.FAILED) else None
+        return run if run["state"] in (RunState.GRADED, RunState.FAILED) else None
 
     run = wait_for(finished, timeout=120, what="the run to finish after the restart")
-    assert (run["status"], run["run_status"]) == (RunState.GRADED, RunStatus.GRADED), run
+    assert (run["state"], run["outcome"]) == (RunState.GRADED, Outcome.GRADED), run
     assert run["attempts"] == (1 if down == "while_grading" else 2), run
     assert len(calls) == run["attempts"]
     assert count(app, Submission) == 1
@@ -402,12 +402,12 @@ def test_redis_restarted_under_celery_no_run_is_lost(make_app, tokens, throwaway
     def all_graded() -> bool:
         with app.app_context():
             sweep(app, resend_after=dt.timedelta(seconds=5))  # what the janitor does
-        return all(r["status"] in (RunState.GRADED, RunState.FAILED) for r in run_rows(app))
+        return all(r["state"] in (RunState.GRADED, RunState.FAILED) for r in run_rows(app))
 
     wait_for(all_graded, timeout=150, interval=2, what="every run to be graded",
              describe=lambda: f"{run_rows(app)}\n{processes.logs()}")
     runs = run_rows(app)
     assert len(runs) == len(before + during) == count(app, Submission)
-    assert {(r["status"], r["run_status"]) for r in runs} == {
-        (RunState.GRADED, RunStatus.GRADED)}, runs
+    assert {(r["state"], r["outcome"]) for r in runs} == {
+        (RunState.GRADED, Outcome.GRADED)}, runs
     assert all(r["attempts"] >= 1 for r in runs)

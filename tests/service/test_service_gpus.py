@@ -19,7 +19,7 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
-from grader import GraderConfig, GradeReport, RunStatus
+from grader import GraderConfig, GradeReport, Outcome
 from grader.sandbox.cpus import CpuSlots
 from grader.sandbox.gpus import GpuProbeError, NvidiaSmi
 from service.blobs import FolderBlobStore
@@ -122,7 +122,7 @@ class Grading:
     def __call__(self, data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any):
         self.sandboxes.append(sandbox)
         self.leases_seen.append(lease_rows(self.app))
-        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score)
+        return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score)
 
 
 @pytest.fixture

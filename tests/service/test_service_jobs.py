@@ -63,7 +63,7 @@ def test_two_claimers_racing_for_one_run_exactly_one_wins(app):
 
         assert sorted(won) == [False, True], (run_id, won)
         (row,) = [r for r in run_rows(app) if r["id"] == run_id]
-        assert row["status"] == "running" and row["attempts"] == 1
+        assert row["state"] == "running" and row["attempts"] == 1
         assert row["worker"] == f"w{won.index(True)}"
 
 
@@ -106,7 +106,7 @@ def test_an_expired_lease_is_requeued_then_failed_after_max_attempts(app):
     wait_for(lambda: in_session(app, lambda s: jobs.requeue_expired(s, 3)), timeout=5,
              what="the one-second lease to expire", interval=0.25)
     row = run_rows(app)[0]
-    assert (row["status"], row["worker"], row["attempts"]) == ("queued", None, 1)
+    assert (row["state"], row["worker"], row["attempts"]) == ("queued", None, 1)
     assert row["lease_expires_at"] is None
 
     # Attempts 2 and 3: claimable again; the third expiry fails the run.
@@ -117,7 +117,7 @@ def test_an_expired_lease_is_requeued_then_failed_after_max_attempts(app):
         assert in_session(app, lambda s: jobs.requeue_expired(s, 3)) == 1
 
     row = run_rows(app)[0]
-    assert row["status"] == "failed" and row["finished_at"] is not None
+    assert row["state"] == "failed" and row["finished_at"] is not None
     assert "stopped 3 times" in row["reason"]
     assert in_session(app, lambda s: jobs.claim_next(s, "w4", 60)) is None
     assert in_session(app, lambda s: jobs.claim(s, run_id, "w4", 60)) is False
@@ -135,7 +135,7 @@ def test_a_worker_that_lost_its_lease_no_longer_owns_the_run(app):
     assert in_session(app, lambda s: jobs.renew(s, run_id, "old", 60)) is False
     assert in_session(app, lambda s: jobs.owned(s, run_id, "new")) is True
     row = run_rows(app)[0]
-    assert (row["worker"], row["attempts"], row["status"]) == ("new", 2, "running")
+    assert (row["worker"], row["attempts"], row["state"]) == ("new", 2, "running")
 
 
 def test_queue_position_counts_the_queued_runs_ahead(app):
@@ -171,7 +171,7 @@ def test_celery_claim_does_not_outlive_max_attempts(app, monkeypatch):
         outcome = tasks.grade.apply(args=[run_id], task_id="redelivered").get(timeout=30)
 
     row = run_rows(app)[0]
-    assert (row["status"], row["attempts"]) == ("failed", 3), (outcome, row)
+    assert (row["state"], row["attempts"]) == ("failed", 3), (outcome, row)
     assert "stopped 3 times" in row["reason"]
     assert outcome == "skipped (failed)"
     assert time.monotonic() - started < 10

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from sqlalchemy import update
 
-from grader import RunStatus
+from grader import Outcome
 from grader.report import GradeReport
 from service.blobs import FolderBlobStore
 from service.domain.instructors import change_password, create_instructor
@@ -43,7 +43,7 @@ def graded_by_stub(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     stub: dict[str, Any] = {"cells": 3}
 
     def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
-        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score,
+        return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score,
                            executed_notebook=_executed(stub["cells"]))
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
@@ -79,7 +79,7 @@ def test_a_slow_store_after_grading_keeps_the_lease_and_the_result(
     monkeypatch.setattr(FolderBlobStore, "put", slow_put)
     assert grade_run(app, run_id, "worker-A") == "graded"
     run = only_run(app, submission_id)
-    assert (run["status"], run["attempts"], run["worker"]) == ("graded", 1, "worker-A")
+    assert (run["state"], run["attempts"], run["worker"]) == ("graded", 1, "worker-A")
     assert run["executed_html_sha256"] is not None
 
 
@@ -113,7 +113,7 @@ def test_a_notebook_over_the_cell_cap_is_graded_without_html_and_the_page_says_w
     submission_id, run_id = _claimed_run(app, submit)
     assert grade_run(app, run_id, "worker-A") == "graded"
     run = only_run(app, submission_id)
-    assert run["executed_html_sha256"] is None and run["run_status"] == "graded"
+    assert run["executed_html_sha256"] is None and run["outcome"] == "graded"
     report = in_session(app, lambda s: s.get(GradingRun, run_id).report)
     assert report["executed_html_omitted"]["reason"] == "too_large"
     assert report["executed_html_omitted"]["cells"] == 51
@@ -162,7 +162,7 @@ def test_the_render_runs_while_the_clean_room_measures(make_app, submit, monkeyp
             on_executed(executed)
         # the clean room measuring: the rendering has started meanwhile, or never will here
         seen["render_started_while_measuring"] = render_started.wait(10)
-        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score,
+        return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score,
                            executed_notebook=nbformat.writes(executed))
 
     real_render = rendering.render_bounded
@@ -195,7 +195,7 @@ def test_a_notebook_changed_after_it_was_handed_over_is_rendered_again(
     def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, *,
               on_executed: Any = None, **kw: Any) -> GradeReport:
         on_executed(nbformat.reads(_executed(1), as_version=4))
-        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score,
+        return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score,
                            executed_notebook=_executed(4))
 
     monkeypatch.setattr(grading, "grade_notebook", grade)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from grader import RunStatus
+from grader import Outcome
 from grader.outcome import classify_run
 from grader.report import GradeReport
 from grader.results import RunnerResult
@@ -24,7 +24,7 @@ def _stub(monkeypatch: pytest.MonkeyPatch, outcomes: list[Any]) -> list[int]:
     def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
         outcome = outcomes[min(len(calls), len(outcomes) - 1)]
         calls.append(1)
-        return GradeReport(exercise.id, outcome.status, [], exercise.max_score,
+        return GradeReport(exercise.id, outcome.outcome, [], exercise.max_score,
                            reason=outcome.reason)
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
@@ -40,13 +40,13 @@ def _attempt(app: Any, run_id: int) -> str:
 def test_a_runner_flooded_by_the_kernel_is_stored_not_retried(app, submit, monkeypatch):
     flooded = classify_run(ended(), ended(exit_code=-9, signal=9, oom_killed=True), PARTIAL,
                            None, 4, 600.0)
-    assert flooded.status is RunStatus.OUT_OF_MEMORY
+    assert flooded.outcome is Outcome.OUT_OF_MEMORY
     calls = _stub(monkeypatch, [flooded])
     submission_id = submit(tiny_notebook("flood"), via=app).get_json()["id"]
     run_id = only_run(app, submission_id)["id"]
     assert _attempt(app, run_id) == "graded"
     run = only_run(app, submission_id)
-    assert (run["status"], run["run_status"], run["attempts"]) == ("graded", "out_of_memory", 1)
+    assert (run["state"], run["outcome"], run["attempts"]) == ("graded", "out_of_memory", 1)
     assert "cell 5" in run["reason"]
     assert len(calls) == 1
 
@@ -56,7 +56,7 @@ def test_a_sandbox_error_that_repeats_is_final(app, submit, monkeypatch):
     broken = classify_run(ended(), ended(exit_code=1), RunnerResult.model_validate(
         {"version": 2, "status": "runner_error", "cells": [],
          "error": {"ename": "KeyError", "evalue": "'execution_state'"}}), None, 4, 600.0)
-    assert broken.status is RunStatus.SANDBOX_ERROR and broken.reason is not None
+    assert broken.outcome is Outcome.SANDBOX_ERROR and broken.reason is not None
     assert "cell 5" in broken.reason.en
     calls = _stub(monkeypatch, [broken])
     submission_id = submit(tiny_notebook("repeat"), via=app).get_json()["id"]
@@ -64,14 +64,14 @@ def test_a_sandbox_error_that_repeats_is_final(app, submit, monkeypatch):
     assert _attempt(app, run_id) == "queued"  # once may be the machine's
     assert _attempt(app, run_id) == "failed"  # the same again: final
     run = only_run(app, submission_id)
-    assert (run["status"], run["attempts"]) == ("failed", 2)
+    assert (run["state"], run["attempts"]) == ("failed", 2)
     assert len(calls) == 2
 
 
 def test_sandbox_errors_that_differ_are_retried_up_to_max_attempts(app, submit, monkeypatch):
     busy = [classify_run(ended(sandbox_error=f"sandbox did not start: try {n}"), None, None,
                          None, None, 600.0) for n in range(3)]
-    assert {o.status for o in busy} == {RunStatus.SANDBOX_ERROR}
+    assert {o.outcome for o in busy} == {Outcome.SANDBOX_ERROR}
     calls = _stub(monkeypatch, busy)
     submission_id = submit(tiny_notebook("busy"), via=app).get_json()["id"]
     run_id = only_run(app, submission_id)["id"]
@@ -90,7 +90,7 @@ def test_a_report_holding_nul_characters_is_stored(app, submit, monkeypatch):
         said = Text(ja="ValueError: a\x00b", en="ValueError: a\x00b")
         item = ItemResult("conv1", Text(ja="c", en="c"), 0.0, 6.0, ItemStatus.ERROR, [said],
                           details={"evalue": "a\x00b"})
-        return GradeReport(exercise.id, RunStatus.GRADED, [item], exercise.max_score,
+        return GradeReport(exercise.id, Outcome.GRADED, [item], exercise.max_score,
                            diagnostics={"log_tail": "x\x00y"})
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
@@ -98,7 +98,7 @@ def test_a_report_holding_nul_characters_is_stored(app, submit, monkeypatch):
     run_id = only_run(app, submission_id)["id"]
     assert _attempt(app, run_id) == "graded"
     run = only_run(app, submission_id)
-    assert (run["status"], run["attempts"]) == ("graded", 1)
+    assert (run["state"], run["attempts"]) == ("graded", 1)
 
 
 def test_a_report_holding_half_a_surrogate_pair_is_stored(app, submit, monkeypatch):
@@ -113,7 +113,7 @@ def test_a_report_holding_half_a_surrogate_pair_is_stored(app, submit, monkeypat
         said = Text(ja="ValueError: a\udc00b", en="ValueError: a\ud800b")
         item = ItemResult("conv1", Text(ja="c", en="c"), 0.0, 6.0, ItemStatus.ERROR, [said],
                           details={"evalue": "a\udc00b"})
-        return GradeReport(exercise.id, RunStatus.GRADED, [item], exercise.max_score,
+        return GradeReport(exercise.id, Outcome.GRADED, [item], exercise.max_score,
                            diagnostics={"dropped_messages": {"\udc00 not used": 1},
                                         "log_tail": "x\ud800"})
 
@@ -122,4 +122,4 @@ def test_a_report_holding_half_a_surrogate_pair_is_stored(app, submit, monkeypat
     run_id = only_run(app, submission_id)["id"]
     assert _attempt(app, run_id) == "graded"
     run = only_run(app, submission_id)
-    assert (run["status"], run["attempts"]) == ("graded", 1)
+    assert (run["state"], run["attempts"]) == ("graded", 1)

@@ -16,7 +16,7 @@ from service import create_app
 from service.extensions import db
 from service.models import GradingRun, Worker
 from service.queue.heartbeats import beat
-from service.states import RunState, RunStatus, WorkerKind
+from service.states import Outcome, RunState, WorkerKind
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 #: The revision before the run's columns were named ``state`` and ``outcome``.
@@ -59,9 +59,9 @@ def test_the_rename_migration_keeps_the_runs_both_ways(database_url, tmp_path):
             assert "ix_grading_runs_state" in indexes and "ix_grading_runs_status" not in indexes
             runs = db.session.scalars(select(GradingRun).order_by(GradingRun.id)).all()
             assert [(run.state, run.outcome) for run in runs] == [
-                (RunState.GRADED, RunStatus.TIMEOUT), (RunState.QUEUED, None)]
+                (RunState.GRADED, Outcome.TIMEOUT), (RunState.QUEUED, None)]
             assert all(type(run.state) is RunState for run in runs)
-            assert type(runs[0].outcome) is RunStatus
+            assert type(runs[0].outcome) is Outcome
             db.session.remove()
 
             downgrade(revision=BEFORE)

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from grader import Progress, RunStatus
+from grader import Outcome, Progress
 from grader.report import GradeReport
 from service.extensions import sessions_of
 from service.queue import claims, grading
@@ -37,7 +37,7 @@ WOKEN_WITHIN = 15.0
 @pytest.fixture
 def graded_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     def grade(data: bytes, exercise: Any, config: Any, sandbox: Any, **kw: Any) -> GradeReport:
-        return GradeReport(exercise.id, RunStatus.GRADED, [], exercise.max_score)
+        return GradeReport(exercise.id, Outcome.GRADED, [], exercise.max_score)
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
 
@@ -85,7 +85,7 @@ def test_an_idle_worker_thread_takes_a_new_run_at_once(app, submit, graded_at_on
 
     submission_id = submit(tiny_notebook("woken")).get_json()["id"]
 
-    run = wait_for(lambda: (r := only_run(app, submission_id))["status"] == "graded" and r,
+    run = wait_for(lambda: (r := only_run(app, submission_id))["state"] == "graded" and r,
                    timeout=WOKEN_WITHIN, what="the idle worker to take the run",
                    describe=lambda: f"{only_run(app, submission_id)}, looks {looks}")
     assert run["attempts"] == 1 and run["worker"].startswith("embedded:")
@@ -127,7 +127,7 @@ def test_a_worker_process_is_woken_by_notify(app, submit, processes):
 
     submission_id = submit(tiny_notebook("notified")).get_json()["id"]
 
-    run = wait_for(lambda: (r := only_run(app, submission_id))["status"] == "graded" and r,
+    run = wait_for(lambda: (r := only_run(app, submission_id))["state"] == "graded" and r,
                    timeout=WOKEN_WITHIN, what="the idle worker process to take the run",
                    describe=lambda: f"{only_run(app, submission_id)}\n{processes.logs()}")
     assert run["attempts"] == 1 and run["worker"].startswith("embedded:")

@@ -46,10 +46,10 @@ def test_a_worker_grades_in_a_warm_kit_and_leaves_none_behind(make_app, submit,
 
     def finished() -> dict | None:
         run = only_run(app, submission_id)
-        return run if run["status"] not in ("queued", "running") else None
+        return run if run["state"] not in ("queued", "running") else None
 
     run = wait_for(finished, timeout=180, what="the submission to be graded")
-    assert run["status"] == "graded" and run["score"] == 36, run
+    assert run["state"] == "graded" and run["score"] == 36, run
     timings = in_session(app, lambda s: s.get(GradingRun, run["id"]).report["timings"])
     assert timings["kit_age"] > 0 and timings["wait"] > 0, timings  # graded in the warm kit
     assert ready.closed and pool.closers.wait() and not ready.rundir.exists()  # used once, destroyed

@@ -49,8 +49,8 @@ def wait_until_grading(app, submission_id: int, processes: Processes) -> dict:
 
     def grading() -> dict | None:
         run = only_run(app, submission_id)
-        assert run["status"] in ("queued", "running"), (run, processes.logs())
-        return run if run["status"] == "running" and run["progress"] else None
+        assert run["state"] in ("queued", "running"), (run, processes.logs())
+        return run if run["state"] == "running" and run["progress"] else None
 
     return wait_for(grading, timeout=90, what="a worker to be grading",
                     describe=processes.logs)
@@ -59,14 +59,14 @@ def wait_until_grading(app, submission_id: int, processes: Processes) -> dict:
 def wait_until_finished(app, submission_id: int, processes: Processes) -> dict:
     def finished() -> dict | None:
         run = only_run(app, submission_id)
-        return run if run["status"] in ("graded", "failed") else None
+        return run if run["state"] in ("graded", "failed") else None
 
     return wait_for(finished, timeout=150, what="the run to finish", interval=0.5,
                     describe=lambda: f"{only_run(app, submission_id)}\n{processes.logs()}")
 
 
 def assert_graded_once(app, run: dict, attempts: int) -> None:
-    assert run["status"] == "graded" and run["run_status"] == "graded", run
+    assert run["state"] == "graded" and run["outcome"] == "graded", run
     assert (run["score"], run["max_score"], run["attempts"]) == (36, 100, attempts), run
     items = item_scores(app, run["id"])
     assert [i["position"] for i in items] == list(range(11))
@@ -102,7 +102,7 @@ def test_a_worker_killed_mid_grading_is_replaced_and_the_run_graded_once(
 
     assert first.returncode == -signal.SIGKILL
     orphan = only_run(app, submission_id)
-    assert (orphan["status"], orphan["worker"], orphan["attempts"]) == (
+    assert (orphan["state"], orphan["worker"], orphan["attempts"]) == (
         "running", running["worker"], 1)
 
     processes.start("worker-2", argv, service_env(app))
@@ -121,7 +121,7 @@ def test_a_celery_worker_grades_a_submission(make_app, submit, short_notebook, r
 
     submission_id = submit(short_notebook, via=app).get_json()["id"]
     sent = only_run(app, submission_id)
-    assert sent["status"] == "queued" and sent["task_id"] and sent["dispatched_at"], sent
+    assert sent["state"] == "queued" and sent["task_id"] and sent["dispatched_at"], sent
     assert redis.Redis.from_url(redis_broker).llen("cpu") == 1  # on this test's broker (no GPU asked)
     celery_worker(app)
     run = wait_until_finished(app, submission_id, processes)

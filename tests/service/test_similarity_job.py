@@ -21,7 +21,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from grader import RunStatus
+from grader import Outcome
 from grader.config import PROJECT_ROOT
 from grader.data.evaluation import evaluation_labels
 from grader.fingerprints import ModelFingerprint
@@ -63,7 +63,7 @@ def graded(monkeypatch: pytest.MonkeyPatch) -> Grades:
         score, model = answers.get(hashlib.sha256(data).hexdigest(), (50.0, None))
         item = ItemResult("all", Text("all", "all"), score, exercise.max_score,
                           ItemStatus.PARTIAL)
-        return GradeReport(exercise.id, RunStatus.GRADED, [item], exercise.max_score,
+        return GradeReport(exercise.id, Outcome.GRADED, [item], exercise.max_score,
                            fingerprint=model)
 
     monkeypatch.setattr(grading, "grade_notebook", grade)
@@ -327,7 +327,7 @@ def test_an_embedded_worker_takes_a_queued_similarity_run_after_the_grading_runs
     run = wait_for(done, timeout=60, what="the worker to finish the similarity run")
     assert run.id == run_id and run.worker is not None and run.worker.startswith("embedded:")
     grading_run = only_run(app, seeder.submissions["own"])
-    assert grading_run["status"] == "graded"
+    assert grading_run["state"] == "graded"
     assert grading_run["started_at"] <= run.started_at  # grading first
     # the run compared the copy graded just before it: the worker alive, the CLI follows it
     found, stderr = run_json(app)

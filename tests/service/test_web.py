@@ -23,7 +23,7 @@ from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
 from grader.config import PROJECT_ROOT
-from grader.report import GradeReport, ItemResult, ItemStatus, RunStatus
+from grader.report import GradeReport, ItemResult, ItemStatus, Outcome
 from grader.spec import Text
 from service.blobs import FolderBlobStore
 from service.domain.roster import import_roster
@@ -97,16 +97,16 @@ def stored_files(app: Flask) -> list[Path]:
     return [p for p in Path(app.config["UPLOAD_DIR"]).rglob("*") if p.is_file()]
 
 
-def make_submission(app: Flask, student_id: str = "s001", *, status: str = "queued",
+def make_submission(app: Flask, student_id: str = "s001", *, state: str = "queued",
                     **run_fields: object) -> int:
-    """A submission of the solution with one run in ``status``; returns the submission id."""
+    """A submission of the solution with one run in ``state``; returns the submission id."""
     with app.app_context():
         student = db.session.execute(
             select(Student).where(Student.student_id == student_id)).scalar_one()
         sha = FolderBlobStore(app.config["UPLOAD_DIR"]).put(SOLUTION.read_bytes())
         submission = Submission(student=student, exercise=EXERCISE, filename="hw.ipynb",
                                 notebook_sha256=sha, size=SOLUTION.stat().st_size)
-        run = GradingRun(submission=submission, state=status, **run_fields)
+        run = GradingRun(submission=submission, state=state, **run_fields)
         db.session.add_all([submission, run])
         db.session.commit()
         return submission.id
@@ -115,7 +115,7 @@ def make_submission(app: Flask, student_id: str = "s001", *, status: str = "queu
 def graded_report() -> GradeReport:
     return GradeReport(
         exercise=EXERCISE,
-        status=RunStatus.GRADED,
+        outcome=Outcome.GRADED,
         max_score=32.0,
         items=[
             ItemResult(
@@ -155,7 +155,7 @@ def store_report(app: Flask, submission_id: int, report: GradeReport,
     """Write a finished run the way ``service.queue.grading`` does."""
     with app.app_context():
         run = db.session.get(Submission, submission_id).latest_run
-        run.state, run.outcome = "graded", report.status
+        run.state, run.outcome = "graded", report.outcome
         run.reason = report.reason.en if report.reason else None
         run.score, run.max_score = report.score, report.max_score
         run.measured_accuracy, run.claimed_accuracy = (report.measured_accuracy,
@@ -357,7 +357,7 @@ def test_status_json_follows_the_run(app: Flask, client: FlaskClient):
     queued = client.get(f"/submissions/{second}/status.json")
     assert queued.status_code == 200 and queued.headers["Cache-Control"] == "no-store"
     body = queued.get_json()
-    assert (body["id"], body["status"], body["queue_position"]) == (second, "queued", 2)
+    assert (body["id"], body["state"], body["queue_position"]) == (second, "queued", 2)
     with app.app_context():
         run = db.session.get(Submission, first).latest_run
         run.state, run.started_at = "running", utcnow()
@@ -365,7 +365,7 @@ def test_status_json_follows_the_run(app: Flask, client: FlaskClient):
                         "text": "epoch 3, accuracy: 0.9712"}
         db.session.commit()
     running = client.get(f"/submissions/{first}/status.json").get_json()
-    assert running["status"] == "running" and running["progress"]["position"] == 23
+    assert running["state"] == "running" and running["progress"]["position"] == 23
     assert client.get(f"/submissions/{second}/status.json").get_json()["queue_position"] == 1
 
     page = text_of(client.get(f"/submissions/{first}"))
@@ -404,7 +404,7 @@ def test_feedback_page_shows_score_items_shapes_accuracy_and_notebook(app: Flask
 
 def test_a_run_stopped_by_a_timeout_says_why(app: Flask, client: FlaskClient):
     report = graded_report()
-    report.status = RunStatus.TIMEOUT
+    report.outcome = Outcome.TIMEOUT
     report.reason = Text(ja="セルの制限時間を超えました（セル 40）。",
                          en="A cell ran past its time limit (cell 40).")
     submission_id = make_submission(app)
@@ -420,7 +420,7 @@ def test_a_run_stopped_by_a_timeout_says_why(app: Flask, client: FlaskClient):
 def test_a_failed_run_shows_the_reason_and_that_nothing_is_lost(app: Flask,
                                                                  client: FlaskClient):
     submission_id = make_submission(
-        app, status="failed", reason="the worker running it stopped 3 times (crash or kill)")
+        app, state="failed", reason="the worker running it stopped 3 times (crash or kill)")
     page = text_of(client.get(f"/submissions/{submission_id}"))
     assert "Grading could not be completed" in page
     assert "Your notebook is stored: nothing is lost." in page
