@@ -48,7 +48,8 @@ DOCKER_MODULES = frozenset({"tests/test_docker.py", "tests/test_docker_parity.py
 #: The modules whose tests import TensorFlow into the pytest process (the ``tensorflow``
 #: fixture): under the workers they run in one process, which imports it once (5 s of CPU and
 #: about 1 GiB each time). Every test using the fixture must be in one of them.
-TENSORFLOW_MODULES = frozenset({"tests/test_cleanroom.py", "tests/test_keras_answers.py"})
+TENSORFLOW_MODULES = frozenset({"tests/test_cleanroom.py", "tests/test_keras_answers.py",
+                                "tests/test_exercise_chap07.py"})
 
 
 def worker_scope(nodeid: str) -> str:
