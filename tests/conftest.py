@@ -45,18 +45,32 @@ settings.register_profile("unit", max_examples=20)
 DOCKER_MODULES = frozenset({"tests/test_docker.py", "tests/test_docker_parity.py", "tests/test_cpus.py",
                             "tests/test_compose.py", "tests/test_docker_cpu_loans.py"})
 
+#: The modules whose tests import TensorFlow into the pytest process (the ``tensorflow``
+#: fixture): under the workers they run in one process, which imports it once (5 s of CPU and
+#: about 1 GiB each time). Every test using the fixture must be in one of them.
+TENSORFLOW_MODULES = frozenset({"tests/test_cleanroom.py", "tests/test_keras_answers.py",
+                                "tests/test_exercise_chap07.py"})
+
+
+def worker_scope(nodeid: str) -> str:
+    """The unit of tests one worker takes whole: the test's module, or ``docker`` for the
+    :data:`DOCKER_MODULES`, ``tensorflow`` for the :data:`TENSORFLOW_MODULES`."""
+    module = nodeid.split("::", 1)[0]
+    if module in DOCKER_MODULES:
+        return "docker"
+    return "tensorflow" if module in TENSORFLOW_MODULES else module
+
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """``make test``'s workers (pytest-xdist ``-n``) take whole modules, so a module's fixtures
-    (a service, a cgroup parent) are made once and its tests keep their order, and the Docker
-    modules as one unit. (``--dist loadgroup`` would do it with markers, but pytest-xdist 3.8
+    (a service, a cgroup parent) are made once and its tests keep their order, the Docker
+    modules as one unit and the TensorFlow modules as another. (``--dist loadgroup`` would do it with markers, but pytest-xdist 3.8
     cannot mark pytest 9.2's node ids: pytest-dev/pytest-xdist#1386.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "docker" if module in DOCKER_MODULES else module
+            return worker_scope(nodeid)
 
     return ModuleScheduling(config, log)  # type: ignore[arg-type]
 
@@ -88,12 +102,19 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A Docker or compose test outside :data:`DOCKER_MODULES` would race the others for the
-    daemon under ``make test``'s workers: refused at collection."""
+    daemon under ``make test``'s workers, and a test importing TensorFlow outside
+    :data:`TENSORFLOW_MODULES` would import it in a second process: refused at collection."""
     stray = sorted({item.nodeid.split("::", 1)[0] for item in items
                     if (item.get_closest_marker("docker") or item.get_closest_marker("compose"))
                     and item.nodeid.split("::", 1)[0] not in DOCKER_MODULES})
     if stray:
         raise pytest.UsageError(f"Docker tests outside tests/conftest.py's DOCKER_MODULES: {stray}")
+    stray = sorted({item.nodeid.split("::", 1)[0] for item in items
+                    if "tensorflow" in getattr(item, "fixturenames", ())
+                    and item.nodeid.split("::", 1)[0] not in TENSORFLOW_MODULES})
+    if stray:
+        raise pytest.UsageError(
+            f"tests using the tensorflow fixture outside tests/conftest.py's TENSORFLOW_MODULES: {stray}")
 
 
 # --- TensorFlow ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import copy
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -95,10 +96,11 @@ def test_chap07_is_made_by_assign_from_its_annotated_source(tmp_path, chap07: Ex
     assert "4 x 12,810 = 51,240" in (made / "exercise.toml").read_text(encoding="utf-8")
 
 
-def test_max_parameters_is_four_times_the_reference_model(chap07: Exercise):
+def test_max_parameters_is_four_times_the_reference_model(chap07: Exercise, tensorflow: Any):
     """``max_parameters`` (in ``[accuracy]`` and in the structure item) is 4 x the parameters
     of the reference's exported model, counted from its architecture as the clean room does:
-    rebuilding the reference changes the count, and this test says the number must follow."""
+    rebuilding the reference changes the count, and this test says the number must follow.
+    Keras (TensorFlow) is imported by the ``tensorflow`` fixture, outside the test's capture."""
     pytest.importorskip("keras")
     if str(CLEANROOM) not in sys.path:
         sys.path.insert(0, str(CLEANROOM))

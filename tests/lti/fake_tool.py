@@ -7,7 +7,6 @@ real tool's work, tested against the platform elsewhere.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any
@@ -19,6 +18,7 @@ from werkzeug.wrappers import Request, Response
 from tests.lti.claims import DROP
 from tests.lti.keys import JwksServer, KeyPair
 from tests.lti.oauth import ToolRegistration
+from tests.lti.serving import serve_in_thread
 
 CLIENT_ID = "grader-client"
 DEPLOYMENT = "deployment-1"
@@ -73,8 +73,7 @@ class FakeTool:
 
     def __enter__(self) -> FakeTool:
         self.jwks.__enter__()
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                         daemon=True).start()
+        serve_in_thread(self._server, name="lti-fake-tool")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,7 +6,6 @@ a test that plays the tool makes one too and serves it with :class:`JwksServer`.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.lti.serving import serve_in_thread
 
 #: The one signature algorithm LTI 1.3 requires of everyone; nothing else is accepted.
 ALGORITHM = "RS256"
@@ -133,8 +134,7 @@ class JwksServer:
 
     def __enter__(self) -> Self:
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                         daemon=True).start()
+        serve_in_thread(self._server, name="lti-jwks")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

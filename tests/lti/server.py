@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.lti.keys import Refused
 from tests.lti.pages import message_page
+from tests.lti.serving import serve_in_thread
 
 #: ``handler(endpoint, request, arguments of the URL)``
 Handler = Callable[[str, Request, Mapping[str, Any]], Response]
@@ -75,8 +76,7 @@ class Server:
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True,
                                    request_handler=_OneRequestPerConnection)
         self.port = self._server.server_port
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                         daemon=True, name=f"lti-platform-{self.port}").start()
+        serve_in_thread(self._server, name=f"lti-platform-{self.port}")
 
     def stop(self) -> None:
         """Close the port (connections are refused until :meth:`start`)."""

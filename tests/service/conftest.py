@@ -28,6 +28,7 @@ from service.domain.roster import import_roster
 from service.extensions import db
 from tests.migrated import apps_only, create_postgres, filler, forget
 from tests.servers import sqlalchemy_url
+from tests.service.compiled_templates import CompiledTemplates
 from tests.service.service_support import (
     CELERY_APP,
     TEST_PASSWORD_HASH,
@@ -94,15 +95,24 @@ def app_config() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture(scope="session")
+def compiled_templates() -> CompiledTemplates:
+    """The service's pages compiled once for every app of the process
+    (``tests/service/compiled_templates.py``)."""
+    return CompiledTemplates()
+
+
 @pytest.fixture
 def make_app(database_url: str, tmp_path: Path, app_config: dict[str, Any],
-             request: pytest.FixtureRequest) -> Iterator[AppFactory]:
+             request: pytest.FixtureRequest, compiled_templates: CompiledTemplates
+             ) -> Iterator[AppFactory]:
     """``make_app(**config)``: the service on this test's database, schema migrated: the one
     app factory of the service's tests. Every
     app made shares the database and the upload directory (like the service and its workers).
     The first app on the test's database, still empty, finds it a copy of the session's
     migrated one (``tests/migrated.py``); on a database holding something (the test migrated
-    it itself), or on another, the app runs the migrations."""
+    it itself), or on another, the app runs the migrations. The apps of every test share
+    their compiled templates (``compiled_templates``)."""
     made: list[Flask] = []
     fill = filler(request, database_url)
 
@@ -124,6 +134,7 @@ def make_app(database_url: str, tmp_path: Path, app_config: dict[str, Any],
         }
         copied = config["SQLALCHEMY_DATABASE_URI"] == database_url and fill()
         app = create_app(config)
+        app.jinja_env.bytecode_cache = compiled_templates
         if not copied:
             with app.app_context():
                 upgrade()

@@ -12,7 +12,6 @@ forged, stale, replayed or misdirected launch is a 4xx page naming what was wron
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -46,6 +45,7 @@ from tests.lti import (
     claims,
     follow_forms,
 )
+from tests.lti.serving import serve_in_thread
 from tests.service.service_support import add_queued_runs, in_session
 
 CNN = ResourceLink("rl-cnn", "CNN", {"exercise": "chap06_cnn"})
@@ -62,9 +62,7 @@ class _Quiet(WSGIRequestHandler):
 def tool(app: Flask) -> Iterator[str]:
     """The service served on a free port of 127.0.0.1: its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-    # shutdown() waits for the loop's next poll: 0.5 s by default, after every test
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
+    serve_in_thread(server, name="lti-tool-service")
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:

@@ -50,6 +50,7 @@ from service.queue import grading
 from service.queue.embedded import EmbeddedWorkers
 from service.queue.lti_sender import PassbackSender
 from tests.lti import LineItem, Platform, Role, ToolRegistration, User
+from tests.lti.serving import serve_in_thread
 from tests.service.service_support import (
     EXERCISE,
     STUB_CELERY_APP,
@@ -176,8 +177,7 @@ def make_world(make_app: Callable[..., Flask], tokens: dict[str, str],
     def build(**config: Any) -> World:
         app = make_app(WTF_CSRF_ENABLED=False, **config)
         server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+        thread = serve_in_thread(server, name="lti-passback-service")
         base = f"http://127.0.0.1:{server.server_port}"
         app.config["PUBLIC_URL"] = base
         lms = Platform()
@@ -455,7 +455,7 @@ def test_no_line_item_url_finds_or_makes_one_by_resource_id(make_app, tokens, gr
     item whose resourceId is the exercise, made at the first send, and its URL is kept."""
     app = make_app()
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server, name="lti-passback-service")
     base = f"http://127.0.0.1:{server.server_port}"
     try:
         with Platform() as lms:

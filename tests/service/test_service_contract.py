@@ -11,13 +11,13 @@ it takes tens of seconds and finds the same things every time.
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from tests.lti.serving import serve_in_thread
 from tests.service.service_support import VENV_BIN, bearer, tiny_notebook, upload
 
 #: Examples per operation and phase: enough to reach every branch the schema describes.
@@ -40,8 +40,7 @@ def live_url(make_app) -> Iterator[str]:
     own); no worker runs: the contract is the web side's."""
     app = make_app(RATE_LIMIT_COUNT=10**6, TOKEN_ATTEMPTS=10**6, DUPLICATE_WINDOW=0)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    thread = serve_in_thread(server, name="contract-service")
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
