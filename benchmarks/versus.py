@@ -369,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--exercise", default="chap06_cnn")
     parser.add_argument("--runs", type=int, default=5, help="P2 rounds")
-    parser.add_argument("--p1-runs", type=int, default=3, help="P1 rounds")
+    parser.add_argument("--p1-runs", type=int, default=3,
+                        help="P1 rounds (0: none, P3 still runs)")
     parser.add_argument("--skip-p1", action="store_true", help="P2 and the phases only")
     parser.add_argument("--settle", type=float, default=15.0,
                         help="seconds the idle service is left alone before each warm run")
@@ -410,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             p1: list[Side] = []
             if not args.skip_p1:
                 solution = nbformat.read(solution_path(exercise), as_version=4)
+            if not args.skip_p1 and args.p1_runs > 0:
                 hand_path = folder / "solution_by_hand.ipynb"
                 hand_path.write_text(nbformat.writes(by_hand(solution, exercise, config)))
                 p1 = [Side("nbconvert", nbconvert(hand_path, folder)),
