@@ -253,7 +253,7 @@ def test_a_lone_runs_sandbox_borrows_the_idle_slot_until_a_second_run_leases_it(
                    LEND_IDLE_CPUS=True)
     with GradingHost(app, spare_renderer=False) as host:
         if not host.settings.lend_cpus:
-            pytest.skip("loans are for the bubblewrap backend; GRADER_SANDBOX names another")
+            pytest.skip("loans are for the bwrap and docker backends; GRADER_SANDBOX names another")
         with host.seat("a") as seat, seat.pin("ex") as first:
             loan = first.sandbox.cpu_loan  # type: ignore[attr-defined]
             assert loan is not None and first.sandbox.cpu_set == first.cpus  # type: ignore[attr-defined]
