@@ -470,8 +470,10 @@ def test_no_line_item_url_finds_or_makes_one_by_resource_id(make_app, tokens, gr
             made = wait_for(lambda: list(lms.gradebook.line_items.values()), 20, "a line item")
             assert made[0].resource_id == EXERCISE and made[0].score_maximum == 100.0
             lms.wait_for_result(made[0].url, "lms-alice", given=50.0)
-            kept = in_session(app, lambda s: s.execute(select(LtiLineItem.lineitem_url))
-                              .scalar_one())
+            # the sender records the platform's answer (and the URL) after the reply, which the
+            # platform has stored before it sends: wait for that commit, not just the score
+            kept = wait_for(lambda: in_session(app, lambda s: s.execute(
+                select(LtiLineItem.lineitem_url)).scalar_one()), 10, "the line item's URL kept")
             assert kept == made[0].url
             for sender in world.senders:
                 sender.stop()
