@@ -69,6 +69,7 @@ from grader.reference import solution_path  # noqa: E402
 from grader.sandbox.cpus import usable_cpus  # noqa: E402
 from grader.sanitize import sanitize_notebook  # noqa: E402
 from grader.spec import Exercise  # noqa: E402
+from grader.tensorflow_env import TENSORFLOW_ENV  # noqa: E402
 
 BIN = Path(sys.executable).parent
 GOAL_P1_RATIO = 0.96
@@ -157,10 +158,12 @@ def timed(argv: list[str], what: str, env: dict[str, str] | None = None,
     return seconds
 
 
-def nbconvert(path: Path, out: Path) -> Callable[[], float]:
+def nbconvert(path: Path, out: Path, env: dict[str, str] | None = None) -> Callable[[], float]:
+    """``env``: set for the kernel besides :func:`quiet_env` (``--hand-tf-env``)."""
     argv = [str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
             "--output-dir", str(out), "--output", "executed", str(path)]
-    return lambda: timed(argv, f"nbconvert of {path.name}", cwd=out)
+    return lambda: timed(argv, f"nbconvert of {path.name}", cwd=out,
+                         env={**quiet_env(), **(env or {})})
 
 
 def grader_cli(path: Path, exercise: str) -> Callable[[], float]:
@@ -381,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
                              "1 by default; 'all': as nbconvert has)")
     parser.add_argument("--lend", action=argparse.BooleanOptionalAction, default=True,
                         help="the service's LEND_IDLE_CPUS (on by default, as the service)")
+    parser.add_argument("--hand-tf-env", action="store_true",
+                        help="P1 also runs nbconvert with the grader's TensorFlow settings "
+                             "(grader/tensorflow_env.py: oneDNN on) and shows that ratio too, "
+                             "without a goal: how much of P1 is the settings, not the service")
     parser.add_argument("--json", type=Path, default=Path("var/bench/versus.json"))
     parser.add_argument("--throughput-json", type=Path,
                         default=Path("var/bench/throughput.json"))
@@ -416,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
                 hand_path.write_text(nbformat.writes(by_hand(solution, exercise, config)))
                 p1 = [Side("nbconvert", nbconvert(hand_path, folder)),
                       Side("warm", running.grade(solution, "p1"))]
+                if args.hand_tf_env:
+                    p1.append(Side("nbconvert, grader's TF settings",
+                                   nbconvert(hand_path, folder, dict(TENSORFLOW_ENV))))
                 interleave(p1, args.p1_runs, "P1")
             p3: list[Side] = []
             if not args.skip_p1 and args.p3_runs > 0:
@@ -429,13 +439,18 @@ def main(argv: list[str] | None = None) -> int:
           f"rounds\n")
     print(f"{'figure':<44}{'grader':>9}{'nbconvert':>11}{'result':>10}{'goal':>10}  ")
     if p1:
-        nb1, warm1 = (s.median for s in p1)
+        nb1, warm1 = (s.median for s in p1[:2])
         ratio = warm1 / nb1
         results["p1"] = {s.name: s.seconds for s in p1}
         results["p1_ratio"] = ratio
         print(f"{f'P1 reference, warm service ({args.p1_runs} rounds)':<44}{warm1:>9.2f}"
               f"{nb1:>11.2f}{ratio:>9.2f}x{f'<= {GOAL_P1_RATIO}x':>10}  "
               f"{verdict(ratio <= GOAL_P1_RATIO)}")
+        if len(p1) > 2:
+            same = p1[2].median
+            results["p1_ratio_same_tf_env"] = warm1 / same
+            print(f"{'P1, nbconvert with the TF settings too':<44}{warm1:>9.2f}{same:>11.2f}"
+                  f"{warm1 / same:>9.2f}x{'(none)':>10}")
     if p3:
         both = p3[0].median
         results["p3"] = {"two at once": p3[0].seconds}

@@ -65,6 +65,7 @@ from grader.sandbox.base import (
 )
 from grader.sandbox.runs import LineRelay, wait_within
 from grader.spec import Exercise, Item
+from grader.tensorflow_env import TENSORFLOW_ENV
 
 CLEANROOM_DIR = Path(__file__).resolve().parent / "cleanroom"
 CLEANROOM_TARGET = "/opt/grader/cleanroom"
@@ -136,8 +137,7 @@ def cleanroom_request(workdir: Path, limits: Limits = LIMITS) -> SandboxRequest:
         workdir=workdir,
         workdir_target=WORK_TARGET,
         mounts=[Mount(CLEANROOM_DIR, CLEANROOM_TARGET)],
-        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1",
-             "OMP_NUM_THREADS": "2"},
+        env={**TENSORFLOW_ENV, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "2"},
         limits=limits,
         user=SandboxUser.GRADER,
     )

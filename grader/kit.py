@@ -51,6 +51,7 @@ from grader.sandbox.loan_records import Wall
 from grader.sandbox.runs import LineRelay
 from grader.sandbox.staging import create_run_dir
 from grader.spec import Exercise
+from grader.tensorflow_env import TENSORFLOW_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -354,10 +355,10 @@ def kernel_env() -> dict[str, str]:
         "IPYTHONDIR": "/tmp/ipython",
         "MPLCONFIGDIR": "/tmp/matplotlib",
         "MPLBACKEND": "Agg",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         "KERAS_HOME": "/tmp/keras",
+        **TENSORFLOW_ENV,
     }
 
 
