@@ -11,7 +11,11 @@ turns round by round (interleaved: a machine that slows down slows every side al
   has it), and the rewrites the grader makes too (``grader/sanitize.py``: the course's
   ``%%writefile /root/userspace/...`` written beside the notebook). Goal, with the service's
   default settings (one CPU slot per run, ``LEND_IDLE_CPUS`` on: a lone run borrows the idle
-  slots' cores): ratio <= 0.96 (the cells alone run at 0.956 of nbconvert's time).
+  slots' cores): ratio <= 0.96 (the cells alone run at 0.956 of nbconvert's time). The
+  grader's sandboxes run TensorFlow with oneDNN's kernels (``grader/tensorflow_env.py``), which
+  TensorFlow leaves off by itself on AVX2 CPUs; nbconvert runs with TensorFlow's defaults, as a
+  student's would. ``--hand-tf-env`` adds a third side, nbconvert with the grader's settings,
+  whose ratio (no goal) is the service's own cost.
 - P2: a one-cell notebook (``print(1)``): upload to verdict through the service (warm) and
   ``grader grade`` (cold, a process of its own), each minus nbconvert's time for the same
   notebook. Goals: <= 0.3 s warm, <= 1.5 s cold.
