@@ -814,3 +814,23 @@ def test_the_parameter_budget_is_a_small_multiple_of_the_references_count(exerci
         for node in graphs.variable_nodes(graph_def))
     assert count == 33_582  # the issue's figure: 5x5x1x20 + 5x5x20x50 + 800x10, biases, shape
     assert exercise.accuracy.max_parameters == PARAMETER_FACTOR * count
+
+
+@pytest.mark.parametrize("internal", ["_MklNativeConv2D", "_MklConv2D", "_FusedConv2D"])
+def test_onednn_and_fused_internal_ops_written_into_an_export_are_refused(internal: str) -> None:
+    """The clean room runs TensorFlow with oneDNN on (grader/tensorflow_env.py): TensorFlow
+    rewrites the checked graph into its internal oneDNN and fused ops itself. A student who
+    writes such an op into the export (to reach a kernel the allow-list never judged, with
+    attributes of their choosing) is refused by name, before anything runs."""
+    def net(x):
+        w = tf.constant(np.ones((3, 3, 1, 2), np.float32))
+        return tf.nn.relu(tf.nn.conv2d(x, w, [1, 1, 1, 1], "VALID"))
+
+    export = graph_export(net)
+    graph_def = graphs.parse_graph(export["graph_def"])
+    conv = next(node for node in graph_def.node if node.op == "Conv2D")
+    conv.op = internal
+    export["graph_def"] = base64.b64encode(graph_def.SerializeToString()).decode()
+    with pytest.raises(graphs.GraphRefused) as refused:
+        checked(export)
+    assert refused.value.code == "op_not_allowed" and internal in refused.value.ops
