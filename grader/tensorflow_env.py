@@ -5,7 +5,7 @@ clean room (``docs/sandbox.md``, "TensorFlow's settings").
 - ``TF_ENABLE_ONEDNN_OPTS=1``: TensorFlow's oneDNN kernels for convolutions, pooling and matrix
   products. TensorFlow turns them on by itself only on CPUs with AVX-512 or AMX; on the AVX2
   machines here (AMD EPYC) it leaves them off, and turned on they train the lecture's CNN about
-  1.4 times as fast and run the clean room's predictions about 1.8 times as fast (figures in
+  1.6 times as fast and run the clean room's predictions about 1.8 times as fast (figures in
   docs/sandbox.md). Results differ from the plain kernels only in round-off (another order of
   summation), well inside every comparator's tolerance; the reference solutions still earn full
   marks (``grader dry-run``).
